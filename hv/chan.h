@@ -1,0 +1,69 @@
+/*
+ * A QMP channel: one connected unix stream socket on the event loop that
+ * frames incoming JSON lines and queues outgoing bytes, with file
+ * descriptors travelling both ways as SCM_RIGHTS.
+ *
+ * Used by the per-VM monitor (broker <-> QEMU) and by every client
+ * connection of the daemon (client <-> broker), so both get the same
+ * bounded buffers, fd accounting and teardown rules.
+ *
+ * Teardown: the owner calls chan_free() exactly once, from anywhere,
+ * including inside one of this channel's own callbacks; the memory is
+ * released when the callback returns and no further callback is made.
+ * When the peer goes away (EOF, error, overflow) ops->closed is called
+ * once; the owner then calls chan_free().
+ */
+#ifndef HV_CHAN_H
+#define HV_CHAN_H
+
+#include <stddef.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "proto/qmp_msg.h"
+
+#define CHAN_MAX_FDS	16	/* fds accepted with one message */
+
+struct chan;
+
+struct chan_ops {
+	/* One framed message. fds received since the previous message are
+	   handed over with it: the callee owns them (close what it keeps
+	   no use for). msg is borrowed. */
+	void	(*msg)(struct chan *, json_t *msg, int *fds, size_t nfds,
+		    void *arg);
+	/* One line that was not a JSON object; the stream goes on.
+	   May be NULL: such lines are then dropped. */
+	void	(*bad)(struct chan *, const struct qmp_error *, void *arg);
+	/* The stream is over: EOF, I/O error, or a message past the limit.
+	   Called at most once. */
+	void	(*closed)(struct chan *, const char *why, void *arg);
+	/* The output queue fell to empty after having held data. May be
+	   NULL. */
+	void	(*drained)(struct chan *, void *arg);
+};
+
+struct chan_opts {
+	size_t	max_msg;	/* longest incoming line; 0: QMP_FRAMER_DEFAULT_MAX */
+	size_t	max_fds;	/* fds per message; 0: CHAN_MAX_FDS */
+};
+
+/* Takes ownership of fd (made non-blocking here). */
+struct chan	*chan_new(struct event_base *, int fd, const struct chan_opts *,
+		    const struct chan_ops *, void *arg);
+void		 chan_free(struct chan *);
+
+/* Queue bytes; fds (if any) are dup'd and go out with the first byte of
+   this chunk in one sendmsg. Returns -1 if the channel is closed. */
+int		 chan_send(struct chan *, const void *, size_t,
+		    const int *fds, size_t nfds);
+/* Serialise (compact, CRLF-terminated) and queue. */
+int		 chan_send_json(struct chan *, const json_t *);
+
+size_t		 chan_outq(const struct chan *);	/* bytes queued */
+int		 chan_fd(const struct chan *);
+void		 chan_pause_read(struct chan *, int paused);
+/* Stop reading, flush what is queued, then report closed. */
+void		 chan_shutdown(struct chan *);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * The per-VM QMP monitor: one connection to one QEMU monitor socket, kept
+ * on the event loop and never blocking it.
+ *
+ * Life: connecting -> negotiating (greeting, qmp_capabilities,
+ * query-commands) -> ready; any EOF, error or command timeout drops to
+ * disconnected, completes every pending command with an error exactly
+ * once, and reconnects with capped exponential backoff. Every state change
+ * is reported to the owner.
+ *
+ * Commands carry ids the monitor makes; replies are matched by id, events
+ * go to the owner's event callback in arrival order, also while commands
+ * are in flight.
+ */
+#ifndef HV_MON_H
+#define HV_MON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "proto/qmp_msg.h"
+
+enum mon_state {
+	MON_CONNECTING,
+	MON_NEGOTIATING,
+	MON_READY,
+	MON_DISCONNECTED,
+};
+const char	*mon_state_name(enum mon_state);
+
+struct mon;
+
+struct mon_ops {
+	/* State changed. why says what happened when leaving READY or
+	   failing a connect (NULL otherwise). */
+	void	(*state)(struct mon *, enum mon_state, const char *why,
+		    void *arg);
+	/* One QEMU event; borrowed. */
+	void	(*event)(struct mon *, json_t *event, void *arg);
+};
+
+struct mon_opts {
+	size_t	max_msg;		/* 0: QMP_FRAMER_DEFAULT_MAX */
+	int	cmd_timeout_ms;		/* 0: 30000 */
+	int	backoff_min_ms;		/* 0: 100 */
+	int	backoff_max_ms;		/* 0: 10000 */
+	bool	no_reconnect;		/* one connection only (tools, tests) */
+};
+
+/* Completion: exactly one call per mon_execute(). On success err is NULL
+   and ret is the "return" value (borrowed); on failure ret is NULL and
+   err holds QEMU's class/desc or the monitor's own (GenericError for
+   disconnects and timeouts, CommandNotFound for commands QEMU lacks). */
+typedef void mon_reply_fn(struct mon *, json_t *ret,
+		    const struct qmp_error *err, void *arg);
+
+struct mon	*mon_new(struct event_base *, const char *socket_path,
+		    const struct mon_opts *, const struct mon_ops *, void *arg);
+/* Completes every pending command with an error first (callbacks run
+   inside this call); the owner's ops are not called after it returns. */
+void		 mon_free(struct mon *);
+
+/* Queue a command. args is stolen (may be NULL). fds are dup'd and sent
+   with the command's bytes in one sendmsg, so getfd/add-fd find them.
+   The callback is never made from inside this call: local failures (not
+   ready, unknown command) are delivered from the loop. */
+void		 mon_execute(struct mon *, const char *cmd, json_t *args,
+		    const int *fds, size_t nfds, mon_reply_fn *, void *arg);
+
+enum mon_state	 mon_state(const struct mon *);
+const char	*mon_path(const struct mon *);
+/* Valid once a greeting arrived (kept across disconnects). */
+const struct qmp_version *mon_version(const struct mon *);
+/* Known after negotiation; false while not ready. */
+bool		 mon_has_command(const struct mon *, const char *);
+size_t		 mon_command_count(const struct mon *);
+size_t		 mon_pending(const struct mon *);
+
+#endif
