@@ -36,6 +36,11 @@ void	req_error(struct req *, const char *cls, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	req_error_qmp(struct req *, const struct qmp_error *);
 
+/* Unpacks args (NULL counts as {}) with json_unpack_ex(JSON_STRICT, fmt):
+   unknown members are refused. On failure finishes the request with a
+   GenericError naming the problem and returns -1. */
+int	req_unpack(struct req *, json_t *args, const char *fmt, ...);
+
 /* fds that came with the request (CMD_FDS commands only). take moves them
    out: the caller then owns them; fds left at finish time are closed. */
 size_t	req_nfds(const struct req *);

@@ -1,0 +1,47 @@
+/*
+ * Daemon configuration: one struct, filled from defaults, then the config
+ * file, then command-line flags (flags win). Every option is both.
+ */
+#ifndef BROKER_CONF_H
+#define BROKER_CONF_H
+
+#include <stddef.h>
+
+#define CONF_MAX_ROOTS	16
+#define CONF_MAX_IDS	64
+
+struct conf {
+	char	*config_path;
+	char	*control_path;		/* --control */
+	char	*run_dir;		/* --run-dir: shared sockets in DIR/vm/ */
+	char	*state_dir;		/* --state-dir: registry, journals */
+	char	*vm_dir;		/* --vm-dir: watched *.qmp sockets */
+	char	*pid_file;
+	int	 foreground;
+	int	 log_level;		/* syslog LOG_* */
+	int	 socket_gid;		/* -1: unchanged */
+	int	 allow_uids[CONF_MAX_IDS];
+	size_t	 n_allow_uids;
+	int	 allow_gids[CONF_MAX_IDS];
+	size_t	 n_allow_gids;
+
+	size_t	 max_msg;		/* per message, both directions */
+	size_t	 client_queue_max;	/* bytes of events queued per client */
+	int	 reply_stall_ms;	/* replies unread this long: disconnect */
+	size_t	 max_clients;
+	int	 cmd_timeout_ms;
+
+	/* hotplug */
+	char	*image_roots[CONF_MAX_ROOTS];	/* --image-root, repeatable */
+	size_t	 n_image_roots;
+	int	 unplug_timeout_ms;	/* default 10000 */
+
+	/* jobs */
+	char	*libvirt_uri;		/* default test:///default */
+	int	 workers;		/* default 4 */
+	int	 job_keep_s;		/* finished jobs kept, default 600 */
+};
+
+extern struct conf conf;
+
+#endif
