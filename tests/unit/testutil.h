@@ -1,0 +1,74 @@
+/*
+ * Helpers shared by the unit tests that run real things: fake-qemu as a
+ * child process, open-fd accounting, and running the event loop until a
+ * condition holds (with a deadline that only guards against deadlocks;
+ * no test asserts on time).
+ */
+#ifndef TESTUTIL_H
+#define TESTUTIL_H
+
+#include <sys/types.h>
+
+#include <event2/event.h>
+
+#define TU_DEADLINE_MS	20000	/* a hang, never a speed check */
+
+/* fake-qemu (or any server) serving a unix socket in a private temp dir */
+struct tu_fake {
+	pid_t	pid;
+	char	dir[64];
+	char	sock[108];
+	char	faults[128];	/* empty: none */
+	char	machine[8];
+};
+
+/* Path of a program built next to the tests: $QB_BUILDDIR/NAME, else
+   relative to this test binary (BUILDDIR/tests/unit/test_x). */
+const char	*tu_build_path(const char *name);
+
+/* Starts fake-qemu with the given fault script text (NULL: none) and
+   waits until its socket listens. 0 or -1 (message on stderr). */
+int		 tu_fake_start(struct tu_fake *, const char *faults);
+/* Kills the process (SIGKILL, as a crash) and reaps it; keeps the dir. */
+void		 tu_fake_kill(struct tu_fake *);
+/* Starts it again on the same socket and fault file. */
+int		 tu_fake_restart(struct tu_fake *);
+/* Terminates, reaps, removes socket, fault file and dir. */
+void		 tu_fake_stop(struct tu_fake *);
+/* Waits until something listens on path (parses /proc/net/unix). */
+int		 tu_wait_listening(const char *path, pid_t pid);
+
+/* Number of open fds of this process. */
+int		 tu_fd_count(void);
+
+/* Running the loop under a deadline guard. */
+struct tu_guard {
+	struct event	*tick;
+	unsigned long long end;
+	struct event_base *base;
+};
+void		 tu_guard_init(struct tu_guard *, struct event_base *, int ms);
+int		 tu_guard_step(struct tu_guard *);	/* -1: deadline */
+void		 tu_guard_done(struct tu_guard *);
+
+/* Run the loop while 'expr' is false; ok set to 0 on deadline. */
+#define TU_WAIT_FOR(base, ms, expr, ok) do {				\
+	struct tu_guard g_;						\
+	tu_guard_init(&g_, (base), (ms));				\
+	(ok) = 1;							\
+	while (!(expr)) {						\
+		if (tu_guard_step(&g_) == -1) {				\
+			(ok) = 0;					\
+			break;						\
+		}							\
+	}								\
+	tu_guard_done(&g_);						\
+} while (0)
+
+/* Let the loop run its ready work a few times (no waiting). */
+void		 tu_spin(struct event_base *, int rounds);
+
+/* Monotonic milliseconds. */
+unsigned long long tu_now_ms(void);
+
+#endif
