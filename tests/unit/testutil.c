@@ -124,12 +124,53 @@ tu_wait_listening(const char *path, pid_t pid)
 	return 0;
 }
 
+pid_t
+tu_spawn_server(const char *const argv[], const char *sock)
+{
+	pid_t	pid;
+	int	rc;
+
+	rc = posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv,
+	    environ);
+	if (rc != 0) {
+		fprintf(stderr, "spawn %s: %s\n", argv[0], strerror(rc));
+		return -1;
+	}
+	if (tu_wait_listening(sock, pid) == -1) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+			;
+		return -1;
+	}
+	return pid;
+}
+
+int
+tu_reap(pid_t pid, int ms)
+{
+	unsigned long long	end = tu_now_ms() + (unsigned long long)ms;
+	struct timespec		ts = { 0, 5 * 1000 * 1000 };
+	int			status;
+
+	for (;;) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		if (tu_now_ms() > end)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+		;
+	return -1;
+}
+
 static int
 tu_fake_spawn(struct tu_fake *f)
 {
 	const char	*argv[10];
 	const char	*bin = tu_build_path("fake-qemu");
-	int		 argc = 0, rc;
+	int		 argc = 0;
 
 	argv[argc++] = bin;
 	argv[argc++] = "--socket";
@@ -144,18 +185,8 @@ tu_fake_spawn(struct tu_fake *f)
 	}
 	argv[argc] = NULL;
 	unlink(f->sock);
-	rc = posix_spawn(&f->pid, bin, NULL, NULL, (char *const *)argv,
-	    environ);
-	if (rc != 0) {
-		fprintf(stderr, "spawn %s: %s\n", bin, strerror(rc));
-		f->pid = -1;
-		return -1;
-	}
-	if (tu_wait_listening(f->sock, f->pid) == -1) {
-		tu_fake_kill(f);
-		return -1;
-	}
-	return 0;
+	f->pid = tu_spawn_server(argv, f->sock);
+	return f->pid == -1 ? -1 : 0;
 }
 
 int
@@ -204,19 +235,9 @@ tu_fake_restart(struct tu_fake *f)
 void
 tu_fake_stop(struct tu_fake *f)
 {
-	unsigned long long	end;
-	struct timespec		ts = { 0, 5 * 1000 * 1000 };
-
 	if (f->pid > 0) {
 		kill(f->pid, SIGTERM);
-		end = tu_now_ms() + TU_DEADLINE_MS;
-		while (waitpid(f->pid, NULL, WNOHANG) == 0) {
-			if (tu_now_ms() > end) {
-				tu_fake_kill(f);
-				break;
-			}
-			nanosleep(&ts, NULL);
-		}
+		tu_reap(f->pid, TU_DEADLINE_MS);
 		f->pid = -1;
 	}
 	if (f->faults[0] != '\0')
@@ -264,4 +285,111 @@ tu_spin(struct event_base *base, int rounds)
 {
 	while (rounds-- > 0)
 		event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+/* ---- monitor recorder ---- */
+
+static int	tu_in_execute;
+static int	tu_seq;
+
+static void
+tu_on_state(struct mon *m, enum mon_state st, const char *why, void *arg)
+{
+	struct tu_mon	*tm = arg;
+
+	if (tm->nstates < TU_MAX_STATES) {
+		tm->states[tm->nstates] = st;
+		snprintf(tm->whys[tm->nstates], sizeof tm->whys[0], "%s",
+		    why != NULL ? why : "");
+		tm->nstates++;
+	}
+	tm->count[st]++;
+}
+
+static void
+tu_on_event(struct mon *m, json_t *ev, void *arg)
+{
+	struct tu_mon	*tm = arg;
+
+	json_array_append(tm->events, ev);
+	if (tm->free_on_event) {
+		mon_free(tm->m);
+		tm->m = NULL;
+	}
+}
+
+const struct mon_ops tu_mon_ops = {
+	.state = tu_on_state,
+	.event = tu_on_event,
+};
+
+void
+tu_mon_open(struct tu_mon *tm, struct event_base *base, const char *path,
+    const struct mon_opts *opts)
+{
+	memset(tm, 0, sizeof *tm);
+	tm->base = base;
+	tm->events = json_array();
+	tm->m = mon_new(base, path, opts, &tu_mon_ops, tm);
+}
+
+void
+tu_mon_close(struct tu_mon *tm)
+{
+	if (tm->m != NULL)
+		mon_free(tm->m);
+	tm->m = NULL;
+	json_decref(tm->events);
+	tm->events = NULL;
+}
+
+const char *
+tu_last_why(const struct tu_mon *tm, enum mon_state st)
+{
+	int	i;
+
+	for (i = tm->nstates - 1; i >= 0; i--)
+		if (tm->states[i] == st)
+			return tm->whys[i];
+	return "";
+}
+
+static void
+tu_on_reply(struct mon *m, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	struct tu_reply	*r = arg;
+
+	r->ncalls++;
+	if (tu_in_execute)
+		r->inside = 1;
+	r->order = ++tu_seq;
+	if (err != NULL) {
+		r->failed = 1;
+		r->err = *err;
+	} else {
+		json_decref(r->ret);
+		r->ret = json_incref(ret);
+	}
+	if (r->free_mon && r->tm != NULL && r->tm->m != NULL) {
+		r->tm->m = NULL;
+		mon_free(m);
+	}
+}
+
+void
+tu_exec(struct tu_mon *tm, struct tu_reply *r, const char *cmd, json_t *args,
+    const int *fds, size_t nfds)
+{
+	r->tm = tm;
+	tu_in_execute = 1;
+	mon_execute(tm->m, cmd, args, fds, nfds, tu_on_reply, r);
+	tu_in_execute = 0;
+}
+
+void
+tu_reply_clear(struct tu_reply *r)
+{
+	json_decref(r->ret);
+	memset(r, 0, sizeof *r);
 }

@@ -10,6 +10,9 @@
 #include <sys/types.h>
 
 #include <event2/event.h>
+#include <jansson.h>
+
+#include "hv/mon.h"
 
 #define TU_DEADLINE_MS	20000	/* a hang, never a speed check */
 
@@ -37,6 +40,13 @@ int		 tu_fake_restart(struct tu_fake *);
 void		 tu_fake_stop(struct tu_fake *);
 /* Waits until something listens on path (parses /proc/net/unix). */
 int		 tu_wait_listening(const char *path, pid_t pid);
+
+/* Spawns argv (argv[0] a path) and waits until it listens on sock.
+   Returns the pid or -1. */
+pid_t		 tu_spawn_server(const char *const argv[], const char *sock);
+/* Waits up to ms for pid to exit (then SIGKILLs it). Returns the wait
+   status, or -1 if it had to be killed. */
+int		 tu_reap(pid_t, int ms);
 
 /* Number of open fds of this process. */
 int		 tu_fd_count(void);
@@ -67,6 +77,45 @@ void		 tu_guard_done(struct tu_guard *);
 
 /* Let the loop run its ready work a few times (no waiting). */
 void		 tu_spin(struct event_base *, int rounds);
+
+/* ---- monitor recorder: states, events and replies as they come ---- */
+#define TU_MAX_STATES	256
+
+struct tu_mon {
+	struct event_base	*base;
+	struct mon		*m;
+	int			 nstates;
+	enum mon_state		 states[TU_MAX_STATES];
+	char			 whys[TU_MAX_STATES][256];
+	int			 count[4];	/* per state */
+	json_t			*events;	/* array, in arrival order */
+	int			 free_on_event;	/* mon_free from the callback */
+};
+
+struct tu_reply {
+	int			 ncalls;	/* must end at exactly 1 */
+	int			 inside;	/* called from inside mon_execute */
+	int			 order;		/* completion sequence number */
+	json_t			*ret;		/* ref held */
+	struct qmp_error	 err;
+	int			 failed;
+	struct tu_mon		*tm;
+	int			 free_mon;	/* mon_free from the callback */
+};
+
+extern const struct mon_ops tu_mon_ops;
+
+/* mon_new with the recorder; opts may be NULL. */
+void		 tu_mon_open(struct tu_mon *, struct event_base *,
+		    const char *path, const struct mon_opts *);
+/* mon_free (if still there) and drop what was recorded. */
+void		 tu_mon_close(struct tu_mon *);
+/* mon_execute, checking that the reply never comes from inside it. */
+void		 tu_exec(struct tu_mon *, struct tu_reply *, const char *cmd,
+		    json_t *args, const int *fds, size_t nfds);
+void		 tu_reply_clear(struct tu_reply *);
+/* Last state-change reason recorded for state st ("" if none). */
+const char	*tu_last_why(const struct tu_mon *, enum mon_state);
 
 /* Monotonic milliseconds. */
 unsigned long long tu_now_ms(void);
