@@ -164,7 +164,7 @@ raw_accept(struct raw *r)
 	r->len = 0;
 }
 
-static void
+static void __attribute__((format(printf, 2, 3)))
 raw_send(struct raw *r, const char *fmt, ...)
 {
 	char	buf[4096];
