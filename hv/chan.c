@@ -39,7 +39,8 @@
 #include "hv/chan.h"
 #include "proto/qmp_framer.h"
 
-#define CHAN_READ_MIN		16384	/* room asked of the framer per read */
+#define CHAN_READ_MIN		4096	/* room asked of the framer per read */
+#define CHAN_READ_MAX		262144	/* ... growing while reads fill it */
 #define CHAN_READ_ROUNDS	4	/* reads per wakeup: fairness */
 #define CHAN_IOV		64	/* extents per sendmsg */
 #define CHAN_SCM_MAX		253	/* the kernel's SCM_MAX_FD */
@@ -65,6 +66,7 @@ struct chan {
 
 	struct qmp_framer	 fr;
 	uint64_t		 rtotal;	/* bytes read so far */
+	size_t			 rsize;		/* room asked per read */
 
 	/* fds received, not yet handed over; tag = stream offset of the
 	   last byte of the read that brought them */
@@ -129,6 +131,7 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	c->ops = ops;
 	c->arg = arg;
 	c->max_fds = max_fds;
+	c->rsize = CHAN_READ_MIN;
 	c->marks_tail = &c->marks;
 	qmp_framer_init(&c->fr, max_msg);
 	c->rfds = calloc(max_fds, sizeof *c->rfds);
@@ -341,7 +344,7 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (chan_deliver(c) == -1)
 		goto out;
 	for (round = 0; round < CHAN_READ_ROUNDS; round++) {
-		p = qmp_framer_reserve(&c->fr, CHAN_READ_MIN, &avail);
+		p = qmp_framer_reserve(&c->fr, c->rsize, &avail);
 		if (p == NULL) {
 			json_t			*j;
 			struct qmp_error	 e;
@@ -382,8 +385,21 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 		c->rtotal += (uint64_t)n;
 		if (chan_deliver(c) == -1)
 			goto out;
-		if ((size_t)n < avail)
-			break;	/* drained the socket: skip the EAGAIN read */
+		if ((size_t)n == avail) {
+			/* a busy peer: read more at a time */
+			if (c->rsize < CHAN_READ_MAX)
+				c->rsize *= 2;
+			continue;
+		}
+		/* The socket is drained (skip the EAGAIN read). A burst may
+		   have grown the buffer: an idle channel keeps only a small
+		   one, which matters at thousands of channels. */
+		if (qmp_framer_pending(&c->fr) == 0 &&
+		    c->fr.cap > 2 * CHAN_READ_MIN) {
+			qmp_framer_free(&c->fr);
+			c->rsize = CHAN_READ_MIN;
+		}
+		break;
 	}
 out:
 	chan_leave(c);

@@ -590,6 +590,44 @@ test_send_json(void **state)
 	t_close(&t);
 }
 
+/* A line far bigger than one read, written as fast as the socket takes
+   it: the buffer grows, the line arrives whole, then more lines. */
+static void
+test_big_message(void **state)
+{
+	struct t	 t;
+	size_t		 len = 1u << 20, off = 0;
+	char		*buf;
+	ssize_t		 n;
+	struct tu_guard	 g;
+	json_t		*v;
+
+	t_open(&t, NULL);
+	buf = malloc(len + 32);
+	assert_non_null(buf);
+	memcpy(buf, "{\"blob\": \"", 10);
+	memset(buf + 10, 'q', len);
+	memcpy(buf + 10 + len, "\"}\n{\"n\": 2}\n", 13);
+	len += 23;
+	assert_int_equal(fcntl(t.peer, F_SETFL, O_NONBLOCK), 0);
+	tu_guard_init(&g, t.base, TU_DEADLINE_MS);
+	while (off < len) {
+		n = write(t.peer, buf + off, len - off);
+		if (n > 0)
+			off += (size_t)n;
+		else if (tu_guard_step(&g) == -1)
+			break;
+	}
+	tu_guard_done(&g);
+	assert_int_equal(off, len);
+	WAIT(&t, t.nmsg == 2);
+	v = json_object_get(t.msgs[0], "blob");
+	assert_int_equal(json_string_length(v), 1u << 20);
+	assert_int_equal(member_int(t.msgs[1], "n"), 2);
+	free(buf);
+	t_close(&t);
+}
+
 int
 main(void)
 {
@@ -608,6 +646,7 @@ main(void)
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_pause),
 		cmocka_unit_test(test_send_json),
+		cmocka_unit_test(test_big_message),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
