@@ -121,8 +121,8 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	if (max_fds > CHAN_SCM_MAX)
 		max_fds = CHAN_SCM_MAX;
 
-	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+	if ((fl = fcntl(fd, F_GETFL)) == -1 || (!(fl & O_NONBLOCK) &&
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1))
 		return NULL;
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		return NULL;
