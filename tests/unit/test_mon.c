@@ -325,6 +325,57 @@ test_raw_out_of_order(void **state)
 	raw_stop(&r);
 }
 
+/* What goes on the wire: a JSON object per line with the name, the
+   arguments unchanged (escapes, UTF-8, big ones) and an integer id. */
+static void
+test_raw_wire_format(void **state)
+{
+	struct raw	 r;
+	struct tu_mon	 tm;
+	struct tu_reply	 rep[3];
+	json_t		*args[3], *j;
+	char		*big;
+	int		 i;
+
+	raw_start(&r);
+	raw_open(&r, &tm);
+	raw_negotiate(&r, &tm);
+	reply_init(rep, 3);
+	big = malloc(20000);
+	assert_non_null(big);
+	memset(big, 'w', 19999);
+	big[19999] = '\0';
+	args[0] = NULL;
+	args[1] = json_pack("{s:s, s:i, s:[b, n]}", "s",
+	    "quote\" back\\ \xc3\xbcml\xc3\xa4ut \n", "n", -5, "a", 1);
+	args[2] = json_pack("{s:s}", "big", big);
+	free(big);
+	for (i = 0; i < 3; i++)
+		tu_exec(&tm, &rep[i], "query-status",
+		    args[i] != NULL ? json_incref(args[i]) : NULL, NULL, 0);
+	for (i = 0; i < 3; i++) {
+		j = raw_next(&r);
+		assert_string_equal(json_string_value(json_object_get(j,
+		    "execute")), "query-status");
+		assert_true(json_is_integer(json_object_get(j, "id")));
+		if (args[i] == NULL)
+			assert_null(json_object_get(j, "arguments"));
+		else
+			assert_true(json_equal(json_object_get(j, "arguments"),
+			    args[i]));
+		assert_int_equal(json_object_size(j), args[i] ? 3 : 2);
+		raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n",
+		    (long long)json_integer_value(json_object_get(j, "id")));
+		json_decref(j);
+		json_decref(args[i]);
+	}
+	WAIT(r.base, all_done(rep, 3));
+	assert_once(rep, 3);
+	reply_clear(rep, 3);
+	tu_mon_close(&tm);
+	raw_stop(&r);
+}
+
 /* A reply nobody asked for, or one without an id: the stream cannot be
    trusted; the connection drops and the command in flight fails once. */
 static void
@@ -1091,6 +1142,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_raw_out_of_order),
+		cmocka_unit_test(test_raw_wire_format),
 		cmocka_unit_test(test_raw_unknown_id),
 		cmocka_unit_test(test_raw_no_id),
 		cmocka_unit_test(test_raw_event_before_greeting),
