@@ -46,7 +46,7 @@ class Failed(Exception):
 class Qmp:
     """A minimal QMP client: replies by id, events kept in arrival order."""
 
-    def __init__(self, path, deadline):
+    def __init__(self, path, deadline, proc):
         self.sock = None
         while True:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -56,6 +56,9 @@ class Qmp:
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 s.close()
+                if proc.poll() is not None:
+                    raise Failed("QEMU exited (%d) before its QMP socket "
+                                 "accepted" % proc.returncode)
                 if time.monotonic() > deadline:
                     raise Failed("no QMP socket at %s" % path)
                 time.sleep(0.05)
@@ -234,7 +237,7 @@ def run_machine(tmp, guest, machine):
     serial = Serial(log)
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
-        qmp = Qmp(qmp_path, deadline)
+        qmp = Qmp(qmp_path, deadline, proc)
         i, _ = serial.wait(r"^GUEST-READY$", 0, BOOT_TIMEOUT, proc)
         report(True, "%s: guest boots to GUEST-READY" % name)
         pos = i + 1
