@@ -106,4 +106,57 @@ def test_pid_file_and_mode():
 		env.finish()
 
 
-qb.main([test_vm_dir, test_sigterm_pending, test_pid_file_and_mode])
+def write(path, text):
+	with open(path + ".new", "w") as f:
+		f.write(text)
+	os.rename(path + ".new", path)
+
+
+def test_config_and_sighup():
+	"""VMs and options from the config file; SIGHUP re-reads it; a
+	broken config on SIGHUP keeps the daemon running on the old one."""
+	with Env("hup", daemon=False) as env:
+		h = env.h
+		f1, f2 = h.fake("c1"), h.fake("c2")
+		cfg = h.path("qmpbrokerd.conf")
+		write(cfg, "# test config\n"
+		    "vm c1=%s\n"
+		    "client-queue-max 256K\n"
+		    "log-level debug\n" % f1.path)
+		env.d = h.daemon(config=cfg)
+		env.d.baseline()
+		c = env.d.client()
+		check(names(c) == ["c1"], "VMs from the config: %r" % names(c))
+		qb.wait_vm_state(c, "c1", "ready")
+		write(cfg, "vm c1=%s\nvm c2=%s\n" % (f1.path, f2.path))
+		env.d.signal(signal.SIGHUP)
+		qb.wait_for(lambda: names(c) == ["c1", "c2"],
+		    "c2 after SIGHUP (VMs %r)" % names(c))
+		qb.wait_vm_state(c, "c2", "ready")
+		write(cfg, "no-such-option 1\nvm !!bad\n")
+		env.d.signal(signal.SIGHUP)
+		# Still serving, same VMs, and c2 still answers.
+		check(c.cmd("vm-execute", {"vm": "c2",
+		    "command": "query-status"})["status"], "c2 after bad HUP")
+		check(names(c) == ["c1", "c2"], "VMs after a bad config: %r" %
+		    names(c))
+		check(env.d.alive(), "daemon died on a bad config")
+		env.finish()
+
+
+def test_bad_flags():
+	"""Bad flags and config stop the start with a message, exit != 0."""
+	with Env("flags", daemon=False) as env:
+		cfg = env.h.path("bad.conf")
+		write(cfg, "client-queue-max lots\n")
+		for args in (["--no-such-flag"], ["--log-level", "loud"],
+		    ["--config", cfg], ["--config", env.h.path("missing")]):
+			d = qb.Daemon(env.h, args=args, wait=False,
+			    tag="f%d" % env.h.next_seq())
+			rc = d.wait()
+			check(rc != 0 and d.output().strip(), "%r: exit %d, %r"
+			    % (args, rc, d.output()))
+
+
+qb.main([test_vm_dir, test_sigterm_pending, test_pid_file_and_mode,
+    test_config_and_sighup, test_bad_flags])
