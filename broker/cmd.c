@@ -33,12 +33,14 @@ struct req {
 extern const struct cmd_entry cmd_base_table[];
 extern const struct cmd_entry cmd_vm_table[];
 extern const struct cmd_entry cmd_sub_table[];
+extern const struct cmd_entry cmd_job_table[];
 /* @cmd-table-decls@ */
 
 static const struct cmd_entry *const cmd_tables[] = {
 	cmd_base_table,
 	cmd_vm_table,
 	cmd_sub_table,
+	cmd_job_table,
 	/* @cmd-tables@ */
 	NULL
 };

@@ -40,6 +40,8 @@ struct vm {
 	unsigned		 calls;		/* vm_execute in flight */
 	int			 removed;
 	int			 dispatching;
+	int			 was_ready;
+	int			 said_down;
 	char			 name[];
 };
 
@@ -519,10 +521,17 @@ vm_mon_state(struct mon *mon, enum mon_state st, const char *why, void *arg)
 	struct vm	*vm = arg;
 	json_t		*data;
 
-	if (why != NULL)
+	/* Leaving ready is news; the n-th failed reconnect is not. */
+	if (why != NULL && (vm->was_ready || !vm->said_down))
 		log_info("vm %s: %s (%s)", vm->name, mon_state_name(st), why);
 	else
-		log_debug("vm %s: %s", vm->name, mon_state_name(st));
+		log_debug("vm %s: %s%s%s", vm->name, mon_state_name(st),
+		    why != NULL ? ": " : "", why != NULL ? why : "");
+	if (st == MON_DISCONNECTED)
+		vm->said_down = 1;
+	vm->was_ready = st == MON_READY;
+	if (st == MON_READY)
+		vm->said_down = 0;
 	if (vm->share != NULL) {
 		/* A client waiting for its greeting waits through
 		   connecting and negotiating. */
