@@ -13,8 +13,9 @@ from jobsh import Broker, SRCDIR, GUARD, check, fd_count, run
 tmp = tempfile.mkdtemp(prefix="qb-runner-")
 os.makedirs(tmp + "/images")
 IMG = tmp + "/images/disk.raw"
-with open(IMG, "wb") as f:
-    f.truncate(1 << 20)
+for n in ("disk.raw", "a.raw", "b.raw", "c.raw"):
+    with open(tmp + "/images/" + n, "wb") as f:
+        f.truncate(1 << 20)
 MODE = tmp + "/mode"
 PIDS = tmp + "/pids"
 TOOL = os.path.join(SRCDIR, "tests/integration/fake-tool")
@@ -179,17 +180,18 @@ def shutdown_in_flight():
         c = b2.client()
         open(PIDS, "w").close()
         ids = []
-        for m in ("sleep", "stubborn", "sleep"):
+        # One job per image at a time: three images.
+        for m, img in (("sleep", "a"), ("stubborn", "b"), ("sleep", "c")):
             mode(m)
-            ids.append(c.ok("image-attach", {"path": IMG,
-                                             "mode": "loop"})["job"])
+            ids.append(c.ok("image-attach", {
+                "path": tmp + "/images/%s.raw" % img, "mode": "loop"})["job"])
+            end = time.monotonic() + GUARD
+            while len(tool_pids()) < len(ids):
+                check(time.monotonic() < end, "child never started")
+                time.sleep(0.02)
         # a libvirt job in flight too
         ids.append(c.ok("query-domains") and
                    c.ok("domain-start", {"domain": "test"})["job"])
-        end = time.monotonic() + GUARD
-        while len(tool_pids()) < 3:
-            check(time.monotonic() < end, "children never started")
-            time.sleep(0.02)
         pids = tool_pids()
         b2.proc.send_signal(signal.SIGTERM)
         ends = {}
