@@ -1,0 +1,275 @@
+/*
+ * Incremental QMP stream framer.
+ *
+ * The buffer holds [off, len) unconsumed bytes; the first 'scan' of them
+ * are known to hold no LF, so bytes that arrive one at a time are searched
+ * once, not once per arrival. Consuming a line only moves 'off'; the bytes
+ * are moved down (memmove) only when the tail has no room for the next read
+ * and moving avoids a reallocation, so each byte is moved at most once
+ * while it waits for its LF. The buffer grows geometrically but never past
+ * the limit plus one read: a peer cannot make us hold a line longer than
+ * max (plus its CR).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/qmp_framer.h"
+
+/* The first allocation: a QMP reply to query-status fits many times over,
+   and most monitors never need more. */
+#define QMP_FRAMER_INITIAL	4096
+
+/* Reset keeps a buffer this small for the next connection. */
+#define QMP_FRAMER_KEEP		65536
+
+void
+qmp_framer_init(struct qmp_framer *f, size_t max)
+{
+	memset(f, 0, sizeof *f);
+	f->max = max != 0 ? max : QMP_FRAMER_DEFAULT_MAX;
+}
+
+void
+qmp_framer_free(struct qmp_framer *f)
+{
+	free(f->buf);
+	f->buf = NULL;
+	f->off = f->len = f->cap = f->scan = 0;
+	f->broken = 0;
+}
+
+void
+qmp_framer_reset(struct qmp_framer *f)
+{
+	/* One huge message must not pin its memory across reconnects. */
+	if (f->cap > QMP_FRAMER_KEEP) {
+		free(f->buf);
+		f->buf = NULL;
+		f->cap = 0;
+	}
+	f->off = f->len = f->scan = 0;
+	f->broken = 0;
+}
+
+size_t
+qmp_framer_pending(const struct qmp_framer *f)
+{
+	return (f->len - f->off);
+}
+
+/*
+ * Can a line whose first 'n' bytes (no LF among them) still end within
+ * the limit? Only if it fits, or if it is max bytes plus the CR of a CRLF.
+ */
+static int
+qmp_framer_over(const struct qmp_framer *f, size_t n)
+{
+	if (n <= f->max)
+		return (0);
+	if (n == f->max + 1 && f->buf[f->off + f->max] == '\r')
+		return (0);
+	return (1);
+}
+
+/* Extend 'scan' over the bytes not searched yet. Returns 1 if an LF ends
+   the first line, 0 if all buffered bytes are one partial line. */
+static int
+qmp_framer_scan(struct qmp_framer *f)
+{
+	char	*start = f->buf + f->off, *lf;
+	size_t	 n = f->len - f->off;
+
+	lf = memchr(start + f->scan, '\n', n - f->scan);
+	if (lf == NULL) {
+		f->scan = n;
+		return (0);
+	}
+	f->scan = lf - start;
+	return (1);
+}
+
+char *
+qmp_framer_reserve(struct qmp_framer *f, size_t min, size_t *avail)
+{
+	size_t	 pending, want, ncap, hard;
+	char	*nbuf;
+
+	if (avail != NULL)
+		*avail = 0;
+	if (f->broken)
+		return (NULL);
+	if (f->off == f->len)
+		f->off = f->len = f->scan = 0;
+	if (f->buf != NULL) {
+		qmp_framer_scan(f);
+		if (qmp_framer_over(f, f->scan))
+			return (NULL);
+	}
+	if (min == 0)
+		min = 1;
+
+	if (f->cap - f->len < min) {
+		pending = f->len - f->off;
+		if (min > SIZE_MAX - pending)
+			return (NULL);
+		want = pending + min;
+		if (f->off != 0 && want <= f->cap) {
+			memmove(f->buf, f->buf + f->off, pending);
+			f->off = 0;
+			f->len = pending;
+		} else {
+			/*
+			 * Double, but stop at what one line plus one read can
+			 * need: beyond it the stream is broken anyway.
+			 */
+			hard = f->max + 2 + min;
+			if (hard < f->max)
+				hard = SIZE_MAX;
+			ncap = f->cap != 0 ? f->cap : QMP_FRAMER_INITIAL;
+			while (ncap < want && ncap <= SIZE_MAX / 2)
+				ncap *= 2;
+			if (ncap > hard)
+				ncap = hard;
+			if (ncap < want)
+				ncap = want;
+			if (f->off == 0) {
+				nbuf = realloc(f->buf, ncap);
+				if (nbuf == NULL)
+					return (NULL);
+			} else {
+				/* Copy only the live bytes, once. */
+				nbuf = malloc(ncap);
+				if (nbuf == NULL)
+					return (NULL);
+				memcpy(nbuf, f->buf + f->off, pending);
+				free(f->buf);
+				f->off = 0;
+				f->len = pending;
+			}
+			f->buf = nbuf;
+			f->cap = ncap;
+		}
+	}
+	if (avail != NULL)
+		*avail = f->cap - f->len;
+	return (f->buf + f->len);
+}
+
+void
+qmp_framer_commit(struct qmp_framer *f, size_t n)
+{
+	/* A caller bug must not let len run past the buffer. */
+	if (n > f->cap - f->len)
+		n = f->cap - f->len;
+	f->len += n;
+}
+
+int
+qmp_framer_feed(struct qmp_framer *f, const void *data, size_t n)
+{
+	char	*p;
+
+	if (f->broken)
+		return (-1);
+	if (n == 0)
+		return (0);
+	if ((p = qmp_framer_reserve(f, n, NULL)) == NULL)
+		return (-1);
+	memcpy(p, data, n);
+	qmp_framer_commit(f, n);
+	return (0);
+}
+
+/* Lines of only blanks are skipped like empty ones (a human on socat). */
+static int
+qmp_framer_blank(const char *s, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return (0);
+	}
+	return (1);
+}
+
+enum qmp_frame_rc
+qmp_framer_next(struct qmp_framer *f, json_t **out, struct qmp_error *err)
+{
+	char	*line;
+	size_t	 raw, n;
+	json_t	*obj;
+
+	*out = NULL;
+	if (f->broken) {
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "QMP stream is broken by an earlier error");
+		return (QMP_FRAME_BROKEN);
+	}
+	for (;;) {
+		if (f->off == f->len) {
+			/* Everything consumed: start over at no cost. */
+			f->off = f->len = f->scan = 0;
+			return (QMP_FRAME_NONE);
+		}
+		if (!qmp_framer_scan(f)) {
+			if (qmp_framer_over(f, f->scan))
+				goto toolong;
+			return (QMP_FRAME_NONE);
+		}
+		line = f->buf + f->off;
+		raw = f->scan;
+		n = raw;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		if (n > f->max)
+			goto toolong;
+		f->off += raw + 1;
+		f->scan = 0;
+		if (n == 0 || ((line[0] == ' ' || line[0] == '\t') &&
+		    qmp_framer_blank(line, n)))
+			continue;
+		/* The line stays valid until the next reserve. */
+		obj = qmp_parse_line(line, raw, err);
+		if (obj == NULL)
+			return (QMP_FRAME_BAD);
+		*out = obj;
+		return (QMP_FRAME_MSG);
+	}
+
+toolong:
+	f->broken = 1;
+	qmp_error_set(err, QMP_CLS_GENERIC,
+	    "QMP message exceeds the limit of %zu bytes", f->max);
+	return (QMP_FRAME_BROKEN);
+}
+
+json_t *
+qmp_parse_line(const char *s, size_t n, struct qmp_error *err)
+{
+	json_error_t	 jerr;
+	json_t		*obj;
+
+	if (n > 0 && s[n - 1] == '\r')
+		n--;
+	/*
+	 * jansson refuses NUL bytes, invalid UTF-8 and nesting deeper than
+	 * 2048 (a 100k-deep line costs no stack), and duplicate keys are
+	 * refused as QEMU refuses them, so that we never read a different
+	 * command than QEMU would.
+	 */
+	obj = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr);
+	if (obj == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "JSON parse error, %s",
+		    jerr.text);
+		return (NULL);
+	}
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "QMP input must be a JSON object");
+		return (NULL);
+	}
+	return (obj);
+}
