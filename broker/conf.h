@@ -10,6 +10,12 @@
 #define CONF_MAX_ROOTS	16
 #define CONF_MAX_IDS	64
 
+/* A VM named in the config file (`vm NAME SOCKET`, --vm NAME=SOCKET). */
+struct conf_vm {
+	char	*name;
+	char	*socket;
+};
+
 struct conf {
 	char	*config_path;
 	char	*control_path;		/* --control */
@@ -30,6 +36,10 @@ struct conf {
 	int	 reply_stall_ms;	/* replies unread this long: disconnect */
 	size_t	 max_clients;
 	int	 cmd_timeout_ms;
+	int	 log_syslog;		/* -1: syslog unless --foreground */
+	size_t	 max_subs;		/* subscriptions per client */
+	struct conf_vm *vms;
+	size_t	 n_vms;
 
 	/* hotplug */
 	char	*image_roots[CONF_MAX_ROOTS];	/* --image-root, repeatable */
@@ -40,6 +50,15 @@ struct conf {
 	char	*libvirt_uri;		/* default test:///default */
 	int	 workers;		/* default 4 */
 	int	 job_keep_s;		/* finished jobs kept, default 600 */
+
+	/* image attach (NULL/0: the built-in defaults) */
+	char	*losetup_path;		/* default "losetup" */
+	char	*qemu_nbd_path;		/* default "qemu-nbd" */
+	char	*nbd_sysfs;		/* default /sys */
+	char	*nbd_dev_dir;		/* default /dev */
+	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */
+	int	 nbd_wait_ms;		/* pid file must appear, default 10000 */
+	int	 tool_timeout_ms;	/* losetup, qemu-nbd, default 30000 */
 };
 
 extern struct conf conf;
