@@ -10,6 +10,12 @@
 #define CONF_MAX_ROOTS	16
 #define CONF_MAX_IDS	64
 
+/* A VM named in the config file (`vm NAME SOCKET`, --vm NAME=SOCKET). */
+struct conf_vm {
+	char	*name;
+	char	*socket;
+};
+
 struct conf {
 	char	*config_path;
 	char	*control_path;		/* --control */
@@ -30,6 +36,10 @@ struct conf {
 	int	 reply_stall_ms;	/* replies unread this long: disconnect */
 	size_t	 max_clients;
 	int	 cmd_timeout_ms;
+	int	 log_syslog;		/* -1: syslog unless --foreground */
+	size_t	 max_subs;		/* subscriptions per client */
+	struct conf_vm *vms;
+	size_t	 n_vms;
 
 	/* hotplug */
 	char	*image_roots[CONF_MAX_ROOTS];	/* --image-root, repeatable */

@@ -1,0 +1,368 @@
+/*
+ * One client session, on the control socket or on a shared per-VM
+ * socket: greeting, negotiation, requests in flight, replies by id, and
+ * the output queue's rules.
+ *
+ * Output rules: events are optional, replies are not. An event that
+ * would push the queue past client_queue_max is dropped and counted (the
+ * client hears EVENTS_DROPPED when the queue drains); a reply is always
+ * queued, and a client that leaves a reply unread for reply_stall_ms is
+ * disconnected. A client with too much in flight stops being read.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "hv/chan.h"
+
+#define CLIENT_MAX_INFLIGHT	1024
+#define CLIENT_OUTQ_PAUSE	(8u * 1024 * 1024)
+
+struct client_head	clients = TAILQ_HEAD_INITIALIZER(clients);
+size_t			nclients;
+static uint64_t		client_next_id;
+
+static void	client_msg(struct chan *, json_t *, int *, size_t, void *);
+static void	client_bad(struct chan *, const struct qmp_error *, void *);
+static void	client_closed(struct chan *, const char *, void *);
+static void	client_drained(struct chan *, void *);
+
+static const struct chan_ops client_chan_ops = {
+	client_msg,
+	client_bad,
+	client_closed,
+	client_drained,
+};
+
+struct client *
+client_new(int fd, enum client_kind kind, const struct peer *p,
+    struct vm *vm)
+{
+	struct client		*c;
+	struct chan_opts	 o;
+
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		return (NULL);
+	memset(&o, 0, sizeof o);
+	o.max_msg = conf.max_msg;
+	if ((c->chan = chan_new(broker_base, fd, &o, &client_chan_ops,
+	    c)) == NULL) {
+		free(c);
+		return (NULL);
+	}
+	c->id = ++client_next_id;
+	c->kind = kind;
+	c->peer = *p;
+	c->vm = vm;
+	LIST_INIT(&c->reqs);
+	TAILQ_INIT(&c->subs);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	nclients++;
+	log_debug("client %llu: connected (%s%s) uid %u pid %ld",
+	    (unsigned long long)c->id, kind == CLIENT_CONTROL ? "control" :
+	    "shared ", kind == CLIENT_CONTROL ? "" : vm_name(vm),
+	    (unsigned)p->uid, (long)p->pid);
+	return (c);
+}
+
+void
+client_free(struct client *c)
+{
+	struct req	*r;
+
+	log_debug("client %llu: gone", (unsigned long long)c->id);
+	TAILQ_REMOVE(&clients, c, entry);
+	nclients--;
+	sub_client_free(c);
+	if (c->share != NULL)
+		share_detach(c);
+	/* Requests still at work answer into the void. */
+	while ((r = LIST_FIRST(&c->reqs)) != NULL)
+		req_detach(r);
+	if (c->stall_ev != NULL)
+		event_free(c->stall_ev);
+	chan_free(c->chan);
+	free(c);
+	/* An fd came back: listeners that ran out may accept again. */
+	lsn_resume_all();
+	if (daemon_stopping() && nclients == 0)
+		event_base_loopexit(broker_base, NULL);
+}
+
+static void
+client_send_buf(struct client *c, const char *buf, size_t len)
+{
+	if (chan_send(c->chan, buf, len, NULL, 0) == 0)
+		c->queued += len;
+}
+
+static void
+client_send_json(struct client *c, json_t *j)
+{
+	char	*buf;
+	size_t	 len;
+
+	if ((buf = qmp_dump(j, &len)) == NULL) {
+		log_err("client %llu: cannot serialise a message",
+		    (unsigned long long)c->id);
+		return;
+	}
+	client_send_buf(c, buf, len);
+	free(buf);
+}
+
+void
+client_greet(struct client *c)
+{
+	const struct qmp_version	*v;
+	json_t				*g;
+
+	if (c->greeted)
+		return;
+	if (c->kind == CLIENT_CONTROL)
+		v = daemon_version();
+	else if (c->vm == NULL || (v = vm_version(c->vm)) == NULL)
+		return;
+	if ((g = qmp_greeting_new(v, json_array())) == NULL)
+		return;
+	client_send_json(c, g);
+	json_decref(g);
+	c->greeted = 1;
+}
+
+void
+client_set_negotiated(struct client *c)
+{
+	c->negotiated = 1;
+}
+
+static void
+client_stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client	*c = arg;
+	struct timeval	 tv;
+	uint64_t	 written;
+
+	written = c->queued - chan_outq(c->chan);
+	if (written < c->stall_mark) {
+		log_warn("client %llu: replies unread for %d ms (uid %u pid "
+		    "%ld): disconnecting", (unsigned long long)c->id,
+		    conf.reply_stall_ms, (unsigned)c->peer.uid,
+		    (long)c->peer.pid);
+		client_free(c);
+		return;
+	}
+	if (written < c->last_reply_end) {
+		c->stall_mark = c->last_reply_end;
+		tv.tv_sec = conf.reply_stall_ms / 1000;
+		tv.tv_usec = (conf.reply_stall_ms % 1000) * 1000;
+		evtimer_add(c->stall_ev, &tv);
+	}
+}
+
+/* A reply is queued: it must be read within reply_stall_ms. One timer
+   per client, armed only while a reply might be unread. */
+static void
+client_send_reply(struct client *c, json_t *j)
+{
+	struct timeval	tv;
+
+	client_send_json(c, j);
+	c->last_reply_end = c->queued;
+	if (chan_outq(c->chan) == 0)
+		return;
+	if (c->stall_ev == NULL &&
+	    (c->stall_ev = evtimer_new(broker_base, client_stall_cb, c)) == NULL)
+		return;
+	if (evtimer_pending(c->stall_ev, NULL))
+		return;
+	c->stall_mark = c->last_reply_end;
+	tv.tv_sec = conf.reply_stall_ms / 1000;
+	tv.tv_usec = (conf.reply_stall_ms % 1000) * 1000;
+	evtimer_add(c->stall_ev, &tv);
+}
+
+static void
+client_reply(struct client *c, json_t *id, json_t *ret,
+    const struct qmp_error *err)
+{
+	json_t	*j;
+
+	if (err != NULL)
+		j = json_pack("{s:o}", "error", qmp_error_json(err));
+	else
+		j = json_pack("{s:o}", "return", ret);
+	if (j == NULL)
+		return;
+	if (id != NULL)
+		json_object_set(j, "id", id);
+	client_send_reply(c, j);
+	json_decref(j);
+}
+
+static void
+client_req_done(struct req *r, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	struct client	*c = req_client(r);
+
+	if (c == NULL) {
+		json_decref(ret);
+		return;
+	}
+	client_reply(c, req_id(r), ret, err);
+}
+
+static void
+client_pause_check(struct client *c)
+{
+	int	want;
+
+	want = c->nreqs >= CLIENT_MAX_INFLIGHT ||
+	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE;
+	if (want != c->paused && !c->closing) {
+		c->paused = want;
+		chan_pause_read(c->chan, want);
+	}
+}
+
+void
+client_req_finished(struct client *c)
+{
+	if (c->paused && c->nreqs < CLIENT_MAX_INFLIGHT / 2)
+		client_pause_check(c);
+}
+
+static void
+client_close_fds(int *fds, size_t nfds)
+{
+	size_t	i;
+
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+static void
+client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
+{
+	struct client		*c = arg;
+	struct qmp_error	 err;
+	struct req		*r;
+	const char		*name;
+	json_t			*args, *id = NULL;
+
+	if (c->closing) {
+		client_close_fds(fds, nfds);
+		return;
+	}
+	if (qmp_cmd_parse(msg, &name, &args, &id, &err) == -1) {
+		client_close_fds(fds, nfds);
+		client_reply(c, id, NULL, &err);
+		return;
+	}
+	if (json_object_get(msg, "exec-oob") != NULL) {
+		client_close_fds(fds, nfds);
+		qmp_error_set(&err, QMP_CLS_GENERIC, "Out-of-band execution "
+		    "is not supported by qmpbroker");
+		client_reply(c, id, NULL, &err);
+		return;
+	}
+	id = json_incref(id);
+	if (c->kind == CLIENT_SHARE && strcmp(name, "qmp_capabilities") != 0) {
+		if (!c->negotiated) {
+			client_close_fds(fds, nfds);
+			qmp_error_set(&err, QMP_CLS_NOTFOUND, "Expecting "
+			    "capabilities negotiation with 'qmp_capabilities'");
+			client_reply(c, id, NULL, &err);
+			json_decref(id);
+			return;
+		}
+	}
+	if ((r = req_new(c, &c->peer, id, fds, nfds, client_req_done,
+	    c)) == NULL) {
+		log_err("client %llu: out of memory", (unsigned long long)c->id);
+		return;
+	}
+	if (c->kind == CLIENT_SHARE && c->negotiated)
+		share_request(r, c, name, args);
+	else
+		cmd_dispatch(r, name, args, c->negotiated);
+	client_pause_check(c);
+}
+
+static void
+client_bad(struct chan *ch, const struct qmp_error *err, void *arg)
+{
+	struct client	*c = arg;
+
+	if (!c->closing)
+		client_reply(c, NULL, NULL, err);
+}
+
+static void
+client_closed(struct chan *ch, const char *why, void *arg)
+{
+	struct client	*c = arg;
+
+	log_debug("client %llu: %s", (unsigned long long)c->id,
+	    why != NULL ? why : "closed");
+	client_free(c);
+}
+
+static void
+client_drained(struct chan *ch, void *arg)
+{
+	struct client	*c = arg;
+	json_t		*j;
+
+	if (c->dropped != 0 && !c->closing) {
+		log_info("client %llu: %llu events dropped (queue full)",
+		    (unsigned long long)c->id,
+		    (unsigned long long)c->dropped);
+		j = json_pack("{s:s,s:{s:I},s:o}", "event", "EVENTS_DROPPED",
+		    "data", "count", (json_int_t)c->dropped, "timestamp",
+		    sub_timestamp_now());
+		c->dropped = 0;
+		if (j != NULL) {
+			client_send_json(c, j);
+			json_decref(j);
+		}
+	}
+	if (c->paused)
+		client_pause_check(c);
+}
+
+void
+client_send_event(struct client *c, const char *buf, size_t len)
+{
+	if (!c->negotiated || c->closing)
+		return;
+	if (chan_outq(c->chan) + len > conf.client_queue_max) {
+		c->dropped++;
+		c->dropped_total++;
+		return;
+	}
+	client_send_buf(c, buf, len);
+}
+
+void
+client_shutdown(struct client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	chan_shutdown(c->chan);
+}
+
+void
+client_shutdown_all(void)
+{
+	struct client	*c, *c1;
+
+	TAILQ_FOREACH_SAFE(c, &clients, entry, c1)
+		client_shutdown(c);
+}

@@ -1,0 +1,184 @@
+/*
+ * VM commands: query-vms, vm-add, vm-remove, vm-execute.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+
+#define CMD_VM_NAME_MAX	128	/* QEMU command names */
+
+static const char *const cmd_vm_origins[] = { "api", "config", "dir" };
+
+static json_t *
+cmd_vm_json(struct vm *vm)
+{
+	const struct qmp_version	*v = vm_version(vm);
+	const char			*shared = vm_shared_path(vm);
+	json_t				*j, *o;
+	size_t				 i;
+
+	j = json_pack("{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:s}",
+	    "name", vm_name(vm),
+	    "socket", vm_socket(vm),
+	    "state", mon_state_name(vm_state(vm)),
+	    "qemu",
+	    "major", v != NULL ? v->major : 0,
+	    "minor", v != NULL ? v->minor : 0,
+	    "micro", v != NULL ? v->micro : 0,
+	    "package", v != NULL ? v->package : "");
+	if (j == NULL)
+		return (NULL);
+	if (shared != NULL)
+		json_object_set_new(j, "shared-socket", json_string(shared));
+	o = json_array();
+	for (i = 0; i < 3; i++) {
+		if (vm_origin(vm) & (1u << i))
+			json_array_append_new(o, json_string(cmd_vm_origins[i]));
+	}
+	json_object_set_new(j, "origin", o);
+	return (j);
+}
+
+static void
+cmd_query_vms(struct req *r, json_t *args)
+{
+	struct vm	**l;
+	size_t		  n, i;
+	json_t		 *a;
+	const char	 *name = NULL;
+
+	if (req_unpack(r, args, "{s?s}", "name", &name) == -1)
+		return;
+	if (name != NULL) {
+		if ((l = calloc(1, sizeof *l)) == NULL ||
+		    (l[0] = vm_find(name)) == NULL) {
+			free(l);
+			req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'",
+			    name);
+			return;
+		}
+		n = 1;
+	} else if ((l = vm_list(&n)) == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	a = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, cmd_vm_json(l[i]));
+	free(l);
+	req_reply(r, a);
+}
+
+static void
+cmd_vm_add(struct req *r, json_t *args)
+{
+	const char		*name, *socket;
+	struct qmp_error	 e;
+	struct vm		*vm;
+
+	if (req_unpack(r, args, "{s:s,s:s}", "name", &name, "socket",
+	    &socket) == -1)
+		return;
+	if ((vm = vm_add(name, socket, VM_ORIGIN_API, &e)) == NULL) {
+		req_error_qmp(r, &e);
+		return;
+	}
+	log_info("vm %s: added by uid %d", name, req_peer_uid(r));
+	/* The reply waits until the registry is on disk. */
+	registry_dirty(r, NULL);
+}
+
+static struct vm *
+cmd_vm_lookup(struct req *r, const char *name)
+{
+	struct vm	*vm;
+
+	if ((vm = vm_find(name)) == NULL)
+		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
+	return (vm);
+}
+
+static void
+cmd_vm_remove(struct req *r, json_t *args)
+{
+	const char	*name;
+	struct vm	*vm;
+	unsigned	 origin;
+
+	if (req_unpack(r, args, "{s:s}", "name", &name) == -1)
+		return;
+	if ((vm = cmd_vm_lookup(r, name)) == NULL)
+		return;
+	origin = vm_origin(vm);
+	log_info("vm %s: removed by uid %d", name, req_peer_uid(r));
+	vm_remove(vm);
+	if (origin & VM_ORIGIN_API)
+		registry_dirty(r, NULL);
+	else
+		req_reply(r, NULL);
+}
+
+static void
+cmd_vm_execute_done(struct vm *vm, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	struct req	*r = arg;
+
+	if (err != NULL)
+		req_error_qmp(r, err);
+	else
+		req_reply(r, json_incref(ret));
+}
+
+static void
+cmd_vm_execute(struct req *r, json_t *args)
+{
+	const char	*name, *cmd;
+	json_t		*cargs = NULL;
+	struct vm	*vm;
+	int		 fds[16];
+	size_t		 n, i;
+
+	if (req_unpack(r, args, "{s:s,s:s,s?o}", "vm", &name, "command",
+	    &cmd, "arguments", &cargs) == -1)
+		return;
+	if (cargs != NULL && !json_is_object(cargs)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'arguments', expected: object");
+		return;
+	}
+	if (*cmd == '\0' || strlen(cmd) > CMD_VM_NAME_MAX) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid command name");
+		return;
+	}
+	/* The broker owns the monitor's negotiation. */
+	if (strcmp(cmd, "qmp_capabilities") == 0) {
+		req_error(r, QMP_CLS_GENERIC, "qmp_capabilities is the "
+		    "broker's to send");
+		return;
+	}
+	if ((vm = cmd_vm_lookup(r, name)) == NULL)
+		return;
+	n = req_nfds(r);
+	if (n > sizeof fds / sizeof fds[0]) {
+		req_error(r, QMP_CLS_GENERIC, "Too many file descriptors");
+		return;
+	}
+	for (i = 0; i < n; i++)
+		fds[i] = req_take_fd(r, i);
+	vm_execute(vm, cmd, json_incref(cargs), fds, n, cmd_vm_execute_done, r);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+const struct cmd_entry cmd_vm_table[] = {
+	{ "query-vms", cmd_query_vms, 0 },
+	{ "vm-add", cmd_vm_add, 0 },
+	{ "vm-remove", cmd_vm_remove, 0 },
+	{ "vm-execute", cmd_vm_execute, CMD_FDS },
+	{ NULL, NULL, 0 }
+};

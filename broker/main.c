@@ -1,0 +1,201 @@
+/*
+ * qmpbrokerd: flags and config, daemonising, pid file, signals, loop.
+ * Everything else is in libbroker.a so tests link the same code.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+
+static int	pid_fd = -1;
+
+static void
+main_signal(evutil_socket_t sig, short what, void *arg)
+{
+	if (sig == SIGHUP) {
+		log_notice("SIGHUP: reloading %s", conf.config_path != NULL ?
+		    conf.config_path : "flags");
+		daemon_reload();
+	} else {
+		log_notice("signal %d", (int)sig);
+		daemon_stop();
+	}
+}
+
+/* As many fds as we may: each VM holds two (monitor, shared socket). */
+static void
+main_rlimit(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit: %s", strerror(errno));
+	}
+}
+
+/* The pid file is also the lock that keeps a second broker out. */
+static int
+main_pidfile(char *err, size_t errlen)
+{
+	char	buf[32];
+	int	n;
+
+	pid_fd = open(conf.pid_file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (pid_fd == -1) {
+		snprintf(err, errlen, "%s: %s", conf.pid_file, strerror(errno));
+		return (-1);
+	}
+	if (flock(pid_fd, LOCK_EX | LOCK_NB) == -1) {
+		n = (int)read(pid_fd, buf, sizeof buf - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		snprintf(err, errlen, "already running (pid %s, %s)", buf,
+		    conf.pid_file);
+		close(pid_fd);
+		pid_fd = -1;
+		return (-1);
+	}
+	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(pid_fd, 0) == -1 || pwrite(pid_fd, buf, (size_t)n, 0) !=
+	    n) {
+		snprintf(err, errlen, "%s: %s", conf.pid_file, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/* Fork away; the parent waits for the child's word that it listens, so
+   "qmpbrokerd && client" works and start-up errors reach the caller. */
+static int
+main_daemonise(void)
+{
+	int	p[2], fd, keep_stderr = conf.log_syslog == 0;
+	char	c;
+	pid_t	pid;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return (-1);
+	switch (pid = fork()) {
+	case -1:
+		return (-1);
+	case 0:
+		break;
+	default:
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1)
+			_exit(0);
+		_exit(1);
+	}
+	close(p[0]);
+	if (setsid() == -1)
+		return (-1);
+	switch (fork()) {
+	case -1:
+		return (-1);
+	case 0:
+		break;
+	default:
+		_exit(0);
+	}
+	if (chdir("/") == -1)
+		return (-1);
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (!keep_stderr)
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return (p[1]);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct event	*sig[4];
+	const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	char		 err[1024];
+	int		 i, ready = -1;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			conf_usage(stdout);
+			return (0);
+		}
+		if (strcmp(argv[i], "--version") == 0 ||
+		    strcmp(argv[i], "-V") == 0) {
+			printf("qmpbrokerd %s\n", PACKAGE_VERSION);
+			return (0);
+		}
+	}
+	if (conf_build(&conf, argc, argv, err, sizeof err) == -1) {
+		fprintf(stderr, "qmpbrokerd: %s\n", err);
+		conf_usage(stderr);
+		return (2);
+	}
+	log_open(conf.log_level, conf.log_syslog == 1 ||
+	    (conf.log_syslog == -1 && !conf.foreground));
+	signal(SIGPIPE, SIG_IGN);
+	main_rlimit();
+	umask(022);
+
+	if (!conf.foreground && (ready = main_daemonise()) == -1) {
+		log_err("cannot daemonise: %s", strerror(errno));
+		return (1);
+	}
+	if (daemon_mkdirs_for(conf.pid_file, err, sizeof err) == -1 ||
+	    main_pidfile(err, sizeof err) == -1) {
+		log_err("%s", err);
+		return (1);
+	}
+	if ((broker_base = event_base_new()) == NULL) {
+		log_err("cannot make the event loop");
+		return (1);
+	}
+	if (daemon_start(argc, argv, err, sizeof err) == -1) {
+		log_err("%s", err);
+		daemon_cleanup();
+		unlink(conf.pid_file);
+		return (1);
+	}
+	for (i = 0; i < 3; i++) {
+		sig[i] = evsignal_new(broker_base, sigs[i], main_signal, NULL);
+		if (sig[i] == NULL || evsignal_add(sig[i], NULL) == -1) {
+			log_err("cannot watch signal %d", sigs[i]);
+			return (1);
+		}
+	}
+	if (ready != -1) {
+		if (write(ready, "R", 1) != 1)
+			log_warn("parent gone before ready");
+		close(ready);
+	}
+
+	event_base_dispatch(broker_base);
+
+	daemon_cleanup();
+	for (i = 0; i < 3; i++)
+		event_free(sig[i]);
+	event_base_free(broker_base);
+	unlink(conf.pid_file);
+	close(pid_fd);
+	log_notice("stopped");
+	conf_clear(&conf);
+	return (0);
+}

@@ -1,0 +1,355 @@
+/*
+ * Subscriptions and event fan-out.
+ *
+ * Only clients holding a subscription are on the fan-out list, so an
+ * event nobody wants costs one empty-list check. An event is serialised
+ * at most once, on its first match, and the same bytes are queued to
+ * every subscriber; a connection gets an event once however many of its
+ * subscriptions match it.
+ */
+#include "config.h"
+
+#include <sys/time.h>
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/sub.h"
+
+#define SUB_GLOB_MAX	256	/* bytes per glob */
+#define SUB_GLOBS_MAX	64	/* globs per list */
+
+struct sub {
+	uint32_t	 id;
+	char		**vms;		/* NULL: every VM */
+	size_t		 nvms;
+	char		**events;	/* NULL: every event */
+	size_t		 nevents;
+	TAILQ_ENTRY(sub) entry;
+};
+
+static TAILQ_HEAD(, client) sub_clients = TAILQ_HEAD_INITIALIZER(sub_clients);
+
+bool
+sub_glob_ok(const char *g)
+{
+	size_t	len = strlen(g);
+
+	return (len > 0 && len <= SUB_GLOB_MAX);
+}
+
+static bool
+sub_match_list(char *const *globs, size_t n, const char *s)
+{
+	size_t	i;
+
+	if (globs == NULL)
+		return (true);
+	if (s == NULL)
+		return (false);
+	for (i = 0; i < n; i++) {
+		if (fnmatch(globs[i], s, 0) == 0)
+			return (true);
+	}
+	return (false);
+}
+
+bool
+sub_wants(const struct client *c, const char *vm, const char *event)
+{
+	const struct sub	*s;
+
+	TAILQ_FOREACH(s, &c->subs, entry) {
+		if (sub_match_list(s->vms, s->nvms, vm) &&
+		    sub_match_list(s->events, s->nevents, event))
+			return (true);
+	}
+	return (false);
+}
+
+static void
+sub_free_list(char **l, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(l[i]);
+	free(l);
+}
+
+static void
+sub_free(struct sub *s)
+{
+	sub_free_list(s->vms, s->nvms);
+	sub_free_list(s->events, s->nevents);
+	free(s);
+}
+
+void
+sub_client_free(struct client *c)
+{
+	struct sub	*s;
+
+	if (TAILQ_EMPTY(&c->subs))
+		return;
+	while ((s = TAILQ_FIRST(&c->subs)) != NULL) {
+		TAILQ_REMOVE(&c->subs, s, entry);
+		sub_free(s);
+	}
+	c->nsubs = 0;
+	TAILQ_REMOVE(&sub_clients, c, sub_entry);
+}
+
+json_t *
+sub_timestamp_now(void)
+{
+	struct timeval	tv;
+
+	gettimeofday(&tv, NULL);
+	return (json_pack("{s:I,s:I}", "seconds", (json_int_t)tv.tv_sec,
+	    "microseconds", (json_int_t)tv.tv_usec));
+}
+
+/* build makes the event on the first match only: most events of a busy
+   broker have no subscriber at all. */
+static void
+sub_fanout(const char *vm, const char *name,
+    json_t *(*build)(const char *, const char *, void *), void *arg)
+{
+	struct client	*c;
+	json_t		*j = NULL;
+	char		*buf = NULL;
+	size_t		 len = 0;
+
+	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
+		if (!sub_wants(c, vm, name))
+			continue;
+		if (buf == NULL) {
+			if ((j = build(vm, name, arg)) == NULL)
+				return;
+			buf = qmp_dump(j, &len);
+			json_decref(j);
+			if (buf == NULL)
+				return;
+		}
+		client_send_event(c, buf, len);
+	}
+	free(buf);
+}
+
+static json_t *
+sub_build_vm_event(const char *vm, const char *name, void *arg)
+{
+	json_t	*ev = arg, *j, *v;
+
+	if ((j = json_object()) == NULL)
+		return (NULL);
+	json_object_set_new(j, "event", json_string(name));
+	json_object_set_new(j, "vm", json_string(vm));
+	if ((v = json_object_get(ev, "data")) != NULL)
+		json_object_set(j, "data", v);
+	if ((v = json_object_get(ev, "timestamp")) != NULL)
+		json_object_set(j, "timestamp", v);
+	return (j);
+}
+
+void
+sub_vm_event(const char *vm, json_t *event)
+{
+	const char	*name;
+
+	if (TAILQ_EMPTY(&sub_clients))
+		return;
+	if ((name = qmp_event_name(event)) == NULL)
+		return;
+	sub_fanout(vm, name, sub_build_vm_event, event);
+}
+
+struct sub_own {
+	json_t	*data;
+};
+
+static json_t *
+sub_build_own(const char *vm, const char *name, void *arg)
+{
+	struct sub_own	*o = arg;
+	json_t		*j;
+
+	j = json_pack("{s:s,s:O,s:o}", "event", name, "data", o->data,
+	    "timestamp", sub_timestamp_now());
+	if (j != NULL && vm != NULL)
+		json_object_set_new(j, "vm", json_string(vm));
+	return (j);
+}
+
+void
+sub_publish(const char *vm, const char *event, json_t *data)
+{
+	struct sub_own	o;
+
+	if (TAILQ_EMPTY(&sub_clients)) {
+		json_decref(data);
+		return;
+	}
+	o.data = data != NULL ? data : json_object();
+	sub_fanout(vm, event, sub_build_own, &o);
+	json_decref(o.data);
+}
+
+/* ---- commands ---- */
+
+static int
+sub_globs(struct req *r, const char *what, json_t *a, char ***out,
+    size_t *n)
+{
+	json_t	*v;
+	size_t	 i;
+
+	*out = NULL;
+	*n = 0;
+	if (a == NULL)
+		return (0);
+	if (!json_is_array(a)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'%s', expected: array of strings", what);
+		return (-1);
+	}
+	if (json_array_size(a) == 0 || json_array_size(a) > SUB_GLOBS_MAX) {
+		req_error(r, QMP_CLS_GENERIC, "Parameter '%s' must hold 1 to "
+		    "%d patterns (omit it to match all)", what, SUB_GLOBS_MAX);
+		return (-1);
+	}
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v) || !sub_glob_ok(json_string_value(v))) {
+			req_error(r, QMP_CLS_GENERIC, "Parameter '%s': item %zu "
+			    "is not a pattern of 1 to %d bytes", what, i,
+			    SUB_GLOB_MAX);
+			return (-1);
+		}
+	}
+	if ((*out = calloc(json_array_size(a), sizeof **out)) == NULL)
+		goto nomem;
+	json_array_foreach(a, i, v) {
+		if (((*out)[i] = strdup(json_string_value(v))) == NULL)
+			goto nomem;
+		(*n)++;
+	}
+	return (0);
+nomem:
+	sub_free_list(*out, *n);
+	*out = NULL;
+	req_error(r, QMP_CLS_GENERIC, "out of memory");
+	return (-1);
+}
+
+static void
+sub_cmd_subscribe(struct req *r, json_t *args)
+{
+	struct client	*c = req_client(r);
+	struct sub	*s;
+	json_t		*vms = NULL, *events = NULL;
+
+	if (req_unpack(r, args, "{s?o,s?o}", "vms", &vms, "events",
+	    &events) == -1)
+		return;
+	if (c == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "client gone");
+		return;
+	}
+	if (c->nsubs >= conf.max_subs) {
+		req_error(r, QMP_CLS_GENERIC, "Too many subscriptions on this "
+		    "connection (max-subscriptions is %zu)", conf.max_subs);
+		return;
+	}
+	if ((s = calloc(1, sizeof *s)) == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	if (sub_globs(r, "vms", vms, &s->vms, &s->nvms) == -1 ||
+	    sub_globs(r, "events", events, &s->events, &s->nevents) == -1) {
+		sub_free(s);
+		return;
+	}
+	s->id = ++c->next_sub;
+	if (TAILQ_EMPTY(&c->subs))
+		TAILQ_INSERT_TAIL(&sub_clients, c, sub_entry);
+	TAILQ_INSERT_TAIL(&c->subs, s, entry);
+	c->nsubs++;
+	req_reply(r, json_pack("{s:I}", "subscription", (json_int_t)s->id));
+}
+
+static void
+sub_cmd_unsubscribe(struct req *r, json_t *args)
+{
+	struct client	*c = req_client(r);
+	struct sub	*s;
+	json_int_t	 id;
+
+	if (req_unpack(r, args, "{s:I}", "subscription", &id) == -1)
+		return;
+	if (c == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "client gone");
+		return;
+	}
+	TAILQ_FOREACH(s, &c->subs, entry) {
+		if ((json_int_t)s->id == id)
+			break;
+	}
+	if (s == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "No subscription %lld on this "
+		    "connection", (long long)id);
+		return;
+	}
+	TAILQ_REMOVE(&c->subs, s, entry);
+	sub_free(s);
+	c->nsubs--;
+	if (TAILQ_EMPTY(&c->subs))
+		TAILQ_REMOVE(&sub_clients, c, sub_entry);
+	req_reply(r, NULL);
+}
+
+static json_t *
+sub_list_json(char **l, size_t n)
+{
+	json_t	*a = json_array();
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, json_string(l[i]));
+	return (a);
+}
+
+static void
+sub_cmd_query(struct req *r, json_t *args)
+{
+	struct client	*c = req_client(r);
+	struct sub	*s;
+	json_t		*list, *j;
+
+	if (req_unpack(r, args, "{}") == -1)
+		return;
+	list = json_array();
+	if (c != NULL) {
+		TAILQ_FOREACH(s, &c->subs, entry) {
+			j = json_pack("{s:I}", "subscription",
+			    (json_int_t)s->id);
+			if (s->vms != NULL)
+				json_object_set_new(j, "vms",
+				    sub_list_json(s->vms, s->nvms));
+			if (s->events != NULL)
+				json_object_set_new(j, "events",
+				    sub_list_json(s->events, s->nevents));
+			json_array_append_new(list, j);
+		}
+	}
+	req_reply(r, list);
+}
+
+const struct cmd_entry cmd_sub_table[] = {
+	{ "subscribe", sub_cmd_subscribe, 0 },
+	{ "unsubscribe", sub_cmd_unsubscribe, 0 },
+	{ "query-subscriptions", sub_cmd_query, 0 },
+	{ NULL, NULL, 0 }
+};

@@ -1,0 +1,229 @@
+/*
+ * The registry file: parsing (good, corrupt, partly bad), atomic writes,
+ * and a start from a damaged file that keeps what it can, keeps a copy of
+ * the bad file and rewrites a clean one.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "broker/broker.h"
+
+static char	dir[] = "/tmp/qb-reg-XXXXXX";
+
+static void
+parse_ok(const char *text, size_t want_n, size_t want_bad)
+{
+	struct reg_entry	*e;
+	size_t			 n, bad;
+	char			 why[512];
+
+	assert_int_equal(registry_parse(text, strlen(text), &e, &n, &bad, why,
+	    sizeof why), 0);
+	assert_int_equal(n, want_n);
+	assert_int_equal(bad, want_bad);
+	if (want_bad != 0)
+		assert_true(strlen(why) > 0);
+	registry_entries_free(e, n);
+}
+
+static void
+parse_bad(const char *text)
+{
+	struct reg_entry	*e;
+	size_t			 n, bad;
+	char			 why[512];
+
+	assert_int_equal(registry_parse(text, strlen(text), &e, &n, &bad, why,
+	    sizeof why), -1);
+	assert_null(e);
+	assert_true(strlen(why) > 0);
+}
+
+static void
+test_parse(void **state)
+{
+	struct reg_entry	*e;
+	size_t			 n, bad;
+	char			 why[512];
+	const char		*good = "{\"version\":1,\"vms\":["
+	    "{\"name\":\"a\",\"socket\":\"/run/a.sock\"},"
+	    "{\"name\":\"b\",\"socket\":\"/run/b.sock\"}]}";
+
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, why,
+	    sizeof why), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(bad, 0);
+	assert_string_equal(e[1].name, "b");
+	assert_string_equal(e[1].socket, "/run/b.sock");
+	registry_entries_free(e, n);
+
+	parse_ok("{\"version\":1,\"vms\":[]}", 0, 0);
+	/* Entries that cannot be used are counted, the rest kept. */
+	parse_ok("{\"version\":1,\"vms\":[{\"name\":\"a\",\"socket\":\"/a\"},"
+	    "{\"name\":\"bad name\",\"socket\":\"/b\"},"
+	    "{\"name\":\"c\",\"socket\":\"relative\"},"
+	    "{\"name\":\"a\",\"socket\":\"/dup\"},"
+	    "{\"name\":\"d\"}, 7, "
+	    "{\"name\":\"e\",\"socket\":\"/e\"}]}", 2, 5);
+
+	parse_bad("");
+	parse_bad("{\"version\":1,\"vms\":[{\"name\":\"a\",");	/* cut */
+	parse_bad("\x00\x01garbage");
+	parse_bad("[]");
+	parse_bad("{\"version\":2,\"vms\":[]}");
+	parse_bad("{\"version\":1,\"vms\":{}}");
+	parse_bad("{\"version\":1}");
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE	*f = fopen(path, "r");
+	char	*buf = calloc(1, 1 << 20);
+
+	assert_non_null(f);
+	fread(buf, 1, (1 << 20) - 1, f);
+	fclose(f);
+	return (buf);
+}
+
+static int
+count_files(const char *prefix)
+{
+	DIR		*d = opendir(dir);
+	struct dirent	*de;
+	int		 n = 0;
+
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+	}
+	closedir(d);
+	return (n);
+}
+
+static void
+test_write_atomic(void **state)
+{
+	char	path[128], err[256], *back;
+
+	snprintf(path, sizeof path, "%s/w.json", dir);
+	assert_int_equal(registry_write_atomic(path, "one", 3, err,
+	    sizeof err), 0);
+	assert_int_equal(registry_write_atomic(path, "two!", 4, err,
+	    sizeof err), 0);
+	back = slurp(path);
+	assert_string_equal(back, "two!");
+	free(back);
+	/* No temp file left behind. */
+	assert_int_equal(count_files("w.json.tmp"), 0);
+	assert_int_equal(registry_write_atomic("/nonexistent/dir/x", "a", 1,
+	    err, sizeof err), -1);
+	unlink(path);
+}
+
+/* Start from a half-bad file: good VMs come back, the bad file is kept,
+   and the next save writes a clean registry with every vm-add VM. */
+static void
+test_start_corrupt(void **state)
+{
+	char		 path[128], err[256], *back;
+	FILE		*f;
+	struct reg_entry *e;
+	size_t		 n, bad;
+	char		 why[256];
+
+	snprintf(path, sizeof path, "%s/vms.json", dir);
+	f = fopen(path, "w");
+	fputs("{\"version\":1,\"vms\":[{\"name\":\"good\",\"socket\":"
+	    "\"/tmp/qb-nonexistent.sock\"},{\"name\":\"../evil\",\"socket\":"
+	    "\"/x\"}]}", f);
+	fclose(f);
+	assert_int_equal(registry_start(err, sizeof err), 0);
+	assert_non_null(vm_find("good"));
+	assert_null(vm_find("../evil"));
+	assert_int_equal(vm_count(), 1);
+	assert_int_equal(count_files("vms.json.bad-"), 1);
+	event_base_loop(broker_base, EVLOOP_NONBLOCK);
+
+	back = slurp(path);
+	assert_int_equal(registry_parse(back, strlen(back), &e, &n, &bad, why,
+	    sizeof why), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(bad, 0);
+	assert_string_equal(e[0].name, "good");
+	registry_entries_free(e, n);
+	free(back);
+	registry_stop();
+	vm_cleanup();
+}
+
+static void
+test_start_garbage(void **state)
+{
+	char	 path[128], err[256];
+	FILE	*f;
+
+	snprintf(path, sizeof path, "%s/vms.json", dir);
+	f = fopen(path, "w");
+	fputs("\x7f\x45garbage{{{", f);
+	fclose(f);
+	assert_int_equal(registry_start(err, sizeof err), 0);
+	assert_int_equal(vm_count(), 0);
+	assert_true(count_files("vms.json.bad-") >= 1);
+	registry_stop();
+	vm_cleanup();
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_write_atomic),
+		cmocka_unit_test(test_start_corrupt),
+		cmocka_unit_test(test_start_garbage),
+	};
+	char	run[128];
+	int	rc;
+
+	log_open(LOG_CRIT, 0);
+	assert_non_null(mkdtemp(dir));
+	conf_init(&conf);
+	conf.state_dir = strdup(dir);
+	snprintf(run, sizeof run, "%s/run", dir);
+	mkdir(run, 0755);
+	conf.run_dir = strdup(run);
+	snprintf(run, sizeof run, "%s/run/vm", dir);
+	mkdir(run, 0755);
+	broker_base = event_base_new();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	/* Leave nothing behind. */
+	{
+		char *argv[] = { "rm", "-rf", dir, NULL };
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			execvp("rm", argv);
+			_exit(127);
+		}
+		while (pid > 0 && waitpid(pid, NULL, 0) == -1)
+			;
+	}
+	return (rc);
+}
