@@ -492,6 +492,7 @@ class Daemon(Proc):
 	def __init__(self, h, args=(), control=None, run_dir=None,
 	    state_dir=None, vm_dir=None, config=None, pid_file=None,
 	    wait=True, tag="d"):
+		self.h = h
 		base = os.path.join(h.dir, tag)
 		os.makedirs(base, exist_ok=True)
 		self.control = control or os.path.join(base, "control.sock")
