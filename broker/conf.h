@@ -50,6 +50,15 @@ struct conf {
 	char	*libvirt_uri;		/* default test:///default */
 	int	 workers;		/* default 4 */
 	int	 job_keep_s;		/* finished jobs kept, default 600 */
+
+	/* image attach (NULL/0: the built-in defaults) */
+	char	*losetup_path;		/* default "losetup" */
+	char	*qemu_nbd_path;		/* default "qemu-nbd" */
+	char	*nbd_sysfs;		/* default /sys */
+	char	*nbd_dev_dir;		/* default /dev */
+	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */
+	int	 nbd_wait_ms;		/* pid file must appear, default 10000 */
+	int	 tool_timeout_ms;	/* losetup, qemu-nbd, default 30000 */
 };
 
 extern struct conf conf;

@@ -48,7 +48,8 @@ struct chan_opts {
 	size_t	max_fds;	/* fds per message; 0: CHAN_MAX_FDS */
 };
 
-/* Takes ownership of fd (made non-blocking here). */
+/* Takes ownership of fd (made non-blocking here); on failure (NULL) the
+   caller still owns it. */
 struct chan	*chan_new(struct event_base *, int fd, const struct chan_opts *,
 		    const struct chan_ops *, void *arg);
 void		 chan_free(struct chan *);

@@ -10,7 +10,16 @@
  *
  * Commands carry ids the monitor makes; replies are matched by id, events
  * go to the owner's event callback in arrival order, also while commands
- * are in flight.
+ * are in flight. A reply without an id or with an unknown one, a line
+ * that is not JSON, or anything before the greeting is a protocol error:
+ * the connection is dropped (and retried) as on EOF.
+ *
+ * Deadlines: negotiation (greeting, qmp_capabilities, query-commands)
+ * must finish within cmd_timeout_ms of the connect, or the connection is
+ * dropped. A command written and unanswered for cmd_timeout_ms drops the
+ * connection (it fails with "command 'X' timed out after N ms", the
+ * others pending with "monitor connection lost: ..."); one still queued
+ * when its time is up fails alone.
  */
 #ifndef HV_MON_H
 #define HV_MON_H
@@ -59,13 +68,22 @@ typedef void mon_reply_fn(struct mon *, json_t *ret,
 struct mon	*mon_new(struct event_base *, const char *socket_path,
 		    const struct mon_opts *, const struct mon_ops *, void *arg);
 /* Completes every pending command with an error first (callbacks run
-   inside this call); the owner's ops are not called after it returns. */
+   inside this call); the owner's ops are not called after it returns.
+   Safe from inside any of this monitor's callbacks. */
 void		 mon_free(struct mon *);
 
 /* Queue a command. args is stolen (may be NULL). fds are dup'd and sent
    with the command's bytes in one sendmsg, so getfd/add-fd find them.
    The callback is never made from inside this call: local failures (not
-   ready, unknown command) are delivered from the loop. */
+   ready, unknown command) are delivered from the loop.
+   Before ready: while CONNECTING or NEGOTIATING the command is queued
+   (its timeout already running) and written once negotiation is done;
+   while DISCONNECTED it fails at once (GenericError "... is not
+   connected"), as does everything pending when a connection is lost.
+   Once ready, a command missing from query-commands fails with
+   CommandNotFound "The command X has not been found". An fd-carrying
+   command is written only when nothing else is in flight, and nothing
+   follows it until it is answered (QEMU keeps only the latest fds). */
 void		 mon_execute(struct mon *, const char *cmd, json_t *args,
 		    const int *fds, size_t nfds, mon_reply_fn *, void *arg);
 

@@ -59,6 +59,7 @@ struct qmp_version {
 	char	package[128];
 };
 int	 qmp_greeting_parse(const json_t *, struct qmp_version *);
+/* capabilities (may be NULL: none) is stolen, like qmp_cmd_new's args. */
 json_t	*qmp_greeting_new(const struct qmp_version *, json_t *capabilities);
 
 /* Event pieces; NULL when absent. */

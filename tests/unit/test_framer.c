@@ -404,7 +404,7 @@ test_reserve_commit(void **state)
 	const char		*a = "{\"id\": 1, \"return\": {}}\n{\"id\": 2, ";
 	const char		*b = "\"return\": {}}\n";
 	char			*p, *first;
-	size_t			 avail, first_len;
+	size_t			 avail, first_len, cap;
 
 	qmp_framer_init(&f, 0);
 	p = qmp_framer_reserve(&f, 16, &avail);
@@ -435,6 +435,25 @@ test_reserve_commit(void **state)
 	/* Everything consumed: the buffer starts over. */
 	assert_int_equal(f.len, 0);
 	assert_int_equal(f.off, 0);
+
+	/* Growing while a line is half read keeps only the live bytes. */
+	assert_int_equal(qmp_framer_feed(&f, a, strlen(a)), 0);
+	assert_int_equal(drain(&f, &g), QMP_FRAME_NONE);
+	assert_int_equal(g.n, 3);
+	assert_int_equal(f.off, first_len);
+	cap = f.cap;
+	p = qmp_framer_reserve(&f, 2 * cap, &avail);
+	assert_non_null(p);
+	assert_true(avail >= 2 * cap);
+	assert_true(f.cap > cap);
+	assert_int_equal(f.off, 0);
+	assert_int_equal(f.len, strlen(a) - first_len);
+	assert_memory_equal(f.buf, "{\"id\": 2, ", 10);
+	memcpy(p, b, strlen(b));
+	qmp_framer_commit(&f, strlen(b));
+	assert_int_equal(drain(&f, &g), QMP_FRAME_NONE);
+	assert_int_equal(g.n, 4);
+	assert_int_equal(msg_int(g.msg[3], "id"), 2);
 
 	/* Commit past the reservation is clamped, not an overflow. */
 	p = qmp_framer_reserve(&f, 1, &avail);

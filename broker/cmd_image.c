@@ -1,0 +1,633 @@
+/*
+ * image-attach / image-detach: loop and nbd devices, as jobs.
+ *
+ * Every step that waits is a child (losetup, qemu-nbd) reaped from the
+ * loop, a loop timer (retries, waiting for qemu-nbd's pid file in sysfs)
+ * or, for the flush ioctl, a worker. Device choice for nbd happens on the
+ * loop, which serialises it within the broker; the lock file serialises
+ * it against everything else. A failed or cancelled attach disconnects
+ * what it connected before it ends, and says so.
+ */
+#include "config.h"
+
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/cmd.h"
+#include "broker/conf.h"
+#include "broker/job.h"
+#include "broker/jobs.h"
+#include "broker/proc.h"
+#include "broker/work.h"
+#include "disk/imgpath.h"
+#include "disk/loop.h"
+#include "disk/nbd.h"
+
+#define IMG_LOOP_RETRIES	5	/* out of loop devices */
+#define IMG_LOOP_RETRY_MS	500
+#define IMG_DETACH_TRIES	3	/* losetup -d fails now and then */
+#define IMG_DETACH_RETRY_MS	200
+#define IMG_NBD_POLL_MS		100
+#define IMG_NBD_WAIT_MS		10000
+#define IMG_TOOL_MS		30000
+
+enum img_mode { IMG_LOOP, IMG_NBD };
+
+/* A device the broker attached; only those can be detached through it. */
+struct img_att {
+	char			 device[256];
+	enum img_mode		 mode;
+	char			 path[PATH_MAX];
+	bool			 ro;
+	struct nbd_dev		 nbd;
+	bool			 detaching;
+	TAILQ_ENTRY(img_att)	 entry;
+};
+static TAILQ_HEAD(, img_att)	img_atts = TAILQ_HEAD_INITIALIZER(img_atts);
+
+enum img_phase {
+	IP_TOOL,	/* losetup / qemu-nbd -c / -d running */
+	IP_RETRY,	/* timer before the next try */
+	IP_WAIT_PID,	/* qemu-nbd returned; waiting for sysfs pid */
+	IP_FLUSH,	/* BLKFLSBUF on a worker */
+	IP_CLEANUP,	/* undoing a failed or cancelled attach */
+};
+
+struct img_job {
+	struct job		*job;
+	bool			 attach;
+	enum img_mode		 mode;
+	char			 path[PATH_MAX];
+	char			*format;
+	bool			 ro;
+	char			 device[256];
+	struct nbd_dev		 nbd;
+	struct img_att		*att;		/* detach: what goes */
+
+	enum img_phase		 phase;
+	struct proc		*p;
+	struct work		*w;
+	struct event		*timer;
+	struct timeval		 deadline;
+	int			 tries;
+
+	/* How the job ends once cleanup is over. */
+	bool			 end_cancel;
+	struct qmp_error	 end_err;
+	/* Worker result (flush). */
+	struct qmp_error	 flush_err;
+	int			 flush_rc;
+};
+
+static void	img_start(struct job *);
+static void	img_cancel(struct job *);
+static void	img_free(void *);
+static void	img_step(struct img_job *);
+
+static const struct job_ops img_attach_ops = {
+	"image-attach", "image", img_start, img_cancel, img_free
+};
+/* A detach is not undone halfway: it runs to its end (bounded by the
+   tools' deadlines and the retry count). */
+static const struct job_ops img_detach_ops = {
+	"image-detach", "image", img_start, NULL, img_free
+};
+
+static const char *
+img_losetup(void)
+{
+	return conf.losetup_path != NULL ? conf.losetup_path : LOOP_LOSETUP;
+}
+
+static const char *
+img_qemu_nbd(void)
+{
+	return conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path : NBD_QEMU_NBD;
+}
+
+static void
+img_nbd_paths(struct nbd_paths *np)
+{
+	np->sysfs = conf.nbd_sysfs != NULL ? conf.nbd_sysfs : NBD_SYSFS;
+	np->devdir = conf.nbd_dev_dir != NULL ? conf.nbd_dev_dir : NBD_DEVDIR;
+	np->lockdir = conf.nbd_lock_dir != NULL ? conf.nbd_lock_dir :
+	    NBD_LOCKDIR;
+}
+
+static int
+img_tool_ms(void)
+{
+	return conf.tool_timeout_ms > 0 ? conf.tool_timeout_ms : IMG_TOOL_MS;
+}
+
+static void
+img_free(void *arg)
+{
+	struct img_job	*ij = arg;
+
+	if (ij->timer != NULL)
+		event_free(ij->timer);
+	/* A lock still held here belongs to no attachment: let it go. */
+	nbd_release(&ij->nbd);
+	if (ij->att != NULL)
+		ij->att->detaching = false;
+	free(ij->format);
+	free(ij);
+}
+
+static void
+img_after(struct img_job *ij, int ms)
+{
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(ij->timer, &tv);	/* made by img_start */
+}
+
+static json_t *
+img_result(struct img_job *ij)
+{
+	return json_pack("{s:s,s:s,s:s,s:b}", "device", ij->device, "mode",
+	    ij->mode == IMG_LOOP ? "loop" : "nbd", "path", ij->path,
+	    "readonly", ij->ro);
+}
+
+/* Ends a job whose cleanup (if any) is over. */
+static void
+img_end(struct img_job *ij, json_t *cancel_report)
+{
+	if (ij->end_cancel)
+		job_cancelled(ij->job, cancel_report);
+	else {
+		json_decref(cancel_report);
+		job_fail_err(ij->job, &ij->end_err);
+	}
+}
+
+static void	img_proc_done(struct proc *, const struct proc_result *, void *);
+
+/* A detach that failed leaves the attachment as it was, detachable
+   again; the job lets go of it (a later detach may free it). */
+static void
+img_detach_failed(struct img_job *ij)
+{
+	if (ij->att != NULL)
+		ij->att->detaching = false;
+	ij->att = NULL;
+}
+
+static bool
+img_spawn(struct img_job *ij, char **argv)
+{
+	struct qmp_error	err;
+
+	ij->p = proc_spawn(argv, img_tool_ms(), img_proc_done, ij, &err);
+	if (ij->p == NULL) {
+		if (ij->phase == IP_CLEANUP) {
+			/* Cannot undo: end, and say what is left. */
+			img_end(ij, json_pack("{s:s,s:s}", "left", ij->device,
+			    "why", err.desc));
+			return false;
+		}
+		if (!ij->attach)
+			img_detach_failed(ij);
+		job_fail_err(ij->job, &err);
+		return false;
+	}
+	return true;
+}
+
+/* Disconnects what a failed or cancelled nbd attach connected. */
+static void
+img_cleanup(struct img_job *ij)
+{
+	char	*argv[NBD_ARGV_MAX];
+
+	ij->phase = IP_CLEANUP;
+	if (ij->mode == IMG_LOOP) {
+		loop_detach_argv(img_losetup(), ij->device, argv);
+		img_spawn(ij, argv);
+		return;
+	}
+	nbd_disconnect_argv(img_qemu_nbd(), &ij->nbd, argv);
+	img_spawn(ij, argv);
+}
+
+static void
+img_cleanup_done(struct img_job *ij, const struct proc_result *r)
+{
+	char	why[256];
+
+	nbd_release(&ij->nbd);
+	if (r->exited && r->code == 0) {
+		img_end(ij, json_pack("{s:s}", "undone", ij->device));
+		return;
+	}
+	proc_describe(r, why, sizeof why);
+	if (!ij->end_cancel) {
+		/* Say both: why it failed, and what it could not undo. */
+		size_t n = strlen(ij->end_err.desc);
+		snprintf(ij->end_err.desc + n, sizeof ij->end_err.desc - n,
+		    "; disconnecting %s failed too: %s", ij->device, why);
+	}
+	img_end(ij, json_pack("{s:s,s:s}", "left", ij->device, "why", why));
+}
+
+static void
+img_attached(struct img_job *ij)
+{
+	struct img_att	*a;
+
+	if ((a = calloc(1, sizeof *a)) == NULL) {
+		qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "out of memory");
+		img_cleanup(ij);
+		return;
+	}
+	snprintf(a->device, sizeof a->device, "%s", ij->device);
+	snprintf(a->path, sizeof a->path, "%s", ij->path);
+	a->mode = ij->mode;
+	a->ro = ij->ro;
+	a->nbd = ij->nbd;
+	ij->nbd.lockfd = -1;	/* the attachment holds the lock now */
+	TAILQ_INSERT_TAIL(&img_atts, a, entry);
+	job_conclude(ij->job, img_result(ij));
+}
+
+static void
+img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
+{
+	struct img_job		*ij = arg;
+	struct qmp_error	 err;
+	char			 why[256];
+	bool			 ok = r->exited && r->code == 0;
+
+	ij->p = NULL;
+	if (ij->phase == IP_CLEANUP) {
+		img_cleanup_done(ij, r);
+		return;
+	}
+	proc_describe(r, why, sizeof why);
+
+	if (!ij->attach) {
+		if (ok) {
+			if (ij->mode == IMG_NBD)
+				nbd_release(&ij->att->nbd);
+			json_t *res = json_pack("{s:s}", "device", ij->device);
+			if (ij->mode == IMG_NBD)
+				json_object_set_new(res, "flushed",
+				    json_boolean(ij->flush_rc == 0));
+			if (ij->mode == IMG_NBD && ij->flush_rc != 0)
+				json_object_set_new(res, "flush-error",
+				    json_string(ij->flush_err.desc));
+			TAILQ_REMOVE(&img_atts, ij->att, entry);
+			free(ij->att);
+			ij->att = NULL;
+			job_conclude(ij->job, res);
+			return;
+		}
+		if (ij->mode == IMG_LOOP && ++ij->tries < IMG_DETACH_TRIES &&
+		    !job_stopping()) {
+			ij->phase = IP_RETRY;
+			img_after(ij, IMG_DETACH_RETRY_MS);
+			return;
+		}
+		img_detach_failed(ij);
+		job_fail(ij->job, QMP_CLS_GENERIC, "detaching %s: %s",
+		    ij->device, why);
+		return;
+	}
+
+	if (ij->mode == IMG_LOOP) {
+		if (ok && loop_parse_device(r->out, ij->device,
+		    sizeof ij->device, &err) == -1) {
+			/* Attached something we cannot name: nothing to undo
+			   by name either. */
+			job_fail(ij->job, QMP_CLS_GENERIC, "losetup: %s",
+			    err.desc);
+			return;
+		}
+		if (job_cancel_requested(ij->job)) {
+			ij->end_cancel = true;
+			if (ok)
+				img_cleanup(ij);
+			else
+				job_cancelled(ij->job, NULL);
+			return;
+		}
+		if (ok) {
+			img_attached(ij);
+			return;
+		}
+		if (loop_out_of_devices(r->err) && ++ij->tries <
+		    IMG_LOOP_RETRIES && !job_stopping()) {
+			ij->phase = IP_RETRY;
+			img_after(ij, IMG_LOOP_RETRY_MS);
+			return;
+		}
+		job_fail(ij->job, QMP_CLS_GENERIC, "losetup %s: %s", ij->path,
+		    why);
+		return;
+	}
+
+	/* nbd attach: qemu-nbd -c returned. */
+	if (job_cancel_requested(ij->job)) {
+		ij->end_cancel = true;
+		img_cleanup(ij);
+		return;
+	}
+	if (!ok) {
+		qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "qemu-nbd %s: %s",
+		    ij->device, why);
+		img_cleanup(ij);
+		return;
+	}
+	ij->phase = IP_WAIT_PID;
+	{
+		int		ms = conf.nbd_wait_ms > 0 ? conf.nbd_wait_ms :
+				    IMG_NBD_WAIT_MS;
+		struct timeval	now, tv = { ms / 1000, (ms % 1000) * 1000 };
+
+		gettimeofday(&now, NULL);
+		timeradd(&now, &tv, &ij->deadline);
+	}
+	img_step(ij);
+}
+
+static void
+img_flush_fn(void *arg)
+{
+	struct img_job	*ij = arg;
+
+	ij->flush_rc = nbd_flush(ij->device, &ij->flush_err);
+}
+
+static void
+img_flush_done(void *arg, bool ran)
+{
+	struct img_job	*ij = arg;
+	char		*argv[NBD_ARGV_MAX];
+
+	ij->w = NULL;
+	if (!ran) {
+		img_detach_failed(ij);
+		job_fail(ij->job, QMP_CLS_GENERIC, "broker shutting down before "
+		    "%s was flushed; still attached", ij->device);
+		return;
+	}
+	/* Flush failing (a device already gone) does not stop the detach:
+	   it is reported in the result. */
+	ij->phase = IP_TOOL;
+	nbd_disconnect_argv(img_qemu_nbd(), &ij->att->nbd, argv);
+	img_spawn(ij, argv);
+}
+
+/* Starts, retries or polls: the one place a phase moves on by itself. */
+static void
+img_step(struct img_job *ij)
+{
+	struct nbd_paths	 np;
+	struct timeval		 now;
+	char			*argv[NBD_ARGV_MAX];
+
+	switch (ij->phase) {
+	case IP_TOOL:
+	case IP_RETRY:
+		ij->phase = IP_TOOL;
+		if (ij->attach && ij->mode == IMG_LOOP)
+			loop_attach_argv(img_losetup(), ij->path, ij->ro, argv);
+		else if (ij->mode == IMG_LOOP)
+			loop_detach_argv(img_losetup(), ij->device, argv);
+		else if (ij->attach)
+			nbd_connect_argv(img_qemu_nbd(), &ij->nbd, ij->ro,
+			    ij->format, ij->path, argv);
+		else {
+			ij->phase = IP_FLUSH;
+			if ((ij->w = work_submit(img_flush_fn, img_flush_done,
+			    ij)) == NULL) {
+				img_detach_failed(ij);
+				job_fail(ij->job, QMP_CLS_GENERIC,
+				    "broker shutting down");
+			}
+			return;
+		}
+		img_spawn(ij, argv);
+		return;
+	case IP_WAIT_PID:
+		img_nbd_paths(&np);
+		if (nbd_connected(&np, &ij->nbd)) {
+			img_attached(ij);
+			return;
+		}
+		gettimeofday(&now, NULL);
+		if (timercmp(&now, &ij->deadline, >=)) {
+			qmp_error_set(&ij->end_err, QMP_CLS_GENERIC,
+			    "qemu-nbd returned but %s did not connect within "
+			    "the deadline (no pid in sysfs)", ij->device);
+			img_cleanup(ij);
+			return;
+		}
+		img_after(ij, IMG_NBD_POLL_MS);
+		return;
+	case IP_FLUSH:
+	case IP_CLEANUP:
+		break;
+	}
+}
+
+static void
+img_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	img_step(arg);
+}
+
+static void
+img_start(struct job *j)
+{
+	struct img_job		*ij = job_data(j);
+	struct nbd_paths	 np;
+	struct qmp_error	 err;
+
+	ij->job = j;
+	if ((ij->timer = evtimer_new(job_base(), img_timer_cb, ij)) == NULL) {
+		job_fail(j, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	if (ij->attach && ij->mode == IMG_NBD) {
+		img_nbd_paths(&np);
+		if (nbd_pick(&np, &ij->nbd, &err) == -1) {
+			job_fail_err(j, &err);
+			return;
+		}
+		snprintf(ij->device, sizeof ij->device, "%s", ij->nbd.path);
+	}
+	ij->phase = IP_TOOL;
+	img_step(ij);
+}
+
+static void
+img_cancel(struct job *j)
+{
+	struct img_job	*ij = job_data(j);
+
+	switch (ij->phase) {
+	case IP_TOOL:
+		/* Reaped first; img_proc_done undoes what it finds. */
+		if (ij->p != NULL)
+			proc_kill(ij->p);
+		return;
+	case IP_RETRY:
+		evtimer_del(ij->timer);
+		job_cancelled(j, NULL);	/* nothing attached yet */
+		return;
+	case IP_WAIT_PID:
+		evtimer_del(ij->timer);
+		ij->end_cancel = true;
+		img_cleanup(ij);
+		return;
+	case IP_FLUSH:
+	case IP_CLEANUP:
+		return;	/* ends by itself shortly */
+	}
+}
+
+/* ---- commands ---- */
+
+static bool
+img_format_ok(const char *s)
+{
+	size_t	n = strlen(s);
+
+	if (n == 0 || n > 16)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+static void
+cmd_image_attach(struct req *req, json_t *args)
+{
+	const char		*path, *mode, *format = NULL;
+	int			 ro = 0;
+	struct img_job		*ij;
+	struct qmp_error	 err;
+	struct job		*j;
+
+	if (req_unpack(req, args, "{s:s,s:s,s?s,s?b}", "path", &path,
+	    "mode", &mode, "format", &format, "readonly", &ro) != 0)
+		return;
+	if (strcmp(mode, "loop") != 0 && strcmp(mode, "nbd") != 0) {
+		req_error(req, QMP_CLS_GENERIC,
+		    "mode must be \"loop\" or \"nbd\"");
+		return;
+	}
+	if (format != NULL && !img_format_ok(format)) {
+		req_error(req, QMP_CLS_GENERIC, "invalid format");
+		return;
+	}
+	if (format != NULL && strcmp(mode, "loop") == 0 &&
+	    strcmp(format, "raw") != 0) {
+		req_error(req, QMP_CLS_GENERIC, "loop devices take raw images "
+		    "only; use mode \"nbd\" for %s", format);
+		return;
+	}
+	if ((ij = calloc(1, sizeof *ij)) == NULL) {
+		req_error(req, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	ij->nbd.lockfd = -1;
+	if (img_path_check(conf.image_roots, conf.n_image_roots, path,
+	    ij->path, sizeof ij->path, &err) != 0) {
+		free(ij);
+		req_error_qmp(req, &err);
+		return;
+	}
+	ij->attach = true;
+	ij->mode = strcmp(mode, "loop") == 0 ? IMG_LOOP : IMG_NBD;
+	ij->ro = ro;
+	if (format != NULL && (ij->format = strdup(format)) == NULL) {
+		free(ij);
+		req_error(req, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	if ((j = job_new(&img_attach_ops, ij->path, ij, &err)) == NULL) {
+		req_error_qmp(req, &err);
+		return;
+	}
+	job_start(j);
+	req_reply(req, json_pack("{s:I}", "job", (json_int_t)job_id(j)));
+}
+
+static void
+cmd_image_detach(struct req *req, json_t *args)
+{
+	const char		*dev;
+	struct img_att		*a;
+	struct img_job		*ij;
+	struct qmp_error	 err;
+	struct job		*j;
+
+	if (req_unpack(req, args, "{s:s}", "device", &dev) != 0)
+		return;
+	TAILQ_FOREACH(a, &img_atts, entry)
+		if (strcmp(a->device, dev) == 0)
+			break;
+	if (a == NULL) {
+		req_error(req, QMP_CLS_DEVNOTFOUND,
+		    "%.200s was not attached by this broker", dev);
+		return;
+	}
+	if (a->detaching) {
+		req_error(req, QMP_CLS_GENERIC, "%s is being detached already",
+		    a->device);
+		return;
+	}
+	if ((ij = calloc(1, sizeof *ij)) == NULL) {
+		req_error(req, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	ij->nbd.lockfd = -1;
+	ij->mode = a->mode;
+	ij->att = a;
+	ij->ro = a->ro;
+	snprintf(ij->device, sizeof ij->device, "%s", a->device);
+	snprintf(ij->path, sizeof ij->path, "%s", a->path);
+	if ((j = job_new(&img_detach_ops, ij->device, ij, &err)) == NULL) {
+		req_error_qmp(req, &err);
+		return;
+	}
+	a->detaching = true;
+	job_start(j);
+	req_reply(req, json_pack("{s:I}", "job", (json_int_t)job_id(j)));
+}
+
+const struct cmd_entry cmd_image_table[] = {
+	{ "image-attach", cmd_image_attach, 0 },
+	{ "image-detach", cmd_image_detach, 0 },
+	{ NULL, NULL, 0 }
+};
+
+int
+image_init(struct event_base *base)
+{
+	return 0;
+}
+
+/* Attached devices stay attached (VMs use them); the broker only forgets
+   them and lets their nbd locks go with the process. */
+void
+image_shutdown(void)
+{
+	struct img_att	*a;
+
+	while ((a = TAILQ_FIRST(&img_atts)) != NULL) {
+		TAILQ_REMOVE(&img_atts, a, entry);
+		nbd_release(&a->nbd);
+		free(a);
+	}
+}

@@ -1,0 +1,28 @@
+/*
+ * The job families as one unit for the daemon: start them after the loop
+ * exists (the base must be thread-enabled: evthread_use_pthreads() before
+ * event_base_new(), for libvirt's event loop), stop them before it goes.
+ * Stopping ends every job (cancelled or failed), joins every worker and
+ * reaps every child.
+ */
+#ifndef BROKER_JOBS_H
+#define BROKER_JOBS_H
+
+#include <event2/event.h>
+
+#include "broker/cmd.h"
+
+int	jobs_start(struct event_base *);
+void	jobs_stop(void);
+
+/* Parts, for tests that want less. */
+int	domain_init(struct event_base *);
+void	domain_shutdown(void);
+int	image_init(struct event_base *);
+void	image_shutdown(void);
+
+extern const struct cmd_entry cmd_job_table[];
+extern const struct cmd_entry cmd_domain_table[];
+extern const struct cmd_entry cmd_image_table[];
+
+#endif

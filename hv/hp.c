@@ -1,0 +1,1196 @@
+/*
+ * The hotplug step engine. See hp.h.
+ *
+ * An operation is a list of steps run one at a time. A step that succeeds
+ * pushes its undo; the first failure turns the operation around and the
+ * undos run last-in first-out. Undo steps never stop the unwinding: a
+ * "not found" means there was nothing to undo, and a monitor that is
+ * down is waited for (bounded), since QEMU keeps its state across our
+ * reconnects and the undo is still due.
+ */
+#include <sys/random.h>
+#include <sys/time.h>
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "hv/hp_int.h"
+
+#define HP_RETRY_MS		200
+#define HP_RETRY_TOTAL_MS	30000
+
+static void	hp_finish(struct hp_op *);
+static void	hp_reply(json_t *, const struct qmp_error *, void *);
+
+static const char *const hp_step_names[] = {
+	[ST_SCAN] = "query-pci",
+	[ST_GETFD] = "getfd",
+	[ST_CLOSEFD] = "closefd",
+	[ST_NETDEV_ADD] = "netdev_add",
+	[ST_NETDEV_DEL] = "netdev_del",
+	[ST_ADDFD] = "add-fd",
+	[ST_REMOVEFD] = "remove-fd",
+	[ST_REMOVEFD_OPAQUE] = "remove-fd",
+	[ST_BLOCKDEV_ADD] = "blockdev-add",
+	[ST_BLOCKDEV_DEL] = "blockdev-del",
+	[ST_DEVICE_ADD] = "device_add",
+	[ST_DEVICE_DEL] = "device_del",
+};
+
+void
+hp_log(struct hp_vm *vm, int prio, const char *fmt, ...)
+{
+	char	buf[1024];
+	va_list	ap;
+
+	if (vm->ops->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	vm->ops->log(vm->ctx, prio, buf);
+}
+
+bool
+hp_id_valid(const char *s)
+{
+	size_t	n;
+
+	/* QEMU's id_wellformed(): a letter, then letters, digits, '-',
+	   '.', '_' */
+	if (s == NULL || (n = strlen(s)) == 0 || n > HP_ID_MAX ||
+	    !isalpha((unsigned char)s[0]))
+		return (false);
+	for (; *s != '\0'; s++) {
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.' &&
+		    *s != '_')
+			return (false);
+	}
+	return (true);
+}
+
+/* Block node names must stay under 32 bytes, ids may be 64: derive a
+   short stable name from the id. */
+static void
+hp_node_name(char *buf, size_t len, const char *prefix, const char *id)
+{
+	uint32_t	h = 2166136261u;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	snprintf(buf, len, "%s%08x", prefix, h);
+}
+
+struct hp_vm *
+hp_vm_new(struct event_base *base, const struct hp_ops *ops, void *ctx,
+    int unplug_timeout_ms)
+{
+	struct hp_vm	*vm;
+
+	if ((vm = calloc(1, sizeof *vm)) == NULL)
+		return (NULL);
+	vm->base = base;
+	vm->ops = ops;
+	vm->ctx = ctx;
+	vm->unplug_timeout_ms = unplug_timeout_ms > 0 ? unplug_timeout_ms :
+	    10000;
+	LIST_INIT(&vm->ops_list);
+	return (vm);
+}
+
+size_t
+hp_vm_busy(const struct hp_vm *vm)
+{
+	return (vm->nops);
+}
+
+static void
+hp_vm_maybe_free(struct hp_vm *vm)
+{
+	if (vm->dead && vm->nops == 0) {
+		pci_resv_free_all(&vm->resv);
+		free(vm);
+	}
+}
+
+static void
+hp_close_fds(struct hp_op *op)
+{
+	size_t	i;
+
+	for (i = 0; i < op->nfds; i++) {
+		if (op->fds[i] >= 0)
+			close(op->fds[i]);
+		op->fds[i] = -1;
+	}
+	if (op->disk.fd >= 0)
+		close(op->disk.fd);
+	op->disk.fd = -1;
+}
+
+void
+hp_op_free(struct hp_op *op)
+{
+	struct hp_vm	*vm = op->vm;
+
+	LIST_REMOVE(op, entry);
+	vm->nops--;
+	hp_close_fds(op);
+	if (op->timer != NULL)
+		event_free(op->timer);
+	if (op->retry != NULL)
+		event_free(op->retry);
+	if (op->scanning) {
+		vm->scanning--;
+		if (vm->scanning == 0)
+			pci_resv_prune(&vm->resv);
+	}
+	hp_scan_clear(&op->scan);
+	json_decref(op->disk.node);
+	json_decref(op->result);
+	json_decref(op->fdsets);
+	free(op);
+	hp_vm_maybe_free(vm);
+}
+
+void
+hp_answer(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	hp_done_fn	*done = op->done;
+
+	if (op->answered) {
+		json_decref(ret);
+		return;
+	}
+	op->answered = true;
+	op->done = NULL;
+	if (done != NULL)
+		done(ret, err, op->arg);
+	else
+		json_decref(ret);
+}
+
+void
+hp_vm_free(struct hp_vm *vm)
+{
+	struct hp_op		*op, *next;
+	struct qmp_error	 err;
+
+	if (vm == NULL)
+		return;
+	vm->dead = true;
+	qmp_error_set(&err, QMP_CLS_GENERIC, "the VM was removed while the "
+	    "hotplug operation was in progress");
+	vm->nops++;		/* hold vm across the callbacks */
+	for (op = LIST_FIRST(&vm->ops_list); op != NULL; op = next) {
+		next = LIST_NEXT(op, entry);
+		hp_answer(op, NULL, &err);
+		hp_close_fds(op);
+		if (op->timer != NULL)
+			event_del(op->timer);
+		if (op->retry != NULL)
+			event_del(op->retry);
+		if (!op->inflight)
+			hp_op_free(op);
+	}
+	vm->nops--;
+	hp_vm_maybe_free(vm);
+}
+
+void
+hp_exec(struct hp_op *op, const char *cmd, json_t *args, const int *fds,
+    size_t nfds, hp_reply_fn *cb)
+{
+	op->inflight = true;
+	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, cb, op);
+}
+
+static json_t *
+hp_record(struct hp_op *op, const struct hp_step *st)
+{
+	json_t	*rec, *names;
+	size_t	 i;
+
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+	    "op", op->name, "id", op->id,
+	    "kind", op->kind == HP_NIC ? "nic" : "disk",
+	    "phase", op->undoing ? "undo" : "do",
+	    "step", hp_step_names[st->k],
+	    "netdev", op->netdev, "node", op->node, "opaque", op->opaque);
+	if (rec == NULL)
+		return (NULL);
+	names = json_array();
+	for (i = 0; i < op->nfds; i++)
+		if (op->fdname[i][0] != '\0')
+			json_array_append_new(names,
+			    json_string(op->fdname[i]));
+	json_object_set_new(rec, "fdnames", names);
+	if (op->fdset >= 0)
+		json_object_set_new(rec, "fdset", json_integer(op->fdset));
+	if (op->bus[0] != '\0') {
+		json_object_set_new(rec, "bus", json_string(op->bus));
+		json_object_set_new(rec, "slot", json_integer(op->slot));
+	}
+	return (rec);
+}
+
+static int
+hp_journal(struct hp_op *op, const struct hp_step *st)
+{
+	json_t	*rec;
+	int	 rc;
+
+	if (op->vm->ops->journal == NULL)
+		return (0);
+	if (st == NULL)
+		return (op->vm->ops->journal(op->vm->ctx, op->id, NULL));
+	if ((rec = hp_record(op, st)) == NULL)
+		return (-1);
+	rc = op->vm->ops->journal(op->vm->ctx, op->id, rec);
+	json_decref(rec);
+	return (rc);
+}
+
+void
+hp_push_undo(struct hp_op *op, enum hp_stepk k, int arg)
+{
+	if (op->nundo < HP_MAX_STEPS) {
+		op->undo[op->nundo].k = k;
+		op->undo[op->nundo].arg = arg;
+		op->nundo++;
+	}
+}
+
+/* Drops pending undos of kind k (their target is gone another way). */
+static void
+hp_drop_undo(struct hp_op *op, enum hp_stepk k)
+{
+	size_t	i, j;
+
+	for (i = j = 0; i < op->nundo; i++)
+		if (op->undo[i].k != k)
+			op->undo[j++] = op->undo[i];
+	op->nundo = j;
+}
+
+static void
+hp_fail(struct hp_op *op, const struct qmp_error *err)
+{
+	if (!op->failed) {
+		op->err = *err;
+		op->failed = true;
+	}
+	if (!op->undoing) {
+		op->undoing = true;
+		hp_log(op->vm, LOG_NOTICE, "%s %s: %s failed (%s), undoing "
+		    "%zu step(s)", op->name, op->id,
+		    hp_step_names[op->step.k], err->desc, op->nundo);
+	}
+}
+
+static void
+hp_addr(char *buf, size_t len, int slot)
+{
+	snprintf(buf, len, "0x%x", slot);
+}
+
+static json_t *
+hp_device_args(struct hp_op *op)
+{
+	json_t	*a;
+	char	 addr[8];
+	size_t	 q;
+
+	hp_addr(addr, sizeof addr, op->slot);
+	if (op->kind == HP_NIC) {
+		a = json_pack("{s:s, s:s, s:s}", "driver",
+		    op->nic.driver[0] != '\0' ? op->nic.driver :
+		    "virtio-net-pci", "id", op->id, "netdev", op->netdev);
+		if (op->nic.mac[0] != '\0')
+			json_object_set_new(a, "mac",
+			    json_string(op->nic.mac));
+		q = op->nic.queues;
+		if (q > 1) {
+			json_object_set_new(a, "mq", json_true());
+			json_object_set_new(a, "vectors",
+			    json_integer(2 * (json_int_t)q + 2));
+		}
+	} else {
+		a = json_pack("{s:s, s:s, s:s}", "driver",
+		    op->disk.driver[0] != '\0' ? op->disk.driver :
+		    "virtio-blk-pci", "id", op->id, "drive", op->node);
+	}
+	if (op->bus[0] != '\0') {
+		json_object_set_new(a, "bus", json_string(op->bus));
+		if (op->slot >= 0)
+			json_object_set_new(a, "addr", json_string(addr));
+	}
+	return (a);
+}
+
+static json_t *
+hp_netdev_args(struct hp_op *op)
+{
+	char	fds[HP_MAX_FDS * HP_NAME_MAX], vfds[HP_MAX_FDS * HP_NAME_MAX];
+	size_t	q = op->nic.queues, i;
+	json_t	*a;
+
+	fds[0] = vfds[0] = '\0';
+	for (i = 0; i < q; i++) {
+		if (i > 0)
+			strcat(fds, ":");
+		strcat(fds, op->fdname[i]);
+		if (op->nic.vhost) {
+			if (i > 0)
+				strcat(vfds, ":");
+			strcat(vfds, op->fdname[q + i]);
+		}
+	}
+	a = json_pack("{s:s, s:s}", "type", "tap", "id", op->netdev);
+	json_object_set_new(a, q > 1 ? "fds" : "fd", json_string(fds));
+	if (op->nic.vhost) {
+		json_object_set_new(a, "vhost", json_true());
+		json_object_set_new(a, q > 1 ? "vhostfds" : "vhostfd",
+		    json_string(vfds));
+	}
+	return (a);
+}
+
+static json_t *
+hp_blockdev_args(struct hp_op *op)
+{
+	json_t	*file, *a;
+	char	 path[64];
+
+	if (op->disk.node != NULL) {
+		file = json_deep_copy(op->disk.node);
+		json_object_set_new(file, "node-name",
+		    json_string(op->fnode));
+	} else {
+		snprintf(path, sizeof path, "/dev/fdset/%lld", op->fdset);
+		file = json_pack("{s:s, s:s, s:s}", "driver",
+		    op->disk.blkdev ? "host_device" : "file", "node-name",
+		    op->fnode, "filename", path);
+	}
+	json_object_set_new(file, "read-only",
+	    json_boolean(op->disk.readonly));
+	a = json_pack("{s:s, s:s, s:b, s:o}", "driver",
+	    op->disk.format[0] != '\0' ? op->disk.format : "raw",
+	    "node-name", op->node, "read-only", op->disk.readonly,
+	    "file", file);
+	return (a);
+}
+
+/* --- device_del and its DEVICE_DELETED --------------------------------- */
+
+static void
+hp_del_check(struct hp_op *op)
+{
+	if (!op->del_wait || !op->del_replied || !op->del_seen)
+		return;
+	op->del_wait = false;
+	if (op->timer != NULL)
+		event_del(op->timer);
+	hp_next(op);
+}
+
+static void
+hp_del_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	struct hp_op		*op = arg;
+	struct qmp_error	 err;
+
+	if (!op->del_wait || op->pending)
+		return;
+	op->pending = true;
+	hp_log(op->vm, LOG_NOTICE, "%s %s: no DEVICE_DELETED within %d ms; "
+	    "unplug left pending", op->name, op->id,
+	    op->vm->unplug_timeout_ms);
+	if (op->undoing)
+		hp_answer(op, NULL, &op->err);
+	else {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "unplug of '%s' is still "
+		    "pending: the guest has not released the device within "
+		    "%d ms; its backend is kept until it does", op->id,
+		    op->vm->unplug_timeout_ms);
+		hp_answer(op, NULL, &err);
+	}
+}
+
+void
+hp_vm_event(struct hp_vm *vm, const json_t *event)
+{
+	struct hp_op	*op, *next;
+	const char	*name, *dev;
+
+	name = json_string_value(json_object_get(event, "event"));
+	if (name == NULL || strcmp(name, "DEVICE_DELETED") != 0)
+		return;
+	/* QEMU also reports .../virtio-backend without "device": only the
+	   one naming the device means the guest let go of it */
+	dev = json_string_value(json_object_get(json_object_get(event,
+	    "data"), "device"));
+	if (dev == NULL)
+		return;
+	for (op = LIST_FIRST(&vm->ops_list); op != NULL; op = next) {
+		next = LIST_NEXT(op, entry);
+		if (op->del_wait && strcmp(op->id, dev) == 0) {
+			op->del_seen = true;
+			hp_del_check(op);
+		}
+	}
+}
+
+/* --- steps ------------------------------------------------------------- */
+
+static void
+hp_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	/* the step to retry was pushed back; run it again */
+	hp_next(op);
+}
+
+static bool
+hp_retry_undo(struct hp_op *op)
+{
+	struct timeval	now, tv;
+
+	if (op->vm->ops->ready(op->vm->ctx))
+		return (false);
+	gettimeofday(&now, NULL);
+	if (!timerisset(&op->retry_until)) {
+		tv.tv_sec = HP_RETRY_TOTAL_MS / 1000;
+		tv.tv_usec = (HP_RETRY_TOTAL_MS % 1000) * 1000;
+		timeradd(&now, &tv, &op->retry_until);
+	} else if (timercmp(&now, &op->retry_until, >))
+		return (false);
+	if (op->retry == NULL)
+		op->retry = evtimer_new(op->vm->base, hp_retry_cb, op);
+	if (op->retry == NULL)
+		return (false);
+	hp_push_undo(op, op->step.k, op->step.arg);
+	tv.tv_sec = 0;
+	tv.tv_usec = HP_RETRY_MS * 1000;
+	evtimer_add(op->retry, &tv);
+	return (true);
+}
+
+static void
+hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
+{
+	struct hp_vm		*vm = op->vm;
+	struct pci_place	*p;
+	struct qmp_error	 e;
+	const char		*bus = op->kind == HP_NIC ? op->nic.bus :
+				    op->disk.bus;
+	int			 slot = op->kind == HP_NIC ? op->nic.slot :
+				    op->disk.slot;
+
+	op->inflight = false;
+	if (vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	if (m != NULL) {
+		pci_map_apply(m, vm->resv);
+		p = pci_alloc(m, bus[0] != '\0' ? bus : NULL, slot, op->id, &e);
+		if (p == NULL)
+			err = &e;
+		else {
+			snprintf(op->bus, sizeof op->bus, "%s", p->bus);
+			op->slot = p->slot;
+			op->resv = pci_resv_add(&vm->resv, p->bus, p->slot,
+			    op->id);
+		}
+	}
+	op->scanning = false;
+	if (--vm->scanning == 0)
+		pci_resv_prune(&vm->resv);
+	hp_scan_clear(&op->scan);
+	if (err != NULL) {
+		/* nothing was sent yet: no undo, just the error */
+		hp_fail(op, err);
+	}
+	hp_next(op);
+}
+
+/* remove-fd for every fdset carrying our opaque, one after the other;
+   a failure is logged and the walk goes on. */
+static void	hp_removefd_next(struct hp_op *);
+
+static void
+hp_removefd_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	if (err != NULL)
+		hp_log(op->vm, LOG_WARNING, "%s %s: remove-fd: %s", op->name,
+		    op->id, err->desc);
+	op->ifdset++;
+	hp_removefd_next(op);
+}
+
+static void
+hp_removefd_next(struct hp_op *op)
+{
+	json_t	*id;
+
+	if (op->ifdset >= json_array_size(op->fdsets)) {
+		json_decref(op->fdsets);
+		op->fdsets = NULL;
+		hp_next(op);
+		return;
+	}
+	id = json_array_get(op->fdsets, op->ifdset);
+	hp_exec(op, "remove-fd", json_pack("{s:O}", "fdset-id", id), NULL, 0,
+	    hp_removefd_done);
+}
+
+static void
+hp_fdsets_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+	const json_t	*set, *fd;
+	const char	*opq;
+	size_t		 i, j;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	if (err != NULL) {
+		hp_reply(NULL, err, op);	/* undo error path: retry/log */
+		return;
+	}
+	json_decref(op->fdsets);
+	op->fdsets = json_array();
+	op->ifdset = 0;
+	json_array_foreach(ret, i, set) {
+		json_array_foreach(json_object_get(set, "fds"), j, fd) {
+			opq = json_string_value(json_object_get(fd, "opaque"));
+			if (opq != NULL && strcmp(opq, op->opaque) == 0) {
+				json_array_append(op->fdsets,
+				    json_object_get(set, "fdset-id"));
+				break;
+			}
+		}
+	}
+	hp_removefd_next(op);
+}
+
+static void
+hp_take(struct hp_op *op, const struct hp_step *st)
+{
+	struct hp_vm	*vm = op->vm;
+	json_t		*a = NULL;
+	const int	*fds = NULL;
+	size_t		 nfds = 0;
+	struct timeval	 tv;
+
+	op->step = *st;
+	switch (st->k) {
+	case ST_SCAN:
+		op->scanning = true;
+		vm->scanning++;
+		hp_scan_start(op, hp_scan_done);
+		return;
+	case ST_GETFD:
+		a = json_pack("{s:s}", "fdname", op->fdname[st->arg]);
+		fds = &op->fds[st->arg];
+		nfds = 1;
+		break;
+	case ST_CLOSEFD:
+		a = json_pack("{s:s}", "fdname", op->fdname[st->arg]);
+		break;
+	case ST_NETDEV_ADD:
+		a = hp_netdev_args(op);
+		break;
+	case ST_NETDEV_DEL:
+		a = json_pack("{s:s}", "id", op->netdev);
+		break;
+	case ST_ADDFD:
+		a = json_pack("{s:s}", "opaque", op->opaque);
+		fds = &op->disk.fd;
+		nfds = 1;
+		break;
+	case ST_REMOVEFD:
+		a = json_pack("{s:I}", "fdset-id", (json_int_t)op->fdset);
+		break;
+	case ST_REMOVEFD_OPAQUE:
+		hp_exec(op, "query-fdsets", NULL, NULL, 0, hp_fdsets_done);
+		return;
+	case ST_BLOCKDEV_ADD:
+		a = hp_blockdev_args(op);
+		break;
+	case ST_BLOCKDEV_DEL:
+		a = json_pack("{s:s}", "node-name", op->node);
+		break;
+	case ST_DEVICE_ADD:
+		a = hp_device_args(op);
+		break;
+	case ST_DEVICE_DEL:
+		a = json_pack("{s:s}", "id", op->id);
+		/* listen before sending: DEVICE_DELETED may come first */
+		op->del_wait = true;
+		op->del_replied = op->del_seen = false;
+		if (op->timer == NULL)
+			op->timer = evtimer_new(vm->base, hp_del_timeout, op);
+		if (op->timer != NULL && !op->pending) {
+			tv.tv_sec = vm->unplug_timeout_ms / 1000;
+			tv.tv_usec = (vm->unplug_timeout_ms % 1000) * 1000;
+			evtimer_add(op->timer, &tv);
+		}
+		break;
+	}
+	hp_exec(op, hp_step_names[st->k], a, fds, nfds, hp_reply);
+}
+
+static void
+hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+	struct hp_step	*st = &op->step;
+	const json_t	*v;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+
+	if (op->undoing) {
+		if (err != NULL) {
+			if (hp_retry_undo(op))
+				return;
+			/* "not found" is the common, harmless case: the
+			   step being undone never took effect */
+			hp_log(op->vm, LOG_DEBUG, "%s %s: undo %s: %s",
+			    op->name, op->id, hp_step_names[st->k],
+			    err->desc);
+			if (st->k == ST_DEVICE_DEL) {
+				op->del_wait = false;
+				if (op->timer != NULL)
+					event_del(op->timer);
+			}
+		} else if (st->k == ST_DEVICE_DEL) {
+			op->del_replied = true;
+			hp_del_check(op);
+			return;
+		}
+		hp_next(op);
+		return;
+	}
+
+	if (err != NULL) {
+		if (st->k == ST_DEVICE_DEL) {
+			op->del_wait = false;
+			if (op->timer != NULL)
+				event_del(op->timer);
+		} else {
+			/* the reply may have been lost after QEMU acted:
+			   undo this step too (its undo tolerates absence) */
+			switch (st->k) {
+			case ST_GETFD:
+				hp_push_undo(op, ST_CLOSEFD, st->arg);
+				break;
+			case ST_NETDEV_ADD:
+				hp_push_undo(op, ST_NETDEV_DEL, 0);
+				break;
+			case ST_ADDFD:
+				hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+				break;
+			case ST_BLOCKDEV_ADD:
+				hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
+				break;
+			case ST_DEVICE_ADD:
+				hp_push_undo(op, ST_DEVICE_DEL, 0);
+				break;
+			default:
+				break;
+			}
+		}
+		hp_fail(op, err);
+		hp_next(op);
+		return;
+	}
+
+	switch (st->k) {
+	case ST_GETFD:
+		hp_push_undo(op, ST_CLOSEFD, st->arg);
+		break;
+	case ST_NETDEV_ADD:
+		/* QEMU took the named fds out of the monitor's list */
+		hp_drop_undo(op, ST_CLOSEFD);
+		hp_push_undo(op, ST_NETDEV_DEL, 0);
+		break;
+	case ST_ADDFD:
+		v = json_object_get(ret, "fdset-id");
+		op->fdset = json_is_integer(v) ? json_integer_value(v) : -1;
+		hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+		break;
+	case ST_REMOVEFD:
+		/* the fdset now lives exactly as long as the node */
+		hp_drop_undo(op, ST_REMOVEFD_OPAQUE);
+		break;
+	case ST_BLOCKDEV_ADD:
+		hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
+		break;
+	case ST_DEVICE_ADD:
+		hp_push_undo(op, ST_DEVICE_DEL, 0);
+		break;
+	case ST_DEVICE_DEL:
+		op->del_replied = true;
+		hp_del_check(op);
+		return;
+	default:
+		break;
+	}
+	hp_next(op);
+}
+
+void
+hp_next(struct hp_op *op)
+{
+	struct hp_step		 st;
+	struct qmp_error	 err;
+
+	if (op->undoing) {
+		if (op->nundo == 0) {
+			hp_finish(op);
+			return;
+		}
+		st = op->undo[--op->nundo];
+	} else {
+		if (op->cur == op->nsteps) {
+			hp_finish(op);
+			return;
+		}
+		st = op->steps[op->cur++];
+	}
+	if (hp_journal(op, &st) != 0) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "could not record the "
+		    "hotplug step in the journal: refusing to take it");
+		if (op->undoing) {
+			/* keep unwinding: undoing is safer than stopping */
+			hp_log(op->vm, LOG_ERR, "%s %s: journal write failed "
+			    "during undo", op->name, op->id);
+		} else {
+			op->step = st;
+			hp_fail(op, &err);
+			hp_next(op);
+			return;
+		}
+	}
+	hp_take(op, &st);
+}
+
+static void
+hp_finish(struct hp_op *op)
+{
+	struct hp_vm	*vm = op->vm;
+	json_t		*ret;
+	char		 addr[8];
+	bool		 late;
+
+	late = op->answered;
+	if (op->resv != NULL) {
+		if (!op->failed && op->add) {
+			/* in: stays reserved until no stale snapshot remains */
+			op->resv->in = true;
+			if (vm->scanning == 0)
+				pci_resv_prune(&vm->resv);
+		} else
+			pci_resv_del(&vm->resv, op->resv);
+		op->resv = NULL;
+	}
+	hp_journal(op, NULL);
+	if (op->failed) {
+		hp_log(vm, LOG_INFO, "%s %s: rolled back: %s", op->name, op->id,
+		    op->err.desc);
+		hp_answer(op, NULL, &op->err);
+	} else if (op->add) {
+		hp_addr(addr, sizeof addr, op->slot);
+		ret = json_pack("{s:s}", "id", op->id);
+		if (op->bus[0] != '\0') {
+			json_object_set_new(ret, "bus", json_string(op->bus));
+			json_object_set_new(ret, "addr", json_string(addr));
+		}
+		hp_log(vm, LOG_INFO, "%s %s: plugged at %s %s", op->name,
+		    op->id, op->bus, addr);
+		hp_answer(op, ret, NULL);
+	} else {
+		hp_log(vm, LOG_INFO, "%s %s: unplugged%s", op->name, op->id,
+		    late ? " (after the request timed out)" : "");
+		if (late && vm->ops->unplugged != NULL)
+			vm->ops->unplugged(vm->ctx, op->id);
+		hp_answer(op, json_object(), NULL);
+	}
+	hp_op_free(op);
+}
+
+/* --- operations -------------------------------------------------------- */
+
+struct hp_op *
+hp_op_find(struct hp_vm *vm, const char *id)
+{
+	struct hp_op	*op;
+
+	LIST_FOREACH(op, &vm->ops_list, entry)
+		if (!op->query && strcmp(op->id, id) == 0)
+			return (op);
+	return (NULL);
+}
+
+/* Gate, lock, start. needs is a NULL-terminated command list. */
+static struct hp_op *
+hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
+    const char *id, const char *const *needs, hp_done_fn *done, void *arg,
+    struct qmp_error *err)
+{
+	struct hp_op	*op, *other;
+
+	if (!hp_id_valid(id)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "invalid device id: a "
+		    "letter, then letters, digits, '-', '.', '_' (at most "
+		    "%d)", HP_ID_MAX);
+		return (NULL);
+	}
+	if (!vm->ops->ready(vm->ctx)) {
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "the VM's monitor is not ready");
+		return (NULL);
+	}
+	for (; needs != NULL && *needs != NULL; needs++) {
+		if (!vm->ops->has_command(vm->ctx, *needs)) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "hotplug is not "
+			    "supported by this QEMU: it lacks the '%s' "
+			    "command", *needs);
+			return (NULL);
+		}
+	}
+	if ((other = hp_op_find(vm, id)) != NULL) {
+		if (other->pending && !other->add)
+			qmp_error_set(err, QMP_CLS_GENERIC, "unplug of '%s' is "
+			    "already pending: waiting for the guest to "
+			    "release it", id);
+		else
+			qmp_error_set(err, QMP_CLS_GENERIC, "an operation on "
+			    "device '%s' is already in progress", id);
+		return (NULL);
+	}
+	if ((op = hp_op_alloc(vm, name, id, done, arg)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (NULL);
+	}
+	op->kind = kind;
+	op->add = add;
+	return (op);
+}
+
+struct hp_op *
+hp_op_alloc(struct hp_vm *vm, const char *name, const char *id,
+    hp_done_fn *done, void *arg)
+{
+	struct hp_op	*op;
+	uint32_t	 nonce;
+	size_t		 i;
+
+	if ((op = calloc(1, sizeof *op)) == NULL)
+		return (NULL);
+	op->vm = vm;
+	op->name = name;
+	snprintf(op->id, sizeof op->id, "%s", id);
+	op->fdset = -1;
+	op->slot = -1;
+	op->disk.fd = -1;
+	for (i = 0; i < HP_MAX_FDS; i++)
+		op->fds[i] = -1;
+	op->done = done;
+	op->arg = arg;
+	if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
+		nonce = (uint32_t)getpid() ^ ++vm->seq;
+	snprintf(op->netdev, sizeof op->netdev, "qbnet-%s", id);
+	hp_node_name(op->node, sizeof op->node, "qbd", id);
+	hp_node_name(op->fnode, sizeof op->fnode, "qbf", id);
+	snprintf(op->opaque, sizeof op->opaque, "qmpbroker:%s:%08x", id,
+	    nonce);
+	LIST_INSERT_HEAD(&vm->ops_list, op, entry);
+	vm->nops++;
+	return (op);
+}
+
+void
+hp_step_add(struct hp_op *op, enum hp_stepk k, int arg)
+{
+	op->steps[op->nsteps].k = k;
+	op->steps[op->nsteps].arg = arg;
+	op->nsteps++;
+}
+
+/* Defer the first step to the loop: callers get their completion never
+   from inside the call, as with vm_execute. */
+static void
+hp_start_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	hp_next(op);
+}
+
+void
+hp_start(struct hp_op *op)
+{
+	op->inflight = true;
+	if (event_base_once(op->vm->base, -1, EV_TIMEOUT, hp_start_cb, op,
+	    NULL) != 0)
+		hp_start_cb(-1, 0, op);
+}
+
+/* Local refusals are answered from the loop too. */
+struct hp_refusal {
+	hp_done_fn		*done;
+	void			*arg;
+	struct qmp_error	 err;
+};
+
+static void
+hp_refuse_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct hp_refusal	*r = arg;
+
+	r->done(NULL, &r->err, r->arg);
+	free(r);
+}
+
+void
+hp_refuse(struct hp_vm *vm, const struct qmp_error *err, hp_done_fn *done,
+    void *arg)
+{
+	struct hp_refusal	*r;
+
+	if ((r = calloc(1, sizeof *r)) == NULL ||
+	    event_base_once(vm->base, -1, EV_TIMEOUT, hp_refuse_cb, r,
+	    NULL) != 0) {
+		free(r);
+		done(NULL, err, arg);
+		return;
+	}
+	r->done = done;
+	r->arg = arg;
+	r->err = *err;
+}
+
+static bool
+hp_mac_valid(const char *s)
+{
+	int	i;
+
+	if (strlen(s) != 17)
+		return (false);
+	for (i = 0; i < 17; i++) {
+		if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+			return (false);
+	}
+	return (true);
+}
+
+static bool
+hp_word_valid(const char *s, size_t max)
+{
+	size_t	n = strlen(s);
+
+	if (n == 0 || n > max)
+		return (false);
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
+		    *s != '.')
+			return (false);
+	return (true);
+}
+
+void
+hp_nic_add(struct hp_vm *vm, struct hp_nic *nic, hp_done_fn *done, void *arg)
+{
+	static const char *const needs[] = { "getfd", "closefd", "netdev_add",
+	    "netdev_del", "device_add", "device_del", "query-pci", NULL };
+	struct hp_op		*op;
+	struct qmp_error	 err;
+	size_t			 q, i, want;
+
+	q = nic->queues == 0 ? 1 : nic->queues;
+	want = nic->vhost ? 2 * q : q;
+	if (q > TAP_MAX_QUEUES) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "queues must be 1..%d",
+		    TAP_MAX_QUEUES);
+		goto refuse;
+	}
+	if (nic->nfds != want) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "nic-add needs %zu fd(s) "
+		    "(%zu tap%s), got %zu", want, q, nic->vhost ?
+		    " + as many vhost-net" : "", nic->nfds);
+		goto refuse;
+	}
+	if (nic->mac[0] != '\0' && !hp_mac_valid(nic->mac)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC,
+		    "mac must be xx:xx:xx:xx:xx:xx");
+		goto refuse;
+	}
+	if (nic->driver[0] != '\0' && !hp_word_valid(nic->driver, 63)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "invalid driver name");
+		goto refuse;
+	}
+	if (nic->bus[0] != '\0' && !hp_word_valid(nic->bus, 127)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "invalid bus name");
+		goto refuse;
+	}
+	op = hp_op_new(vm, "nic-add", HP_NIC, true, nic->id, needs, done, arg,
+	    &err);
+	if (op == NULL)
+		goto refuse;
+	op->nic = *nic;
+	op->nic.queues = q;
+	memcpy(op->fds, nic->fds, sizeof op->fds);
+	op->nfds = nic->nfds;
+	for (i = 0; i < nic->nfds; i++) {
+		nic->fds[i] = -1;
+		snprintf(op->fdname[i], sizeof op->fdname[i], "%s-%s%zu-%s",
+		    "qb", i < q ? "tap" : "vhost", i < q ? i : i - q,
+		    op->opaque + strlen("qmpbroker:"));
+		/* "qb-tap0-ID:nonce": colons separate names in fds= */
+		for (char *c = op->fdname[i]; *c != '\0'; c++)
+			if (*c == ':')
+				*c = '-';
+	}
+	nic->nfds = 0;
+	hp_step_add(op, ST_SCAN, 0);
+	for (i = 0; i < op->nfds; i++)
+		hp_step_add(op, ST_GETFD, (int)i);
+	hp_step_add(op, ST_NETDEV_ADD, 0);
+	hp_step_add(op, ST_DEVICE_ADD, 0);
+	hp_start(op);
+	return;
+refuse:
+	for (i = 0; i < nic->nfds; i++) {
+		if (nic->fds[i] >= 0)
+			close(nic->fds[i]);
+		nic->fds[i] = -1;
+	}
+	nic->nfds = 0;
+	hp_refuse(vm, &err, done, arg);
+}
+
+void
+hp_disk_add(struct hp_vm *vm, struct hp_disk *disk, hp_done_fn *done,
+    void *arg)
+{
+	static const char *const needs_fd[] = { "add-fd", "remove-fd",
+	    "query-fdsets", "blockdev-add", "blockdev-del", "device_add",
+	    "device_del", "query-pci", NULL };
+	static const char *const needs_net[] = { "blockdev-add",
+	    "blockdev-del", "device_add", "device_del", "query-pci", NULL };
+	static const char *const formats[] = { "raw", "qcow2", "qed", "vmdk",
+	    "vdi", "vpc", "vhdx", NULL };
+	const char *const	*f;
+	struct hp_op		*op;
+	struct qmp_error	 err;
+	bool			 pci;
+
+	if ((disk->fd < 0) == (disk->node == NULL)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "disk-add needs either "
+		    "an image fd or a network source");
+		goto refuse;
+	}
+	if (disk->format[0] != '\0') {
+		for (f = formats; *f != NULL; f++)
+			if (strcmp(*f, disk->format) == 0)
+				break;
+		if (*f == NULL) {
+			qmp_error_set(&err, QMP_CLS_GENERIC, "unsupported "
+			    "image format '%s'", disk->format);
+			goto refuse;
+		}
+	}
+	if (disk->driver[0] != '\0' && strcmp(disk->driver, "virtio-blk-pci")
+	    != 0 && strcmp(disk->driver, "scsi-hd") != 0) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "disk driver must be "
+		    "virtio-blk-pci or scsi-hd");
+		goto refuse;
+	}
+	pci = strcmp(disk->driver, "scsi-hd") != 0;
+	if (disk->bus[0] != '\0' && !hp_word_valid(disk->bus, 127)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "invalid bus name");
+		goto refuse;
+	}
+	if (!pci && disk->slot >= 0) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "scsi-hd takes a SCSI "
+		    "bus, not a PCI addr");
+		goto refuse;
+	}
+	op = hp_op_new(vm, "disk-add", HP_DISK, true, disk->id,
+	    disk->fd >= 0 ? needs_fd : needs_net, done, arg, &err);
+	if (op == NULL)
+		goto refuse;
+	op->disk = *disk;
+	disk->fd = -1;
+	disk->node = NULL;
+	if (pci)
+		hp_step_add(op, ST_SCAN, 0);
+	else
+		snprintf(op->bus, sizeof op->bus, "%s", disk->bus);
+	if (op->disk.fd >= 0)
+		hp_step_add(op, ST_ADDFD, 0);
+	hp_step_add(op, ST_BLOCKDEV_ADD, 0);
+	if (op->disk.fd >= 0)
+		hp_step_add(op, ST_REMOVEFD, 0);
+	hp_step_add(op, ST_DEVICE_ADD, 0);
+	hp_start(op);
+	return;
+refuse:
+	if (disk->fd >= 0)
+		close(disk->fd);
+	disk->fd = -1;
+	json_decref(disk->node);
+	disk->node = NULL;
+	hp_refuse(vm, &err, done, arg);
+}
+
+void
+hp_del(struct hp_vm *vm, enum hp_kind kind, const char *id, hp_done_fn *done,
+    void *arg)
+{
+	static const char *const needs_nic[] = { "device_del", "netdev_del",
+	    NULL };
+	static const char *const needs_disk[] = { "device_del",
+	    "blockdev-del", NULL };
+	struct hp_op		*op;
+	struct qmp_error	 err;
+
+	op = hp_op_new(vm, kind == HP_NIC ? "nic-del" : "disk-del", kind,
+	    false, id, kind == HP_NIC ? needs_nic : needs_disk, done, arg,
+	    &err);
+	if (op == NULL) {
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	hp_step_add(op, ST_DEVICE_DEL, 0);
+	hp_step_add(op, kind == HP_NIC ? ST_NETDEV_DEL : ST_BLOCKDEV_DEL, 0);
+	hp_start(op);
+}

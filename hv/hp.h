@@ -1,0 +1,117 @@
+/*
+ * Hotplug of NICs and disks into one VM, as explicit step lists.
+ *
+ * Every operation is a list of QMP steps (getfd, netdev_add, add-fd,
+ * blockdev-add, remove-fd, device_add; device_del, netdev_del,
+ * blockdev-del). Each step that succeeds pushes its undo; the first that
+ * fails runs the undos in reverse and answers with QEMU's own error, so
+ * the VM ends with the devices, named fds and fdsets it had before. A
+ * step whose reply was lost (disconnect, timeout) is undone too: its undo
+ * tolerates "not found".
+ *
+ * hp knows nothing of the daemon: it reaches QEMU through hp_ops (the
+ * broker wires them to vm_execute), is fed the VM's events, and reports
+ * each step to a journal hook before taking it so a restarted broker can
+ * reconcile (hp_reconcile).
+ */
+#ifndef HV_HP_H
+#define HV_HP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "hv/tap.h"
+#include "proto/qmp_msg.h"
+
+#define HP_ID_MAX	64
+#define HP_MAX_FDS	(2 * TAP_MAX_QUEUES)
+
+typedef void hp_reply_fn(json_t *ret, const struct qmp_error *err,
+		    void *arg);
+
+struct hp_ops {
+	/* As vm_execute: args stolen, fds dup'd, exactly one completion,
+	   never from inside the call. ret is borrowed. */
+	void	(*execute)(void *ctx, const char *cmd, json_t *args,
+		    const int *fds, size_t nfds, hp_reply_fn *, void *arg);
+	bool	(*has_command)(void *ctx, const char *cmd);
+	bool	(*ready)(void *ctx);
+	/* Called before each step with the operation's record (borrowed),
+	   and with NULL once it is over. Returns -1 if the record could
+	   not be made durable: the step is then not taken. */
+	int	(*journal)(void *ctx, const char *id, const json_t *rec);
+	/* A pending unplug finished after its request had been answered. */
+	void	(*unplugged)(void *ctx, const char *id);
+	/* prio is syslog's. */
+	void	(*log)(void *ctx, int prio, const char *msg);
+};
+
+/* Done: exactly one call per operation; ret is stolen (NULL: error). */
+typedef void hp_done_fn(json_t *ret, const struct qmp_error *err,
+		    void *arg);
+
+struct hp_vm;
+
+struct hp_vm	*hp_vm_new(struct event_base *, const struct hp_ops *,
+		    void *ctx, int unplug_timeout_ms);
+/* Answers every operation in flight with an error (callbacks run inside
+   this call), closes every fd, and issues no further command. */
+void		 hp_vm_free(struct hp_vm *);
+/* Every QEMU event of the VM, in arrival order (borrowed). */
+void		 hp_vm_event(struct hp_vm *, const json_t *event);
+/* Operations in flight or pending unplugs. */
+size_t		 hp_vm_busy(const struct hp_vm *);
+
+/* QEMU's rules for a device id, which hp also uses in derived names. */
+bool		 hp_id_valid(const char *);
+
+struct hp_nic {
+	char		 id[HP_ID_MAX + 1];
+	char		 mac[18];		/* "" for QEMU's choice */
+	char		 driver[64];		/* "" for virtio-net-pci */
+	size_t		 queues;		/* 0 means 1 */
+	bool		 vhost;
+	char		 bus[128];		/* "" for any */
+	int		 slot;			/* -1 for any */
+	/* queues tap fds, then queues vhost fds when vhost; owned by hp
+	   from the call on (closed when the operation ends) */
+	int		 fds[HP_MAX_FDS];
+	size_t		 nfds;
+};
+void	hp_nic_add(struct hp_vm *, struct hp_nic *, hp_done_fn *, void *);
+
+struct hp_disk {
+	char		 id[HP_ID_MAX + 1];
+	char		 format[32];		/* "" for raw */
+	bool		 readonly;
+	char		 driver[64];		/* "" for virtio-blk-pci */
+	char		 bus[128];		/* "" for any */
+	int		 slot;			/* -1 for any */
+	/* Either an fd on the image (owned by hp from the call on), or a
+	   protocol node for QEMU to open (stolen). */
+	int		 fd;			/* -1 if none */
+	bool		 blkdev;		/* fd is a block device */
+	json_t		*node;
+};
+void	hp_disk_add(struct hp_vm *, struct hp_disk *, hp_done_fn *, void *);
+
+enum hp_kind {
+	HP_NIC,
+	HP_DISK,
+};
+void	hp_del(struct hp_vm *, enum hp_kind, const char *id, hp_done_fn *,
+	    void *);
+
+/* [{"bus","addr","state","device"?}] */
+void	hp_slots(struct hp_vm *, hp_done_fn *, void *);
+/* {"present": bool} for a PCI device or a block node of that name. */
+void	hp_has_device(struct hp_vm *, const char *id, hp_done_fn *, void *);
+
+/* A journal record left by a broker that died: finish or undo it
+   against what QEMU shows (query-pci/QOM, query-block, query-fdsets).
+   done gets {"id", "action": "finished"|"undone"|"pending"}. */
+void	hp_reconcile(struct hp_vm *, const json_t *rec, hp_done_fn *, void *);
+
+#endif

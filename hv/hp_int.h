@@ -1,0 +1,138 @@
+/*
+ * Internals shared by hp.c (the step engine) and hp_scan.c (reading the
+ * slot map and device presence from QEMU).
+ */
+#ifndef HV_HP_INT_H
+#define HV_HP_INT_H
+
+#include <sys/queue.h>
+
+#include "hv/hp.h"
+#include "hv/pci.h"
+
+#define HP_MAX_STEPS	24
+#define HP_NAME_MAX	96
+
+enum hp_stepk {
+	ST_SCAN,		/* read slots, reserve one */
+	ST_GETFD,		/* arg: fd index */
+	ST_CLOSEFD,		/* arg: fd index */
+	ST_NETDEV_ADD,
+	ST_NETDEV_DEL,
+	ST_ADDFD,
+	ST_REMOVEFD,		/* the fdset add-fd made */
+	ST_REMOVEFD_OPAQUE,	/* every fdset carrying our opaque */
+	ST_BLOCKDEV_ADD,
+	ST_BLOCKDEV_DEL,
+	ST_DEVICE_ADD,
+	ST_DEVICE_DEL,		/* and wait for DEVICE_DELETED */
+};
+
+struct hp_step {
+	enum hp_stepk	 k;
+	int		 arg;
+};
+
+struct hp_op;
+typedef void hp_scan_fn(struct hp_op *, struct pci_map *,
+		    const struct qmp_error *);
+
+struct hp_scan {
+	json_t		*query_pci;
+	json_t		*peripheral;
+	json_t		*need;		/* bridge ids to read via QOM */
+	size_t		 ineed;
+	json_t		*children;	/* child[N] names of the bus read */
+	size_t		 ichild;
+	json_t		*buses;		/* {"ID": [devfn...]} */
+	hp_scan_fn	*cb;
+};
+
+struct hp_vm {
+	struct event_base	*base;
+	const struct hp_ops	*ops;
+	void			*ctx;
+	int			 unplug_timeout_ms;
+	LIST_HEAD(, hp_op)	 ops_list;
+	size_t			 nops;
+	struct pci_resv		*resv;
+	unsigned		 scanning;
+	bool			 dead;
+	uint32_t		 seq;
+};
+
+struct hp_op {
+	struct hp_vm		*vm;
+	LIST_ENTRY(hp_op)	 entry;
+	const char		*name;		/* "nic-add", ... */
+	enum hp_kind		 kind;
+	bool			 add;
+	char			 id[HP_ID_MAX + 1];
+
+	struct hp_step		 steps[HP_MAX_STEPS];
+	size_t			 nsteps, cur;
+	struct hp_step		 undo[HP_MAX_STEPS];
+	size_t			 nundo;
+	bool			 undoing;
+	struct hp_step		 step;		/* the one in flight */
+
+	/* what this operation made or will make in QEMU */
+	int			 fds[HP_MAX_FDS];
+	size_t			 nfds;
+	char			 fdname[HP_MAX_FDS][HP_NAME_MAX];
+	char			 netdev[HP_NAME_MAX];
+	char			 node[32], fnode[32];
+	char			 opaque[HP_NAME_MAX];
+	long long		 fdset;
+	json_t			*fdsets;	/* REMOVEFD_OPAQUE worklist */
+	size_t			 ifdset;
+
+	struct hp_nic		 nic;
+	struct hp_disk		 disk;
+	char			 bus[128];
+	int			 slot;
+	struct pci_resv		*resv;
+	struct hp_scan		 scan;
+	bool			 scanning;
+
+	hp_done_fn		*done;
+	void			*arg;
+	bool			 answered;
+	json_t			*result;
+	struct qmp_error	 err;
+	bool			 failed;
+
+	/* device_del */
+	bool			 del_wait;
+	bool			 del_replied, del_seen;
+	bool			 pending;	/* answered: unplug still due */
+	struct event		*timer;
+	struct event		*retry;
+	struct timeval		 retry_until;
+
+	bool			 inflight;
+	bool			 query;		/* read-only: takes no lock */
+};
+
+/* hp.c */
+struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,
+	    hp_done_fn *, void *);
+struct hp_op *hp_op_find(struct hp_vm *, const char *id);
+void	hp_op_free(struct hp_op *);
+void	hp_answer(struct hp_op *, json_t *ret, const struct qmp_error *);
+void	hp_push_undo(struct hp_op *, enum hp_stepk, int arg);
+void	hp_step_add(struct hp_op *, enum hp_stepk, int arg);
+void	hp_start(struct hp_op *);
+void	hp_next(struct hp_op *);
+void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
+	    void *);
+void	hp_exec(struct hp_op *, const char *cmd, json_t *args,
+	    const int *fds, size_t nfds, hp_reply_fn *);
+void	hp_log(struct hp_vm *, int prio, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+/* hp_scan.c */
+void	hp_scan_start(struct hp_op *, hp_scan_fn *);
+void	hp_scan_clear(struct hp_scan *);
+
+#endif

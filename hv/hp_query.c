@@ -1,0 +1,268 @@
+/*
+ * Read-only questions about a VM's hotplug state (slots, device
+ * presence) and the reconciliation of a journal left by a broker that
+ * died mid-operation.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "hv/hp_int.h"
+
+/* --- query-pci-slots ---------------------------------------------------- */
+
+static void
+hp_slots_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
+{
+	struct hp_vm	*vm = op->vm;
+
+	op->inflight = false;
+	if (vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	op->scanning = false;
+	if (--vm->scanning == 0)
+		pci_resv_prune(&vm->resv);
+	if (m == NULL)
+		hp_answer(op, NULL, err);
+	else {
+		pci_map_apply(m, vm->resv);
+		hp_answer(op, pci_map_json(m), NULL);
+	}
+	hp_op_free(op);
+}
+
+void
+hp_slots(struct hp_vm *vm, hp_done_fn *done, void *arg)
+{
+	struct hp_op		*op;
+	struct qmp_error	 err;
+
+	if (!vm->ops->ready(vm->ctx) ||
+	    !vm->ops->has_command(vm->ctx, "query-pci")) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "the VM's monitor is "
+		    "not ready or lacks query-pci");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	if ((op = hp_op_alloc(vm, "query-pci-slots", "", done, arg)) == NULL) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "out of memory");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	op->query = true;
+	op->scanning = true;
+	vm->scanning++;
+	hp_scan_start(op, hp_slots_done);
+}
+
+/* --- has-device --------------------------------------------------------- */
+
+static bool
+hp_list_has(const json_t *list, const char *key, const char *a,
+    const char *b)
+{
+	const json_t	*e;
+	const char	*n;
+	size_t		 i;
+
+	json_array_foreach(list, i, e) {
+		n = json_string_value(json_object_get(e, key));
+		if (n != NULL && (strcmp(n, a) == 0 ||
+		    (b != NULL && strcmp(n, b) == 0)))
+			return (true);
+	}
+	return (false);
+}
+
+static void
+hp_has_nodes_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	if (err != NULL)
+		hp_answer(op, NULL, err);
+	else
+		hp_answer(op, json_pack("{s:b}", "present",
+		    hp_list_has(ret, "node-name", op->id, op->node)), NULL);
+	hp_op_free(op);
+}
+
+static void
+hp_has_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	if (err == NULL && hp_list_has(ret, "name", op->id, NULL)) {
+		hp_answer(op, json_pack("{s:b}", "present", 1), NULL);
+		hp_op_free(op);
+		return;
+	}
+	if (!op->vm->ops->has_command(op->vm->ctx,
+	    "query-named-block-nodes")) {
+		hp_answer(op, json_pack("{s:b}", "present", 0), NULL);
+		hp_op_free(op);
+		return;
+	}
+	hp_exec(op, "query-named-block-nodes", NULL, NULL, 0,
+	    hp_has_nodes_done);
+}
+
+void
+hp_has_device(struct hp_vm *vm, const char *id, hp_done_fn *done, void *arg)
+{
+	struct hp_op		*op;
+	struct qmp_error	 err;
+
+	if (!hp_id_valid(id)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "invalid device id");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	if (!vm->ops->ready(vm->ctx) ||
+	    !vm->ops->has_command(vm->ctx, "qom-list")) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "the VM's monitor is "
+		    "not ready or lacks qom-list");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	/* not an operation on the id: no lock */
+	if ((op = hp_op_alloc(vm, "has-device", id, done, arg)) == NULL) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "out of memory");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	op->query = true;
+	hp_exec(op, "qom-list", json_pack("{s:s}", "path",
+	    "/machine/peripheral"), NULL, 0, hp_has_periph_done);
+}
+
+/* --- reconciliation ----------------------------------------------------- */
+
+static void
+hp_rec_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+	struct hp_vm	*vm = op->vm;
+	const char	*action;
+	bool		 present;
+	size_t		 i;
+
+	op->inflight = false;
+	if (vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	if (err != NULL) {
+		hp_answer(op, NULL, err);
+		hp_op_free(op);
+		return;
+	}
+	present = hp_list_has(ret, "name", op->id, NULL);
+	/* Everything runs as undo steps: each tolerates "not found". */
+	op->undoing = true;
+	if (op->add && present) {
+		action = "finished";
+		if (op->kind == HP_DISK)
+			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+	} else if (op->add) {
+		action = "undone";
+		if (op->kind == HP_NIC) {
+			for (i = 0; i < op->nfds; i++)
+				hp_push_undo(op, ST_CLOSEFD, (int)i);
+			hp_push_undo(op, ST_NETDEV_DEL, 0);
+		} else {
+			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+			hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
+		}
+	} else if (present) {
+		/* the guest has not let go yet: wait for it as a pending
+		   unplug whose client is long gone */
+		action = "pending";
+		op->undoing = false;
+		op->pending = true;
+		hp_step_add(op, ST_DEVICE_DEL, 0);
+		hp_step_add(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
+		    ST_BLOCKDEV_DEL, 0);
+	} else {
+		action = "finished";
+		hp_push_undo(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
+		    ST_BLOCKDEV_DEL, 0);
+	}
+	hp_log(vm, LOG_NOTICE, "journal: %s %s was interrupted; device %s: "
+	    "%s", op->name, op->id, present ? "present" : "absent", action);
+	hp_answer(op, json_pack("{s:s, s:s}", "id", op->id, "action", action),
+	    NULL);
+	hp_next(op);
+}
+
+void
+hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
+{
+	static const char *const names[] = { "nic-add", "nic-del", "disk-add",
+	    "disk-del" };
+	struct hp_op		*op;
+	struct qmp_error	 err;
+	const char		*id, *opname, *kind, *s;
+	const json_t		*v;
+	size_t			 i, n;
+
+	id = json_string_value(json_object_get(rec, "id"));
+	opname = json_string_value(json_object_get(rec, "op"));
+	kind = json_string_value(json_object_get(rec, "kind"));
+	if (!hp_id_valid(id) || opname == NULL || kind == NULL) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "journal record without "
+		    "a valid id, op or kind");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	for (n = 0; n < 4; n++)
+		if (strcmp(names[n], opname) == 0)
+			break;
+	if (n == 4 || !vm->ops->ready(vm->ctx) ||
+	    !vm->ops->has_command(vm->ctx, "qom-list")) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "cannot reconcile %s "
+		    "now", id);
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	if (hp_op_find(vm, id) != NULL) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "an operation on device "
+		    "'%s' is already in progress", id);
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	if ((op = hp_op_alloc(vm, names[n], id, done, arg)) == NULL) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "out of memory");
+		hp_refuse(vm, &err, done, arg);
+		return;
+	}
+	op->kind = strcmp(kind, "nic") == 0 ? HP_NIC : HP_DISK;
+	op->add = n == 0 || n == 2;
+	/* the names the dead broker used, not fresh ones */
+	if ((s = json_string_value(json_object_get(rec, "netdev"))) != NULL)
+		snprintf(op->netdev, sizeof op->netdev, "%s", s);
+	if ((s = json_string_value(json_object_get(rec, "node"))) != NULL)
+		snprintf(op->node, sizeof op->node, "%s", s);
+	if ((s = json_string_value(json_object_get(rec, "opaque"))) != NULL)
+		snprintf(op->opaque, sizeof op->opaque, "%s", s);
+	json_array_foreach(json_object_get(rec, "fdnames"), i, v) {
+		if (op->nfds == HP_MAX_FDS || !json_is_string(v))
+			break;
+		snprintf(op->fdname[op->nfds++], HP_NAME_MAX, "%s",
+		    json_string_value(v));
+	}
+	hp_exec(op, "qom-list", json_pack("{s:s}", "path",
+	    "/machine/peripheral"), NULL, 0, hp_rec_periph_done);
+}

@@ -1,0 +1,1089 @@
+/*
+ * The per-VM QMP monitor.
+ *
+ * Commands live on two queues in issue order: 'queue' (not written yet)
+ * and 'sent' (written, awaiting a reply). Every command has the same
+ * timeout, so deadlines grow with issue order and one timer per monitor
+ * is enough: it is armed for the oldest command and, when it fires,
+ * re-armed for whatever is oldest then (completions never touch it).
+ *
+ * fd-carrying commands: QEMU keeps only the fds of its latest recvmsg for
+ * the command being parsed, so an fd command is written only when nothing
+ * else is in flight, and nothing is written after it until it is answered.
+ * Plain commands pipeline.
+ *
+ * Re-entrancy: the owner may call mon_free() from any of our callbacks.
+ * Every entry from the loop holds the monitor (busy) and every callback is
+ * followed by a freed check; the memory goes when the outermost entry
+ * returns.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "hv/chan.h"
+#include "hv/mon.h"
+
+#define MON_TIMEOUT_DEF		30000
+#define MON_BACKOFF_MIN_DEF	100
+#define MON_BACKOFF_MAX_DEF	10000
+#define MON_MAX_COMMANDS	4096	/* names kept from query-commands */
+#define MON_MAX_NAME		128
+
+struct mon_cmd;
+typedef void mon_internal_fn(struct mon *, json_t *, const struct qmp_error *);
+
+struct mon_cmd {
+	TAILQ_ENTRY(mon_cmd)	 entry;
+	uint64_t		 id;
+	uint64_t		 deadline;	/* monotonic ms */
+	json_t			*args;		/* until written */
+	int			*fds;		/* our dups, until written */
+	size_t			 nfds;
+	int			 has_fds;
+	mon_reply_fn		*fn;		/* NULL: negotiation step */
+	mon_internal_fn		*internal;
+	void			*arg;
+	struct qmp_error	*lerr;		/* local failure, deferred */
+	char			 name[];
+};
+TAILQ_HEAD(mon_cmdq, mon_cmd);
+
+/* Supported commands, sorted. Monitors of the same QEMU build share one
+   set: at thousands of VMs the names would otherwise dominate memory. */
+struct mon_cmdset {
+	struct mon_cmdset	*next;
+	unsigned		 refs;
+	size_t			 n;
+	char			**names;
+};
+static struct mon_cmdset *mon_cmdsets;
+
+struct mon {
+	struct event_base	*base;
+	char			*path;
+	const struct mon_ops	*ops;
+	void			*arg;
+	int			 timeout_ms;
+	int			 backoff_min;
+	int			 backoff_max;
+	size_t			 max_msg;
+	int			 no_reconnect;
+
+	enum mon_state		 state;
+	struct chan		*chan;
+	int			 greeted;	/* this connection */
+	struct qmp_version	 version;
+	int			 have_version;
+	struct mon_cmdset	*cmds;
+
+	struct event		*retry;		/* backoff, first connect */
+	struct event		*nego;		/* negotiation deadline */
+	struct event		*timer;		/* oldest command's deadline */
+	struct event		*defer;		/* local failures */
+	unsigned		 attempts;
+	uint32_t		 rnd;
+
+	struct mon_cmdq		 queue;
+	struct mon_cmdq		 sent;
+	struct mon_cmdq		 done;		/* failed locally, to report */
+	struct mon_cmd		*fdblock;	/* fd command awaiting reply */
+	size_t			 npending;	/* owner's commands not completed */
+	uint64_t		 next_id;
+
+	unsigned		 busy;
+	int			 freed;
+};
+
+static void	mon_connect(struct mon *);
+static void	mon_drop(struct mon *, const char *, struct mon_cmd *);
+static void	mon_flush(struct mon *);
+static void	mon_caps_done(struct mon *, json_t *, const struct qmp_error *);
+static void	mon_commands_done(struct mon *, json_t *,
+		    const struct qmp_error *);
+
+const char *
+mon_state_name(enum mon_state st)
+{
+	switch (st) {
+	case MON_CONNECTING:
+		return "connecting";
+	case MON_NEGOTIATING:
+		return "negotiating";
+	case MON_READY:
+		return "ready";
+	case MON_DISCONNECTED:
+		return "disconnected";
+	}
+	return "unknown";
+}
+
+static uint64_t
+mon_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+mon_hold(struct mon *m)
+{
+	m->busy++;
+}
+
+static void	mon_release_mem(struct mon *);
+
+static void
+mon_unhold(struct mon *m)
+{
+	if (--m->busy == 0 && m->freed)
+		mon_release_mem(m);
+}
+
+/* ---- command sets ---- */
+
+static int
+mon_cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+mon_cmdset_unref(struct mon_cmdset *cs)
+{
+	struct mon_cmdset	**pp;
+	size_t			  i;
+
+	if (cs == NULL || --cs->refs > 0)
+		return;
+	for (pp = &mon_cmdsets; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == cs) {
+			*pp = cs->next;
+			break;
+		}
+	}
+	for (i = 0; i < cs->n; i++)
+		free(cs->names[i]);
+	free(cs->names);
+	free(cs);
+}
+
+/* From query-commands' return: [{"name": S}, ...]. */
+static struct mon_cmdset *
+mon_cmdset_get(json_t *ret, struct qmp_error *err)
+{
+	struct mon_cmdset	 *cs;
+	const char		**v;
+	size_t			  n, i, j;
+	json_t			 *e;
+	const char		 *s;
+
+	if (!json_is_array(ret)) {
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "query-commands did not return an array");
+		return NULL;
+	}
+	if ((n = json_array_size(ret)) > MON_MAX_COMMANDS) {
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "query-commands returned %zu commands (at most %d)", n,
+		    MON_MAX_COMMANDS);
+		return NULL;
+	}
+	if ((v = calloc(n + 1, sizeof *v)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return NULL;
+	}
+	for (i = 0, j = 0; i < n; i++) {
+		e = json_array_get(ret, i);
+		s = json_string_value(json_object_get(e, "name"));
+		if (s == NULL || *s == '\0' || strlen(s) > MON_MAX_NAME) {
+			free(v);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "query-commands: entry %zu has no valid name", i);
+			return NULL;
+		}
+		v[j++] = s;
+	}
+	qsort(v, j, sizeof *v, mon_cmp_name);
+	/* duplicates would only confuse bsearch's users: squeeze */
+	for (i = 0, n = 0; i < j; i++)
+		if (n == 0 || strcmp(v[n - 1], v[i]) != 0)
+			v[n++] = v[i];
+
+	for (cs = mon_cmdsets; cs != NULL; cs = cs->next) {
+		if (cs->n != n)
+			continue;
+		for (i = 0; i < n && strcmp(cs->names[i], v[i]) == 0; i++)
+			;
+		if (i == n) {
+			cs->refs++;
+			free(v);
+			return cs;
+		}
+	}
+	if ((cs = calloc(1, sizeof *cs)) == NULL ||
+	    (cs->names = calloc(n + 1, sizeof *cs->names)) == NULL)
+		goto oom;
+	for (cs->n = 0; cs->n < n; cs->n++)
+		if ((cs->names[cs->n] = strdup(v[cs->n])) == NULL)
+			goto oom;
+	cs->refs = 1;
+	cs->next = mon_cmdsets;
+	mon_cmdsets = cs;
+	free(v);
+	return cs;
+oom:
+	if (cs != NULL) {
+		cs->refs = 1;
+		cs->next = NULL;
+		mon_cmdsets = cs;	/* unref unlinks it again */
+		mon_cmdset_unref(cs);
+	}
+	free(v);
+	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	return NULL;
+}
+
+/* ---- commands ---- */
+
+static void
+mon_cmd_free(struct mon_cmd *c)
+{
+	size_t	i;
+
+	json_decref(c->args);
+	for (i = 0; i < c->nfds; i++)
+		close(c->fds[i]);
+	free(c->fds);
+	free(c->lerr);
+	free(c);
+}
+
+/* Report one owner's command and free it. The caller has unlinked it.
+   Returns -1 if the owner freed the monitor meanwhile. */
+static int
+mon_complete(struct mon *m, struct mon_cmd *c, json_t *ret,
+    const struct qmp_error *err)
+{
+	if (c->fn != NULL) {
+		m->npending--;
+		c->fn(m, ret, err, c->arg);
+	}
+	mon_cmd_free(c);
+	return m->freed ? -1 : 0;
+}
+
+static int __attribute__((format(printf, 3, 4)))
+mon_fail(struct mon *m, struct mon_cmd *c, const char *fmt, ...)
+{
+	struct qmp_error	e;
+	va_list			ap;
+
+	va_start(ap, fmt);
+	qmp_error_vset(&e, QMP_CLS_GENERIC, fmt, ap);
+	va_end(ap);
+	return mon_complete(m, c, NULL, &e);
+}
+
+/* A failure found inside mon_execute: reported from the loop. */
+static void __attribute__((format(printf, 4, 5)))
+mon_defer_fail(struct mon *m, struct mon_cmd *c, const char *cls,
+    const char *fmt, ...)
+{
+	va_list	ap;
+
+	if ((c->lerr = malloc(sizeof *c->lerr)) != NULL) {
+		va_start(ap, fmt);
+		qmp_error_vset(c->lerr, cls, fmt, ap);
+		va_end(ap);
+	}
+	TAILQ_INSERT_TAIL(&m->done, c, entry);
+	event_active(m->defer, EV_TIMEOUT, 1);
+}
+
+static void
+mon_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mon		*m = arg;
+	struct mon_cmd		*c;
+	struct qmp_error	 oom;
+
+	mon_hold(m);
+	while (!m->freed && (c = TAILQ_FIRST(&m->done)) != NULL) {
+		TAILQ_REMOVE(&m->done, c, entry);
+		if (c->lerr == NULL)
+			qmp_error_set(&oom, QMP_CLS_GENERIC, "out of memory");
+		mon_complete(m, c, NULL, c->lerr != NULL ? c->lerr : &oom);
+	}
+	mon_unhold(m);
+}
+
+static void
+mon_arm_timer(struct mon *m)
+{
+	struct mon_cmd	*q, *s;
+	uint64_t	 when, now;
+	struct timeval	 tv;
+
+	if (evtimer_pending(m->timer, NULL))
+		return;
+	q = TAILQ_FIRST(&m->queue);
+	s = TAILQ_FIRST(&m->sent);
+	if (q == NULL && s == NULL)
+		return;
+	if (q == NULL || (s != NULL && s->deadline < q->deadline))
+		when = s->deadline;
+	else
+		when = q->deadline;
+	now = mon_now();
+	when = when > now ? when - now : 0;
+	tv.tv_sec = (time_t)(when / 1000);
+	tv.tv_usec = (suseconds_t)(when % 1000) * 1000;
+	evtimer_add(m->timer, &tv);
+}
+
+static void
+mon_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mon	*m = arg;
+	struct mon_cmd	*c;
+	uint64_t	 now = mon_now();
+
+	mon_hold(m);
+	/* Not yet written: only that command is late, the connection is
+	   not to blame. */
+	while ((c = TAILQ_FIRST(&m->queue)) != NULL && c->deadline <= now) {
+		TAILQ_REMOVE(&m->queue, c, entry);
+		if (mon_fail(m, c, "command '%s' timed out after %d ms "
+		    "waiting for the monitor (%s)", c->name, m->timeout_ms,
+		    mon_state_name(m->state)) == -1)
+			goto out;
+	}
+	/* Written and unanswered: the peer is stuck. Its replies can no
+	   longer be trusted to come, so start afresh. */
+	if ((c = TAILQ_FIRST(&m->sent)) != NULL && c->deadline <= now) {
+		char	why[192];
+
+		snprintf(why, sizeof why, "command '%s' timed out after %d ms",
+		    c->name, m->timeout_ms);
+		mon_drop(m, why, c);
+		if (m->freed)
+			goto out;
+	}
+	mon_arm_timer(m);
+out:
+	mon_unhold(m);
+}
+
+/* Command names QEMU uses need no JSON escaping. */
+static int
+mon_plain_name(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+		    *s == '.'))
+			return 0;
+	return 1;
+}
+
+/*
+ * The command's one serialisation, straight into a stack buffer: the
+ * envelope by hand, only the arguments through jansson (building an
+ * object to dump it costs more than the rest of the round trip). Returns
+ * the length, or 0 if it needs the general path.
+ */
+static size_t
+mon_format(const struct mon_cmd *c, char *buf, size_t cap)
+{
+	size_t	n, k;
+	int	r;
+
+	if (!mon_plain_name(c->name))
+		return 0;
+	r = snprintf(buf, cap, "{\"execute\":\"%s\"", c->name);
+	if (r < 0 || (size_t)r >= cap)
+		return 0;
+	n = (size_t)r;
+	if (c->args != NULL) {
+		if (cap - n < 16)
+			return 0;
+		memcpy(buf + n, ",\"arguments\":", 13);
+		n += 13;
+		k = json_dumpb(c->args, buf + n, cap - n, JSON_COMPACT);
+		if (k == 0 || k >= cap - n)
+			return 0;
+		n += k;
+	}
+	r = snprintf(buf + n, cap - n, ",\"id\":%llu}\r\n",
+	    (unsigned long long)c->id);
+	if (r < 0 || (size_t)r >= cap - n)
+		return 0;
+	return n + (size_t)r;
+}
+
+/* Put a command on the wire. fds: the caller's (dup'd by chan). */
+static int
+mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
+{
+	char	 stack[4096], *buf;
+	size_t	 len;
+	json_t	*j;
+	int	 rc;
+
+	if ((len = mon_format(c, stack, sizeof stack)) > 0)
+		rc = chan_send(m->chan, stack, len, fds, nfds);
+	else {
+		/* big arguments or an odd name: the general way */
+		j = qmp_cmd_new(c->name, json_incref(c->args),
+		    json_integer((json_int_t)c->id));
+		if (j == NULL || (buf = qmp_dump(j, &len)) == NULL) {
+			json_decref(j);
+			return -1;
+		}
+		json_decref(j);
+		rc = chan_send(m->chan, buf, len, fds, nfds);
+		free(buf);
+	}
+	if (rc == -1)
+		return -1;
+	json_decref(c->args);
+	c->args = NULL;
+	TAILQ_INSERT_TAIL(&m->sent, c, entry);
+	if (c->has_fds)
+		m->fdblock = c;
+	return 0;
+}
+
+static struct mon_cmd *
+mon_cmd_new(struct mon *m, const char *name, json_t *args)
+{
+	struct mon_cmd	*c;
+	size_t		 len = strlen(name);
+
+	if ((c = calloc(1, sizeof *c + len + 1)) == NULL) {
+		json_decref(args);
+		return NULL;
+	}
+	memcpy(c->name, name, len + 1);
+	c->id = ++m->next_id;
+	c->deadline = mon_now() + (uint64_t)m->timeout_ms;
+	c->args = args;
+	return c;
+}
+
+/* A negotiation step: written at once, answered to ourselves. */
+static void
+mon_internal(struct mon *m, const char *name, mon_internal_fn *fn)
+{
+	struct mon_cmd	*c;
+
+	if ((c = mon_cmd_new(m, name, NULL)) == NULL) {
+		mon_drop(m, "out of memory", NULL);
+		return;
+	}
+	c->internal = fn;
+	if (mon_write(m, c, NULL, 0) == -1) {
+		mon_cmd_free(c);
+		mon_drop(m, "cannot write to the monitor", NULL);
+		return;
+	}
+	mon_arm_timer(m);
+}
+
+void
+mon_execute(struct mon *m, const char *name, json_t *args, const int *fds,
+    size_t nfds, mon_reply_fn *fn, void *arg)
+{
+	struct mon_cmd	*c;
+	size_t		 i;
+
+	if ((c = mon_cmd_new(m, name, args)) == NULL) {
+		/* Nothing to report with: the one failure we cannot defer
+		   without memory. */
+		struct qmp_error e;
+
+		qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
+		fn(m, NULL, &e, arg);
+		return;
+	}
+	c->fn = fn;
+	c->arg = arg;
+	c->has_fds = nfds > 0;
+	m->npending++;
+
+	if (m->state == MON_DISCONNECTED) {
+		mon_defer_fail(m, c, QMP_CLS_GENERIC,
+		    "monitor %s is not connected%s", m->path,
+		    m->no_reconnect ? "" : " (reconnecting)");
+		return;
+	}
+	if (m->state == MON_READY && !mon_has_command(m, name)) {
+		mon_defer_fail(m, c, QMP_CLS_NOTFOUND,
+		    "The command %s has not been found", name);
+		return;
+	}
+	/* the fast path: ready, nothing ahead of it */
+	if (m->state == MON_READY && TAILQ_EMPTY(&m->queue) &&
+	    m->fdblock == NULL && (nfds == 0 || TAILQ_EMPTY(&m->sent))) {
+		if (mon_write(m, c, fds, nfds) == -1)
+			mon_defer_fail(m, c, QMP_CLS_GENERIC,
+			    "cannot write to the monitor");
+		else
+			mon_arm_timer(m);
+		return;
+	}
+	if (nfds > 0) {
+		if ((c->fds = calloc(nfds, sizeof *c->fds)) == NULL) {
+			mon_defer_fail(m, c, QMP_CLS_GENERIC, "out of memory");
+			return;
+		}
+		for (i = 0; i < nfds; i++) {
+			if ((c->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0)) ==
+			    -1) {
+				mon_defer_fail(m, c, QMP_CLS_GENERIC,
+				    "fd %d: %s", fds[i], strerror(errno));
+				return;
+			}
+			c->nfds++;
+		}
+	}
+	TAILQ_INSERT_TAIL(&m->queue, c, entry);
+	mon_arm_timer(m);
+}
+
+/* Write what may go now. Called from the loop only. */
+static void
+mon_flush(struct mon *m)
+{
+	struct mon_cmd	*c;
+	size_t		 i;
+	int		 rc;
+
+	while (!m->freed && m->state == MON_READY && m->fdblock == NULL &&
+	    (c = TAILQ_FIRST(&m->queue)) != NULL) {
+		if (c->has_fds && !TAILQ_EMPTY(&m->sent))
+			break;
+		TAILQ_REMOVE(&m->queue, c, entry);
+		if (!mon_has_command(m, c->name)) {
+			struct qmp_error e;
+
+			qmp_error_set(&e, QMP_CLS_NOTFOUND,
+			    "The command %s has not been found", c->name);
+			mon_complete(m, c, NULL, &e);
+			continue;
+		}
+		rc = mon_write(m, c, c->fds, c->nfds);
+		for (i = 0; i < c->nfds; i++)
+			close(c->fds[i]);
+		c->nfds = 0;
+		if (rc == -1 && mon_fail(m, c, "cannot write to the monitor") ==
+		    -1)
+			return;
+	}
+}
+
+/* ---- connection ---- */
+
+static void
+mon_set_state(struct mon *m, enum mon_state st, const char *why)
+{
+	if (m->state == st)
+		return;
+	m->state = st;
+	if (!m->freed && m->ops != NULL && m->ops->state != NULL)
+		m->ops->state(m, st, why, m->arg);
+}
+
+static uint32_t
+mon_random(struct mon *m)
+{
+	/* xorshift: jitter only needs to spread monitors apart */
+	m->rnd ^= m->rnd << 13;
+	m->rnd ^= m->rnd >> 17;
+	m->rnd ^= m->rnd << 5;
+	return m->rnd;
+}
+
+static void
+mon_schedule(struct mon *m)
+{
+	struct timeval	tv;
+	uint64_t	delay;
+	unsigned	shift;
+
+	shift = m->attempts < 20 ? m->attempts : 20;
+	delay = (uint64_t)m->backoff_min << shift;
+	if (delay > (uint64_t)m->backoff_max)
+		delay = (uint64_t)m->backoff_max;
+	/* full delay halved plus a random half: a crowd of monitors whose
+	   QEMUs went away together does not come back in step */
+	delay = delay / 2 + mon_random(m) % (delay / 2 + 1);
+	if (m->attempts < UINT32_MAX)
+		m->attempts++;
+	tv.tv_sec = (time_t)(delay / 1000);
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	evtimer_add(m->retry, &tv);
+}
+
+/*
+ * The one way down from a connection: fail every pending command once,
+ * report disconnected, schedule the retry. culprit (may be NULL) timed out
+ * and gets its own message.
+ */
+static void
+mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
+{
+	struct mon_cmd	*c;
+	enum mon_state	 was = m->state;
+	char		 buf[256];
+
+	if (was == MON_DISCONNECTED || m->freed)
+		return;
+	snprintf(buf, sizeof buf, "%s", why);
+	chan_free(m->chan);
+	m->chan = NULL;
+	evtimer_del(m->nego);
+	m->state = MON_DISCONNECTED;
+	m->greeted = 0;
+	m->fdblock = NULL;
+	mon_cmdset_unref(m->cmds);
+	m->cmds = NULL;
+
+	mon_hold(m);
+	for (;;) {
+		if ((c = TAILQ_FIRST(&m->sent)) != NULL)
+			TAILQ_REMOVE(&m->sent, c, entry);
+		else if ((c = TAILQ_FIRST(&m->queue)) != NULL)
+			TAILQ_REMOVE(&m->queue, c, entry);
+		else
+			break;
+		if (c == culprit) {
+			if (mon_fail(m, c, "%s", buf) == -1)
+				goto out;
+		} else if (mon_fail(m, c, "monitor connection lost: %s",
+		    buf) == -1)
+			goto out;
+	}
+	evtimer_del(m->timer);
+	if (!m->no_reconnect)
+		mon_schedule(m);
+	/* report with the state it had: set back so the change shows */
+	m->state = was;
+	mon_set_state(m, MON_DISCONNECTED, buf);
+out:
+	mon_unhold(m);
+}
+
+static void __attribute__((format(printf, 2, 3)))
+mon_protocol_error(struct mon *m, const char *fmt, ...)
+{
+	char	why[256];
+	size_t	n;
+	va_list	ap;
+
+	n = (size_t)snprintf(why, sizeof why, "protocol error: ");
+	va_start(ap, fmt);
+	vsnprintf(why + n, sizeof why - n, fmt, ap);
+	va_end(ap);
+	mon_drop(m, why, NULL);
+}
+
+static void
+mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
+{
+	struct mon_cmd		*c;
+	struct qmp_error	 err;
+	json_t			*id;
+	json_int_t		 v;
+
+	id = json_object_get(msg, "id");
+	if (!json_is_integer(id)) {
+		mon_protocol_error(m, "%s without a numeric id",
+		    qmp_msg_type_name(type));
+		return;
+	}
+	v = json_integer_value(id);
+	/* QEMU answers in order: the head nearly always matches */
+	TAILQ_FOREACH(c, &m->sent, entry)
+		if ((json_int_t)c->id == v)
+			break;
+	if (c == NULL) {
+		mon_protocol_error(m, "reply with unknown id %lld",
+		    (long long)v);
+		return;
+	}
+	TAILQ_REMOVE(&m->sent, c, entry);
+	if (m->fdblock == c)
+		m->fdblock = NULL;
+	if (type == QMP_MSG_ERROR)
+		qmp_error_from_json(&err, json_object_get(msg, "error"));
+	if (c->internal != NULL) {
+		c->internal(m, type == QMP_MSG_RETURN ?
+		    json_object_get(msg, "return") : NULL,
+		    type == QMP_MSG_ERROR ? &err : NULL);
+		mon_cmd_free(c);
+		return;
+	}
+	if (mon_complete(m, c, type == QMP_MSG_RETURN ?
+	    json_object_get(msg, "return") : NULL,
+	    type == QMP_MSG_ERROR ? &err : NULL) == -1)
+		return;
+	mon_flush(m);
+}
+
+static void
+mon_greeting(struct mon *m, json_t *msg)
+{
+	struct qmp_version	v;
+
+	if (m->greeted)
+		return;		/* QEMU may greet twice: the first counts */
+	if (qmp_greeting_parse(msg, &v) == -1) {
+		mon_protocol_error(m, "%s", "malformed greeting");
+		return;
+	}
+	m->version = v;
+	m->have_version = 1;
+	m->greeted = 1;
+	mon_internal(m, "qmp_capabilities", mon_caps_done);
+}
+
+static void
+mon_caps_done(struct mon *m, json_t *ret, const struct qmp_error *err)
+{
+	if (err != NULL) {
+		mon_protocol_error(m, "qmp_capabilities refused: %s",
+		    err->desc);
+		return;
+	}
+	mon_internal(m, "query-commands", mon_commands_done);
+}
+
+static void
+mon_commands_done(struct mon *m, json_t *ret, const struct qmp_error *err)
+{
+	struct qmp_error	e;
+
+	if (err != NULL) {
+		mon_protocol_error(m, "query-commands failed: %s", err->desc);
+		return;
+	}
+	if ((m->cmds = mon_cmdset_get(ret, &e)) == NULL) {
+		mon_protocol_error(m, "%s", e.desc);
+		return;
+	}
+	evtimer_del(m->nego);
+	m->attempts = 0;
+	mon_set_state(m, MON_READY, NULL);
+	mon_flush(m);
+}
+
+static void
+mon_chan_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
+{
+	struct mon		*m = arg;
+	enum qmp_msg_type	 type;
+	size_t			 i;
+
+	for (i = 0; i < nfds; i++)	/* QEMU has no business sending fds */
+		close(fds[i]);
+	if (m->freed || m->chan != ch)
+		return;
+	mon_hold(m);
+	type = qmp_msg_classify(msg);
+	if (type == QMP_MSG_GREETING)
+		mon_greeting(m, msg);
+	else if (!m->greeted)
+		mon_protocol_error(m, "%s before the greeting",
+		    qmp_msg_type_name(type));
+	else if (type == QMP_MSG_RETURN || type == QMP_MSG_ERROR)
+		mon_reply(m, msg, type);
+	else if (type == QMP_MSG_EVENT) {
+		if (m->ops != NULL && m->ops->event != NULL)
+			m->ops->event(m, msg, m->arg);
+	} else
+		mon_protocol_error(m, "unexpected %s message",
+		    qmp_msg_type_name(type));
+	mon_unhold(m);
+}
+
+static void
+mon_chan_bad(struct chan *ch, const struct qmp_error *err, void *arg)
+{
+	struct mon	*m = arg;
+
+	if (m->freed || m->chan != ch)
+		return;
+	mon_hold(m);
+	mon_protocol_error(m, "%s", err->desc);
+	mon_unhold(m);
+}
+
+static void
+mon_chan_closed(struct chan *ch, const char *why, void *arg)
+{
+	struct mon	*m = arg;
+	char		 buf[256];
+
+	if (m->freed || m->chan != ch)
+		return;
+	mon_hold(m);
+	snprintf(buf, sizeof buf, "connection closed: %s", why);
+	mon_drop(m, buf, NULL);
+	mon_unhold(m);
+}
+
+static const struct chan_ops mon_chan_ops = {
+	.msg = mon_chan_msg,
+	.bad = mon_chan_bad,
+	.closed = mon_chan_closed,
+};
+
+static void
+mon_nego_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mon	*m = arg;
+	char		 why[160];
+
+	mon_hold(m);
+	snprintf(why, sizeof why, "negotiation timed out after %d ms (%s)",
+	    m->timeout_ms, m->greeted ? "no reply to qmp_capabilities or "
+	    "query-commands" : "no greeting");
+	mon_drop(m, why, NULL);
+	mon_unhold(m);
+}
+
+static void
+mon_connect(struct mon *m)
+{
+	struct sockaddr_un	 sun;
+	struct chan_opts	 co;
+	struct timeval		 tv;
+	char			 why[256];
+	int			 fd;
+
+	mon_set_state(m, MON_CONNECTING, NULL);
+	if (m->freed)
+		return;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(m->path) >= sizeof sun.sun_path) {
+		snprintf(why, sizeof why, "connect %s: path too long", m->path);
+		goto fail;
+	}
+	strcpy(sun.sun_path, m->path);
+	fd = socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(why, sizeof why, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	/* A unix connect never stays in progress: it either gets in at
+	   once or fails (EAGAIN when the backlog is full), and every
+	   failure is worth a later retry. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		snprintf(why, sizeof why, "connect %s: %s", m->path,
+		    strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	memset(&co, 0, sizeof co);
+	co.max_msg = m->max_msg;
+	co.max_fds = 1;		/* QEMU sends none; keep the buffer small */
+	if ((m->chan = chan_new(m->base, fd, &co, &mon_chan_ops, m)) == NULL) {
+		close(fd);
+		snprintf(why, sizeof why, "out of memory");
+		goto fail;
+	}
+	tv.tv_sec = m->timeout_ms / 1000;
+	tv.tv_usec = (m->timeout_ms % 1000) * 1000;
+	evtimer_add(m->nego, &tv);
+	mon_set_state(m, MON_NEGOTIATING, NULL);
+	return;
+fail:
+	mon_drop(m, why, NULL);
+}
+
+static void
+mon_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mon	*m = arg;
+
+	mon_hold(m);
+	if (m->state == MON_DISCONNECTED || m->state == MON_CONNECTING)
+		mon_connect(m);
+	mon_unhold(m);
+}
+
+struct mon *
+mon_new(struct event_base *base, const char *path,
+    const struct mon_opts *opts, const struct mon_ops *ops, void *arg)
+{
+	struct mon	*m;
+
+	if ((m = calloc(1, sizeof *m)) == NULL)
+		return NULL;
+	m->base = base;
+	m->ops = ops;
+	m->arg = arg;
+	m->state = MON_CONNECTING;
+	TAILQ_INIT(&m->queue);
+	TAILQ_INIT(&m->sent);
+	TAILQ_INIT(&m->done);
+	if (opts != NULL) {
+		m->timeout_ms = opts->cmd_timeout_ms;
+		m->backoff_min = opts->backoff_min_ms;
+		m->backoff_max = opts->backoff_max_ms;
+		m->max_msg = opts->max_msg;
+		m->no_reconnect = opts->no_reconnect;
+	}
+	if (m->timeout_ms <= 0)
+		m->timeout_ms = MON_TIMEOUT_DEF;
+	if (m->backoff_min <= 0)
+		m->backoff_min = MON_BACKOFF_MIN_DEF;
+	if (m->backoff_max <= 0)
+		m->backoff_max = MON_BACKOFF_MAX_DEF;
+	if (m->backoff_max < m->backoff_min)
+		m->backoff_max = m->backoff_min;
+	m->rnd = (uint32_t)mon_now() ^ ((uint32_t)getpid() << 16) ^
+	    (uint32_t)(uintptr_t)m;
+	if (m->rnd == 0)
+		m->rnd = 1;
+	m->path = strdup(path);
+	m->retry = evtimer_new(base, mon_retry_cb, m);
+	m->nego = evtimer_new(base, mon_nego_cb, m);
+	m->timer = evtimer_new(base, mon_timer_cb, m);
+	m->defer = event_new(base, -1, 0, mon_defer_cb, m);
+	if (m->path == NULL || m->retry == NULL || m->nego == NULL ||
+	    m->timer == NULL || m->defer == NULL) {
+		m->ops = NULL;
+		mon_free(m);
+		return NULL;
+	}
+	/* connect from the loop: no callback from inside mon_new */
+	event_active(m->retry, EV_TIMEOUT, 1);
+	return m;
+}
+
+static void
+mon_release_mem(struct mon *m)
+{
+	if (m->retry != NULL)
+		event_free(m->retry);
+	if (m->nego != NULL)
+		event_free(m->nego);
+	if (m->timer != NULL)
+		event_free(m->timer);
+	if (m->defer != NULL)
+		event_free(m->defer);
+	free(m->path);
+	free(m);
+}
+
+void
+mon_free(struct mon *m)
+{
+	struct mon_cmd	*c;
+
+	if (m == NULL || m->freed)
+		return;
+	m->freed = 1;
+	/* commands issued from the callbacks below fail through 'done' */
+	m->state = MON_DISCONNECTED;
+	chan_free(m->chan);
+	m->chan = NULL;
+	if (m->retry != NULL)
+		event_del(m->retry);
+	if (m->nego != NULL)
+		event_del(m->nego);
+	if (m->timer != NULL)
+		event_del(m->timer);
+	if (m->defer != NULL)
+		event_del(m->defer);
+	mon_cmdset_unref(m->cmds);
+	m->cmds = NULL;
+
+	/* the owner hears about every command, inside this call */
+	mon_hold(m);
+	for (;;) {
+		if ((c = TAILQ_FIRST(&m->done)) != NULL) {
+			TAILQ_REMOVE(&m->done, c, entry);
+			if (c->fn != NULL) {
+				struct qmp_error e;
+
+				if (c->lerr == NULL)
+					qmp_error_set(&e, QMP_CLS_GENERIC,
+					    "monitor closed");
+				m->npending--;
+				c->fn(m, NULL, c->lerr != NULL ? c->lerr : &e,
+				    c->arg);
+			}
+			mon_cmd_free(c);
+			continue;
+		}
+		if ((c = TAILQ_FIRST(&m->sent)) != NULL)
+			TAILQ_REMOVE(&m->sent, c, entry);
+		else if ((c = TAILQ_FIRST(&m->queue)) != NULL)
+			TAILQ_REMOVE(&m->queue, c, entry);
+		else
+			break;
+		mon_fail(m, c, "monitor %s closed", m->path);
+	}
+	mon_unhold(m);
+}
+
+enum mon_state
+mon_state(const struct mon *m)
+{
+	return m->state;
+}
+
+const char *
+mon_path(const struct mon *m)
+{
+	return m->path;
+}
+
+const struct qmp_version *
+mon_version(const struct mon *m)
+{
+	return m->have_version ? &m->version : NULL;
+}
+
+bool
+mon_has_command(const struct mon *m, const char *name)
+{
+	if (m->state != MON_READY || m->cmds == NULL)
+		return false;
+	return bsearch(&name, m->cmds->names, m->cmds->n,
+	    sizeof *m->cmds->names, mon_cmp_name) != NULL;
+}
+
+size_t
+mon_command_count(const struct mon *m)
+{
+	return m->state == MON_READY && m->cmds != NULL ? m->cmds->n : 0;
+}
+
+size_t
+mon_pending(const struct mon *m)
+{
+	return m->npending;
+}

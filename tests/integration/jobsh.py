@@ -1,0 +1,195 @@
+"""Small harness for the job tests: a qmpbrokerd of its own, QMP clients,
+waiting for JOB_STATUS_CHANGE. Python 3 stdlib only."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BUILDDIR = os.environ.get("QB_BUILDDIR", os.getcwd())
+SRCDIR = os.environ.get("QB_SRCDIR", os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))))
+GUARD = 60.0     # deadlock guard only, never a speed assertion
+FINAL = ("concluded", "failed", "cancelled")
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, why):
+    if not cond:
+        raise Failed(why)
+
+
+class Client:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(GUARD)
+        self.sock.connect(path)
+        self.buf = b""
+        self.events = []
+        self.next_id = 1
+        greeting = self._read()
+        check("QMP" in greeting, "no greeting: %r" % greeting)
+        r = self.execute("qmp_capabilities")
+        check("return" in r, "negotiation failed: %r" % r)
+
+    def close(self):
+        self.sock.close()
+
+    def _read(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise Failed("broker closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def send(self, name, args=None):
+        i = self.next_id
+        self.next_id += 1
+        msg = {"execute": name, "id": i}
+        if args is not None:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\r\n")
+        return i
+
+    def execute(self, name, args=None):
+        i = self.send(name, args)
+        while True:
+            m = self._read()
+            if "event" in m:
+                self.events.append(m)
+            elif m.get("id") == i:
+                return m
+
+    def ok(self, name, args=None):
+        r = self.execute(name, args)
+        check("return" in r, "%s %r: %r" % (name, args, r))
+        return r["return"]
+
+    def err(self, name, args=None):
+        r = self.execute(name, args)
+        check("error" in r, "%s %r should fail: %r" % (name, args, r))
+        return r["error"]
+
+    def wait_event(self, pred, guard=GUARD):
+        end = time.monotonic() + guard
+        while True:
+            for e in self.events:
+                if pred(e):
+                    self.events.remove(e)
+                    return e
+            left = end - time.monotonic()
+            if left <= 0:
+                raise Failed("event never came")
+            self.sock.settimeout(left)
+            try:
+                m = self._read()
+            except socket.timeout:
+                raise Failed("event never came")
+            finally:
+                self.sock.settimeout(GUARD)
+            if "event" in m:
+                self.events.append(m)
+
+    def job(self, name, args=None):
+        """Starts a job and waits for its end; returns the final
+        JOB_STATUS_CHANGE data."""
+        r = self.ok(name, args)
+        check(isinstance(r.get("job"), int), "no job id: %r" % r)
+        return self.wait_job(r["job"])
+
+    def wait_job(self, jid, guard=GUARD):
+        e = self.wait_event(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                            e["data"]["id"] == jid and
+                            e["data"]["status"] in FINAL, guard)
+        return e["data"]
+
+
+class Broker:
+    def __init__(self, args=(), env=None):
+        self.dir = tempfile.mkdtemp(prefix="qb-jobs-")
+        self.control = os.path.join(self.dir, "control.sock")
+        self.stderr = open(os.path.join(self.dir, "stderr"), "w+")
+        os.makedirs(os.path.join(self.dir, "run"))
+        os.makedirs(os.path.join(self.dir, "state"))
+        cfg = os.path.join(self.dir, "qmpbrokerd.conf")
+        open(cfg, "w").close()
+        argv = [os.path.join(BUILDDIR, "qmpbrokerd"), "--foreground",
+                "--config", cfg, "--control", self.control,
+                "--run-dir", os.path.join(self.dir, "run"),
+                "--state-dir", os.path.join(self.dir, "state"),
+                "--pid-file", os.path.join(self.dir, "pid")] + list(args)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.stderr, stderr=self.stderr,
+                                     env=e)
+        end = time.monotonic() + GUARD
+        while not os.path.exists(self.control):
+            if self.proc.poll() is not None:
+                raise Failed("qmpbrokerd exited: %s" % self.log())
+            if time.monotonic() > end:
+                raise Failed("control socket never appeared")
+            time.sleep(0.02)
+        self.clients = []
+
+    def log(self):
+        self.stderr.seek(0)
+        return self.stderr.read()[-2000:]
+
+    def client(self, subscribe=True):
+        c = Client(self.control)
+        self.clients.append(c)
+        if subscribe:
+            c.ok("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
+        return c
+
+    def stop(self, sig=signal.SIGTERM):
+        for c in self.clients:
+            c.close()
+        self.clients = []
+        rc = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                rc = self.proc.wait(GUARD)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+        else:
+            rc = self.proc.returncode
+        return rc
+
+    def close(self):
+        # TERM first even on failure paths: the broker reaps its children.
+        self.stop(signal.SIGTERM)
+        self.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def run(cases):
+    """cases: list of (name, fn). Prints one line each; exits 0/1."""
+    bad = 0
+    for name, fn in cases:
+        try:
+            fn()
+            print("ok - %s" % name, flush=True)
+        except Exception as ex:
+            bad += 1
+            why = str(ex) if isinstance(ex, Failed) else \
+                traceback.format_exc().strip().replace("\n", " | ")
+            print("not ok - %s: %s" % (name, why), flush=True)
+    sys.exit(1 if bad else 0)

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Crashes on both sides: a VM's QEMU dies (pending commands answered with
+an error, the VM shows disconnected, and when QEMU is back events flow
+again), and the broker itself is killed with SIGKILL (a restart comes back
+with the registry intact and reconnects)."""
+
+import signal
+
+import qb
+from qb import check, Env
+
+
+def emit(c, vm, event):
+	c.cmd("vm-execute", {"vm": vm, "command": "x-fake-event",
+	    "arguments": {"event": event}})
+
+
+def test_vm_crash_and_return():
+	with Env("vmcrash") as env:
+		c = env.d.client()
+		f = env.h.fake("v1", faults="no-reply query-pci\n")
+		c.cmd("vm-add", {"name": "v1", "socket": f.path})
+		qb.wait_vm_state(c, "v1", "ready")
+		s = env.d.client()
+		s.cmd("subscribe", {"vms": ["v1"]})
+		shared = env.h.qmp(env.d.vm_socket("v1"))
+		emit(c, "v1", "BEFORE")
+		check(s.wait_event("BEFORE")["vm"] == "v1", "event before")
+		shared.wait_event("BEFORE")
+		p1 = c.send_cmd("vm-execute", {"vm": "v1", "command": "query-pci"})
+		p2 = shared.send_cmd("query-pci")
+		c.cmd("query-vms")	# both reached the broker
+		shared.cmd("query-status")
+		f.signal(signal.SIGKILL)
+		f.wait()
+		for cl, p in ((c, p1), (shared, p2)):
+			r = cl.wait_reply(p)
+			check("error" in r and r["error"]["class"] ==
+			    "GenericError", "pending on crash: %r" % r)
+		qb.wait_vm_state(c, "v1", "disconnected")
+		cls, _ = c.cmd_error("vm-execute", {"vm": "v1",
+		    "command": "query-status"})
+		# Back: a new QEMU on the same socket path.
+		f2 = env.h.fake("v1")
+		check(f2.path == f.path, "test bug")
+		qb.wait_vm_state(c, "v1", "ready")
+		emit(c, "v1", "AFTER")
+		e = s.wait_event("AFTER")
+		check(e["vm"] == "v1", repr(e))
+		check(c.cmd("vm-execute", {"vm": "v1",
+		    "command": "query-status"})["running"] is True,
+		    "query-status after return")
+		# The shared socket serves the returned VM (new sessions).
+		sh2 = env.h.qmp(env.d.vm_socket("v1"))
+		sh2.cmd("x-fake-event", {"event": "AGAIN"})
+		sh2.wait_event("AGAIN")
+		env.finish()
+
+
+def registry(c):
+	return sorted((v["name"], v["socket"]) for v in c.cmd("query-vms"))
+
+
+def restart_case(sig, tag):
+	with Env(tag) as env:
+		c = env.d.client()
+		names = ["r1", "r2", "r3"]
+		fakes = {n: env.h.fake(n) for n in names}
+		for n in names:
+			c.cmd("vm-add", {"name": n, "socket": fakes[n].path})
+		# A VM that never answers is kept as well.
+		c.cmd("vm-add", {"name": "dead", "socket": env.h.path("nope")})
+		c.cmd("vm-remove", {"name": "r3"})
+		before = registry(c)
+		for n in ("r1", "r2"):
+			qb.wait_vm_state(c, n, "ready")
+		c.close()
+		env.d.signal(sig)
+		rc = env.d.wait()
+		if sig == signal.SIGTERM:
+			check(rc == 0, "exit %d on SIGTERM" % rc)
+		# Same dirs; leftovers of a SIGKILL (stale sockets) must not
+		# stop it. The fd baseline stays the one of the empty daemon.
+		env.d.start()
+		c = env.d.client()
+		check(registry(c) == before, "registry %r, was %r" %
+		    (registry(c), before))
+		for n in ("r1", "r2"):
+			qb.wait_vm_state(c, n, "ready")
+			check("running" in c.cmd("vm-execute", {"vm": n,
+			    "command": "query-status"}), "query-status")
+			sh = env.h.qmp(env.d.vm_socket(n))
+			sh.cmd("query-status")
+		check(qb.vm_state(c, "dead") != "ready", "dead VM ready")
+		for n in ("r1", "r2", "dead"):
+			c.cmd("vm-remove", {"name": n})
+		env.h.close_clients()
+		env.d.check_baseline()
+		env.d.terminate()
+		# Removal is saved too.
+		env.d.start()
+		c = env.d.client()
+		check(c.cmd("query-vms") == [], "removed VMs came back")
+		env.finish()
+
+
+def test_broker_kill9_restart():
+	restart_case(signal.SIGKILL, "kill9")
+
+
+def test_broker_sigterm_restart():
+	restart_case(signal.SIGTERM, "termrestart")
+
+
+def test_registry_many_updates():
+	"""After many updates and a SIGKILL, the registry is the last state
+	that was answered."""
+	with Env("atomic") as env:
+		c = env.d.client()
+		f = env.h.fake("a")
+		for i in range(30):
+			c.cmd("vm-add", {"name": "x%d" % i, "socket": f.path})
+		for i in range(0, 30, 2):
+			c.cmd("vm-remove", {"name": "x%d" % i})
+		want = registry(c)
+		c.close()
+		env.d.signal(signal.SIGKILL)
+		env.d.wait()
+		env.d.start()
+		c = env.d.client()
+		check(registry(c) == want, "registry after kill -9: %r, was %r"
+		    % (registry(c), want))
+		env.finish()
+
+
+qb.main([test_vm_crash_and_return, test_broker_kill9_restart,
+    test_broker_sigterm_restart, test_registry_many_updates])

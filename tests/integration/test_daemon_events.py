@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Event subscriptions: VM and event globs, several subscriptions with one
+delivery, unsubscribe, the event shape; and backpressure: a subscriber
+that stops reading loses counted events (EVENTS_DROPPED) while a fast one
+loses nothing and the broker keeps answering everyone."""
+
+import threading
+
+import qb
+from qb import check, Env
+
+
+def emit(c, vm, event, data=None):
+	args = {"event": event}
+	if data is not None:
+		args["data"] = data
+	c.cmd("vm-execute", {"vm": vm, "command": "x-fake-event",
+	    "arguments": args})
+
+
+def add_fakes(env, c, names, **kw):
+	fakes = {}
+	for n in names:
+		fakes[n] = env.h.fake(n, **kw)
+		c.cmd("vm-add", {"name": n, "socket": fakes[n].path})
+	for n in names:
+		qb.wait_vm_state(c, n, "ready")
+	return fakes
+
+
+def until(c, name, vm):
+	"""Events up to and including the first NAME from vm."""
+	got = []
+	while True:
+		e = c.wait_event(what="%s from %s" % (name, vm))
+		got.append(e)
+		if e.get("event") == name and e.get("vm") == vm:
+			return got
+
+
+def test_filters():
+	with Env("filters") as env:
+		c = env.d.client()
+		add_fakes(env, c, ["a1", "a2", "b1"])
+		subs = {}
+		for key, specs in (
+		    ("vm_glob", [{"vms": ["a*"]}]),
+		    ("event_glob", [{"events": ["FOO_*"]}]),
+		    ("two_overlapping", [{"vms": ["a1"]}, {"events": ["FOO_*"]}]),
+		    ("both", [{"vms": ["?2", "b1"], "events": ["BAR_*"]}]),
+		    ("all", [{}]),
+		    ("exact", [{"vms": ["b1"], "events": ["FOO_2"]}]),
+		    ("none", [])):
+			s = env.d.client()
+			for spec in specs:
+				s.cmd("subscribe", spec)
+			subs[key] = s
+		sent = [("a1", "FOO_1"), ("a1", "BAR_1"), ("b1", "FOO_2"),
+		    ("a2", "BAR_2"), ("b1", "BAZ_1"), ("a2", "FOO_3")]
+		for i, (vm, ev) in enumerate(sent):
+			emit(c, vm, ev, {"n": i})
+		# Every subscriber above matches FOO_END from a1, and a1's
+		# event comes after all the others reached the broker.
+		emit(c, "a1", "FOO_END")
+		want = {
+			"vm_glob": [s for s in sent if s[0].startswith("a")],
+			"event_glob": [s for s in sent if s[1].startswith("FOO_")],
+			"two_overlapping": [s for s in sent if s[0] == "a1" or
+			    s[1].startswith("FOO_")],
+			"both": [s for s in sent if s[0] in ("a2", "b1") and
+			    s[1].startswith("BAR_")],
+			"all": sent,
+			"exact": [("b1", "FOO_2")],
+		}
+		for key, w in want.items():
+			got = until(subs[key], "FOO_END", "a1")[:-1]
+			pairs = [(e.get("vm"), e.get("event")) for e in got]
+			check(sorted(pairs) == sorted(w), "%s: got %r, want %r" %
+			    (key, pairs, w))
+			for e in got:
+				i = sent.index((e["vm"], e["event"]))
+				check(e.get("data") == {"n": i}, "data %r" % e)
+				ts = e.get("timestamp", {})
+				check(isinstance(ts.get("seconds"), int) and
+				    isinstance(ts.get("microseconds"), int),
+				    "timestamp %r" % e)
+			# Per VM, arrival order is kept.
+			for vm in ("a1", "a2", "b1"):
+				order = [p for p in pairs if p[0] == vm]
+				check(order == [p for p in w if p[0] == vm],
+				    "%s: order for %s: %r" % (key, vm, order))
+		s = subs["none"]
+		s.cmd("query-vms")
+		s.poll_msgs()
+		check(s.events == [], "unsubscribed client got %r" % s.events)
+		env.finish()
+
+
+def test_unsubscribe():
+	with Env("unsub") as env:
+		c = env.d.client()
+		add_fakes(env, c, ["a1", "b1"])
+		s = env.d.client()
+		keep = s.cmd("subscribe", {"vms": ["a1"]})
+		drop = s.cmd("subscribe", {"vms": ["b1"]})
+		emit(c, "b1", "ONE")
+		emit(c, "a1", "MARK1")
+		got = until(s, "MARK1", "a1")
+		check([e["event"] for e in got] == ["ONE", "MARK1"], repr(got))
+		s.cmd("unsubscribe", drop)
+		emit(c, "b1", "TWO")
+		emit(c, "a1", "MARK2")
+		got = until(s, "MARK2", "a1")
+		check([e["event"] for e in got] == ["MARK2"],
+		    "after unsubscribe: %r" % got)
+		s.cmd("unsubscribe", keep)
+		emit(c, "a1", "THREE")
+		# Subscribe another client to know THREE went through.
+		w = env.d.client()
+		w.cmd("subscribe", {"vms": ["a1"]})
+		emit(c, "a1", "MARK3")
+		w.wait_event("MARK3")
+		s.cmd("query-vms")
+		s.poll_msgs()
+		check(not s.events, "events after the last unsubscribe: %r" %
+		    s.events)
+		env.finish()
+
+
+class Reader(threading.Thread):
+	"""Reads a subscriber as fast as it can, recording tick seqs."""
+
+	def __init__(self, c, until_seq):
+		threading.Thread.__init__(self, daemon=True)
+		self.c = c
+		self.until_seq = until_seq
+		self.seqs = []
+		self.others = []
+		self.error = None
+
+	def run(self):
+		try:
+			while True:
+				m = self.c.recv_msg()
+				if m.get("event") == "FAKE_TICK":
+					self.seqs.append(m["data"]["seq"])
+					if m["data"]["seq"] >= self.until_seq:
+						return
+				elif "event" in m:
+					self.others.append(m)
+		except Exception as e:
+			self.error = e
+
+
+def gaps(seqs):
+	return sum(b - a - 1 for a, b in zip(seqs, seqs[1:]))
+
+
+def test_slow_subscriber():
+	"""A subscriber that does not read: its events are dropped and
+	counted, never its replies, and a fast subscriber of the same flood
+	sees every event in order."""
+	with Env("slow", args=["--client-queue-max", "65536"]) as env:
+		c = env.d.client()
+		add_fakes(env, c, ["f1"], faults="flood 2000\n")
+		slow = qb.Qmp(env.d.control, rcvbuf=4096)
+		env.h.closers.append(slow)
+		slow.negotiate()
+		slow.cmd("subscribe", {"events": ["FAKE_TICK"]})
+		fast = env.d.client()
+		fast.cmd("subscribe", {"events": ["FAKE_TICK", "EVENTS_*"]})
+		# Let the flood run until far more than the queue limit and
+		# the socket buffers can hold has gone by.
+		start = fast.wait_event("FAKE_TICK")["data"]["seq"]
+		target = start + 10000
+		r = Reader(fast, target)
+		r.start()
+		# The broker answers the controller meanwhile.
+		for _ in range(10):
+			c.cmd("query-vms")
+		r.join(qb.TIMEOUT * 4)
+		check(not r.is_alive(), "fast reader stuck at %r" %
+		    (r.seqs[-1:],))
+		check(r.error is None, "fast reader: %r" % r.error)
+		check(r.seqs == list(range(start + 1, target + 1)),
+		    "fast subscriber lost %d events" % gaps(r.seqs))
+		check(not r.others, "fast subscriber got %r" % r.others[:3])
+		check(slow.events == [], "test bug")
+		# Now the slow one reads: a reply it asks for comes back.
+		i = slow.send_cmd("query-vms")
+		check("return" in slow.wait_reply(i), "slow client's reply")
+		# Its ticks have holes that the EVENTS_DROPPED counts account
+		# for exactly, once the live ticks flow again.
+		seqs, dropped, markers = [], 0, 0
+		deadline = qb.time.monotonic() + qb.TIMEOUT * 4
+		while not (markers and seqs and seqs[-1] > target and
+		    gaps(seqs) == dropped):
+			check(qb.time.monotonic() < deadline, "lost %d, "
+			    "counted %d" % (gaps(seqs), dropped))
+			e = slow.wait_event(what="EVENTS_DROPPED")
+			if e["event"] == "FAKE_TICK":
+				seqs.append(e["data"]["seq"])
+				continue
+			check(e["event"] == "EVENTS_DROPPED", repr(e))
+			n = e.get("data", {}).get("count")
+			check(isinstance(n, int) and n > 0, repr(e))
+			check("vm" not in e, "EVENTS_DROPPED has a vm: %r" % e)
+			dropped += n
+			markers += 1
+		check(dropped > 0, "nothing dropped")
+		c.cmd("vm-remove", {"name": "f1"})
+		env.finish()
+
+
+def test_reply_stall():
+	"""A client that stops reading its replies is eventually hung up on,
+	and the broker goes on serving the others."""
+	with Env("stall", args=["--client-queue-max", "65536",
+	    "--reply-stall-ms", "500"]) as env:
+		c = env.d.client()
+		s = qb.Qmp(env.d.control, rcvbuf=4096)
+		env.h.closers.append(s)
+		s.negotiate()
+		# Pile up requests without reading a reply, until the broker
+		# stops taking them.
+		s.sock.setblocking(False)
+		for i in range(1000000):
+			data = b'{"execute": "query-commands", "id": %d}\r\n' % i
+			try:
+				if s.sock.send(data) < len(data):
+					break
+			except (BlockingIOError, BrokenPipeError,
+			    ConnectionResetError):
+				break
+		# Not reading on: the broker hangs up (its fd goes).
+		base = len(env.d.baseline_fds)
+		qb.wait_for(lambda: qb.fd_count(env.d.pid) == base + 1,
+		    "the stalled client to be dropped")
+		s.wait_closed()
+		check(isinstance(c.cmd("query-vms"), list), "broker stuck")
+		env.finish()
+
+
+qb.main([test_filters, test_unsubscribe, test_slow_subscriber,
+    test_reply_stall])

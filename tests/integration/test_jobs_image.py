@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""image-attach / image-detach: loop devices for real (losetup), nbd
+against a fake sysfs tree and a stand-in qemu-nbd (no nbd module here)."""
+import os
+import subprocess
+import sys
+
+from jobsh import Broker, Failed, SRCDIR, check, run
+
+if os.geteuid() != 0:
+    print("not root: loop devices need root")   # cannot exist: skip
+    sys.exit(77)
+
+b = None
+tmp = None
+
+
+def setup():
+    global b, tmp
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="qb-img-")
+    os.makedirs(tmp + "/images")
+    os.makedirs(tmp + "/sys/module/nbd")
+    for i in range(4):
+        os.makedirs(tmp + "/sys/block/nbd%d" % i)
+    os.makedirs(tmp + "/dev")
+    for i in range(4):
+        open(tmp + "/dev/nbd%d" % i, "w").close()
+    with open(tmp + "/images/disk.raw", "wb") as f:
+        f.truncate(4 << 20)
+    b = Broker(["--image-root", tmp + "/images",
+                "--qemu-nbd", os.path.join(SRCDIR, "tests/integration/fake-qemu-nbd"),
+                "--nbd-sysfs", tmp + "/sys", "--nbd-dev-dir", tmp + "/dev",
+                "--nbd-lock-dir", tmp + "/locks", "--nbd-wait-ms", "1000"],
+               env={"FAKE_NBD_SYSFS": tmp + "/sys",
+                    "FAKE_NBD_MODE_FILE": tmp + "/nbdmode",
+                    "FAKE_NBD_LOG": tmp + "/nbdlog"})
+
+
+def backing(dev):
+    p = "/sys/block/%s/loop/backing_file" % os.path.basename(dev)
+    try:
+        with open(p) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def ro_flag(dev):
+    with open("/sys/block/%s/ro" % os.path.basename(dev)) as f:
+        return f.read().strip()
+
+
+def loop_rw():
+    c = b.client()
+    img = tmp + "/images/disk.raw"
+    d = c.job("image-attach", {"path": img, "mode": "loop"})
+    check(d["status"] == "concluded", "attach: %r" % d)
+    dev = d["result"]["device"]
+    try:
+        check(backing(dev) == img, "%s backs %r" % (dev, backing(dev)))
+        check(ro_flag(dev) == "0", "rw device is read-only")
+        check(d["result"]["readonly"] is False, "result says readonly")
+        # Written through the device, read back from the file.
+        with open(dev, "r+b", buffering=0) as f:
+            f.write(b"qmpbroker-loop-rw")
+            os.fsync(f.fileno())
+        with open(img, "rb") as f:
+            check(f.read(17) == b"qmpbroker-loop-rw", "write did not land")
+    finally:
+        d2 = c.job("image-detach", {"device": dev})
+    check(d2["status"] == "concluded", "detach: %r" % d2)
+    check(backing(dev) is None, "%s still attached" % dev)
+    # Gone from the broker's table too.
+    e = c.err("image-detach", {"device": dev})
+    check(e["class"] == "DeviceNotFound", "%r" % e)
+
+
+def loop_ro():
+    c = b.client()
+    img = tmp + "/images/disk.raw"
+    d = c.job("image-attach", {"path": img, "mode": "loop", "readonly": True})
+    check(d["status"] == "concluded", "attach: %r" % d)
+    dev = d["result"]["device"]
+    try:
+        check(ro_flag(dev) == "1", "ro device is writable")
+        try:
+            with open(dev, "r+b") as f:
+                f.write(b"x")
+            raise Failed("wrote to a read-only loop device")
+        except OSError:
+            pass
+    finally:
+        d2 = c.job("image-detach", {"device": dev})
+    check(d2["status"] == "concluded", "detach: %r" % d2)
+    check(backing(dev) is None, "%s still attached" % dev)
+
+
+def loop_missing_and_outside():
+    c = b.client()
+    e = c.err("image-attach", {"path": tmp + "/images/nope.raw",
+                               "mode": "loop"})
+    check(e["class"] == "GenericError" and e["desc"], "%r" % e)
+    e = c.err("image-attach", {"path": "/etc/passwd", "mode": "loop"})
+    check(e["desc"], "%r" % e)
+    e = c.err("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "floppy"})
+    check("mode" in e["desc"], "%r" % e)
+    e = c.err("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "loop", "format": "qcow2"})
+    check("nbd" in e["desc"], "%r" % e)
+    e = c.err("image-detach", {"device": "/dev/sda"})
+    check(e["class"] == "DeviceNotFound", "%r" % e)
+
+
+def nbd_mode(m):
+    with open(tmp + "/nbdmode", "w") as f:
+        f.write(m)
+
+
+def nbd_pids():
+    return sorted(i for i in range(4)
+                  if os.path.exists(tmp + "/sys/block/nbd%d/pid" % i))
+
+
+def nbd_success():
+    c = b.client()
+    nbd_mode("ok")
+    d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "nbd", "format": "raw",
+                               "readonly": True})
+    check(d["status"] == "concluded", "attach: %r" % d)
+    dev = d["result"]["device"]
+    n = int(dev.rsplit("nbd", 1)[1])
+    check(nbd_pids() == [n], "pid files: %r" % nbd_pids())
+    with open(tmp + "/nbdlog") as f:
+        last = f.read().splitlines()[-1]
+    check(last == "-c %s -r -f raw -- %s" % (dev, tmp + "/images/disk.raw"),
+          "qemu-nbd argv: %r" % last)
+    # Locked while ours: the lock file is held.
+    check(os.path.exists(tmp + "/locks/nbd%d.lock" % n), "no lock file")
+    d = c.job("image-detach", {"device": dev})
+    check(d["status"] == "concluded", "detach: %r" % d)
+    # The fake device is a plain file: BLKFLSBUF fails, and says so.
+    check(d["result"].get("flushed") is False and
+          "flush-error" in d["result"], "%r" % d)
+    check(nbd_pids() == [], "still connected: %r" % nbd_pids())
+
+
+def nbd_no_free():
+    c = b.client()
+    nbd_mode("ok")
+    devs = []
+    for i in range(4):
+        d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                                   "mode": "nbd"})
+        check(d["status"] == "concluded", "attach %d: %r" % (i, d))
+        devs.append(d["result"]["device"])
+    check(len(set(devs)) == 4, "same device twice: %r" % devs)
+    d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "nbd"})
+    check(d["status"] == "failed" and
+          "no free nbd devices" in d["error"]["desc"], "%r" % d)
+    for dev in devs:
+        check(c.job("image-detach", {"device": dev})["status"] ==
+              "concluded", "detach %s" % dev)
+    check(nbd_pids() == [], "left connected: %r" % nbd_pids())
+
+
+def nbd_no_pid():
+    c = b.client()
+    nbd_mode("nopid")
+    d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "nbd"})
+    check(d["status"] == "failed" and "did not connect" in
+          d["error"]["desc"], "%r" % d)
+    with open(tmp + "/nbdlog") as f:
+        last = f.read().splitlines()[-1]
+    check(last.startswith("-d "), "not disconnected after failure: %r" % last)
+
+
+def nbd_tool_fails():
+    c = b.client()
+    nbd_mode("fail")
+    d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "nbd"})
+    check(d["status"] == "failed" and "Permission denied" in
+          d["error"]["desc"], "%r" % d)
+    check(nbd_pids() == [], "%r" % nbd_pids())
+
+
+def nbd_cancel_hanging():
+    c = b.client()
+    nbd_mode("hang")
+    jid = c.ok("image-attach", {"path": tmp + "/images/disk.raw",
+                                "mode": "nbd"})["job"]
+    c.wait_event(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                 e["data"]["id"] == jid and e["data"]["status"] == "running")
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    check(d["status"] == "cancelled", "%r" % d)
+    check("undone" in d.get("result", {}), "%r" % d)
+    nbd_mode("ok")
+
+
+def nbd_module_missing():
+    # A second broker whose sysfs has no nbd at all.
+    import shutil
+    os.makedirs(tmp + "/sys2/block", exist_ok=True)
+    b2 = Broker(["--image-root", tmp + "/images",
+                 "--nbd-sysfs", tmp + "/sys2", "--nbd-lock-dir",
+                 tmp + "/locks2"])
+    try:
+        c = b2.client()
+        d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                                   "mode": "nbd"})
+        check(d["status"] == "failed" and "nbd module not loaded" in
+              d["error"]["desc"], "%r" % d)
+    finally:
+        b2.close()
+        shutil.rmtree(tmp + "/sys2", ignore_errors=True)
+
+
+try:
+    setup()
+    run_cases = [
+        ("loop attach/detach read-write", loop_rw),
+        ("loop attach/detach read-only", loop_ro),
+        ("missing file, path outside roots, bad args", loop_missing_and_outside),
+        ("nbd attach/detach on the fake sysfs", nbd_success),
+        ("nbd: no free devices", nbd_no_free),
+        ("nbd: pid file never appears", nbd_no_pid),
+        ("nbd: qemu-nbd fails", nbd_tool_fails),
+        ("nbd: cancel while qemu-nbd hangs", nbd_cancel_hanging),
+        ("nbd: module not loaded", nbd_module_missing),
+    ]
+    try:
+        run(run_cases)
+    finally:
+        pass
+finally:
+    if b is not None:
+        b.close()
+    if tmp is not None:
+        subprocess.run(["rm", "-rf", tmp])
