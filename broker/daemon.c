@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
-#include "broker/job.h"
+#include "broker/cmd_hp.h"
+#include "broker/jobs.h"
 
 #define DAEMON_FLUSH_MS	2000	/* clients get this long to read */
 
@@ -108,9 +109,9 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 	    chown(vmdir, (uid_t)-1, (gid_t)conf.socket_gid) == -1)
 		log_warn("chown %s: %s", vmdir, strerror(errno));
 	free(vmdir);
-	if (job_init(broker_base, conf.workers) == -1) {
-		snprintf(err, errlen, "cannot start %d job workers",
-		    conf.workers);
+	if (jobs_start(broker_base) == -1) {
+		snprintf(err, errlen, "cannot start %d job workers or libvirt's "
+		    "event loop", conf.workers);
 		return (-1);
 	}
 	/* The control socket first: it fails if another broker runs here,
@@ -121,6 +122,8 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 		ctl_close();
 		return (-1);
 	}
+	/* After the registry: journal records wait for their VMs. */
+	cmd_hp_init();
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());
 	return (0);
@@ -147,8 +150,9 @@ daemon_stop(void)
 	registry_stop();
 	/* Every pending command and job fails now, into the clients'
 	   queues. */
-	job_shutdown();
+	jobs_stop();
 	vm_remove_all();
+	cmd_hp_shutdown();
 	client_shutdown_all();
 	if (nclients == 0) {
 		event_base_loopexit(broker_base, NULL);
@@ -169,11 +173,12 @@ daemon_cleanup(void)
 		daemon_stop_flag = 1;
 		ctl_close();
 		registry_stop();
-		job_shutdown();
+		jobs_stop();
 	}
 	while ((c = TAILQ_FIRST(&clients)) != NULL)
 		client_free(c);
 	vm_cleanup();
+	cmd_hp_shutdown();
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;

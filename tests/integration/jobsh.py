@@ -170,7 +170,8 @@ class Broker:
         return rc
 
     def close(self):
-        self.stop(signal.SIGKILL if self.proc.poll() is None else 0)
+        # TERM first even on failure paths: the broker reaps its children.
+        self.stop(signal.SIGTERM)
         self.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
