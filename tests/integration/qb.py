@@ -25,10 +25,11 @@ import tempfile
 import time
 import traceback
 
-TIMEOUT = float(os.environ.get("QB_TIMEOUT", "30"))
-if os.environ.get("QB_DAEMON_WRAPPER"):
-	# Valgrind and sanitizers slow everything down; guards grow with it.
-	TIMEOUT *= 4
+# Valgrind and sanitizers slow everything down; tools/check says by how
+# much with QB_TIMEOUT_SCALE, and the guards grow with it.
+TIMEOUT = float(os.environ.get("QB_TIMEOUT", "30")) * float(
+    os.environ.get("QB_TIMEOUT_SCALE") or
+    (4 if os.environ.get("QB_DAEMON_WRAPPER") else 1))
 
 BUILDDIR = os.environ.get("QB_BUILDDIR") or os.getcwd()
 SRCDIR = os.environ.get("QB_SRCDIR") or os.path.dirname(os.path.dirname(
@@ -409,7 +410,8 @@ class Proc:
 		    stdout=self.logf, stderr=subprocess.STDOUT,
 		    close_fds=True, **kw)
 		self.pid = self.p.pid
-		h.procs.append(self)
+		if self not in h.procs:
+			h.procs.append(self)
 
 	def alive(self):
 		return self.p.poll() is None
@@ -492,6 +494,7 @@ class Daemon(Proc):
 	def __init__(self, h, args=(), control=None, run_dir=None,
 	    state_dir=None, vm_dir=None, config=None, pid_file=None,
 	    wait=True, tag="d"):
+		self.h = h
 		base = os.path.join(h.dir, tag)
 		os.makedirs(base, exist_ok=True)
 		self.control = control or os.path.join(base, "control.sock")
@@ -520,6 +523,8 @@ class Daemon(Proc):
 		return argv + self.extra
 
 	def start(self, wait=True):
+		if getattr(self, "logf", None) is not None:
+			self.logf.close()
 		Proc.__init__(self, self.h, self.argv(), "qmpbrokerd")
 		if wait:
 			self.wait_up()

@@ -301,7 +301,7 @@ def test_subscribe_args():
 		check(isinstance(s1, dict) and isinstance(
 		    s1.get("subscription"), int) and len(s1) == 1, repr(s1))
 		s2 = c.cmd("subscribe", {"vms": ["a*", "b?"], "events": ["*"]})
-		s3 = c.cmd("subscribe", {"vms": [], "events": ["X"]})
+		s3 = c.cmd("subscribe", {"events": ["X"]})
 		check(len({s1["subscription"], s2["subscription"],
 		    s3["subscription"]}) == 3, "ids not distinct")
 		for args in ({"vms": "a*"}, {"events": "X"}, {"vms": [1]},
