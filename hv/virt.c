@@ -287,8 +287,10 @@ static void
 virt_fail(virConnectPtr c, struct qmp_error *err, const char *what,
     const char *domain)
 {
-	const char	*msg = virt_errmsg();
+	char		 msg[400];
 
+	/* Copied: the next libvirt call (IsAlive) frees the last error. */
+	snprintf(msg, sizeof msg, "%s", virt_errmsg());
 	if (virConnectIsAlive(c) != 1)
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "libvirt connection lost during %s: %s", what, msg);
