@@ -185,6 +185,7 @@ enum vm_origin {
 	VM_ORIGIN_API	 = 0x1,
 	VM_ORIGIN_CONFIG = 0x2,
 	VM_ORIGIN_DIR	 = 0x4,
+	VM_ORIGIN_LIBVIRT = 0x8,	/* a domain libvirt runs; not saved */
 };
 bool	vm_name_valid(const char *);
 /* Validates; err says why on failure (NULL returned). */
