@@ -83,14 +83,20 @@ def fd_count(pid):
 	return len(os.listdir("/proc/%d/fd" % pid))
 
 
+# Files a process opens for a moment on its own (glibc reading the time
+# zone for a log line): not the daemon's to account for.
+TRANSIENT = ("/usr/share/zoneinfo/", "/etc/localtime")
+
+
 def fd_list(pid):
 	out = []
 	for fd in sorted(os.listdir("/proc/%d/fd" % pid), key=int):
 		try:
-			out.append("%s->%s" % (fd, os.readlink(
-			    "/proc/%d/fd/%s" % (pid, fd))))
+			target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
 		except OSError:
-			pass
+			continue
+		if not target.startswith(TRANSIENT):
+			out.append("%s->%s" % (fd, target))
 	return out
 
 
@@ -553,8 +559,17 @@ class Daemon(Proc):
 		    (self.p.returncode, self.tail()))
 
 	def baseline(self):
-		"""Records fd and child counts to compare with at the end."""
-		self.baseline_fds = fd_list(self.pid)
+		"""Records fd and child counts to compare with at the end: two
+		equal readings in a row, so nothing passing is taken for
+		the daemon's own."""
+		last = None
+		def settled():
+			nonlocal last
+			now = fd_list(self.pid)
+			same, last = now == last, now
+			return same
+		wait_for(settled, "daemon fds to settle", interval=0.1)
+		self.baseline_fds = last
 		self.baseline_kids = children(self.pid)
 
 	def client(self, negotiate=True):
