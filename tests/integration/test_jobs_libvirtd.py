@@ -57,12 +57,12 @@ def start_libvirtd():
         return "system libvirtd"
     # A private one: own config, own socket dir.
     sockdir = tmp + "/sock"
-    os.makedirs(sockdir)
+    os.makedirs(sockdir, exist_ok=True)
     conf = tmp + "/libvirtd.conf"
     with open(conf, "w") as f:
         f.write('unix_sock_dir = "%s"\nunix_sock_rw_perms = "0700"\n'
                 'auth_unix_rw = "none"\nauth_unix_ro = "none"\n' % sockdir)
-    log = open(tmp + "/libvirtd.log", "w")
+    log = open(tmp + "/libvirtd.log", "a")
     if not usable("/run/libvirt/virtlogd-sock"):
         p = subprocess.Popen([VIRTLOGD], stdout=log, stderr=log,
                              stdin=subprocess.DEVNULL)
@@ -109,6 +109,19 @@ def ok(c, cmd, args):
     return d.get("result", {})
 
 
+def wait_vm(c, want):
+    """Waits until the domain's VM is in state want (None: absent)."""
+    end = time.monotonic() + GUARD
+    while True:
+        vms = {v["name"]: v for v in c.ok("query-vms")}
+        v = vms.get(NAME)
+        if (v is None and want is None) or (v is not None and
+                                             v["state"] == want):
+            return v
+        check(time.monotonic() < end, "VM %r, want %r" % (v, want))
+        time.sleep(0.05)
+
+
 def qmp_event(ev, names):
     """Waits for one of the domain's QMP events, delivered as the VM's."""
     return ev.wait_event(lambda e: e.get("vm") == NAME and
@@ -129,8 +142,18 @@ def lifecycle():
     r = ok(c, "domain-start", {"domain": NAME})
     check(r["state"] == "running", "%r" % r)
 
+    # The running domain is a VM of the broker, its QMP through libvirt.
+    v = wait_vm(c, "ready")
+    check("libvirt" in v["origin"] and v["qemu"]["major"] >= 2, "%r" % v)
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "running", "%r" % st)
+    e = c.err("vm-execute", {"vm": NAME, "command": "no-such-command"})
+    check(e["class"] == "CommandNotFound", "QEMU's own error: %r" % e)
+
     ok(c, "domain-suspend", {"domain": NAME})
     check(state(c) == "paused", "after suspend")
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "paused", "%r" % st)
     e = qmp_event(ev, ("STOP",))
     check("timestamp" in e and isinstance(e.get("data", {}), dict), "%r" % e)
 
@@ -150,6 +173,7 @@ def lifecycle():
 
     r = ok(c, "domain-destroy", {"domain": NAME})
     check(r["state"] == "shutoff" and state(c) == "shutoff", "%r" % r)
+    wait_vm(c, None)    # no QEMU, no VM
     ok(c, "domain-destroy", {"domain": NAME})   # already off: success
     ok(c, "domain-undefine", {"domain": NAME})
     check(state(c) == "gone", "after undefine")
@@ -171,6 +195,39 @@ def shutdown_not_forced():
     r = ok(c, "domain-shutdown", {"domain": NAME, "timeout": 1,
                                   "force": True})
     check(r.get("forced") is True and state(c) == "shutoff", "%r" % r)
+    ok(c, "domain-undefine", {"domain": NAME})
+
+
+def connection_lost():
+    # Only with our own libvirtd: we may stop and restart it.
+    if len(procs) == 0 or procs[-1].args[0] != LIBVIRTD:
+        print("# system libvirtd: connection loss not tested")
+        return
+    disk = tmp + "/disk3.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"],
+                   check=True)
+    c = b.client()
+    ev = b.client(subscribe=False)
+    ev.ok("subscribe", {"events": ["LIBVIRT_DISCONNECTED"]})
+    ok(c, "domain-define", {"xml": XML % (NAME, QEMU, disk)})
+    ok(c, "domain-start", {"domain": NAME})
+    wait_vm(c, "ready")
+    lv = procs.pop()
+    lv.send_signal(signal.SIGTERM)
+    lv.wait(GUARD)
+    e = ev.wait_event(lambda e: e["event"] == "LIBVIRT_DISCONNECTED")
+    check("reason" in e["data"], "%r" % e)
+    wait_vm(c, "disconnected")
+    d = c.job("domain-suspend", {"domain": NAME})
+    check(d["status"] == "failed" and "libvirt" in d["error"]["desc"],
+          "%r" % d)
+    # QEMU outlives libvirtd; a new libvirtd finds it, the broker
+    # reconnects by itself and the VM is ready again.
+    start_libvirtd()
+    wait_vm(c, "ready")
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "running", "%r" % st)
+    ok(c, "domain-destroy", {"domain": NAME})
     ok(c, "domain-undefine", {"domain": NAME})
 
 
@@ -202,6 +259,8 @@ try:
         ("define, start, suspend, resume, reboot, snapshot, revert, "
          "destroy, undefine on real libvirtd with QMP events", lifecycle),
         ("graceful shutdown times out unless forced", shutdown_not_forced),
+        ("libvirtd lost and back: jobs fail clearly, VM returns",
+         connection_lost),
     ])
 finally:
     cleanup()
