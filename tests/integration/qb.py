@@ -470,9 +470,17 @@ class Proc:
 
 class FakeQemu(Proc):
 	def __init__(self, h, path, faults=None, machine=None,
-	    unplug_delay=None):
+	    unplug_delay=None, fault_file=None, extra=()):
+		"""faults: the text of a fault script; fault_file: a script
+		under tests/faults/ (or any path); extra: more flags
+		(--running, ...)."""
 		self.path = path
 		argv = [program("fake-qemu"), "--socket", path]
+		if fault_file is not None:
+			if not os.path.isabs(fault_file):
+				fault_file = srcdir_path("tests", "faults",
+				    fault_file)
+			argv += ["--faults", fault_file]
 		if faults is not None:
 			fpath = os.path.join(h.dir, "faults.%d" % h.next_seq())
 			with open(fpath, "w") as f:
@@ -482,6 +490,7 @@ class FakeQemu(Proc):
 			argv += ["--machine", machine]
 		if unplug_delay is not None:
 			argv += ["--unplug-delay", str(unplug_delay)]
+		argv += list(extra)
 		if os.path.lexists(path):
 			os.unlink(path)
 		Proc.__init__(self, h, argv, "fake-qemu")
