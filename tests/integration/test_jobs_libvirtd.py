@@ -192,6 +192,15 @@ def shutdown_not_forced():
     check(d["status"] == "failed" and "did not shut down" in
           d["error"]["desc"], "%r" % d)
     check(state(c) == "running", "unforced shutdown killed it")
+    # Cancel while waiting for the guest: the request went out and stays
+    # out, the job says so and where the domain is.
+    jid = c.ok("domain-shutdown", {"domain": NAME, "timeout": 600})["job"]
+    c.wait_event(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                 e["data"]["id"] == jid and e["data"]["status"] == "running")
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    check(d["status"] == "cancelled" and d["result"]["state"] == "running"
+          and d["result"].get("requested") is True, "%r" % d)
     r = ok(c, "domain-shutdown", {"domain": NAME, "timeout": 1,
                                   "force": True})
     check(r.get("forced") is True and state(c) == "shutoff", "%r" % r)
