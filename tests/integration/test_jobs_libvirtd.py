@@ -44,10 +44,28 @@ def wait_for(path, proc):
     end = time.monotonic() + GUARD
     while not usable(path):
         if proc.poll() is not None:
-            raise RuntimeError("%s exited" % proc.args[0])
+            with open(tmp + "/libvirtd.log") as f:
+                raise RuntimeError("%s exited: %s" % (proc.args[0],
+                                   f.read()[-800:]))
         if time.monotonic() > end:
             raise RuntimeError("%s never appeared" % path)
         time.sleep(0.05)
+
+
+def machine_lock():
+    """One privileged libvirtd per machine: test runs of other trees or
+    builds (plain and ASan in parallel) wait for each other here."""
+    import fcntl
+    f = open("/run/lock/qmpbroker-test-libvirtd.lock", "w")
+    end = time.monotonic() + 1800      # deadlock guard only
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > end:
+                raise RuntimeError("another libvirtd test holds the lock")
+            time.sleep(0.5)
 
 
 def start_libvirtd():
@@ -261,6 +279,7 @@ def cleanup():
 
 
 try:
+    lock = machine_lock()
     which = start_libvirtd()
     print("# using %s at %s" % (which, uri))
     b = Broker(["--libvirt-uri", uri])
