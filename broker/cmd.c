@@ -36,6 +36,7 @@ extern const struct cmd_entry cmd_sub_table[];
 extern const struct cmd_entry cmd_job_table[];
 extern const struct cmd_entry cmd_domain_table[];
 extern const struct cmd_entry cmd_image_table[];
+extern const struct cmd_entry cmd_hp_table[];
 /* @cmd-table-decls@ */
 
 static const struct cmd_entry *const cmd_tables[] = {
@@ -45,6 +46,7 @@ static const struct cmd_entry *const cmd_tables[] = {
 	cmd_job_table,
 	cmd_domain_table,
 	cmd_image_table,
+	cmd_hp_table,
 	/* @cmd-tables@ */
 	NULL
 };

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/cmd_hp.h"
 #include "broker/jobs.h"
 
 #define DAEMON_FLUSH_MS	2000	/* clients get this long to read */
@@ -121,6 +122,8 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 		ctl_close();
 		return (-1);
 	}
+	/* After the registry: journal records wait for their VMs. */
+	cmd_hp_init();
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());
 	return (0);
@@ -149,6 +152,7 @@ daemon_stop(void)
 	   queues. */
 	jobs_stop();
 	vm_remove_all();
+	cmd_hp_shutdown();
 	client_shutdown_all();
 	if (nclients == 0) {
 		event_base_loopexit(broker_base, NULL);
@@ -174,6 +178,7 @@ daemon_cleanup(void)
 	while ((c = TAILQ_FIRST(&clients)) != NULL)
 		client_free(c);
 	vm_cleanup();
+	cmd_hp_shutdown();
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;

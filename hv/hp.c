@@ -636,7 +636,11 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 		a = hp_blockdev_args(op);
 		break;
 	case ST_BLOCKDEV_DEL:
-		a = json_pack("{s:s}", "node-name", op->node);
+		/* arg 1: the file node, which QEMU deletes along with the
+		   format node that it was created under; asked again so that
+		   a QEMU (or fake) that keeps it does not keep it for long */
+		a = json_pack("{s:s}", "node-name", st->arg == 1 ? op->fnode :
+		    op->node);
 		break;
 	case ST_DEVICE_ADD:
 		a = hp_device_args(op);
@@ -694,6 +698,11 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 		return;
 	}
 
+	if (err != NULL && st->k == ST_BLOCKDEV_DEL && st->arg == 1) {
+		/* normally gone with its parent already */
+		hp_next(op);
+		return;
+	}
 	if (err != NULL) {
 		if (st->k == ST_DEVICE_DEL) {
 			op->del_wait = false;
@@ -713,6 +722,7 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 				hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
 				break;
 			case ST_BLOCKDEV_ADD:
+				hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
 				hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
 				break;
 			case ST_DEVICE_ADD:
@@ -746,6 +756,7 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 		hp_drop_undo(op, ST_REMOVEFD_OPAQUE);
 		break;
 	case ST_BLOCKDEV_ADD:
+		hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
 		hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
 		break;
 	case ST_DEVICE_ADD:
@@ -1192,5 +1203,7 @@ hp_del(struct hp_vm *vm, enum hp_kind kind, const char *id, hp_done_fn *done,
 	}
 	hp_step_add(op, ST_DEVICE_DEL, 0);
 	hp_step_add(op, kind == HP_NIC ? ST_NETDEV_DEL : ST_BLOCKDEV_DEL, 0);
+	if (kind == HP_DISK)
+		hp_step_add(op, ST_BLOCKDEV_DEL, 1);
 	hp_start(op);
 }

@@ -437,7 +437,8 @@ class Proc:
 		self.logf.close()
 
 	def output(self):
-		self.logf.flush()
+		if not self.logf.closed:
+			self.logf.flush()
 		with open(self.log, "rb") as f:
 			return f.read().decode(errors="replace")
 
@@ -508,7 +509,7 @@ class Daemon(Proc):
 		self.baseline_kids = None
 		self.start(wait)
 
-	def argv(self):
+	def build_argv(self):
 		argv = shlex.split(os.environ.get("QB_DAEMON_WRAPPER", ""))
 		argv += [program("qmpbrokerd"), "--foreground",
 		    "--log-level", os.environ.get("QB_LOG_LEVEL", "debug"),
@@ -525,7 +526,7 @@ class Daemon(Proc):
 	def start(self, wait=True):
 		if getattr(self, "logf", None) is not None:
 			self.logf.close()
-		Proc.__init__(self, self.h, self.argv(), "qmpbrokerd")
+		Proc.__init__(self, self.h, self.build_argv(), "qmpbrokerd")
 		if wait:
 			self.wait_up()
 
@@ -723,7 +724,10 @@ class Runner:
 			print("ok - %s # SKIP %s" % (name, e), flush=True)
 		except Failure as e:
 			self.failed += 1
-			print("not ok - %s: %s" % (name, e), flush=True)
+			where = [f for f in traceback.extract_tb(e.__traceback__)
+			    if os.path.basename(f.filename).startswith("test_")]
+			at = " (line %d)" % where[-1].lineno if where else ""
+			print("not ok - %s: %s%s" % (name, e, at), flush=True)
 		except Exception as e:
 			self.failed += 1
 			print("not ok - %s: %s: %s" % (name,

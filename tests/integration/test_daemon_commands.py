@@ -278,7 +278,10 @@ def test_in_flight():
 
 
 def test_vm_not_ready():
-	with Env("notready") as env:
+	"""A VM that never greets: commands wait for negotiation (the
+	monitor queues them) and fail with the command timeout; one whose
+	socket is dead fails at once."""
+	with Env("notready", args=["--cmd-timeout-ms", "1000"]) as env:
 		c = env.d.client()
 		f = env.h.fake("v1", faults="no-greeting\n")
 		c.cmd("vm-add", {"name": "v1", "socket": f.path})
