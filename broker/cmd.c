@@ -34,6 +34,8 @@ extern const struct cmd_entry cmd_base_table[];
 extern const struct cmd_entry cmd_vm_table[];
 extern const struct cmd_entry cmd_sub_table[];
 extern const struct cmd_entry cmd_job_table[];
+extern const struct cmd_entry cmd_domain_table[];
+extern const struct cmd_entry cmd_image_table[];
 extern const struct cmd_entry cmd_hp_table[];
 /* @cmd-table-decls@ */
 
@@ -42,6 +44,8 @@ static const struct cmd_entry *const cmd_tables[] = {
 	cmd_vm_table,
 	cmd_sub_table,
 	cmd_job_table,
+	cmd_domain_table,
+	cmd_image_table,
 	cmd_hp_table,
 	/* @cmd-tables@ */
 	NULL

@@ -15,7 +15,7 @@
 
 #include "broker/broker.h"
 #include "broker/cmd_hp.h"
-#include "broker/job.h"
+#include "broker/jobs.h"
 
 #define DAEMON_FLUSH_MS	2000	/* clients get this long to read */
 
@@ -109,9 +109,9 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 	    chown(vmdir, (uid_t)-1, (gid_t)conf.socket_gid) == -1)
 		log_warn("chown %s: %s", vmdir, strerror(errno));
 	free(vmdir);
-	if (job_init(broker_base, conf.workers) == -1) {
-		snprintf(err, errlen, "cannot start %d job workers",
-		    conf.workers);
+	if (jobs_start(broker_base) == -1) {
+		snprintf(err, errlen, "cannot start %d job workers or libvirt's "
+		    "event loop", conf.workers);
 		return (-1);
 	}
 	/* The control socket first: it fails if another broker runs here,
@@ -150,7 +150,7 @@ daemon_stop(void)
 	registry_stop();
 	/* Every pending command and job fails now, into the clients'
 	   queues. */
-	job_shutdown();
+	jobs_stop();
 	vm_remove_all();
 	cmd_hp_shutdown();
 	client_shutdown_all();
@@ -173,7 +173,7 @@ daemon_cleanup(void)
 		daemon_stop_flag = 1;
 		ctl_close();
 		registry_stop();
-		job_shutdown();
+		jobs_stop();
 	}
 	while ((c = TAILQ_FIRST(&clients)) != NULL)
 		client_free(c);

@@ -144,7 +144,7 @@ class Broker:
 
     def log(self):
         self.stderr.seek(0)
-        return self.stderr.read()[-2000:]
+        return self.stderr.read()[-20000:]
 
     def client(self, subscribe=True):
         c = Client(self.control)
@@ -170,9 +170,18 @@ class Broker:
         return rc
 
     def close(self):
-        self.stop(signal.SIGKILL if self.proc.poll() is None else 0)
+        # TERM first even on failure paths: the broker reaps its children.
+        rc = self.stop(signal.SIGTERM)
+        log = self.log()
         self.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        # Under ASan/UBSan a report is a failure, whatever the cases said.
+        for bad in ("Sanitizer", "runtime error:", "LeakSanitizer"):
+            if bad in log:
+                print("not ok - broker sanitizer report (exit %r): %s" %
+                      (rc, log[log.find(bad) - 200:][:1500]
+                       .replace("\n", " | ")), flush=True)
+                sys.exit(1)
 
 
 def fd_count(pid):

@@ -25,10 +25,11 @@ import tempfile
 import time
 import traceback
 
-TIMEOUT = float(os.environ.get("QB_TIMEOUT", "30"))
-if os.environ.get("QB_DAEMON_WRAPPER"):
-	# Valgrind and sanitizers slow everything down; guards grow with it.
-	TIMEOUT *= 4
+# Valgrind and sanitizers slow everything down; tools/check says by how
+# much with QB_TIMEOUT_SCALE, and the guards grow with it.
+TIMEOUT = float(os.environ.get("QB_TIMEOUT", "30")) * float(
+    os.environ.get("QB_TIMEOUT_SCALE") or
+    (4 if os.environ.get("QB_DAEMON_WRAPPER") else 1))
 
 BUILDDIR = os.environ.get("QB_BUILDDIR") or os.getcwd()
 SRCDIR = os.environ.get("QB_SRCDIR") or os.path.dirname(os.path.dirname(
@@ -409,7 +410,8 @@ class Proc:
 		    stdout=self.logf, stderr=subprocess.STDOUT,
 		    close_fds=True, **kw)
 		self.pid = self.p.pid
-		h.procs.append(self)
+		if self not in h.procs:
+			h.procs.append(self)
 
 	def alive(self):
 		return self.p.poll() is None
@@ -435,7 +437,8 @@ class Proc:
 		self.logf.close()
 
 	def output(self):
-		self.logf.flush()
+		if not self.logf.closed:
+			self.logf.flush()
 		with open(self.log, "rb") as f:
 			return f.read().decode(errors="replace")
 
@@ -506,7 +509,7 @@ class Daemon(Proc):
 		self.baseline_kids = None
 		self.start(wait)
 
-	def argv(self):
+	def build_argv(self):
 		argv = shlex.split(os.environ.get("QB_DAEMON_WRAPPER", ""))
 		argv += [program("qmpbrokerd"), "--foreground",
 		    "--log-level", os.environ.get("QB_LOG_LEVEL", "debug"),
@@ -521,7 +524,9 @@ class Daemon(Proc):
 		return argv + self.extra
 
 	def start(self, wait=True):
-		Proc.__init__(self, self.h, self.argv(), "qmpbrokerd")
+		if getattr(self, "logf", None) is not None:
+			self.logf.close()
+		Proc.__init__(self, self.h, self.build_argv(), "qmpbrokerd")
 		if wait:
 			self.wait_up()
 
@@ -719,7 +724,10 @@ class Runner:
 			print("ok - %s # SKIP %s" % (name, e), flush=True)
 		except Failure as e:
 			self.failed += 1
-			print("not ok - %s: %s" % (name, e), flush=True)
+			where = [f for f in traceback.extract_tb(e.__traceback__)
+			    if os.path.basename(f.filename).startswith("test_")]
+			at = " (line %d)" % where[-1].lineno if where else ""
+			print("not ok - %s: %s%s" % (name, e, at), flush=True)
 		except Exception as e:
 			self.failed += 1
 			print("not ok - %s: %s: %s" % (name,

@@ -21,11 +21,17 @@ out = {"connected": False, "msgs": [], "eof": False}
 try:
     s.connect(sys.argv[1])
     out["connected"] = True
-    s.sendall(b'{"execute": "qmp_capabilities", "id": 1}\r\n'
-              b'{"execute": "query-vms", "id": 2}\r\n')
+    try:
+        s.sendall(b'{"execute": "qmp_capabilities", "id": 1}\r\n'
+                  b'{"execute": "query-vms", "id": 2}\r\n')
+    except OSError as e:
+        out["send_error"] = str(e)
     buf = b""
     while True:
-        d = s.recv(65536)
+        try:
+            d = s.recv(65536)
+        except ConnectionResetError:
+            d = b""
         if not d:
             out["eof"] = True
             break

@@ -4,6 +4,8 @@ delivery, unsubscribe, the event shape; and backpressure: a subscriber
 that stops reading loses counted events (EVENTS_DROPPED) while a fast one
 loses nothing and the broker keeps answering everyone."""
 
+import json
+import select
 import threading
 
 import qb
@@ -42,57 +44,61 @@ def test_filters():
 	with Env("filters") as env:
 		c = env.d.client()
 		add_fakes(env, c, ["a1", "a2", "b1"])
+		# Each case: subscriptions, and what they should let through.
+		cases = {
+			"vm_glob": ([{"vms": ["a*"]}],
+			    lambda vm, ev: vm.startswith("a")),
+			"event_glob": ([{"events": ["FOO_*"]}],
+			    lambda vm, ev: ev.startswith("FOO_")),
+			"two_overlapping": ([{"vms": ["a1"]},
+			    {"events": ["FOO_*"]}],
+			    lambda vm, ev: vm == "a1" or ev.startswith("FOO_")),
+			"both": ([{"vms": ["?2", "b1"], "events": ["BAR_*"]}],
+			    lambda vm, ev: vm in ("a2", "b1") and
+			    ev.startswith("BAR_")),
+			"all": ([{}], lambda vm, ev: True),
+			"exact": ([{"vms": ["b1"], "events": ["FOO_2"]}],
+			    lambda vm, ev: (vm, ev) == ("b1", "FOO_2")),
+			"none": ([], lambda vm, ev: False),
+		}
 		subs = {}
-		for key, specs in (
-		    ("vm_glob", [{"vms": ["a*"]}]),
-		    ("event_glob", [{"events": ["FOO_*"]}]),
-		    ("two_overlapping", [{"vms": ["a1"]}, {"events": ["FOO_*"]}]),
-		    ("both", [{"vms": ["?2", "b1"], "events": ["BAR_*"]}]),
-		    ("all", [{}]),
-		    ("exact", [{"vms": ["b1"], "events": ["FOO_2"]}]),
-		    ("none", [])):
+		for key, (specs, _) in cases.items():
 			s = env.d.client()
 			for spec in specs:
 				s.cmd("subscribe", spec)
 			subs[key] = s
+		# Each x-fake-event is answered after its event reached the
+		# broker, so the broker sees them in this order.
 		sent = [("a1", "FOO_1"), ("a1", "BAR_1"), ("b1", "FOO_2"),
-		    ("a2", "BAR_2"), ("b1", "BAZ_1"), ("a2", "FOO_3")]
+		    ("a2", "BAR_2"), ("b1", "BAZ_1"), ("a2", "FOO_3"),
+		    ("a1", "FOO_4"), ("b1", "BAR_3"), ("b1", "FOO_2")]
 		for i, (vm, ev) in enumerate(sent):
 			emit(c, vm, ev, {"n": i})
-		# Every subscriber above matches FOO_END from a1, and a1's
-		# event comes after all the others reached the broker.
-		emit(c, "a1", "FOO_END")
-		want = {
-			"vm_glob": [s for s in sent if s[0].startswith("a")],
-			"event_glob": [s for s in sent if s[1].startswith("FOO_")],
-			"two_overlapping": [s for s in sent if s[0] == "a1" or
-			    s[1].startswith("FOO_")],
-			"both": [s for s in sent if s[0] in ("a2", "b1") and
-			    s[1].startswith("BAR_")],
-			"all": sent,
-			"exact": [("b1", "FOO_2")],
-		}
-		for key, w in want.items():
-			got = until(subs[key], "FOO_END", "a1")[:-1]
-			pairs = [(e.get("vm"), e.get("event")) for e in got]
-			check(sorted(pairs) == sorted(w), "%s: got %r, want %r" %
-			    (key, pairs, w))
+		for key, (_, pred) in cases.items():
+			w = [(i, vm, ev) for i, (vm, ev) in enumerate(sent)
+			    if pred(vm, ev)]
+			s = subs[key]
+			got = [s.wait_event(what="%s #%d" % (key, k))
+			    for k in range(len(w))]
+			# The broker has nothing more for it: a reply asked
+			# now comes after anything it queued before.
+			s.cmd("query-vms")
+			s.poll_msgs()
+			check(not s.events, "%s: extra %r" % (key, s.events))
+			triples = [(e.get("data", {}).get("n"), e.get("vm"),
+			    e.get("event")) for e in got]
+			check(sorted(triples) == sorted(w), "%s: got %r, want %r"
+			    % (key, triples, w))
+			# Per VM, arrival order is kept.
+			for vm in ("a1", "a2", "b1"):
+				check([t for t in triples if t[1] == vm] ==
+				    [t for t in w if t[1] == vm],
+				    "%s: order for %s: %r" % (key, vm, triples))
 			for e in got:
-				i = sent.index((e["vm"], e["event"]))
-				check(e.get("data") == {"n": i}, "data %r" % e)
 				ts = e.get("timestamp", {})
 				check(isinstance(ts.get("seconds"), int) and
 				    isinstance(ts.get("microseconds"), int),
 				    "timestamp %r" % e)
-			# Per VM, arrival order is kept.
-			for vm in ("a1", "a2", "b1"):
-				order = [p for p in pairs if p[0] == vm]
-				check(order == [p for p in w if p[0] == vm],
-				    "%s: order for %s: %r" % (key, vm, order))
-		s = subs["none"]
-		s.cmd("query-vms")
-		s.poll_msgs()
-		check(s.events == [], "unsubscribed client got %r" % s.events)
 		env.finish()
 
 
@@ -221,16 +227,27 @@ def test_reply_stall():
 		s = qb.Qmp(env.d.control, rcvbuf=4096)
 		env.h.closers.append(s)
 		s.negotiate()
-		# Pile up requests without reading a reply, until the broker
-		# stops taking them.
+		# Pile up requests without reading a reply: enough for the
+		# replies to fill the socket buffers and the broker's queue
+		# past the point where it stops reading us (8 MiB).
+		one = len(json.dumps(s.execute("query-commands")))
+		need = (16 << 20) // one
+		batch = b"".join(b'{"execute": "query-commands", "id": %d}\r\n'
+		    % i for i in range(500))
 		s.sock.setblocking(False)
-		for i in range(1000000):
-			data = b'{"execute": "query-commands", "id": %d}\r\n' % i
+		pending, sent = b"", 0
+		while sent < need:
+			if not pending:
+				pending = batch
+				sent += 500
+			_, w, _ = select.select([], [s.sock], [], qb.TIMEOUT / 10)
+			if not w:
+				break		# it stopped reading us
 			try:
-				if s.sock.send(data) < len(data):
-					break
-			except (BlockingIOError, BrokenPipeError,
-			    ConnectionResetError):
+				pending = pending[s.sock.send(pending):]
+			except BlockingIOError:
+				pass
+			except (BrokenPipeError, ConnectionResetError):
 				break
 		# Not reading on: the broker hangs up (its fd goes).
 		base = len(env.d.baseline_fds)
