@@ -19,6 +19,7 @@ from qb import check
 
 def start(env, machine="pc", record=False, **kw):
 	"""A fake VM "vm1" in the daemon, optionally behind a recorder."""
+	hplib.baseline(env.d)
 	f = hplib.fake(env.h, "vm1", machine=machine, **kw)
 	rec = hplib.Recorder(env.h, f.path) if record else None
 	c = env.d.client()
@@ -207,7 +208,6 @@ def test_paths_outside_roots():
 		os.mkfifo(os.path.join(root, "fifo.img"))
 		os.makedirs(os.path.join(root, "dir.img"))
 		env.d = env.h.daemon(args=["--image-root", root])
-		env.d.baseline()
 		f, c, rec = start(env, "pc", record=True)
 		rec.clear()
 		fds_before = qb.fd_list(env.d.pid)
@@ -250,7 +250,6 @@ def test_disk_add_del():
 		with open(img, "wb") as fh:
 			fh.truncate(8 << 20)
 		env.d = env.h.daemon(args=["--image-root", root])
-		env.d.baseline()
 		f, c, rec = start(env, "pc", record=True)
 		before = hplib.snapshot(c, "vm1")
 		r = c.cmd("disk-add", {"vm": "vm1", "id": "d0", "source": img})
