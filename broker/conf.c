@@ -72,6 +72,13 @@ static const struct conf_opt conf_opts[] = {
 	{ "libvirt-uri", CT_STR, O(libvirt_uri), 0, "libvirt connection" },
 	{ "workers", CT_INT, O(workers), 1, "job worker threads" },
 	{ "job-keep-s", CT_INT, O(job_keep_s), 0, "finished jobs kept" },
+	{ "losetup", CT_STR, O(losetup_path), 0, "losetup program" },
+	{ "qemu-nbd", CT_STR, O(qemu_nbd_path), 0, "qemu-nbd program" },
+	{ "nbd-sysfs", CT_STR, O(nbd_sysfs), 0, "sysfs root for nbd devices" },
+	{ "nbd-dev-dir", CT_STR, O(nbd_dev_dir), 0, "where nbdN device nodes are" },
+	{ "nbd-lock-dir", CT_STR, O(nbd_lock_dir), 0, "nbd device lock files" },
+	{ "nbd-wait-ms", CT_INT, O(nbd_wait_ms), 1, "qemu-nbd connect deadline" },
+	{ "tool-timeout-ms", CT_INT, O(tool_timeout_ms), 1, "losetup/qemu-nbd deadline" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
 };
 #undef O

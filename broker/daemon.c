@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
-#include "broker/job.h"
+#include "broker/cmd_hp.h"
+#include "broker/jobs.h"
 
 #define DAEMON_FLUSH_MS	2000	/* clients get this long to read */
 
@@ -25,6 +26,10 @@ static struct event	*daemon_flush_ev;
 static struct qmp_version daemon_ver;
 static int		 daemon_argc;
 static char		**daemon_argv;
+/* Configurations replaced by SIGHUP: other modules (and job workers)
+   may still hold their strings, so they live until exit. */
+static struct conf	*daemon_retired;
+static size_t		 daemon_nretired;
 
 const struct qmp_version *
 daemon_version(void)
@@ -108,9 +113,9 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 	    chown(vmdir, (uid_t)-1, (gid_t)conf.socket_gid) == -1)
 		log_warn("chown %s: %s", vmdir, strerror(errno));
 	free(vmdir);
-	if (job_init(broker_base, conf.workers) == -1) {
-		snprintf(err, errlen, "cannot start %d job workers",
-		    conf.workers);
+	if (jobs_start(broker_base) == -1) {
+		snprintf(err, errlen, "cannot start %d job workers or libvirt's "
+		    "event loop", conf.workers);
 		return (-1);
 	}
 	/* The control socket first: it fails if another broker runs here,
@@ -121,6 +126,8 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 		ctl_close();
 		return (-1);
 	}
+	/* After the registry: journal records wait for their VMs. */
+	cmd_hp_init();
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());
 	return (0);
@@ -147,8 +154,9 @@ daemon_stop(void)
 	registry_stop();
 	/* Every pending command and job fails now, into the clients'
 	   queues. */
-	job_shutdown();
+	jobs_stop();
 	vm_remove_all();
+	cmd_hp_shutdown();
 	client_shutdown_all();
 	if (nclients == 0) {
 		event_base_loopexit(broker_base, NULL);
@@ -169,14 +177,19 @@ daemon_cleanup(void)
 		daemon_stop_flag = 1;
 		ctl_close();
 		registry_stop();
-		job_shutdown();
+		jobs_stop();
 	}
 	while ((c = TAILQ_FIRST(&clients)) != NULL)
 		client_free(c);
 	vm_cleanup();
+	cmd_hp_shutdown();
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;
+	while (daemon_nretired > 0)
+		conf_clear(&daemon_retired[--daemon_nretired]);
+	free(daemon_retired);
+	daemon_retired = NULL;
 }
 
 static int
@@ -191,7 +204,7 @@ daemon_same(const char *a, const char *b)
 void
 daemon_reload(void)
 {
-	struct conf	 n;
+	struct conf	 n, *old;
 	char		 err[1024];
 	char		*keep[5];
 
@@ -208,6 +221,14 @@ daemon_reload(void)
 	    !daemon_same(n.vm_dir, conf.vm_dir) ||
 	    !daemon_same(n.pid_file, conf.pid_file))
 		log_warn("reload: paths changed; they take effect on restart");
+	if ((old = reallocarray(daemon_retired, daemon_nretired + 1,
+	    sizeof *old)) == NULL) {
+		log_err("reload: out of memory, configuration unchanged");
+		conf_clear(&n);
+		return;
+	}
+	daemon_retired = old;
+	/* The paths in use stay; the retired struct frees the new ones. */
 	keep[0] = n.control_path;
 	keep[1] = n.run_dir;
 	keep[2] = n.state_dir;
@@ -224,7 +245,7 @@ daemon_reload(void)
 	conf.state_dir = keep[2];
 	conf.vm_dir = keep[3];
 	conf.pid_file = keep[4];
-	conf_clear(&conf);
+	daemon_retired[daemon_nretired++] = conf;
 	conf = n;
 	log_set_level(conf.log_level);
 	registry_sync_config();

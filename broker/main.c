@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/thread.h>
+
 #include "broker/broker.h"
 
 static int	pid_fd = -1;
@@ -145,8 +147,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (conf_build(&conf, argc, argv, err, sizeof err) == -1) {
-		fprintf(stderr, "qmpbrokerd: %s\n", err);
-		conf_usage(stderr);
+		fprintf(stderr, "qmpbrokerd: %s (see --help)\n", err);
 		return (2);
 	}
 	log_open(conf.log_level, conf.log_syslog == 1 ||
@@ -164,7 +165,9 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		return (1);
 	}
-	if ((broker_base = event_base_new()) == NULL) {
+	/* libvirt's event callbacks are (un)registered from job workers. */
+	if (evthread_use_pthreads() == -1 ||
+	    (broker_base = event_base_new()) == NULL) {
 		log_err("cannot make the event loop");
 		return (1);
 	}

@@ -121,6 +121,34 @@ pci_secondary(const json_t *dev)
 	return (pci_int(json_object_get(br, "bus"), "secondary"));
 }
 
+/* The machine shows in its host bridge: q35's MCH or i440FX. */
+static bool
+pci_devs_q35(const json_t *devs)
+{
+	const json_t	*dev, *id;
+	size_t		 i;
+
+	json_array_foreach(devs, i, dev) {
+		if (pci_int(dev, "slot") != 0 || pci_int(dev, "function") > 0)
+			continue;
+		id = json_object_get(dev, "id");
+		return (pci_int(id, "vendor") == PCI_VENDOR_INTEL &&
+		    pci_int(id, "device") == PCI_DEV_Q35_HOST);
+	}
+	return (false);
+}
+
+/* A bridge's type from the peripheral list; without one, the only kind
+   of hotplug bridge the machine has. */
+static const char *
+pci_bridge_type(const json_t *peripheral, const char *id, bool q35,
+    char *buf, size_t len)
+{
+	if (peripheral == NULL)
+		return (q35 ? "pcie-root-port" : "pci-bridge");
+	return (pci_periph_type(peripheral, id, buf, len));
+}
+
 json_t *
 pci_need_qom(const json_t *query_pci, const json_t *peripheral)
 {
@@ -138,7 +166,8 @@ pci_need_qom(const json_t *query_pci, const json_t *peripheral)
 		if (pci_class(dev) != PCI_CLASS_BRIDGE ||
 		    (id = pci_qdev_id(dev)) == NULL)
 			continue;
-		type = pci_periph_type(peripheral, id, tbuf, sizeof tbuf);
+		type = pci_bridge_type(peripheral, id, pci_devs_q35(devs), tbuf,
+		    sizeof tbuf);
 		if (!pci_is_root_port(type) && !pci_is_pci_bridge(type))
 			continue;
 		if (pci_secondary(dev) <= 0)
@@ -205,7 +234,7 @@ int
 pci_map_build(struct pci_map *m, const json_t *query_pci,
     const json_t *peripheral, const json_t *qom_buses, struct qmp_error *err)
 {
-	const json_t	*devs, *dev, *host = NULL;
+	const json_t	*devs, *dev;
 	const char	*id, *type, *owner[PCI_SLOTS], *bus0owner[PCI_SLOTS];
 	char		 tbuf[PCI_NAME_MAX];
 	bool		 used[PCI_SLOTS], bus0[PCI_SLOTS];
@@ -227,14 +256,8 @@ pci_map_build(struct pci_map *m, const json_t *query_pci,
 		bus0[slot] = true;
 		if (bus0owner[slot] == NULL)
 			bus0owner[slot] = pci_qdev_id(dev);
-		if (slot == 0)
-			host = dev;
 	}
-	/* The machine shows in its host bridge: q35's MCH or i440FX. */
-	if (host != NULL &&
-	    pci_int(json_object_get(host, "id"), "vendor") == PCI_VENDOR_INTEL &&
-	    pci_int(json_object_get(host, "id"), "device") == PCI_DEV_Q35_HOST)
-		m->q35 = true;
+	m->q35 = pci_devs_q35(devs);
 
 	if (!m->q35) {
 		for (s = 0; s < PCI_SLOTS; s++)
@@ -245,7 +268,8 @@ pci_map_build(struct pci_map *m, const json_t *query_pci,
 		if (pci_class(dev) != PCI_CLASS_BRIDGE ||
 		    (id = pci_qdev_id(dev)) == NULL)
 			continue;
-		type = pci_periph_type(peripheral, id, tbuf, sizeof tbuf);
+		type = pci_bridge_type(peripheral, id, m->q35, tbuf,
+		    sizeof tbuf);
 		if (m->q35 && pci_is_root_port(type)) {
 			if (pci_bridge_used(dev, id, qom_buses, used,
 			    owner) != 0)

@@ -68,7 +68,7 @@ struct pci_resv {
 json_t	*pci_need_qom(const json_t *query_pci, const json_t *peripheral);
 
 /* Builds the map. peripheral is qom-list /machine/peripheral (may be
-   NULL: bridges are then not recognised). qom_buses is {"ID": [devfn...]}
+   NULL: every id'd bridge is then taken for the machine's hotplug kind). qom_buses is {"ID": [devfn...]}
    for the bridges named by pci_need_qom (may be NULL). Returns 0, or -1
    with err set when the input is not query-pci's shape. */
 int	 pci_map_build(struct pci_map *, const json_t *query_pci,

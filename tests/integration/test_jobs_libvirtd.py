@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Domain lifecycle against a real libvirtd this test starts itself (or
+the system one, if it runs), with a TCG QEMU domain: define, start,
+suspend, resume, reboot, snapshot, destroy, undefine; the domain's QMP
+events reach a subscriber through libvirt-qemu while it happens."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from jobsh import Broker, GUARD, check, run
+
+LIBVIRTD = shutil.which("libvirtd") or "/usr/sbin/libvirtd"
+VIRTLOGD = shutil.which("virtlogd") or "/usr/sbin/virtlogd"
+QEMU = shutil.which("qemu-system-x86_64")
+if os.geteuid() != 0 or not os.path.exists(LIBVIRTD) or QEMU is None:
+    print("needs root, libvirtd and qemu-system-x86_64")
+    sys.exit(77)
+
+tmp = tempfile.mkdtemp(prefix="qb-libvirtd-")
+os.chmod(tmp, 0o755)    # QEMU runs as libvirt-qemu and opens the disk
+NAME = "qb-" + os.path.basename(tmp).split("-")[-1]
+procs = []
+uri = None
+b = None
+
+
+def usable(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_for(path, proc):
+    end = time.monotonic() + GUARD
+    while not usable(path):
+        if proc.poll() is not None:
+            with open(tmp + "/libvirtd.log") as f:
+                raise RuntimeError("%s exited: %s" % (proc.args[0],
+                                   f.read()[-800:]))
+        if time.monotonic() > end:
+            raise RuntimeError("%s never appeared" % path)
+        time.sleep(0.05)
+
+
+def machine_lock():
+    """One privileged libvirtd per machine: test runs of other trees or
+    builds (plain and ASan in parallel) wait for each other here."""
+    import fcntl
+    f = open("/run/lock/qmpbroker-test-libvirtd.lock", "w")
+    end = time.monotonic() + 1800      # deadlock guard only
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > end:
+                raise RuntimeError("another libvirtd test holds the lock")
+            time.sleep(0.5)
+
+
+def start_libvirtd():
+    global uri
+    if usable("/run/libvirt/libvirt-sock"):
+        uri = "qemu:///system"
+        return "system libvirtd"
+    # A private one: own config, own socket dir.
+    sockdir = tmp + "/sock"
+    os.makedirs(sockdir, exist_ok=True)
+    conf = tmp + "/libvirtd.conf"
+    with open(conf, "w") as f:
+        f.write('unix_sock_dir = "%s"\nunix_sock_rw_perms = "0700"\n'
+                'auth_unix_rw = "none"\nauth_unix_ro = "none"\n' % sockdir)
+    log = open(tmp + "/libvirtd.log", "a")
+    if not usable("/run/libvirt/virtlogd-sock"):
+        p = subprocess.Popen([VIRTLOGD], stdout=log, stderr=log,
+                             stdin=subprocess.DEVNULL)
+        procs.append(p)
+        wait_for("/run/libvirt/virtlogd-sock", p)
+    p = subprocess.Popen([LIBVIRTD, "-f", conf, "-p", tmp + "/libvirtd.pid"],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    procs.append(p)
+    wait_for(sockdir + "/libvirt-sock", p)
+    uri = "qemu:///system?socket=%s/libvirt-sock" % sockdir
+    return "private libvirtd"
+
+
+XML = """<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>%s</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='%s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>"""
+
+
+def state(c):
+    for d in c.ok("query-domains"):
+        if d["name"] == NAME:
+            return d["state"]
+    return "gone"
+
+
+def ok(c, cmd, args):
+    d = c.job(cmd, args)
+    check(d["status"] == "concluded", "%s: %r" % (cmd, d))
+    return d.get("result", {})
+
+
+def wait_vm(c, want):
+    """Waits until the domain's VM is in state want (None: absent)."""
+    end = time.monotonic() + GUARD
+    while True:
+        vms = {v["name"]: v for v in c.ok("query-vms")}
+        v = vms.get(NAME)
+        if (v is None and want is None) or (v is not None and
+                                             v["state"] == want):
+            return v
+        check(time.monotonic() < end, "VM %r, want %r" % (v, want))
+        time.sleep(0.05)
+
+
+def qmp_event(ev, names):
+    """Waits for one of the domain's QMP events, delivered as the VM's."""
+    return ev.wait_event(lambda e: e.get("vm") == NAME and
+                         e["event"] in names)
+
+
+def lifecycle():
+    disk = tmp + "/disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"],
+                   check=True)
+    c = b.client()
+    ev = b.client(subscribe=False)
+    ev.ok("subscribe", {"vms": [NAME]})
+
+    r = ok(c, "domain-define", {"xml": XML % (NAME, QEMU, disk)})
+    check(r["domain"] == NAME, "%r" % r)
+    check(state(c) == "shutoff", "defined but %s" % state(c))
+    r = ok(c, "domain-start", {"domain": NAME})
+    check(r["state"] == "running", "%r" % r)
+
+    # The running domain is a VM of the broker, its QMP through libvirt.
+    v = wait_vm(c, "ready")
+    check("libvirt" in v["origin"] and v["qemu"]["major"] >= 2, "%r" % v)
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "running", "%r" % st)
+    e = c.err("vm-execute", {"vm": NAME, "command": "no-such-command"})
+    check(e["class"] == "CommandNotFound", "QEMU's own error: %r" % e)
+
+    ok(c, "domain-suspend", {"domain": NAME})
+    check(state(c) == "paused", "after suspend")
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "paused", "%r" % st)
+    e = qmp_event(ev, ("STOP",))
+    check("timestamp" in e and isinstance(e.get("data", {}), dict), "%r" % e)
+
+    ok(c, "domain-resume", {"domain": NAME})
+    check(state(c) == "running", "after resume")
+    qmp_event(ev, ("RESUME",))
+
+    ok(c, "domain-reboot", {"domain": NAME})
+    # Without a guest OS the ACPI request is all there is: QEMU reports it.
+    qmp_event(ev, ("POWERDOWN", "RESET"))
+    check(state(c) == "running", "after reboot")
+
+    r = ok(c, "domain-snapshot", {"domain": NAME, "name": "s1"})
+    check(r["snapshot"] == "s1", "%r" % r)
+    ok(c, "domain-snapshot-revert", {"domain": NAME, "name": "s1"})
+    check(state(c) == "running", "after revert")
+
+    r = ok(c, "domain-destroy", {"domain": NAME})
+    check(r["state"] == "shutoff" and state(c) == "shutoff", "%r" % r)
+    wait_vm(c, None)    # no QEMU, no VM
+    ok(c, "domain-destroy", {"domain": NAME})   # already off: success
+    ok(c, "domain-undefine", {"domain": NAME})
+    check(state(c) == "gone", "after undefine")
+
+
+def shutdown_not_forced():
+    # No guest OS: the graceful shutdown cannot complete; it must be
+    # reported as timed out, not forced, unless force is asked.
+    disk = tmp + "/disk2.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"],
+                   check=True)
+    c = b.client()
+    ok(c, "domain-define", {"xml": XML % (NAME, QEMU, disk)})
+    ok(c, "domain-start", {"domain": NAME})
+    d = c.job("domain-shutdown", {"domain": NAME, "timeout": 1})
+    check(d["status"] == "failed" and "did not shut down" in
+          d["error"]["desc"], "%r" % d)
+    check(state(c) == "running", "unforced shutdown killed it")
+    # Cancel while waiting for the guest: the request went out and stays
+    # out, the job says so and where the domain is.
+    jid = c.ok("domain-shutdown", {"domain": NAME, "timeout": 600})["job"]
+    c.wait_event(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                 e["data"]["id"] == jid and e["data"]["status"] == "running")
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    check(d["status"] == "cancelled" and d["result"]["state"] == "running"
+          and d["result"].get("requested") is True, "%r" % d)
+    r = ok(c, "domain-shutdown", {"domain": NAME, "timeout": 1,
+                                  "force": True})
+    check(r.get("forced") is True and state(c) == "shutoff", "%r" % r)
+    ok(c, "domain-undefine", {"domain": NAME})
+
+
+def connection_lost():
+    # Only with our own libvirtd: we may stop and restart it.
+    if len(procs) == 0 or procs[-1].args[0] != LIBVIRTD:
+        print("# system libvirtd: connection loss not tested")
+        return
+    disk = tmp + "/disk3.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"],
+                   check=True)
+    c = b.client()
+    ev = b.client(subscribe=False)
+    ev.ok("subscribe", {"events": ["LIBVIRT_DISCONNECTED"]})
+    ok(c, "domain-define", {"xml": XML % (NAME, QEMU, disk)})
+    ok(c, "domain-start", {"domain": NAME})
+    wait_vm(c, "ready")
+    lv = procs.pop()
+    lv.send_signal(signal.SIGTERM)
+    lv.wait(GUARD)
+    e = ev.wait_event(lambda e: e["event"] == "LIBVIRT_DISCONNECTED")
+    check("reason" in e["data"], "%r" % e)
+    wait_vm(c, "disconnected")
+    d = c.job("domain-suspend", {"domain": NAME})
+    check(d["status"] == "failed" and "libvirt" in d["error"]["desc"],
+          "%r" % d)
+    # QEMU outlives libvirtd; a new libvirtd finds it, the broker
+    # reconnects by itself and the VM is ready again.
+    start_libvirtd()
+    wait_vm(c, "ready")
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "running", "%r" % st)
+    ok(c, "domain-destroy", {"domain": NAME})
+    ok(c, "domain-undefine", {"domain": NAME})
+
+
+def cleanup():
+    if uri is not None:
+        for cmd in (["destroy", NAME],
+                    ["undefine", NAME, "--snapshots-metadata"]):
+            subprocess.run(["virsh", "-q", "-c", uri] + cmd,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    if b is not None:
+        b.close()
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(GUARD)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+try:
+    lock = machine_lock()
+    which = start_libvirtd()
+    print("# using %s at %s" % (which, uri))
+    b = Broker(["--libvirt-uri", uri])
+    run([
+        ("define, start, suspend, resume, reboot, snapshot, revert, "
+         "destroy, undefine on real libvirtd with QMP events", lifecycle),
+        ("graceful shutdown times out unless forced", shutdown_not_forced),
+        ("libvirtd lost and back: jobs fail clearly, VM returns",
+         connection_lost),
+    ])
+finally:
+    cleanup()
