@@ -885,25 +885,31 @@ test_fake_close_after(void **state)
 	fk_stop(k);
 }
 
-/* Not JSON on the wire: the stream is dropped and a new one made. */
+/* Not JSON on the wire: a protocol error, the stream is dropped and the
+   command queued meanwhile fails once. (Every connection gets the garbage:
+   fake-qemu does not count a client that never wrote a byte as its first
+   connection, and we drop this one before our qmp_capabilities leaves,
+   so "once garbage" would repeat. Reconnecting after a dropped stream is
+   covered by close-after, no-reply and eof-on.) */
 static void
 test_fake_garbage(void **state)
 {
+	struct mon_opts	 o = { .no_reconnect = true };
 	struct fk	*k;
-	struct tu_reply	r;
-	int		i;
+	struct tu_reply	 r;
 
-	k = fk_start("once garbage\n", NULL);
-
-	WAIT(k->base, k->tm.count[MON_DISCONNECTED] >= 1);
-	for (i = 0; k->tm.states[i] != MON_DISCONNECTED; i++)
-		;
-	if (strstr(k->tm.whys[i], "protocol error") == NULL)
-		fail_msg("first disconnect: %s", k->tm.whys[i]);
-	fk_ready(k);
-	assert_int_equal(k->tm.count[MON_READY], 1);
-	fk_run(k, &r, "query-status", NULL);
-	assert_ok(&r);
+	k = fk_start("garbage\n", &o);
+	reply_init(&r, 1);
+	tu_exec(&k->tm, &r, "query-status", NULL, NULL, 0);
+	WAIT(k->base, mon_state(k->tm.m) == MON_DISCONNECTED && r.ncalls);
+	if (strstr(tu_last_why(&k->tm, MON_DISCONNECTED), "protocol error") ==
+	    NULL)
+		fail_msg("disconnect: %s", tu_last_why(&k->tm,
+		    MON_DISCONNECTED));
+	assert_once(&r, 1);
+	assert_err(&r, "GenericError", "protocol error");
+	assert_int_equal(k->tm.count[MON_READY], 0);
+	assert_int_equal(k->tm.count[MON_DISCONNECTED], 1);
 	reply_clear(&r, 1);
 	fk_stop(k);
 }
