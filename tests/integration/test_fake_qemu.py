@@ -41,8 +41,19 @@ def check(cond, why):
 
 class Client:
 	def __init__(self, path, greet=True):
-		self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-		self.s.connect(path)
+		# The path exists from bind(); until listen() a connect is
+		# refused, so retry that one error for a while.
+		deadline = time.monotonic() + GUARD
+		while True:
+			self.s = socket.socket(socket.AF_UNIX,
+			    socket.SOCK_STREAM)
+			try:
+				self.s.connect(path)
+				break
+			except ConnectionRefusedError:
+				self.s.close()
+				check(time.monotonic() < deadline, "refused")
+				time.sleep(0.01)
 		self.buf = b""
 		self.eof = False
 		self.lines = []		# raw lines, for byte-level checks

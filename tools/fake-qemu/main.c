@@ -97,38 +97,28 @@ static int
 vm_listen(struct vm *vm)
 {
 	struct sockaddr_un	sun;
-	char			tmp[sizeof sun.sun_path + 32];
 	int			fd;
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
+	/* Bound at the real path, not renamed into place: tests find the
+	   server in /proc/net/unix, which keeps the name bound. Like QEMU's
+	   server=on, a stale file at the path is replaced. */
 	if (strlen(vm->path) >= sizeof sun.sun_path) {
 		fprintf(stderr, "fake-qemu: %s: path too long\n", vm->path);
 		return (-1);
 	}
-	/*
-	 * Bound and listening under a temporary name, then renamed: a
-	 * client that sees the path can connect at once (between bind and
-	 * listen it would get ECONNREFUSED). Like QEMU's server=on, a
-	 * stale file at the path is replaced.
-	 */
-	if (snprintf(tmp, sizeof tmp, "%s.%ld~", vm->path, (long)getpid()) >=
-	    (int)sizeof sun.sun_path) {
-		fprintf(stderr, "fake-qemu: %s: path too long\n", vm->path);
-		return (-1);
-	}
-	strcpy(sun.sun_path, tmp);
+	strcpy(sun.sun_path, vm->path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		fprintf(stderr, "fake-qemu: socket: %s\n", strerror(errno));
 		return (-1);
 	}
-	unlink(tmp);
+	unlink(vm->path);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 ||
-	    listen(fd, 16) != 0 || rename(tmp, vm->path) != 0) {
+	    listen(fd, 16) != 0) {
 		fprintf(stderr, "fake-qemu: %s: %s\n", vm->path,
 		    strerror(errno));
-		unlink(tmp);
 		close(fd);
 		return (-1);
 	}
