@@ -821,6 +821,43 @@ def scale_mode(t):
 
 
 @case
+def scale_out_of_fds(t):
+	# 30 VMs under a 48-fd limit: clients past the limit wait in the
+	# backlog (no busy loop, no crash) and are served once VMs quit.
+	import resource
+	n = 30
+	d = os.path.join(t.dir, "few")
+	os.mkdir(d)
+	p = subprocess.Popen([FAKE, "--sockets", d, "--count", str(n)],
+	    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+	    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+	    (48, 48)))
+	t.procs.append(p)
+	deadline = time.monotonic() + GUARD
+	while len(os.listdir(d)) < n:
+		check(time.monotonic() < deadline and p.poll() is None, "start")
+		time.sleep(0.02)
+	cs = [Client(os.path.join(d, "vm%d.qmp" % i), greet=False)
+	    for i in range(n)]
+	t.clients.extend(cs)
+	done = 0
+	pending = list(cs)
+	while pending:
+		r, _, _ = select.select([c.s for c in pending], [], [], GUARD)
+		check(r, "%d clients never served" % len(pending))
+		for c in [c for c in pending if c.s in r]:
+			check("QMP" in (c.recv() or {}), "greeting")
+			c.negotiate()
+			c.ok("quit")
+			check(c.wait_eof(), "EOF after quit")
+			c.close()
+			pending.remove(c)
+			done += 1
+	check(done == n and p.wait(GUARD) == 0, "exit")
+	check(b"Too many open files" in p.stderr.read(), "limit never hit")
+
+
+@case
 def sigterm_cleans_up(t):
 	f = Fake(t)
 	c = f.client().negotiate()

@@ -75,19 +75,34 @@ fake_fatal(const char *fmt, ...)
 }
 
 static void
+vm_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm	*vm = arg;
+
+	if (vm->lev != NULL && vm->conn == NULL)
+		event_add(vm->lev, NULL);
+}
+
+static void
 vm_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct vm	*vm = arg;
+	struct timeval	 retry = { 0, 200 * 1000 };
 	int		 fd;
 
 	if (vm->conn != NULL)
 		return;
 	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR &&
-		    errno != ECONNABORTED)
-			fprintf(stderr, "fake-qemu: accept %s: %s\n", vm->path,
-			    strerror(errno));
+		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+			return;
+		fprintf(stderr, "fake-qemu: accept %s: %s\n", vm->path,
+		    strerror(errno));
+		/* Out of fds: the pending client stays in the backlog; try
+		   again later rather than spinning on a readable listener. */
+		event_del(vm->lev);
+		event_base_once(vm->fake->base, -1, EV_TIMEOUT,
+		    vm_accept_retry_cb, vm, &retry);
 		return;
 	}
 	conn_accept(vm, fd);
@@ -263,8 +278,15 @@ main(int argc, char **argv)
 		exit(2);
 
 	signal(SIGPIPE, SIG_IGN);
-	/* Two fds per VM (listener and client) in scale mode. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	/* Two fds per VM (listener and client) in scale mode, plus what a
+	   client passes; root may raise the hard limit too. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rlim_t want = 2 * (rlim_t)(count > 0 ? count : 1) + 1024;
+		if (rl.rlim_max < want) {
+			struct rlimit more = { want, want };
+			if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+				rl = more;
+		}
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
@@ -272,6 +294,11 @@ main(int argc, char **argv)
 		fake_fatal("event_base_new failed");
 	pci_init();
 
+	/* Before any socket exists, so SIGTERM always cleans up. */
+	sigterm = evsignal_new(fake.base, SIGTERM, fake_signal_cb, fake.base);
+	sigint = evsignal_new(fake.base, SIGINT, fake_signal_cb, fake.base);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
 	fake.nvms = sock != NULL ? 1 : (size_t)count;
 	fake.vms = xcalloc(fake.nvms, sizeof *fake.vms);
 	for (i = 0; i < fake.nvms; i++) {
@@ -293,10 +320,6 @@ main(int argc, char **argv)
 		fake.live++;
 	}
 
-	sigterm = evsignal_new(fake.base, SIGTERM, fake_signal_cb, fake.base);
-	sigint = evsignal_new(fake.base, SIGINT, fake_signal_cb, fake.base);
-	evsignal_add(sigterm, NULL);
-	evsignal_add(sigint, NULL);
 	if (event_base_dispatch(fake.base) < 0)
 		rc = 1;
 
