@@ -9,6 +9,20 @@
  * each an independent VM, so a benchmark can hold thousands of VMs without
  * thousands of processes. Exits 0 once every VM got "quit" (or on
  * SIGTERM/SIGINT), removing its sockets; 2 on bad usage or fault file.
+ *
+ * Known differences from QEMU 7.2, on purpose or for lack of a guest:
+ * - the greeting's package says "(fake-qemu)";
+ * - query-commands lists only what is implemented here;
+ * - query-pci shows bridges numbered as firmware leaves them (QEMU with
+ *   -S never run shows secondary 0 and no "devices");
+ * - device_del with --unplug-delay 0 (default) completes at once, events
+ *   before the reply, as QEMU does when unplug is synchronous; with a
+ *   delay they follow it; -1 never (a guest that ignores the request);
+ * - tap netdevs need fd/fds from getfd (checked with TUNGETIFF, as
+ *   QEMU does); vhostfds are taken as they come (no /dev/vhost-net);
+ * - blockdev-add really opens files and dups fdset fds, reads qcow2
+ *   headers, records nbd/gluster without connecting, takes no locks;
+ * - error, no-reply and eof-on faults swallow the command unexecuted.
  */
 #include "config.h"
 
