@@ -457,8 +457,11 @@ hp_retry_cb(evutil_socket_t fd, short ev, void *arg)
 	hp_next(op);
 }
 
+/* The monitor is down (EOF, timeout): QEMU keeps its state across our
+   reconnect, so the step is still due. Retries it, bounded, and says
+   whether it did. */
 static bool
-hp_retry_undo(struct hp_op *op)
+hp_retry(struct hp_op *op)
 {
 	struct timeval	now, tv;
 
@@ -475,7 +478,10 @@ hp_retry_undo(struct hp_op *op)
 		op->retry = evtimer_new(op->vm->base, hp_retry_cb, op);
 	if (op->retry == NULL)
 		return (false);
-	hp_push_undo(op, op->step.k, op->step.arg);
+	if (op->undoing)
+		hp_push_undo(op, op->step.k, op->step.arg);
+	else
+		op->cur--;
 	tv.tv_sec = 0;
 	tv.tv_usec = HP_RETRY_MS * 1000;
 	evtimer_add(op->retry, &tv);
@@ -677,7 +683,7 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 
 	if (op->undoing) {
 		if (err != NULL) {
-			if (hp_retry_undo(op))
+			if (hp_retry(op))
 				return;
 			/* "not found" is the common, harmless case: the
 			   step being undone never took effect */
@@ -703,6 +709,10 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 		hp_next(op);
 		return;
 	}
+	/* the device is out: its backend must go too, once QEMU is back */
+	if (err != NULL && (st->k == ST_NETDEV_DEL || st->k == ST_BLOCKDEV_DEL)
+	    && hp_retry(op))
+		return;
 	if (err != NULL) {
 		if (st->k == ST_DEVICE_DEL) {
 			op->del_wait = false;

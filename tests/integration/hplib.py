@@ -221,7 +221,9 @@ def fake(h, name, faults=None, machine="pc", unplug_delay=None,
 		argv += ["--root-ports", str(root_ports)]
 	p = qb.Proc(h, argv, "fake-" + name)
 	p.path = path
-	qb.wait_for(lambda: not p.alive() or qb.try_connect(path),
+	# not by connecting: that would be the connection "once" faults
+	# apply to
+	qb.wait_for(lambda: not p.alive() or os.path.exists(path),
 	    "fake-qemu socket " + path)
 	qb.check(p.alive(), "fake-qemu exited: " + p.tail())
 	return p
@@ -319,3 +321,12 @@ class Recorder:
 			self.lsock.close()
 		except OSError:
 			pass
+
+
+def baseline(d):
+	"""d.baseline() once the harness's own probe connection (wait_up's
+	try_connect) is gone from the daemon: only the control listener may
+	be a socket then."""
+	qb.wait_for(lambda: sum(1 for t in qb.fd_list(d.pid)
+	    if "->socket:" in t) == 1, "daemon idle before baseline")
+	d.baseline()

@@ -19,6 +19,7 @@ from qb import check
 
 def start(env, machine="pc", record=False, **kw):
 	"""A fake VM "vm1" in the daemon, optionally behind a recorder."""
+	hplib.baseline(env.d)
 	f = hplib.fake(env.h, "vm1", machine=machine, **kw)
 	rec = hplib.Recorder(env.h, f.path) if record else None
 	c = env.d.client()
@@ -207,7 +208,6 @@ def test_paths_outside_roots():
 		os.mkfifo(os.path.join(root, "fifo.img"))
 		os.makedirs(os.path.join(root, "dir.img"))
 		env.d = env.h.daemon(args=["--image-root", root])
-		env.d.baseline()
 		f, c, rec = start(env, "pc", record=True)
 		rec.clear()
 		fds_before = qb.fd_list(env.d.pid)
@@ -250,7 +250,6 @@ def test_disk_add_del():
 		with open(img, "wb") as fh:
 			fh.truncate(8 << 20)
 		env.d = env.h.daemon(args=["--image-root", root])
-		env.d.baseline()
 		f, c, rec = start(env, "pc", record=True)
 		before = hplib.snapshot(c, "vm1")
 		r = c.cmd("disk-add", {"vm": "vm1", "id": "d0", "source": img})
@@ -351,7 +350,62 @@ def test_bad_requests():
 		env.finish()
 
 
-qb.main([test_nic_add_del, test_vhost_multiqueue_args,
+def test_qmpctl():
+	"""qmpctl's nic-add (--tap and --fd), slots, nic-del, disk-add and
+	disk-del reach the broker and report errors with exit status 1."""
+	import subprocess
+	hplib.need_root_tun()
+	with qb.Env("hpf-ctl", daemon=False) as env:
+		root = env.h.path("images")
+		os.makedirs(root)
+		img = os.path.join(root, "a.raw")
+		with open(img, "wb") as fh:
+			fh.truncate(1 << 20)
+		env.d = env.h.daemon(args=["--image-root", root])
+		f, c, rec = start(env, "pc", record=True)
+		before = hplib.snapshot(c, "vm1")
+
+		def ctl(*args, fds=()):
+			p = subprocess.run([qb.program("qmpctl"), "-S",
+			    env.d.control, "--json"] + list(args),
+			    capture_output=True, pass_fds=fds,
+			    timeout=qb.TIMEOUT, stdin=subprocess.DEVNULL)
+			return p.returncode, p.stdout.decode(), \
+			    p.stderr.decode()
+
+		t1, t2 = hplib.Tap(env.h), hplib.Tap(env.h)
+		rc, out, err = ctl("nic-add", "vm1", "n1", "--tap", t1.name,
+		    "--mac", "52:54:00:00:00:11")
+		check(rc == 0 and '"n1"' in out, "--tap: %d %s %s" %
+		    (rc, out, err))
+		fd = t2.open()
+		rc, out, err = ctl("nic-add", "vm1", "n2", "--fd", str(fd),
+		    fds=(fd,))
+		os.close(fd)
+		check(rc == 0 and '"n2"' in out, "--fd: %d %s %s" %
+		    (rc, out, err))
+		check([n for m, n in rec.commands("getfd")] == [1, 1],
+		    "getfd fds: %r" % rec.commands("getfd"))
+		rc, out, err = ctl("slots", "vm1")
+		check(rc == 0 and '"n1"' in out and '"n2"' in out,
+		    "slots: %s" % out)
+		rc, out, err = ctl("disk-add", "vm1", "d1", img, "--format",
+		    "raw", "--readonly")
+		check(rc == 0 and '"d1"' in out, "disk-add: %s %s" % (out, err))
+		for cmd, dev in (("nic-del", "n1"), ("nic-del", "n2"),
+		    ("disk-del", "d1")):
+			rc, out, err = ctl(cmd, "vm1", dev)
+			check(rc == 0, "%s %s: %s" % (cmd, dev, err))
+		rc, out, err = ctl("nic-del", "vm1", "n1")
+		check(rc == 1 and "DeviceNotFound" in err, "error exit: %d %s"
+		    % (rc, err))
+		rc, out, err = ctl("nic-add", "vm1", "n3")
+		check(rc == 2, "usage exit: %d %s" % (rc, err))
+		hplib.same_state(c, "vm1", before, "qmpctl")
+		env.finish()
+
+
+qb.main([test_qmpctl, test_nic_add_del, test_vhost_multiqueue_args,
     test_concurrent_distinct_slots, test_no_free_slot,
     test_paths_outside_roots, test_disk_add_del, test_pending_unplug,
     test_bad_requests])
