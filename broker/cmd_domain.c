@@ -344,7 +344,10 @@ dom_call_done(void *arg, bool ran)
 		dom_submit(d, dom_call_fn, dom_call_done);
 		return;
 	}
-	if (d->k->want != WANT_NONE && !job_cancel_requested(d->job)) {
+	if (d->k->want != WANT_NONE) {
+		/* Even when cancelled: one look at the state tells whether
+		   the promise already holds (concluded) or not (cancelled,
+		   with where the domain is). */
 		dom_wait(d, d->k->op == VIRT_SHUTDOWN ? d->timeout_ms :
 		    DOM_WAIT_MS);
 		return;

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -47,12 +48,19 @@ lsn_backoff_cb(evutil_socket_t fd, short what, void *arg)
 static void
 lsn_pause_all(void)
 {
+	static time_t	 last;
 	struct lsn	*l;
 	struct timeval	 tv = { 0, LSN_BACKOFF_MS * 1000 };
+	time_t		 now = time(NULL);
 
 	if (lsn_paused)
 		return;
-	log_warn("out of file descriptors: not accepting for a while");
+	/* Under a connection storm this repeats every backoff: say it
+	   once in a while. */
+	if (now - last >= 10) {
+		log_warn("out of file descriptors: not accepting for a while");
+		last = now;
+	}
 	LIST_FOREACH(l, &lsns, entry)
 		event_del(l->ev);
 	lsn_paused = 1;

@@ -133,40 +133,56 @@ def test_unsubscribe():
 		env.finish()
 
 
-class Reader(threading.Thread):
-	"""Reads a subscriber as fast as it can, recording tick seqs."""
-
-	def __init__(self, c, until_seq):
-		threading.Thread.__init__(self, daemon=True)
-		self.c = c
-		self.until_seq = until_seq
-		self.seqs = []
-		self.others = []
-		self.error = None
-
-	def run(self):
-		try:
-			while True:
-				m = self.c.recv_msg()
-				if m.get("event") == "FAKE_TICK":
-					self.seqs.append(m["data"]["seq"])
-					if m["data"]["seq"] >= self.until_seq:
-						return
-				elif "event" in m:
-					self.others.append(m)
-		except Exception as e:
-			self.error = e
-
-
 def gaps(seqs):
 	return sum(b - a - 1 for a, b in zip(seqs, seqs[1:]))
 
 
-def test_slow_subscriber():
-	"""A subscriber that does not read: its events are dropped and
-	counted, never its replies, and a fast subscriber of the same flood
-	sees every event in order."""
-	with Env("slow", args=["--client-queue-max", "65536"]) as env:
+def read_accounted(next_event, past, event="FAKE_TICK"):
+	"""Reads ticks and EVENTS_DROPPED until a tick past 'past' came and
+	every hole in the ticks is accounted for by the drop counts.
+	Returns (seqs, dropped)."""
+	seqs, dropped = [], 0
+	deadline = qb.time.monotonic() + qb.TIMEOUT * 4
+	while not (seqs and seqs[-1] > past and gaps(seqs) == dropped):
+		check(qb.time.monotonic() < deadline, "lost %d, counted %d" %
+		    (gaps(seqs), dropped))
+		e = next_event()
+		if e.get("event") == event:
+			check(not seqs or e["data"]["seq"] > seqs[-1],
+			    "out of order: %r after %r" % (e, seqs[-1:]))
+			seqs.append(e["data"]["seq"])
+			continue
+		check(e.get("event") == "EVENTS_DROPPED", repr(e))
+		n = e.get("data", {}).get("count")
+		check(isinstance(n, int) and n > 0, repr(e))
+		check("vm" not in e, "EVENTS_DROPPED has a vm: %r" % e)
+		dropped += n
+	return seqs, dropped
+
+
+class Reader(threading.Thread):
+	"""Reads a subscriber as fast as it can (read_accounted)."""
+
+	def __init__(self, c, past):
+		threading.Thread.__init__(self, daemon=True)
+		self.c = c
+		self.past = past
+		self.result = None
+		self.error = None
+
+	def run(self):
+		try:
+			self.result = read_accounted(self.c.recv_msg, self.past)
+		except Exception as e:
+			self.error = e
+
+
+def test_flood_accounting():
+	"""Under fake-qemu's flood, a subscriber that does not read has its
+	events dropped and counted (EVENTS_DROPPED), never its replies; a
+	reading one too loses only what it is told it lost; the controller
+	is answered all along."""
+	with Env("flood", args=["--client-queue-max", "65536"]) as env:
 		c = env.d.client()
 		add_fakes(env, c, ["f1"], faults="flood 2000\n")
 		slow = qb.Qmp(env.d.control, rcvbuf=4096)
@@ -174,47 +190,77 @@ def test_slow_subscriber():
 		slow.negotiate()
 		slow.cmd("subscribe", {"events": ["FAKE_TICK"]})
 		fast = env.d.client()
-		fast.cmd("subscribe", {"events": ["FAKE_TICK", "EVENTS_*"]})
-		# Let the flood run until far more than the queue limit and
-		# the socket buffers can hold has gone by.
+		fast.cmd("subscribe", {"events": ["FAKE_TICK"]})
+		# Far more than the queue limit and socket buffers hold.
 		start = fast.wait_event("FAKE_TICK")["data"]["seq"]
 		target = start + 10000
 		r = Reader(fast, target)
 		r.start()
-		# The broker answers the controller meanwhile.
 		for _ in range(10):
 			c.cmd("query-vms")
-		r.join(qb.TIMEOUT * 4)
-		check(not r.is_alive(), "fast reader stuck at %r" %
-		    (r.seqs[-1:],))
-		check(r.error is None, "fast reader: %r" % r.error)
-		check(r.seqs == list(range(start + 1, target + 1)),
-		    "fast subscriber lost %d events" % gaps(r.seqs))
-		check(not r.others, "fast subscriber got %r" % r.others[:3])
+		r.join(qb.TIMEOUT * 5)
+		check(not r.is_alive(), "reader stuck")
+		check(r.error is None, "reader: %r" % r.error)
 		check(slow.events == [], "test bug")
-		# Now the slow one reads: a reply it asks for comes back.
+		# Now the slow one reads: a reply it asks for comes back, and
+		# its holes are all counted.
 		i = slow.send_cmd("query-vms")
 		check("return" in slow.wait_reply(i), "slow client's reply")
-		# Its ticks have holes that the EVENTS_DROPPED counts account
-		# for exactly, once the live ticks flow again.
-		seqs, dropped, markers = [], 0, 0
-		deadline = qb.time.monotonic() + qb.TIMEOUT * 4
-		while not (markers and seqs and seqs[-1] > target and
-		    gaps(seqs) == dropped):
-			check(qb.time.monotonic() < deadline, "lost %d, "
-			    "counted %d" % (gaps(seqs), dropped))
-			e = slow.wait_event(what="EVENTS_DROPPED")
-			if e["event"] == "FAKE_TICK":
-				seqs.append(e["data"]["seq"])
-				continue
-			check(e["event"] == "EVENTS_DROPPED", repr(e))
-			n = e.get("data", {}).get("count")
-			check(isinstance(n, int) and n > 0, repr(e))
-			check("vm" not in e, "EVENTS_DROPPED has a vm: %r" % e)
-			dropped += n
-			markers += 1
+		seqs, dropped = read_accounted(lambda: slow.wait_event(
+		    what="FAKE_TICK or EVENTS_DROPPED"), target)
 		check(dropped > 0, "nothing dropped")
 		c.cmd("vm-remove", {"name": "f1"})
+		env.finish()
+
+
+def test_fast_loses_nothing():
+	"""Events in bursts the reading subscriber can hold, paced by it: it
+	gets every one, in order, with no EVENTS_DROPPED, while one that does
+	not read loses most of them and is told exactly how many."""
+	with Env("fastslow", args=["--client-queue-max", "65536"]) as env:
+		c = env.d.client()
+		add_fakes(env, c, ["f1"])
+		slow = qb.Qmp(env.d.control, rcvbuf=4096)
+		env.h.closers.append(slow)
+		slow.negotiate()
+		slow.cmd("subscribe", {"events": ["BURST"]})
+		fast = env.d.client()
+		fast.cmd("subscribe", {"events": ["BURST", "EVENTS_*"]})
+		burst, nbursts = 200, 25
+		for b in range(nbursts):
+			ids = [c.send_cmd("vm-execute", {"vm": "f1",
+			    "command": "x-fake-event", "arguments": {
+			    "event": "BURST", "data": {"seq": b * burst + i}}})
+			    for i in range(burst)]
+			for i in ids:
+				check("return" in c.wait_reply(i), "x-fake-event")
+			for i in range(burst):
+				e = fast.wait_event()
+				check(e["event"] == "BURST" and e["data"]["seq"] ==
+				    b * burst + i, "fast got %r, want seq %d" %
+				    (e, b * burst + i))
+		total = burst * nbursts
+		i = slow.send_cmd("query-vms")
+		check("return" in slow.wait_reply(i), "slow client's reply")
+		seqs, dropped = [], 0
+		deadline = qb.time.monotonic() + qb.TIMEOUT
+		while len(seqs) + dropped < total:
+			check(qb.time.monotonic() < deadline, "slow: %d got, %d "
+			    "counted of %d" % (len(seqs), dropped, total))
+			e = slow.wait_event()
+			if e["event"] == "BURST":
+				check(not seqs or e["data"]["seq"] > seqs[-1],
+				    "out of order")
+				seqs.append(e["data"]["seq"])
+			else:
+				check(e["event"] == "EVENTS_DROPPED", repr(e))
+				dropped += e["data"]["count"]
+		check(len(seqs) + dropped == total and dropped > 0,
+		    "slow: %d got + %d counted != %d" % (len(seqs), dropped,
+		    total))
+		fast.cmd("query-vms")
+		fast.poll_msgs()
+		check(not fast.events, "fast got more: %r" % fast.events[:3])
 		env.finish()
 
 
@@ -258,5 +304,5 @@ def test_reply_stall():
 		env.finish()
 
 
-qb.main([test_filters, test_unsubscribe, test_slow_subscriber,
-    test_reply_stall])
+qb.main([test_filters, test_unsubscribe, test_flood_accounting,
+    test_fast_loses_nothing, test_reply_stall])

@@ -44,10 +44,28 @@ def wait_for(path, proc):
     end = time.monotonic() + GUARD
     while not usable(path):
         if proc.poll() is not None:
-            raise RuntimeError("%s exited" % proc.args[0])
+            with open(tmp + "/libvirtd.log") as f:
+                raise RuntimeError("%s exited: %s" % (proc.args[0],
+                                   f.read()[-800:]))
         if time.monotonic() > end:
             raise RuntimeError("%s never appeared" % path)
         time.sleep(0.05)
+
+
+def machine_lock():
+    """One privileged libvirtd per machine: test runs of other trees or
+    builds (plain and ASan in parallel) wait for each other here."""
+    import fcntl
+    f = open("/run/lock/qmpbroker-test-libvirtd.lock", "w")
+    end = time.monotonic() + 1800      # deadlock guard only
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > end:
+                raise RuntimeError("another libvirtd test holds the lock")
+            time.sleep(0.5)
 
 
 def start_libvirtd():
@@ -192,6 +210,15 @@ def shutdown_not_forced():
     check(d["status"] == "failed" and "did not shut down" in
           d["error"]["desc"], "%r" % d)
     check(state(c) == "running", "unforced shutdown killed it")
+    # Cancel while waiting for the guest: the request went out and stays
+    # out, the job says so and where the domain is.
+    jid = c.ok("domain-shutdown", {"domain": NAME, "timeout": 600})["job"]
+    c.wait_event(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                 e["data"]["id"] == jid and e["data"]["status"] == "running")
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    check(d["status"] == "cancelled" and d["result"]["state"] == "running"
+          and d["result"].get("requested") is True, "%r" % d)
     r = ok(c, "domain-shutdown", {"domain": NAME, "timeout": 1,
                                   "force": True})
     check(r.get("forced") is True and state(c) == "shutoff", "%r" % r)
@@ -252,6 +279,7 @@ def cleanup():
 
 
 try:
+    lock = machine_lock()
     which = start_libvirtd()
     print("# using %s at %s" % (which, uri))
     b = Broker(["--libvirt-uri", uri])

@@ -105,7 +105,15 @@ test_unpack_errors(void **state)
 
 	run_dispatch("vm-remove", "{\"name\": 5}", 1, &d);
 	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "Expected string"));
+	assert_string_equal(d.err.desc, "Invalid parameter type for 'name', "
+	    "expected: string");
+	/* The second member is named, not the first. */
+	run_dispatch("vm-add", "{\"name\": \"a\", \"socket\": []}", 1, &d);
+	assert_string_equal(d.err.desc, "Invalid parameter type for 'socket', "
+	    "expected: string");
+	run_dispatch("unsubscribe", "{\"subscription\": 1.5}", 1, &d);
+	assert_string_equal(d.err.desc, "Invalid parameter type for "
+	    "'subscription', expected: integer");
 
 	run_dispatch("vm-remove", "{\"name\": \"a\", \"extra\": 1}", 1, &d);
 	assert_true(d.failed);
