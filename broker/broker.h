@@ -131,6 +131,7 @@ struct client {
 	int			 greeted;
 	int			 negotiated;
 	int			 closing;	/* no more input */
+	int			 draining;	/* closing once nreqs is 0 */
 	int			 paused;
 
 	struct req_list		 reqs;		/* in flight */
@@ -165,6 +166,8 @@ void	client_set_negotiated(struct client *);
 void	client_send_event(struct client *, const char *, size_t);
 /* Stop reading, flush, then go (shutdown, shared VM gone). */
 void	client_shutdown(struct client *);
+/* The same, once every request in flight has been answered. */
+void	client_shutdown_idle(struct client *);
 void	client_shutdown_all(void);
 
 /* ---- sub.c ---- */
@@ -182,6 +185,7 @@ enum vm_origin {
 	VM_ORIGIN_API	 = 0x1,
 	VM_ORIGIN_CONFIG = 0x2,
 	VM_ORIGIN_DIR	 = 0x4,
+	VM_ORIGIN_LIBVIRT = 0x8,	/* a domain libvirt runs; not saved */
 };
 bool	vm_name_valid(const char *);
 /* Validates; err says why on failure (NULL returned). */

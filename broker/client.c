@@ -277,6 +277,10 @@ client_pause_check(struct client *c)
 void
 client_req_finished(struct client *c)
 {
+	if (c->draining && c->nreqs == 0) {
+		client_shutdown(c);
+		return;
+	}
 	if (c->paused && c->nreqs < CLIENT_MAX_INFLIGHT / 2)
 		client_pause_check(c);
 }
@@ -299,7 +303,7 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	const char		*name;
 	json_t			*args, *id = NULL;
 
-	if (c->closing) {
+	if (c->closing || c->draining) {
 		client_close_fds(fds, nfds);
 		return;
 	}
@@ -400,6 +404,15 @@ client_shutdown(struct client *c)
 		return;
 	c->closing = 1;
 	chan_shutdown(c->chan);
+}
+
+void
+client_shutdown_idle(struct client *c)
+{
+	if (c->nreqs == 0)
+		client_shutdown(c);
+	else
+		c->draining = 1;
 }
 
 void

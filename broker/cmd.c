@@ -199,12 +199,75 @@ req_unpack_error(struct req *r, const char *text)
 		req_error(r, QMP_CLS_GENERIC, "Invalid parameter: %s", text);
 }
 
+/* For a flat "{s:T, s?T, ...}" format, the member whose type is wrong,
+   in QEMU's words. 0 if it could not be told (then jansson's text goes
+   out). */
+static int
+req_type_error(struct req *r, json_t *args, const char *fmt, va_list ap)
+{
+	const char	*key, *want;
+	json_t		*v;
+	int		 ok;
+
+	if (*fmt++ != '{')
+		return (0);
+	for (;;) {
+		while (*fmt == ' ' || *fmt == ',')
+			fmt++;
+		if (*fmt != 's')
+			return (0);
+		fmt++;
+		key = va_arg(ap, const char *);
+		if (*fmt == '?')
+			fmt++;
+		if (*fmt == ':')
+			fmt++;
+		v = json_object_get(args, key);
+		switch (*fmt++) {
+		case 's':
+			want = "string";
+			ok = json_is_string(v);
+			break;
+		case 'i':
+		case 'I':
+			want = "integer";
+			ok = json_is_integer(v);
+			break;
+		case 'b':
+			want = "boolean";
+			ok = json_is_boolean(v);
+			break;
+		case 'F':
+			want = "number";
+			ok = json_is_number(v);
+			break;
+		case 'o':
+		case 'O':
+			want = NULL;
+			ok = 1;
+			break;
+		default:
+			return (0);
+		}
+		if (*fmt == '?') {
+			fmt++;
+			ok = ok || json_is_null(v);
+		}
+		(void)va_arg(ap, void *);
+		if (v != NULL && !ok) {
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
+			    "for '%s', expected: %s", key, want);
+			return (1);
+		}
+	}
+}
+
 int
 req_unpack(struct req *r, json_t *args, const char *fmt, ...)
 {
 	json_error_t	 je;
 	json_t		*empty = NULL;
-	va_list		 ap;
+	va_list		 ap, ap2;
 	int		 rc;
 
 	if (args == NULL)
@@ -216,14 +279,15 @@ req_unpack(struct req *r, json_t *args, const char *fmt, ...)
 		return (-1);
 	}
 	va_start(ap, fmt);
+	va_copy(ap2, ap);
 	rc = json_vunpack_ex(args, &je, JSON_STRICT, fmt, ap);
 	va_end(ap);
-	json_decref(empty);
-	if (rc == -1) {
+	if (rc == -1 && (strncmp(je.text, "Expected ", 9) != 0 ||
+	    !req_type_error(r, args, fmt, ap2)))
 		req_unpack_error(r, je.text);
-		return (-1);
-	}
-	return (0);
+	va_end(ap2);
+	json_decref(empty);
+	return (rc == -1 ? -1 : 0);
 }
 
 size_t

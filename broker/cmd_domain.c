@@ -344,7 +344,10 @@ dom_call_done(void *arg, bool ran)
 		dom_submit(d, dom_call_fn, dom_call_done);
 		return;
 	}
-	if (d->k->want != WANT_NONE && !job_cancel_requested(d->job)) {
+	if (d->k->want != WANT_NONE) {
+		/* Even when cancelled: one look at the state tells whether
+		   the promise already holds (concluded) or not (cancelled,
+		   with where the domain is). */
 		dom_wait(d, d->k->op == VIRT_SHUTDOWN ? d->timeout_ms :
 		    DOM_WAIT_MS);
 		return;
@@ -711,8 +714,23 @@ static void
 dom_qemu_event(const char *domain, const char *event, long long seconds,
     unsigned micros, json_t *data, void *arg)
 {
-	/* The domain's QMP events reach subscribers as its VM's. */
-	sub_publish(domain, event, data != NULL ? json_incref(data) : NULL);
+	/* The domain's QMP events reach subscribers as its VM's: through
+	   the registry when the domain is a VM, directly otherwise. */
+	if (!virt_vm_event(domain, event, seconds, micros, data))
+		sub_publish(domain, event, data != NULL ? json_incref(data) :
+		    NULL);
+}
+
+static void
+dom_opened(void *arg)
+{
+	virt_vm_opened();
+}
+
+static void
+dom_lifecycle(const char *domain, bool running, void *arg)
+{
+	virt_vm_lifecycle(domain, running);
 }
 
 static void	dom_reconnect_later(void);
@@ -777,11 +795,14 @@ dom_lost(const char *why, void *arg)
 	   the monitor event stream) back. */
 	sub_publish(NULL, "LIBVIRT_DISCONNECTED", json_pack("{s:s,s:s}",
 	    "uri", virt_uri(), "reason", why));
+	virt_vm_lost("libvirt connection lost");
 	dom_reconnect_ms = 0;
 	dom_reconnect_later();
 }
 
-static const struct virt_ops dom_virt_ops = { dom_qemu_event, dom_lost };
+static const struct virt_ops dom_virt_ops = {
+	dom_qemu_event, dom_lost, dom_opened, dom_lifecycle
+};
 
 int
 domain_init(struct event_base *base)

@@ -11,7 +11,8 @@
 
 #define CMD_VM_NAME_MAX	128	/* QEMU command names */
 
-static const char *const cmd_vm_origins[] = { "api", "config", "dir" };
+static const char *const cmd_vm_origins[] = { "api", "config", "dir",
+    "libvirt" };
 
 static json_t *
 cmd_vm_json(struct vm *vm)
@@ -35,7 +36,7 @@ cmd_vm_json(struct vm *vm)
 	if (shared != NULL)
 		json_object_set_new(j, "shared-socket", json_string(shared));
 	o = json_array();
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 4; i++) {
 		if (vm_origin(vm) & (1u << i))
 			json_array_append_new(o, json_string(cmd_vm_origins[i]));
 	}

@@ -26,6 +26,10 @@ static struct event	*daemon_flush_ev;
 static struct qmp_version daemon_ver;
 static int		 daemon_argc;
 static char		**daemon_argv;
+/* Configurations replaced by SIGHUP: other modules (and job workers)
+   may still hold their strings, so they live until exit. */
+static struct conf	*daemon_retired;
+static size_t		 daemon_nretired;
 
 const struct qmp_version *
 daemon_version(void)
@@ -182,6 +186,10 @@ daemon_cleanup(void)
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;
+	while (daemon_nretired > 0)
+		conf_clear(&daemon_retired[--daemon_nretired]);
+	free(daemon_retired);
+	daemon_retired = NULL;
 }
 
 static int
@@ -196,7 +204,7 @@ daemon_same(const char *a, const char *b)
 void
 daemon_reload(void)
 {
-	struct conf	 n;
+	struct conf	 n, *old;
 	char		 err[1024];
 	char		*keep[5];
 
@@ -213,6 +221,14 @@ daemon_reload(void)
 	    !daemon_same(n.vm_dir, conf.vm_dir) ||
 	    !daemon_same(n.pid_file, conf.pid_file))
 		log_warn("reload: paths changed; they take effect on restart");
+	if ((old = reallocarray(daemon_retired, daemon_nretired + 1,
+	    sizeof *old)) == NULL) {
+		log_err("reload: out of memory, configuration unchanged");
+		conf_clear(&n);
+		return;
+	}
+	daemon_retired = old;
+	/* The paths in use stay; the retired struct frees the new ones. */
 	keep[0] = n.control_path;
 	keep[1] = n.run_dir;
 	keep[2] = n.state_dir;
@@ -229,7 +245,7 @@ daemon_reload(void)
 	conf.state_dir = keep[2];
 	conf.vm_dir = keep[3];
 	conf.pid_file = keep[4];
-	conf_clear(&conf);
+	daemon_retired[daemon_nretired++] = conf;
 	conf = n;
 	log_set_level(conf.log_level);
 	registry_sync_config();

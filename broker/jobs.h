@@ -8,7 +8,9 @@
 #ifndef BROKER_JOBS_H
 #define BROKER_JOBS_H
 
+#include <stdbool.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "broker/cmd.h"
 
@@ -20,6 +22,13 @@ int	domain_init(struct event_base *);
 void	domain_shutdown(void);
 int	image_init(struct event_base *);
 void	image_shutdown(void);
+
+/* Domains libvirt runs, as VMs (virt_vm.c); called on the loop. */
+void	virt_vm_lifecycle(const char *domain, bool running);
+void	virt_vm_opened(void);
+void	virt_vm_lost(const char *why);
+bool	virt_vm_event(const char *domain, const char *event,
+	    long long seconds, unsigned micros, json_t *data);
 
 extern const struct cmd_entry cmd_job_table[];
 extern const struct cmd_entry cmd_domain_table[];

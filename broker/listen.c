@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -47,12 +48,19 @@ lsn_backoff_cb(evutil_socket_t fd, short what, void *arg)
 static void
 lsn_pause_all(void)
 {
+	static time_t	 last;
 	struct lsn	*l;
 	struct timeval	 tv = { 0, LSN_BACKOFF_MS * 1000 };
+	time_t		 now = time(NULL);
 
 	if (lsn_paused)
 		return;
-	log_warn("out of file descriptors: not accepting for a while");
+	/* Under a connection storm this repeats every backoff: say it
+	   once in a while. */
+	if (now - last >= 10) {
+		log_warn("out of file descriptors: not accepting for a while");
+		last = now;
+	}
 	LIST_FOREACH(l, &lsns, entry)
 		event_del(l->ev);
 	lsn_paused = 1;
@@ -111,8 +119,12 @@ lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
 	struct sockaddr_un	 sun;
 	int			 s, live;
 
-	if (lstat(path, &st) == -1)
-		return (errno == ENOENT ? 0 : -1);
+	if (lstat(path, &st) == -1) {
+		if (errno == ENOENT)
+			return (0);
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
 	if (!S_ISSOCK(st.st_mode)) {
 		snprintf(err, errlen, "%s exists and is not a socket", path);
 		return (-1);
@@ -123,8 +135,10 @@ lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
 		memcpy(sun.sun_path, path, strlen(path));
 		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 		    0);
-		if (s == -1)
+		if (s == -1) {
+			snprintf(err, errlen, "socket: %s", strerror(errno));
 			return (-1);
+		}
 		live = connect(s, (struct sockaddr *)&sun, sizeof sun) == 0 ||
 		    errno == EAGAIN;
 		close(s);
@@ -154,11 +168,8 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 		snprintf(err, errlen, "socket path too long: %s", path);
 		return (NULL);
 	}
-	if (lsn_clear_path(path, check_live, err, errlen) == -1) {
-		if (*err == '\0')
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (lsn_clear_path(path, check_live, err, errlen) == -1)
 		return (NULL);
-	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -173,10 +184,10 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 		close(fd);
 		return (NULL);
 	}
-	if (chmod(path, (mode_t)mode) == -1 ||
-	    (gid != -1 && chown(path, (uid_t)-1, (gid_t)gid) == -1) ||
+	if (chmod(sun.sun_path, (mode_t)mode) == -1 ||
+	    (gid != -1 && chown(sun.sun_path, (uid_t)-1, (gid_t)gid) == -1) ||
 	    listen(fd, LSN_BACKLOG) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
 		unlink(path);
 		close(fd);
 		return (NULL);

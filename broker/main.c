@@ -147,8 +147,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (conf_build(&conf, argc, argv, err, sizeof err) == -1) {
-		fprintf(stderr, "qmpbrokerd: %s\n", err);
-		conf_usage(stderr);
+		fprintf(stderr, "qmpbrokerd: %s (see --help)\n", err);
 		return (2);
 	}
 	log_open(conf.log_level, conf.log_syslog == 1 ||

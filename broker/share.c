@@ -88,7 +88,9 @@ share_close(struct share *s)
 	while ((c = LIST_FIRST(&s->clients)) != NULL) {
 		share_detach(c);
 		c->vm = NULL;
-		client_shutdown(c);
+		/* Commands in flight fail when the monitor goes; their
+		   errors go out before the close. */
+		client_shutdown_idle(c);
 	}
 	lsn_close(s->lsn);
 	free(s);
@@ -116,7 +118,7 @@ share_vm_down(struct share *s)
 
 	LIST_FOREACH_SAFE(c, &s->clients, share_entry, c1) {
 		if (c->greeted)
-			client_shutdown(c);
+			client_shutdown_idle(c);
 	}
 }
 

@@ -33,6 +33,9 @@ struct vm {
 	struct vm		*hnext;
 	TAILQ_ENTRY(vm)		 entry;
 	struct mon		*mon;
+	const struct vm_backend	*be;		/* instead of mon */
+	void			*be_arg;
+	enum mon_state		 be_state;
 	struct share		*share;
 	LIST_HEAD(, vm_listener) listeners;
 	char			*socket;
@@ -68,6 +71,8 @@ static size_t	vm_ngone;
 static void	vm_mon_state(struct mon *, enum mon_state, const char *,
 		    void *);
 static void	vm_mon_event(struct mon *, json_t *, void *);
+static void	vm_dispatch_event(struct vm *, json_t *);
+static void	vm_dispatch_state(struct vm *, enum mon_state, const char *);
 
 static const struct mon_ops vm_mon_ops = {
 	vm_mon_state,
@@ -177,6 +182,10 @@ vm_reap(evutil_socket_t fd, short what, void *arg)
 			vm->mon = NULL;
 			mon_free(mon);	/* fails what is pending, now */
 		}
+		if (vm->be != NULL) {
+			vm->be->gone(vm->be_arg);
+			vm->be = NULL;
+		}
 		if (vm->calls == 0) {
 			TAILQ_REMOVE(&vm_grave, vm, entry);
 			vm_free(vm);
@@ -184,25 +193,14 @@ vm_reap(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-struct vm *
-vm_add(const char *name, const char *socket, unsigned origin,
+/* The registry part of adding a VM, common to both kinds. */
+static struct vm *
+vm_insert(const char *name, const char *socket, unsigned origin,
     struct qmp_error *err)
 {
 	struct vm	*vm;
-	struct mon_opts	 o;
 	size_t		 len = strlen(name);
-	char		 e[256];
 
-	if (!vm_name_valid(name)) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid VM name '%.80s': "
-		    "1 to %d of [A-Za-z0-9_.-]", name, VM_NAME_MAX);
-		return (NULL);
-	}
-	if (*socket != '/' || strlen(socket) > VM_SOCKET_MAX) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid socket path: "
-		    "absolute and at most %d bytes", VM_SOCKET_MAX);
-		return (NULL);
-	}
 	if (vm_find(name) != NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' already exists",
 		    name);
@@ -226,6 +224,72 @@ vm_add(const char *name, const char *socket, unsigned origin,
 	vm->hnext = vm_hash[vm_hash_of(name) & (vm_hash_size - 1)];
 	vm_hash[vm_hash_of(name) & (vm_hash_size - 1)] = vm;
 	vm_n++;
+	return (vm);
+nomem:
+	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	return (NULL);
+}
+
+struct vm *
+vm_add_backend(const char *name, const char *where,
+    const struct vm_backend *be, void *arg, struct qmp_error *err)
+{
+	struct vm	*vm;
+	char		 e[256];
+
+	if (!vm_name_valid(name)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid VM name '%.80s'",
+		    name);
+		return (NULL);
+	}
+	if ((vm = vm_insert(name, where, VM_ORIGIN_LIBVIRT, err)) == NULL)
+		return (NULL);
+	vm->be = be;
+	vm->be_arg = arg;
+	vm->be_state = MON_NEGOTIATING;
+	*e = '\0';
+	if ((vm->share = share_open(vm, e, sizeof e)) == NULL)
+		log_warn("vm %s: no shared socket: %s", name, e);
+	log_info("vm %s: added (%s)", name, where);
+	return (vm);
+}
+
+void
+vm_backend_event(struct vm *vm, json_t *ev)
+{
+	if (!vm->removed)
+		vm_dispatch_event(vm, ev);
+}
+
+void
+vm_backend_state(struct vm *vm, enum mon_state st, const char *why)
+{
+	if (vm->removed || vm->be_state == st)
+		return;
+	vm->be_state = st;
+	vm_dispatch_state(vm, st, why);
+}
+
+struct vm *
+vm_add(const char *name, const char *socket, unsigned origin,
+    struct qmp_error *err)
+{
+	struct vm	*vm;
+	struct mon_opts	 o;
+	char		 e[256];
+
+	if (!vm_name_valid(name)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid VM name '%.80s': "
+		    "1 to %d of [A-Za-z0-9_.-]", name, VM_NAME_MAX);
+		return (NULL);
+	}
+	if (*socket != '/' || strlen(socket) > VM_SOCKET_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid socket path: "
+		    "absolute and at most %d bytes", VM_SOCKET_MAX);
+		return (NULL);
+	}
+	if ((vm = vm_insert(name, socket, origin, err)) == NULL)
+		return (NULL);
 
 	memset(&o, 0, sizeof o);
 	o.max_msg = conf.max_msg;
@@ -343,6 +407,8 @@ vm_shared_path(const struct vm *vm)
 enum mon_state
 vm_state(const struct vm *vm)
 {
+	if (vm->be != NULL)
+		return (vm->be_state);
 	if (vm->mon == NULL)
 		return (MON_DISCONNECTED);
 	return (mon_state(vm->mon));
@@ -351,6 +417,8 @@ vm_state(const struct vm *vm)
 const struct qmp_version *
 vm_version(const struct vm *vm)
 {
+	if (vm->be != NULL)
+		return (vm->be->version(vm->be_arg));
 	if (vm->mon == NULL)
 		return (NULL);
 	return (mon_version(vm->mon));
@@ -359,6 +427,8 @@ vm_version(const struct vm *vm)
 bool
 vm_has_command(const struct vm *vm, const char *cmd)
 {
+	if (vm->be != NULL)
+		return (vm->be->has_command(vm->be_arg, cmd));
 	return (vm->mon != NULL && mon_has_command(vm->mon, cmd));
 }
 
@@ -423,6 +493,13 @@ vm_call_done(struct mon *mon, json_t *ret, const struct qmp_error *err,
 }
 
 static void
+vm_be_done(struct vm *vm, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	vm_call_done(NULL, ret, err, arg);
+}
+
+static void
 vm_call_fail(evutil_socket_t fd, short what, void *arg)
 {
 	struct vm_call	*call = arg;
@@ -449,13 +526,18 @@ vm_execute(struct vm *vm, const char *cmd, json_t *args, const int *fds,
 	call->fn = fn;
 	call->arg = arg;
 	vm->calls++;
-	if (vm->removed || vm->mon == NULL) {
+	if (vm->removed || (vm->mon == NULL && vm->be == NULL)) {
 		json_decref(args);
 		qmp_error_set(&call->err, QMP_CLS_GENERIC, "VM '%s' has been "
 		    "removed", vm->name);
 		if (event_base_once(broker_base, -1, EV_TIMEOUT, vm_call_fail,
 		    call, &tv) == -1)
 			log_err("vm %s: cannot schedule a reply", vm->name);
+		return;
+	}
+	if (vm->be != NULL) {
+		vm->be->execute(vm, vm->be_arg, cmd, args, fds, nfds,
+		    vm_be_done, call);
 		return;
 	}
 	mon_execute(vm->mon, cmd, args, fds, nfds, vm_call_done, call);
@@ -493,7 +575,12 @@ vm_unlisten(struct vm_listener *l)
 static void
 vm_mon_event(struct mon *mon, json_t *ev, void *arg)
 {
-	struct vm		*vm = arg;
+	vm_dispatch_event(arg, ev);
+}
+
+static void
+vm_dispatch_event(struct vm *vm, json_t *ev)
+{
 	struct vm_listener	*l, *l1;
 
 	if (!LIST_EMPTY(&vm->listeners)) {
@@ -518,7 +605,12 @@ vm_mon_event(struct mon *mon, json_t *ev, void *arg)
 static void
 vm_mon_state(struct mon *mon, enum mon_state st, const char *why, void *arg)
 {
-	struct vm	*vm = arg;
+	vm_dispatch_state(arg, st, why);
+}
+
+static void
+vm_dispatch_state(struct vm *vm, enum mon_state st, const char *why)
+{
 	json_t		*data;
 
 	/* Leaving ready is news; the n-th failed reconnect is not. */

@@ -35,6 +35,28 @@ struct vm_listener;
 struct vm_listener *vm_listen(struct vm *, vm_event_fn *, void *arg);
 void		 vm_unlisten(struct vm_listener *);
 
+/* A second kind of VM, whose QMP goes through something other than a
+   socket (libvirt-qemu for domains libvirt runs). The backend answers
+   each execute exactly once, never from inside the call, and feeds the
+   VM's events and state changes back through vm_backend_event() and
+   vm_backend_state(); the registry does the rest (listeners, shared
+   socket, subscribers) as for socket VMs. gone is called once, when the
+   VM is removed; calls in flight must still complete. where is shown as
+   the VM's socket in query-vms. */
+struct vm_backend {
+	void	(*execute)(struct vm *, void *arg, const char *cmd,
+		    json_t *args, const int *fds, size_t nfds, vm_reply_fn *,
+		    void *cbarg);
+	const struct qmp_version *(*version)(void *arg);
+	bool	(*has_command)(void *arg, const char *cmd);
+	void	(*gone)(void *arg);
+};
+struct vm	*vm_add_backend(const char *name, const char *where,
+		    const struct vm_backend *, void *arg,
+		    struct qmp_error *err);
+void		 vm_backend_event(struct vm *, json_t *event);
+void		 vm_backend_state(struct vm *, enum mon_state, const char *why);
+
 /* Called when a VM is about to go (vm-remove, shutdown): modules drop
    what they hold for it. Registered once at start-up. */
 typedef void vm_gone_fn(struct vm *, void *arg);

@@ -33,7 +33,10 @@ struct chan_ops {
 	void	(*msg)(struct chan *, json_t *msg, int *fds, size_t nfds,
 		    void *arg);
 	/* One line that was not a JSON object; the stream goes on.
-	   May be NULL: such lines are then dropped. */
+	   May be NULL: such lines are then dropped. Also reports fds
+	   beyond max_fds before one message: the extras are closed, the
+	   message still gets the first max_fds, the stream goes on. fds
+	   that arrived with a bad line are closed. */
 	void	(*bad)(struct chan *, const struct qmp_error *, void *arg);
 	/* The stream is over: EOF, I/O error, or a message past the limit.
 	   Called at most once. */

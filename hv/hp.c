@@ -457,8 +457,11 @@ hp_retry_cb(evutil_socket_t fd, short ev, void *arg)
 	hp_next(op);
 }
 
+/* The monitor is down (EOF, timeout): QEMU keeps its state across our
+   reconnect, so the step is still due. Retries it, bounded, and says
+   whether it did. */
 static bool
-hp_retry_undo(struct hp_op *op)
+hp_retry(struct hp_op *op)
 {
 	struct timeval	now, tv;
 
@@ -475,7 +478,10 @@ hp_retry_undo(struct hp_op *op)
 		op->retry = evtimer_new(op->vm->base, hp_retry_cb, op);
 	if (op->retry == NULL)
 		return (false);
-	hp_push_undo(op, op->step.k, op->step.arg);
+	if (op->undoing)
+		hp_push_undo(op, op->step.k, op->step.arg);
+	else
+		op->cur--;
 	tv.tv_sec = 0;
 	tv.tv_usec = HP_RETRY_MS * 1000;
 	evtimer_add(op->retry, &tv);
@@ -636,7 +642,11 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 		a = hp_blockdev_args(op);
 		break;
 	case ST_BLOCKDEV_DEL:
-		a = json_pack("{s:s}", "node-name", op->node);
+		/* arg 1: the file node, which QEMU deletes along with the
+		   format node that it was created under; asked again so that
+		   a QEMU (or fake) that keeps it does not keep it for long */
+		a = json_pack("{s:s}", "node-name", st->arg == 1 ? op->fnode :
+		    op->node);
 		break;
 	case ST_DEVICE_ADD:
 		a = hp_device_args(op);
@@ -673,7 +683,7 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 
 	if (op->undoing) {
 		if (err != NULL) {
-			if (hp_retry_undo(op))
+			if (hp_retry(op))
 				return;
 			/* "not found" is the common, harmless case: the
 			   step being undone never took effect */
@@ -694,6 +704,15 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 		return;
 	}
 
+	if (err != NULL && st->k == ST_BLOCKDEV_DEL && st->arg == 1) {
+		/* normally gone with its parent already */
+		hp_next(op);
+		return;
+	}
+	/* the device is out: its backend must go too, once QEMU is back */
+	if (err != NULL && (st->k == ST_NETDEV_DEL || st->k == ST_BLOCKDEV_DEL)
+	    && hp_retry(op))
+		return;
 	if (err != NULL) {
 		if (st->k == ST_DEVICE_DEL) {
 			op->del_wait = false;
@@ -713,6 +732,7 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 				hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
 				break;
 			case ST_BLOCKDEV_ADD:
+				hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
 				hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
 				break;
 			case ST_DEVICE_ADD:
@@ -746,6 +766,7 @@ hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
 		hp_drop_undo(op, ST_REMOVEFD_OPAQUE);
 		break;
 	case ST_BLOCKDEV_ADD:
+		hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
 		hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
 		break;
 	case ST_DEVICE_ADD:
@@ -1192,5 +1213,7 @@ hp_del(struct hp_vm *vm, enum hp_kind kind, const char *id, hp_done_fn *done,
 	}
 	hp_step_add(op, ST_DEVICE_DEL, 0);
 	hp_step_add(op, kind == HP_NIC ? ST_NETDEV_DEL : ST_BLOCKDEV_DEL, 0);
+	if (kind == HP_DISK)
+		hp_step_add(op, ST_BLOCKDEV_DEL, 1);
 	hp_start(op);
 }

@@ -184,6 +184,7 @@ hp_rec_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
 			hp_push_undo(op, ST_NETDEV_DEL, 0);
 		} else {
 			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+			hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
 			hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
 		}
 	} else if (present) {
@@ -195,8 +196,12 @@ hp_rec_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
 		hp_step_add(op, ST_DEVICE_DEL, 0);
 		hp_step_add(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
 		    ST_BLOCKDEV_DEL, 0);
+		if (op->kind == HP_DISK)
+			hp_step_add(op, ST_BLOCKDEV_DEL, 1);
 	} else {
 		action = "finished";
+		if (op->kind == HP_DISK)
+			hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
 		hp_push_undo(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
 		    ST_BLOCKDEV_DEL, 0);
 	}

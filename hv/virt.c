@@ -27,6 +27,7 @@ static int		 virt_backoff_ms;	/* under virt_mtx */
 static struct timespec	 virt_next_try;		/* under virt_mtx */
 static char		 virt_last_err[256];	/* under virt_mtx */
 static int		 virt_qemu_cb = -1;	/* under virt_mtx */
+static int		 virt_life_cb = -1;	/* under virt_mtx */
 
 static const char *virt_state_names[] = {
 	[VIR_DOMAIN_NOSTATE] = "nostate",
@@ -85,6 +86,33 @@ virt_qemu_event_cb(virConnectPtr c, virDomainPtr dom, const char *event,
 	json_decref(data);
 }
 
+static void
+virt_life_event_cb(virConnectPtr c, virDomainPtr dom, int event, int detail,
+    void *unused)
+{
+	bool	running;
+
+	if (event == VIR_DOMAIN_EVENT_STARTED)
+		running = true;
+	else if (event == VIR_DOMAIN_EVENT_STOPPED ||
+	    event == VIR_DOMAIN_EVENT_CRASHED)
+		running = false;
+	else
+		return;
+	if (virt_owner != NULL && virt_owner->lifecycle != NULL)
+		virt_owner->lifecycle(virDomainGetName(dom), running,
+		    virt_owner_arg);
+}
+
+/* Runs on the loop, through libvirt's own event loop, once per open. */
+static void
+virt_opened_cb(int timer, void *unused)
+{
+	virEventRemoveTimeout(timer);
+	if (virt_owner != NULL && virt_owner->opened != NULL)
+		virt_owner->opened(virt_owner_arg);
+}
+
 void
 virt_init(const char *uri, const struct virt_ops *ops, void *arg)
 {
@@ -108,6 +136,9 @@ virt_drop(void)
 		virConnectDomainQemuMonitorEventDeregister(virt_conn,
 		    virt_qemu_cb);
 	virt_qemu_cb = -1;
+	if (virt_life_cb != -1)
+		virConnectDomainEventDeregisterAny(virt_conn, virt_life_cb);
+	virt_life_cb = -1;
 	virConnectUnregisterCloseCallback(virt_conn, virt_close_cb);
 	virConnectClose(virt_conn);
 	virt_conn = NULL;
@@ -122,6 +153,17 @@ virt_shutdown(void)
 	virt_uri_s = NULL;
 	virt_owner = NULL;
 	pthread_mutex_unlock(&virt_mtx);
+}
+
+bool
+virt_has_qemu(void)
+{
+	bool	yes;
+
+	pthread_mutex_lock(&virt_mtx);
+	yes = virt_conn != NULL && virt_qemu_cb != -1;
+	pthread_mutex_unlock(&virt_mtx);
+	return yes;
 }
 
 const char *
@@ -210,7 +252,12 @@ virt_get(struct qmp_error *err)
 		/* Only drivers that run QEMU offer this (not test://). */
 		virt_qemu_cb = virConnectDomainQemuMonitorEventRegister(
 		    virt_conn, NULL, NULL, virt_qemu_event_cb, NULL, NULL, 0);
+		virt_life_cb = virConnectDomainEventRegisterAny(virt_conn, NULL,
+		    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+		    VIR_DOMAIN_EVENT_CALLBACK(virt_life_event_cb), NULL, NULL);
 		virResetLastError();
+		/* Tell the owner, on the loop. */
+		virEventAddTimeout(0, virt_opened_cb, NULL, NULL);
 	}
 	c = virt_conn;
 	virConnectRef(c);
@@ -240,8 +287,10 @@ static void
 virt_fail(virConnectPtr c, struct qmp_error *err, const char *what,
     const char *domain)
 {
-	const char	*msg = virt_errmsg();
+	char		 msg[400];
 
+	/* Copied: the next libvirt call (IsAlive) frees the last error. */
+	snprintf(msg, sizeof msg, "%s", virt_errmsg());
 	if (virConnectIsAlive(c) != 1)
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "libvirt connection lost during %s: %s", what, msg);

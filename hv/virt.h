@@ -33,6 +33,10 @@ struct virt_ops {
 		    long long seconds, unsigned micros, json_t *data, void *);
 	/* The connection closed under us. */
 	void	(*lost)(const char *why, void *);
+	/* A connection was (re)opened. */
+	void	(*opened)(void *);
+	/* A domain's QEMU started (true) or stopped (false). */
+	void	(*lifecycle)(const char *domain, bool running, void *);
 };
 
 void		 virt_init(const char *uri, const struct virt_ops *, void *arg);
@@ -42,6 +46,8 @@ const char	*virt_uri(void);
 /* Opens the connection now if it is down (blocking; respects backoff). */
 int		 virt_connect(struct qmp_error *err);
 bool		 virt_connected(void);
+/* The driver speaks QMP through libvirt-qemu (qemu://, not test://). */
+bool		 virt_has_qemu(void);
 
 enum virt_op {
 	VIRT_DEFINE,		/* arg: XML */

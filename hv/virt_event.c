@@ -183,12 +183,15 @@ ve_reap_cb(evutil_socket_t fd, short what, void *arg)
 static int
 ve_add(struct ve_watch *w)
 {
+	int	id;
+
 	pthread_mutex_lock(&ve_mtx);
-	w->id = ve_next_id++;
+	id = w->id = ve_next_id++;
 	LIST_INSERT_HEAD(&ve_all, w, entry);
 	ve_arm(w);
 	pthread_mutex_unlock(&ve_mtx);
-	return w->id;
+	/* Not w->id: the loop may have run, removed and freed it already. */
+	return id;
 }
 
 static int

@@ -35,6 +35,7 @@
 
 #include "hv/chan.h"
 #include "proto/qmp_msg.h"
+#include "tools/qmpctl.h"
 
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_QMP	1
@@ -95,7 +96,7 @@ static const char *ctl_prog = "qmpctl";
 
 static void ctl_finish(struct ctl *, int rc);
 
-static void __attribute__((format(printf, 1, 2)))
+void
 ctl_warn(const char *fmt, ...)
 {
 	va_list	ap;
@@ -111,7 +112,7 @@ ctl_warn(const char *fmt, ...)
 
 /* Queues a request; they go out one after another, each once the previous
    succeeded. args is stolen (NULL: none). */
-static int
+int
 ctl_request(struct ctl *ctl, const char *name, json_t *args)
 {
 	struct ctl_req	*r;
@@ -135,7 +136,7 @@ ctl_request(struct ctl *ctl, const char *name, json_t *args)
 /* Attaches an fd to the last queued request (sent with SCM_RIGHTS);
    the fd stays ours and is closed at exit. Kept for commands such as
    nic-add that hand QEMU a tap fd. */
-static int __attribute__((unused))
+int
 ctl_pass_fd(struct ctl *ctl, int fd)
 {
 	struct ctl_req	*r;
@@ -227,7 +228,7 @@ fail:
 
 /* The arguments object of argv's key=value words; NULL when argc is 0
    (so no "arguments" member is sent), or on error (said). */
-static int
+int
 ctl_kv_args(int argc, char **argv, json_t **out)
 {
 	json_t	*obj;
@@ -458,6 +459,15 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  NULL, 0 },
 	{ "events", "events [--vm GLOB]... [--event GLOB]...",
 	  ctl_prep_events, ctl_result_events, NULL, CTL_STREAM },
+	{ "nic-add", "nic-add VM ID (--tap IFNAME | --fd N...) [--mac MAC] "
+	  "[--queues N] [--vhost] [--driver D] [--bus BUS] [--addr A]",
+	  ctl_prep_nic_add, NULL, NULL, 0 },
+	{ "nic-del", "nic-del VM ID", ctl_prep_nic_del, NULL, NULL, 0 },
+	{ "disk-add", "disk-add VM ID (SOURCE | --fd N) [--format F] "
+	  "[--readonly] [--driver D] [--bus BUS] [--addr A]",
+	  ctl_prep_disk_add, NULL, NULL, 0 },
+	{ "disk-del", "disk-del VM ID", ctl_prep_disk_del, NULL, NULL, 0 },
+	{ "slots", "slots VM", ctl_prep_slots, NULL, NULL, 0 },
 	/* @qmpctl-commands@ (hotplug, jobs add here) */
 	{ NULL, NULL, NULL, NULL, NULL, 0 }
 };
@@ -775,8 +785,23 @@ main(int argc, char **argv)
 		{ "vm",		required_argument,	NULL, 'V' },
 		{ "event",	required_argument,	NULL, 'E' },
 		{ "help",	no_argument,		NULL, 'h' },
+		/* hotplug subcommands' options, handed on to them */
+		{ "tap",	required_argument,	NULL, 0x100 },
+		{ "fd",		required_argument,	NULL, 0x100 },
+		{ "mac",	required_argument,	NULL, 0x100 },
+		{ "queues",	required_argument,	NULL, 0x100 },
+		{ "driver",	required_argument,	NULL, 0x100 },
+		{ "bus",	required_argument,	NULL, 0x100 },
+		{ "addr",	required_argument,	NULL, 0x100 },
+		{ "format",	required_argument,	NULL, 0x100 },
+		{ "vhost",	no_argument,		NULL, 0x100 },
+		{ "readonly",	no_argument,		NULL, 0x100 },
 		{ NULL,		0,			NULL, 0 }
 	};
+	static char			*subopt[64];
+	static char			 subname[64][16];
+	static char			*subargv[256];
+	int				 nsubopt = 0, li, i;
 	static struct ctl		 ctl;
 	const struct ctl_cmd		*c;
 	const char			*sock = NULL;
@@ -789,8 +814,21 @@ main(int argc, char **argv)
 
 	/* Options may come anywhere (getopt permutes), so "qmpctl vms
 	   --json" works; key=value words never start with '-'. */
-	while ((ch = getopt_long(argc, argv, "S:jt:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "S:jt:h", longopts, &li)) != -1) {
 		switch (ch) {
+		case 0x100:
+			if (nsubopt + 2 > (int)(sizeof subopt / sizeof subopt[0])) {
+				ctl_warn("too many options");
+				return CTL_EXIT_USAGE;
+			}
+			/* "--name" back as a word, then its value */
+			snprintf(subname[nsubopt], sizeof subname[0], "--%s",
+			    longopts[li].name);
+			subopt[nsubopt] = subname[nsubopt];
+			nsubopt++;
+			if (optarg != NULL)
+				subopt[nsubopt++] = optarg;
+			break;
 		case 'S':
 			sock = optarg;
 			break;
@@ -834,9 +872,23 @@ main(int argc, char **argv)
 	for (c = ctl_cmds; c->name != NULL; c++)
 		if (strcmp(c->name, argv[0]) == 0)
 			break;
+	if (nsubopt > 0 && (c->name == NULL ||
+	    strstr(c->usage, " [--") == NULL)) {
+		ctl_warn("those options go with the hotplug commands");
+		return CTL_EXIT_USAGE;
+	}
 	if (c->name != NULL) {
 		ctl.cmd = c;
-		rc = c->prepare(&ctl, argc - 1, argv + 1);
+		if (argc - 1 + nsubopt > (int)(sizeof subargv /
+		    sizeof subargv[0])) {
+			ctl_warn("too many arguments");
+			return CTL_EXIT_USAGE;
+		}
+		for (i = 1; i < argc; i++)
+			subargv[i - 1] = argv[i];
+		for (i = 0; i < nsubopt; i++)
+			subargv[argc - 1 + i] = subopt[i];
+		rc = c->prepare(&ctl, argc - 1 + nsubopt, subargv);
 	} else {
 		ctl.cmd = &ctl_raw;
 		rc = ctl_prep_raw(&ctl, argc, argv);

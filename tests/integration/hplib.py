@@ -196,3 +196,137 @@ class Guest(qb.Proc):
 			return None
 		return qb.wait_for(find, "guest console: " + pattern,
 		    timeout=timeout or qb.TIMEOUT * 2, interval=0.1)
+
+
+# ---- fake-qemu, and a recorder between it and the broker ----
+
+def fake(h, name, faults=None, machine="pc", unplug_delay=None,
+    root_ports=None, running=True):
+	"""fake-qemu with the hotplug options qb.FakeQemu lacks. Running by
+	default, as a guest that answers unplugs is: a paused QEMU keeps
+	removed fdset members until it runs."""
+	path = h.path(name + ".sock")
+	argv = [qb.program("fake-qemu"), "--socket", path, "--machine",
+	    machine]
+	if running:
+		argv.append("--running")
+	if faults is not None:
+		fpath = h.path("faults.%d" % h.next_seq())
+		with open(fpath, "w") as f:
+			f.write(faults)
+		argv += ["--faults", fpath]
+	if unplug_delay is not None:
+		argv += ["--unplug-delay", str(unplug_delay)]
+	if root_ports is not None:
+		argv += ["--root-ports", str(root_ports)]
+	p = qb.Proc(h, argv, "fake-" + name)
+	p.path = path
+	# not by connecting: that would be the connection "once" faults
+	# apply to
+	qb.wait_for(lambda: not p.alive() or os.path.exists(path),
+	    "fake-qemu socket " + path)
+	qb.check(p.alive(), "fake-qemu exited: " + p.tail())
+	return p
+
+
+class Recorder:
+	"""A unix-socket proxy in front of a QMP server that keeps every
+	command the broker sends (with how many fds came with it), passing
+	bytes and fds through both ways. The broker is pointed at
+	self.path instead of the server's socket."""
+
+	def __init__(self, h, target):
+		import socket
+		import threading
+		self.target = target
+		self.path = h.path("rec.%d.sock" % h.next_seq())
+		self.cmds = []
+		self.lock = threading.Lock()
+		self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		self.lsock.bind(self.path)
+		self.lsock.listen(4)
+		self.stop = False
+		self.t = threading.Thread(target=self._serve, daemon=True)
+		self.t.start()
+		h.closers.append(self)
+
+	def _pipe(self, a, b, record):
+		import socket
+		buf = b""
+		while not self.stop:
+			try:
+				data, fds, _, _ = socket.recv_fds(a, 65536, 16)
+			except OSError:
+				break
+			if not data:
+				break
+			if record:
+				buf += data
+				while b"\n" in buf:
+					line, buf = buf.split(b"\n", 1)
+					try:
+						m = json.loads(line)
+					except ValueError:
+						continue
+					with self.lock:
+						self.cmds.append((m, len(fds)))
+			try:
+				if fds:
+					socket.send_fds(b, [data], fds)
+				else:
+					b.sendall(data)
+			except OSError:
+				break
+			finally:
+				for fd in fds:
+					os.close(fd)
+		for s in (a, b):
+			try:
+				s.shutdown(socket.SHUT_RDWR)
+			except OSError:
+				pass
+
+	def _serve(self):
+		import socket
+		import threading
+		while not self.stop:
+			try:
+				c, _ = self.lsock.accept()
+			except OSError:
+				return
+			s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+			try:
+				s.connect(self.target)
+			except OSError:
+				c.close()
+				s.close()
+				continue
+			threading.Thread(target=self._pipe, args=(c, s, True),
+			    daemon=True).start()
+			threading.Thread(target=self._pipe, args=(s, c, False),
+			    daemon=True).start()
+
+	def commands(self, name=None):
+		with self.lock:
+			return [(m, n) for m, n in self.cmds if name is None or
+			    m.get("execute") == name]
+
+	def clear(self):
+		with self.lock:
+			self.cmds = []
+
+	def close(self):
+		self.stop = True
+		try:
+			self.lsock.close()
+		except OSError:
+			pass
+
+
+def baseline(d):
+	"""d.baseline() once the harness's own probe connection (wait_up's
+	try_connect) is gone from the daemon: only the control listener may
+	be a socket then."""
+	qb.wait_for(lambda: sum(1 for t in qb.fd_list(d.pid)
+	    if "->socket:" in t) == 1, "daemon idle before baseline")
+	d.baseline()

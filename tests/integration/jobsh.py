@@ -1,20 +1,19 @@
-"""Small harness for the job tests: a qmpbrokerd of its own, QMP clients,
-waiting for JOB_STATUS_CHANGE. Python 3 stdlib only."""
+"""The job tests' layer over the shared harness (qb.py): a qmpbrokerd of
+their own and QMP clients that wait for JOB_STATUS_CHANGE."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
-BUILDDIR = os.environ.get("QB_BUILDDIR", os.getcwd())
-SRCDIR = os.environ.get("QB_SRCDIR", os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__)))))
-GUARD = 60.0     # deadlock guard only, never a speed assertion
+import qb
+
+BUILDDIR = qb.BUILDDIR
+SRCDIR = qb.SRCDIR
+GUARD = max(60.0, 2 * qb.TIMEOUT)  # deadlock guard, never a speed check
 FINAL = ("concluded", "failed", "cancelled")
 
 
@@ -115,36 +114,29 @@ class Client:
 
 
 class Broker:
+    """A qmpbrokerd on the shared harness (qb.py: its dirs, log, wrapper,
+    teardown), with job-minded clients. env goes to the daemon (and so to
+    the tools it runs)."""
+
     def __init__(self, args=(), env=None):
-        self.dir = tempfile.mkdtemp(prefix="qb-jobs-")
-        self.control = os.path.join(self.dir, "control.sock")
-        self.stderr = open(os.path.join(self.dir, "stderr"), "w+")
-        os.makedirs(os.path.join(self.dir, "run"))
-        os.makedirs(os.path.join(self.dir, "state"))
-        cfg = os.path.join(self.dir, "qmpbrokerd.conf")
+        self.h = qb.Harness("qb-jobs")
+        self.dir = self.h.dir
+        cfg = self.h.path("qmpbrokerd.conf")
         open(cfg, "w").close()
-        argv = [os.path.join(BUILDDIR, "qmpbrokerd"), "--foreground",
-                "--config", cfg, "--control", self.control,
-                "--run-dir", os.path.join(self.dir, "run"),
-                "--state-dir", os.path.join(self.dir, "state"),
-                "--pid-file", os.path.join(self.dir, "pid")] + list(args)
-        e = dict(os.environ)
-        e.update(env or {})
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=self.stderr, stderr=self.stderr,
-                                     env=e)
-        end = time.monotonic() + GUARD
-        while not os.path.exists(self.control):
-            if self.proc.poll() is not None:
-                raise Failed("qmpbrokerd exited: %s" % self.log())
-            if time.monotonic() > end:
-                raise Failed("control socket never appeared")
-            time.sleep(0.02)
+        # Daemon() takes no env: the child inherits ours.
+        os.environ.update(env or {})
+        try:
+            self.d = qb.Daemon(self.h, args=list(args), config=cfg,
+                               pid_file=self.h.path("pid"))
+        except BaseException:
+            self.h.cleanup()
+            raise
+        self.proc = self.d.p
+        self.control = self.d.control
         self.clients = []
 
     def log(self):
-        self.stderr.seek(0)
-        return self.stderr.read()[-2000:]
+        return self.d.output()[-20000:]
 
     def client(self, subscribe=True):
         c = Client(self.control)
@@ -157,23 +149,32 @@ class Broker:
         for c in self.clients:
             c.close()
         self.clients = []
-        rc = None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                rc = self.proc.wait(GUARD)
+                return self.proc.wait(GUARD)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                rc = self.proc.wait()
-        else:
-            rc = self.proc.returncode
-        return rc
+                return self.proc.wait()
+        return self.proc.returncode
 
     def close(self):
         # TERM first even on failure paths: the broker reaps its children.
-        self.stop(signal.SIGTERM)
-        self.stderr.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        rc = self.stop(signal.SIGTERM)
+        log = self.log()
+        self.h.cleanup()
+        # A sanitizer, leak or valgrind report is a failure, whatever the
+        # cases said; so is any unclean exit.
+        for bad in ("Sanitizer", "runtime error:", "LeakSanitizer"):
+            if bad in log:
+                print("not ok - broker sanitizer report (exit %r): %s" %
+                      (rc, log[max(0, log.find(bad) - 200):][:1500]
+                       .replace("\n", " | ")), flush=True)
+                sys.exit(1)
+        if rc != 0:
+            print("not ok - broker exit status %r: %s" %
+                  (rc, log[-1500:].replace("\n", " | ")), flush=True)
+            sys.exit(1)
 
 
 def fd_count(pid):

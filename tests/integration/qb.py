@@ -83,14 +83,20 @@ def fd_count(pid):
 	return len(os.listdir("/proc/%d/fd" % pid))
 
 
+# Files a process opens for a moment on its own (glibc reading the time
+# zone for a log line): not the daemon's to account for.
+TRANSIENT = ("/usr/share/zoneinfo/", "/etc/localtime")
+
+
 def fd_list(pid):
 	out = []
 	for fd in sorted(os.listdir("/proc/%d/fd" % pid), key=int):
 		try:
-			out.append("%s->%s" % (fd, os.readlink(
-			    "/proc/%d/fd/%s" % (pid, fd))))
+			target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
 		except OSError:
-			pass
+			continue
+		if not target.startswith(TRANSIENT):
+			out.append("%s->%s" % (fd, target))
 	return out
 
 
@@ -385,6 +391,22 @@ def greeting_of(path):
 		return c.read_greeting()
 
 
+def listening(path):
+	"""True once a unix socket bound to path listens, found without
+	connecting (a probe connection would itself be a daemon fd)."""
+	try:
+		with open("/proc/net/unix") as f:
+			next(f)
+			for line in f:
+				parts = line.split()
+				if len(parts) >= 8 and parts[7] == path and \
+				    int(parts[3], 16) & 0x10000:
+					return True
+	except OSError:
+		pass
+	return False
+
+
 def try_connect(path):
 	s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 	try:
@@ -437,7 +459,8 @@ class Proc:
 		self.logf.close()
 
 	def output(self):
-		self.logf.flush()
+		if not self.logf.closed:
+			self.logf.flush()
 		with open(self.log, "rb") as f:
 			return f.read().decode(errors="replace")
 
@@ -447,9 +470,17 @@ class Proc:
 
 class FakeQemu(Proc):
 	def __init__(self, h, path, faults=None, machine=None,
-	    unplug_delay=None):
+	    unplug_delay=None, fault_file=None, extra=()):
+		"""faults: the text of a fault script; fault_file: a script
+		under tests/faults/ (or any path); extra: more flags
+		(--running, ...)."""
 		self.path = path
 		argv = [program("fake-qemu"), "--socket", path]
+		if fault_file is not None:
+			if not os.path.isabs(fault_file):
+				fault_file = srcdir_path("tests", "faults",
+				    fault_file)
+			argv += ["--faults", fault_file]
 		if faults is not None:
 			fpath = os.path.join(h.dir, "faults.%d" % h.next_seq())
 			with open(fpath, "w") as f:
@@ -459,6 +490,7 @@ class FakeQemu(Proc):
 			argv += ["--machine", machine]
 		if unplug_delay is not None:
 			argv += ["--unplug-delay", str(unplug_delay)]
+		argv += list(extra)
 		if os.path.lexists(path):
 			os.unlink(path)
 		Proc.__init__(self, h, argv, "fake-qemu")
@@ -508,7 +540,7 @@ class Daemon(Proc):
 		self.baseline_kids = None
 		self.start(wait)
 
-	def argv(self):
+	def build_argv(self):
 		argv = shlex.split(os.environ.get("QB_DAEMON_WRAPPER", ""))
 		argv += [program("qmpbrokerd"), "--foreground",
 		    "--log-level", os.environ.get("QB_LOG_LEVEL", "debug"),
@@ -525,19 +557,28 @@ class Daemon(Proc):
 	def start(self, wait=True):
 		if getattr(self, "logf", None) is not None:
 			self.logf.close()
-		Proc.__init__(self, self.h, self.argv(), "qmpbrokerd")
+		Proc.__init__(self, self.h, self.build_argv(), "qmpbrokerd")
 		if wait:
 			self.wait_up()
 
 	def wait_up(self):
-		wait_for(lambda: not self.alive() or try_connect(self.control),
+		wait_for(lambda: not self.alive() or listening(self.control),
 		    "control socket " + self.control)
 		check(self.alive(), "qmpbrokerd exited %r: %s" %
 		    (self.p.returncode, self.tail()))
 
 	def baseline(self):
-		"""Records fd and child counts to compare with at the end."""
-		self.baseline_fds = fd_list(self.pid)
+		"""Records fd and child counts to compare with at the end: two
+		equal readings in a row, so nothing passing is taken for
+		the daemon's own."""
+		last = None
+		def settled():
+			nonlocal last
+			now = fd_list(self.pid)
+			same, last = now == last, now
+			return same
+		wait_for(settled, "daemon fds to settle", interval=0.1)
+		self.baseline_fds = last
 		self.baseline_kids = children(self.pid)
 
 	def client(self, negotiate=True):
@@ -723,7 +764,10 @@ class Runner:
 			print("ok - %s # SKIP %s" % (name, e), flush=True)
 		except Failure as e:
 			self.failed += 1
-			print("not ok - %s: %s" % (name, e), flush=True)
+			where = [f for f in traceback.extract_tb(e.__traceback__)
+			    if os.path.basename(f.filename).startswith("test_")]
+			at = " (line %d)" % where[-1].lineno if where else ""
+			print("not ok - %s: %s%s" % (name, e, at), flush=True)
 		except Exception as e:
 			self.failed += 1
 			print("not ok - %s: %s: %s" % (name,

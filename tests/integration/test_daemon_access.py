@@ -80,8 +80,22 @@ def test_peer_refused():
 		check(out["connected"], "could not even connect: %r" % out)
 		check(refused(out), "nobody was served: %r" % out)
 		check(out["eof"], "connection not closed: %r" % out)
-		# Root still is, and the refusal left nothing behind.
-		env.d.client().cmd("query-vms")
+		# The same on a VM's shared monitor socket.
+		c = env.d.client()
+		f = env.h.fake("v1")
+		c.cmd("vm-add", {"name": "v1", "socket": f.path})
+		qb.wait_vm_state(c, "v1", "ready")
+		path = env.d.vm_socket("v1")
+		for d in (env.d.run_dir, os.path.dirname(path)):
+			os.chmod(d, 0o755)
+		os.chmod(path, 0o666)
+		out = as_nobody(path)
+		check(out["connected"] and out["eof"] and not any(
+		    "return" in m for m in out["msgs"]),
+		    "nobody was served on the shared socket: %r" % out)
+		# Root still is, and the refusals left nothing behind.
+		env.h.qmp(path).cmd("query-status")
+		c.cmd("query-vms")
 		env.finish()
 
 

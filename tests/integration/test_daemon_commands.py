@@ -214,11 +214,13 @@ def test_vm_execute():
 		    "error query-pci DeviceNotActive the injected desc\n")
 		ret = c.cmd("vm-execute", {"vm": "v1", "command": "query-status"})
 		check(isinstance(ret, dict) and "running" in ret, repr(ret))
-		c.cmd("vm-execute", {"vm": "v1", "command": "stop",
-		    "arguments": {}})
-		ret = c.cmd("vm-execute", {"vm": "v1", "command": "query-status"})
-		check(ret["running"] is False, "stop did not reach QEMU: %r" %
-		    ret)
+		for cmd, running in (("cont", True), ("stop", False)):
+			c.cmd("vm-execute", {"vm": "v1", "command": cmd,
+			    "arguments": {}})
+			ret = c.cmd("vm-execute", {"vm": "v1",
+			    "command": "query-status"})
+			check(ret["running"] is running, "%s did not reach QEMU: "
+			    "%r" % (cmd, ret))
 		# The VM's own error goes through unchanged.
 		cls, desc = c.cmd_error("vm-execute", {"vm": "v1",
 		    "command": "query-pci"})
@@ -278,7 +280,10 @@ def test_in_flight():
 
 
 def test_vm_not_ready():
-	with Env("notready") as env:
+	"""A VM that never greets: commands wait for negotiation (the
+	monitor queues them) and fail with the command timeout; one whose
+	socket is dead fails at once."""
+	with Env("notready", args=["--cmd-timeout-ms", "1000"]) as env:
 		c = env.d.client()
 		f = env.h.fake("v1", faults="no-greeting\n")
 		c.cmd("vm-add", {"name": "v1", "socket": f.path})

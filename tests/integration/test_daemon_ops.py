@@ -20,12 +20,15 @@ def test_vm_dir():
 		h = env.h
 		vmdir = h.path("vms")
 		os.mkdir(vmdir)
+		# The baseline is the daemon's with nothing to watch.
+		env.d = h.daemon(vm_dir=vmdir)
+		env.d.baseline()
+		env.d.terminate()
 		# One there before the daemon starts, one after.
 		early = qb.FakeQemu(h, os.path.join(vmdir, "early.qmp"))
 		with open(os.path.join(vmdir, "notes.txt"), "w") as f:
 			f.write("not a socket\n")
-		env.d = h.daemon(vm_dir=vmdir)
-		env.d.baseline()
+		env.d.start()
 		c = env.d.client()
 		qb.wait_for(lambda: names(c) == ["early"], "early.qmp to be "
 		    "picked up (VMs: %r)" % names(c))
@@ -119,12 +122,16 @@ def test_config_and_sighup():
 		h = env.h
 		f1, f2 = h.fake("c1"), h.fake("c2")
 		cfg = h.path("qmpbrokerd.conf")
+		# The baseline is the daemon's without VMs.
+		write(cfg, "log-level debug\n")
+		env.d = h.daemon(config=cfg)
+		env.d.baseline()
+		env.d.terminate()
 		write(cfg, "# test config\n"
 		    "vm c1=%s\n"
 		    "client-queue-max 256K\n"
 		    "log-level debug\n" % f1.path)
-		env.d = h.daemon(config=cfg)
-		env.d.baseline()
+		env.d.start()
 		c = env.d.client()
 		check(names(c) == ["c1"], "VMs from the config: %r" % names(c))
 		qb.wait_vm_state(c, "c1", "ready")

@@ -133,7 +133,8 @@ def test_events_stream():
 		    ("foo", ["--event", "FOO*", "--json"])):
 			procs[key] = subprocess.Popen([qb.program("qmpctl"),
 			    "-S", env.d.control, "events"] + args,
-			    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+			    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+			    bufsize=0)
 		try:
 			for p in procs.values():
 				line = p.stderr.readline().decode()

@@ -29,6 +29,7 @@ def guest_dir():
 
 def setup(env, machine, name="vm1"):
 	hplib.need_root_tun()
+	hplib.baseline(env.d)
 	g = hplib.Guest(env.h, name, guest_dir(), machine=machine)
 	c = env.d.client()
 	c.cmd("vm-add", {"name": name, "socket": g.path})
@@ -43,7 +44,6 @@ def image_env(name, **kw):
 	os.makedirs(env.images)
 	env.d = env.h.daemon(args=["--image-root", env.images] +
 	    kw.get("args", []))
-	env.d.baseline()
 	return env
 
 

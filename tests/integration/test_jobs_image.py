@@ -4,6 +4,7 @@ against a fake sysfs tree and a stand-in qemu-nbd (no nbd module here)."""
 import os
 import subprocess
 import sys
+import time
 
 from jobsh import Broker, Failed, SRCDIR, check, run
 
@@ -203,6 +204,30 @@ def nbd_cancel_hanging():
     nbd_mode("ok")
 
 
+def nbd_cancel_waiting_pid():
+    c = b.client()
+    nbd_mode("nopid")
+    jid = c.ok("image-attach", {"path": tmp + "/images/disk.raw",
+                                "mode": "nbd"})["job"]
+    # qemu-nbd -c returned; the job now waits for the pid file.
+    end = time.monotonic() + 30
+    while True:
+        with open(tmp + "/nbdlog") as f:
+            if f.read().splitlines()[-1].startswith("-c "):
+                break
+        check(time.monotonic() < end, "qemu-nbd never ran")
+        time.sleep(0.01)
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    # Either cancelled (disconnected again) or, if the deadline won the
+    # race, failed after disconnecting: never left connected.
+    check(d["status"] in ("cancelled", "failed"), "%r" % d)
+    with open(tmp + "/nbdlog") as f:
+        last = f.read().splitlines()[-1]
+    check(last.startswith("-d "), "not disconnected: %r" % last)
+    nbd_mode("ok")
+
+
 def nbd_module_missing():
     # A second broker whose sysfs has no nbd at all.
     import shutil
@@ -232,6 +257,7 @@ try:
         ("nbd: pid file never appears", nbd_no_pid),
         ("nbd: qemu-nbd fails", nbd_tool_fails),
         ("nbd: cancel while qemu-nbd hangs", nbd_cancel_hanging),
+        ("nbd: cancel while waiting for the pid file", nbd_cancel_waiting_pid),
         ("nbd: module not loaded", nbd_module_missing),
     ]
     try:

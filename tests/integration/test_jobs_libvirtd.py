@@ -44,10 +44,28 @@ def wait_for(path, proc):
     end = time.monotonic() + GUARD
     while not usable(path):
         if proc.poll() is not None:
-            raise RuntimeError("%s exited" % proc.args[0])
+            with open(tmp + "/libvirtd.log") as f:
+                raise RuntimeError("%s exited: %s" % (proc.args[0],
+                                   f.read()[-800:]))
         if time.monotonic() > end:
             raise RuntimeError("%s never appeared" % path)
         time.sleep(0.05)
+
+
+def machine_lock():
+    """One privileged libvirtd per machine: test runs of other trees or
+    builds (plain and ASan in parallel) wait for each other here."""
+    import fcntl
+    f = open("/run/lock/qmpbroker-test-libvirtd.lock", "w")
+    end = time.monotonic() + 1800      # deadlock guard only
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > end:
+                raise RuntimeError("another libvirtd test holds the lock")
+            time.sleep(0.5)
 
 
 def start_libvirtd():
@@ -57,12 +75,12 @@ def start_libvirtd():
         return "system libvirtd"
     # A private one: own config, own socket dir.
     sockdir = tmp + "/sock"
-    os.makedirs(sockdir)
+    os.makedirs(sockdir, exist_ok=True)
     conf = tmp + "/libvirtd.conf"
     with open(conf, "w") as f:
         f.write('unix_sock_dir = "%s"\nunix_sock_rw_perms = "0700"\n'
                 'auth_unix_rw = "none"\nauth_unix_ro = "none"\n' % sockdir)
-    log = open(tmp + "/libvirtd.log", "w")
+    log = open(tmp + "/libvirtd.log", "a")
     if not usable("/run/libvirt/virtlogd-sock"):
         p = subprocess.Popen([VIRTLOGD], stdout=log, stderr=log,
                              stdin=subprocess.DEVNULL)
@@ -109,6 +127,19 @@ def ok(c, cmd, args):
     return d.get("result", {})
 
 
+def wait_vm(c, want):
+    """Waits until the domain's VM is in state want (None: absent)."""
+    end = time.monotonic() + GUARD
+    while True:
+        vms = {v["name"]: v for v in c.ok("query-vms")}
+        v = vms.get(NAME)
+        if (v is None and want is None) or (v is not None and
+                                             v["state"] == want):
+            return v
+        check(time.monotonic() < end, "VM %r, want %r" % (v, want))
+        time.sleep(0.05)
+
+
 def qmp_event(ev, names):
     """Waits for one of the domain's QMP events, delivered as the VM's."""
     return ev.wait_event(lambda e: e.get("vm") == NAME and
@@ -129,8 +160,18 @@ def lifecycle():
     r = ok(c, "domain-start", {"domain": NAME})
     check(r["state"] == "running", "%r" % r)
 
+    # The running domain is a VM of the broker, its QMP through libvirt.
+    v = wait_vm(c, "ready")
+    check("libvirt" in v["origin"] and v["qemu"]["major"] >= 2, "%r" % v)
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "running", "%r" % st)
+    e = c.err("vm-execute", {"vm": NAME, "command": "no-such-command"})
+    check(e["class"] == "CommandNotFound", "QEMU's own error: %r" % e)
+
     ok(c, "domain-suspend", {"domain": NAME})
     check(state(c) == "paused", "after suspend")
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "paused", "%r" % st)
     e = qmp_event(ev, ("STOP",))
     check("timestamp" in e and isinstance(e.get("data", {}), dict), "%r" % e)
 
@@ -150,6 +191,7 @@ def lifecycle():
 
     r = ok(c, "domain-destroy", {"domain": NAME})
     check(r["state"] == "shutoff" and state(c) == "shutoff", "%r" % r)
+    wait_vm(c, None)    # no QEMU, no VM
     ok(c, "domain-destroy", {"domain": NAME})   # already off: success
     ok(c, "domain-undefine", {"domain": NAME})
     check(state(c) == "gone", "after undefine")
@@ -168,9 +210,51 @@ def shutdown_not_forced():
     check(d["status"] == "failed" and "did not shut down" in
           d["error"]["desc"], "%r" % d)
     check(state(c) == "running", "unforced shutdown killed it")
+    # Cancel while waiting for the guest: the request went out and stays
+    # out, the job says so and where the domain is.
+    jid = c.ok("domain-shutdown", {"domain": NAME, "timeout": 600})["job"]
+    c.wait_event(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                 e["data"]["id"] == jid and e["data"]["status"] == "running")
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    check(d["status"] == "cancelled" and d["result"]["state"] == "running"
+          and d["result"].get("requested") is True, "%r" % d)
     r = ok(c, "domain-shutdown", {"domain": NAME, "timeout": 1,
                                   "force": True})
     check(r.get("forced") is True and state(c) == "shutoff", "%r" % r)
+    ok(c, "domain-undefine", {"domain": NAME})
+
+
+def connection_lost():
+    # Only with our own libvirtd: we may stop and restart it.
+    if len(procs) == 0 or procs[-1].args[0] != LIBVIRTD:
+        print("# system libvirtd: connection loss not tested")
+        return
+    disk = tmp + "/disk3.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"],
+                   check=True)
+    c = b.client()
+    ev = b.client(subscribe=False)
+    ev.ok("subscribe", {"events": ["LIBVIRT_DISCONNECTED"]})
+    ok(c, "domain-define", {"xml": XML % (NAME, QEMU, disk)})
+    ok(c, "domain-start", {"domain": NAME})
+    wait_vm(c, "ready")
+    lv = procs.pop()
+    lv.send_signal(signal.SIGTERM)
+    lv.wait(GUARD)
+    e = ev.wait_event(lambda e: e["event"] == "LIBVIRT_DISCONNECTED")
+    check("reason" in e["data"], "%r" % e)
+    wait_vm(c, "disconnected")
+    d = c.job("domain-suspend", {"domain": NAME})
+    check(d["status"] == "failed" and "libvirt" in d["error"]["desc"],
+          "%r" % d)
+    # QEMU outlives libvirtd; a new libvirtd finds it, the broker
+    # reconnects by itself and the VM is ready again.
+    start_libvirtd()
+    wait_vm(c, "ready")
+    st = c.ok("vm-execute", {"vm": NAME, "command": "query-status"})
+    check(st["status"] == "running", "%r" % st)
+    ok(c, "domain-destroy", {"domain": NAME})
     ok(c, "domain-undefine", {"domain": NAME})
 
 
@@ -195,6 +279,7 @@ def cleanup():
 
 
 try:
+    lock = machine_lock()
     which = start_libvirtd()
     print("# using %s at %s" % (which, uri))
     b = Broker(["--libvirt-uri", uri])
@@ -202,6 +287,8 @@ try:
         ("define, start, suspend, resume, reboot, snapshot, revert, "
          "destroy, undefine on real libvirtd with QMP events", lifecycle),
         ("graceful shutdown times out unless forced", shutdown_not_forced),
+        ("libvirtd lost and back: jobs fail clearly, VM returns",
+         connection_lost),
     ])
 finally:
     cleanup()

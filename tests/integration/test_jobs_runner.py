@@ -142,6 +142,27 @@ def child_signal():
           "%r" % d)
 
 
+def out_of_loop_devices():
+    c = b.client()
+    mode("nofree")
+    open(PIDS, "w").close()
+    d = c.job("image-attach", {"path": IMG, "mode": "loop"})
+    check(d["status"] == "failed" and "free loop device" in
+          d["error"]["desc"], "%r" % d)
+    check(len(tool_pids()) == 5, "tries: %d, want 5" % len(tool_pids()))
+    # Cancel while waiting between two tries: nothing attached, at once.
+    open(PIDS, "w").close()
+    jid = c.ok("image-attach", {"path": IMG, "mode": "loop"})["job"]
+    end = time.monotonic() + GUARD
+    while len(tool_pids()) < 2:
+        check(time.monotonic() < end, "no retry")
+        time.sleep(0.02)
+    c.ok("job-cancel", {"id": jid})
+    d = c.wait_job(jid)
+    check(d["status"] == "cancelled", "%r" % d)
+    wait_gone(tool_pids())
+
+
 def no_fd_leak():
     c = b.client()
     mode("segv")
@@ -220,6 +241,8 @@ try:
         ("cancel a running child: cancelled after reap", cancel_running_child),
         ("child past deadline killed (TERM, then KILL)", child_deadline),
         ("child dying by signal", child_signal),
+        ("out of loop devices: retried, then failed; cancel between tries",
+         out_of_loop_devices),
         ("no fd leak over jobs and children", no_fd_leak),
         ("finished jobs expire", retention),
         ("shutdown with jobs in flight", shutdown_in_flight),

@@ -59,6 +59,7 @@ run_dispatch(const char *name, const char *args_json, int negotiated,
 	struct req	*r;
 	json_t		*args = NULL;
 
+	json_decref(d->ret);
 	memset(d, 0, sizeof *d);
 	if (args_json != NULL)
 		assert_non_null(args = json_loads(args_json, 0, NULL));
@@ -93,7 +94,7 @@ test_names(void **state)
 static void
 test_unpack_errors(void **state)
 {
-	struct done	d;
+	struct done	d = { 0 };
 
 	/* vm-remove: {"name": s} */
 	run_dispatch("vm-remove", "{}", 1, &d);
@@ -104,7 +105,15 @@ test_unpack_errors(void **state)
 
 	run_dispatch("vm-remove", "{\"name\": 5}", 1, &d);
 	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "Expected string"));
+	assert_string_equal(d.err.desc, "Invalid parameter type for 'name', "
+	    "expected: string");
+	/* The second member is named, not the first. */
+	run_dispatch("vm-add", "{\"name\": \"a\", \"socket\": []}", 1, &d);
+	assert_string_equal(d.err.desc, "Invalid parameter type for 'socket', "
+	    "expected: string");
+	run_dispatch("unsubscribe", "{\"subscription\": 1.5}", 1, &d);
+	assert_string_equal(d.err.desc, "Invalid parameter type for "
+	    "'subscription', expected: integer");
 
 	run_dispatch("vm-remove", "{\"name\": \"a\", \"extra\": 1}", 1, &d);
 	assert_true(d.failed);
@@ -150,7 +159,7 @@ test_unpack_errors(void **state)
 static void
 test_gate(void **state)
 {
-	struct done	d;
+	struct done	d = { 0 };
 
 	run_dispatch("query-vms", NULL, 0, &d);
 	assert_true(d.failed);

@@ -43,6 +43,24 @@ struct q {
 		fail_msg("deadline waiting for: %s", #expr);		\
 } while (0)
 
+/* What a failed test leaves behind: its teardown removes it. */
+static struct q	*live;
+
+static int
+cleanup(void **state)
+{
+	if (live == NULL)
+		return 0;
+	if (live->pid > 0) {
+		kill(live->pid, SIGKILL);
+		tu_reap(live->pid, TU_DEADLINE_MS);
+	}
+	unlink(live->sock);
+	rmdir(live->dir);
+	live = NULL;
+	return 0;
+}
+
 static const char *
 qemu_path(void)
 {
@@ -51,9 +69,13 @@ qemu_path(void)
 	return p != NULL && *p != '\0' ? p : "/usr/bin/qemu-system-x86_64";
 }
 
-static void
-q_start(struct q *q)
+/* Static, not on the test's stack: see cleanup(). */
+static struct q	q_slot;
+
+static struct q *
+q_start(void)
 {
+	struct q	*q = &q_slot;
 	const char	*argv[16];
 	char		 qmp[160];
 	int		 argc = 0, fd;
@@ -67,7 +89,8 @@ q_start(struct q *q)
 	}
 	snprintf(q->dir, sizeof q->dir, "/tmp/qb-qemu.XXXXXX");
 	assert_non_null(mkdtemp(q->dir));
-	snprintf(q->sock, sizeof q->sock, "%s/qmp.sock", q->dir);
+	snprintf(q->sock, sizeof q->sock, "%.63s/qmp.sock", q->dir);
+	live = q;
 	snprintf(qmp, sizeof qmp, "unix:%s,server=on,wait=off", q->sock);
 	argv[argc++] = qemu_path();
 	argv[argc++] = "-nodefaults";
@@ -87,6 +110,7 @@ q_start(struct q *q)
 		fail_msg("cannot start %s", qemu_path());
 	q->base = event_base_new();
 	assert_non_null(q->base);
+	return q;
 }
 
 static void
@@ -111,6 +135,7 @@ q_stop(struct q *q)
 	}
 	unlink(q->sock);
 	rmdir(q->dir);
+	live = NULL;
 	event_base_free(q->base);
 	assert_int_equal(tu_fd_count(), q->fd0);
 }
@@ -120,28 +145,28 @@ q_stop(struct q *q)
 static void
 test_negotiate_query(void **state)
 {
-	struct q		 q;
+	struct q		 *q;
 	struct tu_reply		 st, ver, nf;
 	const struct qmp_version *v;
 
-	q_start(&q);
-	q_open(&q);
+	q = q_start();
+	q_open(q);
 	memset(&st, 0, sizeof st);
 	memset(&ver, 0, sizeof ver);
 	memset(&nf, 0, sizeof nf);
 
-	v = mon_version(q.tm.m);
+	v = mon_version(q->tm.m);
 	assert_non_null(v);
 	assert_true(v->major >= 7);
-	assert_true(mon_command_count(q.tm.m) > 100);
-	assert_true(mon_has_command(q.tm.m, "query-status"));
-	assert_true(mon_has_command(q.tm.m, "getfd"));
-	assert_false(mon_has_command(q.tm.m, "x-no-such-command"));
+	assert_true(mon_command_count(q->tm.m) > 100);
+	assert_true(mon_has_command(q->tm.m, "query-status"));
+	assert_true(mon_has_command(q->tm.m, "getfd"));
+	assert_false(mon_has_command(q->tm.m, "x-no-such-command"));
 
-	tu_exec(&q.tm, &st, "query-status", NULL, NULL, 0);
-	tu_exec(&q.tm, &ver, "query-version", NULL, NULL, 0);
-	tu_exec(&q.tm, &nf, "x-no-such-command", NULL, NULL, 0);
-	WAIT(&q, st.ncalls && ver.ncalls && nf.ncalls);
+	tu_exec(&q->tm, &st, "query-status", NULL, NULL, 0);
+	tu_exec(&q->tm, &ver, "query-version", NULL, NULL, 0);
+	tu_exec(&q->tm, &nf, "x-no-such-command", NULL, NULL, 0);
+	WAIT(q, st.ncalls && ver.ncalls && nf.ncalls);
 	assert_int_equal(st.failed, 0);
 	assert_string_equal(json_string_value(json_object_get(st.ret,
 	    "status")), "prelaunch");
@@ -156,11 +181,11 @@ test_negotiate_query(void **state)
 	assert_string_equal(nf.err.desc,
 	    "The command x-no-such-command has not been found");
 	assert_int_equal(st.inside + ver.inside + nf.inside, 0);
-	assert_int_equal(mon_pending(q.tm.m), 0);
+	assert_int_equal(mon_pending(q->tm.m), 0);
 	tu_reply_clear(&st);
 	tu_reply_clear(&ver);
 	tu_reply_clear(&nf);
-	q_stop(&q);
+	q_stop(q);
 }
 
 /* getfd with a real pipe fd (pipelined between plain commands), then
@@ -168,12 +193,12 @@ test_negotiate_query(void **state)
 static void
 test_getfd(void **state)
 {
-	struct q	q;
+	struct q	*q;
 	struct tu_reply	a, g, b, c1, c2;
 	int		p[2];
 
-	q_start(&q);
-	q_open(&q);
+	q = q_start();
+	q_open(q);
 	memset(&a, 0, sizeof a);
 	memset(&g, 0, sizeof g);
 	memset(&b, 0, sizeof b);
@@ -183,25 +208,25 @@ test_getfd(void **state)
 	   check below, not hang it */
 	assert_int_equal(pipe2(p, O_CLOEXEC|O_NONBLOCK), 0);
 
-	tu_exec(&q.tm, &a, "query-status", NULL, NULL, 0);
-	tu_exec(&q.tm, &g, "getfd", json_pack("{s:s}", "fdname", "qbtest"),
+	tu_exec(&q->tm, &a, "query-status", NULL, NULL, 0);
+	tu_exec(&q->tm, &g, "getfd", json_pack("{s:s}", "fdname", "qbtest"),
 	    &p[1], 1);
 	close(p[1]);	/* the monitor keeps its own copy until sent */
-	tu_exec(&q.tm, &b, "query-status", NULL, NULL, 0);
-	WAIT(&q, a.ncalls && g.ncalls && b.ncalls);
+	tu_exec(&q->tm, &b, "query-status", NULL, NULL, 0);
+	WAIT(q, a.ncalls && g.ncalls && b.ncalls);
 	assert_int_equal(a.failed, 0);
 	if (g.failed)
 		fail_msg("getfd: %s: %s", g.err.cls, g.err.desc);
 	assert_int_equal(b.failed, 0);
 	assert_true(a.order < g.order && g.order < b.order);
 
-	tu_exec(&q.tm, &c1, "closefd", json_pack("{s:s}", "fdname", "qbtest"),
+	tu_exec(&q->tm, &c1, "closefd", json_pack("{s:s}", "fdname", "qbtest"),
 	    NULL, 0);
-	WAIT(&q, c1.ncalls);
+	WAIT(q, c1.ncalls);
 	assert_int_equal(c1.failed, 0);
-	tu_exec(&q.tm, &c2, "closefd", json_pack("{s:s}", "fdname", "qbtest"),
+	tu_exec(&q->tm, &c2, "closefd", json_pack("{s:s}", "fdname", "qbtest"),
 	    NULL, 0);
-	WAIT(&q, c2.ncalls);
+	WAIT(q, c2.ncalls);
 	assert_int_equal(c2.failed, 1);
 	assert_string_equal(c2.err.cls, "GenericError");
 	assert_non_null(strstr(c2.err.desc, "qbtest"));
@@ -219,7 +244,7 @@ test_getfd(void **state)
 	tu_reply_clear(&b);
 	tu_reply_clear(&c1);
 	tu_reply_clear(&c2);
-	q_stop(&q);
+	q_stop(q);
 }
 
 static const char *
@@ -232,32 +257,32 @@ event_at(struct tu_mon *tm, size_t i)
 static void
 test_stop_cont_events(void **state)
 {
-	struct q	q;
+	struct q	*q;
 	struct tu_reply	c, s, st;
 
-	q_start(&q);
-	q_open(&q);
+	q = q_start();
+	q_open(q);
 	memset(&c, 0, sizeof c);
 	memset(&s, 0, sizeof s);
 	memset(&st, 0, sizeof st);
-	tu_exec(&q.tm, &c, "cont", NULL, NULL, 0);
-	WAIT(&q, c.ncalls && json_array_size(q.tm.events) >= 1);
+	tu_exec(&q->tm, &c, "cont", NULL, NULL, 0);
+	WAIT(q, c.ncalls && json_array_size(q->tm.events) >= 1);
 	assert_int_equal(c.failed, 0);
-	assert_string_equal(event_at(&q.tm, 0), "RESUME");
-	tu_exec(&q.tm, &s, "stop", NULL, NULL, 0);
-	WAIT(&q, s.ncalls && json_array_size(q.tm.events) >= 2);
+	assert_string_equal(event_at(&q->tm, 0), "RESUME");
+	tu_exec(&q->tm, &s, "stop", NULL, NULL, 0);
+	WAIT(q, s.ncalls && json_array_size(q->tm.events) >= 2);
 	assert_int_equal(s.failed, 0);
-	assert_string_equal(event_at(&q.tm, 1), "STOP");
+	assert_string_equal(event_at(&q->tm, 1), "STOP");
 	assert_true(json_is_object(json_object_get(json_array_get(
-	    q.tm.events, 1), "timestamp")));
-	tu_exec(&q.tm, &st, "query-status", NULL, NULL, 0);
-	WAIT(&q, st.ncalls);
+	    q->tm.events, 1), "timestamp")));
+	tu_exec(&q->tm, &st, "query-status", NULL, NULL, 0);
+	WAIT(q, st.ncalls);
 	assert_string_equal(json_string_value(json_object_get(st.ret,
 	    "status")), "paused");
 	tu_reply_clear(&c);
 	tu_reply_clear(&s);
 	tu_reply_clear(&st);
-	q_stop(&q);
+	q_stop(q);
 }
 
 /* quit: answered, then QEMU closes the socket and exits; the monitor
@@ -265,43 +290,43 @@ test_stop_cont_events(void **state)
 static void
 test_quit(void **state)
 {
-	struct q	q;
+	struct q	*q;
 	struct tu_reply	r, after;
 	int		status;
 
-	q_start(&q);
-	q_open(&q);
+	q = q_start();
+	q_open(q);
 	memset(&r, 0, sizeof r);
 	memset(&after, 0, sizeof after);
-	tu_exec(&q.tm, &r, "quit", NULL, NULL, 0);
-	WAIT(&q, r.ncalls && mon_state(q.tm.m) == MON_DISCONNECTED);
+	tu_exec(&q->tm, &r, "quit", NULL, NULL, 0);
+	WAIT(q, r.ncalls && mon_state(q->tm.m) == MON_DISCONNECTED);
 	assert_int_equal(r.failed, 0);
 	assert_int_equal(r.ncalls, 1);
-	assert_int_equal(q.tm.count[MON_DISCONNECTED], 1);
-	assert_true(tu_last_why(&q.tm, MON_DISCONNECTED)[0] != '\0');
-	status = tu_reap(q.pid, TU_DEADLINE_MS);
-	q.pid = -1;
+	assert_int_equal(q->tm.count[MON_DISCONNECTED], 1);
+	assert_true(tu_last_why(&q->tm, MON_DISCONNECTED)[0] != '\0');
+	status = tu_reap(q->pid, TU_DEADLINE_MS);
+	q->pid = -1;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-	tu_exec(&q.tm, &after, "query-status", NULL, NULL, 0);
+	tu_exec(&q->tm, &after, "query-status", NULL, NULL, 0);
 	assert_int_equal(after.ncalls, 0);
-	WAIT(&q, after.ncalls);
+	WAIT(q, after.ncalls);
 	assert_int_equal(after.failed, 1);
 	assert_string_equal(after.err.cls, "GenericError");
 	assert_non_null(strstr(after.err.desc, "not connected"));
 	tu_reply_clear(&r);
 	tu_reply_clear(&after);
-	q_stop(&q);
+	q_stop(q);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_negotiate_query),
-		cmocka_unit_test(test_getfd),
-		cmocka_unit_test(test_stop_cont_events),
-		cmocka_unit_test(test_quit),
+		cmocka_unit_test_teardown(test_negotiate_query, cleanup),
+		cmocka_unit_test_teardown(test_getfd, cleanup),
+		cmocka_unit_test_teardown(test_stop_cont_events, cleanup),
+		cmocka_unit_test_teardown(test_quit, cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

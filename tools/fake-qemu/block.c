@@ -138,6 +138,7 @@ blk_open_file(struct vm *vm, struct bnode *bn, const char *drv,
 
 static struct bnode *blk_create(struct vm *, json_t *, int,
 	    struct qmp_error *);
+static void	blk_unlink(struct vm *, struct bnode *);
 
 static int
 blk_open_format(struct vm *vm, struct bnode *bn, json_t *args,
@@ -176,8 +177,10 @@ blk_open_format(struct vm *vm, struct bnode *bn, json_t *args,
 		    (ssize_t)sizeof hdr || memcmp(hdr, "QFI\xfb", 4) != 0) {
 			qmp_error_set(err, QMP_CLS_GENERIC,
 			    "Image is not in qcow2 format");
-			if (c->implicit)
+			if (c->implicit) {
+				blk_unlink(vm, c);
 				bnode_free(vm, c);
+			}
 			return (-1);
 		}
 		bn->vsize = (uint64_t)hdr[24] << 56 | (uint64_t)hdr[25] << 48 |
