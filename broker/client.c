@@ -49,6 +49,7 @@ client_new(int fd, enum client_kind kind, const struct peer *p,
 		return (NULL);
 	memset(&o, 0, sizeof o);
 	o.max_msg = conf.max_msg;
+	o.line_timeout_ms = conf.line_timeout_ms;
 	if ((c->chan = chan_new(broker_base, fd, &o, &client_chan_ops,
 	    c)) == NULL) {
 		free(c);

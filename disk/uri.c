@@ -41,6 +41,17 @@ uri_hex(int c)
 	return (-1);
 }
 
+static bool
+uri_utf8(const char *s, size_t n)
+{
+	json_t	*j;
+
+	if ((j = json_stringn(s, n)) == NULL)
+		return (false);
+	json_decref(j);
+	return (true);
+}
+
 /* Copies [s, s+n) decoding %XX into out (size outlen). Refuses %00 and
    control characters, which no file or export name needs and which
    would only hide something from a log. */
@@ -81,6 +92,13 @@ uri_decode(const char *s, size_t n, char *out, size_t outlen,
 		out[o++] = (char)c;
 	}
 	out[o] = '\0';
+	/* what decodes to bytes that are not UTF-8 cannot become a JSON
+	   string for QEMU: say so here rather than fail without a word */
+	if (!uri_utf8(out, o)) {
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "URI part is not valid UTF-8");
+		return (-1);
+	}
 	return (0);
 }
 
@@ -407,6 +425,7 @@ uri_parse(const char *src, json_t **node, struct qmp_error *err)
 	size_t		 len;
 
 	*node = NULL;
+	err->desc[0] = '\0';
 	len = strnlen(src, URI_MAX + 1);
 	if (len == 0 || len > URI_MAX) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
@@ -440,8 +459,12 @@ uri_parse(const char *src, json_t **node, struct qmp_error *err)
 		*node = uri_gluster(u, transport, err);
 	} else
 		goto scheme;
-	if (*node == NULL)
+	if (*node == NULL) {
+		if (err->desc[0] == '\0')
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "malformed image URI");
 		goto bad;
+	}
 	free(u);
 	return (URI_NET);
 

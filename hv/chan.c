@@ -60,6 +60,8 @@ struct chan {
 	int			 fd;
 	struct event		*rev;
 	struct event		*wev;
+	struct event		*lev;		/* incomplete line idle */
+	int			 line_timeout_ms;
 
 	const struct chan_ops	*ops;
 	void			*arg;
@@ -92,6 +94,7 @@ struct chan {
 
 static void	chan_read_cb(evutil_socket_t, short, void *);
 static void	chan_write_cb(evutil_socket_t, short, void *);
+static void	chan_line_cb(evutil_socket_t, short, void *);
 
 static void
 chan_close_fds(const int *fds, size_t n)
@@ -109,10 +112,12 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	struct chan	*c;
 	int		 fl;
 	size_t		 max_msg = 0, max_fds = 0;
+	int		 lto = 0;
 
 	if (opts != NULL) {
 		max_msg = opts->max_msg;
 		max_fds = opts->max_fds;
+		lto = opts->line_timeout_ms > 0 ? opts->line_timeout_ms : 0;
 	}
 	if (max_msg == 0)
 		max_msg = QMP_FRAMER_DEFAULT_MAX;
@@ -131,6 +136,7 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	c->ops = ops;
 	c->arg = arg;
 	c->max_fds = max_fds;
+	c->line_timeout_ms = lto;
 	c->rsize = CHAN_READ_MIN;
 	c->marks_tail = &c->marks;
 	qmp_framer_init(&c->fr, max_msg);
@@ -139,8 +145,11 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	c->out = evbuffer_new();
 	c->rev = event_new(base, fd, EV_READ|EV_PERSIST, chan_read_cb, c);
 	c->wev = event_new(base, fd, EV_WRITE, chan_write_cb, c);
+	if (lto > 0)
+		c->lev = evtimer_new(base, chan_line_cb, c);
 	if (c->rfds == NULL || c->rtags == NULL || c->out == NULL ||
-	    c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) != 0) {
+	    c->rev == NULL || c->wev == NULL || (lto > 0 && c->lev == NULL) ||
+	    event_add(c->rev, NULL) != 0) {
 		c->fd = -1;	/* the caller keeps fd on failure */
 		chan_free(c);
 		return NULL;
@@ -158,6 +167,8 @@ chan_release(struct chan *c)
 		event_free(c->rev);
 	if (c->wev != NULL)
 		event_free(c->wev);
+	if (c->lev != NULL)
+		event_free(c->lev);
 	while ((m = c->marks) != NULL) {
 		c->marks = m->next;
 		chan_close_fds(m->fds, m->nfds);
@@ -188,6 +199,8 @@ chan_free(struct chan *c)
 			event_del(c->rev);
 		if (c->wev != NULL)
 			event_del(c->wev);
+		if (c->lev != NULL)
+			event_del(c->lev);
 		return;
 	}
 	chan_release(c);
@@ -210,6 +223,8 @@ chan_fail(struct chan *c, const char *why)
 	c->dead = 1;
 	event_del(c->rev);
 	event_del(c->wev);
+	if (c->lev != NULL)
+		event_del(c->lev);
 	if (c->ops->closed != NULL)
 		c->ops->closed(c, why, c->arg);
 }
@@ -324,6 +339,45 @@ chan_take_fds(struct chan *c, struct msghdr *mh, uint64_t tag)
 		    c->nrfds, c->max_fds);
 }
 
+/*
+ * A peer that sends part of a line and goes quiet holds its buffer and its
+ * slot for ever; with line_timeout_ms the clock restarts on every read
+ * that leaves an incomplete line behind and stops when none is left or
+ * reading is paused (then the wait is ours, not the peer's).
+ */
+static void
+chan_line_timer(struct chan *c, int progress)
+{
+	struct timeval	tv;
+
+	if (c->lev == NULL || c->dead)
+		return;
+	if (c->paused || c->shutting || qmp_framer_pending(&c->fr) == 0) {
+		event_del(c->lev);
+		return;
+	}
+	if (!progress && evtimer_pending(c->lev, NULL))
+		return;
+	tv.tv_sec = c->line_timeout_ms / 1000;
+	tv.tv_usec = (c->line_timeout_ms % 1000) * 1000;
+	evtimer_add(c->lev, &tv);
+}
+
+static void
+chan_line_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct chan	*c = arg;
+	char		 why[96];
+
+	(void)fd;
+	(void)what;
+	c->busy++;
+	snprintf(why, sizeof why, "incomplete line, then nothing for %d ms",
+	    c->line_timeout_ms);
+	chan_fail(c, why);
+	chan_leave(c);
+}
+
 static void
 chan_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -337,7 +391,7 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 	char		*p;
 	size_t		 avail;
 	ssize_t		 n;
-	int		 round;
+	int		 round, progress = 0;
 
 	c->busy++;
 	/* lines framed before a pause come first */
@@ -382,6 +436,7 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 			goto out;
 		}
 		qmp_framer_commit(&c->fr, (size_t)n);
+		progress = 1;
 		c->rtotal += (uint64_t)n;
 		if (chan_deliver(c) == -1)
 			goto out;
@@ -402,6 +457,8 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	}
 out:
+	if (!c->freed)
+		chan_line_timer(c, progress);
 	chan_leave(c);
 }
 
@@ -411,6 +468,7 @@ chan_pause_read(struct chan *c, int paused)
 	if (c->dead || (c->paused != 0) == (paused != 0))
 		return;
 	c->paused = paused != 0;
+	chan_line_timer(c, 1);
 	if (c->paused || c->shutting)
 		event_del(c->rev);
 	else {
@@ -661,6 +719,8 @@ chan_shutdown(struct chan *c)
 	if (c->dead || c->shutting)
 		return;
 	c->shutting = 1;
+	if (c->lev != NULL)
+		event_del(c->lev);
 	event_del(c->rev);
 	/* the write callback reports closed once the queue is empty */
 	if (!c->wsched) {

@@ -49,6 +49,8 @@ struct chan_ops {
 struct chan_opts {
 	size_t	max_msg;	/* longest incoming line; 0: QMP_FRAMER_DEFAULT_MAX */
 	size_t	max_fds;	/* fds per message; 0: CHAN_MAX_FDS */
+	int	line_timeout_ms; /* part of a line, then silence this long:
+				   closed; 0: never */
 };
 
 /* Takes ownership of fd (made non-blocking here); on failure (NULL) the

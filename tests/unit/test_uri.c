@@ -151,6 +151,16 @@ test_gluster(void **state)
 	expect_bad("gluster+udp://gs/v/i", "unsupported image URI scheme");
 }
 
+/* Found by tests/fuzz/fuzz_uri.c: an escape decoding to bytes that are not
+   UTF-8 made the node NULL and the refusal came without a word. */
+static void
+test_not_utf8(void **state)
+{
+	expect_bad("nbd+unix:///e?socket=/a%dd", "not valid UTF-8");
+	expect_bad("nbd://h/exp%ff", "not valid UTF-8");
+	expect_bad("gluster://h/v/%c3", "not valid UTF-8");
+}
+
 static void
 test_long(void **state)
 {
@@ -170,6 +180,7 @@ main(void)
 		cmocka_unit_test(test_nbd),
 		cmocka_unit_test(test_gluster),
 		cmocka_unit_test(test_long),
+		cmocka_unit_test(test_not_utf8),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
