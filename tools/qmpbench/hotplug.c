@@ -159,6 +159,11 @@ bench_hotplug(int argc, char **argv)
 	h.counting = 1;
 	t0 = qb_now();
 	qb_run_for(secs);
+	/* a short window on a busy disk (the hotplug journal fsyncs) may
+	   end before any VM finished an operation: wait for one each */
+	while ((long)h.ops < h.nvms && !qb_conn_dead(h.c) &&
+	    qb_now() - t0 < 60)
+		qb_run_for(0.05);
 	el = qb_now() - t0;
 	h.counting = 0;
 	h.stopping = 1;
