@@ -67,11 +67,13 @@ static const struct conf_opt conf_opts[] = {
 	{ "line-timeout-ms", CT_INT, O(line_timeout_ms), 1, "incomplete line idle: disconnect after" },
 	{ "max-clients", CT_SIZE, O(max_clients), 1, "connections at once" },
 	{ "max-subscriptions", CT_SIZE, O(max_subs), 1, "subscriptions per client" },
+	{ "max-fds", CT_SIZE, O(max_fds), 1, "fds per message (at most 253)" },
 	{ "cmd-timeout-ms", CT_INT, O(cmd_timeout_ms), 1, "QEMU command timeout" },
 	{ "image-root", CT_ROOTS, 0, 0, "allowed image dir (repeatable)" },
 	{ "unplug-timeout-ms", CT_INT, O(unplug_timeout_ms), 1, "DEVICE_DELETED wait" },
 	{ "libvirt-uri", CT_STR, O(libvirt_uri), 0, "libvirt connection" },
 	{ "workers", CT_INT, O(workers), 1, "job worker threads" },
+	{ "max-jobs", CT_SIZE, O(max_jobs), 1, "unfinished jobs at once" },
 	{ "job-keep-s", CT_INT, O(job_keep_s), 0, "finished jobs kept" },
 	{ "losetup", CT_STR, O(losetup_path), 0, "losetup program" },
 	{ "qemu-nbd", CT_STR, O(qemu_nbd_path), 0, "qemu-nbd program" },
@@ -122,11 +124,13 @@ conf_init(struct conf *c)
 	c->line_timeout_ms = 30000;
 	c->max_clients = 1024;
 	c->max_subs = 64;
+	c->max_fds = 16;
 	c->cmd_timeout_ms = 30000;
 	c->unplug_timeout_ms = 10000;
 	c->libvirt_uri = xstrdup("test:///default");
 	c->workers = 4;
 	c->job_keep_s = 600;
+	c->max_jobs = 256;
 }
 
 /* Paths whose defaults depend on who runs us and on other paths. */

@@ -39,6 +39,7 @@ struct conf {
 	int	 cmd_timeout_ms;
 	int	 log_syslog;		/* -1: syslog unless --foreground */
 	size_t	 max_subs;		/* subscriptions per client */
+	size_t	 max_fds;		/* fds accepted with one message */
 	struct conf_vm *vms;
 	size_t	 n_vms;
 
@@ -51,6 +52,7 @@ struct conf {
 	char	*libvirt_uri;		/* default test:///default */
 	int	 workers;		/* default 4 */
 	int	 job_keep_s;		/* finished jobs kept, default 600 */
+	size_t	 max_jobs;		/* unfinished jobs at once; 0: no limit */
 
 	/* image attach (NULL/0: the built-in defaults) */
 	char	*losetup_path;		/* default "losetup" */

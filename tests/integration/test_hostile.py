@@ -334,6 +334,26 @@ def test_too_many_fds():
 		env.finish()
 
 
+def test_max_fds_option():
+	"""--max-fds 2: a third fd is closed and reported, the request still
+	runs."""
+	with Env("hostile-maxfds", args=["--max-fds", "2"]) as env:
+		c = env.d.client()
+		r, w = os.pipe()
+		try:
+			id = c.send_cmd("query-vms", fds=[r, w, r])
+			check("return" in c.wait_reply(id), "query-vms")
+			e = c.wait_noid()
+			check("too many file descriptors" in
+			    e["error"]["desc"] and "at most 2" in
+			    e["error"]["desc"], "report: %r" % e)
+			fds_with(env.d, 1)
+		finally:
+			os.close(r)
+			os.close(w)
+		env.finish()
+
+
 def test_fds_on_fdless_request():
 	with Env("hostile-fdless") as env:
 		c = env.d.client()
@@ -503,6 +523,7 @@ qb.main([
     test_thousand_connections_default,
     test_emfile_pauses_accept,
     test_too_many_fds,
+    test_max_fds_option,
     test_fds_on_fdless_request,
     test_non_tap_fd_as_tap,
     test_dir_fifo_disk_fd,
