@@ -91,7 +91,7 @@ def test_kill9_loop():
 		    "--log-level", "info"]
 		d = h.daemon(args=dargs)
 		hplib.baseline(d)
-		first = d
+		first = env.d = d
 		fakes = {v: hplib.fake(h, v) for v in VMS + [SPARE]}
 		taps = {(v, i): hplib.Tap(h) for v in VMS for i in IDS
 		    if i.startswith("n")}
@@ -181,6 +181,7 @@ def test_kill9_loop():
 			d = qb.Daemon(h, args=dargs, state_dir=first.state_dir,
 			    run_dir=first.run_dir, control=first.control,
 			    tag="d%d" % (rnd_no + 2))
+			env.d = d	# its log tail is printed on failure
 			c = d.client()
 			names = {x["name"] for x in c.cmd("query-vms")}
 			maybe = {v for v, dev in uncertain if dev is None}
@@ -195,7 +196,12 @@ def test_kill9_loop():
 				qb.wait_for(lambda: not glob.glob(os.path.join(
 				    jdir, "*.json")), "round %d: %s journals "
 				    "reconciled" % (rnd_no, v))
-				now = devices(c, v, fakes[v])
+				try:
+					now = devices(c, v, fakes[v])
+				except qb.Failure as e:
+					raise qb.Failure("round %d: %s; in flight "
+					    "%r; sent %r" % (rnd_no, e, sorted(
+					    uncertain, key=repr), sent))
 				flying = {dev for vv, dev in uncertain if vv == v}
 				check(have[v] - flying <= now <= have[v] | flying,
 				    "round %d: %s has %r, promised %r (in flight "
