@@ -16,6 +16,15 @@ struct conf_vm {
 	char	*socket;
 };
 
+/* Who may act on one VM (`vm-allow NAME uid:N,gid:M,...`). */
+struct conf_vm_allow {
+	char	*name;
+	int	 uids[CONF_MAX_IDS];
+	size_t	 n_uids;
+	int	 gids[CONF_MAX_IDS];
+	size_t	 n_gids;
+};
+
 struct conf {
 	char	*config_path;
 	char	*control_path;		/* --control */
@@ -42,6 +51,8 @@ struct conf {
 	size_t	 max_fds;		/* fds accepted with one message */
 	struct conf_vm *vms;
 	size_t	 n_vms;
+	struct conf_vm_allow *vm_allows;	/* none for a VM: every peer */
+	size_t	 n_vm_allows;
 
 	/* hotplug */
 	char	*image_roots[CONF_MAX_ROOTS];	/* --image-root, repeatable */

@@ -124,7 +124,8 @@ sub_fanout(const char *vm, const char *name,
 	size_t		 len = 0;
 
 	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
-		if (!sub_wants(c, vm, name))
+		if (!sub_wants(c, vm, name) ||
+		    (vm != NULL && !ctl_vm_allowed(&c->peer, vm)))
 			continue;
 		if (buf == NULL) {
 			if ((j = build(vm, name, arg)) == NULL)
