@@ -365,30 +365,75 @@ fail:
 	return NULL;
 }
 
+/* Reaps every child that has exited; the rest stay. */
+static void
+proc_reap_exited(void)
+{
+	struct proc	*p, *next;
+	int		 status;
+
+	for (p = LIST_FIRST(&proc_all); p != NULL; p = next) {
+		next = LIST_NEXT(p, entry);
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			proc_reap(p, status);
+			/* done may have ended others' jobs, never reaped
+			   children: restart, the list is still sound. */
+			next = LIST_FIRST(&proc_all);
+		}
+	}
+}
+
+/* Waits up to ms for children to exit, reaping them as they do; with
+   unasked, only while some child we did not ask to stop still runs. */
+static void
+proc_wait_all(int ms, bool unasked)
+{
+	struct pollfd	 pfd[64];
+	struct proc	*p;
+	nfds_t		 n;
+	int		 waited;
+
+	for (waited = 0; waited < ms; waited += 50) {
+		proc_reap_exited();
+		n = 0;
+		LIST_FOREACH(p, &proc_all, entry) {
+			if (unasked && p->killed)
+				continue;
+			if (n < sizeof pfd / sizeof pfd[0]) {
+				pfd[n].fd = p->pidfd;
+				pfd[n].events = POLLIN;
+				n++;
+			}
+		}
+		if (n == 0)
+			return;
+		poll(pfd, n, 50);
+	}
+	proc_reap_exited();
+}
+
+/*
+ * Children that were not asked to stop (a detach, a cleanup undoing an
+ * attach) get the grace period to finish their work; then every child
+ * gets TERM, then KILL, and all are reaped before this returns.
+ */
 void
 proc_shutdown(void)
 {
 	struct proc	*p;
-	struct pollfd	 pfd;
-	int		 status, waited;
+	int		 status;
 
 	proc_stopping = true;
+	proc_wait_all(PROC_KILL_GRACE_MS, true);
 	LIST_FOREACH(p, &proc_all, entry) {
 		p->killed = true;
 		proc_signal(p, SIGTERM);
 	}
+	proc_wait_all(PROC_KILL_GRACE_MS, false);
 	while ((p = LIST_FIRST(&proc_all)) != NULL) {
-		/* Give it the grace period, then insist. */
-		pfd.fd = p->pidfd;
-		pfd.events = POLLIN;
-		for (waited = 0; waited < PROC_KILL_GRACE_MS; waited += 100)
-			if (poll(&pfd, 1, 100) == 1)
-				break;
-		if (waitpid(p->pid, &status, WNOHANG) != p->pid) {
-			proc_signal(p, SIGKILL);
-			if (waitpid(p->pid, &status, 0) != p->pid)
-				status = -1;
-		}
+		proc_signal(p, SIGKILL);
+		if (waitpid(p->pid, &status, 0) != p->pid)
+			status = -1;
 		proc_reap(p, status);
 	}
 }

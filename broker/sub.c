@@ -40,6 +40,34 @@ sub_glob_ok(const char *g)
 	return (len > 0 && len <= SUB_GLOB_MAX);
 }
 
+/*
+ * Most globs are a name or a prefix and a star ("vm*", "BLOCK_JOB_*"):
+ * those are compared directly, the rest go to fnmatch. Every event is
+ * matched against every subscription, and fnmatch's generality cost
+ * more than the rest of the fan-out (callgrind).
+ */
+static bool
+sub_match(const char *g, const char *s)
+{
+	size_t	i;
+
+	for (i = 0; g[i] != '\0'; i++) {
+		switch (g[i]) {
+		case '*':
+			if (g[i + 1] == '\0')
+				return (strncmp(g, s, i) == 0);
+			return (fnmatch(g, s, 0) == 0);
+		case '?':
+		case '[':
+		case '\\':
+			return (fnmatch(g, s, 0) == 0);
+		}
+		if (g[i] != s[i])
+			return (false);
+	}
+	return (s[i] == '\0');
+}
+
 static bool
 sub_match_list(char *const *globs, size_t n, const char *s)
 {
@@ -50,7 +78,7 @@ sub_match_list(char *const *globs, size_t n, const char *s)
 	if (s == NULL)
 		return (false);
 	for (i = 0; i < n; i++) {
-		if (fnmatch(globs[i], s, 0) == 0)
+		if (sub_match(globs[i], s))
 			return (true);
 	}
 	return (false);
@@ -112,32 +140,100 @@ sub_timestamp_now(void)
 	    "microseconds", (json_int_t)tv.tv_usec));
 }
 
+/*
+ * A QEMU event with "vm" added, serialised by hand into buf: the names
+ * need no escaping (a VM name is [A-Za-z0-9_.-], the event's is checked)
+ * and QEMU's timestamp is two integers, so only "data" goes through
+ * jansson. Member order as before: event, vm, data, timestamp. Returns
+ * the length, or 0 if the event needs the general path.
+ */
+static size_t
+sub_format_vm_event(char *buf, size_t cap, const char *vm, const char *name,
+    json_t *ev)
+{
+	json_t	*data, *ts, *sec, *usec;
+	size_t	 n, k;
+	int	 r;
+	const char *p;
+
+	for (p = name; *p != '\0'; p++) {
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
+		    *p == '.'))
+			return (0);
+	}
+	r = snprintf(buf, cap, "{\"event\":\"%s\",\"vm\":\"%s\"", name, vm);
+	if (r < 0 || (size_t)r >= cap)
+		return (0);
+	n = (size_t)r;
+	if ((data = json_object_get(ev, "data")) != NULL) {
+		if (cap - n < 16)
+			return (0);
+		memcpy(buf + n, ",\"data\":", 8);
+		n += 8;
+		k = json_dumpb(data, buf + n, cap - n, JSON_COMPACT|
+		    JSON_ENCODE_ANY);
+		if (k == 0 || k >= cap - n)
+			return (0);
+		n += k;
+	}
+	if ((ts = json_object_get(ev, "timestamp")) != NULL) {
+		sec = json_object_get(ts, "seconds");
+		usec = json_object_get(ts, "microseconds");
+		if (!json_is_integer(sec) || !json_is_integer(usec) ||
+		    json_object_size(ts) != 2)
+			return (0);
+		r = snprintf(buf + n, cap - n, ",\"timestamp\":{\"seconds\":"
+		    "%" JSON_INTEGER_FORMAT ",\"microseconds\":%"
+		    JSON_INTEGER_FORMAT "}", json_integer_value(sec),
+		    json_integer_value(usec));
+		if (r < 0 || (size_t)r >= cap - n)
+			return (0);
+		n += (size_t)r;
+	}
+	if (cap - n < 4)
+		return (0);
+	memcpy(buf + n, "}\r\n", 3);
+	return (n + 3);
+}
+
 /* build makes the event on the first match only: most events of a busy
-   broker have no subscriber at all. */
+   broker have no subscriber at all. With ev (a QEMU event) the bytes are
+   made by hand when they can be. */
 static void
 sub_fanout(const char *vm, const char *name,
-    json_t *(*build)(const char *, const char *, void *), void *arg)
+    json_t *(*build)(const char *, const char *, void *), void *arg,
+    json_t *ev)
 {
 	struct client	*c;
 	json_t		*j = NULL;
-	char		*buf = NULL;
+	char		*buf = NULL, stack[2048];
 	size_t		 len = 0;
+	int		 heap = 0;
 
 	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
 		if (!sub_wants(c, vm, name) ||
 		    (vm != NULL && !ctl_vm_allowed(&c->peer, vm)))
 			continue;
 		if (buf == NULL) {
-			if ((j = build(vm, name, arg)) == NULL)
-				return;
-			buf = qmp_dump(j, &len);
-			json_decref(j);
-			if (buf == NULL)
-				return;
+			if (ev != NULL && vm != NULL && (len =
+			    sub_format_vm_event(stack, sizeof stack, vm, name,
+			    ev)) > 0)
+				buf = stack;
+			else {
+				if ((j = build(vm, name, arg)) == NULL)
+					return;
+				buf = qmp_dump(j, &len);
+				json_decref(j);
+				if (buf == NULL)
+					return;
+				heap = 1;
+			}
 		}
 		client_send_event(c, buf, len);
 	}
-	free(buf);
+	if (heap)
+		free(buf);
 }
 
 static json_t *
@@ -165,7 +261,7 @@ sub_vm_event(const char *vm, json_t *event)
 		return;
 	if ((name = qmp_event_name(event)) == NULL)
 		return;
-	sub_fanout(vm, name, sub_build_vm_event, event);
+	sub_fanout(vm, name, sub_build_vm_event, event, event);
 }
 
 struct sub_own {
@@ -195,7 +291,7 @@ sub_publish(const char *vm, const char *event, json_t *data)
 		return;
 	}
 	o.data = data != NULL ? data : json_object();
-	sub_fanout(vm, event, sub_build_own, &o);
+	sub_fanout(vm, event, sub_build_own, &o, NULL);
 	json_decref(o.data);
 }
 

@@ -126,10 +126,14 @@ void	hp_start(struct hp_op *);
 void	hp_next(struct hp_op *);
 void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
 	    void *);
+void	hp_node_name(char *, size_t, const char *prefix, const char *id);
 void	hp_exec(struct hp_op *, const char *cmd, json_t *args,
 	    const int *fds, size_t nfds, hp_reply_fn *);
 void	hp_log(struct hp_vm *, int prio, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+
+/* hp_ops.c: hp_op_alloc, hp_op_find, hp_step_add, hp_start, hp_refuse
+   above, and the public operations of hp.h */
 
 /* hp_scan.c */
 void	hp_scan_start(struct hp_op *, hp_scan_fn *);

@@ -413,15 +413,18 @@ mon_plain_name(const char *s)
 static size_t
 mon_format(const struct mon_cmd *c, char *buf, size_t cap)
 {
-	size_t	n, k;
-	int	r;
+	char	digits[24];
+	size_t	n, k, len, d;
+	uint64_t v;
 
-	if (!mon_plain_name(c->name))
+	/* memcpy, not snprintf: its format parsing cost more than the
+	   bytes it wrote, twice per command (callgrind) */
+	if (!mon_plain_name(c->name) || (len = strlen(c->name)) > cap - 64)
 		return 0;
-	r = snprintf(buf, cap, "{\"execute\":\"%s\"", c->name);
-	if (r < 0 || (size_t)r >= cap)
-		return 0;
-	n = (size_t)r;
+	memcpy(buf, "{\"execute\":\"", 12);
+	memcpy(buf + 12, c->name, len);
+	buf[12 + len] = '"';
+	n = 13 + len;
 	if (c->args != NULL) {
 		if (cap - n < 16)
 			return 0;
@@ -432,11 +435,20 @@ mon_format(const struct mon_cmd *c, char *buf, size_t cap)
 			return 0;
 		n += k;
 	}
-	r = snprintf(buf + n, cap - n, ",\"id\":%llu}\r\n",
-	    (unsigned long long)c->id);
-	if (r < 0 || (size_t)r >= cap - n)
+	d = sizeof digits;
+	v = c->id;
+	do {
+		digits[--d] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	if (cap - n < 6 + (sizeof digits - d) + 3)
 		return 0;
-	return n + (size_t)r;
+	memcpy(buf + n, ",\"id\":", 6);
+	n += 6;
+	memcpy(buf + n, digits + d, sizeof digits - d);
+	n += sizeof digits - d;
+	memcpy(buf + n, "}\r\n", 3);
+	return n + 3;
 }
 
 /* Put a command on the wire. fds: the caller's (dup'd by chan). */

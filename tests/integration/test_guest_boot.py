@@ -275,14 +275,15 @@ def run_machine(tmp, guest, machine):
             addr, ids = find_pci(qmp, "disk1")
             i, _ = serial.wait(r"^PCI\+ %s %s$" % (re.escape(addr), ids),
                                pos, STEP_TIMEOUT, proc)
-            _, m = serial.wait(r"^BLK\+ (vd[a-z]+) 2048$", pos,
+            j, m = serial.wait(r"^BLK\+ (vd[a-z]+) 2048$", pos,
                                STEP_TIMEOUT, proc)
             disk = m.group(1)
             report(True, "%s: guest sees hot-added disk %s at %s (%s)"
                    % (name, disk, addr, ids))
             pos = i + 1
             pos = unplug(qmp, serial, proc, pos, "disk1", addr, ids)
-            serial.wait(r"^BLK- %s$" % disk, pos - 1, STEP_TIMEOUT, proc)
+            # The disk may go before or after its PCI function does.
+            serial.wait(r"^BLK- %s$" % disk, j + 1, STEP_TIMEOUT, proc)
             qmp.cmd("blockdev-del", **{"node-name": "d1"})
             left = [b for b in qmp.cmd("query-named-block-nodes")
                     if b.get("node-name") == "d1"]

@@ -865,7 +865,7 @@ test_concurrent(void **state)
 	struct hp_vm	*vm;
 	struct hp_nic	 nic;
 	struct result	 r[5];
-	char		 id[8];
+	char		 id[16];
 	int		 i, seen[32] = { 0 }, slot;
 
 	model_reset();

@@ -288,6 +288,11 @@ pjob_cancel(struct job *j)
 static const struct job_ops pjob_ops = {
 	"t-proc", NULL, pjob_start, pjob_cancel, NULL
 };
+/* Like a detach: runs to its end, cannot be cancelled. */
+static const struct job_ops pjob_nocancel_ops = {
+	"t-proc-nocancel", NULL, pjob_start, NULL, NULL
+};
+static const struct job_ops *pjob_next_ops = &pjob_ops;
 
 static struct pjob *
 pjob_run(int timeout, ...)
@@ -308,7 +313,8 @@ pjob_run(int timeout, ...)
 	pj->argv = argv;
 	pj->timeout = timeout;
 	pjobs[npjobs++] = pj;
-	j = job_new(&pjob_ops, NULL, pj, &err);
+	j = job_new(pjob_next_ops, NULL, pj, &err);
+	pjob_next_ops = &pjob_ops;
 	assert_non_null(j);
 	job_start(j);
 	return pj;
@@ -680,6 +686,29 @@ test_shutdown_in_flight(void **state)
 	assert_int_equal(job_init(base, 2), 0);
 }
 
+static void
+test_shutdown_lets_unasked_finish(void **state)
+{
+	struct pjob	*pj, *hung;
+	uint64_t	 id, hid;
+	const char	*last = NULL;
+
+	/* A job that cannot be cancelled finishes its short child; a
+	   cancellable one hanging is stopped. */
+	pjob_next_ops = &pjob_nocancel_ops;
+	pj = pjob_run(0, "/bin/sh", "-c", "sleep 0.3; echo done", NULL);
+	hung = pjob_run(0, "/bin/sleep", "30", NULL);
+	id = job_id(pj->job);
+	hid = job_id(hung->job);
+	job_shutdown();
+	events_for(id, &last);
+	assert_string_equal(last, "concluded");
+	events_for(hid, &last);
+	assert_string_equal(last, "cancelled");
+	assert_int_equal(proc_count(), 0);
+	assert_int_equal(job_init(base, 2), 0);
+}
+
 int
 main(void)
 {
@@ -698,6 +727,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_child, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_lets_unasked_finish, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -247,6 +247,63 @@ test_getfd(void **state)
 	q_stop(q);
 }
 
+/* add-fd puts the fd in an fdset; remove-fd takes it out again. */
+static void
+test_add_fd(void **state)
+{
+	struct q	*q;
+	struct tu_reply	 a, r, again;
+	int		 p[2];
+	json_int_t	 qfd;
+
+	q = q_start();
+	q_open(q);
+	memset(&a, 0, sizeof a);
+	memset(&r, 0, sizeof r);
+	memset(&again, 0, sizeof again);
+	assert_int_equal(pipe2(p, O_CLOEXEC|O_NONBLOCK), 0);
+	tu_exec(&q->tm, &a, "add-fd", json_pack("{s:i}", "fdset-id", 7),
+	    &p[0], 1);
+	close(p[0]);
+	WAIT(q, a.ncalls);
+	if (a.failed)
+		fail_msg("add-fd: %s: %s", a.err.cls, a.err.desc);
+	assert_int_equal(json_integer_value(json_object_get(a.ret,
+	    "fdset-id")), 7);
+	assert_true(json_is_integer(json_object_get(a.ret, "fd")));
+	qfd = json_integer_value(json_object_get(a.ret, "fd"));
+	/* the set really holds the fd QEMU received */
+	tu_exec(&q->tm, &again, "query-fdsets", NULL, NULL, 0);
+	WAIT(q, again.ncalls);
+	assert_int_equal(again.failed, 0);
+	{
+		json_t	*set, *fd;
+		size_t	 i, j;
+		int	 found = 0;
+
+		json_array_foreach(again.ret, i, set) {
+			if (json_integer_value(json_object_get(set,
+			    "fdset-id")) != 7)
+				continue;
+			json_array_foreach(json_object_get(set, "fds"), j, fd)
+				if (json_integer_value(json_object_get(fd,
+				    "fd")) == qfd)
+					found = 1;
+		}
+		assert_true(found);
+	}
+	tu_exec(&q->tm, &r, "remove-fd", json_pack("{s:i, s:I}", "fdset-id", 7,
+	    "fd", qfd), NULL, 0);
+	WAIT(q, r.ncalls);
+	if (r.failed)
+		fail_msg("remove-fd: %s: %s", r.err.cls, r.err.desc);
+	close(p[1]);
+	tu_reply_clear(&a);
+	tu_reply_clear(&r);
+	tu_reply_clear(&again);
+	q_stop(q);
+}
+
 static const char *
 event_at(struct tu_mon *tm, size_t i)
 {
@@ -325,6 +382,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_negotiate_query, cleanup),
 		cmocka_unit_test_teardown(test_getfd, cleanup),
+		cmocka_unit_test_teardown(test_add_fd, cleanup),
 		cmocka_unit_test_teardown(test_stop_cont_events, cleanup),
 		cmocka_unit_test_teardown(test_quit, cleanup),
 	};

@@ -495,8 +495,7 @@ cmd_netdev_add(struct cmdctx *x, json_t *args, struct qmp_error *err)
 	vfds = arg_str(args, "vhostfds", 0, err, &bad);
 	if (bad) return (NULL);
 	if (vm_netdev(vm, id) != NULL) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "Duplicate ID '%s' for "
-		    "netdev", id);
+		qmp_error_set(err, QMP_CLS_GENERIC, "Duplicate ID '%s'", id);
 		return (NULL);
 	}
 	if (fd == NULL && fds == NULL) {

@@ -41,7 +41,6 @@ struct conn {
 	int		 negotiated;
 	int		 silent;	/* no-greeting: read, never answer */
 	int		 reading;
-	int		 spoke;		/* the client sent at least a byte */
 
 	int		 fds[FAKE_MAX_FDS];	/* received, not yet used */
 	size_t		 nfds;
@@ -109,10 +108,6 @@ conn_close(struct conn *c)
 	close(c->fd);
 	if (vm->conn == c)
 		vm->conn = NULL;
-	/* A readiness probe (connect, close, never a byte) is not "the
-	   first connection" that once-directives mean. */
-	if (!c->spoke && c->idx + 1 == vm->nconn)
-		vm->nconn--;
 	/* Like QEMU's monitor_fdsets_cleanup() when a monitor goes away. */
 	vm_fdset_cleanup(vm);
 	if (event_base_once(vm->fake->base, -1, EV_TIMEOUT, conn_free_cb, c,
@@ -585,7 +580,6 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c);
 		return;
 	}
-	c->spoke = 1;
 	qmp_framer_commit(&c->framer, r);
 	conn_input(c);
 	if (!c->dead)

@@ -9,6 +9,20 @@
  * each an independent VM, so a benchmark can hold thousands of VMs without
  * thousands of processes. Exits 0 once every VM got "quit" (or on
  * SIGTERM/SIGINT), removing its sockets; 2 on bad usage or fault file.
+ *
+ * Known differences from QEMU 7.2, on purpose or for lack of a guest:
+ * - the greeting's package says "(fake-qemu)";
+ * - query-commands lists only what is implemented here;
+ * - query-pci shows bridges numbered as firmware leaves them (QEMU with
+ *   -S never run shows secondary 0 and no "devices");
+ * - device_del with --unplug-delay 0 (default) completes at once, events
+ *   before the reply, as QEMU does when unplug is synchronous; with a
+ *   delay they follow it; -1 never (a guest that ignores the request);
+ * - tap netdevs need fd/fds from getfd (checked with TUNGETIFF, as
+ *   QEMU does); vhostfds are taken as they come (no /dev/vhost-net);
+ * - blockdev-add really opens files and dups fdset fds, reads qcow2
+ *   headers, records nbd/gluster without connecting, takes no locks;
+ * - error, no-reply and eof-on faults swallow the command unexecuted.
  */
 #include "config.h"
 
@@ -75,19 +89,34 @@ fake_fatal(const char *fmt, ...)
 }
 
 static void
+vm_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm	*vm = arg;
+
+	if (vm->lev != NULL && vm->conn == NULL)
+		event_add(vm->lev, NULL);
+}
+
+static void
 vm_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct vm	*vm = arg;
+	struct timeval	 retry = { 0, 200 * 1000 };
 	int		 fd;
 
 	if (vm->conn != NULL)
 		return;
 	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR &&
-		    errno != ECONNABORTED)
-			fprintf(stderr, "fake-qemu: accept %s: %s\n", vm->path,
-			    strerror(errno));
+		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+			return;
+		fprintf(stderr, "fake-qemu: accept %s: %s\n", vm->path,
+		    strerror(errno));
+		/* Out of fds: the pending client stays in the backlog; try
+		   again later rather than spinning on a readable listener. */
+		event_del(vm->lev);
+		event_base_once(vm->fake->base, -1, EV_TIMEOUT,
+		    vm_accept_retry_cb, vm, &retry);
 		return;
 	}
 	conn_accept(vm, fd);
@@ -101,6 +130,9 @@ vm_listen(struct vm *vm)
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
+	/* Bound at the real path, not renamed into place: tests find the
+	   server in /proc/net/unix, which keeps the name bound. Like QEMU's
+	   server=on, a stale file at the path is replaced. */
 	if (strlen(vm->path) >= sizeof sun.sun_path) {
 		fprintf(stderr, "fake-qemu: %s: path too long\n", vm->path);
 		return (-1);
@@ -111,7 +143,6 @@ vm_listen(struct vm *vm)
 		fprintf(stderr, "fake-qemu: socket: %s\n", strerror(errno));
 		return (-1);
 	}
-	/* QEMU's server=on replaces a stale socket file too. */
 	unlink(vm->path);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 ||
 	    listen(fd, 16) != 0) {
@@ -261,8 +292,15 @@ main(int argc, char **argv)
 		exit(2);
 
 	signal(SIGPIPE, SIG_IGN);
-	/* Two fds per VM (listener and client) in scale mode. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	/* Two fds per VM (listener and client) in scale mode, plus what a
+	   client passes; root may raise the hard limit too. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rlim_t want = 2 * (rlim_t)(count > 0 ? count : 1) + 1024;
+		if (rl.rlim_max < want) {
+			struct rlimit more = { want, want };
+			if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+				rl = more;
+		}
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
@@ -270,6 +308,11 @@ main(int argc, char **argv)
 		fake_fatal("event_base_new failed");
 	pci_init();
 
+	/* Before any socket exists, so SIGTERM always cleans up. */
+	sigterm = evsignal_new(fake.base, SIGTERM, fake_signal_cb, fake.base);
+	sigint = evsignal_new(fake.base, SIGINT, fake_signal_cb, fake.base);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
 	fake.nvms = sock != NULL ? 1 : (size_t)count;
 	fake.vms = xcalloc(fake.nvms, sizeof *fake.vms);
 	for (i = 0; i < fake.nvms; i++) {
@@ -291,10 +334,6 @@ main(int argc, char **argv)
 		fake.live++;
 	}
 
-	sigterm = evsignal_new(fake.base, SIGTERM, fake_signal_cb, fake.base);
-	sigint = evsignal_new(fake.base, SIGINT, fake_signal_cb, fake.base);
-	evsignal_add(sigterm, NULL);
-	evsignal_add(sigint, NULL);
 	if (event_base_dispatch(fake.base) < 0)
 		rc = 1;
 

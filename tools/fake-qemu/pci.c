@@ -17,19 +17,7 @@
 #include <string.h>
 
 #include "tools/fake-qemu/fake.h"
-
-enum drv_kind { K_NET, K_BLK, K_SCSI, K_SCSI_HD, K_BRIDGE, K_RP };
-
-struct drv {
-	const char	*name;
-	enum drv_kind	 kind;
-	int		 cls;
-	const char	*desc;
-	int		 dev_legacy, sub_legacy;	/* conventional PCI */
-	int		 dev_modern, sub_modern;	/* behind a PCIe port */
-	const char	*backend;	/* virtio child type, or NULL */
-	const char	*regions_legacy, *regions_modern;
-};
+#include "tools/fake-qemu/pci.h"
 
 #define R_MEM(bar, sz, pf, m64) "{\"prefetch\": " pf ", \"mem_type_64\": " \
 	m64 ", \"bar\": " #bar ", \"size\": " #sz ", \"address\": -1, " \
@@ -87,22 +75,6 @@ static const struct builtin q35_builtins[] = {
 	{ -1, 0, NULL, 0, NULL, 0, 0, NULL },
 };
 
-struct dev {
-	char		*id;		/* NULL: anonymous */
-	char		*qom;		/* canonical path */
-	const struct drv *drv;
-	struct dev	*parent;	/* bus owner; NULL: root bus */
-	int		 slot, func;	/* scsi-hd: scsi-id, lun */
-	char		*netdev;
-	char		*drive;
-	int		 builtin;	/* root ports made at start */
-	int		 unplugging;
-	struct event	*timer;
-	struct vm	*vm;
-	int		 secondary;	/* bus number, set by pci_number */
-	int		 subordinate;
-};
-
 static json_t *pc_regions[sizeof drvs / sizeof drvs[0]][2];
 
 void
@@ -155,7 +127,7 @@ dev_new(struct vm *vm, const struct drv *drv, const char *id)
 
 /* q35 root ports exist from the start; made on first use so an idle VM
    in scale mode costs nothing. */
-static void
+void
 pci_ensure(struct vm *vm)
 {
 	struct dev	*d;
@@ -792,118 +764,6 @@ pci_query_pci(struct cmdctx *x, json_t *args, struct qmp_error *err)
 	pci_number(x->vm, NULL, 1);
 	return (json_pack("[{s:i,s:o}]", "bus", 0, "devices",
 	    pci_bus_devices(x->vm, NULL, 0)));
-}
-
-static void
-qom_add(json_t *list, const char *name, const char *type)
-{
-	json_array_append_new(list, json_pack("{s:s,s:s}", "name", name,
-	    "type", type));
-}
-
-static void
-qom_child(json_t *list, const char *name, const char *type)
-{
-	char	buf[160];
-
-	snprintf(buf, sizeof buf, "child<%s>", type);
-	qom_add(list, name, buf);
-}
-
-json_t *
-pci_qom_list(struct cmdctx *x, json_t *args, struct qmp_error *err)
-{
-	struct vm	*vm = x->vm;
-	const char	*path, *rest;
-	json_t		*list;
-	struct dev	*d = NULL;
-	size_t		 i;
-	int		 bad, q35 = vm->fake->machine == M_Q35;
-
-	pci_ensure(vm);
-	if ((path = arg_str(args, "path", 1, err, &bad)) == NULL)
-		return (NULL);
-	list = json_array();
-	qom_add(list, "type", "string");
-	if (strcmp(path, "/") == 0) {
-		qom_add(list, "objects", "child<container>");
-		qom_child(list, "machine", q35 ?
-		    "pc-q35-7.2-machine" : "pc-i440fx-7.2-machine");
-		qom_add(list, "chardevs", "child<container>");
-		return (list);
-	}
-	if (strcmp(path, "/machine") == 0) {
-		qom_add(list, "unattached", "child<container>");
-		qom_add(list, "peripheral-anon", "child<container>");
-		qom_add(list, "peripheral", "child<container>");
-		if (q35)
-			qom_add(list, "q35", "child<q35-pcihost>");
-		else
-			qom_add(list, "i440fx", "child<i440FX-pcihost>");
-		return (list);
-	}
-	if (strcmp(path, "/machine/peripheral") == 0 ||
-	    strcmp(path, "/machine/peripheral-anon") == 0) {
-		for (i = 0; i < vm->ndevs; i++) {
-			d = vm->devs[i];
-			if (strncmp(d->qom, path, strlen(path)) != 0 ||
-			    d->qom[strlen(path)] != '/' ||
-			    strchr(d->qom + strlen(path) + 1, '/') != NULL)
-				continue;
-			qom_child(list, d->qom + strlen(path) + 1,
-			    d->drv->name);
-		}
-		return (list);
-	}
-	for (i = 0; i < vm->ndevs; i++) {
-		size_t n = strlen(vm->devs[i]->qom);
-		if (strncmp(vm->devs[i]->qom, path, n) == 0 &&
-		    (path[n] == '\0' || path[n] == '/')) {
-			d = vm->devs[i];
-			break;
-		}
-	}
-	rest = d != NULL ? path + strlen(d->qom) : NULL;
-	if (d != NULL && *rest == '\0') {
-		qom_add(list, "parent_bus", "link<bus>");
-		qom_add(list, "realized", "bool");
-		qom_add(list, "hotplugged", "bool");
-		qom_add(list, "hotpluggable", "bool");
-		if (d->drv->kind == K_SCSI_HD) {
-			qom_add(list, "drive", "str");
-			qom_add(list, "scsi-id", "uint32");
-			qom_add(list, "lun", "uint32");
-			return (list);
-		}
-		qom_add(list, "addr", "int32");
-		qom_add(list, "multifunction", "bool");
-		if (d->drv->kind == K_RP) {
-			qom_add(list, "port", "uint8");
-			qom_add(list, "slot", "uint16");
-			qom_add(list, "chassis", "uint8");
-			qom_add(list, d->id, "child<PCIE>");
-		} else if (d->drv->kind == K_BRIDGE) {
-			qom_add(list, "chassis_nr", "uint8");
-			qom_add(list, d->id != NULL ? d->id : "pci.1",
-			    "child<PCI>");
-		} else if (d->drv->backend != NULL)
-			qom_child(list, "virtio-backend",
-			    d->drv->backend);
-		return (list);
-	}
-	if (d != NULL && d->drv->backend != NULL &&
-	    strcmp(rest, "/virtio-backend") == 0) {
-		qom_add(list, "parent_bus", "link<bus>");
-		qom_add(list, "realized", "bool");
-		if (d->drv->kind == K_NET)
-			qom_add(list, "netdev", "str");
-		else if (d->drv->kind == K_BLK)
-			qom_add(list, "drive", "str");
-		return (list);
-	}
-	json_decref(list);
-	qmp_error_set(err, QMP_CLS_DEVNOTFOUND, "Device '%s' not found", path);
-	return (NULL);
 }
 
 void

@@ -39,6 +39,7 @@ struct fan_sub {
 	uint64_t	 events, lost, dropped;
 	int		 got_dropped;
 	int		 dead;
+	long		 fixed_vm;	/* direct: the VM this socket is */
 };
 
 struct fan {
@@ -72,7 +73,8 @@ fan_line(struct fan_sub *s, char *line, double now)
 	}
 	if (strstr(line, "\"FAKE_TICK\"") == NULL)
 		return;
-	vm = fan_num(line, "\"vm\":\"vm");
+	vm = s->fixed_vm >= 0 ? (uint64_t)s->fixed_vm :
+	    fan_num(line, "\"vm\":\"vm");
 	seq = fan_num(line, "\"seq\":");
 	if (vm >= (uint64_t)f->nvms || seq == UINT64_MAX)
 		return;
@@ -186,7 +188,7 @@ fan_say(int fd, const char *s)
 
 static void
 fan_sub_open(struct fan_sub *s, struct fan *f, const char *control,
-    int slow)
+    int slow, long fixed_vm)
 {
 	struct sockaddr_un	sun;
 	char			line[4096];
@@ -195,6 +197,7 @@ fan_sub_open(struct fan_sub *s, struct fan *f, const char *control,
 	memset(s, 0, sizeof *s);
 	s->f = f;
 	s->slow = slow;
+	s->fixed_vm = fixed_vm;
 	if ((s->buf = malloc(FAN_BUF)) == NULL ||
 	    (s->last = calloc((size_t)f->nvms, sizeof *s->last)) == NULL)
 		qb_fatal("out of memory");
@@ -208,7 +211,13 @@ fan_sub_open(struct fan_sub *s, struct fan *f, const char *control,
 		qb_fatal("fanout: %s: %s", control, strerror(errno));
 	/* one byte at a time until subscribed: nothing is read past the
 	   subscribe reply, so the event stream starts clean */
-	if (fan_expect_reply(s->fd, line, sizeof line) == -1 ||
+	if (fixed_vm >= 0) {
+		/* the floor: fake-qemu's own stream, no broker */
+		if (fan_expect_reply(s->fd, line, sizeof line) == -1 ||
+		    fan_say(s->fd, "{\"execute\":\"qmp_capabilities\"}\r\n")
+		    == -1 || fan_expect_reply(s->fd, line, sizeof line) == -1)
+			qb_fatal("fanout: %s: cannot negotiate", control);
+	} else if (fan_expect_reply(s->fd, line, sizeof line) == -1 ||
 	    fan_say(s->fd, "{\"execute\":\"qmp_capabilities\"}\r\n") == -1 ||
 	    fan_expect_reply(s->fd, line, sizeof line) == -1 ||
 	    fan_say(s->fd, "{\"execute\":\"subscribe\",\"arguments\":"
@@ -240,6 +249,7 @@ bench_fanout(int argc, char **argv)
 	struct fan	 f;
 	struct fan_sub	*subs, slow;
 	const char	*control = qb_arg(argc, argv, "control", NULL);
+	const char	*direct = qb_arg(argc, argv, "direct", NULL);
 	long		 nsubs = qb_arg_l(argc, argv, "subs", 1), i;
 	long		 rate = qb_arg_l(argc, argv, "rate", 0);
 	double		 secs = (double)qb_arg_l(argc, argv, "ms", 5000) / 1e3;
@@ -248,13 +258,41 @@ bench_fanout(int argc, char **argv)
 
 	memset(&f, 0, sizeof f);
 	f.nvms = qb_arg_l(argc, argv, "vms", 1);
-	if (control == NULL || nsubs < 1 || f.nvms < 1)
-		qb_fatal("fanout: --control, --vms, --subs needed");
+	if ((control == NULL && direct == NULL) || nsubs < 1 || f.nvms < 1)
+		qb_fatal("fanout: --control (or --direct DIR), --vms, --subs "
+		    "needed");
+	if (direct != NULL) {
+		/* one reader per VM on fake-qemu's sockets, no broker: the
+		   latency floor of the flood and of this process */
+		char	path[4096];
+
+		nsubs = f.nvms;
+		if ((subs = calloc((size_t)nsubs, sizeof *subs)) == NULL)
+			qb_fatal("out of memory");
+		for (i = 0; i < nsubs; i++) {
+			snprintf(path, sizeof path, "%s/vm%ld.qmp", direct, i);
+			fan_sub_open(&subs[i], &f, path, 0, i);
+		}
+		qb_run_for(1);
+		f.measuring = 1;
+		t0 = qb_now();
+		qb_run_for(secs);
+		el = qb_now() - t0;
+		for (i = 0; i < nsubs; i++)
+			lost += subs[i].lost;
+		printf("R fanfloor v%ld vms=%ld rate=%ld events_s=%.0f "
+		    "p50_ms=%.3f p99_ms=%.3f lost=%llu\n", f.nvms, f.nvms,
+		    rate, (double)f.delivered / el,
+		    qb_samples_pct(&f.lat, 50) * 1e3,
+		    qb_samples_pct(&f.lat, 99) * 1e3,
+		    (unsigned long long)lost);
+		return (0);
+	}
 	if ((subs = calloc((size_t)nsubs, sizeof *subs)) == NULL)
 		qb_fatal("out of memory");
 	for (i = 0; i < nsubs; i++)
-		fan_sub_open(&subs[i], &f, control, 0);
-	fan_sub_open(&slow, &f, control, 1);
+		fan_sub_open(&subs[i], &f, control, 0, -1);
+	fan_sub_open(&slow, &f, control, 1, -1);
 	qb_run_for(1);			/* warm-up */
 	f.measuring = 1;
 	t0 = qb_now();

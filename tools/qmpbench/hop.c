@@ -4,7 +4,11 @@
  * broker's vm-execute, (d) through the broker's shared per-VM socket.
  * The modes take turns in rounds so that machine noise lands on all of
  * them alike; (c-a)/(b-a) and (d-a)/(b-a) are the broker's price in
- * units of one dumb hop.
+ * units of one dumb hop. With --attach NAME's SOCKET, all four talk to
+ * the same QEMU process: the broker is given it (vm-add) for its two
+ * modes of each round and gives it back (vm-remove) for the other two,
+ * as two QEMU processes of the same build still differ by tens of
+ * microseconds a round trip.
  */
 #include "config.h"
 
@@ -103,10 +107,48 @@ hop_round(const char *path, const char *line, long n, long warm,
 	return (h.failed ? -1 : 0);
 }
 
+/* vm-add the VM and wait until it is ready, or vm-remove it. */
+static void
+hop_attach(struct qb_conn *ctl, const char *vm, const char *sock, int add)
+{
+	json_t		*r, *a;
+	const char	*st;
+	double		 until = qb_now() + 30;
+
+	if (!add) {
+		r = qb_conn_call(ctl, "vm-remove", json_pack("{s:s}", "name",
+		    vm), 30);
+		if (r == NULL || json_object_get(r, "return") == NULL)
+			qb_fatal("hop: vm-remove %s failed", vm);
+		json_decref(r);
+		return;
+	}
+	r = qb_conn_call(ctl, "vm-add", json_pack("{s:s,s:s}", "name", vm,
+	    "socket", sock), 30);
+	if (r == NULL || json_object_get(r, "return") == NULL)
+		qb_fatal("hop: vm-add %s failed", vm);
+	json_decref(r);
+	for (;;) {
+		r = qb_conn_call(ctl, "query-vms", json_pack("{s:s}", "name",
+		    vm), 30);
+		a = json_array_get(json_object_get(r, "return"), 0);
+		st = json_string_value(json_object_get(a, "state"));
+		if (st != NULL && strcmp(st, "ready") == 0) {
+			json_decref(r);
+			return;
+		}
+		json_decref(r);
+		if (qb_now() > until)
+			qb_fatal("hop: %s not ready after vm-add", vm);
+		qb_run_for(0.01);
+	}
+}
+
 int
 bench_hop(int argc, char **argv)
 {
-	const char		*path[HOP_N], *label, *vm, *modes;
+	const char		*path[HOP_N], *label, *vm, *modes, *attach, *why;
+	struct qb_conn		*ctl = NULL;
 	int			 on[HOP_N];
 	char			 bline[256];
 	const char		*line[HOP_N];
@@ -120,6 +162,7 @@ bench_hop(int argc, char **argv)
 	path[HOP_BROKER] = qb_arg(argc, argv, "control", NULL);
 	path[HOP_SHARED] = qb_arg(argc, argv, "shared", NULL);
 	vm = qb_arg(argc, argv, "vm", "vm1");
+	attach = qb_arg(argc, argv, "attach", NULL);
 	label = qb_arg(argc, argv, "label", "fake");
 	n = qb_arg_l(argc, argv, "n", 20000);
 	rounds = qb_arg_l(argc, argv, "rounds", 4);
@@ -141,12 +184,24 @@ bench_hop(int argc, char **argv)
 	line[HOP_BROKER] = bline;
 	memset(s, 0, sizeof s);
 	per = (n + rounds - 1) / rounds;
+	if (attach != NULL && (ctl = qb_conn_open(path[HOP_BROKER], NULL, NULL,
+	    NULL, &why)) == NULL)
+		qb_fatal("hop: %s: %s", path[HOP_BROKER], why);
 	for (r = 0; r < rounds; r++) {
 		for (m = 0; m < HOP_N; m++) {
-			if (on[m] && hop_round(path[m], line[m], per, warm, &s[m]) == -1)
+			if (!on[m])
+				continue;
+			/* with --attach all four talk to the same QEMU: the
+			   broker holds it only for its own two modes */
+			if (ctl != NULL && m == HOP_BROKER)
+				hop_attach(ctl, vm, attach, 1);
+			if (hop_round(path[m], line[m], per, warm, &s[m]) == -1)
 				qb_fatal("hop: %s mode failed", hop_names[m]);
+			if (ctl != NULL && m == HOP_SHARED)
+				hop_attach(ctl, vm, attach, 0);
 		}
 	}
+	qb_conn_close(ctl);
 	for (m = 0; m < HOP_N; m++) {
 		if (!on[m])
 			continue;
