@@ -85,6 +85,8 @@ int	ctl_open(char *err, size_t errlen);
 void	ctl_close(void);
 /* Fills *p from SO_PEERCRED; 0 if the peer may connect. */
 int	ctl_peer_check(int fd, struct peer *p, const char *what);
+/* 1 if p may act on VM name (vm-allow); a VM without a list: everyone. */
+int	ctl_vm_allowed(const struct peer *p, const char *name);
 /* Best-effort error line, then close(fd). */
 void	ctl_refuse(int fd, const char *desc);
 /* Common admission for every accepted socket: peer check and max

@@ -50,6 +50,7 @@ client_new(int fd, enum client_kind kind, const struct peer *p,
 	memset(&o, 0, sizeof o);
 	o.max_msg = conf.max_msg;
 	o.line_timeout_ms = conf.line_timeout_ms;
+	o.max_fds = conf.max_fds;
 	if ((c->chan = chan_new(broker_base, fd, &o, &client_chan_ops,
 	    c)) == NULL) {
 		free(c);

@@ -332,6 +332,31 @@ req_arg(const struct req *r)
 	return (r->arg);
 }
 
+/*
+ * vm-allow: a command that names a VM ("vm", or "name" for the vm-*
+ * commands and query-vms) runs only for a peer that VM allows. Checked
+ * here, once, so no command can forget it.
+ */
+static int
+cmd_vm_allowed(struct req *r, const char *name, json_t *args)
+{
+	const char	*vm;
+
+	if (conf.n_vm_allows == 0 || !json_is_object(args))
+		return (1);
+	vm = json_string_value(json_object_get(args, "vm"));
+	if (vm == NULL && (strncmp(name, "vm-", 3) == 0 ||
+	    strcmp(name, "query-vms") == 0 || strcmp(name, "has-device") == 0))
+		vm = json_string_value(json_object_get(args, "name"));
+	if (vm == NULL || ctl_vm_allowed(&r->peer, vm))
+		return (1);
+	log_warn("refused %s on VM '%s' for uid %u gid %u pid %ld (vm-allow)",
+	    name, vm, (unsigned)r->peer.uid, (unsigned)r->peer.gid,
+	    (long)r->peer.pid);
+	req_error(r, QMP_CLS_GENERIC, "Permission denied");
+	return (0);
+}
+
 void
 cmd_dispatch(struct req *r, const char *name, json_t *args, int negotiated)
 {
@@ -350,6 +375,8 @@ cmd_dispatch(struct req *r, const char *name, json_t *args, int negotiated)
 	/* fds nobody asked for must not pile up in the broker. */
 	if (!(e->flags & CMD_FDS))
 		req_close_fds(r);
+	if (!cmd_vm_allowed(r, name, args))
+		return;
 	e->exec(r, args);
 }
 

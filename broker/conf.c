@@ -37,6 +37,7 @@ enum conf_type {
 	CT_GIDS,
 	CT_ROOTS,
 	CT_VM,
+	CT_VMALLOW,
 };
 
 struct conf_opt {
@@ -67,11 +68,13 @@ static const struct conf_opt conf_opts[] = {
 	{ "line-timeout-ms", CT_INT, O(line_timeout_ms), 1, "incomplete line idle: disconnect after" },
 	{ "max-clients", CT_SIZE, O(max_clients), 1, "connections at once" },
 	{ "max-subscriptions", CT_SIZE, O(max_subs), 1, "subscriptions per client" },
+	{ "max-fds", CT_SIZE, O(max_fds), 1, "fds per message (at most 253)" },
 	{ "cmd-timeout-ms", CT_INT, O(cmd_timeout_ms), 1, "QEMU command timeout" },
 	{ "image-root", CT_ROOTS, 0, 0, "allowed image dir (repeatable)" },
 	{ "unplug-timeout-ms", CT_INT, O(unplug_timeout_ms), 1, "DEVICE_DELETED wait" },
 	{ "libvirt-uri", CT_STR, O(libvirt_uri), 0, "libvirt connection" },
 	{ "workers", CT_INT, O(workers), 1, "job worker threads" },
+	{ "max-jobs", CT_SIZE, O(max_jobs), 1, "unfinished jobs at once" },
 	{ "job-keep-s", CT_INT, O(job_keep_s), 0, "finished jobs kept" },
 	{ "losetup", CT_STR, O(losetup_path), 0, "losetup program" },
 	{ "qemu-nbd", CT_STR, O(qemu_nbd_path), 0, "qemu-nbd program" },
@@ -81,6 +84,7 @@ static const struct conf_opt conf_opts[] = {
 	{ "nbd-wait-ms", CT_INT, O(nbd_wait_ms), 1, "qemu-nbd connect deadline" },
 	{ "tool-timeout-ms", CT_INT, O(tool_timeout_ms), 1, "losetup/qemu-nbd deadline" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
+	{ "vm-allow", CT_VMALLOW, 0, 0, "NAME uid:N,gid:M,...: only they act on that VM (repeatable)" },
 };
 #undef O
 #define CONF_NOPTS	(sizeof conf_opts / sizeof conf_opts[0])
@@ -122,11 +126,13 @@ conf_init(struct conf *c)
 	c->line_timeout_ms = 30000;
 	c->max_clients = 1024;
 	c->max_subs = 64;
+	c->max_fds = 16;
 	c->cmd_timeout_ms = 30000;
 	c->unplug_timeout_ms = 10000;
 	c->libvirt_uri = xstrdup("test:///default");
 	c->workers = 4;
 	c->job_keep_s = 600;
+	c->max_jobs = 256;
 }
 
 /* Paths whose defaults depend on who runs us and on other paths. */
@@ -179,6 +185,9 @@ conf_clear(struct conf *c)
 		free(c->vms[i].socket);
 	}
 	free(c->vms);
+	for (i = 0; i < c->n_vm_allows; i++)
+		free(c->vm_allows[i].name);
+	free(c->vm_allows);
 	memset(c, 0, sizeof *c);
 }
 
@@ -315,6 +324,60 @@ conf_vm(struct conf *c, const char *v, char *err, size_t errlen)
 	return (0);
 }
 
+/* "NAME uid:N,gid:M,..." (users and groups by name or number). */
+static int
+conf_vm_allow(struct conf *c, const char *v, char *err, size_t errlen)
+{
+	struct conf_vm_allow	*a, *n;
+	char			*s, *name, *ids, *tok, *save;
+	size_t			 i;
+	int			 id;
+
+	s = xstrdup(v);
+	name = s;
+	ids = s + strcspn(s, " \t=");
+	if (*ids == '\0' || ids == name) {
+		snprintf(err, errlen, "vm-allow: expected 'NAME uid:N,gid:M'");
+		free(s);
+		return (-1);
+	}
+	*ids++ = '\0';
+	ids += strspn(ids, " \t");
+	a = NULL;
+	for (i = 0; i < c->n_vm_allows; i++)
+		if (strcmp(c->vm_allows[i].name, name) == 0)
+			a = &c->vm_allows[i];
+	if (a == NULL) {
+		if (c->n_vm_allows >= CONF_MAX_VMS || (n = reallocarray(
+		    c->vm_allows, c->n_vm_allows + 1, sizeof *n)) == NULL) {
+			snprintf(err, errlen, "vm-allow: too many");
+			free(s);
+			return (-1);
+		}
+		c->vm_allows = n;
+		a = &c->vm_allows[c->n_vm_allows++];
+		memset(a, 0, sizeof *a);
+		a->name = xstrdup(name);
+	}
+	for (tok = strtok_r(ids, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		if (strncmp(tok, "uid:", 4) == 0 &&
+		    conf_uid(tok + 4, &id) == 0 && a->n_uids < CONF_MAX_IDS)
+			a->uids[a->n_uids++] = id;
+		else if (strncmp(tok, "gid:", 4) == 0 &&
+		    conf_gid(tok + 4, &id) == 0 && a->n_gids < CONF_MAX_IDS)
+			a->gids[a->n_gids++] = id;
+		else {
+			snprintf(err, errlen, "vm-allow %s: bad or too many "
+			    "'%s' (uid:USER or gid:GROUP)", name, tok);
+			free(s);
+			return (-1);
+		}
+	}
+	free(s);
+	return (0);
+}
+
 static void
 conf_list_reset(struct conf *c, enum conf_type t)
 {
@@ -338,6 +401,11 @@ conf_list_reset(struct conf *c, enum conf_type t)
 			free(c->vms[i].socket);
 		}
 		c->n_vms = 0;
+		break;
+	case CT_VMALLOW:
+		for (i = 0; i < c->n_vm_allows; i++)
+			free(c->vm_allows[i].name);
+		c->n_vm_allows = 0;
 		break;
 	default:
 		break;
@@ -444,6 +512,8 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 		return (0);
 	case CT_VM:
 		return (conf_vm(c, v, err, errlen));
+	case CT_VMALLOW:
+		return (conf_vm_allow(c, v, err, errlen));
 	}
 	snprintf(err, errlen, "%s: bad value '%s'", key, v);
 	return (-1);

@@ -16,6 +16,15 @@ struct conf_vm {
 	char	*socket;
 };
 
+/* Who may act on one VM (`vm-allow NAME uid:N,gid:M,...`). */
+struct conf_vm_allow {
+	char	*name;
+	int	 uids[CONF_MAX_IDS];
+	size_t	 n_uids;
+	int	 gids[CONF_MAX_IDS];
+	size_t	 n_gids;
+};
+
 struct conf {
 	char	*config_path;
 	char	*control_path;		/* --control */
@@ -39,8 +48,11 @@ struct conf {
 	int	 cmd_timeout_ms;
 	int	 log_syslog;		/* -1: syslog unless --foreground */
 	size_t	 max_subs;		/* subscriptions per client */
+	size_t	 max_fds;		/* fds accepted with one message */
 	struct conf_vm *vms;
 	size_t	 n_vms;
+	struct conf_vm_allow *vm_allows;	/* none for a VM: every peer */
+	size_t	 n_vm_allows;
 
 	/* hotplug */
 	char	*image_roots[CONF_MAX_ROOTS];	/* --image-root, repeatable */
@@ -51,6 +63,7 @@ struct conf {
 	char	*libvirt_uri;		/* default test:///default */
 	int	 workers;		/* default 4 */
 	int	 job_keep_s;		/* finished jobs kept, default 600 */
+	size_t	 max_jobs;		/* unfinished jobs at once; 0: no limit */
 
 	/* image attach (NULL/0: the built-in defaults) */
 	char	*losetup_path;		/* default "losetup" */

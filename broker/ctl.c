@@ -25,6 +25,51 @@ static struct lsn	*ctl_lsn;
 /* Supplementary groups of the peer, from its uid (the kernel does not
    pass them with SO_PEERCRED). */
 static int
+ctl_in_gids(uid_t uid, gid_t gid, const int *gids, size_t ngids)
+{
+	struct passwd	*pw;
+	gid_t		 groups[256];
+	int		 n = 256, i;
+	size_t		 j;
+
+	if ((pw = getpwuid(uid)) == NULL)
+		return (0);
+	if (getgrouplist(pw->pw_name, gid, groups, &n) == -1)
+		return (0);
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < ngids; j++) {
+			if ((int)groups[i] == gids[j])
+				return (1);
+		}
+	}
+	return (0);
+}
+
+int
+ctl_vm_allowed(const struct peer *p, const char *name)
+{
+	const struct conf_vm_allow	*a = NULL;
+	size_t				 i;
+
+	/* the broker's own requests (config, restarts) carry no peer */
+	if (p->uid == (uid_t)-1 || p->uid == 0 || p->uid == geteuid())
+		return (1);
+	for (i = 0; i < conf.n_vm_allows; i++)
+		if (strcmp(conf.vm_allows[i].name, name) == 0)
+			a = &conf.vm_allows[i];
+	if (a == NULL)
+		return (1);
+	for (i = 0; i < a->n_uids; i++)
+		if ((int)p->uid == a->uids[i])
+			return (1);
+	for (i = 0; i < a->n_gids; i++)
+		if ((int)p->gid == a->gids[i])
+			return (1);
+	return (a->n_gids != 0 && ctl_in_gids(p->uid, p->gid, a->gids,
+	    a->n_gids));
+}
+
+static int
 ctl_in_groups(uid_t uid, gid_t gid)
 {
 	struct passwd	*pw;

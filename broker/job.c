@@ -143,6 +143,20 @@ job_new(const struct job_ops *ops, const char *target, void *data,
 			goto fail;
 		}
 	}
+	/* each job holds memory, maybe a worker and a child: a client
+	   that starts them in a loop meets a limit, not the OOM killer */
+	if (conf.max_jobs > 0) {
+		size_t	n = 0;
+
+		TAILQ_FOREACH(o, &job_all, entry)
+			if (!job_ended(o))
+				n++;
+		if (n >= conf.max_jobs) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "Too many jobs "
+			    "(max-jobs %zu)", conf.max_jobs);
+			goto fail;
+		}
+	}
 	if ((j = calloc(1, sizeof *j)) == NULL ||
 	    (target != NULL && (j->target = strdup(target)) == NULL)) {
 		free(j);

@@ -34,6 +34,13 @@ share_accept(int fd, void *arg)
 
 	if (ctl_admit(fd, &p, lsn_path(s->lsn)) == -1)
 		return;
+	if (!ctl_vm_allowed(&p, vm_name(s->vm))) {
+		log_warn("%s: refused uid %u gid %u pid %ld (vm-allow)",
+		    lsn_path(s->lsn), (unsigned)p.uid, (unsigned)p.gid,
+		    (long)p.pid);
+		ctl_refuse(fd, "Permission denied");
+		return;
+	}
 	if ((c = client_new(fd, CLIENT_SHARE, &p, s->vm)) == NULL) {
 		ctl_refuse(fd, "out of memory");
 		return;

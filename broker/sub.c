@@ -212,7 +212,8 @@ sub_fanout(const char *vm, const char *name,
 	int		 heap = 0;
 
 	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
-		if (!sub_wants(c, vm, name))
+		if (!sub_wants(c, vm, name) ||
+		    (vm != NULL && !ctl_vm_allowed(&c->peer, vm)))
 			continue;
 		if (buf == NULL) {
 			if (ev != NULL && vm != NULL && (len =

@@ -9,6 +9,7 @@ hanging, a reply missing or malformed, the hostile connection kept when
 it must go (or dropped when it must stay), or an fd leaked.
 """
 
+import json
 import os
 import resource
 import socket
@@ -334,6 +335,26 @@ def test_too_many_fds():
 		env.finish()
 
 
+def test_max_fds_option():
+	"""--max-fds 2: a third fd is closed and reported, the request still
+	runs."""
+	with Env("hostile-maxfds", args=["--max-fds", "2"]) as env:
+		c = env.d.client()
+		r, w = os.pipe()
+		try:
+			id = c.send_cmd("query-vms", fds=[r, w, r])
+			check("return" in c.wait_reply(id), "query-vms")
+			e = c.wait_noid()
+			check("too many file descriptors" in
+			    e["error"]["desc"] and "at most 2" in
+			    e["error"]["desc"], "report: %r" % e)
+			fds_with(env.d, 1)
+		finally:
+			os.close(r)
+			os.close(w)
+		env.finish()
+
+
 def test_fds_on_fdless_request():
 	with Env("hostile-fdless") as env:
 		c = env.d.client()
@@ -490,6 +511,152 @@ def test_disk_paths_outside_roots():
 		env.finish()
 
 
+# ---- per-VM allow list ----
+
+# Runs as nobody: negotiates, subscribes to everything, runs the requests
+# given as JSON in argv[2], says READY, waits for a line on stdin, then
+# collects events until EV2 (or EOF) and prints everything as JSON.
+NOBODY = r"""
+import json, socket, sys
+out = {"replies": {}, "events": [], "first": None}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(%(timeout)f)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+def send(o):
+    f.write(json.dumps(o).encode() + b"\n"); f.flush()
+def msg():
+    line = f.readline()
+    if not line:
+        raise EOFError
+    return json.loads(line)
+out["first"] = msg()
+if "QMP" in out["first"]:
+    reqs = [{"execute": "qmp_capabilities", "id": "cap"},
+            {"execute": "subscribe", "id": "sub"}] + json.loads(sys.argv[2])
+    for r in reqs:
+        send(r)
+    want = {r["id"] for r in reqs}
+    while want - set(out["replies"]):
+        m = msg()
+        if "id" in m:
+            out["replies"][m["id"]] = m
+        elif "event" in m:
+            out["events"].append(m)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    try:
+        while True:
+            m = msg()
+            if "event" in m:
+                out["events"].append(m)
+                if m["event"] == "EV2":
+                    break
+    except (EOFError, OSError):
+        pass
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_vm_allow_list():
+	"""vm-allow: nobody may reach the broker (allow-uid) and act on vm2,
+	which lists it, but not on vm1, which lists another user: every
+	command naming vm1 is refused and logged with uid and pid, vm1's
+	shared socket refuses nobody, and vm1's events never reach it."""
+	import shutil
+	if os.geteuid() != 0:
+		raise qb.Skip("needs root to switch uid")
+	setpriv = shutil.which("setpriv")
+	check(setpriv, "setpriv (util-linux) not installed")
+	uid, gid = qb.user_ids()
+	with Env("hostile-allow", args=["--allow-uid", str(uid),
+	    "--vm-allow", "vm1 uid:daemon,gid:daemon",
+	    "--vm-allow", "vm2 uid:%d" % uid]) as env:
+		d = env.d
+		c = d.client()
+		fakes = {}
+		for v in ("vm1", "vm2"):
+			fakes[v] = hplib.fake(env.h, v)
+			c.cmd("vm-add", {"name": v, "socket": fakes[v].path})
+			qb.wait_vm_state(c, v, "ready")
+		for p in (env.h.dir, os.path.dirname(d.control), d.run_dir,
+		    os.path.join(d.run_dir, "vm")):
+			os.chmod(p, 0o755)
+		for p in (d.control, d.vm_socket("vm1"), d.vm_socket("vm2")):
+			os.chmod(p, 0o666)
+		reqs = []
+		for v in ("vm1", "vm2"):
+			reqs += [
+			    {"execute": "vm-execute", "id": v + "-exec",
+			     "arguments": {"vm": v, "command": "query-status"}},
+			    {"execute": "query-vms", "id": v + "-query",
+			     "arguments": {"name": v}},
+			    {"execute": "query-pci-slots", "id": v + "-slots",
+			     "arguments": {"vm": v}},
+			    {"execute": "disk-del", "id": v + "-diskdel",
+			     "arguments": {"vm": v, "id": "nosuch"}},
+			]
+		reqs.append({"execute": "vm-remove", "id": "vm1-remove",
+		    "arguments": {"name": "vm1"}})
+		p = subprocess.Popen([setpriv, "--reuid=nobody",
+		    "--regid=nogroup", "--clear-groups", "python3", "-c",
+		    NOBODY % {"timeout": qb.TIMEOUT}, d.control,
+		    json.dumps(reqs)], stdin=subprocess.PIPE,
+		    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+		try:
+			line = p.stdout.readline()
+			check(line.strip() == b"READY", "nobody client: %r %r" %
+			    (line, p.stderr.read(2000) if not line else ""))
+			for v, ev in (("vm1", "EV1"), ("vm2", "EV2")):
+				c.cmd("vm-execute", {"vm": v, "command":
+				    "x-fake-event", "arguments": {"event": ev}})
+			p.stdin.write(b"go\n")
+			p.stdin.flush()
+			outb, errb = p.communicate(timeout=qb.TIMEOUT)
+		finally:
+			if p.poll() is None:
+				p.kill()
+				p.wait()
+		out = json.loads(outb)
+		rep = out["replies"]
+		for k in ("vm1-exec", "vm1-query", "vm1-slots", "vm1-diskdel",
+		    "vm1-remove"):
+			e = rep[k].get("error", {})
+			check(e.get("desc") == "Permission denied",
+			    "%s as nobody: %r" % (k, rep[k]))
+		check("return" in rep["vm2-exec"] and "return" in
+		    rep["vm2-query"] and "return" in rep["vm2-slots"],
+		    "vm2 refused to nobody: %r" % rep)
+		check("Permission denied" not in json.dumps(rep["vm2-diskdel"]),
+		    "vm2 disk-del: %r" % rep["vm2-diskdel"])
+		names = [e["event"] for e in out["events"]]
+		check("EV2" in names and "EV1" not in names and not any(
+		    e.get("vm") == "vm1" for e in out["events"]),
+		    "events seen by nobody: %r" % names)
+		check(("refused vm-execute on VM 'vm1' for uid %d" % uid) in
+		    d.output() and "pid" in d.output(), "refusal not logged")
+		check(c.cmd("query-vms", {"name": "vm1"}), "vm1 removed")
+		# the shared sockets: vm1 refuses nobody, vm2 greets it
+		p = subprocess.run([setpriv, "--reuid=nobody",
+		    "--regid=nogroup", "--clear-groups", "python3", "-c",
+		    NOBODY % {"timeout": qb.TIMEOUT}, d.vm_socket("vm1"), "[]"],
+		    capture_output=True, timeout=qb.TIMEOUT, cwd="/",
+		    input=b"\n")
+		first = json.loads(p.stdout.splitlines()[-1])["first"]
+		check(first.get("error", {}).get("desc") == "Permission denied",
+		    "vm1 shared socket as nobody: %r" % first)
+		check("(vm-allow)" in d.output(), "shared refusal not logged")
+		p = subprocess.run([setpriv, "--reuid=nobody",
+		    "--regid=nogroup", "--clear-groups", "python3", "-c",
+		    "import socket,sys; s=socket.socket(socket.AF_UNIX);"
+		    "s.connect(sys.argv[1]); print(s.makefile().readline())",
+		    d.vm_socket("vm2")], capture_output=True,
+		    timeout=qb.TIMEOUT, cwd="/")
+		check(b'"QMP"' in p.stdout, "vm2 shared socket refused "
+		    "nobody: %r %r" % (p.stdout, p.stderr))
+		env.finish()
+
+
 qb.main([
     test_line_over_limit,
     test_line_over_default_limit,
@@ -503,8 +670,10 @@ qb.main([
     test_thousand_connections_default,
     test_emfile_pauses_accept,
     test_too_many_fds,
+    test_max_fds_option,
     test_fds_on_fdless_request,
     test_non_tap_fd_as_tap,
     test_dir_fifo_disk_fd,
     test_disk_paths_outside_roots,
+    test_vm_allow_list,
 ])

@@ -467,6 +467,30 @@ test_family_exclusion(void **state)
 	wait_job(job_id(b));
 }
 
+/* max-jobs: unfinished jobs past the limit are refused with a reason;
+   finished ones do not count. */
+static void
+test_max_jobs(void **state)
+{
+	struct qmp_error	 err;
+	struct job		*a, *b;
+
+	conf.max_jobs = 2;
+	a = wjob_new(0, false, false, NULL);
+	b = wjob_new(0, false, false, NULL);
+	assert_null(job_new(&wjob_ops, NULL, calloc(1, sizeof(struct wjob)),
+	    &err));
+	assert_non_null(strstr(err.desc, "Too many jobs"));
+	job_start(a);
+	wait_job(job_id(a));
+	a = wjob_new(0, false, false, NULL);	/* a slot is free again */
+	job_start(a);
+	job_start(b);
+	wait_job(job_id(a));
+	wait_job(job_id(b));
+	conf.max_jobs = 0;
+}
+
 static int
 gone_cond(void *arg)
 {
@@ -702,6 +726,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_child_signal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_child, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_lets_unasked_finish, setup, teardown),
 	};
 
