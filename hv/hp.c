@@ -113,6 +113,7 @@ hp_vm_maybe_free(struct hp_vm *vm)
 {
 	if (vm->dead && vm->nops == 0) {
 		pci_resv_free_all(&vm->resv);
+		free(vm->hist);
 		free(vm);
 	}
 }
@@ -505,10 +506,16 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 	}
 	if (m != NULL) {
 		pci_map_apply(m, vm->resv);
+		if (vm->hist == NULL)
+			vm->hist = calloc(1, sizeof *vm->hist);
+		if (vm->hist != NULL)
+			pci_hist_apply(m, vm->hist);
 		p = pci_alloc(m, bus[0] != '\0' ? bus : NULL, slot, op->id, &e);
 		if (p == NULL)
 			err = &e;
 		else {
+			if (vm->hist != NULL)
+				pci_hist_note(vm->hist, p);
 			snprintf(op->bus, sizeof op->bus, "%s", p->bus);
 			op->slot = p->slot;
 			op->resv = pci_resv_add(&vm->resv, p->bus, p->slot,

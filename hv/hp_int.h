@@ -56,6 +56,7 @@ struct hp_vm {
 	LIST_HEAD(, hp_op)	 ops_list;
 	size_t			 nops;
 	struct pci_resv		*resv;
+	struct pci_hist		*hist;		/* made at first allocation */
 	unsigned		 scanning;
 	bool			 dead;
 	uint32_t		 seq;

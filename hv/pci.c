@@ -306,6 +306,45 @@ pci_find(struct pci_map *m, const char *bus, int slot)
 }
 
 void
+pci_hist_apply(struct pci_map *m, const struct pci_hist *h)
+{
+	struct pci_place	*p;
+	size_t			 i;
+
+	for (i = 0; i < h->n; i++) {
+		if ((p = pci_find(m, h->e[i].bus, h->e[i].slot)) != NULL)
+			p->last_used = h->e[i].when;
+	}
+}
+
+void
+pci_hist_note(struct pci_hist *h, const struct pci_place *p)
+{
+	size_t	i, slot = h->n;
+
+	for (i = 0; i < h->n; i++) {
+		if (h->e[i].slot == p->slot && strcmp(h->e[i].bus, p->bus) == 0)
+			break;
+	}
+	if (i < h->n)
+		slot = i;
+	else if (h->n < PCI_HIST_MAX)
+		h->n++;
+	else {
+		/* forget the oldest: it ranks as never used, which is
+		   what it nearly is */
+		slot = 0;
+		for (i = 1; i < h->n; i++) {
+			if (h->e[i].when < h->e[slot].when)
+				slot = i;
+		}
+	}
+	snprintf(h->e[slot].bus, sizeof h->e[slot].bus, "%s", p->bus);
+	h->e[slot].slot = p->slot;
+	h->e[slot].when = ++h->clock;
+}
+
+void
 pci_map_apply(struct pci_map *m, const struct pci_resv *r)
 {
 	struct pci_place	*p;
@@ -349,10 +388,9 @@ pci_alloc(struct pci_map *m, const char *bus, int slot, const char *owner,
 			if (slot >= 0 && m->place[i].slot != slot)
 				continue;
 			known = true;
-			if (m->place[i].state == PCI_FREE) {
+			if (m->place[i].state == PCI_FREE && (p == NULL ||
+			    m->place[i].last_used < p->last_used))
 				p = &m->place[i];
-				break;
-			}
 		}
 		if (p == NULL) {
 			if (bus != NULL && !known)

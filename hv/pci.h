@@ -23,6 +23,7 @@
 #define HV_PCI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -44,6 +45,7 @@ struct pci_place {
 	int		 slot;
 	enum pci_state	 state;
 	char		 owner[PCI_NAME_MAX];	/* device id, "" if unknown */
+	uint32_t	 last_used;	/* pci_hist clock; 0: never by us */
 };
 
 struct pci_map {
@@ -79,8 +81,31 @@ int	 pci_map_build(struct pci_map *, const json_t *query_pci,
    the snapshot already shows used stays used). */
 void	 pci_map_apply(struct pci_map *, const struct pci_resv *);
 
+/*
+ * Allocation history of one VM. A place the guest has just let go of may
+ * still be settling in its hotplug driver (Linux pciehp powers a root
+ * port down and back) when the next device arrives, and the guest then
+ * misses the new device. So automatic allocation takes the free place
+ * used longest ago, never-used ones first.
+ */
+#define PCI_HIST_MAX	32
+struct pci_hist {
+	uint32_t	 clock;
+	size_t		 n;
+	struct {
+		char	 bus[PCI_NAME_MAX];
+		int	 slot;
+		uint32_t when;
+	}		 e[PCI_HIST_MAX];
+};
+/* Copies the history's times onto the map's places. */
+void	 pci_hist_apply(struct pci_map *, const struct pci_hist *);
+/* Records that place was just allocated (the oldest entry makes room). */
+void	 pci_hist_note(struct pci_hist *, const struct pci_place *);
+
 /* Picks a place for owner: the one asked for (bus and/or slot; slot -1
-   and bus NULL mean any) if it is free, else the first free one. Returns
+   and bus NULL mean any) if it is free, else the free one used longest
+   ago (see pci_hist; among equals, the first in map order). Returns
    the place (now PCI_RESERVED in the map) or NULL with err set. */
 struct pci_place *pci_alloc(struct pci_map *, const char *bus, int slot,
 	    const char *owner, struct qmp_error *err);

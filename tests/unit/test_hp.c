@@ -626,10 +626,12 @@ fault_matrix(bool disk)
 		/* the journal ends with "over" */
 		assert_true(json_is_null(json_array_get(journal,
 		    json_array_size(journal) - 1)));
-		/* the slot is free again: the next attempt gets 0x2 */
+		/* the slot is free again: asking for 0x2 by name gets it
+		   (automatic allocation would rather take a fresh slot) */
 		fail_cmd[0] = '\0';
 		if (!disk) {
 			nic_init(&nic, "n0", 1, false);
+			nic.slot = 2;
 			hp_nic_add(vm, &nic, done_cb, &r);
 			run_until(&r, 2);
 			assert_true(r.ok);

@@ -251,6 +251,60 @@ test_alloc(void **state)
 	free(m);
 }
 
+/* A slot just given back is taken again only when nothing else is free:
+   the guest may still be settling it (see pci_hist). */
+static void
+test_alloc_lru(void **state)
+{
+	struct pci_map		*m = calloc(1, sizeof *m);
+	struct pci_hist		*h = calloc(1, sizeof *h);
+	struct pci_place	*p;
+	struct qmp_error	 err;
+	char			 first[PCI_NAME_MAX], second[PCI_NAME_MAX];
+	int			 i;
+
+	assert_non_null(m);
+	assert_non_null(h);
+	/* q35 with two empty root ports: plug into one, unplug, plug again */
+	build(m, "qemu72-q35-running", 0);
+	pci_hist_apply(m, h);
+	assert_non_null(p = pci_alloc(m, NULL, -1, "a", &err));
+	pci_hist_note(h, p);
+	snprintf(first, sizeof first, "%s", p->bus);
+
+	build(m, "qemu72-q35-running", 0);	/* "a" is gone again */
+	pci_hist_apply(m, h);
+	assert_non_null(p = pci_alloc(m, NULL, -1, "b", &err));
+	pci_hist_note(h, p);
+	assert_string_not_equal(p->bus, first);
+	snprintf(second, sizeof second, "%s", p->bus);
+
+	/* round robin: the first port is now the one used longest ago */
+	build(m, "qemu72-q35-running", 0);
+	pci_hist_apply(m, h);
+	assert_non_null(p = pci_alloc(m, NULL, -1, "c", &err));
+	pci_hist_note(h, p);
+	assert_string_equal(p->bus, first);
+
+	/* the only free place is taken even if it was just used */
+	build(m, "qemu72-q35-running", 0);
+	pci_hist_apply(m, h);
+	assert_non_null(pci_alloc(m, second, -1, "x", &err));
+	assert_non_null(p = pci_alloc(m, NULL, -1, "d", &err));
+	assert_string_equal(p->bus, first);
+
+	/* the history stays bounded */
+	for (i = 0; i < 3 * PCI_HIST_MAX; i++) {
+		struct pci_place q = { .slot = i % PCI_SLOTS };
+
+		snprintf(q.bus, sizeof q.bus, "b%d", i);
+		pci_hist_note(h, &q);
+	}
+	assert_int_equal(h->n, PCI_HIST_MAX);
+	free(h);
+	free(m);
+}
+
 static void
 test_addr(void **state)
 {
@@ -336,6 +390,7 @@ main(void)
 		cmocka_unit_test(test_q35),
 		cmocka_unit_test(test_q35_without_qom),
 		cmocka_unit_test(test_alloc),
+		cmocka_unit_test(test_alloc_lru),
 		cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_garbage),
