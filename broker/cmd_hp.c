@@ -217,6 +217,29 @@ hp_req_vm(struct req *r, const char *name)
 	return (h);
 }
 
+/*
+ * hp_req_vm() for an operation on one device. An interrupted operation on
+ * that id, from before a restart, is reconciled from a timer once its VM
+ * is ready; until then it is still in progress: a new add could otherwise
+ * build the backend that the old record's cleanup then deletes (the
+ * backend names derive from the id), leaving a device without its tap.
+ */
+static struct hpv *
+hp_req_dev(struct req *r, const char *name, const char *id)
+{
+	struct hp_stash	*s;
+
+	for (s = stash_list; s != NULL; s = s->next) {
+		if (strcmp(s->vm, name) == 0 && strcmp(s->id, id) == 0) {
+			req_error(r, QMP_CLS_GENERIC, "an operation on device "
+			    "'%s' is already in progress (interrupted by a "
+			    "broker restart, being reconciled)", id);
+			return (NULL);
+		}
+	}
+	return (hp_req_vm(r, name));
+}
+
 /* bus/addr as the client gave them; -1 on a bad addr (request done). */
 static int
 hp_req_place(struct req *r, const char *bus, json_t *addr, char *busbuf,
@@ -278,7 +301,7 @@ cmd_nic_add(struct req *r, json_t *args)
 		    TAP_MAX_QUEUES);
 		return;
 	}
-	if ((h = hp_req_vm(r, vmname)) == NULL)
+	if ((h = hp_req_dev(r, vmname, id)) == NULL)
 		return;
 	memset(&nic, 0, sizeof nic);
 	for (i = 0; i < HP_MAX_FDS; i++)
@@ -383,7 +406,7 @@ cmd_disk_add(struct req *r, json_t *args)
 	    "readonly", &readonly, "driver", &driver, "bus", &bus, "addr",
 	    &addr) != 0)
 		return;
-	if ((h = hp_req_vm(r, vmname)) == NULL)
+	if ((h = hp_req_dev(r, vmname, id)) == NULL)
 		return;
 	memset(&disk, 0, sizeof disk);
 	disk.fd = -1;
@@ -448,7 +471,7 @@ cmd_dev_del(struct req *r, json_t *args, enum hp_kind kind)
 
 	if (req_unpack(r, args, "{s:s, s:s}", "vm", &vmname, "id", &id) != 0)
 		return;
-	if ((h = hp_req_vm(r, vmname)) == NULL)
+	if ((h = hp_req_dev(r, vmname, id)) == NULL)
 		return;
 	hp_del(h->hp, kind, id, hp_req_done, r);
 }

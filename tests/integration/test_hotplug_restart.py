@@ -150,5 +150,64 @@ def test_kill_disk_device_add():
 	kill_mid("disk-add", "device_add", "d0", disk_args, consistent("d0"))
 
 
+def test_new_op_waits_for_reconcile():
+	"""An interrupted operation on a device id is still in progress until
+	it is reconciled: a new add of that id is refused meanwhile, since the
+	old record's cleanup (netdev_del of the id's netdev) would otherwise
+	tear the new device's tap away. Found by the kill -9 loop."""
+	hplib.need_root_tun()
+	with qb.Env("hpr-wait", daemon=False) as env:
+		env.d = env.h.daemon()
+		hplib.baseline(env.d)
+		first = env.d
+		f = hplib.fake(env.h, "vm1")
+		c = env.d.client()
+		c.cmd("vm-add", {"name": "vm1", "socket": f.path})
+		qb.wait_vm_state(c, "vm1", "ready")
+		env.d.signal(signal.SIGKILL)
+		env.d.wait()
+		env.h.close_clients()
+		# a nic-del of n0 that died at its netdev_del, as the
+		# broker journals it
+		jpath = journal_path(env.d, "vm1", "n0")
+		os.makedirs(os.path.dirname(jpath), exist_ok=True)
+		with open(jpath, "w") as fh:
+			json.dump({"op": "nic-del", "id": "n0", "kind": "nic",
+			    "phase": "do", "step": "netdev_del",
+			    "netdev": "qbnet-n0", "node": "", "opaque": "",
+			    "fdnames": []}, fh)
+		# QEMU is away, so the record must wait for it
+		f.kill()
+		env.d = qb.Daemon(env.h, state_dir=env.d.state_dir, tag="d2")
+		c = env.d.client()
+		tap = hplib.Tap(env.h)
+		fd = tap.open()
+		try:
+			cls, desc = c.cmd_error("nic-add", {"vm": "vm1",
+			    "id": "n0"}, fds=[fd])
+		finally:
+			os.close(fd)
+		check("in progress" in desc, "nic-add during reconcile: %s: "
+		    "%s" % (cls, desc))
+		# QEMU back: the record is reconciled, then the id is free
+		f = hplib.fake(env.h, "vm1")
+		qb.wait_for(lambda: not os.path.exists(jpath),
+		    "journal record reconciled")
+		qb.wait_vm_state(c, "vm1", "ready")
+		fd = tap.open()
+		try:
+			c.cmd("nic-add", {"vm": "vm1", "id": "n0"}, fds=[fd])
+		finally:
+			os.close(fd)
+		qb.wait_for(lambda: fake_taps(f) == 1, "fake-qemu holds the "
+		    "new NIC's tap")
+		c.cmd("nic-del", {"vm": "vm1", "id": "n0"})
+		qb.wait_for(lambda: fake_taps(f) == 0, "tap released")
+		env.d.baseline_fds = first.baseline_fds
+		env.d.baseline_kids = first.baseline_kids
+		env.finish()
+
+
 qb.main([test_kill_nic_netdev_add, test_kill_nic_device_add,
-    test_kill_disk_blockdev_add, test_kill_disk_device_add])
+    test_kill_disk_blockdev_add, test_kill_disk_device_add,
+    test_new_op_waits_for_reconcile])
