@@ -337,19 +337,17 @@ static json_t *
 hp_netdev_args(struct hp_op *op)
 {
 	char	fds[HP_MAX_FDS * HP_NAME_MAX], vfds[HP_MAX_FDS * HP_NAME_MAX];
-	size_t	q = op->nic.queues, i;
+	size_t	q = op->nic.queues, i, nf = 0, nv = 0;
 	json_t	*a;
 
+	/* "a:b:c"; each name is shorter than HP_NAME_MAX, so it fits */
 	fds[0] = vfds[0] = '\0';
 	for (i = 0; i < q; i++) {
-		if (i > 0)
-			strcat(fds, ":");
-		strcat(fds, op->fdname[i]);
-		if (op->nic.vhost) {
-			if (i > 0)
-				strcat(vfds, ":");
-			strcat(vfds, op->fdname[q + i]);
-		}
+		nf += snprintf(fds + nf, sizeof fds - nf, "%s%s",
+		    i > 0 ? ":" : "", op->fdname[i]);
+		if (op->nic.vhost)
+			nv += snprintf(vfds + nv, sizeof vfds - nv, "%s%s",
+			    i > 0 ? ":" : "", op->fdname[q + i]);
 	}
 	a = json_pack("{s:s, s:s}", "type", "tap", "id", op->netdev);
 	json_object_set_new(a, q > 1 ? "fds" : "fd", json_string(fds));

@@ -901,7 +901,7 @@ mon_connect(struct mon *m)
 		snprintf(why, sizeof why, "connect %s: path too long", m->path);
 		goto fail;
 	}
-	strcpy(sun.sun_path, m->path);
+	memcpy(sun.sun_path, m->path, strlen(m->path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		snprintf(why, sizeof why, "socket: %s", strerror(errno));
