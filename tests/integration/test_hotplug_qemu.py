@@ -65,11 +65,15 @@ def nic_cycle(c, g, vm, args, fds=None, want_bus=None, pci_gone=False):
 	    "query-pci-slots does not show %r used: %r" % (r, used))
 	check(c.cmd("nic-del", {"vm": vm, "id": args["id"]}) == {},
 	    "nic-del did not return {}")
+	mark = g.seen
 	g.wait_line(r"^NET- eth\d+")
 	if pci_gone:
 		# pc's ACPI unplug takes the function off the bus; wait for
-		# it, or a device reusing the slot would look like no change
+		# it, or a device reusing the slot would look like no change.
+		# One poll of the guest may print PCI- before NET-.
+		after_net, g.seen = g.seen, mark
 		g.wait_line(r"^PCI- \S+ 1af4:1000$")
+		g.seen = max(g.seen, after_net)
 	check(not c.cmd("has-device", {"vm": vm, "id": args["id"]})["present"],
 	    "has-device still sees %s" % args["id"])
 	return r
