@@ -572,6 +572,39 @@ def no_fd_leak(t):
 	check(len(f.fds()) == base, "fds %d -> %d" % (base, len(f.fds())))
 
 
+@case
+def reset_keeps_passed_fds(t):
+	# A client that dies with a reply unread makes fake-qemu's next read
+	# fail with ECONNRESET; the control buffer of that failed recvmsg is
+	# the stack's leftover, the fd of the getfd before it. Taking it as
+	# a new fd closed the named fd (a netdev's tap in the crash test).
+	N = 5
+	f = Fake(t)
+	r, w = os.pipe()
+	pipe = os.readlink("/proc/self/fd/%d" % r)
+	for i in range(N):
+		c = f.client().negotiate()
+		c.send({"execute": "getfd", "arguments": {"fdname":
+		    "keep%d" % i}}, fds=[r])
+		# the reply is there, unread, when the client goes
+		check(select.select([c.s], [], [], GUARD)[0], "no reply")
+		c.close()
+	os.close(r)
+	os.close(w)
+	c = f.client().negotiate()	# the old connections are gone
+	held = 0
+	for fd in f.fds():
+		try:
+			held += os.readlink("/proc/%d/fd/%s" % (f.p.pid,
+			    fd)) == pipe
+		except OSError:
+			pass
+	check(held == N, "fake-qemu holds %d of the %d named fds" % (held, N))
+	for i in range(N):
+		c.ok("closefd", {"fdname": "keep%d" % i})
+	c.close()
+
+
 # ---- faults: each directive does what tests/faults/*.fault says ----
 
 @case

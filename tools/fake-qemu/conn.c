@@ -559,6 +559,14 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
 	if (r < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
+	if (r < 0) {
+		/* A failed recvmsg (ECONNRESET when the client died with
+		   replies unread) leaves mh's control data as it was: the
+		   stack's leftovers, perhaps an fd number from an earlier
+		   read that is now a netdev's tap. Nothing came. */
+		conn_close(c);
+		return;
+	}
 	refuse = fault_get(&c->vm->fake->faults, c->idx, F_REFUSE_FDS,
 	    NULL) != NULL;
 	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
