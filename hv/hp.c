@@ -611,6 +611,9 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 	struct timeval	 tv;
 
 	op->step = *st;
+	/* with the journal, what a post-mortem needs: which step went out */
+	hp_log(vm, LOG_DEBUG, "%s %s: %s%s %d", op->name, op->id,
+	    op->undoing ? "undo " : "", hp_step_names[st->k], st->arg);
 	switch (st->k) {
 	case ST_SCAN:
 		op->scanning = true;
@@ -842,7 +845,12 @@ hp_finish(struct hp_op *op)
 		op->resv = NULL;
 	}
 	hp_journal(op, NULL);
-	if (op->failed) {
+	if (op->reconcile && op->add) {
+		/* hp_rec_periph_done said what it decided; this is the end
+		   (a del's end is the unplug, told as for a late one) */
+		hp_log(vm, LOG_INFO, "%s %s: journal reconciled", op->name,
+		    op->id);
+	} else if (op->failed) {
 		hp_log(vm, LOG_INFO, "%s %s: rolled back: %s", op->name, op->id,
 		    op->err.desc);
 		hp_answer(op, NULL, &op->err);

@@ -113,6 +113,7 @@ struct hp_op {
 
 	bool			 inflight;
 	bool			 query;		/* read-only: takes no lock */
+	bool			 reconcile;	/* a dead broker's journal */
 };
 
 /* hp.c */

@@ -255,6 +255,7 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	}
 	op->kind = strcmp(kind, "nic") == 0 ? HP_NIC : HP_DISK;
 	op->add = n == 0 || n == 2;
+	op->reconcile = true;
 	/* the names the dead broker used, not fresh ones */
 	if ((s = json_string_value(json_object_get(rec, "netdev"))) != NULL)
 		snprintf(op->netdev, sizeof op->netdev, "%s", s);

@@ -666,7 +666,10 @@ class Harness:
 		for p in reversed(self.procs):
 			p.kill()
 		self.procs = []
-		shutil.rmtree(self.dir, ignore_errors=True)
+		if os.environ.get("QB_KEEP"):
+			print("# kept %s (QB_KEEP)" % self.dir, flush=True)
+		else:
+			shutil.rmtree(self.dir, ignore_errors=True)
 
 	def __enter__(self):
 		return self

@@ -55,14 +55,28 @@ def fake_taps(f):
 	return n
 
 
+def fake_fds(f):
+	out = []
+	for fd in sorted(os.listdir("/proc/%d/fd" % f.pid), key=int):
+		try:
+			out.append("%s:%s" % (fd, os.readlink("/proc/%d/fd/%s" %
+			    (f.pid, fd))))
+		except OSError:
+			pass
+	return " ".join(out)
+
+
 def devices(c, vm, f):
 	"""The VM's hotplugged devices, after checking each is whole."""
 	s = hplib.snapshot(c, vm)
 	present = {p for p in s["peripheral"] if p in IDS}
 	nics = {p for p in present if p.startswith("n")}
 	disks = present - nics
-	qb.wait_for(lambda: fake_taps(f) == len(nics), "%s: %d taps for %r "
-	    "(fake holds %d)" % (vm, len(nics), sorted(nics), fake_taps(f)))
+	try:
+		qb.wait_for(lambda: fake_taps(f) == len(nics), "taps")
+	except qb.Failure:
+		raise qb.Failure("%s: %d taps for %r (fake holds %d: %s)" % (vm,
+		    len(nics), sorted(nics), fake_taps(f), fake_fds(f)))
 	blk = {b.split("/")[3] if b.startswith("/machine/peripheral/") else b
 	    for b in s["block"]}
 	check({b for b in blk if b in IDS} == disks,
@@ -88,7 +102,7 @@ def test_kill9_loop():
 			with open(os.path.join(root, i + ".raw"), "wb") as fh:
 				fh.truncate(1 << 20)
 		dargs = ["--image-root", root, "--cmd-timeout-ms", "3000",
-		    "--log-level", "info"]
+		    "--log-level", os.environ.get("QB_LOG_LEVEL", "info")]
 		d = h.daemon(args=dargs)
 		hplib.baseline(d)
 		first = env.d = d
