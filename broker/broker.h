@@ -206,6 +206,9 @@ size_t	vm_count(void);
 struct vm **vm_list(size_t *n);
 void	vm_foreach(void (*)(struct vm *, void *), void *);
 struct share *vm_share(const struct vm *);
+/* Shared socket opened or closed to match conf.vm_sockets (vm_foreach
+   on reload); arg unused. */
+void	vm_share_sync(struct vm *, void *);
 
 /* ---- share.c: RUNDIR/vm/NAME.qmp ---- */
 struct share;
