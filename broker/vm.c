@@ -40,6 +40,7 @@ struct vm {
 	LIST_HEAD(, vm_listener) listeners;
 	char			*socket;
 	unsigned		 origin;
+	enum vm_share_pref	 share_pref;
 	unsigned		 calls;		/* vm_execute in flight */
 	int			 removed;
 	int			 dispatching;
@@ -219,6 +220,7 @@ vm_insert(const char *name, const char *socket, unsigned origin,
 		goto nomem;
 	}
 	vm->origin = origin;
+	vm->share_pref = VM_SHARE_CONF;
 	LIST_INIT(&vm->listeners);
 	TAILQ_INSERT_TAIL(&vm_all, vm, entry);
 	vm->hnext = vm_hash[vm_hash_of(name) & (vm_hash_size - 1)];
@@ -231,22 +233,24 @@ nomem:
 }
 
 /*
- * Opens or closes the VM's shared socket to match vm-sockets. An
- * orchestrator that only uses the control socket can do without the
- * socket file and the listening fd per VM: at 10,000 VMs that is half
- * of the broker's fds. A socket that could not be opened is tried again
- * on the next reload.
+ * Opens or closes the VM's shared socket to match what the VM asked for
+ * at vm-add, else vm-sockets. An orchestrator that only uses the control
+ * socket can do without the socket file and the listening fd per VM: at
+ * 10,000 VMs that is half of the broker's fds. A socket that could not
+ * be opened is tried again on the next reload.
  */
 void
 vm_share_sync(struct vm *vm, void *arg)
 {
 	char	e[256];
+	int	want = vm->share_pref == VM_SHARE_CONF ? conf.vm_sockets :
+		    vm->share_pref == VM_SHARE_YES;
 
-	if (conf.vm_sockets && vm->share == NULL) {
+	if (want && vm->share == NULL) {
 		*e = '\0';
 		if ((vm->share = share_open(vm, e, sizeof e)) == NULL)
 			log_warn("vm %s: no shared socket: %s", vm->name, e);
-	} else if (!conf.vm_sockets && vm->share != NULL) {
+	} else if (!want && vm->share != NULL) {
 		share_close(vm->share);
 		vm->share = NULL;
 	}
@@ -291,7 +295,7 @@ vm_backend_state(struct vm *vm, enum mon_state st, const char *why)
 
 struct vm *
 vm_add(const char *name, const char *socket, unsigned origin,
-    struct qmp_error *err)
+    enum vm_share_pref share, struct qmp_error *err)
 {
 	struct vm	*vm;
 	struct mon_opts	 o;
@@ -320,6 +324,7 @@ vm_add(const char *name, const char *socket, unsigned origin,
 		vm_free(vm);
 		goto nomem;
 	}
+	vm->share_pref = share;
 	vm_share_sync(vm, NULL);
 	log_info("vm %s: added (%s)", name, socket);
 	return (vm);
@@ -412,6 +417,12 @@ struct share *
 vm_share(const struct vm *vm)
 {
 	return (vm->share);
+}
+
+enum vm_share_pref
+vm_share_pref(const struct vm *vm)
+{
+	return (vm->share_pref);
 }
 
 const char *

@@ -3,6 +3,7 @@
 QMP socket, but many clients hold it at once, each with its own
 negotiation and ids, and each sees all of that VM's events."""
 
+import json
 import os
 import signal
 
@@ -210,6 +211,55 @@ def test_vm_sockets_reload():
 		env.finish()
 
 
+def test_vm_add_shared_socket():
+	"""vm-add's "shared-socket" overrides vm-sockets for that VM either
+	way, and survives a restart in the registry."""
+	with Env("sharevm") as env:
+		c = env.d.client()
+		for name, arg in (("a", False), ("b", True), ("c", None)):
+			f = env.h.fake(name)
+			args = {"name": name, "socket": f.path}
+			if arg is not None:
+				args["shared-socket"] = arg
+			c.cmd("vm-add", args)
+			qb.wait_vm_state(c, name, "ready")
+		cls, desc = c.cmd_error("vm-add", {"name": "d", "socket":
+		    "/nonexistent", "shared-socket": "no"})
+		check(cls == "GenericError" and "shared-socket" in desc, desc)
+
+		def shared():
+			vms = c.cmd("query-vms")
+			for vm in vms:
+				p = env.d.vm_socket(vm["name"])
+				check(("shared-socket" in vm) ==
+				    os.path.exists(p), "%r and %s" % (vm, p))
+			return [vm["name"] for vm in vms if "shared-socket" in vm]
+		check(shared() == ["b", "c"], "on: %r" % shared())
+		check(c.cmd("vm-execute", {"vm": "a", "command":
+		    "query-status"})["status"] == "prelaunch", "a")
+		with open(os.path.join(env.d.state_dir, "vms.json")) as f:
+			saved = {v["name"]: v.get("shared-socket") for v in
+			    json.load(f)["vms"]}
+		check(saved == {"a": False, "b": True, "c": None},
+		    "saved: %r" % saved)
+		env.h.close_clients()
+		env.d.terminate()
+		env.d.start()
+		c = env.d.client()
+		for name in "abc":
+			qb.wait_vm_state(c, name, "ready")
+		check(shared() == ["b", "c"], "after restart: %r" % shared())
+		env.h.close_clients()
+		env.d.terminate()
+		env.d.extra = ["--vm-sockets=no"]
+		env.d.start()
+		c = env.d.client()
+		for name in "abc":
+			qb.wait_vm_state(c, name, "ready")
+		check(shared() == ["b"], "vm-sockets no: %r" % shared())
+		env.finish()
+
+
 def test_vm_sockets_bad():
 	"""A value that is not yes or no stops the start."""
 	with Env("sharebad", daemon=False) as env:
@@ -220,4 +270,5 @@ def test_vm_sockets_bad():
 
 
 qb.main([test_many_clients, test_client_gone_midway, test_vm_removed,
-    test_vm_sockets_off, test_vm_sockets_reload, test_vm_sockets_bad])
+    test_vm_sockets_off, test_vm_sockets_reload, test_vm_add_shared_socket,
+    test_vm_sockets_bad])
