@@ -190,9 +190,15 @@ enum vm_origin {
 	VM_ORIGIN_LIBVIRT = 0x8,	/* a domain libvirt runs; not saved */
 };
 bool	vm_name_valid(const char *);
+/* A VM's own say on its shared socket (vm-add's "shared-socket"). */
+enum vm_share_pref {
+	VM_SHARE_CONF = -1,		/* as vm-sockets says */
+	VM_SHARE_NO = 0,
+	VM_SHARE_YES = 1,
+};
 /* Validates; err says why on failure (NULL returned). */
 struct vm *vm_add(const char *name, const char *socket, unsigned origin,
-	    struct qmp_error *err);
+	    enum vm_share_pref, struct qmp_error *err);
 void	vm_remove(struct vm *);
 void	vm_remove_all(void);
 void	vm_cleanup(void);		/* at exit */
@@ -200,12 +206,16 @@ const char *vm_socket(const struct vm *);
 unsigned vm_origin(const struct vm *);
 void	vm_set_origin(struct vm *, unsigned);
 const char *vm_shared_path(const struct vm *);
+enum vm_share_pref vm_share_pref(const struct vm *);
 const struct qmp_version *vm_version(const struct vm *);
 size_t	vm_count(void);
 /* All VMs, sorted by name; caller frees the array. */
 struct vm **vm_list(size_t *n);
 void	vm_foreach(void (*)(struct vm *, void *), void *);
 struct share *vm_share(const struct vm *);
+/* Shared socket opened or closed to match the VM's own preference, else
+   conf.vm_sockets (vm_foreach on reload); arg unused. */
+void	vm_share_sync(struct vm *, void *);
 
 /* ---- share.c: RUNDIR/vm/NAME.qmp ---- */
 struct share;
@@ -224,6 +234,7 @@ void	share_event(struct share *, json_t *event);
 struct reg_entry {
 	char	*name;
 	char	*socket;
+	enum vm_share_pref share;	/* "shared-socket", if saved */
 };
 /* Pure parser of the state file's bytes: valid entries go to *out,
    problems are counted in *bad and described in why. Returns -1 if

@@ -80,11 +80,19 @@ cmd_vm_add(struct req *r, json_t *args)
 	const char		*name, *socket;
 	struct qmp_error	 e;
 	struct vm		*vm;
+	json_t			*share = NULL;
 
-	if (req_unpack(r, args, "{s:s,s:s}", "name", &name, "socket",
-	    &socket) == -1)
+	if (req_unpack(r, args, "{s:s,s:s,s?o}", "name", &name, "socket",
+	    &socket, "shared-socket", &share) == -1)
 		return;
-	if ((vm = vm_add(name, socket, VM_ORIGIN_API, &e)) == NULL) {
+	if (share != NULL && !json_is_boolean(share)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'shared-socket', expected: boolean");
+		return;
+	}
+	if ((vm = vm_add(name, socket, VM_ORIGIN_API, share == NULL ?
+	    VM_SHARE_CONF : json_is_true(share) ? VM_SHARE_YES : VM_SHARE_NO,
+	    &e)) == NULL) {
 		req_error_qmp(r, &e);
 		return;
 	}

@@ -55,6 +55,7 @@ static const struct conf_opt conf_opts[] = {
 	{ "run-dir", CT_STR, O(run_dir), 0, "run dir (shared sockets in DIR/vm)" },
 	{ "state-dir", CT_STR, O(state_dir), 0, "state dir (registry)" },
 	{ "vm-dir", CT_STR, O(vm_dir), 0, "watched dir of NAME.qmp sockets" },
+	{ "vm-sockets", CT_BOOL, O(vm_sockets), 0, "serve RUNDIR/vm/NAME.qmp per VM (yes|no)" },
 	{ "pid-file", CT_STR, O(pid_file), 0, "pid file" },
 	{ "foreground", CT_BOOL, O(foreground), 0, "do not daemonise" },
 	{ "log-level", CT_LEVEL, O(log_level), 0, "debug|info|notice|warning|err" },
@@ -120,6 +121,7 @@ conf_init(struct conf *c)
 	c->log_level = LOG_INFO;
 	c->log_syslog = -1;
 	c->socket_gid = -1;
+	c->vm_sockets = 1;
 	c->max_msg = 4 * 1024 * 1024;
 	c->client_queue_max = 1024 * 1024;
 	c->reply_stall_ms = 10000;
@@ -677,7 +679,8 @@ conf_usage(FILE *f)
 	size_t	i;
 
 	fprintf(f, "usage: qmpbrokerd [--help] [--version] [--OPTION VALUE ...]\n"
-	    "Every option is also a config file line 'OPTION VALUE'.\n");
+	    "Every option is also a config file line 'OPTION VALUE'.\n"
+	    "A yes|no option given alone means yes: --OPTION=no for no.\n");
 	for (i = 0; i < CONF_NOPTS; i++) {
 		fprintf(f, "  --%-20s %s\n", conf_opts[i].name,
 		    conf_opts[i].help);

@@ -32,6 +32,7 @@ struct conf {
 	char	*state_dir;		/* --state-dir: registry, journals */
 	char	*vm_dir;		/* --vm-dir: watched *.qmp sockets */
 	char	*pid_file;
+	int	 vm_sockets;		/* --vm-sockets: RUNDIR/vm/NAME.qmp */
 	int	 foreground;
 	int	 log_level;		/* syslog LOG_* */
 	int	 socket_gid;		/* -1: unchanged */

@@ -248,6 +248,8 @@ daemon_reload(void)
 	daemon_retired[daemon_nretired++] = conf;
 	conf = n;
 	log_set_level(conf.log_level);
+	/* Before the config's VMs: those added now get what it says. */
+	vm_foreach(vm_share_sync, NULL);
 	registry_sync_config();
 	log_notice("configuration reloaded (%zu VMs)", vm_count());
 }

@@ -36,7 +36,8 @@ main_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* As many fds as we may: each VM holds two (monitor, shared socket). */
+/* As many fds as we may: each VM holds one (its monitor), two with its
+   shared socket (vm-sockets), and one per shared client. */
 static void
 main_rlimit(void)
 {

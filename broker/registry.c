@@ -98,6 +98,7 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 	json_int_t	 version = 0;
 	struct reg_entry *e = NULL;
 	const char	*name, *socket;
+	json_t		*share;
 	size_t		 i, j, ne = 0;
 
 	*out = NULL;
@@ -127,9 +128,12 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 		return (-1);
 	}
 	json_array_foreach(vms, i, v) {
-		if (json_unpack(v, "{s:s,s:s}", "name", &name, "socket",
-		    &socket) == -1) {
-			reg_why(why, whylen, "entry %zu: not {name, socket}", i);
+		share = NULL;
+		if (json_unpack(v, "{s:s,s:s,s?o}", "name", &name, "socket",
+		    &socket, "shared-socket", &share) == -1 ||
+		    (share != NULL && !json_is_boolean(share))) {
+			reg_why(why, whylen, "entry %zu: not {name, socket, "
+			    "shared-socket?}", i);
 			(*bad)++;
 			continue;
 		}
@@ -149,6 +153,8 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 			(*bad)++;
 			continue;
 		}
+		e[ne].share = share == NULL ? VM_SHARE_CONF :
+		    json_is_true(share) ? VM_SHARE_YES : VM_SHARE_NO;
 		if ((e[ne].name = strdup(name)) == NULL ||
 		    (e[ne].socket = strdup(socket)) == NULL) {
 			free(e[ne].name);
@@ -224,12 +230,21 @@ out:
 	return (rc);
 }
 
+/* "shared-socket" only where vm-add gave one, so a registry without
+   such VMs reads as before. */
 static void
 reg_serialise_one(struct vm *vm, void *arg)
 {
-	if (vm_origin(vm) & VM_ORIGIN_API)
-		json_array_append_new(arg, json_pack("{s:s,s:s}", "name",
-		    vm_name(vm), "socket", vm_socket(vm)));
+	json_t	*j;
+
+	if (!(vm_origin(vm) & VM_ORIGIN_API))
+		return;
+	j = json_pack("{s:s,s:s}", "name", vm_name(vm), "socket",
+	    vm_socket(vm));
+	if (j != NULL && vm_share_pref(vm) != VM_SHARE_CONF)
+		json_object_set_new(j, "shared-socket",
+		    json_boolean(vm_share_pref(vm) == VM_SHARE_YES));
+	json_array_append_new(arg, j);
 }
 
 char *
@@ -363,7 +378,7 @@ reg_adopt(const char *name, const char *socket, unsigned bit)
 			vm_set_origin(vm, vm_origin(vm) | bit);
 		return;
 	}
-	if (vm_add(name, socket, bit, &e) == NULL)
+	if (vm_add(name, socket, bit, VM_SHARE_CONF, &e) == NULL)
 		log_warn("vm %s: not added: %s", name, e.desc);
 }
 
@@ -577,7 +592,8 @@ reg_load(void)
 		reg_dirty = 1;
 	}
 	for (i = 0; i < n; i++) {
-		if (vm_add(e[i].name, e[i].socket, VM_ORIGIN_API, &qe) == NULL)
+		if (vm_add(e[i].name, e[i].socket, VM_ORIGIN_API, e[i].share,
+		    &qe) == NULL)
 			log_err("registry: vm %s not restored: %s", e[i].name,
 			    qe.desc);
 	}

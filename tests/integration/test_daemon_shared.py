@@ -3,7 +3,9 @@
 QMP socket, but many clients hold it at once, each with its own
 negotiation and ids, and each sees all of that VM's events."""
 
+import json
 import os
+import signal
 
 import qb
 from qb import check, Env
@@ -117,4 +119,156 @@ def test_vm_removed():
 		env.finish()
 
 
-qb.main([test_many_clients, test_client_gone_midway, test_vm_removed])
+def settled_fds(pid):
+	"""The daemon's fd count once two readings in a row agree."""
+	last = None
+	def same():
+		nonlocal last
+		now = qb.fd_list(pid)
+		same, last = now == last, now
+		return same
+	qb.wait_for(same, "daemon fds to settle", interval=0.1)
+	return len(last)
+
+
+def fds_per_vm(env, n):
+	"""Adds n fake VMs, waits until they are ready; returns what they
+	cost the daemon in fds, and the control client."""
+	c = env.d.client()
+	fakes = [env.h.fake("f%d" % i) for i in range(n)]
+	before = settled_fds(env.d.pid)
+	for i, f in enumerate(fakes):
+		c.cmd("vm-add", {"name": "v%d" % i, "socket": f.path})
+	for i in range(n):
+		qb.wait_vm_state(c, "v%d" % i, "ready")
+	return (settled_fds(env.d.pid) - before) / n, c
+
+
+def test_vm_sockets_off():
+	"""--vm-sockets=no: no RUNDIR/vm/NAME.qmp, no "shared-socket" in
+	query-vms, one fd per VM less than with them; the VMs still work
+	through the control socket."""
+	n = 4
+	with Env("shareon") as env:
+		on, c = fds_per_vm(env, n)
+		for vm in c.cmd("query-vms"):
+			check(vm.get("shared-socket") == env.d.vm_socket(
+			    vm["name"]), "shared socket on: %r" % vm)
+		env.finish()
+	with Env("shareoff", args=["--vm-sockets=no"]) as env:
+		off, c = fds_per_vm(env, n)
+		check(on == 2 and off == 1, "fds per VM: %g with shared "
+		    "sockets, %g without" % (on, off))
+		for vm in c.cmd("query-vms"):
+			check("shared-socket" not in vm, "shared socket off: %r"
+			    % vm)
+			check(not os.path.lexists(env.d.vm_socket(vm["name"])),
+			    "%s exists" % env.d.vm_socket(vm["name"]))
+			r = c.cmd("vm-execute", {"vm": vm["name"],
+			    "command": "query-status"})
+			check(r["status"] == "prelaunch", repr(r))
+		check(os.listdir(os.path.join(env.d.run_dir, "vm")) == [],
+		    "run dir: %r" % os.listdir(os.path.join(env.d.run_dir,
+		    "vm")))
+		env.finish()
+
+
+def test_vm_sockets_reload():
+	"""vm-sockets from the config file follows SIGHUP both ways: the
+	sockets appear for every VM, then go, their clients disconnected."""
+	with Env("sharehup", daemon=False) as env:
+		h = env.h
+		cfg = h.path("qmpbrokerd.conf")
+		with open(cfg, "w") as f:
+			f.write("vm-sockets no\n")
+		env.d = h.daemon(config=cfg)
+		env.d.baseline()
+		c = env.d.client()
+		f = h.fake("v1")
+		c.cmd("vm-add", {"name": "v1", "socket": f.path})
+		qb.wait_vm_state(c, "v1", "ready")
+		path = env.d.vm_socket("v1")
+		check(not os.path.lexists(path), "socket with vm-sockets no")
+		with open(cfg, "w") as f:
+			f.write("vm-sockets yes\n")
+		env.d.signal(signal.SIGHUP)
+		qb.wait_for(lambda: "shared-socket" in c.cmd("query-vms")[0],
+		    "shared socket after SIGHUP")
+		check(c.cmd("query-vms")[0]["shared-socket"] == path,
+		    repr(c.cmd("query-vms")))
+		s = h.qmp(path)
+		check(s.cmd("query-status")["status"] == "prelaunch",
+		    "shared socket after SIGHUP")
+		with open(cfg, "w") as f:
+			f.write("vm-sockets no\n")
+		env.d.signal(signal.SIGHUP)
+		s.wait_closed()
+		check("shared-socket" not in c.cmd("query-vms")[0],
+		    repr(c.cmd("query-vms")))
+		check(not os.path.lexists(path), "socket left after SIGHUP")
+		check(c.cmd("vm-execute", {"vm": "v1", "command":
+		    "query-status"})["status"] == "prelaunch", "v1 after HUP")
+		env.finish()
+
+
+def test_vm_add_shared_socket():
+	"""vm-add's "shared-socket" overrides vm-sockets for that VM either
+	way, and survives a restart in the registry."""
+	with Env("sharevm") as env:
+		c = env.d.client()
+		for name, arg in (("a", False), ("b", True), ("c", None)):
+			f = env.h.fake(name)
+			args = {"name": name, "socket": f.path}
+			if arg is not None:
+				args["shared-socket"] = arg
+			c.cmd("vm-add", args)
+			qb.wait_vm_state(c, name, "ready")
+		cls, desc = c.cmd_error("vm-add", {"name": "d", "socket":
+		    "/nonexistent", "shared-socket": "no"})
+		check(cls == "GenericError" and "shared-socket" in desc, desc)
+
+		def shared():
+			vms = c.cmd("query-vms")
+			for vm in vms:
+				p = env.d.vm_socket(vm["name"])
+				check(("shared-socket" in vm) ==
+				    os.path.exists(p), "%r and %s" % (vm, p))
+			return [vm["name"] for vm in vms if "shared-socket" in vm]
+		check(shared() == ["b", "c"], "on: %r" % shared())
+		check(c.cmd("vm-execute", {"vm": "a", "command":
+		    "query-status"})["status"] == "prelaunch", "a")
+		with open(os.path.join(env.d.state_dir, "vms.json")) as f:
+			saved = {v["name"]: v.get("shared-socket") for v in
+			    json.load(f)["vms"]}
+		check(saved == {"a": False, "b": True, "c": None},
+		    "saved: %r" % saved)
+		env.h.close_clients()
+		env.d.terminate()
+		env.d.start()
+		c = env.d.client()
+		for name in "abc":
+			qb.wait_vm_state(c, name, "ready")
+		check(shared() == ["b", "c"], "after restart: %r" % shared())
+		env.h.close_clients()
+		env.d.terminate()
+		env.d.extra = ["--vm-sockets=no"]
+		env.d.start()
+		c = env.d.client()
+		for name in "abc":
+			qb.wait_vm_state(c, name, "ready")
+		check(shared() == ["b"], "vm-sockets no: %r" % shared())
+		env.finish()
+
+
+def test_vm_sockets_bad():
+	"""A value that is not yes or no stops the start."""
+	with Env("sharebad", daemon=False) as env:
+		d = qb.Daemon(env.h, args=["--vm-sockets=maybe"], wait=False)
+		rc = d.wait()
+		check(rc == 2 and "vm-sockets" in d.output(), "exit %d, %r" %
+		    (rc, d.output()))
+
+
+qb.main([test_many_clients, test_client_gone_midway, test_vm_removed,
+    test_vm_sockets_off, test_vm_sockets_reload, test_vm_add_shared_socket,
+    test_vm_sockets_bad])

@@ -854,6 +854,39 @@ def scale_mode(t):
 
 
 @case
+def scale_first(t):
+	# Two processes share one dir and one naming (the benchmark's way
+	# past one process's fd limit): vm0..vm4 and vm5..vm9.
+	d = os.path.join(t.dir, "split")
+	os.mkdir(d)
+	ps = [subprocess.Popen([FAKE, "--sockets", d, "--count", "5",
+	    "--first", str(f)], stdout=subprocess.PIPE,
+	    stderr=subprocess.PIPE) for f in (0, 5)]
+	t.procs.extend(ps)
+	want = sorted("vm%d.qmp" % i for i in range(10))
+	deadline = time.monotonic() + GUARD
+	while sorted(os.listdir(d)) != want:
+		check(time.monotonic() < deadline and
+		    all(p.poll() is None for p in ps), "start: %r" %
+		    sorted(os.listdir(d)))
+		time.sleep(0.02)
+	for i in range(10):
+		c = Client(os.path.join(d, "vm%d.qmp" % i))
+		t.clients.append(c)
+		c.negotiate()
+		c.ok("quit")
+	for p in ps:
+		check(p.wait(GUARD) == 0, "exit status")
+		err = p.stderr.read()
+		check(err == b"", "stderr: %r" % err[:2000])
+	check(os.listdir(d) == [], "sockets left: %r" % os.listdir(d))
+	p = subprocess.run([FAKE, "--socket", os.path.join(d, "x"), "--first",
+	    "1"], capture_output=True, timeout=GUARD)
+	check(p.returncode == 2, "--first without --sockets: %d" %
+	    p.returncode)
+
+
+@case
 def scale_out_of_fds(t):
 	# 30 VMs under a 48-fd limit: clients past the limit wait in the
 	# backlog (no busy loop, no crash) and are served once VMs quit.

@@ -50,6 +50,7 @@ test_defaults(void **state)
 	assert_int_equal(c.unplug_timeout_ms, 10000);
 	assert_string_equal(c.libvirt_uri, "test:///default");
 	assert_int_equal(c.workers, 4);
+	assert_int_equal(c.vm_sockets, 1);
 	conf_clear(&c);
 }
 
@@ -118,7 +119,8 @@ test_file_and_flags(void **state)
 	struct conf	 c;
 	char		 err[256], *path;
 	char		*argv[] = { "qmpbrokerd", "--config", NULL,
-			    "--max-clients=7", "--allow-gid", "5", NULL };
+			    "--max-clients=7", "--allow-gid", "5",
+			    "--vm-sockets=no", NULL };
 
 	path = write_file(
 	    "# a comment\n"
@@ -128,11 +130,13 @@ test_file_and_flags(void **state)
 	    "allow-gid 1\n"
 	    "allow-gid 2\n"
 	    "vm web1 /run/web1.qmp\n"
+	    "vm-sockets yes\n"
 	    "control /tmp/x/control.sock\n");
 	argv[2] = path;
-	assert_int_equal(conf_build(&c, 6, argv, err, sizeof err), 0);
+	assert_int_equal(conf_build(&c, 7, argv, err, sizeof err), 0);
 	/* Flags win over the file... */
 	assert_int_equal(c.max_clients, 7);
+	assert_int_equal(c.vm_sockets, 0);
 	/* ...a list given as flags replaces the file's list... */
 	assert_int_equal(c.n_allow_gids, 1);
 	assert_int_equal(c.allow_gids[0], 5);

@@ -70,6 +70,21 @@ test_parse(void **state)
 	assert_int_equal(bad, 0);
 	assert_string_equal(e[1].name, "b");
 	assert_string_equal(e[1].socket, "/run/b.sock");
+	assert_int_equal(e[1].share, VM_SHARE_CONF);
+	registry_entries_free(e, n);
+
+	/* vm-add's "shared-socket" is kept; anything but a boolean is a
+	   bad entry. */
+	good = "{\"version\":1,\"vms\":["
+	    "{\"name\":\"a\",\"socket\":\"/a\",\"shared-socket\":false},"
+	    "{\"name\":\"b\",\"socket\":\"/b\",\"shared-socket\":true},"
+	    "{\"name\":\"c\",\"socket\":\"/c\",\"shared-socket\":\"no\"}]}";
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, why,
+	    sizeof why), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(bad, 1);
+	assert_int_equal(e[0].share, VM_SHARE_NO);
+	assert_int_equal(e[1].share, VM_SHARE_YES);
 	registry_entries_free(e, n);
 
 	parse_ok("{\"version\":1,\"vms\":[]}", 0, 0);

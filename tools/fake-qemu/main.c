@@ -3,11 +3,13 @@
  *
  *   fake-qemu --socket PATH [--faults FILE] [--machine pc|q35]
  *             [--root-ports N] [--unplug-delay MS] [--running]
- *   fake-qemu --sockets DIR --count N [same options]
+ *   fake-qemu --sockets DIR --count N [--first F] [same options]
  *
- * The second form serves DIR/vm0.qmp .. DIR/vm{N-1}.qmp from one process,
- * each an independent VM, so a benchmark can hold thousands of VMs without
- * thousands of processes. Exits 0 once every VM got "quit" (or on
+ * The second form serves DIR/vm{F}.qmp .. DIR/vm{F+N-1}.qmp (F is 0 by
+ * default) from one process, each an independent VM, so a benchmark can
+ * hold thousands of VMs without thousands of processes; --first lets
+ * several such processes share one dir and one naming when a single
+ * process's fd limit cannot hold them all. Exits 0 once every VM got "quit" (or on
  * SIGTERM/SIGINT), removing its sockets; 2 on bad usage or fault file.
  *
  * Known differences from QEMU 7.2, on purpose or for lack of a guest:
@@ -196,7 +198,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: fake-qemu --socket PATH | --sockets DIR "
-	    "--count N\n"
+	    "--count N [--first F]\n"
 	    "       [--faults FILE] [--machine pc|q35] [--root-ports N]\n"
 	    "       [--unplug-delay MS] [--running]\n");
 	exit(2);
@@ -225,6 +227,7 @@ main(int argc, char **argv)
 		{ "socket",	  required_argument, NULL, 's' },
 		{ "sockets",	  required_argument, NULL, 'S' },
 		{ "count",	  required_argument, NULL, 'n' },
+		{ "first",	  required_argument, NULL, 'F' },
 		{ "faults",	  required_argument, NULL, 'f' },
 		{ "machine",	  required_argument, NULL, 'm' },
 		{ "root-ports",	  required_argument, NULL, 'r' },
@@ -237,7 +240,7 @@ main(int argc, char **argv)
 	struct event	*sigterm, *sigint;
 	struct rlimit	 rl;
 	const char	*sock = NULL, *dir = NULL, *faults = NULL;
-	long		 count = 0;
+	long		 count = 0, first = -1;
 	size_t		 i, j;
 	int		 ch, rc = 0;
 	char		 path[4096];
@@ -255,6 +258,9 @@ main(int argc, char **argv)
 			break;
 		case 'n':
 			count = num_arg("--count", optarg, 1, FAKE_MAX_COUNT);
+			break;
+		case 'F':
+			first = num_arg("--first", optarg, 0, FAKE_MAX_COUNT);
 			break;
 		case 'f':
 			faults = optarg;
@@ -286,8 +292,11 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || (sock == NULL) == (dir == NULL) ||
-	    (dir != NULL && count == 0) || (sock != NULL && count != 0))
+	    (dir != NULL && count == 0) || (sock != NULL && count != 0) ||
+	    (sock != NULL && first != -1))
 		usage();
+	if (first == -1)
+		first = 0;
 	if (faults != NULL && fault_load(&fake.faults, faults) != 0)
 		exit(2);
 
@@ -323,7 +332,8 @@ main(int argc, char **argv)
 		if (sock != NULL)
 			vm->path = xstrdup(sock);
 		else {
-			snprintf(path, sizeof path, "%s/vm%zu.qmp", dir, i);
+			snprintf(path, sizeof path, "%s/vm%ld.qmp", dir,
+			    first + (long)i);
 			vm->path = xstrdup(path);
 		}
 		if (vm_listen(vm) != 0) {
