@@ -335,14 +335,5 @@ def test_corrupt_state_file():
 	corrupt_case("half-valid", json.dumps(half).encode(), ["a", "d"])
 
 
-# The kill -9 loop still finds, about once in a hundred rounds, a NIC left
-# plugged without its tap after a restart (QB_SEED=261838285 shows it
-# within 60 rounds here). Until that is fixed it runs only when asked
-# (QB_CRASH_LOOP=1), so that CI stays a signal rather than a coin toss.
-CASES = [test_corrupt_state_file, test_qemu_killed_mid_command]
-if os.environ.get("QB_CRASH_LOOP") == "1":
-	CASES.append(test_kill9_loop)
-else:
-	print("# kill9_loop not run: known open reconcile bug; "
-	    "QB_CRASH_LOOP=1 runs it", flush=True)
-qb.main(CASES)
+qb.main([test_corrupt_state_file, test_qemu_killed_mid_command,
+    test_kill9_loop])
