@@ -41,8 +41,10 @@ cmd_query_jobs(struct req *req, json_t *args)
 	req_reply(req, a);
 }
 
+/* job-cancel and job-dismiss: the same lookup, one verb apart. */
 static void
-cmd_job_cancel(struct req *req, json_t *args)
+cmd_job_act(struct req *req, json_t *args,
+    int (*act)(struct job *, struct qmp_error *))
 {
 	struct qmp_error	 err;
 	json_int_t		 id;
@@ -52,7 +54,7 @@ cmd_job_cancel(struct req *req, json_t *args)
 		return;
 	if ((j = cmd_job_lookup(req, id)) == NULL)
 		return;
-	if (job_cancel(j, &err) != 0) {
+	if (act(j, &err) != 0) {
 		req_error_qmp(req, &err);
 		return;
 	}
@@ -60,21 +62,15 @@ cmd_job_cancel(struct req *req, json_t *args)
 }
 
 static void
+cmd_job_cancel(struct req *req, json_t *args)
+{
+	cmd_job_act(req, args, job_cancel);
+}
+
+static void
 cmd_job_dismiss(struct req *req, json_t *args)
 {
-	struct qmp_error	 err;
-	json_int_t		 id;
-	struct job		*j;
-
-	if (req_unpack(req, args, "{s:I}", "id", &id) != 0)
-		return;
-	if ((j = cmd_job_lookup(req, id)) == NULL)
-		return;
-	if (job_dismiss(j, &err) != 0) {
-		req_error_qmp(req, &err);
-		return;
-	}
-	req_reply(req, NULL);
+	cmd_job_act(req, args, job_dismiss);
 }
 
 const struct cmd_entry cmd_job_table[] = {

@@ -131,8 +131,8 @@ cmd_vm_remove(struct req *r, json_t *args)
 		req_reply(r, NULL);
 }
 
-static void
-cmd_vm_execute_done(struct vm *vm, json_t *ret, const struct qmp_error *err,
+void
+vm_reply_req(struct vm *vm, json_t *ret, const struct qmp_error *err,
     void *arg)
 {
 	struct req	*r = arg;
@@ -205,7 +205,7 @@ cmd_vm_execute(struct req *r, json_t *args)
 	}
 	for (i = 0; i < n; i++)
 		fds[i] = req_take_fd(r, i);
-	vm_execute(vm, cmd, json_incref(cargs), fds, n, cmd_vm_execute_done, r);
+	vm_execute(vm, cmd, json_incref(cargs), fds, n, vm_reply_req, r);
 	for (i = 0; i < n; i++)
 		close(fds[i]);
 }

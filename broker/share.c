@@ -146,18 +146,6 @@ share_event(struct share *s, json_t *ev)
 	free(buf);
 }
 
-static void
-share_reply(struct vm *vm, json_t *ret, const struct qmp_error *err,
-    void *arg)
-{
-	struct req	*r = arg;
-
-	if (err != NULL)
-		req_error_qmp(r, err);
-	else
-		req_reply(r, json_incref(ret));
-}
-
 void
 share_request(struct req *r, struct client *c, const char *name,
     json_t *args)
@@ -177,7 +165,7 @@ share_request(struct req *r, struct client *c, const char *name,
 	for (i = 0; i < n; i++)
 		fds[i] = req_take_fd(r, i);
 	/* The monitor dups what it sends, so ours close at once. */
-	vm_execute(c->vm, name, json_incref(args), fds, n, share_reply, r);
+	vm_execute(c->vm, name, json_incref(args), fds, n, vm_reply_req, r);
 	for (i = 0; i < n; i++)
 		close(fds[i]);
 }

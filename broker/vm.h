@@ -26,6 +26,9 @@ typedef void vm_reply_fn(struct vm *, json_t *ret,
 		    const struct qmp_error *err, void *arg);
 void		 vm_execute(struct vm *, const char *cmd, json_t *args,
 		    const int *fds, size_t nfds, vm_reply_fn *, void *arg);
+/* A vm_reply_fn whose arg is a struct req: QEMU's return or error goes
+   back to the client unchanged (vm-execute and the shared sockets). */
+vm_reply_fn	 vm_reply_req;
 
 /* Observers of a VM's QEMU events (hotplug waits for DEVICE_DELETED this
    way). Called in arrival order, before subscribers see the event. The

@@ -200,6 +200,11 @@ class Guest(qb.Proc):
 
 # ---- fake-qemu, and a recorder between it and the broker ----
 
+def fake_taps(pid):
+	"""How many tap fds (/dev/net/tun) process pid holds."""
+	return sum(1 for t in qb.fd_list(pid) if t.endswith("->/dev/net/tun"))
+
+
 def fake(h, name, faults=None, machine="pc", unplug_delay=None,
     root_ports=None, running=True):
 	"""fake-qemu with the hotplug options qb.FakeQemu lacks. Running by

@@ -43,29 +43,6 @@ SPARE = "spare"
 IDS = ["n0", "n1", "d0", "d1"]
 
 
-def fake_taps(f):
-	n = 0
-	for fd in os.listdir("/proc/%d/fd" % f.pid):
-		try:
-			if os.readlink("/proc/%d/fd/%s" % (f.pid, fd)) == \
-			    "/dev/net/tun":
-				n += 1
-		except OSError:
-			pass
-	return n
-
-
-def fake_fds(f):
-	out = []
-	for fd in sorted(os.listdir("/proc/%d/fd" % f.pid), key=int):
-		try:
-			out.append("%s:%s" % (fd, os.readlink("/proc/%d/fd/%s" %
-			    (f.pid, fd))))
-		except OSError:
-			pass
-	return " ".join(out)
-
-
 def devices(c, vm, f):
 	"""The VM's hotplugged devices, after checking each is whole."""
 	s = hplib.snapshot(c, vm)
@@ -73,10 +50,11 @@ def devices(c, vm, f):
 	nics = {p for p in present if p.startswith("n")}
 	disks = present - nics
 	try:
-		qb.wait_for(lambda: fake_taps(f) == len(nics), "taps")
+		qb.wait_for(lambda: hplib.fake_taps(f.pid) == len(nics), "taps")
 	except qb.Failure:
 		raise qb.Failure("%s: %d taps for %r (fake holds %d: %s)" % (vm,
-		    len(nics), sorted(nics), fake_taps(f), fake_fds(f)))
+		    len(nics), sorted(nics), hplib.fake_taps(f.pid),
+		    " ".join(qb.fd_list(f.pid))))
 	blk = {b.split("/")[3] if b.startswith("/machine/peripheral/") else b
 	    for b in s["block"]}
 	check({b for b in blk if b in IDS} == disks,

@@ -97,18 +97,6 @@ def fd_shape(pid):
 	    else t.split("->", 1)[1] for t in qb.fd_list(pid))
 
 
-def fake_taps(pid):
-	n = 0
-	for fd in os.listdir("/proc/%d/fd" % pid):
-		try:
-			if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == \
-			    "/dev/net/tun":
-				n += 1
-		except OSError:
-			pass
-	return n
-
-
 def wait_ready(c, name):
 	deadline = time.monotonic() + READY_WAIT
 	while time.monotonic() < deadline:
@@ -193,10 +181,10 @@ class Matrix:
 			present = dev in per
 			if op.startswith("nic"):
 				want = 1 if present else 0
-				qb.wait_for(lambda: fake_taps(f.pid) == want,
+				qb.wait_for(lambda: hplib.fake_taps(f.pid) == want,
 				    "fake-qemu to hold %d tap(s) with device %s "
 				    "%s (holds %d)" % (want, dev, "present" if
-				    present else "absent", fake_taps(f.pid)))
+				    present else "absent", hplib.fake_taps(f.pid)))
 				check(not fdsets, "nic left fdsets %r" % fdsets)
 			else:
 				check(bool(nodes) == present, "device %s %s but "
@@ -271,7 +259,7 @@ class Matrix:
 		if fault in MUTE and not ok:
 			# the fault hit every connection, so fake-qemu cannot be
 			# asked; nothing it read could have changed it
-			check(fake_taps(f.pid) == 0, "fake-qemu holds a tap")
+			check(hplib.fake_taps(f.pid) == 0, "fake-qemu holds a tap")
 			return
 		# A "once" fault spent on one connection: the monitor
 		# reconnected and the op may well have gone through. Either

@@ -30,18 +30,6 @@ FAULTS = (
 )
 
 
-def fake_taps(f):
-	n = 0
-	for fd in os.listdir("/proc/%d/fd" % f.pid):
-		try:
-			if os.readlink("/proc/%d/fd/%s" % (f.pid, fd)) == \
-			    "/dev/net/tun":
-				n += 1
-		except OSError:
-			pass
-	return n
-
-
 def state(c, f, reconnect=True):
 	"""The VM's state, and the taps fake-qemu holds once the monitor
 	connection was made anew: an fd QEMU received but never took (its
@@ -52,7 +40,7 @@ def state(c, f, reconnect=True):
 		c.cmd("vm-remove", {"name": "vm1"})
 		c.cmd("vm-add", {"name": "vm1", "socket": f.path})
 		qb.wait_vm_state(c, "vm1", "ready")
-	s["taps"] = fake_taps(f)
+	s["taps"] = hplib.fake_taps(f.pid)
 	return s
 
 

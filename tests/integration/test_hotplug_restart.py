@@ -22,18 +22,6 @@ def journal_path(d, vm, dev):
 	return os.path.join(d.state_dir, "hotplug", vm, dev + ".json")
 
 
-def fake_taps(f):
-	n = 0
-	for fd in os.listdir("/proc/%d/fd" % f.pid):
-		try:
-			if os.readlink("/proc/%d/fd/%s" % (f.pid, fd)) == \
-			    "/dev/net/tun":
-				n += 1
-		except OSError:
-			pass
-	return n
-
-
 def kill_mid(op, step, dev, args_fn, check_fn):
 	with qb.Env("hpr-%s-%s" % (op, step), daemon=False) as env:
 		root = env.h.path("images")
@@ -51,7 +39,7 @@ def kill_mid(op, step, dev, args_fn, check_fn):
 		c.cmd("vm-add", {"name": "vm1", "socket": f.path})
 		qb.wait_vm_state(c, "vm1", "ready")
 		before = hplib.snapshot(c, "vm1")
-		before["taps"] = fake_taps(f)
+		before["taps"] = hplib.fake_taps(f.pid)
 		args, fds = args_fn(env, img)
 		c.send_cmd(op, dict(args, vm="vm1"), fds=fds)
 		for fd in fds:
@@ -85,7 +73,7 @@ def kill_mid(op, step, dev, args_fn, check_fn):
 		c = env.d.client()
 		qb.wait_vm_state(c, "vm1", "ready")
 		after = hplib.snapshot(c, "vm1")
-		after["taps"] = fake_taps(f)
+		after["taps"] = hplib.fake_taps(f.pid)
 		check_fn(c, before, after, action)
 		# the restarted daemon must end as lean as the first began
 		env.d.baseline_fds = first.baseline_fds
@@ -199,10 +187,10 @@ def test_new_op_waits_for_reconcile():
 			c.cmd("nic-add", {"vm": "vm1", "id": "n0"}, fds=[fd])
 		finally:
 			os.close(fd)
-		qb.wait_for(lambda: fake_taps(f) == 1, "fake-qemu holds the "
-		    "new NIC's tap")
+		qb.wait_for(lambda: hplib.fake_taps(f.pid) == 1,
+		    "fake-qemu holds the new NIC's tap")
 		c.cmd("nic-del", {"vm": "vm1", "id": "n0"})
-		qb.wait_for(lambda: fake_taps(f) == 0, "tap released")
+		qb.wait_for(lambda: hplib.fake_taps(f.pid) == 0, "tap released")
 		env.d.baseline_fds = first.baseline_fds
 		env.d.baseline_kids = first.baseline_kids
 		env.finish()
