@@ -108,7 +108,7 @@ hpv_journal(void *ctx, const char *id, const json_t *rec)
 	struct hpv	*h = ctx;
 	char		 err[512];
 
-	if (journal_write(conf.state_dir, h->name, id, rec, err,
+	if (journal_write(conf.state_dir, "hotplug", h->name, id, rec, err,
 	    sizeof err) != 0) {
 		log_err("hotplug journal for %s/%s: %s", h->name, id, err);
 		return (-1);
@@ -610,7 +610,8 @@ cmd_hp_init(void)
 		return;
 	hp_inited = true;
 	vm_on_remove(hpv_gone, NULL);
-	n = journal_load(conf.state_dir, hp_stash_add, hp_stash_bad, NULL);
+	n = journal_load(conf.state_dir, "hotplug", hp_stash_add,
+	    hp_stash_bad, NULL);
 	if (n < 0)
 		log_err("hotplug journal: cannot read %s/hotplug",
 		    conf.state_dir);

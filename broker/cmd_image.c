@@ -7,6 +7,14 @@
  * loop, which serialises it within the broker; the lock file serialises
  * it against everything else. A failed or cancelled attach disconnects
  * what it connected before it ends, and says so.
+ *
+ * Every attachment is also a record (image_rec.h), written before the
+ * step it names: "attaching" before the attaching child runs (so the
+ * device must be known first: nbd picks it, loop asks "losetup --find"
+ * and then attaches that device), "attached" once it is, "detaching"
+ * before the detaching child; removed once nothing is left. A restarted
+ * broker adopts what is attached and detaches what was half done
+ * (image_recover).
  */
 #include "config.h"
 
@@ -18,8 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/broker.h"
 #include "broker/cmd.h"
 #include "broker/conf.h"
+#include "broker/image_rec.h"
+#include "broker/journal.h"
 #include "broker/job.h"
 #include "broker/jobs.h"
 #include "broker/proc.h"
@@ -28,7 +39,8 @@
 #include "disk/loop.h"
 #include "disk/nbd.h"
 
-#define IMG_LOOP_RETRIES	5	/* out of loop devices */
+#define IMG_LOOP_RETRIES	5	/* out of loop devices, or one taken
+					   between find and attach */
 #define IMG_LOOP_RETRY_MS	500
 #define IMG_DETACH_TRIES	3	/* losetup -d fails now and then */
 #define IMG_DETACH_RETRY_MS	200
@@ -51,6 +63,7 @@ struct img_att {
 static TAILQ_HEAD(, img_att)	img_atts = TAILQ_HEAD_INITIALIZER(img_atts);
 
 enum img_phase {
+	IP_FIND,	/* losetup --find running */
 	IP_TOOL,	/* losetup / qemu-nbd -c / -d running */
 	IP_RETRY,	/* timer before the next try */
 	IP_WAIT_PID,	/* qemu-nbd returned; waiting for sysfs pid */
@@ -68,6 +81,8 @@ struct img_job {
 	char			 device[256];
 	struct nbd_dev		 nbd;
 	struct img_att		*att;		/* detach: what goes */
+	bool			 recorded;	/* attach: a record names it */
+	bool			 recovery;	/* detach started by a restart */
 
 	enum img_phase		 phase;
 	struct proc		*p;
@@ -110,6 +125,23 @@ img_qemu_nbd(void)
 	return conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path : NBD_QEMU_NBD;
 }
 
+static const char *
+img_loop_sysfs(void)
+{
+	return conf.loop_sysfs != NULL ? conf.loop_sysfs : LOOP_SYSFS;
+}
+
+/* dev is attached, to path when path is not NULL (sysfs: no wait). */
+static bool
+img_loop_backed(const char *dev, const char *path)
+{
+	char	buf[PATH_MAX + 16];
+
+	if (loop_backing_file(img_loop_sysfs(), dev, buf, sizeof buf) != 0)
+		return false;
+	return path == NULL || loop_backing_is(buf, path);
+}
+
 static void
 img_nbd_paths(struct nbd_paths *np)
 {
@@ -123,6 +155,57 @@ static int
 img_tool_ms(void)
 {
 	return conf.tool_timeout_ms > 0 ? conf.tool_timeout_ms : IMG_TOOL_MS;
+}
+
+static int
+img_record(struct img_job *ij, enum imgrec_state st, char *err,
+    size_t errlen)
+{
+	struct imgrec	r;
+
+	memset(&r, 0, sizeof r);
+	r.nbd = ij->mode == IMG_NBD;
+	snprintf(r.device, sizeof r.device, "%s", ij->device);
+	snprintf(r.path, sizeof r.path, "%s", ij->path);
+	r.ro = ij->ro;
+	if (ij->format != NULL)
+		snprintf(r.format, sizeof r.format, "%s", ij->format);
+	r.state = st;
+	return imgrec_write(conf.state_dir, &r, err, errlen);
+}
+
+/* Writes the record of a step about to be taken; a step that cannot be
+   recorded is not taken (the job fails, saying why). */
+static bool
+img_record_step(struct img_job *ij, enum imgrec_state st)
+{
+	char	err[512];
+
+	if (img_record(ij, st, err, sizeof err) == 0) {
+		if (ij->attach)
+			ij->recorded = true;
+		return true;
+	}
+	log_err("image journal %s: %s", ij->device, err);
+	qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "cannot record %s of "
+	    "%s, so not done: %s", st == IMGREC_DETACHING ? "the detach" :
+	    "the attach", ij->device, err);
+	return false;
+}
+
+/* Nothing is attached (any more) for this record. A record that cannot
+   be removed only costs a check at the next start. */
+static void
+img_unrecord(struct img_job *ij)
+{
+	char	err[512];
+
+	if (ij->attach && !ij->recorded)
+		return;
+	ij->recorded = false;
+	if (imgrec_remove(conf.state_dir, ij->mode == IMG_NBD, ij->device,
+	    err, sizeof err) != 0)
+		log_err("image journal %s: %s", ij->device, err);
 }
 
 static void
@@ -175,9 +258,16 @@ static void	img_proc_done(struct proc *, const struct proc_result *, void *);
 static void
 img_detach_failed(struct img_job *ij)
 {
+	char	err[512];
+
 	if (ij->att != NULL)
 		ij->att->detaching = false;
 	ij->att = NULL;
+	/* Still attached, as it was. A detach a restart started keeps its
+	   "detaching": the next start tries again. */
+	if (!ij->recovery && img_record(ij, IMGREC_ATTACHED, err,
+	    sizeof err) != 0)
+		log_err("image journal %s: %s", ij->device, err);
 }
 
 static bool
@@ -195,6 +285,8 @@ img_spawn(struct img_job *ij, char **argv)
 		}
 		if (!ij->attach)
 			img_detach_failed(ij);
+		else if (ij->phase == IP_TOOL)
+			img_unrecord(ij);	/* the tool never ran */
 		job_fail_err(ij->job, &err);
 		return false;
 	}
@@ -224,9 +316,11 @@ img_cleanup_done(struct img_job *ij, const struct proc_result *r)
 
 	nbd_release(&ij->nbd);
 	if (r->exited && r->code == 0) {
+		img_unrecord(ij);
 		img_end(ij, json_pack("{s:s}", "undone", ij->device));
 		return;
 	}
+	/* The record stays: the next start detaches what is left. */
 	proc_describe(r, why, sizeof why);
 	if (!ij->end_cancel) {
 		/* Say both: why it failed, and what it could not undo. */
@@ -242,6 +336,10 @@ img_attached(struct img_job *ij)
 {
 	struct img_att	*a;
 
+	if (!img_record_step(ij, IMGREC_ATTACHED)) {
+		img_cleanup(ij);
+		return;
+	}
 	if ((a = calloc(1, sizeof *a)) == NULL) {
 		qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "out of memory");
 		img_cleanup(ij);
@@ -286,6 +384,7 @@ img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
 			TAILQ_REMOVE(&img_atts, ij->att, entry);
 			free(ij->att);
 			ij->att = NULL;
+			img_unrecord(ij);
 			job_conclude(ij->job, res);
 			return;
 		}
@@ -301,35 +400,75 @@ img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
 		return;
 	}
 
-	if (ij->mode == IMG_LOOP) {
-		if (ok && loop_parse_device(r->out, ij->device,
-		    sizeof ij->device, &err) == -1) {
-			/* Attached something we cannot name: nothing to undo
-			   by name either. */
+	if (ij->mode == IMG_LOOP && ij->phase == IP_FIND) {
+		/* losetup --find attaches nothing: nothing to undo. */
+		if (job_cancel_requested(ij->job)) {
+			job_cancelled(ij->job, NULL);
+			return;
+		}
+		if (!ok) {
+			if (loop_out_of_devices(r->err) && ++ij->tries <
+			    IMG_LOOP_RETRIES && !job_stopping()) {
+				ij->phase = IP_RETRY;
+				img_after(ij, IMG_LOOP_RETRY_MS);
+				return;
+			}
+			job_fail(ij->job, QMP_CLS_GENERIC, "losetup --find: %s",
+			    why);
+			return;
+		}
+		if (loop_parse_device(r->out, ij->device, sizeof ij->device,
+		    &err) == -1) {
 			job_fail(ij->job, QMP_CLS_GENERIC, "losetup: %s",
 			    err.desc);
 			return;
 		}
+		if (!img_record_step(ij, IMGREC_ATTACHING)) {
+			job_fail_err(ij->job, &ij->end_err);
+			return;
+		}
+		ij->phase = IP_TOOL;
+		img_step(ij);
+		return;
+	}
+
+	if (ij->mode == IMG_LOOP) {
+		/* A losetup that failed (or was killed) may still have
+		   attached our file: sysfs tells. */
+		bool	ours = ok || img_loop_backed(ij->device, ij->path);
+
 		if (job_cancel_requested(ij->job)) {
 			ij->end_cancel = true;
-			if (ok)
+			if (ours)
 				img_cleanup(ij);
-			else
+			else {
+				img_unrecord(ij);
 				job_cancelled(ij->job, NULL);
+			}
 			return;
 		}
 		if (ok) {
 			img_attached(ij);
 			return;
 		}
-		if (loop_out_of_devices(r->err) && ++ij->tries <
-		    IMG_LOOP_RETRIES && !job_stopping()) {
+		if (ours) {
+			qmp_error_set(&ij->end_err, QMP_CLS_GENERIC,
+			    "losetup %s %s: %s", ij->device, ij->path, why);
+			img_cleanup(ij);
+			return;
+		}
+		img_unrecord(ij);
+		/* Someone took the device between find and attach ("Device
+		   or resource busy"): find another. */
+		if ((loop_out_of_devices(r->err) ||
+		    img_loop_backed(ij->device, NULL)) &&
+		    ++ij->tries < IMG_LOOP_RETRIES && !job_stopping()) {
 			ij->phase = IP_RETRY;
 			img_after(ij, IMG_LOOP_RETRY_MS);
 			return;
 		}
-		job_fail(ij->job, QMP_CLS_GENERIC, "losetup %s: %s", ij->path,
-		    why);
+		job_fail(ij->job, QMP_CLS_GENERIC, "losetup %s %s: %s",
+		    ij->device, ij->path, why);
 		return;
 	}
 
@@ -394,11 +533,22 @@ img_step(struct img_job *ij)
 	char			*argv[NBD_ARGV_MAX];
 
 	switch (ij->phase) {
+	case IP_FIND:
+		loop_find_argv(img_losetup(), argv);
+		img_spawn(ij, argv);
+		return;
 	case IP_TOOL:
 	case IP_RETRY:
+		if (ij->phase == IP_RETRY && ij->attach &&
+		    ij->mode == IMG_LOOP) {
+			ij->phase = IP_FIND;
+			img_step(ij);
+			return;
+		}
 		ij->phase = IP_TOOL;
 		if (ij->attach && ij->mode == IMG_LOOP)
-			loop_attach_argv(img_losetup(), ij->path, ij->ro, argv);
+			loop_attach_argv(img_losetup(), ij->device, ij->path,
+			    ij->ro, argv);
 		else if (ij->mode == IMG_LOOP)
 			loop_detach_argv(img_losetup(), ij->device, argv);
 		else if (ij->attach)
@@ -463,8 +613,18 @@ img_start(struct job *j)
 			return;
 		}
 		snprintf(ij->device, sizeof ij->device, "%s", ij->nbd.path);
+		if (!img_record_step(ij, IMGREC_ATTACHING)) {
+			job_fail_err(j, &ij->end_err);
+			return;
+		}
 	}
-	ij->phase = IP_TOOL;
+	if (!ij->attach && !img_record_step(ij, IMGREC_DETACHING)) {
+		ij->att->detaching = false;
+		ij->att = NULL;
+		job_fail_err(j, &ij->end_err);
+		return;
+	}
+	ij->phase = ij->attach && ij->mode == IMG_LOOP ? IP_FIND : IP_TOOL;
 	img_step(ij);
 }
 
@@ -474,6 +634,7 @@ img_cancel(struct job *j)
 	struct img_job	*ij = job_data(j);
 
 	switch (ij->phase) {
+	case IP_FIND:
 	case IP_TOOL:
 		/* Reaped first; img_proc_done undoes what it finds. */
 		if (ij->p != NULL)
@@ -563,12 +724,36 @@ cmd_image_attach(struct req *req, json_t *args)
 	req_reply(req, json_pack("{s:I}", "job", (json_int_t)job_id(j)));
 }
 
+/* A detach job for a; NULL with err set when none could be made. */
+static struct job *
+img_detach_job(struct img_att *a, bool recovery, struct qmp_error *err)
+{
+	struct img_job	*ij;
+	struct job	*j;
+
+	if ((ij = calloc(1, sizeof *ij)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return NULL;
+	}
+	ij->nbd.lockfd = -1;
+	ij->mode = a->mode;
+	ij->att = a;
+	ij->ro = a->ro;
+	ij->recovery = recovery;
+	snprintf(ij->device, sizeof ij->device, "%s", a->device);
+	snprintf(ij->path, sizeof ij->path, "%s", a->path);
+	if ((j = job_new(&img_detach_ops, ij->device, ij, err)) == NULL)
+		return NULL;
+	a->detaching = true;
+	job_start(j);
+	return j;
+}
+
 static void
 cmd_image_detach(struct req *req, json_t *args)
 {
 	const char		*dev;
 	struct img_att		*a;
-	struct img_job		*ij;
 	struct qmp_error	 err;
 	struct job		*j;
 
@@ -587,22 +772,10 @@ cmd_image_detach(struct req *req, json_t *args)
 		    a->device);
 		return;
 	}
-	if ((ij = calloc(1, sizeof *ij)) == NULL) {
-		req_error(req, QMP_CLS_GENERIC, "out of memory");
-		return;
-	}
-	ij->nbd.lockfd = -1;
-	ij->mode = a->mode;
-	ij->att = a;
-	ij->ro = a->ro;
-	snprintf(ij->device, sizeof ij->device, "%s", a->device);
-	snprintf(ij->path, sizeof ij->path, "%s", a->path);
-	if ((j = job_new(&img_detach_ops, ij->device, ij, &err)) == NULL) {
+	if ((j = img_detach_job(a, false, &err)) == NULL) {
 		req_error_qmp(req, &err);
 		return;
 	}
-	a->detaching = true;
-	job_start(j);
 	req_reply(req, json_pack("{s:I}", "job", (json_int_t)job_id(j)));
 }
 
@@ -616,6 +789,119 @@ int
 image_init(struct event_base *base)
 {
 	return 0;
+}
+
+/* ---- after a restart ---- */
+
+static void
+img_rec_forget(const struct imgrec *r, const char *why)
+{
+	char	err[512];
+
+	log_notice("image journal %s (%s, %s): %s; record removed", r->device,
+	    r->path, imgrec_state_name(r->state), why);
+	if (imgrec_remove(conf.state_dir, r->nbd, r->device, err,
+	    sizeof err) != 0)
+		log_err("image journal %s: %s", r->device, err);
+}
+
+/*
+ * One record a previous broker left. Its children may still be finishing
+ * (a losetup started just before the kill): they are not ours to wait
+ * for, and losetup is quick, so what sysfs shows now is taken as the
+ * truth; at worst an attach that completes after this look leaks as it
+ * would have without the journal.
+ */
+static void
+img_rec_found(const char *group, const char *id, json_t *rec, void *arg)
+{
+	struct imgrec		 r;
+	struct img_att		*a;
+	struct nbd_paths	 np;
+	struct nbd_dev		 nd = { .lockfd = -1 };
+	struct qmp_error	 err;
+	char			 why[512];
+	bool			 there;
+
+	if (imgrec_parse(group, id, rec, &r, why, sizeof why) != 0) {
+		log_warn("image journal %s/%s: not an image record (%s); "
+		    "ignored", group, id, why);
+		return;
+	}
+	if (r.nbd) {
+		img_nbd_paths(&np);
+		switch (nbd_claim(&np, r.device, &nd)) {
+		case -1:
+			img_rec_forget(&r, "not an nbd device here");
+			return;
+		case 1:
+			/* Our lock went with the dead broker: whoever holds
+			   it now owns the device. */
+			img_rec_forget(&r, "device locked by another process");
+			return;
+		}
+		there = nbd_connected(&np, &nd);
+	} else {
+		if (!loop_device_name_ok(r.device)) {
+			img_rec_forget(&r, "not a loop device");
+			return;
+		}
+		there = img_loop_backed(r.device, r.path);
+	}
+	if (!there) {
+		nbd_release(&nd);
+		img_rec_forget(&r, r.nbd ? "not connected" :
+		    "not attached to that file");
+		return;
+	}
+	if ((a = calloc(1, sizeof *a)) == NULL) {
+		nbd_release(&nd);
+		log_err("image journal %s: out of memory; left as it is",
+		    r.device);
+		return;
+	}
+	snprintf(a->device, sizeof a->device, "%s", r.device);
+	snprintf(a->path, sizeof a->path, "%s", r.path);
+	a->mode = r.nbd ? IMG_NBD : IMG_LOOP;
+	a->ro = r.ro;
+	a->nbd = nd;
+	TAILQ_INSERT_TAIL(&img_atts, a, entry);
+	if (r.state == IMGREC_ATTACHED) {
+		log_notice("image journal %s (%s): attached; adopted",
+		    r.device, r.path);
+		return;
+	}
+	/* Half attached or half detached: nobody was told it is there, or
+	   somebody asked for it to go. Either way it goes, as a job like
+	   any other (query-jobs, JOB_STATUS_CHANGE, the retries). */
+	if (img_detach_job(a, true, &err) == NULL) {
+		log_err("image journal %s (%s): %s; cannot detach it now: %s; "
+		    "kept as attached", r.device, r.path,
+		    imgrec_state_name(r.state), err.desc);
+		return;
+	}
+	log_notice("image journal %s (%s): %s; interrupted, detaching",
+	    r.device, r.path, imgrec_state_name(r.state));
+}
+
+static void
+img_rec_bad(const char *path, const char *why, void *arg)
+{
+	log_warn("image journal %s: %s; set aside as .bad", path, why);
+}
+
+void
+image_recover(void)
+{
+	int	n;
+
+	n = journal_load(conf.state_dir, "images", img_rec_found, img_rec_bad,
+	    NULL);
+	if (n < 0)
+		log_err("image journal: cannot read %s/images", conf.state_dir);
+	else if (n > 0)
+		log_notice("image journal: %d attachment record(s) reconciled",
+		    n);
 }
 
 /* Attached devices stay attached (VMs use them); the broker only forgets

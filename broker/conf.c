@@ -79,6 +79,7 @@ static const struct conf_opt conf_opts[] = {
 	{ "job-keep-s", CT_INT, O(job_keep_s), 0, "finished jobs kept" },
 	{ "losetup", CT_STR, O(losetup_path), 0, "losetup program" },
 	{ "qemu-nbd", CT_STR, O(qemu_nbd_path), 0, "qemu-nbd program" },
+	{ "loop-sysfs", CT_STR, O(loop_sysfs), 0, "sysfs root for loop devices" },
 	{ "nbd-sysfs", CT_STR, O(nbd_sysfs), 0, "sysfs root for nbd devices" },
 	{ "nbd-dev-dir", CT_STR, O(nbd_dev_dir), 0, "where nbdN device nodes are" },
 	{ "nbd-lock-dir", CT_STR, O(nbd_lock_dir), 0, "nbd device lock files" },

@@ -69,6 +69,7 @@ struct conf {
 	/* image attach (NULL/0: the built-in defaults) */
 	char	*losetup_path;		/* default "losetup" */
 	char	*qemu_nbd_path;		/* default "qemu-nbd" */
+	char	*loop_sysfs;		/* backing_file after a restart, /sys */
 	char	*nbd_sysfs;		/* default /sys */
 	char	*nbd_dev_dir;		/* default /dev */
 	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */

@@ -128,6 +128,7 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 	}
 	/* After the registry: journal records wait for their VMs. */
 	cmd_hp_init();
+	image_recover();
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());
 	return (0);

@@ -22,6 +22,11 @@ int	domain_init(struct event_base *);
 void	domain_shutdown(void);
 int	image_init(struct event_base *);
 void	image_shutdown(void);
+/* Reconciles the image journal a previous broker left: adopts what is
+   attached, detaches (as jobs) what was half attached or detached. Once
+   the control socket is ours, so a broker refused there never touches
+   the running one's devices. */
+void	image_recover(void);
 
 /* Domains libvirt runs, as VMs (virt_vm.c); called on the loop. */
 void	virt_vm_lifecycle(const char *domain, bool running);

@@ -1,5 +1,5 @@
 /*
- * Hotplug journal files. See journal.h.
+ * Journal files. See journal.h.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -53,8 +53,8 @@ journal_fsync_dir(const char *dir)
 }
 
 int
-journal_write(const char *state_dir, const char *vm, const char *id,
-    const json_t *rec, char *err, size_t errlen)
+journal_write(const char *state_dir, const char *area, const char *group,
+    const char *id, const json_t *rec, char *err, size_t errlen)
 {
 	char	 dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX], *buf;
 	size_t	 len, off;
@@ -63,14 +63,15 @@ journal_write(const char *state_dir, const char *vm, const char *id,
 
 	if (state_dir == NULL || *state_dir == '\0')
 		return (0);
-	if (!journal_name_ok(vm) || !journal_name_ok(id)) {
+	if (!journal_name_ok(area) || !journal_name_ok(group) ||
+	    !journal_name_ok(id)) {
 		snprintf(err, errlen, "bad journal name");
 		return (-1);
 	}
-	snprintf(dir, sizeof dir, "%s/hotplug", state_dir);
+	snprintf(dir, sizeof dir, "%s/%s", state_dir, area);
 	if (journal_mkdir(dir, err, errlen) != 0)
 		return (-1);
-	snprintf(dir, sizeof dir, "%s/hotplug/%s", state_dir, vm);
+	snprintf(dir, sizeof dir, "%s/%s/%s", state_dir, area, group);
 	if (journal_mkdir(dir, err, errlen) != 0)
 		return (-1);
 	if ((size_t)snprintf(path, sizeof path, "%s/%s.json", dir, id) >=
@@ -143,7 +144,7 @@ journal_set_aside(const char *path, const char *why, journal_bad_fn *bad,
 }
 
 static int
-journal_load_vm(const char *vmdir, const char *vm, journal_fn *fn,
+journal_load_group(const char *vmdir, const char *group, journal_fn *fn,
     journal_bad_fn *bad, void *arg)
 {
 	DIR		*d;
@@ -191,7 +192,7 @@ journal_load_vm(const char *vmdir, const char *vm, journal_fn *fn,
 			json_decref(rec);
 			continue;
 		}
-		fn(vm, id, rec, arg);
+		fn(group, id, rec, arg);
 		json_decref(rec);
 		count++;
 	}
@@ -200,8 +201,8 @@ journal_load_vm(const char *vmdir, const char *vm, journal_fn *fn,
 }
 
 int
-journal_load(const char *state_dir, journal_fn *fn, journal_bad_fn *bad,
-    void *arg)
+journal_load(const char *state_dir, const char *area, journal_fn *fn,
+    journal_bad_fn *bad, void *arg)
 {
 	DIR		*d;
 	struct dirent	*e;
@@ -210,7 +211,9 @@ journal_load(const char *state_dir, journal_fn *fn, journal_bad_fn *bad,
 
 	if (state_dir == NULL || *state_dir == '\0')
 		return (0);
-	snprintf(dir, sizeof dir, "%s/hotplug", state_dir);
+	if (!journal_name_ok(area))
+		return (-1);
+	snprintf(dir, sizeof dir, "%s/%s", state_dir, area);
 	if ((d = opendir(dir)) == NULL)
 		return (errno == ENOENT ? 0 : -1);
 	while ((e = readdir(d)) != NULL) {
@@ -219,7 +222,7 @@ journal_load(const char *state_dir, journal_fn *fn, journal_bad_fn *bad,
 		if ((size_t)snprintf(vmdir, sizeof vmdir, "%s/%s", dir,
 		    e->d_name) >= sizeof vmdir)
 			continue;
-		count += journal_load_vm(vmdir, e->d_name, fn, bad, arg);
+		count += journal_load_group(vmdir, e->d_name, fn, bad, arg);
 	}
 	closedir(d);
 	return (count);

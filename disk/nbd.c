@@ -159,6 +159,23 @@ nbd_pick(const struct nbd_paths *np, struct nbd_dev *d, struct qmp_error *err)
 	return -1;
 }
 
+int
+nbd_claim(const struct nbd_paths *np, const char *dev, struct nbd_dev *d)
+{
+	int	index;
+
+	d->lockfd = -1;
+	if ((index = nbd_parse_device(np, dev)) == -1)
+		return -1;
+	d->index = index;
+	snprintf(d->path, sizeof d->path, "%s/nbd%d", np->devdir, index);
+	if (mkdir(np->lockdir, 0700) == -1 && errno != EEXIST)
+		return 1;
+	if ((d->lockfd = nbd_lock(np, index)) == -1)
+		return 1;
+	return 0;
+}
+
 void
 nbd_release(struct nbd_dev *d)
 {

@@ -40,6 +40,10 @@ struct nbd_dev {
 int	nbd_pick(const struct nbd_paths *, struct nbd_dev *,
 	    struct qmp_error *err);
 void	nbd_release(struct nbd_dev *);
+/* Takes DEVDIR/nbdN again (after a broker restart, for a device its
+   journal names): 0 with the lock held, 1 when another process holds the
+   lock (d filled, lockfd -1), -1 when dev is no nbd device of ours. */
+int	nbd_claim(const struct nbd_paths *, const char *dev, struct nbd_dev *);
 /* SYSFS/block/nbdN/pid exists: qemu-nbd holds the device. */
 bool	nbd_connected(const struct nbd_paths *, const struct nbd_dev *);
 /* Index of DEVDIR/nbdN, or -1. */

@@ -158,6 +158,19 @@ class Broker:
                 return self.proc.wait()
         return self.proc.returncode
 
+    def restart(self, sig=signal.SIGKILL):
+        """Kills the broker (SIGKILL: a crash) and starts another on the
+        same state dir, args and config; fresh run dir and control
+        socket, so nothing the dead one left is in the way."""
+        self.stop(sig)
+        self.restarts = getattr(self, "restarts", 0) + 1
+        tag = "r%d" % self.restarts
+        self.d = qb.Daemon(self.h, args=self.d.extra, config=self.d.config,
+                           pid_file=self.h.path(tag + ".pid"),
+                           state_dir=self.d.state_dir, tag=tag)
+        self.proc = self.d.p
+        self.control = self.d.control
+
     def close(self):
         # TERM first even on failure paths: the broker reaps its children.
         rc = self.stop(signal.SIGTERM)

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """image-attach / image-detach: loop devices for real (losetup), nbd
 against a fake sysfs tree and a stand-in qemu-nbd (no nbd module here)."""
+import json
 import os
 import subprocess
 import sys
 import time
 
-from jobsh import Broker, Failed, SRCDIR, check, run
+import qb
+from jobsh import Broker, Failed, SRCDIR, check, fd_count, run
 
 if os.geteuid() != 0:
     print("not root: loop devices need root")   # cannot exist: skip
@@ -246,6 +248,162 @@ def nbd_module_missing():
         shutil.rmtree(tmp + "/sys2", ignore_errors=True)
 
 
+# ---- the image journal across a broker restart ----
+
+def rec_path(mode, dev):
+    return os.path.join(b.d.state_dir, "images", mode,
+                        os.path.basename(dev) + ".json")
+
+
+def read_rec(mode, dev):
+    try:
+        with open(rec_path(mode, dev)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def write_rec(mode, dev, path, state):
+    os.makedirs(os.path.dirname(rec_path(mode, dev)), exist_ok=True)
+    with open(rec_path(mode, dev), "w") as f:
+        json.dump({"path": path, "mode": mode, "device": dev,
+                   "readonly": False, "state": state}, f)
+
+
+def losetup_cleanup(devs, img):
+    """Whatever a failed case left attached to img goes (never someone
+    else's device)."""
+    for dev in devs:
+        if dev is not None and backing(dev) in (img, img + " (deleted)"):
+            subprocess.run(["losetup", "--detach", dev])
+
+
+def no_leak():
+    """After a case: no child left (fds are counted around the detach
+    in each case)."""
+    end = time.monotonic() + 10
+    while qb.children(b.proc.pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    check(not qb.children(b.proc.pid), "children left: %r" %
+          qb.children(b.proc.pid))
+
+
+def loop_restart_adopt():
+    img = tmp + "/images/disk.raw"
+    dev = None
+    try:
+        c = b.client()
+        d = c.job("image-attach", {"path": img, "mode": "loop"})
+        check(d["status"] == "concluded", "attach: %r" % d)
+        dev = d["result"]["device"]
+        r = read_rec("loop", dev)
+        check(r is not None and r["state"] == "attached" and
+              r["path"] == img and r["device"] == dev, "record: %r" % r)
+        b.restart()
+        check("image journal %s (%s): attached; adopted" % (dev, img) in
+              b.log(), "adoption not logged")
+        c = b.client()
+        fds = fd_count(b.proc.pid)
+        d = c.job("image-detach", {"device": dev})
+        check(d["status"] == "concluded", "detach after restart: %r" % d)
+        check(backing(dev) is None, "%s still attached" % dev)
+        check(read_rec("loop", dev) is None, "record left")
+        check(fd_count(b.proc.pid) == fds, "fds %d -> %d" %
+              (fds, fd_count(b.proc.pid)))
+        no_leak()
+    finally:
+        losetup_cleanup([dev], img)
+
+
+def loop_restart_attaching():
+    img = tmp + "/images/disk.raw"
+    dev = gone = None
+    try:
+        # What a broker killed between its attaching losetup and the
+        # "attached" record leaves: the device attached, the record at
+        # "attaching". And one whose losetup never ran.
+        dev = subprocess.run(["losetup", "--find", "--show", "--", img],
+                             check=True, capture_output=True,
+                             text=True).stdout.strip()
+        gone = "/dev/loop%d" % (int(dev[9:]) + 1000)
+        write_rec("loop", dev, img, "attaching")
+        write_rec("loop", gone, img, "attaching")
+        b.restart()
+        c = b.client()
+        jobs = [j for j in c.ok("query-jobs")
+                if j["kind"] == "image-detach" and j.get("target") == dev]
+        check(len(jobs) == 1, "no image-detach job for %s: %r" %
+              (dev, c.ok("query-jobs")))
+        if jobs[0]["status"] not in ("concluded", "failed", "cancelled"):
+            d = c.wait_job(jobs[0]["id"])
+        else:
+            d = jobs[0]
+        check(d["status"] == "concluded", "detach at start: %r" % d)
+        check(backing(dev) is None, "%s still attached" % dev)
+        check(read_rec("loop", dev) is None, "record of %s left" % dev)
+        check(read_rec("loop", gone) is None, "record of %s left" % gone)
+        check("image journal %s (%s): attaching; interrupted, detaching" %
+              (dev, img) in b.log(), "detach not logged")
+        # Not ours any more: forgotten.
+        e = c.err("image-detach", {"device": dev})
+        check(e["class"] == "DeviceNotFound", "%r" % e)
+        no_leak()
+    finally:
+        losetup_cleanup([dev], img)
+
+
+def restart_corrupt_record():
+    p = os.path.join(b.d.state_dir, "images", "nbd", "nbd2.json")
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as f:
+        f.write('{"path": tr')
+    b.restart()
+    check(b.proc.poll() is None, "broker did not start")
+    check(not os.path.exists(p) and os.path.exists(p + ".bad"),
+          "corrupt record not set aside")
+    check("set aside as .bad" in b.log(), "not logged")
+    b.client().ok("query-jobs")
+
+
+def nbd_restart_adopt():
+    import fcntl
+    c = b.client()
+    nbd_mode("ok")
+    d = c.job("image-attach", {"path": tmp + "/images/disk.raw",
+                               "mode": "nbd", "format": "raw"})
+    check(d["status"] == "concluded", "attach: %r" % d)
+    dev = d["result"]["device"]
+    n = int(dev.rsplit("nbd", 1)[1])
+    try:
+        r = read_rec("nbd", dev)
+        check(r is not None and r["state"] == "attached" and
+              r.get("format") == "raw", "record: %r" % r)
+        b.restart()
+        check(nbd_pids() == [n], "pid files: %r" % nbd_pids())
+        # The lock is the new broker's again.
+        with open(tmp + "/locks/nbd%d.lock" % n, "w") as lf:
+            try:
+                fcntl.flock(lf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                raise Failed("nbd%d lock not taken again" % n)
+            except BlockingIOError:
+                pass
+        c = b.client()
+        fds = fd_count(b.proc.pid)
+        d = c.job("image-detach", {"device": dev})
+        check(d["status"] == "concluded", "detach after restart: %r" % d)
+        check(nbd_pids() == [], "still connected: %r" % nbd_pids())
+        check(read_rec("nbd", dev) is None, "record left")
+        # The lock it held went with the attachment.
+        check(fd_count(b.proc.pid) == fds - 1, "fds %d -> %d" %
+              (fds, fd_count(b.proc.pid)))
+        no_leak()
+    finally:
+        try:
+            os.unlink(tmp + "/sys/block/nbd%d/pid" % n)
+        except FileNotFoundError:
+            pass
+
+
 try:
     setup()
     run_cases = [
@@ -259,6 +417,12 @@ try:
         ("nbd: cancel while qemu-nbd hangs", nbd_cancel_hanging),
         ("nbd: cancel while waiting for the pid file", nbd_cancel_waiting_pid),
         ("nbd: module not loaded", nbd_module_missing),
+        ("restart: an attached loop device is adopted, detachable",
+         loop_restart_adopt),
+        ("restart: an interrupted loop attach is detached as a job",
+         loop_restart_attaching),
+        ("restart: a corrupt record is set aside", restart_corrupt_record),
+        ("restart: an attached nbd device is adopted", nbd_restart_adopt),
     ]
     try:
         run(run_cases)
