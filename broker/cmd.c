@@ -320,6 +320,12 @@ req_peer_uid(const struct req *r)
 	return ((int)r->peer.uid);
 }
 
+int
+req_vm_allowed(const struct req *r, const char *name)
+{
+	return (ctl_vm_allowed(&r->peer, name));
+}
+
 json_t *
 req_id(const struct req *r)
 {

@@ -50,5 +50,8 @@ int	req_take_fd(struct req *, size_t i);
 struct client;
 struct client *req_client(const struct req *);	/* NULL if gone */
 int	req_peer_uid(const struct req *);
+/* 1 if the peer may see and act on VM name (vm-allow; a VM without a
+   list: every peer). */
+int	req_vm_allowed(const struct req *, const char *name);
 
 #endif

@@ -67,9 +67,14 @@ cmd_query_vms(struct req *r, json_t *args)
 		req_error(r, QMP_CLS_GENERIC, "out of memory");
 		return;
 	}
+	/* The list is what this peer may see: another tenant's VM names
+	   and sockets are not its business (vm-allow). With a name, the
+	   dispatcher has already refused a VM the peer may not see. */
 	a = json_array();
-	for (i = 0; i < n; i++)
-		json_array_append_new(a, cmd_vm_json(l[i]));
+	for (i = 0; i < n; i++) {
+		if (req_vm_allowed(r, vm_name(l[i])))
+			json_array_append_new(a, cmd_vm_json(l[i]));
+	}
 	free(l);
 	req_reply(r, a);
 }

@@ -1,5 +1,6 @@
 /*
- * Child processes reaped through pidfds on the loop.
+ * Child processes reaped through pidfds on the loop (or, where there is
+ * no pidfd_open, through a waitpid poll on a timer).
  */
 #include "config.h"
 
@@ -42,6 +43,12 @@ struct proc {
 	void			*arg;
 	LIST_ENTRY(proc)	 entry;
 };
+
+/* Where pidfd_open is missing (ENOSYS: kernels before 5.3, and valgrind,
+   which the daemon tests run under, up to at least 3.19) a child is
+   polled with waitpid(WNOHANG) this often instead: still no SIGCHLD
+   handler to share, at the cost of a late reap. */
+#define PROC_POLL_MS	20
 
 static struct event_base	*proc_base;
 static LIST_HEAD(, proc)	 proc_all = LIST_HEAD_INITIALIZER(proc_all);
@@ -307,15 +314,17 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 		goto fail;
 	}
 
-	if ((p->pidfd = proc_pidfd_open(p->pid)) == -1) {
+	if ((p->pidfd = proc_pidfd_open(p->pid)) == -1 && errno != ENOSYS) {
 		/* Cannot watch it: do not leave it running unseen. */
+		error = errno;
 		kill(p->pid, SIGKILL);
 		waitpid(p->pid, NULL, 0);
 		qmp_error_set(err, QMP_CLS_GENERIC, "pidfd_open: %s",
-		    strerror(errno));
+		    strerror(error));
 		goto fail;
 	}
-	fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
+	if (p->pidfd != -1)
+		fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
 	p->done = done;
 	p->arg = arg;
 	LIST_INSERT_HEAD(&proc_all, p, entry);
@@ -325,10 +334,19 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 	proc_buf_init(p, &p->out, outp[0]);
 	proc_buf_init(p, &p->err, errp[0]);
 	outp[0] = errp[0] = -1;
-	p->pid_ev = event_new(proc_base, p->pidfd, EV_READ | EV_PERSIST,
-	    proc_pid_cb, p);
-	if (p->pid_ev != NULL)
-		event_add(p->pid_ev, NULL);
+	if (p->pidfd != -1) {
+		p->pid_ev = event_new(proc_base, p->pidfd, EV_READ |
+		    EV_PERSIST, proc_pid_cb, p);
+		if (p->pid_ev != NULL)
+			event_add(p->pid_ev, NULL);
+	} else {
+		tv.tv_sec = 0;
+		tv.tv_usec = PROC_POLL_MS * 1000;
+		p->pid_ev = event_new(proc_base, -1, EV_PERSIST, proc_pid_cb,
+		    p);
+		if (p->pid_ev != NULL)
+			event_add(p->pid_ev, &tv);
+	}
 	if (timeout_ms > 0) {
 		tv.tv_sec = timeout_ms / 1000;
 		tv.tv_usec = (timeout_ms % 1000) * 1000;
@@ -392,20 +410,24 @@ proc_wait_all(int ms, bool unasked)
 	struct proc	*p;
 	nfds_t		 n;
 	int		 waited;
+	bool		 any;
 
 	for (waited = 0; waited < ms; waited += 50) {
 		proc_reap_exited();
 		n = 0;
+		any = false;
 		LIST_FOREACH(p, &proc_all, entry) {
 			if (unasked && p->killed)
 				continue;
-			if (n < sizeof pfd / sizeof pfd[0]) {
+			any = true;
+			/* without a pidfd, the poll's timeout paces it */
+			if (p->pidfd != -1 && n < sizeof pfd / sizeof pfd[0]) {
 				pfd[n].fd = p->pidfd;
 				pfd[n].events = POLLIN;
 				n++;
 			}
 		}
-		if (n == 0)
+		if (!any)
 			return;
 		poll(pfd, n, 50);
 	}

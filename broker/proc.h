@@ -4,8 +4,8 @@
  * A child gets an argv (never a shell), /dev/null for stdin, pipes for
  * stdout and stderr (captured into bounded buffers on the loop), no other
  * inherited fd, default signal dispositions and its own process group. It
- * is reaped from the loop through a pidfd, so no SIGCHLD handler is
- * shared with anyone. Past its deadline it gets SIGTERM, and SIGKILL a
+ * is reaped from the loop through a pidfd (a waitpid poll where there is
+ * no pidfd_open), so no SIGCHLD handler is shared with anyone. Past its deadline it gets SIGTERM, and SIGKILL a
  * grace period later; done runs once it is reaped, exactly once.
  */
 #ifndef BROKER_PROC_H

@@ -533,7 +533,9 @@ reg_watch_dir(char *err, size_t errlen)
 
 /* ---- start and stop ---- */
 
-/* A state file we could not fully use is kept for the operator. */
+/* A state file we could not fully use is kept for the operator. Kept
+   before the broker says what was wrong with it, so that whoever acts on
+   those words (an operator, a monitor, a test) finds the copy there. */
 static void
 reg_keep_bad(const char *buf, size_t len)
 {
@@ -580,15 +582,15 @@ reg_load(void)
 		len += (size_t)r;
 	}
 	if (registry_parse(buf, len, &e, &n, &bad, why, sizeof why) == -1) {
+		reg_keep_bad(buf, len);
 		log_err("registry %s unusable, starting without it: %s", path,
 		    why);
-		reg_keep_bad(buf, len);
 		reg_dirty = 1;
 		goto out;
 	}
 	if (bad != 0) {
-		log_err("registry %s: %zu entries ignored: %s", path, bad, why);
 		reg_keep_bad(buf, len);
+		log_err("registry %s: %zu entries ignored: %s", path, bad, why);
 		reg_dirty = 1;
 	}
 	for (i = 0; i < n; i++) {

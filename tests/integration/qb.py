@@ -31,6 +31,33 @@ TIMEOUT = float(os.environ.get("QB_TIMEOUT", "30")) * float(
     os.environ.get("QB_TIMEOUT_SCALE") or
     (4 if os.environ.get("QB_DAEMON_WRAPPER") else 1))
 
+# What instruments the daemon in this run, if anything: tools/check's
+# asan phase sets QB_SANITIZER=asan; `make check-valgrind` sets it to
+# valgrind and puts valgrind in QB_DAEMON_WRAPPER (also honoured when a
+# developer sets only the wrapper).
+WRAPPER = os.environ.get("QB_DAEMON_WRAPPER", "")
+SANITIZER = os.environ.get("QB_SANITIZER") or (
+    "valgrind" if "valgrind" in WRAPPER else "")
+VALGRIND = SANITIZER == "valgrind"
+
+
+def wrapper_error_rc():
+	"""The exit status the wrapper gives a daemon it found errors in
+	(valgrind --error-exitcode=N), or None."""
+	for a in shlex.split(WRAPPER):
+		if a.startswith("--error-exitcode="):
+			return int(a.split("=", 1)[1])
+	return None
+
+
+def skip_under_valgrind(why):
+	"""For the one case that cannot run with the daemon under valgrind
+	(it measures the process itself, or would take far too long): a
+	skip that says why, instead of leaving the whole suite out."""
+	if VALGRIND:
+		raise Skip("not under valgrind: " + why)
+
+
 BUILDDIR = os.environ.get("QB_BUILDDIR") or os.getcwd()
 SRCDIR = os.environ.get("QB_SRCDIR") or os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__))))
@@ -560,6 +587,18 @@ class Daemon(Proc):
 		Proc.__init__(self, self.h, self.build_argv(), "qmpbrokerd")
 		if wait:
 			self.wait_up()
+
+	def wait_refused(self):
+		"""For a start that must fail: a non-zero exit, and not the
+		wrapper's own error status (a valgrind report on the way out
+		is a failure like any other). Returns the exit status."""
+		rc = self.wait()
+		check(rc != 0, "qmpbrokerd %r exited 0: %s" % (self.extra,
+		    self.tail()))
+		check(rc != wrapper_error_rc(), "qmpbrokerd %r: the wrapper "
+		    "found errors (exit %d): %s" % (self.extra, rc,
+		    self.tail(40)))
+		return rc
 
 	def wait_up(self):
 		wait_for(lambda: not self.alive() or listening(self.control),

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Access: peers of the control socket are checked with SO_PEERCRED. A
 client running as another uid (setpriv to nobody:nogroup), which the file
-mode lets through, is refused unless its uid or gid is allowed."""
+mode lets through, is refused unless its uid or gid is allowed. Past that
+gate, vm-allow scopes what a peer sees: query-vms lists, and a "*"
+subscription delivers, only the VMs it is allowed."""
 
 import json
 import os
@@ -73,6 +75,142 @@ def refused(out):
 	    for m in out["msgs"]) and (out["eof"] or "error" in out)
 
 
+# Runs as a tenant: negotiates, subscribes to every VM ("*"), says READY;
+# on a line from stdin asks query-vms (all, and the VMs named in argv[2]
+# one by one), then reads until every reply and the END event are in and
+# prints all of it as JSON.
+TENANT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(%(timeout)f)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+out = {"replies": {}, "events": []}
+def send(o):
+    f.write(json.dumps(o).encode() + b"\n"); f.flush()
+def until(want, end=False):
+    while want - set(out["replies"]) or (end and not any(
+            e["event"] == "END" for e in out["events"])):
+        line = f.readline()
+        if not line:
+            raise EOFError("broker closed the connection")
+        m = json.loads(line)
+        if "event" in m:
+            out["events"].append(m)
+        elif "id" in m:
+            out["replies"][m["id"]] = m
+msg = json.loads(f.readline())
+assert "QMP" in msg, msg
+send({"execute": "qmp_capabilities", "id": "cap"})
+send({"execute": "subscribe", "id": "sub", "arguments": {"vms": ["*"]}})
+until({"cap", "sub"})
+print("READY", flush=True)
+sys.stdin.readline()
+want = {"all"}
+send({"execute": "query-vms", "id": "all"})
+for n in json.loads(sys.argv[2]):
+    send({"execute": "query-vms", "id": n, "arguments": {"name": n}})
+    want.add(n)
+until(want, end=True)
+print(json.dumps(out), flush=True)
+"""
+
+
+def as_user(user, group, script, *argv):
+	"""Starts a python3 script as user:group (a Popen, pipes on stdin
+	and stdout)."""
+	if os.geteuid() != 0:
+		raise qb.Skip("needs root to switch uid")
+	setpriv = shutil.which("setpriv")
+	check(setpriv, "setpriv (util-linux) not installed")
+	return subprocess.Popen([setpriv, "--reuid=" + user,
+	    "--regid=" + group, "--clear-groups", "python3", "-c",
+	    script % {"timeout": qb.TIMEOUT}] + list(argv),
+	    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+	    stderr=subprocess.PIPE, cwd="/")
+
+
+def test_vm_allow_scopes_query_and_events():
+	"""Two tenants, each allowed on its own VM (vm-allow) and both on a
+	VM without a list: query-vms lists, and a "*" subscription delivers
+	(VM_STATE_CHANGE and QEMU's events), the tenant's own VM and the
+	open one, never the other tenant's; naming the other's VM is
+	refused. Root still sees everything."""
+	if os.geteuid() != 0:
+		raise qb.Skip("needs root to switch uid")
+	nobody = qb.user_ids()[0]
+	daemon = qb.user_ids("daemon", "daemon")[0]
+	tenants = {"nobody": ("nogroup", "ta"), "daemon": ("daemon", "tb")}
+	with Env("vmallow", args=["--allow-uid", str(nobody),
+	    "--allow-uid", str(daemon), "--vm-allow", "ta uid:nobody",
+	    "--vm-allow", "tb uid:%d" % daemon]) as env:
+		open_to_all(env)
+		procs = {}
+		try:
+			for user, (group, own) in tenants.items():
+				procs[user] = as_user(user, group, TENANT,
+				    env.d.control, json.dumps(["ta", "tb"]))
+			for user, p in procs.items():
+				line = p.stdout.readline()
+				check(line.strip() == b"READY", "%s client: %r %r"
+				    % (user, line, b"" if line else
+				    p.stderr.read(2000)))
+			# Added after the tenants subscribed: their
+			# VM_STATE_CHANGE events are part of what is judged.
+			c = env.d.client()
+			for v in ("ta", "tb", "open"):
+				f = env.h.fake(v)
+				c.cmd("vm-add", {"name": v, "socket": f.path})
+			for v in ("ta", "tb", "open"):
+				qb.wait_vm_state(c, v, "ready")
+			check(sorted(v["name"] for v in c.cmd("query-vms")) ==
+			    ["open", "ta", "tb"], "root's query-vms")
+			for p in procs.values():
+				p.stdin.write(b"go\n")
+				p.stdin.flush()
+			# In this order at the broker, so END comes last to
+			# every tenant.
+			for v in ("ta", "tb", "open"):
+				c.cmd("vm-execute", {"vm": v, "command":
+				    "x-fake-event", "arguments": {"event":
+				    "EV_" + v}})
+			c.cmd("vm-execute", {"vm": "open", "command":
+			    "x-fake-event", "arguments": {"event": "END"}})
+			outs = {}
+			for user, p in procs.items():
+				o, e = p.communicate(timeout=qb.TIMEOUT)
+				check(p.returncode == 0, "%s client: %s" % (user,
+				    e.decode()[-2000:]))
+				outs[user] = json.loads(o)
+		finally:
+			for p in procs.values():
+				if p.poll() is None:
+					p.kill()
+					p.wait()
+		for user, (_, own) in tenants.items():
+			other = "tb" if own == "ta" else "ta"
+			out = outs[user]
+			rep = out["replies"]
+			listed = [v["name"] for v in rep["all"]["return"]]
+			check(listed == sorted(["open", own]), "%s's query-vms "
+			    "lists %r" % (user, listed))
+			check([v["name"] for v in rep[own]["return"]] == [own],
+			    "%s's query-vms of its VM: %r" % (user, rep[own]))
+			check(rep[other].get("error", {}).get("desc") ==
+			    "Permission denied", "%s's query-vms of %s: %r" %
+			    (user, other, rep[other]))
+			vms = {e.get("vm") for e in out["events"]}
+			check(other not in vms, "%s got %s's events: %r" % (user,
+			    other, [e for e in out["events"] if e.get("vm") ==
+			    other][:3]))
+			for v in (own, "open"):
+				names = {e["event"] for e in out["events"]
+				    if e.get("vm") == v}
+				check({"EV_" + v, "VM_STATE_CHANGE"} <= names,
+				    "%s: events of %s: %r" % (user, v, names))
+		env.finish()
+
+
 def test_peer_refused():
 	with Env("peercred") as env:
 		open_to_all(env)
@@ -119,4 +257,5 @@ def test_socket_group():
 		env.finish()
 
 
-qb.main([test_peer_refused, test_peer_allowed, test_socket_group])
+qb.main([test_peer_refused, test_peer_allowed, test_socket_group,
+    test_vm_allow_scopes_query_and_events])

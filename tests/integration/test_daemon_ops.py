@@ -102,8 +102,7 @@ def test_pid_file_and_mode():
 		# A second daemon on the same control socket must not steal it.
 		d2 = qb.Daemon(env.h, control=env.d.control, tag="d2",
 		    wait=False)
-		rc = d2.wait()
-		check(rc != 0, "second daemon on a live socket exited 0")
+		d2.wait_refused()
 		check(qb.try_connect(env.d.control), "first daemon's socket")
 		env.d.client().cmd("query-vms")
 		env.finish()
@@ -160,8 +159,8 @@ def test_bad_flags():
 		    ["--config", cfg], ["--config", env.h.path("missing")]):
 			d = qb.Daemon(env.h, args=args, wait=False,
 			    tag="f%d" % env.h.next_seq())
-			rc = d.wait()
-			check(rc != 0 and d.output().strip(), "%r: exit %d, %r"
+			rc = d.wait_refused()
+			check(d.output().strip(), "%r: exit %d, %r"
 			    % (args, rc, d.output()))
 
 
