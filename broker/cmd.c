@@ -339,8 +339,8 @@ req_arg(const struct req *r)
 }
 
 /*
- * vm-allow: a command that names a VM ("vm", or "name" for the vm-*
- * commands and query-vms) runs only for a peer that VM allows. Checked
+ * vm-allow: a command that names a VM ("vm", "name" for the vm-*
+ * commands and query-vms, "domain" for the domain-* ones) runs only for a peer that VM allows. Checked
  * here, once, so no command can forget it.
  */
 static int
@@ -354,6 +354,9 @@ cmd_vm_allowed(struct req *r, const char *name, json_t *args)
 	if (vm == NULL && (strncmp(name, "vm-", 3) == 0 ||
 	    strcmp(name, "query-vms") == 0 || strcmp(name, "has-device") == 0))
 		vm = json_string_value(json_object_get(args, "name"));
+	/* a domain libvirt runs is the broker's VM of the same name */
+	if (vm == NULL && strncmp(name, "domain-", 7) == 0)
+		vm = json_string_value(json_object_get(args, "domain"));
 	if (vm == NULL || ctl_vm_allowed(&r->peer, vm))
 		return (1);
 	log_warn("refused %s on VM '%s' for uid %u gid %u pid %ld (vm-allow)",

@@ -110,7 +110,9 @@ want = {"all"}
 send({"execute": "query-vms", "id": "all"})
 for n in json.loads(sys.argv[2]):
     send({"execute": "query-vms", "id": n, "arguments": {"name": n}})
-    want.add(n)
+    send({"execute": "domain-suspend", "id": "dom-" + n,
+          "arguments": {"domain": n}})
+    want |= {n, "dom-" + n}
 until(want, end=True)
 print(json.dumps(out), flush=True)
 """
@@ -199,6 +201,13 @@ def test_vm_allow_scopes_query_and_events():
 			check(rep[other].get("error", {}).get("desc") ==
 			    "Permission denied", "%s's query-vms of %s: %r" %
 			    (user, other, rep[other]))
+			# a domain libvirt runs is the VM of the same name
+			check(rep["dom-" + other].get("error", {}).get("desc")
+			    == "Permission denied", "%s's domain-suspend of "
+			    "%s: %r" % (user, other, rep["dom-" + other]))
+			check(rep["dom-" + own].get("error", {}).get("desc")
+			    != "Permission denied", "%s's domain-suspend of "
+			    "its own %s: %r" % (user, own, rep["dom-" + own]))
 			vms = {e.get("vm") for e in out["events"]}
 			check(other not in vms, "%s got %s's events: %r" % (user,
 			    other, [e for e in out["events"] if e.get("vm") ==
