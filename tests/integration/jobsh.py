@@ -52,13 +52,21 @@ class Client:
         return json.loads(line)
 
     def send(self, name, args=None):
-        i = self.next_id
-        self.next_id += 1
-        msg = {"execute": name, "id": i}
-        if args is not None:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\r\n")
-        return i
+        return self.send_batch([(name, args)])[0]
+
+    def send_batch(self, cmds):
+        """Sends [(name, args)] in one write, so the broker reads them
+        in one go (no job can end between them); returns their ids."""
+        ids, data = [], b""
+        for name, args in cmds:
+            ids.append(self.next_id)
+            msg = {"execute": name, "id": self.next_id}
+            self.next_id += 1
+            if args is not None:
+                msg["arguments"] = args
+            data += json.dumps(msg).encode() + b"\r\n"
+        self.sock.sendall(data)
+        return ids
 
     def execute(self, name, args=None):
         i = self.send(name, args)
