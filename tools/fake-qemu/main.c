@@ -9,8 +9,9 @@
  * default) from one process, each an independent VM, so a benchmark can
  * hold thousands of VMs without thousands of processes; --first lets
  * several such processes share one dir and one naming when a single
- * process's fd limit cannot hold them all. Exits 0 once every VM got "quit" (or on
- * SIGTERM/SIGINT), removing its sockets; 2 on bad usage or fault file.
+ * process's fd limit cannot hold them all. Exits 0 once every VM got
+ * "quit" (or on SIGTERM/SIGINT), removing its sockets; 2 on bad usage or
+ * fault file.
  *
  * Known differences from QEMU 7.2, on purpose or for lack of a guest:
  * - the greeting's package says "(fake-qemu)";
@@ -139,7 +140,7 @@ vm_listen(struct vm *vm)
 		fprintf(stderr, "fake-qemu: %s: path too long\n", vm->path);
 		return (-1);
 	}
-	strcpy(sun.sun_path, vm->path);
+	memcpy(sun.sun_path, vm->path, strlen(vm->path) + 1);	/* length checked */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		fprintf(stderr, "fake-qemu: socket: %s\n", strerror(errno));

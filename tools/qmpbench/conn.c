@@ -114,7 +114,7 @@ qb_conn_open(const char *path, qb_reply_fn *reply, qb_event_fn *event,
 		*why = "path too long";
 		return (NULL);
 	}
-	strcpy(sun.sun_path, path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);	/* length checked */
 	if ((fd = socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0)) == -1) {
 		*why = strerror(errno);
 		return (NULL);
