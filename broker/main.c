@@ -1,6 +1,7 @@
 /*
  * qmpbrokerd: flags and config, daemonising, pid file, signals, loop.
- * Everything else is in libbroker.a so tests link the same code.
+ * Everything else is in the layers' libraries, so tests link the same
+ * code.
  */
 #include "config.h"
 
@@ -19,7 +20,10 @@
 
 #include <event2/thread.h>
 
-#include "broker/broker.h"
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/daemon.h"
 
 static int	pid_fd = -1;
 
@@ -132,6 +136,7 @@ main(int argc, char **argv)
 {
 	struct event	*sig[4];
 	const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	struct qmp_error e;
 	char		 err[1024];
 	int		 i, ready = -1;
 
@@ -161,14 +166,17 @@ main(int argc, char **argv)
 		log_err("cannot daemonise: %s", strerror(errno));
 		return (1);
 	}
-	if (daemon_mkdirs_for(conf.pid_file, err, sizeof err) == -1 ||
-	    main_pidfile(err, sizeof err) == -1) {
+	if (loop_mkdirs_for(conf.pid_file, &e) == -1) {
+		log_err("%s", e.desc);
+		return (1);
+	}
+	if (main_pidfile(err, sizeof err) == -1) {
 		log_err("%s", err);
 		return (1);
 	}
 	/* libvirt's event callbacks are (un)registered from job workers. */
 	if (evthread_use_pthreads() == -1 ||
-	    (broker_base = event_base_new()) == NULL) {
+	    (loop_base = event_base_new()) == NULL) {
 		log_err("cannot make the event loop");
 		return (1);
 	}
@@ -179,7 +187,7 @@ main(int argc, char **argv)
 		return (1);
 	}
 	for (i = 0; i < 3; i++) {
-		sig[i] = evsignal_new(broker_base, sigs[i], main_signal, NULL);
+		sig[i] = evsignal_new(loop_base, sigs[i], main_signal, NULL);
 		if (sig[i] == NULL || evsignal_add(sig[i], NULL) == -1) {
 			log_err("cannot watch signal %d", sigs[i]);
 			return (1);
@@ -191,12 +199,12 @@ main(int argc, char **argv)
 		close(ready);
 	}
 
-	event_base_dispatch(broker_base);
+	event_base_dispatch(loop_base);
 
 	daemon_cleanup();
 	for (i = 0; i < 3; i++)
 		event_free(sig[i]);
-	event_base_free(broker_base);
+	event_base_free(loop_base);
 	unlink(conf.pid_file);
 	close(pid_fd);
 	log_notice("stopped");

@@ -23,8 +23,10 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "broker/broker.h"
-#include "broker/conf.h"
+#include "broker/cmd/cmd.h"
+#include "broker/core/conf.h"
+#include "broker/core/loop.h"
+#include "broker/session/req.h"
 #include "proto/qmp_framer.h"
 #include "proto/qmp_msg.h"
 
@@ -79,7 +81,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	conf.state_dir = dir;
 	conf.run_dir = dir;
-	broker_base = event_base_new();
+	loop_base = event_base_new();
 	return 0;
 }
 

@@ -14,7 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "broker/broker.h"
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
 
 static char	tmpl[] = "/tmp/qb-conf-XXXXXX";
 

@@ -21,7 +21,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "broker/broker.h"
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/vm/registry.h"
+#include "broker/vm/vm.h"
 
 static char	dir[] = "/tmp/qb-reg-XXXXXX";
 
@@ -174,7 +178,7 @@ test_start_corrupt(void **state)
 	assert_null(vm_find("../evil"));
 	assert_int_equal(vm_count(), 1);
 	assert_int_equal(count_files("vms.json.bad-"), 1);
-	event_base_loop(broker_base, EVLOOP_NONBLOCK);
+	event_base_loop(loop_base, EVLOOP_NONBLOCK);
 
 	back = slurp(path);
 	assert_int_equal(registry_parse(back, strlen(back), &e, &n, &bad, why,
@@ -226,7 +230,7 @@ main(void)
 	conf.run_dir = strdup(run);
 	snprintf(run, sizeof run, "%s/run/vm", dir);
 	mkdir(run, 0755);
-	broker_base = event_base_new();
+	loop_base = event_base_new();
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	/* Leave nothing behind. */
 	{

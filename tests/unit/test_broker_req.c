@@ -17,7 +17,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "broker/broker.h"
+#include "broker/cmd/cmd.h"
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/session/req.h"
 
 struct done {
 	int			 calls;
@@ -74,21 +78,21 @@ test_names(void **state)
 {
 	char	long_name[80];
 
-	assert_true(vm_name_valid("web-1.example_A"));
-	assert_true(vm_name_valid("a"));
+	assert_true(conf_vm_name_valid("web-1.example_A"));
+	assert_true(conf_vm_name_valid("a"));
 	memset(long_name, 'x', 64);
 	long_name[64] = '\0';
-	assert_true(vm_name_valid(long_name));
+	assert_true(conf_vm_name_valid(long_name));
 	long_name[64] = 'x';
 	long_name[65] = '\0';
-	assert_false(vm_name_valid(long_name));
-	assert_false(vm_name_valid(""));
-	assert_false(vm_name_valid("."));
-	assert_false(vm_name_valid(".."));
-	assert_false(vm_name_valid("a/b"));
-	assert_false(vm_name_valid("a b"));
-	assert_false(vm_name_valid("caf\xc3\xa9"));
-	assert_false(vm_name_valid("x*"));
+	assert_false(conf_vm_name_valid(long_name));
+	assert_false(conf_vm_name_valid(""));
+	assert_false(conf_vm_name_valid("."));
+	assert_false(conf_vm_name_valid(".."));
+	assert_false(conf_vm_name_valid("a/b"));
+	assert_false(conf_vm_name_valid("a b"));
+	assert_false(conf_vm_name_valid("caf\xc3\xa9"));
+	assert_false(conf_vm_name_valid("x*"));
 }
 
 static void
@@ -229,6 +233,6 @@ main(void)
 
 	log_open(LOG_CRIT, 0);
 	conf_init(&conf);
-	broker_base = event_base_new();
+	loop_base = event_base_new();
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

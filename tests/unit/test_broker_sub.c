@@ -21,8 +21,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "broker/broker.h"
-#include "broker/sub.h"
+#include "broker/cmd/cmd.h"
+#include "broker/core/bus.h"
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/session/client.h"
+#include "broker/session/sub.h"
 #include "hv/chan.h"
 
 struct peerc {
@@ -38,7 +43,7 @@ spin(void)
 	int	i;
 
 	for (i = 0; i < 20; i++)
-		event_base_loop(broker_base, EVLOOP_NONBLOCK);
+		event_base_loop(loop_base, EVLOOP_NONBLOCK);
 }
 
 /* Everything the broker wrote so far, as lines. */
@@ -82,7 +87,7 @@ send_line(struct peerc *p, const char *line)
 static void
 open_client(struct peerc *p)
 {
-	struct peer	peer = { 0, 0, 1 };
+	struct peer	peer = { 0, 0, 1, NULL };
 	int		sv[2];
 
 	memset(p, 0, sizeof *p);
@@ -171,8 +176,8 @@ test_dedup(void **state)
 	drain(b);
 	a->len = b->len = 0;
 
-	sub_publish("vm1", "X_EVENT", json_pack("{s:i}", "n", 42));
-	sub_publish(NULL, "X_WIDE", NULL);
+	bus_publish("vm1", "X_EVENT", json_pack("{s:i}", "n", 42));
+	bus_publish(NULL, "X_WIDE", NULL);
 	drain(a);
 	drain(b);
 	assert_int_equal(count(a, "X_EVENT"), 1);
@@ -182,7 +187,7 @@ test_dedup(void **state)
 	assert_int_equal(count(a, "timestamp"), 2);
 	assert_int_equal(b->len, 0);
 
-	sub_publish("vm2", "X_OTHER", NULL);
+	bus_publish("vm2", "X_OTHER", NULL);
 	drain(a);
 	drain(b);
 	assert_int_equal(count(b, "X_OTHER"), 1);
@@ -214,7 +219,7 @@ test_drops(void **state)
 	big[sizeof big - 1] = '\0';
 	for (i = 0; i < 1000; i++) {
 		data = json_pack("{s:s,s:i}", "pad", big, "seq", i);
-		sub_publish("vm1", "BIG", data);
+		bus_publish("vm1", "BIG", data);
 	}
 	spin();
 	assert_true(p->c->dropped > 0);
@@ -240,8 +245,12 @@ main(void)
 		cmocka_unit_test(test_drops),
 	};
 
+	static const struct client_hooks hooks = { cmd_dispatch, NULL };
+
 	log_open(LOG_CRIT, 0);
 	conf_init(&conf);
-	broker_base = event_base_new();
+	loop_base = event_base_new();
+	client_set_hooks(&hooks);
+	sub_init();
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -17,116 +17,49 @@
 #include <cmocka.h>
 #include <event2/thread.h>
 
-#include "broker/cmd.h"
-#include "broker/conf.h"
-#include "broker/job.h"
-#include "broker/jobs.h"
-#include "broker/sub.h"
-#include "broker/work.h"
+#include "broker/cmd/cmd.h"
+#include "broker/core/bus.h"
+#include "broker/core/conf.h"
+#include "broker/core/job.h"
+#include "broker/core/loop.h"
+#include "broker/core/work.h"
+#include "broker/session/req.h"
+#include "broker/svc/jobs.h"
 #include "hv/virt.h"
 
-struct conf conf;
-
-/* ---- the broker side, in-process ---- */
-struct req {
+/* ---- the broker side, in-process: real requests and dispatch ---- */
+struct reply {
 	json_t	*reply;		/* {"return": ...} or {"error": ...} */
 };
 
-void
-sub_publish(const char *vm, const char *event, json_t *data)
+static void
+capture(struct req *r, json_t *ret, const struct qmp_error *err, void *arg)
 {
-	json_decref(data);
+	struct reply	*p = arg;
+
+	if (err != NULL)
+		p->reply = json_pack("{s:o}", "error", qmp_error_json(err));
+	else
+		p->reply = json_pack("{s:o}", "return", ret);
 }
 
-/* Domains as VMs need the registry; the test driver has no QMP anyway. */
-void
-virt_vm_lifecycle(const char *domain, bool running)
+/* Starts name with args, the reply to go into p. */
+static void
+start(const char *name, json_t *args, struct reply *p)
 {
-}
+	struct req	*r;
 
-void
-virt_vm_opened(void)
-{
-}
-
-void
-virt_vm_lost(const char *why)
-{
-}
-
-bool
-virt_vm_event(const char *domain, const char *event, long long seconds,
-    unsigned micros, json_t *data)
-{
-	return false;
-}
-
-void
-req_reply(struct req *r, json_t *ret)
-{
-	r->reply = json_pack("{s:o}", "return", ret != NULL ? ret :
-	    json_object());
-}
-
-void
-req_error(struct req *r, const char *cls, const char *fmt, ...)
-{
-	struct qmp_error	e;
-	va_list			ap;
-
-	va_start(ap, fmt);
-	qmp_error_vset(&e, cls, fmt, ap);
-	va_end(ap);
-	r->reply = json_pack("{s:o}", "error", qmp_error_json(&e));
-}
-
-void
-req_error_qmp(struct req *r, const struct qmp_error *e)
-{
-	r->reply = json_pack("{s:o}", "error", qmp_error_json(e));
-}
-
-int
-req_unpack(struct req *r, json_t *args, const char *fmt, ...)
-{
-	json_error_t	e;
-	va_list		ap;
-	int		rc;
-	json_t		*empty = NULL;
-
-	if (args == NULL)
-		args = empty = json_object();
-	va_start(ap, fmt);
-	rc = json_vunpack_ex(args, &e, JSON_STRICT, fmt, ap);
-	va_end(ap);
-	json_decref(empty);
-	if (rc != 0) {
-		req_error(r, QMP_CLS_GENERIC, "%s", e.text);
-		return -1;
-	}
-	return 0;
+	r = req_new(NULL, NULL, NULL, NULL, 0, capture, p);
+	assert_non_null(r);
+	cmd_dispatch(r, name, args, true);
 }
 
 static struct event_base *base;
 
-static const struct cmd_entry *
-find(const char *name)
-{
-	const struct cmd_entry	*t[] = { cmd_domain_table, cmd_job_table };
-	size_t			 i;
-	const struct cmd_entry	*e;
-
-	for (i = 0; i < 2; i++)
-		for (e = t[i]; e->name != NULL; e++)
-			if (strcmp(e->name, name) == 0)
-				return e;
-	return NULL;
-}
-
 static int
 replied(void *arg)
 {
-	return ((struct req *)arg)->reply != NULL;
+	return ((struct reply *)arg)->reply != NULL;
 }
 
 static void
@@ -144,7 +77,7 @@ run_until(int (*cond)(void *), void *arg)
 static json_t *
 call(const char *name, const char *argfmt, ...)
 {
-	struct req	 r = { NULL };
+	struct reply	 r = { NULL };
 	json_t		*args = NULL;
 	va_list		 ap;
 
@@ -154,7 +87,7 @@ call(const char *name, const char *argfmt, ...)
 		va_end(ap);
 		assert_non_null(args);
 	}
-	find(name)->exec(&r, args);
+	start(name, args, &r);
 	json_decref(args);
 	run_until(replied, &r);
 	return r.reply;
@@ -171,7 +104,7 @@ job_over(void *arg)
 static json_t *
 run_job(const char *name, const char *argfmt, ...)
 {
-	struct req	 r = { NULL };
+	struct reply	 r = { NULL };
 	json_t		*args, *ret;
 	va_list		 ap;
 	uint64_t	 id;
@@ -179,7 +112,7 @@ run_job(const char *name, const char *argfmt, ...)
 	va_start(ap, argfmt);
 	args = json_vpack_ex(NULL, 0, argfmt, ap);
 	va_end(ap);
-	find(name)->exec(&r, args);
+	start(name, args, &r);
 	json_decref(args);
 	assert_non_null(r.reply);	/* answered at once */
 	ret = json_object_get(r.reply, "return");
@@ -334,7 +267,7 @@ test_lifecycle(void **state)
 static void
 test_one_per_domain(void **state)
 {
-	struct req	 a = { NULL }, b = { NULL };
+	struct reply	 a = { NULL }, b = { NULL };
 	json_t		*args, *j;
 	char		 xml[512];
 	uint64_t	 id;
@@ -343,8 +276,8 @@ test_one_per_domain(void **state)
 	j = run_job("domain-define", "{s:s}", "xml", xml);
 	json_decref(j);
 	args = json_pack("{s:s}", "domain", "qb2");
-	find("domain-start")->exec(&a, args);
-	find("domain-suspend")->exec(&b, args);
+	start("domain-start", args, &a);
+	start("domain-suspend", args, &b);
 	json_decref(args);
 	assert_non_null(json_object_get(a.reply, "return"));
 	assert_non_null(strstr(jstr(b.reply, "error.desc"), "busy"));
@@ -363,7 +296,7 @@ static void
 test_cancel(void **state)
 {
 	struct qmp_error	 err;
-	struct req		 a = { NULL };
+	struct reply		 a = { NULL };
 	json_t			*args, *j;
 	char			 xml[512];
 	uint64_t		 id;
@@ -379,7 +312,7 @@ test_cancel(void **state)
 		snprintf(name, sizeof name, "c%d", i);
 		a.reply = NULL;
 		args = json_pack("{s:s,s:s}", "domain", "qb3", "name", name);
-		find("domain-snapshot")->exec(&a, args);
+		start("domain-snapshot", args, &a);
 		json_decref(args);
 		id = json_integer_value(json_object_get(json_object_get(
 		    a.reply, "return"), "job"));
@@ -431,7 +364,7 @@ main(void)
 	int	rc;
 
 	evthread_use_pthreads();
-	base = event_base_new();
+	loop_base = base = event_base_new();
 	conf.job_keep_s = 600;
 	conf.libvirt_uri = "test:///default";
 	assert_int_equal(jobs_start(base), 0);

@@ -21,26 +21,31 @@
 
 #include <cmocka.h>
 
-#include "broker/conf.h"
-#include "broker/job.h"
-#include "broker/proc.h"
-#include "broker/sub.h"
-#include "broker/work.h"
+#include "broker/core/bus.h"
+#include "broker/core/conf.h"
+#include "broker/core/job.h"
+#include "broker/core/proc.h"
+#include "broker/core/work.h"
 
-struct conf conf;
-
-/* ---- captured events (sub_publish is the broker's; here we record) ---- */
+/* ---- captured events: the publish bus's sink ---- */
 static json_t	*events;
 
-void
-sub_publish(const char *vm, const char *event, json_t *data)
+static bool
+capture_active(void *arg)
 {
-	json_t	*e;
-
-	e = json_pack("{s:s,s:o}", "event", event, "data",
-	    data != NULL ? data : json_object());
-	json_array_append_new(events, e);
+	return (true);
 }
+
+static void
+capture_publish(const char *vm, const char *event, json_t *data, void *arg)
+{
+	json_array_append_new(events, json_pack("{s:s,s:O}", "event", event,
+	    "data", data));
+}
+
+static const struct bus_sink capture_sink = {
+	capture_active, NULL, capture_publish
+};
 
 /* How many JOB_STATUS_CHANGE events job id had, and the last status. */
 static int
@@ -111,6 +116,7 @@ setup(void **state)
 {
 	fds_before = count_fds();
 	events = json_array();
+	bus_plug(&capture_sink, NULL);
 	base = event_base_new();
 	conf.job_keep_s = 600;
 	assert_int_equal(job_init(base, 2), 0);

@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "broker/journal.h"
+#include "broker/core/journal.h"
 
 static char	dir[256];
 

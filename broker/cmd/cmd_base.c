@@ -1,0 +1,77 @@
+/*
+ * The base commands: qmp_capabilities, query-commands, query-version.
+ */
+#include "config.h"
+
+#include "broker/cmd/cmd.h"
+#include "broker/core/loop.h"
+#include "broker/session/client.h"
+
+static void
+cmd_qmp_capabilities(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	struct client	*c = client_of(r);
+	json_t		*enable = NULL, *v;
+	size_t		 i;
+
+	if (req_unpack(r, args, "{s?o}", "enable", &enable) == -1)
+		return;
+	if (c != NULL && c->negotiated) {
+		req_error(r, QMP_CLS_NOTFOUND, "Capabilities negotiation is "
+		    "already complete, command ignored");
+		return;
+	}
+	if (enable != NULL && !json_is_array(enable)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'enable', expected: array");
+		return;
+	}
+	json_array_foreach(enable, i, v) {
+		req_error(r, QMP_CLS_GENERIC, "Capability '%s' not available",
+		    json_is_string(v) ? json_string_value(v) : "?");
+		return;
+	}
+	if (c != NULL)
+		client_set_negotiated(c);
+	req_reply(r, NULL);
+}
+
+static void
+cmd_query_commands_one(const struct cmd_entry *e, void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:s}", "name", e->name));
+}
+
+static void
+cmd_query_commands(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	json_t	*list;
+
+	if (req_unpack(r, args, "{}") == -1)
+		return;
+	list = json_array();
+	cmd_foreach(cmd_query_commands_one, list);
+	req_reply(r, list);
+}
+
+static void
+cmd_query_version(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const struct qmp_version	*v = loop_version();
+
+	if (req_unpack(r, args, "{}") == -1)
+		return;
+	req_reply(r, json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu",
+	    "major", v->major, "minor", v->minor, "micro", v->micro,
+	    "package", v->package));
+}
+
+const struct cmd_entry cmd_base_table[] = {
+	{ "qmp_capabilities", cmd_qmp_capabilities, CMD_PRECAP, 0 },
+	{ "query-commands", cmd_query_commands, 0, 0 },
+	{ "query-version", cmd_query_version, 0, 0 },
+	{ NULL, NULL, 0, 0 }
+};

@@ -1,0 +1,292 @@
+/*
+ * Hotplug commands: nic-add, nic-del, disk-add, disk-del,
+ * query-pci-slots, has-device. They validate arguments, open (or prove)
+ * the fds and start hp operations on the VM's hotplug state
+ * (svc/hotplug.c); the sequences themselves live in hv/hp.c.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/cmd/cmd.h"
+#include "broker/svc/hotplug.h"
+#include "disk/uri.h"
+#include "hv/hp.h"
+#include "hv/pci.h"
+#include "hv/tap.h"
+
+static void
+hp_req_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct req	*r = arg;
+
+	if (err != NULL)
+		req_error_qmp(r, err);
+	else
+		req_reply(r, ret);
+}
+
+/* The VM's hotplug state, for an operation on device id (NULL: on the
+   VM as a whole); NULL with r finished if there is none. */
+static struct hp_vm *
+hp_req_vm(struct req *r, const char *name, const char *id)
+{
+	struct qmp_error	 err;
+	struct hp_vm		*hp;
+
+	if ((hp = hotplug_vm(name, id, &err)) == NULL)
+		req_error_qmp(r, &err);
+	return (hp);
+}
+
+/* bus/addr as the client gave them; -1 on a bad addr (request done). */
+static int
+hp_req_place(struct req *r, const char *bus, json_t *addr, char *busbuf,
+    size_t buslen, int *slot)
+{
+	struct qmp_error	err;
+
+	*slot = -1;
+	busbuf[0] = '\0';
+	if (bus != NULL) {
+		if (strlen(bus) >= buslen) {
+			req_error(r, QMP_CLS_GENERIC, "bus name too long");
+			return (-1);
+		}
+		memcpy(busbuf, bus, strlen(bus) + 1);
+	}
+	if (addr != NULL && (*slot = pci_parse_addr(addr, &err)) < 0) {
+		req_error_qmp(r, &err);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+hp_copy(struct req *r, const char *what, const char *s, char *buf,
+    size_t len)
+{
+	buf[0] = '\0';
+	if (s == NULL)
+		return (0);
+	if (strlen(s) >= len) {
+		req_error(r, QMP_CLS_GENERIC, "'%s' too long", what);
+		return (-1);
+	}
+	memcpy(buf, s, strlen(s) + 1);
+	return (0);
+}
+
+static void
+cmd_nic_add(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char		*vmname, *id, *mac = NULL, *driver = NULL;
+	const char		*ifname = NULL, *bus = NULL;
+	json_int_t		 queues = 1;
+	int			 vhost = 0;
+	json_t			*addr = NULL;
+	struct hp_nic		 nic;
+	struct qmp_error	 err;
+	struct hp_vm		*hp;
+	size_t			 i, want;
+
+	if (req_unpack(r, args, "{s:s, s:s, s?s, s?s, s?I, s?b, s?s, s?s, "
+	    "s?o}", "vm", &vmname, "id", &id, "mac", &mac, "driver", &driver,
+	    "queues", &queues, "vhost", &vhost, "ifname", &ifname, "bus", &bus,
+	    "addr", &addr) != 0)
+		return;
+	if (queues < 1 || queues > TAP_MAX_QUEUES) {
+		req_error(r, QMP_CLS_GENERIC, "'queues' must be 1..%d",
+		    TAP_MAX_QUEUES);
+		return;
+	}
+	if ((hp = hp_req_vm(r, vmname, id)) == NULL)
+		return;
+	memset(&nic, 0, sizeof nic);
+	for (i = 0; i < HP_MAX_FDS; i++)
+		nic.fds[i] = -1;
+	if (hp_copy(r, "id", id, nic.id, sizeof nic.id) != 0 ||
+	    hp_copy(r, "mac", mac, nic.mac, sizeof nic.mac) != 0 ||
+	    hp_copy(r, "driver", driver, nic.driver, sizeof nic.driver) != 0 ||
+	    hp_req_place(r, bus, addr, nic.bus, sizeof nic.bus,
+	    &nic.slot) != 0)
+		return;
+	nic.queues = (size_t)queues;
+	nic.vhost = vhost != 0;
+	want = nic.vhost ? 2 * nic.queues : nic.queues;
+
+	if (ifname != NULL) {
+		if (req_nfds(r) != 0) {
+			req_error(r, QMP_CLS_GENERIC, "give either 'ifname' "
+			    "or tap fds, not both");
+			return;
+		}
+		if (tap_open(ifname, nic.queues, nic.vhost, nic.fds,
+		    &err) != 0) {
+			req_error_qmp(r, &err);
+			return;
+		}
+	} else {
+		if (req_nfds(r) != want) {
+			req_error(r, QMP_CLS_GENERIC, "nic-add needs 'ifname' "
+			    "or %zu fd(s) attached (%zu tap%s), got %zu",
+			    want, nic.queues, nic.vhost ? ", then as many "
+			    "vhost-net" : "", req_nfds(r));
+			return;
+		}
+		/* prove every fd before taking any: a refusal leaves them
+		   with the request, which closes them */
+		for (i = 0; i < want; i++) {
+			int fd = req_take_fd(r, i);
+
+			nic.fds[i] = fd;
+		}
+		for (i = 0; i < want; i++) {
+			if ((i < nic.queues ? tap_check_fd(nic.fds[i],
+			    nic.queues, NULL, 0, &err) :
+			    tap_check_vhost_fd(nic.fds[i], &err)) != 0) {
+				for (i = 0; i < want; i++)
+					close(nic.fds[i]);
+				req_error_qmp(r, &err);
+				return;
+			}
+		}
+	}
+	nic.nfds = want;
+	hp_nic_add(hp, &nic, hp_req_done, r);
+}
+
+static void
+cmd_disk_add(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char		*vmname, *id, *source = NULL, *format = NULL;
+	const char		*driver = NULL, *bus = NULL;
+	int			 readonly = 0, fd, acc;
+	json_t			*addr = NULL, *node = NULL;
+	struct hp_disk		 disk;
+	struct qmp_error	 err;
+	struct stat		 st;
+	struct hp_vm		*hp;
+
+	if (req_unpack(r, args, "{s:s, s:s, s?s, s?s, s?b, s?s, s?s, s?o}",
+	    "vm", &vmname, "id", &id, "source", &source, "format", &format,
+	    "readonly", &readonly, "driver", &driver, "bus", &bus, "addr",
+	    &addr) != 0)
+		return;
+	if ((hp = hp_req_vm(r, vmname, id)) == NULL)
+		return;
+	memset(&disk, 0, sizeof disk);
+	disk.fd = -1;
+	if (hp_copy(r, "id", id, disk.id, sizeof disk.id) != 0 ||
+	    hp_copy(r, "format", format, disk.format,
+	    sizeof disk.format) != 0 ||
+	    hp_copy(r, "driver", driver, disk.driver,
+	    sizeof disk.driver) != 0 ||
+	    hp_req_place(r, bus, addr, disk.bus, sizeof disk.bus,
+	    &disk.slot) != 0)
+		return;
+	disk.readonly = readonly != 0;
+
+	if (req_nfds(r) > 1 || (req_nfds(r) == 1) == (source != NULL)) {
+		req_error(r, QMP_CLS_GENERIC, "disk-add takes either "
+		    "'source' or one fd attached");
+		return;
+	}
+	if (req_nfds(r) == 1) {
+		fd = req_take_fd(r, 0);
+		if (fstat(fd, &st) != 0 || (!S_ISREG(st.st_mode) &&
+		    !S_ISBLK(st.st_mode))) {
+			close(fd);
+			req_error(r, QMP_CLS_GENERIC, "the fd attached is not "
+			    "a regular file or a block device");
+			return;
+		}
+		acc = fcntl(fd, F_GETFL) & O_ACCMODE;
+		if (!disk.readonly && acc != O_RDWR) {
+			close(fd);
+			req_error(r, QMP_CLS_GENERIC, "the fd attached is not "
+			    "open read-write (say readonly: true)");
+			return;
+		}
+		disk.fd = fd;
+		disk.blkdev = S_ISBLK(st.st_mode);
+	} else {
+		switch (uri_parse(source, &node, &err)) {
+		case URI_BAD:
+			req_error_qmp(r, &err);
+			return;
+		case URI_NET:
+			disk.node = node;
+			break;
+		case URI_LOCAL:
+			if (hotplug_open_image(source, disk.readonly, &disk.fd,
+			    &disk.blkdev, &err) != 0) {
+				req_error_qmp(r, &err);
+				return;
+			}
+			break;
+		}
+	}
+	hp_disk_add(hp, &disk, hp_req_done, r);
+}
+
+/* nic-del, disk-del */
+static void
+cmd_dev_del(struct req *r, json_t *args, const struct cmd_entry *e)
+{
+	const char	*vmname, *id;
+	struct hp_vm	*hp;
+
+	if (req_unpack(r, args, "{s:s, s:s}", "vm", &vmname, "id", &id) != 0)
+		return;
+	if ((hp = hp_req_vm(r, vmname, id)) == NULL)
+		return;
+	hp_del(hp, (enum hp_kind)e->op, id, hp_req_done, r);
+}
+
+static void
+cmd_query_slots(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char	*vmname;
+	struct hp_vm	*hp;
+
+	if (req_unpack(r, args, "{s:s}", "vm", &vmname) != 0)
+		return;
+	if ((hp = hp_req_vm(r, vmname, NULL)) == NULL)
+		return;
+	hp_slots(hp, hp_req_done, r);
+}
+
+static void
+cmd_has_device(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char	*vmname, *id;
+	struct hp_vm	*hp;
+
+	if (req_unpack(r, args, "{s:s, s:s}", "vm", &vmname, "id", &id) != 0)
+		return;
+	if ((hp = hp_req_vm(r, vmname, NULL)) == NULL)
+		return;
+	hp_has_device(hp, id, hp_req_done, r);
+}
+
+const struct cmd_entry cmd_hp_table[] = {
+	{ "nic-add", cmd_nic_add, CMD_FDS, 0 },
+	{ "nic-del", cmd_dev_del, 0, HP_NIC },
+	{ "disk-add", cmd_disk_add, CMD_FDS, 0 },
+	{ "disk-del", cmd_dev_del, 0, HP_DISK },
+	{ "query-pci-slots", cmd_query_slots, 0, 0 },
+	{ "has-device", cmd_has_device, 0, 0 },
+	{ NULL, NULL, 0, 0 }
+};

@@ -1,0 +1,225 @@
+/*
+ * VM commands: query-vms, vm-add, vm-remove, vm-execute.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/cmd/cmd.h"
+#include "broker/core/log.h"
+#include "broker/session/share.h"
+#include "broker/vm/registry.h"
+#include "broker/vm/vm.h"
+
+#define CMD_VM_NAME_MAX	128	/* QEMU command names */
+
+static const char *const cmd_vm_origins[] = { "api", "config", "dir",
+    "libvirt" };
+
+static json_t *
+cmd_vm_json(struct vm *vm)
+{
+	const struct qmp_version	*v = vm_version(vm);
+	const char			*shared = share_path(vm);
+	json_t				*j, *o;
+	size_t				 i;
+
+	j = json_pack("{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:s}",
+	    "name", vm_name(vm),
+	    "socket", vm_socket(vm),
+	    "state", mon_state_name(vm_state(vm)),
+	    "qemu",
+	    "major", v != NULL ? v->major : 0,
+	    "minor", v != NULL ? v->minor : 0,
+	    "micro", v != NULL ? v->micro : 0,
+	    "package", v != NULL ? v->package : "");
+	if (j == NULL)
+		return (NULL);
+	if (shared != NULL)
+		json_object_set_new(j, "shared-socket", json_string(shared));
+	o = json_array();
+	for (i = 0; i < 4; i++) {
+		if (vm_origin(vm) & (1u << i))
+			json_array_append_new(o, json_string(cmd_vm_origins[i]));
+	}
+	json_object_set_new(j, "origin", o);
+	return (j);
+}
+
+static void
+cmd_query_vms(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	struct vm	**l;
+	size_t		  n, i;
+	json_t		 *a;
+	const char	 *name = NULL;
+
+	if (req_unpack(r, args, "{s?s}", "name", &name) == -1)
+		return;
+	if (name != NULL) {
+		if ((l = calloc(1, sizeof *l)) == NULL ||
+		    (l[0] = vm_find(name)) == NULL) {
+			free(l);
+			req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'",
+			    name);
+			return;
+		}
+		n = 1;
+	} else if ((l = vm_list(&n)) == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	/* The list is what this peer may see: another tenant's VM names
+	   and sockets are not its business (vm-allow). With a name, the
+	   dispatcher has already refused a VM the peer may not see. */
+	a = json_array();
+	for (i = 0; i < n; i++) {
+		if (req_vm_allowed(r, vm_name(l[i])))
+			json_array_append_new(a, cmd_vm_json(l[i]));
+	}
+	free(l);
+	req_reply(r, a);
+}
+
+static void
+cmd_vm_saved(const struct qmp_error *err, void *arg)
+{
+	if (err != NULL)
+		req_error_qmp(arg, err);
+	else
+		req_reply(arg, NULL);
+}
+
+/* The reply waits until the registry is on disk. */
+static void
+cmd_vm_saved_reply(struct req *r)
+{
+	if (registry_dirty(cmd_vm_saved, r) == -1)
+		req_error(r, QMP_CLS_GENERIC, "out of memory");
+}
+
+static void
+cmd_vm_add(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char		*name, *socket;
+	struct qmp_error	 err;
+	struct vm		*vm;
+	json_t			*share = NULL;
+
+	if (req_unpack(r, args, "{s:s,s:s,s?o}", "name", &name, "socket",
+	    &socket, "shared-socket", &share) == -1)
+		return;
+	if (share != NULL && !json_is_boolean(share)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'shared-socket', expected: boolean");
+		return;
+	}
+	if ((vm = vm_add(name, socket, VM_ORIGIN_API, share == NULL ?
+	    VM_SHARE_CONF : json_is_true(share) ? VM_SHARE_YES : VM_SHARE_NO,
+	    &err)) == NULL) {
+		req_error_qmp(r, &err);
+		return;
+	}
+	log_info("vm %s: added by uid %d", name, (int)req_peer(r)->uid);
+	cmd_vm_saved_reply(r);
+}
+
+static struct vm *
+cmd_vm_lookup(struct req *r, const char *name)
+{
+	struct vm	*vm;
+
+	if ((vm = vm_find(name)) == NULL)
+		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
+	return (vm);
+}
+
+static void
+cmd_vm_remove(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char	*name;
+	struct vm	*vm;
+	unsigned	 origin;
+
+	if (req_unpack(r, args, "{s:s}", "name", &name) == -1)
+		return;
+	if ((vm = cmd_vm_lookup(r, name)) == NULL)
+		return;
+	origin = vm_origin(vm);
+	log_info("vm %s: removed by uid %d", name, (int)req_peer(r)->uid);
+	vm_remove(vm);
+	if (origin & VM_ORIGIN_API)
+		cmd_vm_saved_reply(r);
+	else
+		req_reply(r, NULL);
+}
+
+/*
+ * vm-execute's usual arguments picked directly: json_unpack in strict
+ * mode parses its format and builds a key set on every call, a tenth of
+ * the broker's work on a round trip. Anything else (a missing, extra or
+ * mistyped member) goes through req_unpack for its exact error.
+ */
+static int
+cmd_vm_execute_args(json_t *args, const char **name, const char **cmd,
+    json_t **cargs)
+{
+	json_t	*v, *c;
+
+	if (!json_is_object(args))
+		return (-1);
+	v = json_object_get(args, "vm");
+	c = json_object_get(args, "command");
+	*cargs = json_object_get(args, "arguments");
+	if (!json_is_string(v) || !json_is_string(c) ||
+	    json_object_size(args) != (*cargs != NULL ? 3 : 2))
+		return (-1);
+	*name = json_string_value(v);
+	*cmd = json_string_value(c);
+	return (0);
+}
+
+static void
+cmd_vm_execute(struct req *r, json_t *args,
+    const struct cmd_entry *e)
+{
+	const char	*name, *cmd;
+	json_t		*cargs = NULL;
+	struct vm	*vm;
+
+	if (cmd_vm_execute_args(args, &name, &cmd, &cargs) == -1 &&
+	    req_unpack(r, args, "{s:s,s:s,s?o}", "vm", &name, "command",
+	    &cmd, "arguments", &cargs) == -1)
+		return;
+	if (cargs != NULL && !json_is_object(cargs)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'arguments', expected: object");
+		return;
+	}
+	if (*cmd == '\0' || strlen(cmd) > CMD_VM_NAME_MAX) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid command name");
+		return;
+	}
+	/* The broker owns the monitor's negotiation. */
+	if (strcmp(cmd, "qmp_capabilities") == 0) {
+		req_error(r, QMP_CLS_GENERIC, "qmp_capabilities is the "
+		    "broker's to send");
+		return;
+	}
+	if ((vm = cmd_vm_lookup(r, name)) == NULL)
+		return;
+	req_vm_execute(r, vm, cmd, cargs);
+}
+
+const struct cmd_entry cmd_vm_table[] = {
+	{ "query-vms", cmd_query_vms, 0, 0 },
+	{ "vm-add", cmd_vm_add, 0, 0 },
+	{ "vm-remove", cmd_vm_remove, 0, 0 },
+	{ "vm-execute", cmd_vm_execute, CMD_FDS, 0 },
+	{ NULL, NULL, 0, 0 }
+};

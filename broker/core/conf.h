@@ -1,0 +1,101 @@
+/*
+ * Daemon configuration: one struct, filled from defaults, then the config
+ * file, then command-line flags (flags win). Every option is both.
+ */
+#ifndef BROKER_CORE_CONF_H
+#define BROKER_CORE_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONF_MAX_ROOTS	16
+#define CONF_MAX_IDS	64
+
+/* A VM named in the config file (`vm NAME SOCKET`, --vm NAME=SOCKET). */
+struct conf_vm {
+	char	*name;
+	char	*socket;
+};
+
+/* Who may act on one VM (`vm-allow NAME uid:N,gid:M,...`). */
+struct conf_vm_allow {
+	char	*name;
+	int	 uids[CONF_MAX_IDS];
+	size_t	 n_uids;
+	int	 gids[CONF_MAX_IDS];
+	size_t	 n_gids;
+};
+
+struct conf {
+	char	*config_path;
+	char	*control_path;		/* --control */
+	char	*run_dir;		/* --run-dir: shared sockets in DIR/vm/ */
+	char	*state_dir;		/* --state-dir: registry, journals */
+	char	*vm_dir;		/* --vm-dir: watched *.qmp sockets */
+	char	*pid_file;
+	int	 vm_sockets;		/* --vm-sockets: RUNDIR/vm/NAME.qmp */
+	int	 foreground;
+	int	 log_level;		/* syslog LOG_* */
+	int	 socket_gid;		/* -1: unchanged */
+	int	 allow_uids[CONF_MAX_IDS];
+	size_t	 n_allow_uids;
+	int	 allow_gids[CONF_MAX_IDS];
+	size_t	 n_allow_gids;
+
+	size_t	 max_msg;		/* per message, both directions */
+	size_t	 client_queue_max;	/* bytes of events queued per client */
+	int	 reply_stall_ms;	/* replies unread this long: disconnect */
+	int	 line_timeout_ms;	/* part of a line, then silence: disconnect */
+	size_t	 max_clients;
+	int	 cmd_timeout_ms;
+	int	 log_syslog;		/* -1: syslog unless --foreground */
+	size_t	 max_subs;		/* subscriptions per client */
+	size_t	 max_fds;		/* fds accepted with one message */
+	struct conf_vm *vms;
+	size_t	 n_vms;
+	struct conf_vm_allow *vm_allows;	/* none for a VM: every peer */
+	size_t	 n_vm_allows;
+
+	/* hotplug */
+	char	*image_roots[CONF_MAX_ROOTS];	/* --image-root, repeatable */
+	size_t	 n_image_roots;
+	int	 unplug_timeout_ms;	/* default 10000 */
+
+	/* jobs */
+	char	*libvirt_uri;		/* default test:///default */
+	int	 workers;		/* default 4 */
+	int	 job_keep_s;		/* finished jobs kept, default 600 */
+	size_t	 max_jobs;		/* unfinished jobs at once; 0: no limit */
+
+	/* image attach (NULL/0: the built-in defaults) */
+	char	*losetup_path;		/* default "losetup" */
+	char	*qemu_nbd_path;		/* default "qemu-nbd" */
+	char	*loop_sysfs;		/* backing_file after a restart, /sys */
+	char	*nbd_sysfs;		/* default /sys */
+	char	*nbd_dev_dir;		/* default /dev */
+	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */
+	int	 nbd_wait_ms;		/* pid file must appear, default 10000 */
+	int	 tool_timeout_ms;	/* losetup, qemu-nbd, default 30000 */
+};
+
+extern struct conf conf;
+
+void	conf_init(struct conf *);		/* defaults */
+void	conf_clear(struct conf *);		/* frees what it holds */
+int	conf_set(struct conf *, const char *key, const char *value,
+	    char *err, size_t errlen);
+int	conf_load_file(struct conf *, const char *path, char *err,
+	    size_t errlen);
+/* Defaults, then the config file (--config or the default one if it
+   exists), then flags. argv[0] is skipped. */
+int	conf_build(struct conf *, int argc, char **argv, char *err,
+	    size_t errlen);
+void	conf_usage(FILE *);
+
+/* A VM's name: 1 to VM_NAME_MAX of [A-Za-z0-9_.-], not "." or "..".
+   Here because the config file names VMs too. */
+#define VM_NAME_MAX	64
+bool	conf_vm_name_valid(const char *);
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * The daemon's life on its loop: start (dirs, listeners, registry,
+ * journals, and the wiring of every callback that carries information up
+ * the layers), reload (SIGHUP), and a clean stop.
+ */
+#ifndef BROKER_DAEMON_H
+#define BROKER_DAEMON_H
+
+#include <stddef.h>
+
+/* loop_base must exist. argv is kept for reloads. */
+int	daemon_start(int argc, char **argv, char *err, size_t errlen);
+/* Answers every pending command with an error and unlinks every socket;
+   the loop ends once clients have read their last replies. */
+void	daemon_stop(void);
+void	daemon_reload(void);
+/* After the loop: whatever is left goes. */
+void	daemon_cleanup(void);
+
+#endif

@@ -1,0 +1,471 @@
+/*
+ * Client sessions: the chan callbacks, replies, the output queue's rules
+ * (client.h says them).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/bus.h"
+#include "broker/core/loop.h"
+#include "broker/session/client.h"
+#include "broker/session/listen.h"
+#include "broker/session/share.h"
+#include "broker/session/sub.h"
+#include "hv/chan.h"
+
+#define CLIENT_MAX_INFLIGHT	1024
+#define CLIENT_OUTQ_PAUSE	(8u * 1024 * 1024)
+
+static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
+static size_t			nclients;
+static uint64_t			client_next_id;
+static const struct client_hooks *client_hooks;
+
+static void	client_msg(struct chan *, json_t *, int *, size_t, void *);
+static void	client_bad(struct chan *, const struct qmp_error *, void *);
+static void	client_closed(struct chan *, const char *, void *);
+static void	client_drained(struct chan *, void *);
+
+static const struct chan_ops client_chan_ops = {
+	client_msg,
+	client_bad,
+	client_closed,
+	client_drained,
+};
+
+void
+client_set_hooks(const struct client_hooks *h)
+{
+	client_hooks = h;
+}
+
+size_t
+client_count(void)
+{
+	return (nclients);
+}
+
+struct client *
+client_of(const struct req *r)
+{
+	/* every request with an owner is a client's */
+	return (req_owner(r));
+}
+
+struct client *
+client_new(int fd, enum client_kind kind, const struct peer *p,
+    struct vm *vm)
+{
+	struct client		*c;
+	struct chan_opts	 o;
+
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		return (NULL);
+	memset(&o, 0, sizeof o);
+	o.max_msg = conf.max_msg;
+	o.line_timeout_ms = conf.line_timeout_ms;
+	o.max_fds = conf.max_fds;
+	if ((c->chan = chan_new(loop_base, fd, &o, &client_chan_ops,
+	    c)) == NULL) {
+		free(c);
+		return (NULL);
+	}
+	c->id = ++client_next_id;
+	c->kind = kind;
+	peer_copy(&c->peer, p);
+	c->vm = vm;
+	LIST_INIT(&c->reqs);
+	TAILQ_INIT(&c->subs);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	nclients++;
+	log_debug("client %llu: connected (%s%s) uid %u pid %ld",
+	    (unsigned long long)c->id, kind == CLIENT_CONTROL ? "control" :
+	    "shared ", kind == CLIENT_CONTROL ? "" : vm_name(vm),
+	    (unsigned)p->uid, (long)p->pid);
+	return (c);
+}
+
+static void
+client_release(void *arg)
+{
+	free(arg);
+}
+
+void
+client_free(struct client *c)
+{
+	struct req	*r;
+
+	if (c->dead)
+		return;
+	log_debug("client %llu: gone", (unsigned long long)c->id);
+	c->dead = true;
+	TAILQ_REMOVE(&clients, c, entry);
+	nclients--;
+	sub_client_free(c);
+	if (c->share != NULL)
+		share_detach(c);
+	/* Requests still at work answer into the void. */
+	while ((r = LIST_FIRST(&c->reqs)) != NULL)
+		req_orphan(r);
+	if (c->stall_ev != NULL)
+		event_free(c->stall_ev);
+	chan_free(c->chan);
+	peer_release(&c->peer);
+	/* The caller may be one of c's own callbacks: the memory goes on
+	   a later pass. */
+	defer_free(loop_base, &c->defer, client_release, c);
+	/* An fd came back: listeners that ran out may accept again. */
+	lsn_resume_all();
+	if (nclients == 0 && client_hooks != NULL &&
+	    client_hooks->last_gone != NULL)
+		client_hooks->last_gone();
+}
+
+void
+client_free_all(void)
+{
+	struct client	*c;
+
+	while ((c = TAILQ_FIRST(&clients)) != NULL)
+		client_free(c);
+}
+
+static void
+client_send_buf(struct client *c, const char *buf, size_t len)
+{
+	if (chan_send(c->chan, buf, len, NULL, 0) == 0)
+		c->queued += len;
+}
+
+static void
+client_send_json(struct client *c, json_t *j)
+{
+	char	*buf;
+	size_t	 len;
+
+	if ((buf = qmp_dump(j, &len)) == NULL) {
+		log_err("client %llu: cannot serialise a message",
+		    (unsigned long long)c->id);
+		return;
+	}
+	client_send_buf(c, buf, len);
+	free(buf);
+}
+
+void
+client_greet(struct client *c)
+{
+	const struct qmp_version	*v;
+	json_t				*g;
+
+	if (c->greeted)
+		return;
+	if (c->kind == CLIENT_CONTROL)
+		v = loop_version();
+	else if (c->vm == NULL || (v = vm_version(c->vm)) == NULL)
+		return;
+	if ((g = qmp_greeting_new(v, json_array())) == NULL)
+		return;
+	client_send_json(c, g);
+	json_decref(g);
+	c->greeted = true;
+}
+
+void
+client_set_negotiated(struct client *c)
+{
+	c->negotiated = true;
+}
+
+static void
+client_stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client	*c = arg;
+	struct timeval	 tv;
+	uint64_t	 written;
+
+	written = c->queued - chan_outq(c->chan);
+	if (written < c->stall_mark) {
+		log_warn("client %llu: replies unread for %d ms (uid %u pid "
+		    "%ld): disconnecting", (unsigned long long)c->id,
+		    conf.reply_stall_ms, (unsigned)c->peer.uid,
+		    (long)c->peer.pid);
+		client_free(c);
+		return;
+	}
+	if (written < c->last_reply_end) {
+		c->stall_mark = c->last_reply_end;
+		tv.tv_sec = conf.reply_stall_ms / 1000;
+		tv.tv_usec = (conf.reply_stall_ms % 1000) * 1000;
+		evtimer_add(c->stall_ev, &tv);
+	}
+}
+
+/* A reply was queued: it must be read within reply_stall_ms. One timer
+   per client, armed only while a reply might be unread. */
+static void
+client_note_reply(struct client *c)
+{
+	struct timeval	tv;
+
+	c->last_reply_end = c->queued;
+	if (chan_outq(c->chan) == 0)
+		return;
+	if (c->stall_ev == NULL &&
+	    (c->stall_ev = evtimer_new(loop_base, client_stall_cb, c)) == NULL)
+		return;
+	if (evtimer_pending(c->stall_ev, NULL))
+		return;
+	c->stall_mark = c->last_reply_end;
+	tv.tv_sec = conf.reply_stall_ms / 1000;
+	tv.tv_usec = (conf.reply_stall_ms % 1000) * 1000;
+	evtimer_add(c->stall_ev, &tv);
+}
+
+static void
+client_send_reply(struct client *c, json_t *j)
+{
+	client_send_json(c, j);
+	client_note_reply(c);
+}
+
+/*
+ * A successful reply's envelope by hand, only the return value and the
+ * client's id through jansson, into one stack buffer that chan_send
+ * copies once: no envelope object to build, no malloc'd dump. Returns -1
+ * (nothing sent, ret still the caller's) if it does not fit.
+ */
+static int
+client_reply_fast(struct client *c, json_t *id, json_t *ret)
+{
+	char	buf[4096];
+	size_t	n, k;
+
+	memcpy(buf, "{\"return\":", 10);
+	n = 10;
+	k = json_dumpb(ret, buf + n, sizeof buf - n, JSON_COMPACT|
+	    JSON_ENCODE_ANY);
+	if (k == 0 || k > sizeof buf - n - 16)
+		return (-1);
+	n += k;
+	if (id != NULL) {
+		memcpy(buf + n, ",\"id\":", 6);
+		n += 6;
+		k = json_dumpb(id, buf + n, sizeof buf - n, JSON_COMPACT|
+		    JSON_ENCODE_ANY);
+		if (k == 0 || k > sizeof buf - n - 4)
+			return (-1);
+		n += k;
+	}
+	memcpy(buf + n, "}\r\n", 3);
+	n += 3;
+	client_send_buf(c, buf, n);
+	client_note_reply(c);
+	json_decref(ret);
+	return (0);
+}
+
+static void
+client_reply(struct client *c, json_t *id, json_t *ret,
+    const struct qmp_error *err)
+{
+	json_t	*j;
+
+	if (err == NULL && ret != NULL && client_reply_fast(c, id, ret) == 0)
+		return;
+	if (err != NULL)
+		j = json_pack("{s:o}", "error", qmp_error_json(err));
+	else
+		j = json_pack("{s:o}", "return", ret);
+	if (j == NULL)
+		return;
+	if (id != NULL)
+		json_object_set(j, "id", id);
+	client_send_reply(c, j);
+	json_decref(j);
+}
+
+static void	client_req_finished(struct client *);
+
+static void
+client_req_done(struct req *r, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	struct client	*c = arg;
+
+	c->nreqs--;
+	client_reply(c, req_id(r), ret, err);
+	client_req_finished(c);
+}
+
+static void
+client_pause_check(struct client *c)
+{
+	int	want;
+
+	want = c->nreqs >= CLIENT_MAX_INFLIGHT ||
+	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE;
+	if (want != c->paused && !c->closing) {
+		c->paused = want;
+		chan_pause_read(c->chan, want);
+	}
+}
+
+/* A request of c finished: c may resume reading, or go. */
+static void
+client_req_finished(struct client *c)
+{
+	if (c->draining && c->nreqs == 0) {
+		client_shutdown(c);
+		return;
+	}
+	if (c->paused && c->nreqs < CLIENT_MAX_INFLIGHT / 2)
+		client_pause_check(c);
+}
+
+static void
+client_close_fds(int *fds, size_t nfds)
+{
+	size_t	i;
+
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+static void
+client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
+{
+	struct client		*c = arg;
+	struct qmp_error	 err;
+	struct req		*r;
+	const char		*name;
+	json_t			*args, *id = NULL;
+
+	if (c->closing || c->draining) {
+		client_close_fds(fds, nfds);
+		return;
+	}
+	if (qmp_cmd_parse(msg, &name, &args, &id, &err) == -1) {
+		client_close_fds(fds, nfds);
+		client_reply(c, id, NULL, &err);
+		return;
+	}
+	if (json_object_get(msg, "exec-oob") != NULL) {
+		client_close_fds(fds, nfds);
+		qmp_error_set(&err, QMP_CLS_GENERIC, "Out-of-band execution "
+		    "is not supported by qmpbroker");
+		client_reply(c, id, NULL, &err);
+		return;
+	}
+	id = json_incref(id);
+	if (c->kind == CLIENT_SHARE && strcmp(name, "qmp_capabilities") != 0) {
+		if (!c->negotiated) {
+			client_close_fds(fds, nfds);
+			qmp_error_set(&err, QMP_CLS_NOTFOUND, "Expecting "
+			    "capabilities negotiation with 'qmp_capabilities'");
+			client_reply(c, id, NULL, &err);
+			json_decref(id);
+			return;
+		}
+	}
+	if ((r = req_new(&c->reqs, &c->peer, id, fds, nfds, client_req_done,
+	    c)) == NULL) {
+		log_err("client %llu: out of memory", (unsigned long long)c->id);
+		return;
+	}
+	c->nreqs++;
+	if (c->kind == CLIENT_SHARE && c->negotiated)
+		share_request(r, c, name, args);
+	else
+		client_hooks->dispatch(r, name, args, c->negotiated);
+	client_pause_check(c);
+}
+
+static void
+client_bad(struct chan *ch, const struct qmp_error *err, void *arg)
+{
+	struct client	*c = arg;
+
+	if (!c->closing)
+		client_reply(c, NULL, NULL, err);
+}
+
+static void
+client_closed(struct chan *ch, const char *why, void *arg)
+{
+	struct client	*c = arg;
+
+	log_debug("client %llu: %s", (unsigned long long)c->id,
+	    why != NULL ? why : "closed");
+	client_free(c);
+}
+
+static void
+client_drained(struct chan *ch, void *arg)
+{
+	struct client	*c = arg;
+	json_t		*j;
+
+	if (c->dropped != 0 && !c->closing) {
+		log_info("client %llu: %llu events dropped (queue full)",
+		    (unsigned long long)c->id,
+		    (unsigned long long)c->dropped);
+		j = json_pack("{s:s,s:{s:I},s:o}", "event", "EVENTS_DROPPED",
+		    "data", "count", (json_int_t)c->dropped, "timestamp",
+		    bus_timestamp_now());
+		c->dropped = 0;
+		if (j != NULL) {
+			client_send_json(c, j);
+			json_decref(j);
+		}
+	}
+	if (c->paused)
+		client_pause_check(c);
+}
+
+void
+client_send_event(struct client *c, const char *buf, size_t len)
+{
+	if (!c->negotiated || c->closing)
+		return;
+	if (chan_outq(c->chan) + len > conf.client_queue_max) {
+		c->dropped++;
+		c->dropped_total++;
+		return;
+	}
+	client_send_buf(c, buf, len);
+}
+
+void
+client_shutdown(struct client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	chan_shutdown(c->chan);
+}
+
+void
+client_shutdown_idle(struct client *c)
+{
+	if (c->nreqs == 0)
+		client_shutdown(c);
+	else
+		c->draining = true;
+}
+
+void
+client_shutdown_all(void)
+{
+	struct client	*c, *c1;
+
+	TAILQ_FOREACH_SAFE(c, &clients, entry, c1)
+		client_shutdown(c);
+}

@@ -1,0 +1,108 @@
+/*
+ * One client session, on the control socket or on a shared per-VM
+ * socket: greeting, negotiation, requests in flight, replies by id, and
+ * the output queue's rules.
+ *
+ * Output rules: events are optional, replies are not. An event that
+ * would push the queue past client_queue_max is dropped and counted (the
+ * client hears EVENTS_DROPPED when the queue drains); a reply is always
+ * queued, and a client that leaves a reply unread for reply_stall_ms is
+ * disconnected. A client with too much in flight stops being read.
+ *
+ * Lifetime: client_free() may be called from any callback; it unlinks
+ * the client and releases its socket at once, and its memory goes on a
+ * later loop pass.
+ */
+#ifndef BROKER_SESSION_CLIENT_H
+#define BROKER_SESSION_CLIENT_H
+
+#include <sys/queue.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "broker/session/peer.h"
+#include "broker/session/req.h"
+#include "broker/vm/vm.h"
+#include "util/defer.h"
+
+enum client_kind {
+	CLIENT_CONTROL,
+	CLIENT_SHARE,
+};
+
+/* Wired once at start by the daemon: how a request is run, and what to
+   do when the last client has gone (a stopping daemon exits then). */
+struct client_hooks {
+	void	(*dispatch)(struct req *, const char *name, json_t *args,
+		    bool negotiated);
+	void	(*last_gone)(void);
+};
+void	client_set_hooks(const struct client_hooks *);
+
+struct sub;
+struct share;
+
+/* The session's state. client.c writes it; the two other modules of
+   session/ keep their per-client state in the members marked theirs. */
+struct client {
+	uint64_t		 id;
+	enum client_kind	 kind;
+	struct chan		*chan;
+	struct peer		 peer;
+	bool			 dead;		/* freed, memory pending */
+	struct defer		 defer;
+
+	bool			 greeted;
+	bool			 negotiated;
+	bool			 closing;	/* no more input */
+	bool			 draining;	/* closing once nreqs is 0 */
+	bool			 paused;
+
+	struct req_list		 reqs;		/* in flight */
+	size_t			 nreqs;
+
+	/* Output accounting: bytes ever queued, so "was this reply
+	   written?" is queued - outq >= its end. */
+	uint64_t		 queued;
+	uint64_t		 last_reply_end;
+	uint64_t		 stall_mark;
+	struct event		*stall_ev;
+	uint64_t		 dropped;	/* events not queued */
+	uint64_t		 dropped_total;
+
+	/* share.c's: the VM of a shared client, NULL once gone */
+	struct vm		*vm;
+	struct share		*share;
+	LIST_ENTRY(client)	 share_entry;
+
+	/* sub.c's */
+	TAILQ_HEAD(, sub)	 subs;
+	uint32_t		 next_sub;
+	size_t			 nsubs;
+	TAILQ_ENTRY(client)	 sub_entry;	/* clients with subs */
+
+	TAILQ_ENTRY(client)	 entry;		/* all clients */
+};
+
+/* p is copied. vm: the VM of a shared socket, else NULL. */
+struct client *client_new(int fd, enum client_kind, const struct peer *,
+	    struct vm *);
+void	client_free(struct client *);
+size_t	client_count(void);
+/* The client of a request, NULL once it has gone. */
+struct client *client_of(const struct req *);
+void	client_greet(struct client *);
+void	client_set_negotiated(struct client *);
+/* Queue an event's bytes, subject to the queue limit. */
+void	client_send_event(struct client *, const char *, size_t);
+/* Stop reading, flush, then go (shutdown, shared VM gone). */
+void	client_shutdown(struct client *);
+/* The same, once every request in flight has been answered. */
+void	client_shutdown_idle(struct client *);
+void	client_shutdown_all(void);
+/* At exit: every client, now. */
+void	client_free_all(void);
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * Listening unix sockets: the control socket and every shared per-VM
+ * socket. One struct event each and nothing else, so 10,000 idle VMs
+ * cost 10,000 small structs and no timers.
+ *
+ * When accept() runs out of fds (EMFILE/ENFILE) the pending connection
+ * would keep the socket readable and the loop would spin, so every
+ * listener stops until a timer or a closing client says fds are back.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/session/listen.h"
+
+#define LSN_BACKLOG	1024
+#define LSN_BATCH	64	/* accepts per wakeup, for fairness */
+#define LSN_BACKOFF_MS	100
+
+struct lsn {
+	int		 fd;
+	struct event	*ev;
+	lsn_accept_fn	*fn;
+	void		*arg;
+	LIST_ENTRY(lsn)	 entry;
+	char		 path[];
+};
+
+static LIST_HEAD(, lsn) lsns = LIST_HEAD_INITIALIZER(lsns);
+static struct event	*lsn_backoff;
+static int		 lsn_paused;
+
+static void
+lsn_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	lsn_resume_all();
+}
+
+static void
+lsn_pause_all(void)
+{
+	static time_t	 last;
+	struct lsn	*l;
+	struct timeval	 tv = { 0, LSN_BACKOFF_MS * 1000 };
+	time_t		 now = time(NULL);
+
+	if (lsn_paused)
+		return;
+	/* Under a connection storm this repeats every backoff: say it
+	   once in a while. */
+	if (now - last >= 10) {
+		log_warn("out of file descriptors: not accepting for a while");
+		last = now;
+	}
+	LIST_FOREACH(l, &lsns, entry)
+		event_del(l->ev);
+	lsn_paused = 1;
+	if (lsn_backoff == NULL)
+		lsn_backoff = evtimer_new(loop_base, lsn_backoff_cb, NULL);
+	if (lsn_backoff != NULL)
+		evtimer_add(lsn_backoff, &tv);
+}
+
+void
+lsn_resume_all(void)
+{
+	struct lsn	*l;
+
+	if (!lsn_paused)
+		return;
+	lsn_paused = 0;
+	if (lsn_backoff != NULL)
+		evtimer_del(lsn_backoff);
+	LIST_FOREACH(l, &lsns, entry)
+		event_add(l->ev, NULL);
+}
+
+static void
+lsn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lsn	*l = arg;
+	int		 c, i;
+
+	for (i = 0; i < LSN_BATCH; i++) {
+		c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c == -1) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				lsn_pause_all();
+			else if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept %s: %s", l->path,
+				    strerror(errno));
+			return;
+		}
+		/* Callbacks never close their own listener (VMs go from
+		   the loop, not from an accept), so l stays valid. */
+		l->fn(c, l->arg);
+		if (lsn_paused)
+			return;
+	}
+}
+
+/* A socket file left by a dead broker is replaced; one that answers is
+   another broker's and is left alone. */
+static int
+lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
+{
+	struct stat		 st;
+	struct sockaddr_un	 sun;
+	int			 s, live;
+
+	if (lstat(path, &st) == -1) {
+		if (errno == ENOENT)
+			return (0);
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", path);
+		return (-1);
+	}
+	if (check_live) {
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		memcpy(sun.sun_path, path, strlen(path));
+		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    0);
+		if (s == -1) {
+			snprintf(err, errlen, "socket: %s", strerror(errno));
+			return (-1);
+		}
+		live = connect(s, (struct sockaddr *)&sun, sizeof sun) == 0 ||
+		    errno == EAGAIN;
+		close(s);
+		if (live) {
+			snprintf(err, errlen, "%s is in use by a running "
+			    "process", path);
+			return (-1);
+		}
+	}
+	if (unlink(path) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "unlink %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+struct lsn *
+lsn_open(const char *path, int mode, int gid, int check_live,
+    lsn_accept_fn *fn, void *arg, char *err, size_t errlen)
+{
+	struct lsn		*l;
+	struct sockaddr_un	 sun;
+	size_t			 len = strlen(path);
+	int			 fd;
+
+	if (len == 0 || len >= sizeof sun.sun_path) {
+		snprintf(err, errlen, "socket path too long: %s", path);
+		return (NULL);
+	}
+	if (lsn_clear_path(path, check_live, err, errlen) == -1)
+		return (NULL);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return (NULL);
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, len);
+	/* Not listening yet: nobody can connect before the mode is set. */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+		close(fd);
+		return (NULL);
+	}
+	if (chmod(sun.sun_path, (mode_t)mode) == -1 ||
+	    (gid != -1 && chown(sun.sun_path, (uid_t)-1, (gid_t)gid) == -1) ||
+	    listen(fd, LSN_BACKLOG) == -1) {
+		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
+		unlink(path);
+		close(fd);
+		return (NULL);
+	}
+	if ((l = calloc(1, sizeof *l + len + 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		unlink(path);
+		close(fd);
+		return (NULL);
+	}
+	memcpy(l->path, path, len + 1);
+	l->fd = fd;
+	l->fn = fn;
+	l->arg = arg;
+	l->ev = event_new(loop_base, fd, EV_READ | EV_PERSIST, lsn_cb, l);
+	if (l->ev == NULL) {
+		snprintf(err, errlen, "out of memory");
+		unlink(path);
+		close(fd);
+		free(l);
+		return (NULL);
+	}
+	if (!lsn_paused)
+		event_add(l->ev, NULL);
+	LIST_INSERT_HEAD(&lsns, l, entry);
+	return (l);
+}
+
+void
+lsn_close(struct lsn *l)
+{
+	if (l == NULL)
+		return;
+	LIST_REMOVE(l, entry);
+	event_free(l->ev);
+	unlink(l->path);
+	close(l->fd);
+	free(l);
+	if (LIST_EMPTY(&lsns) && lsn_backoff != NULL) {
+		event_free(lsn_backoff);
+		lsn_backoff = NULL;
+		lsn_paused = 0;
+	}
+}
+
+const char *
+lsn_path(const struct lsn *l)
+{
+	return (l->path);
+}

@@ -1,0 +1,25 @@
+/*
+ * Listening unix sockets: the control socket and every shared per-VM
+ * socket. When accept() runs out of fds every listener backs off until
+ * a timer or a closing client says fds are back (lsn_resume_all).
+ */
+#ifndef BROKER_SESSION_LISTEN_H
+#define BROKER_SESSION_LISTEN_H
+
+#include <stddef.h>
+
+struct lsn;
+/* fd is the accepted connection, owned by the callee. The callback must
+   not close its own listener. */
+typedef void lsn_accept_fn(int fd, void *arg);
+/* A socket file left by a dead broker is replaced; with check_live one
+   that answers is another broker's and the open fails. gid -1: as is. */
+struct lsn *lsn_open(const char *path, int mode, int gid, int check_live,
+	    lsn_accept_fn *, void *arg, char *err, size_t errlen);
+/* Closes and unlinks the socket path. NULL is a no-op. */
+void	lsn_close(struct lsn *);
+const char *lsn_path(const struct lsn *);
+/* An fd came back: listeners that ran out may accept again. */
+void	lsn_resume_all(void);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * Peers: credentials at accept, and the allow lists checked against them.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/session/peer.h"
+
+#define PEER_GROUPS_MAX	256
+
+struct peer_groups {
+	unsigned	refs;
+	int		n;
+	gid_t		gids[];
+};
+
+void
+peer_self(struct peer *p)
+{
+	memset(p, 0, sizeof *p);
+	p->uid = (uid_t)-1;
+	p->gid = (gid_t)-1;
+}
+
+void
+peer_copy(struct peer *dst, const struct peer *src)
+{
+	*dst = *src;
+	if (dst->groups != NULL)
+		dst->groups->refs++;
+}
+
+void
+peer_release(struct peer *p)
+{
+	if (p->groups != NULL && --p->groups->refs == 0)
+		free(p->groups);
+	p->groups = NULL;
+}
+
+/* Supplementary groups of uid, from NSS. NULL if there are none to know
+   (no such user, no memory): then only the primary gid counts. */
+static struct peer_groups *
+peer_lookup_groups(uid_t uid, gid_t gid)
+{
+	struct peer_groups	*g;
+	struct passwd		*pw;
+	gid_t			 groups[PEER_GROUPS_MAX];
+	int			 n = PEER_GROUPS_MAX;
+
+	if ((pw = getpwuid(uid)) == NULL)
+		return (NULL);
+	if (getgrouplist(pw->pw_name, gid, groups, &n) == -1 || n < 0)
+		return (NULL);
+	if ((g = malloc(sizeof *g + (size_t)n * sizeof *groups)) == NULL)
+		return (NULL);
+	g->refs = 1;
+	g->n = n;
+	memcpy(g->gids, groups, (size_t)n * sizeof *groups);
+	return (g);
+}
+
+/* True if gid or one of p's groups is in the list. */
+static bool
+peer_in_gids(const struct peer *p, const int *gids, size_t ngids)
+{
+	size_t	i;
+	int	j;
+
+	for (i = 0; i < ngids; i++) {
+		if ((int)p->gid == gids[i])
+			return (true);
+		if (p->groups == NULL)
+			continue;
+		for (j = 0; j < p->groups->n; j++) {
+			if ((int)p->groups->gids[j] == gids[i])
+				return (true);
+		}
+	}
+	return (false);
+}
+
+static bool
+peer_in_uids(const struct peer *p, const int *uids, size_t nuids)
+{
+	size_t	i;
+
+	for (i = 0; i < nuids; i++) {
+		if ((int)p->uid == uids[i])
+			return (true);
+	}
+	return (false);
+}
+
+/* root and the broker's own uid pass every gate; so do the broker's own
+   requests (uid -1). */
+static bool
+peer_is_admin(const struct peer *p)
+{
+	return (p->uid == (uid_t)-1 || p->uid == 0 || p->uid == geteuid());
+}
+
+int
+peer_accept(int fd, struct peer *p, const char *what)
+{
+	struct ucred	uc;
+	socklen_t	len = sizeof uc;
+
+	memset(p, 0, sizeof *p);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1) {
+		log_warn("%s: SO_PEERCRED: %s", what, strerror(errno));
+		return (-1);
+	}
+	p->uid = uc.uid;
+	p->gid = uc.gid;
+	p->pid = uc.pid;
+	if (!peer_is_admin(p))
+		p->groups = peer_lookup_groups(p->uid, p->gid);
+	if (peer_is_admin(p) ||
+	    peer_in_uids(p, conf.allow_uids, conf.n_allow_uids) ||
+	    peer_in_gids(p, conf.allow_gids, conf.n_allow_gids))
+		return (0);
+	log_warn("%s: refused peer uid %u gid %u pid %ld", what,
+	    (unsigned)p->uid, (unsigned)p->gid, (long)p->pid);
+	peer_release(p);
+	return (-1);
+}
+
+bool
+peer_vm_allowed(const struct peer *p, const char *name)
+{
+	const struct conf_vm_allow	*a = NULL;
+	size_t				 i;
+
+	if (peer_is_admin(p))
+		return (true);
+	for (i = 0; i < conf.n_vm_allows; i++) {
+		if (strcmp(conf.vm_allows[i].name, name) == 0)
+			a = &conf.vm_allows[i];
+	}
+	return (a == NULL || peer_in_uids(p, a->uids, a->n_uids) ||
+	    peer_in_gids(p, a->gids, a->n_gids));
+}

@@ -1,0 +1,43 @@
+/*
+ * Who is on the other end of a unix socket, and what it may do.
+ *
+ * The socket's mode (0660, a configured group) is the first gate;
+ * SO_PEERCRED against the allowed uids and gids is the second, checked on
+ * every accepted connection of the control socket and of the shared
+ * per-VM sockets alike; vm-allow is the third, per VM.
+ *
+ * The kernel passes no supplementary groups with SO_PEERCRED, so
+ * peer_accept() looks them up once (NSS may block: once per connection,
+ * never per request or per event) and the peer carries them, shared by
+ * reference with every request it makes.
+ */
+#ifndef BROKER_SESSION_PEER_H
+#define BROKER_SESSION_PEER_H
+
+#include <sys/types.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct peer_groups;
+
+struct peer {
+	uid_t			 uid;
+	gid_t			 gid;
+	pid_t			 pid;
+	struct peer_groups	*groups;	/* NULL: none looked up */
+};
+
+/* A peer for the broker's own requests (config, restarts): may do
+   anything. */
+void	peer_self(struct peer *);
+/* Fills p from SO_PEERCRED and the groups; 0 if it may connect, else -1
+   (logged, p cleared). what names the socket in logs. */
+int	peer_accept(int fd, struct peer *p, const char *what);
+/* dst shares src's groups; each copy is released on its own. */
+void	peer_copy(struct peer *dst, const struct peer *src);
+void	peer_release(struct peer *);
+/* May p see and act on VM name (vm-allow; a VM without a list: every
+   peer)? Never blocks. */
+bool	peer_vm_allowed(const struct peer *, const char *name);
+
+#endif

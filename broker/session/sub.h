@@ -1,0 +1,29 @@
+/*
+ * Subscriptions and event fan-out to clients: the publish bus's sink
+ * (core/bus.h), plugged in by sub_init().
+ */
+#ifndef BROKER_SESSION_SUB_H
+#define BROKER_SESSION_SUB_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+#include "broker/session/req.h"
+
+struct client;
+
+void	sub_init(void);
+/* True if any of the client's subscriptions matches. vm may be NULL. */
+bool	sub_wants(const struct client *, const char *vm, const char *event);
+bool	sub_glob_ok(const char *);
+/* The client goes: its subscriptions with it. */
+void	sub_client_free(struct client *);
+
+/* The commands' work; each finishes r. vms and events are arrays of
+   globs or NULL (every VM, every event). */
+void	sub_subscribe(struct req *r, struct client *, json_t *vms,
+	    json_t *events);
+void	sub_unsubscribe(struct req *r, struct client *, json_int_t id);
+json_t	*sub_list_json(const struct client *);
+
+#endif

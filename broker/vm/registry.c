@@ -1,0 +1,642 @@
+/*
+ * Where VMs come from and how they survive a restart.
+ *
+ * Three sources: vm-add (persisted in STATE_DIR/vms.json), the config
+ * file (`vm NAME SOCKET`) and the watched --vm-dir of NAME.qmp sockets.
+ * Only vm-add VMs are saved; the other two are recomputed at start and
+ * on reload or inotify.
+ *
+ * Saves are atomic (temp file, fsync, rename, fsync dir), so a kill -9
+ * at any point leaves the old or the new file, and they are grouped: all
+ * changes made in one loop pass go out in one write, and the requests
+ * that made them are answered once it is on disk.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/vm/registry.h"
+
+#define REG_FILE	"vms.json"
+#define REG_VERSION	1
+#define REG_FILE_MAX	(64u * 1024 * 1024)
+
+struct reg_wait {
+	registry_saved_fn	*fn;
+	void			*arg;
+};
+
+static struct event	*reg_save_ev;
+static struct reg_wait	*reg_waits;
+static size_t		 reg_nwaits, reg_capwaits;
+static int		 reg_dirty;
+static int		 reg_inotify = -1;
+static struct event	*reg_inotify_ev;
+
+static char *
+reg_path(const char *suffix)
+{
+	char	*p;
+
+	if (asprintf(&p, "%s/%s%s", conf.state_dir, REG_FILE, suffix) == -1)
+		return (NULL);
+	return (p);
+}
+
+void
+registry_entries_free(struct reg_entry *e, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		free(e[i].name);
+		free(e[i].socket);
+	}
+	free(e);
+}
+
+static void
+reg_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Appends one reason to why, as long as there is room. */
+static void
+reg_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	size_t	len = strlen(why);
+	va_list	ap;
+
+	if (len + 3 >= whylen)
+		return;
+	if (len != 0) {
+		memcpy(why + len, "; ", 3);
+		len += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(why + len, whylen - len, fmt, ap);
+	va_end(ap);
+}
+
+int
+registry_parse(const char *buf, size_t len, struct reg_entry **out,
+    size_t *n, size_t *bad, char *why, size_t whylen)
+{
+	json_t		*doc, *vms, *v;
+	json_error_t	 je;
+	json_int_t	 version = 0;
+	struct reg_entry *e = NULL;
+	const char	*name, *socket;
+	json_t		*share;
+	size_t		 i, j, ne = 0;
+
+	*out = NULL;
+	*n = 0;
+	*bad = 0;
+	*why = '\0';
+	if ((doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)) == NULL) {
+		reg_why(why, whylen, "not JSON (line %d: %s)", je.line,
+		    je.text);
+		return (-1);
+	}
+	if (json_unpack_ex(doc, &je, 0, "{s:I,s:o}", "version", &version,
+	    "vms", &vms) == -1 || !json_is_array(vms)) {
+		reg_why(why, whylen, "not a registry (%s)", je.text);
+		json_decref(doc);
+		return (-1);
+	}
+	if (version != REG_VERSION) {
+		reg_why(why, whylen, "unknown version %lld",
+		    (long long)version);
+		json_decref(doc);
+		return (-1);
+	}
+	if ((e = calloc(json_array_size(vms) + 1, sizeof *e)) == NULL) {
+		reg_why(why, whylen, "out of memory");
+		json_decref(doc);
+		return (-1);
+	}
+	json_array_foreach(vms, i, v) {
+		share = NULL;
+		if (json_unpack(v, "{s:s,s:s,s?o}", "name", &name, "socket",
+		    &socket, "shared-socket", &share) == -1 ||
+		    (share != NULL && !json_is_boolean(share))) {
+			reg_why(why, whylen, "entry %zu: not {name, socket, "
+			    "shared-socket?}", i);
+			(*bad)++;
+			continue;
+		}
+		if (!conf_vm_name_valid(name) || *socket != '/' ||
+		    strlen(socket) > 107) {
+			reg_why(why, whylen, "entry %zu: bad name or socket", i);
+			(*bad)++;
+			continue;
+		}
+		for (j = 0; j < ne; j++) {
+			if (strcmp(e[j].name, name) == 0)
+				break;
+		}
+		if (j < ne) {
+			reg_why(why, whylen, "entry %zu: %s named twice", i,
+			    name);
+			(*bad)++;
+			continue;
+		}
+		e[ne].share = share == NULL ? VM_SHARE_CONF :
+		    json_is_true(share) ? VM_SHARE_YES : VM_SHARE_NO;
+		if ((e[ne].name = strdup(name)) == NULL ||
+		    (e[ne].socket = strdup(socket)) == NULL) {
+			free(e[ne].name);
+			registry_entries_free(e, ne);
+			json_decref(doc);
+			reg_why(why, whylen, "out of memory");
+			return (-1);
+		}
+		ne++;
+	}
+	json_decref(doc);
+	*out = e;
+	*n = ne;
+	return (0);
+}
+
+int
+registry_write_atomic(const char *path, const char *buf, size_t len,
+    char *err, size_t errlen)
+{
+	char		*tmp = NULL, *dir = NULL, *slash;
+	int		 fd = -1, dfd = -1, rc = -1;
+	size_t		 off = 0;
+	ssize_t		 w;
+
+	if (asprintf(&tmp, "%s.tmp", path) == -1) {
+		tmp = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	while (off < len) {
+		if ((w = write(fd, buf + off, len - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) == -1 || close(fd) == -1) {
+		fd = -1;
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1) {
+		snprintf(err, errlen, "rename %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* The rename itself is durable only once the directory is. */
+	if ((dir = strdup(path)) != NULL &&
+	    (slash = strrchr(dir, '/')) != NULL) {
+		*(slash == dir ? slash + 1 : slash) = '\0';
+		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1)
+			fsync(dfd);
+	}
+	rc = 0;
+out:
+	if (fd != -1) {
+		close(fd);
+		unlink(tmp);
+	} else if (rc == -1 && tmp != NULL)
+		unlink(tmp);
+	if (dfd != -1)
+		close(dfd);
+	free(dir);
+	free(tmp);
+	return (rc);
+}
+
+/* "shared-socket" only where vm-add gave one, so a registry without
+   such VMs reads as before. */
+static void
+reg_serialise_one(struct vm *vm, void *arg)
+{
+	json_t	*j;
+
+	if (!(vm_origin(vm) & VM_ORIGIN_API))
+		return;
+	j = json_pack("{s:s,s:s}", "name", vm_name(vm), "socket",
+	    vm_socket(vm));
+	if (j != NULL && vm_share_pref(vm) != VM_SHARE_CONF)
+		json_object_set_new(j, "shared-socket",
+		    json_boolean(vm_share_pref(vm) == VM_SHARE_YES));
+	json_array_append_new(arg, j);
+}
+
+char *
+registry_serialise(size_t *len)
+{
+	json_t	*doc, *vms;
+	char	*buf;
+
+	vms = json_array();
+	vm_foreach(reg_serialise_one, vms);
+	doc = json_pack("{s:i,s:o}", "version", REG_VERSION, "vms", vms);
+	if (doc == NULL)
+		return (NULL);
+	buf = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (buf != NULL)
+		*len = strlen(buf);
+	return (buf);
+}
+
+static int
+reg_save_now(char *err, size_t errlen)
+{
+	char	*buf, *path;
+	size_t	 len;
+	int	 rc;
+
+	reg_dirty = 0;
+	if ((path = reg_path("")) == NULL ||
+	    (buf = registry_serialise(&len)) == NULL) {
+		free(path);
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	rc = registry_write_atomic(path, buf, len, err, errlen);
+	free(buf);
+	free(path);
+	return (rc);
+}
+
+static void
+reg_save_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char			 err[512];
+	struct qmp_error	 e;
+	struct reg_wait		*w;
+	size_t		 n, i;
+	int		 rc;
+
+	rc = reg_save_now(err, sizeof err);
+	if (rc == -1)
+		log_err("registry not saved: %s", err);
+	/* Answering may make more changes: take the list first. */
+	w = reg_waits;
+	n = reg_nwaits;
+	reg_waits = NULL;
+	reg_nwaits = reg_capwaits = 0;
+	if (rc == -1)
+		qmp_error_set(&e, QMP_CLS_GENERIC, "Done, but the registry "
+		    "could not be saved: %s", err);
+	for (i = 0; i < n; i++)
+		w[i].fn(rc == -1 ? &e : NULL, w[i].arg);
+	free(w);
+}
+
+int
+registry_dirty(registry_saved_fn *fn, void *arg)
+{
+	struct reg_wait	*nw;
+	size_t		 ncap;
+	int		 rc = 0;
+
+	if (fn != NULL && reg_nwaits == reg_capwaits) {
+		ncap = reg_capwaits == 0 ? 16 : reg_capwaits * 2;
+		if ((nw = reallocarray(reg_waits, ncap, sizeof *nw)) == NULL)
+			rc = -1;
+		else {
+			reg_waits = nw;
+			reg_capwaits = ncap;
+		}
+	}
+	if (fn != NULL && rc == 0) {
+		reg_waits[reg_nwaits].fn = fn;
+		reg_waits[reg_nwaits].arg = arg;
+		reg_nwaits++;
+	}
+	reg_dirty = 1;
+	if (reg_save_ev != NULL)
+		event_active(reg_save_ev, EV_TIMEOUT, 0);
+	return (rc);
+}
+
+/* ---- config VMs ---- */
+
+static void
+reg_drop_origin(struct vm *vm, void *arg)
+{
+	unsigned	bit = *(unsigned *)arg;
+	size_t		i;
+
+	if (!(vm_origin(vm) & bit))
+		return;
+	if (bit == VM_ORIGIN_CONFIG) {
+		for (i = 0; i < conf.n_vms; i++) {
+			if (strcmp(conf.vms[i].name, vm_name(vm)) == 0)
+				return;
+		}
+	}
+	vm_set_origin(vm, vm_origin(vm) & ~bit);
+	if (vm_origin(vm) == 0)
+		vm_remove(vm);
+}
+
+/* Adds a VM from a source, or marks an existing one as also from it. */
+static void
+reg_adopt(const char *name, const char *socket, unsigned bit)
+{
+	struct vm		*vm;
+	struct qmp_error	 e;
+
+	if ((vm = vm_find(name)) != NULL) {
+		if (strcmp(vm_socket(vm), socket) != 0)
+			log_warn("vm %s: already known with socket %s, "
+			    "ignoring %s", name, vm_socket(vm), socket);
+		else
+			vm_set_origin(vm, vm_origin(vm) | bit);
+		return;
+	}
+	if (vm_add(name, socket, bit, VM_SHARE_CONF, &e) == NULL)
+		log_warn("vm %s: not added: %s", name, e.desc);
+}
+
+void
+registry_sync_config(void)
+{
+	unsigned	bit = VM_ORIGIN_CONFIG;
+	size_t		i;
+
+	vm_foreach(reg_drop_origin, &bit);
+	for (i = 0; i < conf.n_vms; i++)
+		reg_adopt(conf.vms[i].name, conf.vms[i].socket, bit);
+}
+
+/* ---- the watched directory ---- */
+
+/* NAME.qmp -> NAME, if it makes a valid VM name. */
+static int
+reg_dir_name(const char *file, char *name, size_t namelen)
+{
+	size_t	len = strlen(file);
+
+	if (len <= 4 || strcmp(file + len - 4, ".qmp") != 0 ||
+	    len - 4 >= namelen)
+		return (-1);
+	memcpy(name, file, len - 4);
+	name[len - 4] = '\0';
+	return (conf_vm_name_valid(name) ? 0 : -1);
+}
+
+static void
+reg_dir_add(const char *file)
+{
+	char		 name[VM_NAME_MAX + 1], path[PATH_MAX];
+	struct stat	 st;
+
+	if (reg_dir_name(file, name, sizeof name) == -1)
+		return;
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", conf.vm_dir, file) >=
+	    sizeof path)
+		return;
+	if (lstat(path, &st) == -1 || !S_ISSOCK(st.st_mode))
+		return;
+	reg_adopt(name, path, VM_ORIGIN_DIR);
+}
+
+static void
+reg_dir_del(const char *file)
+{
+	char		 name[VM_NAME_MAX + 1];
+	struct vm	*vm;
+	unsigned	 bit = VM_ORIGIN_DIR;
+
+	if (reg_dir_name(file, name, sizeof name) == -1)
+		return;
+	if ((vm = vm_find(name)) == NULL)
+		return;
+	/* Only the VM this file made. */
+	if (strncmp(vm_socket(vm), conf.vm_dir, strlen(conf.vm_dir)) != 0)
+		return;
+	reg_drop_origin(vm, &bit);
+}
+
+static void
+reg_dir_gone(struct vm *vm, void *arg)
+{
+	struct stat	st;
+	unsigned	bit = VM_ORIGIN_DIR;
+
+	if ((vm_origin(vm) & VM_ORIGIN_DIR) &&
+	    (lstat(vm_socket(vm), &st) == -1 || !S_ISSOCK(st.st_mode)))
+		reg_drop_origin(vm, &bit);
+}
+
+void
+registry_sync_dir(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+
+	if (conf.vm_dir == NULL)
+		return;
+	vm_foreach(reg_dir_gone, NULL);
+	if ((d = opendir(conf.vm_dir)) == NULL) {
+		log_warn("vm dir %s: %s", conf.vm_dir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		reg_dir_add(de->d_name);
+	closedir(d);
+}
+
+static void
+reg_inotify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char				 buf[16384]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event	*ie;
+	ssize_t				 n;
+	char				*p;
+	int				 rescan = 0;
+
+	for (;;) {
+		if ((n = read(fd, buf, sizeof buf)) <= 0)
+			break;
+		for (p = buf; p < buf + n; p += sizeof *ie + ie->len) {
+			ie = (const struct inotify_event *)p;
+			if (ie->mask & IN_Q_OVERFLOW)
+				rescan = 1;
+			else if (ie->len == 0)
+				continue;
+			else if (ie->mask & (IN_CREATE | IN_MOVED_TO))
+				reg_dir_add(ie->name);
+			else if (ie->mask & (IN_DELETE | IN_MOVED_FROM))
+				reg_dir_del(ie->name);
+		}
+	}
+	if (rescan)
+		registry_sync_dir();
+}
+
+static int
+reg_watch_dir(char *err, size_t errlen)
+{
+	char	shared[PATH_MAX];
+
+	if (conf.vm_dir == NULL)
+		return (0);
+	snprintf(shared, sizeof shared, "%s/vm", conf.run_dir);
+	if (strcmp(shared, conf.vm_dir) == 0) {
+		snprintf(err, errlen, "--vm-dir must not be RUNDIR/vm, where "
+		    "the broker's own shared sockets live");
+		return (-1);
+	}
+	reg_inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (reg_inotify == -1 || inotify_add_watch(reg_inotify, conf.vm_dir,
+	    IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM |
+	    IN_ONLYDIR) == -1) {
+		snprintf(err, errlen, "watch %s: %s", conf.vm_dir,
+		    strerror(errno));
+		return (-1);
+	}
+	reg_inotify_ev = event_new(loop_base, reg_inotify,
+	    EV_READ | EV_PERSIST, reg_inotify_cb, NULL);
+	if (reg_inotify_ev == NULL || event_add(reg_inotify_ev, NULL) == -1) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	registry_sync_dir();
+	return (0);
+}
+
+/* ---- start and stop ---- */
+
+/* A state file we could not fully use is kept for the operator. Kept
+   before the broker says what was wrong with it, so that whoever acts on
+   those words (an operator, a monitor, a test) finds the copy there. */
+static void
+reg_keep_bad(const char *buf, size_t len)
+{
+	char	*path, suffix[64], err[256];
+
+	snprintf(suffix, sizeof suffix, ".bad-%lld", (long long)time(NULL));
+	if ((path = reg_path(suffix)) == NULL)
+		return;
+	if (registry_write_atomic(path, buf, len, err, sizeof err) == -1)
+		log_err("cannot keep a copy of the bad registry: %s", err);
+	else
+		log_warn("registry: copy of the bad file kept as %s", path);
+	free(path);
+}
+
+static void
+reg_load(void)
+{
+	char			*path, *buf = NULL, why[1024];
+	struct reg_entry	*e = NULL;
+	struct qmp_error	 qe;
+	struct stat		 st;
+	size_t			 n = 0, bad = 0, len = 0, i;
+	ssize_t			 r;
+	int			 fd;
+
+	if ((path = reg_path("")) == NULL)
+		return;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno != ENOENT)
+			log_err("registry %s: %s", path, strerror(errno));
+		free(path);
+		return;
+	}
+	if (fstat(fd, &st) == -1 || (size_t)st.st_size > REG_FILE_MAX ||
+	    (buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		log_err("registry %s: unreadable or too large", path);
+		goto out;
+	}
+	while (len < (size_t)st.st_size) {
+		r = read(fd, buf + len, (size_t)st.st_size - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	if (registry_parse(buf, len, &e, &n, &bad, why, sizeof why) == -1) {
+		reg_keep_bad(buf, len);
+		log_err("registry %s unusable, starting without it: %s", path,
+		    why);
+		reg_dirty = 1;
+		goto out;
+	}
+	if (bad != 0) {
+		reg_keep_bad(buf, len);
+		log_err("registry %s: %zu entries ignored: %s", path, bad, why);
+		reg_dirty = 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (vm_add(e[i].name, e[i].socket, VM_ORIGIN_API, e[i].share,
+		    &qe) == NULL)
+			log_err("registry: vm %s not restored: %s", e[i].name,
+			    qe.desc);
+	}
+	log_info("registry: %zu VMs restored", n);
+out:
+	registry_entries_free(e, n);
+	free(buf);
+	free(path);
+	close(fd);
+}
+
+int
+registry_start(char *err, size_t errlen)
+{
+	reg_save_ev = event_new(loop_base, -1, 0, reg_save_cb, NULL);
+	if (reg_save_ev == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	reg_load();
+	registry_sync_config();
+	if (reg_watch_dir(err, errlen) == -1)
+		return (-1);
+	if (reg_dirty)
+		(void)registry_dirty(NULL, NULL);
+	return (0);
+}
+
+void
+registry_stop(void)
+{
+	if (reg_save_ev != NULL) {
+		if (reg_dirty || reg_nwaits != 0)
+			reg_save_cb(-1, 0, NULL);
+		event_free(reg_save_ev);
+		reg_save_ev = NULL;
+	}
+	if (reg_inotify_ev != NULL) {
+		event_free(reg_inotify_ev);
+		reg_inotify_ev = NULL;
+	}
+	if (reg_inotify != -1) {
+		close(reg_inotify);
+		reg_inotify = -1;
+	}
+}

@@ -1,0 +1,638 @@
+/*
+ * The VM registry: name -> VM, each with its monitor
+ * and its event listeners.
+ *
+ * An idle VM is one allocation here (name inline) and its monitor: no
+ * timers, nothing polled. Removal unlinks the VM at
+ * once (its name is free again) but frees it from the loop, once its
+ * monitor has failed every pending command and every callback that holds
+ * it has run, so a VM removed from inside one of its own callbacks is
+ * safe.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/core/bus.h"
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/vm/vm.h"
+#include "hv/mon.h"
+
+#define VM_SOCKET_MAX	107	/* sun_path less its NUL */
+#define VM_OBSERVERS	4
+#define VM_SLOTS	4
+
+struct vm_listener {
+	struct vm		*vm;
+	vm_event_fn		*fn;
+	void			*arg;
+	int			 dead;
+	LIST_ENTRY(vm_listener)	 entry;
+};
+
+struct vm {
+	struct vm		*hnext;
+	TAILQ_ENTRY(vm)		 entry;
+	struct mon		*mon;
+	const struct vm_backend	*be;		/* instead of mon */
+	void			*be_arg;
+	enum mon_state		 be_state;
+	void			*slots[VM_SLOTS];
+	LIST_HEAD(, vm_listener) listeners;
+	char			*socket;
+	unsigned		 origin;
+	enum vm_share_pref	 share_pref;
+	unsigned		 calls;		/* vm_execute in flight */
+	int			 removed;
+	int			 dispatching;
+	int			 was_ready;
+	int			 said_down;
+	char			 name[];
+};
+
+struct vm_call {
+	struct vm		*vm;
+	vm_reply_fn		*fn;
+	void			*arg;
+	struct qmp_error	 err;		/* local failures */
+};
+
+static TAILQ_HEAD(, vm) vm_all = TAILQ_HEAD_INITIALIZER(vm_all);
+static TAILQ_HEAD(, vm) vm_grave = TAILQ_HEAD_INITIALIZER(vm_grave);
+static struct vm	**vm_hash;
+static size_t		  vm_hash_size;
+static size_t		  vm_n;
+static struct event	 *vm_reaper;
+
+static struct {
+	const struct vm_observer	*ops;
+	void				*arg;
+} vm_obs[VM_OBSERVERS];
+static size_t	vm_nobs;
+static int	vm_nslots;
+
+/* Calls member fn of every observer that has one, with these
+   arguments and the observer's own. */
+#define VM_NOTIFY(fn, ...) do {						\
+	size_t	vm_i_;							\
+	for (vm_i_ = 0; vm_i_ < vm_nobs; vm_i_++) {			\
+		if (vm_obs[vm_i_].ops->fn != NULL)			\
+			vm_obs[vm_i_].ops->fn(__VA_ARGS__,		\
+			    vm_obs[vm_i_].arg);				\
+	}								\
+} while (0)
+
+static void	vm_mon_state(struct mon *, enum mon_state, const char *,
+		    void *);
+static void	vm_mon_event(struct mon *, json_t *, void *);
+static void	vm_dispatch_event(struct vm *, json_t *);
+static void	vm_dispatch_state(struct vm *, enum mon_state, const char *);
+
+static const struct mon_ops vm_mon_ops = {
+	vm_mon_state,
+	vm_mon_event,
+};
+
+static size_t
+vm_hash_of(const char *s)
+{
+	uint64_t	h = 14695981039346656037ULL;
+
+	while (*s != '\0')
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return ((size_t)h);
+}
+
+static int
+vm_hash_grow(void)
+{
+	struct vm	**nh, *v, *next;
+	size_t		  ns, i, b;
+
+	ns = vm_hash_size == 0 ? 64 : vm_hash_size * 2;
+	if ((nh = calloc(ns, sizeof *nh)) == NULL)
+		return (-1);
+	for (i = 0; i < vm_hash_size; i++) {
+		for (v = vm_hash[i]; v != NULL; v = next) {
+			next = v->hnext;
+			b = vm_hash_of(v->name) & (ns - 1);
+			v->hnext = nh[b];
+			nh[b] = v;
+		}
+	}
+	free(vm_hash);
+	vm_hash = nh;
+	vm_hash_size = ns;
+	return (0);
+}
+
+struct vm *
+vm_find(const char *name)
+{
+	struct vm	*v;
+
+	if (vm_hash_size == 0)
+		return (NULL);
+	for (v = vm_hash[vm_hash_of(name) & (vm_hash_size - 1)]; v != NULL;
+	    v = v->hnext) {
+		if (strcmp(v->name, name) == 0)
+			return (v);
+	}
+	return (NULL);
+}
+
+static void
+vm_hash_remove(struct vm *vm)
+{
+	struct vm	**p;
+
+	p = &vm_hash[vm_hash_of(vm->name) & (vm_hash_size - 1)];
+	while (*p != NULL && *p != vm)
+		p = &(*p)->hnext;
+	if (*p != NULL)
+		*p = vm->hnext;
+	vm->hnext = NULL;
+}
+
+static void
+vm_free(struct vm *vm)
+{
+	struct vm_listener	*l;
+
+	while ((l = LIST_FIRST(&vm->listeners)) != NULL) {
+		LIST_REMOVE(l, entry);
+		free(l);
+	}
+	free(vm->socket);
+	free(vm);
+}
+
+static void
+vm_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm	*vm, *vm1;
+	struct mon	*mon;
+
+	TAILQ_FOREACH_SAFE(vm, &vm_grave, entry, vm1) {
+		if ((mon = vm->mon) != NULL) {
+			vm->mon = NULL;
+			mon_free(mon);	/* fails what is pending, now */
+		}
+		if (vm->be != NULL) {
+			vm->be->gone(vm->be_arg);
+			vm->be = NULL;
+		}
+		if (vm->calls == 0) {
+			TAILQ_REMOVE(&vm_grave, vm, entry);
+			vm_free(vm);
+		}
+	}
+}
+
+/* The registry part of adding a VM, common to both kinds. */
+static struct vm *
+vm_insert(const char *name, const char *socket, unsigned origin,
+    struct qmp_error *err)
+{
+	struct vm	*vm;
+	size_t		 len = strlen(name);
+
+	if (vm_find(name) != NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' already exists",
+		    name);
+		return (NULL);
+	}
+	if (vm_reaper == NULL &&
+	    (vm_reaper = event_new(loop_base, -1, 0, vm_reap, NULL)) == NULL)
+		goto nomem;
+	if (vm_n >= vm_hash_size && vm_hash_grow() == -1)
+		goto nomem;
+	if ((vm = calloc(1, sizeof *vm + len + 1)) == NULL)
+		goto nomem;
+	memcpy(vm->name, name, len + 1);
+	if ((vm->socket = strdup(socket)) == NULL) {
+		free(vm);
+		goto nomem;
+	}
+	vm->origin = origin;
+	vm->share_pref = VM_SHARE_CONF;
+	LIST_INIT(&vm->listeners);
+	TAILQ_INSERT_TAIL(&vm_all, vm, entry);
+	vm->hnext = vm_hash[vm_hash_of(name) & (vm_hash_size - 1)];
+	vm_hash[vm_hash_of(name) & (vm_hash_size - 1)] = vm;
+	vm_n++;
+	return (vm);
+nomem:
+	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	return (NULL);
+}
+
+struct vm *
+vm_add_backend(const char *name, const char *where,
+    const struct vm_backend *be, void *arg, struct qmp_error *err)
+{
+	struct vm	*vm;
+
+	if (!conf_vm_name_valid(name)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid VM name '%.80s'",
+		    name);
+		return (NULL);
+	}
+	if ((vm = vm_insert(name, where, VM_ORIGIN_LIBVIRT, err)) == NULL)
+		return (NULL);
+	vm->be = be;
+	vm->be_arg = arg;
+	vm->be_state = MON_NEGOTIATING;
+	VM_NOTIFY(added, vm);
+	log_info("vm %s: added (%s)", name, where);
+	return (vm);
+}
+
+void
+vm_backend_event(struct vm *vm, json_t *ev)
+{
+	if (!vm->removed)
+		vm_dispatch_event(vm, ev);
+}
+
+void
+vm_backend_state(struct vm *vm, enum mon_state st, const char *why)
+{
+	if (vm->removed || vm->be_state == st)
+		return;
+	vm->be_state = st;
+	vm_dispatch_state(vm, st, why);
+}
+
+struct vm *
+vm_add(const char *name, const char *socket, unsigned origin,
+    enum vm_share_pref share, struct qmp_error *err)
+{
+	struct vm	*vm;
+	struct mon_opts	 o;
+
+	if (!conf_vm_name_valid(name)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid VM name '%.80s': "
+		    "1 to %d of [A-Za-z0-9_.-]", name, VM_NAME_MAX);
+		return (NULL);
+	}
+	if (*socket != '/' || strlen(socket) > VM_SOCKET_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Invalid socket path: "
+		    "absolute and at most %d bytes", VM_SOCKET_MAX);
+		return (NULL);
+	}
+	if ((vm = vm_insert(name, socket, origin, err)) == NULL)
+		return (NULL);
+
+	memset(&o, 0, sizeof o);
+	o.max_msg = conf.max_msg;
+	o.cmd_timeout_ms = conf.cmd_timeout_ms;
+	if ((vm->mon = mon_new(loop_base, socket, &o, &vm_mon_ops,
+	    vm)) == NULL) {
+		TAILQ_REMOVE(&vm_all, vm, entry);
+		vm_hash_remove(vm);
+		vm_n--;
+		vm_free(vm);
+		goto nomem;
+	}
+	vm->share_pref = share;
+	VM_NOTIFY(added, vm);
+	log_info("vm %s: added (%s)", name, socket);
+	return (vm);
+nomem:
+	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	return (NULL);
+}
+
+void
+vm_remove(struct vm *vm)
+{
+	if (vm->removed)
+		return;
+	log_info("vm %s: removed", vm->name);
+	VM_NOTIFY(removing, vm);
+	vm->removed = 1;
+	vm_hash_remove(vm);
+	TAILQ_REMOVE(&vm_all, vm, entry);
+	vm_n--;
+	TAILQ_INSERT_TAIL(&vm_grave, vm, entry);
+	event_active(vm_reaper, EV_TIMEOUT, 0);
+}
+
+void
+vm_remove_all(void)
+{
+	struct vm	*vm;
+
+	while ((vm = TAILQ_FIRST(&vm_all)) != NULL)
+		vm_remove(vm);
+	/* Now, not from the loop: shutdown wants the errors out. */
+	vm_reap(-1, 0, NULL);
+}
+
+void
+vm_cleanup(void)
+{
+	vm_remove_all();
+	if (TAILQ_EMPTY(&vm_grave) && vm_reaper != NULL) {
+		event_free(vm_reaper);
+		vm_reaper = NULL;
+	}
+	free(vm_hash);
+	vm_hash = NULL;
+	vm_hash_size = 0;
+}
+
+void
+vm_observe(const struct vm_observer *ops, void *arg)
+{
+	if (vm_nobs >= VM_OBSERVERS) {
+		log_err("too many VM observers");
+		return;
+	}
+	vm_obs[vm_nobs].ops = ops;
+	vm_obs[vm_nobs].arg = arg;
+	vm_nobs++;
+}
+
+int
+vm_slot_key(void)
+{
+	if (vm_nslots >= VM_SLOTS) {
+		log_err("too many VM slots");
+		return (-1);
+	}
+	return (vm_nslots++);
+}
+
+void *
+vm_slot(const struct vm *vm, int key)
+{
+	return (key >= 0 && key < VM_SLOTS ? vm->slots[key] : NULL);
+}
+
+void
+vm_slot_set(struct vm *vm, int key, void *p)
+{
+	if (key >= 0 && key < VM_SLOTS)
+		vm->slots[key] = p;
+}
+
+const char *
+vm_name(const struct vm *vm)
+{
+	return (vm->name);
+}
+
+const char *
+vm_socket(const struct vm *vm)
+{
+	return (vm->socket);
+}
+
+unsigned
+vm_origin(const struct vm *vm)
+{
+	return (vm->origin);
+}
+
+void
+vm_set_origin(struct vm *vm, unsigned origin)
+{
+	vm->origin = origin;
+}
+
+enum vm_share_pref
+vm_share_pref(const struct vm *vm)
+{
+	return (vm->share_pref);
+}
+
+enum mon_state
+vm_state(const struct vm *vm)
+{
+	if (vm->be != NULL)
+		return (vm->be_state);
+	if (vm->mon == NULL)
+		return (MON_DISCONNECTED);
+	return (mon_state(vm->mon));
+}
+
+const struct qmp_version *
+vm_version(const struct vm *vm)
+{
+	if (vm->be != NULL)
+		return (vm->be->version(vm->be_arg));
+	if (vm->mon == NULL)
+		return (NULL);
+	return (mon_version(vm->mon));
+}
+
+bool
+vm_has_command(const struct vm *vm, const char *cmd)
+{
+	if (vm->be != NULL)
+		return (vm->be->has_command(vm->be_arg, cmd));
+	return (vm->mon != NULL && mon_has_command(vm->mon, cmd));
+}
+
+size_t
+vm_count(void)
+{
+	return (vm_n);
+}
+
+static int
+vm_cmp(const void *a, const void *b)
+{
+	return (strcmp((*(struct vm *const *)a)->name,
+	    (*(struct vm *const *)b)->name));
+}
+
+struct vm **
+vm_list(size_t *n)
+{
+	struct vm	**l, *vm;
+	size_t		  i = 0;
+
+	*n = 0;
+	if ((l = calloc(vm_n + 1, sizeof *l)) == NULL)
+		return (NULL);
+	TAILQ_FOREACH(vm, &vm_all, entry)
+		l[i++] = vm;
+	qsort(l, i, sizeof *l, vm_cmp);
+	*n = i;
+	return (l);
+}
+
+void
+vm_foreach(void (*fn)(struct vm *, void *), void *arg)
+{
+	struct vm	*vm, *vm1;
+
+	TAILQ_FOREACH_SAFE(vm, &vm_all, entry, vm1)
+		fn(vm, arg);
+}
+
+/* ---- commands ---- */
+
+static void
+vm_call_end(struct vm_call *call)
+{
+	struct vm	*vm = call->vm;
+
+	free(call);
+	if (--vm->calls == 0 && vm->removed)
+		event_active(vm_reaper, EV_TIMEOUT, 0);
+}
+
+static void
+vm_call_done(struct mon *mon, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	struct vm_call	*call = arg;
+
+	call->fn(call->vm, ret, err, call->arg);
+	vm_call_end(call);
+}
+
+static void
+vm_be_done(struct vm *vm, json_t *ret, const struct qmp_error *err,
+    void *arg)
+{
+	vm_call_done(NULL, ret, err, arg);
+}
+
+static void
+vm_call_fail(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm_call	*call = arg;
+
+	call->fn(call->vm, NULL, &call->err, call->arg);
+	vm_call_end(call);
+}
+
+void
+vm_execute(struct vm *vm, const char *cmd, json_t *args, const int *fds,
+    size_t nfds, vm_reply_fn *fn, void *arg)
+{
+	struct vm_call	*call;
+	struct timeval	 tv = { 0, 0 };
+
+	if ((call = malloc(sizeof *call)) == NULL) {
+		/* Nothing to promise a callback with: say so loudly. */
+		log_err("vm %s: out of memory, command %s lost", vm->name,
+		    cmd);
+		json_decref(args);
+		return;
+	}
+	call->vm = vm;
+	call->fn = fn;
+	call->arg = arg;
+	vm->calls++;
+	if (vm->removed || (vm->mon == NULL && vm->be == NULL)) {
+		json_decref(args);
+		qmp_error_set(&call->err, QMP_CLS_GENERIC, "VM '%s' has been "
+		    "removed", vm->name);
+		if (event_base_once(loop_base, -1, EV_TIMEOUT, vm_call_fail,
+		    call, &tv) == -1)
+			log_err("vm %s: cannot schedule a reply", vm->name);
+		return;
+	}
+	if (vm->be != NULL) {
+		vm->be->execute(vm, vm->be_arg, cmd, args, fds, nfds,
+		    vm_be_done, call);
+		return;
+	}
+	mon_execute(vm->mon, cmd, args, fds, nfds, vm_call_done, call);
+}
+
+/* ---- listeners and monitor callbacks ---- */
+
+struct vm_listener *
+vm_listen(struct vm *vm, vm_event_fn *fn, void *arg)
+{
+	struct vm_listener	*l;
+
+	if ((l = calloc(1, sizeof *l)) == NULL)
+		return (NULL);
+	l->vm = vm;
+	l->fn = fn;
+	l->arg = arg;
+	LIST_INSERT_HEAD(&vm->listeners, l, entry);
+	return (l);
+}
+
+void
+vm_unlisten(struct vm_listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->vm->dispatching) {
+		l->dead = 1;
+		return;
+	}
+	LIST_REMOVE(l, entry);
+	free(l);
+}
+
+static void
+vm_mon_event(struct mon *mon, json_t *ev, void *arg)
+{
+	vm_dispatch_event(arg, ev);
+}
+
+static void
+vm_dispatch_event(struct vm *vm, json_t *ev)
+{
+	struct vm_listener	*l, *l1;
+
+	if (!LIST_EMPTY(&vm->listeners)) {
+		vm->dispatching = 1;
+		LIST_FOREACH(l, &vm->listeners, entry) {
+			if (!l->dead)
+				l->fn(vm, ev, l->arg);
+		}
+		vm->dispatching = 0;
+		LIST_FOREACH_SAFE(l, &vm->listeners, entry, l1) {
+			if (l->dead) {
+				LIST_REMOVE(l, entry);
+				free(l);
+			}
+		}
+	}
+	VM_NOTIFY(event, vm, ev);
+	bus_vm_event(vm->name, ev);
+}
+
+static void
+vm_mon_state(struct mon *mon, enum mon_state st, const char *why, void *arg)
+{
+	vm_dispatch_state(arg, st, why);
+}
+
+static void
+vm_dispatch_state(struct vm *vm, enum mon_state st, const char *why)
+{
+	json_t		*data;
+
+	/* Leaving ready is news; the n-th failed reconnect is not. */
+	if (why != NULL && (vm->was_ready || !vm->said_down))
+		log_info("vm %s: %s (%s)", vm->name, mon_state_name(st), why);
+	else
+		log_debug("vm %s: %s%s%s", vm->name, mon_state_name(st),
+		    why != NULL ? ": " : "", why != NULL ? why : "");
+	if (st == MON_DISCONNECTED)
+		vm->said_down = 1;
+	vm->was_ready = st == MON_READY;
+	if (st == MON_READY)
+		vm->said_down = 0;
+	VM_NOTIFY(state, vm, st, why);
+	data = json_pack("{s:s}", "state", mon_state_name(st));
+	if (data != NULL && why != NULL)
+		json_object_set_new(data, "reason", json_string(why));
+	bus_publish(vm->name, "VM_STATE_CHANGE", data);
+}
