@@ -24,7 +24,7 @@
 #define HP_RETRY_TOTAL_MS	30000
 
 static void	hp_finish(struct hp_op *);
-static void	hp_reply(json_t *, const struct qmp_error *, void *);
+static void	hp_reply(struct hp_op *, json_t *, const struct qmp_error *);
 
 static const char *const hp_step_names[] = {
 	[ST_SCAN] = "query-pci",
@@ -145,12 +145,7 @@ hp_op_free(struct hp_op *op)
 		event_free(op->timer);
 	if (op->retry != NULL)
 		event_free(op->retry);
-	if (op->scanning) {
-		vm->scanning--;
-		if (vm->scanning == 0)
-			pci_resv_prune(&vm->resv);
-	}
-	hp_scan_clear(&op->scan);
+	hp_scan_end(op);
 	json_decref(op->disk.node);
 	json_decref(op->result);
 	json_decref(op->fdsets);
@@ -202,12 +197,55 @@ hp_vm_free(struct hp_vm *vm)
 	hp_vm_maybe_free(vm);
 }
 
+/* Every reply to an operation's command starts here, so that callbacks
+   need not: nothing is in flight any more, and an operation whose VM
+   was removed meanwhile was answered by hp_vm_free and is only freed. */
+static void
+hp_exec_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	op->exec_cb(op, ret, err);
+}
+
 void
 hp_exec(struct hp_op *op, const char *cmd, json_t *args, const int *fds,
-    size_t nfds, hp_reply_fn *cb)
+    size_t nfds, hp_exec_fn *cb)
 {
 	op->inflight = true;
-	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, cb, op);
+	op->exec_cb = cb;
+	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, hp_exec_done,
+	    op);
+}
+
+/* The first step is deferred to the loop and comes back as a reply
+   would: callers get their completion never from inside the call, as
+   with vm_execute. */
+static void
+hp_start_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	hp_exec_done(NULL, NULL, arg);
+}
+
+static void
+hp_started(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	hp_next(op);
+}
+
+void
+hp_start(struct hp_op *op)
+{
+	op->inflight = true;
+	op->exec_cb = hp_started;
+	if (event_base_once(op->vm->base, -1, EV_TIMEOUT, hp_start_cb, op,
+	    NULL) != 0)
+		hp_start_cb(-1, 0, op);
 }
 
 static json_t *
@@ -497,11 +535,6 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 	int			 slot = op->kind == HP_NIC ? op->nic.slot :
 				    op->disk.slot;
 
-	op->inflight = false;
-	if (vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (m != NULL) {
 		pci_map_apply(m, vm->resv);
 		if (vm->hist == NULL)
@@ -520,10 +553,7 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 			    op->id);
 		}
 	}
-	op->scanning = false;
-	if (--vm->scanning == 0)
-		pci_resv_prune(&vm->resv);
-	hp_scan_clear(&op->scan);
+	hp_scan_end(op);
 	if (err != NULL) {
 		/* nothing was sent yet: no undo, just the error */
 		hp_fail(op, err);
@@ -536,15 +566,8 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 static void	hp_removefd_next(struct hp_op *);
 
 static void
-hp_removefd_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_removefd_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
-
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (err != NULL)
 		hp_log(op->vm, LOG_WARNING, "%s %s: remove-fd: %s", op->name,
 		    op->id, err->desc);
@@ -569,20 +592,14 @@ hp_removefd_next(struct hp_op *op)
 }
 
 static void
-hp_fdsets_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_fdsets_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	const json_t	*set, *fd;
 	const char	*opq;
 	size_t		 i, j;
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (err != NULL) {
-		hp_reply(NULL, err, op);	/* undo error path: retry/log */
+		hp_reply(op, NULL, err);	/* undo error path: retry/log */
 		return;
 	}
 	json_decref(op->fdsets);
@@ -616,8 +633,6 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 	    op->undoing ? "undo " : "", hp_step_names[st->k], st->arg);
 	switch (st->k) {
 	case ST_SCAN:
-		op->scanning = true;
-		vm->scanning++;
 		hp_scan_start(op, hp_scan_done);
 		return;
 	case ST_GETFD:
@@ -676,17 +691,10 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 }
 
 static void
-hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
+hp_reply(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	struct hp_step	*st = &op->step;
 	const json_t	*v;
-
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 
 	if (op->undoing) {
 		if (err != NULL) {

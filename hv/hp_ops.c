@@ -61,10 +61,8 @@ hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
 			    "device '%s' is already in progress", id);
 		return (NULL);
 	}
-	if ((op = hp_op_alloc(vm, name, id, done, arg)) == NULL) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	if ((op = hp_op_alloc(vm, name, id, done, arg, err)) == NULL)
 		return (NULL);
-	}
 	op->kind = kind;
 	op->add = add;
 	return (op);
@@ -72,14 +70,16 @@ hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
 
 struct hp_op *
 hp_op_alloc(struct hp_vm *vm, const char *name, const char *id,
-    hp_done_fn *done, void *arg)
+    hp_done_fn *done, void *arg, struct qmp_error *err)
 {
 	struct hp_op	*op;
 	uint32_t	 nonce;
 	size_t		 i;
 
-	if ((op = calloc(1, sizeof *op)) == NULL)
+	if ((op = calloc(1, sizeof *op)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (NULL);
+	}
 	op->vm = vm;
 	op->name = name;
 	snprintf(op->id, sizeof op->id, "%s", id);
@@ -110,29 +110,7 @@ hp_step_add(struct hp_op *op, enum hp_stepk k, int arg)
 	op->nsteps++;
 }
 
-/* Defer the first step to the loop: callers get their completion never
-   from inside the call, as with vm_execute. */
-static void
-hp_start_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	struct hp_op	*op = arg;
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
-	hp_next(op);
-}
-
-void
-hp_start(struct hp_op *op)
-{
-	op->inflight = true;
-	if (event_base_once(op->vm->base, -1, EV_TIMEOUT, hp_start_cb, op,
-	    NULL) != 0)
-		hp_start_cb(-1, 0, op);
-}
 
 /* Local refusals are answered from the loop too. */
 struct hp_refusal {
