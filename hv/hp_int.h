@@ -3,6 +3,11 @@
  * and their step lists), hp_scan.c (reading the slot map and device
  * presence from QEMU) and hp_query.c (questions and reconciliation).
  *
+ * Every kind of step is one row of hp.c's hp_steps[]: its command, how
+ * its arguments are built from the operation, its undo, and what its
+ * reply means. Adding a step is that row, its builder, and its place in
+ * an operation's step list.
+ *
  * Every command an operation sends goes through hp_exec, whose reply
  * handling starts the same way for all (the operation is no longer in
  * flight; one whose VM was removed meanwhile is freed) before the
@@ -20,6 +25,8 @@
 #define HP_NAME_MAX	96
 
 enum hp_stepk {
+	ST_NONE,		/* no step: ends a row's undo list (0, so
+				   that a row may leave it out) */
 	ST_SCAN,		/* read slots, reserve one */
 	ST_GETFD,		/* arg: fd index */
 	ST_CLOSEFD,		/* arg: fd index */
@@ -29,9 +36,11 @@ enum hp_stepk {
 	ST_REMOVEFD,		/* the fdset add-fd made */
 	ST_REMOVEFD_OPAQUE,	/* every fdset carrying our opaque */
 	ST_BLOCKDEV_ADD,
-	ST_BLOCKDEV_DEL,
+	ST_BLOCKDEV_DEL,	/* the format node */
+	ST_BLOCKDEV_DEL_FILE,	/* the file node under it */
 	ST_DEVICE_ADD,
 	ST_DEVICE_DEL,		/* and wait for DEVICE_DELETED */
+	ST_NKINDS
 };
 
 struct hp_step {
@@ -131,6 +140,8 @@ struct hp_op {
 void	hp_op_free(struct hp_op *);
 void	hp_answer(struct hp_op *, json_t *ret, const struct qmp_error *);
 void	hp_push_undo(struct hp_op *, enum hp_stepk, int arg);
+/* The undo of step k as its row has it (several steps for some). */
+void	hp_push_undo_of(struct hp_op *, enum hp_stepk k, int arg);
 void	hp_start(struct hp_op *);
 void	hp_next(struct hp_op *);
 void	hp_node_name(char *, size_t, const char *prefix, const char *id);
@@ -144,6 +155,7 @@ struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,
 	    hp_done_fn *, void *, struct qmp_error *err);
 struct hp_op *hp_op_find(struct hp_vm *, const char *id);
 void	hp_step_add(struct hp_op *, enum hp_stepk, int arg);
+void	hp_del_steps(struct hp_op *);
 void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
 	    void *);
 

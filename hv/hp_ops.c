@@ -110,7 +110,19 @@ hp_step_add(struct hp_op *op, enum hp_stepk k, int arg)
 	op->nsteps++;
 }
 
-
+/* A del's steps: the device, then its backend. A del that a dead broker
+   left runs them too (hp_reconcile). */
+void
+hp_del_steps(struct hp_op *op)
+{
+	hp_step_add(op, ST_DEVICE_DEL, 0);
+	if (op->kind == HP_NIC)
+		hp_step_add(op, ST_NETDEV_DEL, 0);
+	else {
+		hp_step_add(op, ST_BLOCKDEV_DEL, 0);
+		hp_step_add(op, ST_BLOCKDEV_DEL_FILE, 0);
+	}
+}
 
 /* Local refusals are answered from the loop too. */
 struct hp_refusal {
@@ -338,9 +350,6 @@ hp_del(struct hp_vm *vm, enum hp_kind kind, const char *id, hp_done_fn *done,
 		hp_refuse(vm, &err, done, arg);
 		return;
 	}
-	hp_step_add(op, ST_DEVICE_DEL, 0);
-	hp_step_add(op, kind == HP_NIC ? ST_NETDEV_DEL : ST_BLOCKDEV_DEL, 0);
-	if (kind == HP_DISK)
-		hp_step_add(op, ST_BLOCKDEV_DEL, 1);
+	hp_del_steps(op);
 	hp_start(op);
 }

@@ -148,18 +148,19 @@ hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 	op->undoing = true;
 	if (op->add && present) {
 		action = "finished";
+		/* the fdset, if the add had not come to remove-fd */
 		if (op->kind == HP_DISK)
-			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+			hp_push_undo_of(op, ST_ADDFD, 0);
 	} else if (op->add) {
+		/* what the add may have made before device_add */
 		action = "undone";
 		if (op->kind == HP_NIC) {
 			for (i = 0; i < op->nfds; i++)
-				hp_push_undo(op, ST_CLOSEFD, (int)i);
-			hp_push_undo(op, ST_NETDEV_DEL, 0);
+				hp_push_undo_of(op, ST_GETFD, (int)i);
+			hp_push_undo_of(op, ST_NETDEV_ADD, 0);
 		} else {
-			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
-			hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
-			hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
+			hp_push_undo_of(op, ST_ADDFD, 0);
+			hp_push_undo_of(op, ST_BLOCKDEV_ADD, 0);
 		}
 	} else if (present) {
 		/* the guest has not let go yet: wait for it as a pending
@@ -167,17 +168,16 @@ hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 		action = "pending";
 		op->undoing = false;
 		op->pending = true;
-		hp_step_add(op, ST_DEVICE_DEL, 0);
-		hp_step_add(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
-		    ST_BLOCKDEV_DEL, 0);
-		if (op->kind == HP_DISK)
-			hp_step_add(op, ST_BLOCKDEV_DEL, 1);
+		hp_del_steps(op);
 	} else {
+		/* the device is out: the rest of the del is still due,
+		   pushed last first so that it runs in the del's order */
 		action = "finished";
-		if (op->kind == HP_DISK)
-			hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
-		hp_push_undo(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
-		    ST_BLOCKDEV_DEL, 0);
+		hp_del_steps(op);
+		for (; op->nsteps > 1; op->nsteps--)
+			hp_push_undo(op, op->steps[op->nsteps - 1].k,
+			    op->steps[op->nsteps - 1].arg);
+		op->nsteps = 0;
 	}
 	hp_log(op->vm, LOG_NOTICE, "journal: %s %s was interrupted; device "
 	    "%s: %s", op->name, op->id, present ? "present" : "absent",
