@@ -798,6 +798,8 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 	hp_exec(op, d->cmd, a, fds, fds != NULL ? 1 : 0, hp_step_reply);
 }
 
+/* An undo that fails never stops the unwinding; a step that fails turns
+   the operation around, unless its row says otherwise. */
 static void
 hp_step_failed(struct hp_op *op, const struct hp_stepdef *d,
     const struct qmp_error *err)
@@ -812,6 +814,8 @@ hp_step_failed(struct hp_op *op, const struct hp_stepdef *d,
 	} else if (!(d->flags & SF_GONE_OK)) {
 		if ((d->flags & SF_RETRY) && hp_retry(op))
 			return;
+		/* the reply may have been lost after QEMU acted: undo this
+		   step too (its undo tolerates absence) */
 		hp_push_undo_of(op, op->step.k, op->step.arg);
 		hp_fail(op, err);
 	}
