@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,23 +24,46 @@
 #define HP_RETRY_MS		200
 #define HP_RETRY_TOTAL_MS	30000
 
-static void	hp_finish(struct hp_op *);
-static void	hp_reply(json_t *, const struct qmp_error *, void *);
+#define HP_UNDO_MAX	2
 
-static const char *const hp_step_names[] = {
-	[ST_SCAN] = "query-pci",
-	[ST_GETFD] = "getfd",
-	[ST_CLOSEFD] = "closefd",
-	[ST_NETDEV_ADD] = "netdev_add",
-	[ST_NETDEV_DEL] = "netdev_del",
-	[ST_ADDFD] = "add-fd",
-	[ST_REMOVEFD] = "remove-fd",
-	[ST_REMOVEFD_OPAQUE] = "remove-fd",
-	[ST_BLOCKDEV_ADD] = "blockdev-add",
-	[ST_BLOCKDEV_DEL] = "blockdev-del",
-	[ST_DEVICE_ADD] = "device_add",
-	[ST_DEVICE_DEL] = "device_del",
+/* A step's arguments, made from its operation; *fds is pointed at the
+   fd the command passes, if it passes one. */
+typedef json_t	*hp_args_fn(const struct hp_op *, int arg, const int **fds);
+/* A step that is more than one command sends its first itself. */
+typedef void	 hp_send_fn(struct hp_op *);
+/* What a step's successful reply says, beyond that it succeeded. */
+typedef void	 hp_took_fn(struct hp_op *, const json_t *ret);
+
+/* A kind of step: one row of hp_steps[] below. Left out, a member is
+   0: no undo (ST_NONE), nothing dropped, no flags. */
+struct hp_stepdef {
+	const char	*cmd;		/* as sent, journalled and logged */
+	hp_args_fn	*args;		/* the arguments, or else */
+	const char	*key;		/* {key: the op's name at name} */
+	size_t		 name;
+	hp_send_fn	*send;		/* instead of cmd and arguments */
+	enum hp_stepk	 undo[HP_UNDO_MAX];	/* in the order they run */
+	enum hp_stepk	 drops;		/* undos a success makes moot */
+	hp_took_fn	*took;
+	unsigned	 flags;
 };
+/* An argument object that is one of the operation's names: {k: op->m} */
+#define HP_NAME(k, m)	.key = (k), .name = offsetof(struct hp_op, m)
+
+/* Even when doing (not undoing), a monitor that is down is waited for:
+   the device is out and its backend must go too, once QEMU is back. */
+#define SF_RETRY	0x1
+/* An error is no failure: what it deletes is normally gone already. */
+#define SF_GONE_OK	0x2
+/* Done once DEVICE_DELETED is in as well as the reply (or left pending
+   after the unplug timeout). */
+#define SF_UNPLUG	0x4
+
+static void	hp_finish(struct hp_op *);
+static void	hp_del_timeout(evutil_socket_t, short, void *);
+static void	hp_step_reply(struct hp_op *, json_t *,
+		    const struct qmp_error *);
+static const struct hp_stepdef hp_steps[ST_NKINDS];
 
 void
 hp_log(struct hp_vm *vm, int prio, const char *fmt, ...)
@@ -145,12 +169,7 @@ hp_op_free(struct hp_op *op)
 		event_free(op->timer);
 	if (op->retry != NULL)
 		event_free(op->retry);
-	if (op->scanning) {
-		vm->scanning--;
-		if (vm->scanning == 0)
-			pci_resv_prune(&vm->resv);
-	}
-	hp_scan_clear(&op->scan);
+	hp_scan_end(op);
 	json_decref(op->disk.node);
 	json_decref(op->result);
 	json_decref(op->fdsets);
@@ -202,12 +221,55 @@ hp_vm_free(struct hp_vm *vm)
 	hp_vm_maybe_free(vm);
 }
 
+/* Every reply to an operation's command starts here, so that callbacks
+   need not: nothing is in flight any more, and an operation whose VM
+   was removed meanwhile was answered by hp_vm_free and is only freed. */
+static void
+hp_exec_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	op->inflight = false;
+	if (op->vm->dead) {
+		hp_op_free(op);
+		return;
+	}
+	op->exec_cb(op, ret, err);
+}
+
 void
 hp_exec(struct hp_op *op, const char *cmd, json_t *args, const int *fds,
-    size_t nfds, hp_reply_fn *cb)
+    size_t nfds, hp_exec_fn *cb)
 {
 	op->inflight = true;
-	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, cb, op);
+	op->exec_cb = cb;
+	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, hp_exec_done,
+	    op);
+}
+
+/* The first step is deferred to the loop and comes back as a reply
+   would: callers get their completion never from inside the call, as
+   with vm_execute. */
+static void
+hp_start_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	hp_exec_done(NULL, NULL, arg);
+}
+
+static void
+hp_started(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	hp_next(op);
+}
+
+void
+hp_start(struct hp_op *op)
+{
+	op->inflight = true;
+	op->exec_cb = hp_started;
+	if (event_base_once(op->vm->base, -1, EV_TIMEOUT, hp_start_cb, op,
+	    NULL) != 0)
+		hp_start_cb(-1, 0, op);
 }
 
 static json_t *
@@ -220,7 +282,7 @@ hp_record(struct hp_op *op, const struct hp_step *st)
 	    "op", op->name, "id", op->id,
 	    "kind", op->kind == HP_NIC ? "nic" : "disk",
 	    "phase", op->undoing ? "undo" : "do",
-	    "step", hp_step_names[st->k],
+	    "step", hp_steps[st->k].cmd,
 	    "netdev", op->netdev, "node", op->node, "opaque", op->opaque);
 	if (rec == NULL)
 		return (NULL);
@@ -289,7 +351,7 @@ hp_fail(struct hp_op *op, const struct qmp_error *err)
 		op->undoing = true;
 		hp_log(op->vm, LOG_NOTICE, "%s %s: %s failed (%s), undoing "
 		    "%zu step(s)", op->name, op->id,
-		    hp_step_names[op->step.k], err->desc, op->nundo);
+		    hp_steps[op->step.k].cmd, err->desc, op->nundo);
 	}
 }
 
@@ -299,8 +361,10 @@ hp_addr(char *buf, size_t len, int slot)
 	snprintf(buf, len, "0x%x", slot);
 }
 
+/* --- arguments: the builders in hp_steps[] ------------------------------ */
+
 static json_t *
-hp_device_args(struct hp_op *op)
+hp_device_args(const struct hp_op *op, int arg, const int **fds)
 {
 	json_t	*a;
 	char	 addr[8];
@@ -334,7 +398,20 @@ hp_device_args(struct hp_op *op)
 }
 
 static json_t *
-hp_netdev_args(struct hp_op *op)
+hp_fdname_args(const struct hp_op *op, int arg, const int **fds)
+{
+	return (json_pack("{s:s}", "fdname", op->fdname[arg]));
+}
+
+static json_t *
+hp_getfd_args(const struct hp_op *op, int arg, const int **fds)
+{
+	*fds = &op->fds[arg];
+	return (hp_fdname_args(op, arg, fds));
+}
+
+static json_t *
+hp_netdev_args(const struct hp_op *op, int arg, const int **fdsp)
 {
 	char	fds[HP_MAX_FDS * HP_NAME_MAX], vfds[HP_MAX_FDS * HP_NAME_MAX];
 	size_t	q = op->nic.queues, i, nf = 0, nv = 0;
@@ -360,7 +437,20 @@ hp_netdev_args(struct hp_op *op)
 }
 
 static json_t *
-hp_blockdev_args(struct hp_op *op)
+hp_addfd_args(const struct hp_op *op, int arg, const int **fds)
+{
+	*fds = &op->disk.fd;
+	return (json_pack("{s:s}", "opaque", op->opaque));
+}
+
+static json_t *
+hp_removefd_args(const struct hp_op *op, int arg, const int **fds)
+{
+	return (json_pack("{s:I}", "fdset-id", (json_int_t)op->fdset));
+}
+
+static json_t *
+hp_blockdev_args(const struct hp_op *op, int arg, const int **fds)
 {
 	json_t	*file, *a;
 	char	 path[64];
@@ -386,14 +476,39 @@ hp_blockdev_args(struct hp_op *op)
 
 /* --- device_del and its DEVICE_DELETED --------------------------------- */
 
+/* Listens before device_del goes out: DEVICE_DELETED may come first. */
+static void
+hp_unplug_arm(struct hp_op *op)
+{
+	struct hp_vm	*vm = op->vm;
+	struct timeval	 tv;
+
+	op->del_wait = true;
+	op->del_replied = op->del_seen = false;
+	if (op->timer == NULL)
+		op->timer = evtimer_new(vm->base, hp_del_timeout, op);
+	if (op->timer != NULL && !op->pending) {
+		tv.tv_sec = vm->unplug_timeout_ms / 1000;
+		tv.tv_usec = (vm->unplug_timeout_ms % 1000) * 1000;
+		evtimer_add(op->timer, &tv);
+	}
+}
+
+static void
+hp_unplug_disarm(struct hp_op *op)
+{
+	op->del_wait = false;
+	if (op->timer != NULL)
+		event_del(op->timer);
+}
+
+/* device_del is done once both its reply and DEVICE_DELETED are in. */
 static void
 hp_del_check(struct hp_op *op)
 {
 	if (!op->del_wait || !op->del_replied || !op->del_seen)
 		return;
-	op->del_wait = false;
-	if (op->timer != NULL)
-		event_del(op->timer);
+	hp_unplug_disarm(op);
 	hp_next(op);
 }
 
@@ -444,7 +559,7 @@ hp_vm_event(struct hp_vm *vm, const json_t *event)
 	}
 }
 
-/* --- steps ------------------------------------------------------------- */
+/* --- a monitor that is down --------------------------------------------- */
 
 static void
 hp_retry_cb(evutil_socket_t fd, short ev, void *arg)
@@ -486,6 +601,8 @@ hp_retry(struct hp_op *op)
 	return (true);
 }
 
+/* --- steps that are more than one command ------------------------------ */
+
 static void
 hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 {
@@ -497,11 +614,6 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 	int			 slot = op->kind == HP_NIC ? op->nic.slot :
 				    op->disk.slot;
 
-	op->inflight = false;
-	if (vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (m != NULL) {
 		pci_map_apply(m, vm->resv);
 		if (vm->hist == NULL)
@@ -520,15 +632,15 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 			    op->id);
 		}
 	}
-	op->scanning = false;
-	if (--vm->scanning == 0)
-		pci_resv_prune(&vm->resv);
-	hp_scan_clear(&op->scan);
-	if (err != NULL) {
-		/* nothing was sent yet: no undo, just the error */
-		hp_fail(op, err);
-	}
-	hp_next(op);
+	hp_scan_end(op);
+	/* nothing was sent yet: a failure has no undo, just the error */
+	hp_step_reply(op, NULL, err);
+}
+
+static void
+hp_scan_send(struct hp_op *op)
+{
+	hp_scan_start(op, hp_scan_done);
 }
 
 /* remove-fd for every fdset carrying our opaque, one after the other;
@@ -536,15 +648,8 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 static void	hp_removefd_next(struct hp_op *);
 
 static void
-hp_removefd_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_removefd_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
-
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (err != NULL)
 		hp_log(op->vm, LOG_WARNING, "%s %s: remove-fd: %s", op->name,
 		    op->id, err->desc);
@@ -560,7 +665,7 @@ hp_removefd_next(struct hp_op *op)
 	if (op->ifdset >= json_array_size(op->fdsets)) {
 		json_decref(op->fdsets);
 		op->fdsets = NULL;
-		hp_next(op);
+		hp_step_reply(op, NULL, NULL);
 		return;
 	}
 	id = json_array_get(op->fdsets, op->ifdset);
@@ -569,20 +674,14 @@ hp_removefd_next(struct hp_op *op)
 }
 
 static void
-hp_fdsets_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_fdsets_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	const json_t	*set, *fd;
 	const char	*opq;
 	size_t		 i, j;
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (err != NULL) {
-		hp_reply(NULL, err, op);	/* undo error path: retry/log */
+		hp_step_reply(op, NULL, err);
 		return;
 	}
 	json_decref(op->fdsets);
@@ -602,189 +701,151 @@ hp_fdsets_done(json_t *ret, const struct qmp_error *err, void *arg)
 }
 
 static void
+hp_fdsets_send(struct hp_op *op)
+{
+	hp_exec(op, "query-fdsets", NULL, NULL, 0, hp_fdsets_done);
+}
+
+/* add-fd answers with the fdset it made: blockdev-add opens it by that
+   number and remove-fd lets go of it. */
+static void
+hp_addfd_took(struct hp_op *op, const json_t *ret)
+{
+	const json_t	*v = json_object_get(ret, "fdset-id");
+
+	op->fdset = json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* --- the step kinds ----------------------------------------------------- */
+
+/*
+ * One row per kind of step: [kind] = { command, arguments, and where
+ * needed its undo, the undos it makes moot, what its reply says, flags }.
+ *
+ * A row's undo steps are taken with the step's own arg, in the order
+ * listed, once a later step fails. They are pushed when the step
+ * succeeds, and also when its reply is an error, since the reply may
+ * have been lost after QEMU acted (every undo tolerates "not found").
+ */
+static const struct hp_stepdef hp_steps[ST_NKINDS] = {
+	[ST_SCAN] =		{ "query-pci", .send = hp_scan_send },
+	[ST_GETFD] =		{ "getfd", hp_getfd_args,
+	    .undo = { ST_CLOSEFD } },
+	[ST_CLOSEFD] =		{ "closefd", hp_fdname_args },
+	/* QEMU took the named fds out of the monitor's list */
+	[ST_NETDEV_ADD] =	{ "netdev_add", hp_netdev_args,
+	    .undo = { ST_NETDEV_DEL }, .drops = ST_CLOSEFD },
+	[ST_NETDEV_DEL] =	{ "netdev_del", HP_NAME("id", netdev),
+	    .flags = SF_RETRY },
+	[ST_ADDFD] =		{ "add-fd", hp_addfd_args,
+	    .undo = { ST_REMOVEFD_OPAQUE }, .took = hp_addfd_took },
+	/* the fdset now lives exactly as long as the node */
+	[ST_REMOVEFD] =		{ "remove-fd", hp_removefd_args,
+	    .drops = ST_REMOVEFD_OPAQUE },
+	/* query-fdsets, then remove-fd of each fdset with our opaque */
+	[ST_REMOVEFD_OPAQUE] =	{ "remove-fd", .send = hp_fdsets_send },
+	[ST_BLOCKDEV_ADD] =	{ "blockdev-add", hp_blockdev_args,
+	    .undo = { ST_BLOCKDEV_DEL, ST_BLOCKDEV_DEL_FILE } },
+	[ST_BLOCKDEV_DEL] =	{ "blockdev-del", HP_NAME("node-name", node),
+	    .flags = SF_RETRY },
+	/* QEMU deletes the file node along with the format node it was
+	   created under; asked again so that a QEMU (or fake) that keeps
+	   it does not keep it for long */
+	[ST_BLOCKDEV_DEL_FILE] = { "blockdev-del", HP_NAME("node-name", fnode),
+	    .flags = SF_GONE_OK },
+	[ST_DEVICE_ADD] =	{ "device_add", hp_device_args,
+	    .undo = { ST_DEVICE_DEL } },
+	[ST_DEVICE_DEL] =	{ "device_del", HP_NAME("id", id),
+	    .flags = SF_UNPLUG },
+};
+
+void
+hp_push_undo_of(struct hp_op *op, enum hp_stepk k, int arg)
+{
+	const enum hp_stepk	*u = hp_steps[k].undo;
+	size_t			 n = 0;
+
+	/* a stack: the one to run first goes on last */
+	while (n < HP_UNDO_MAX && u[n] != ST_NONE)
+		n++;
+	while (n > 0)
+		hp_push_undo(op, u[--n], arg);
+}
+
+/* --- running them ------------------------------------------------------- */
+
+static void
 hp_take(struct hp_op *op, const struct hp_step *st)
 {
-	struct hp_vm	*vm = op->vm;
-	json_t		*a = NULL;
-	const int	*fds = NULL;
-	size_t		 nfds = 0;
-	struct timeval	 tv;
+	const struct hp_stepdef	*d = &hp_steps[st->k];
+	const int		*fds = NULL;
+	json_t			*a;
 
 	op->step = *st;
 	/* with the journal, what a post-mortem needs: which step went out */
-	hp_log(vm, LOG_DEBUG, "%s %s: %s%s %d", op->name, op->id,
-	    op->undoing ? "undo " : "", hp_step_names[st->k], st->arg);
-	switch (st->k) {
-	case ST_SCAN:
-		op->scanning = true;
-		vm->scanning++;
-		hp_scan_start(op, hp_scan_done);
+	hp_log(op->vm, LOG_DEBUG, "%s %s: %s%s %d", op->name, op->id,
+	    op->undoing ? "undo " : "", d->cmd, st->arg);
+	if (d->send != NULL) {
+		d->send(op);
 		return;
-	case ST_GETFD:
-		a = json_pack("{s:s}", "fdname", op->fdname[st->arg]);
-		fds = &op->fds[st->arg];
-		nfds = 1;
-		break;
-	case ST_CLOSEFD:
-		a = json_pack("{s:s}", "fdname", op->fdname[st->arg]);
-		break;
-	case ST_NETDEV_ADD:
-		a = hp_netdev_args(op);
-		break;
-	case ST_NETDEV_DEL:
-		a = json_pack("{s:s}", "id", op->netdev);
-		break;
-	case ST_ADDFD:
-		a = json_pack("{s:s}", "opaque", op->opaque);
-		fds = &op->disk.fd;
-		nfds = 1;
-		break;
-	case ST_REMOVEFD:
-		a = json_pack("{s:I}", "fdset-id", (json_int_t)op->fdset);
-		break;
-	case ST_REMOVEFD_OPAQUE:
-		hp_exec(op, "query-fdsets", NULL, NULL, 0, hp_fdsets_done);
-		return;
-	case ST_BLOCKDEV_ADD:
-		a = hp_blockdev_args(op);
-		break;
-	case ST_BLOCKDEV_DEL:
-		/* arg 1: the file node, which QEMU deletes along with the
-		   format node that it was created under; asked again so that
-		   a QEMU (or fake) that keeps it does not keep it for long */
-		a = json_pack("{s:s}", "node-name", st->arg == 1 ? op->fnode :
-		    op->node);
-		break;
-	case ST_DEVICE_ADD:
-		a = hp_device_args(op);
-		break;
-	case ST_DEVICE_DEL:
-		a = json_pack("{s:s}", "id", op->id);
-		/* listen before sending: DEVICE_DELETED may come first */
-		op->del_wait = true;
-		op->del_replied = op->del_seen = false;
-		if (op->timer == NULL)
-			op->timer = evtimer_new(vm->base, hp_del_timeout, op);
-		if (op->timer != NULL && !op->pending) {
-			tv.tv_sec = vm->unplug_timeout_ms / 1000;
-			tv.tv_usec = (vm->unplug_timeout_ms % 1000) * 1000;
-			evtimer_add(op->timer, &tv);
-		}
-		break;
 	}
-	hp_exec(op, hp_step_names[st->k], a, fds, nfds, hp_reply);
+	if (d->args != NULL)
+		a = d->args(op, st->arg, &fds);
+	else
+		a = json_pack("{s:s}", d->key, (const char *)op + d->name);
+	if (d->flags & SF_UNPLUG)
+		hp_unplug_arm(op);
+	hp_exec(op, d->cmd, a, fds, fds != NULL ? 1 : 0, hp_step_reply);
 }
 
+/* An undo that fails never stops the unwinding; a step that fails turns
+   the operation around, unless its row says otherwise. */
 static void
-hp_reply(json_t *ret, const struct qmp_error *err, void *arg)
+hp_step_failed(struct hp_op *op, const struct hp_stepdef *d,
+    const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
-	struct hp_step	*st = &op->step;
-	const json_t	*v;
-
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
-
 	if (op->undoing) {
-		if (err != NULL) {
-			if (hp_retry(op))
-				return;
-			/* "not found" is the common, harmless case: the
-			   step being undone never took effect */
-			hp_log(op->vm, LOG_DEBUG, "%s %s: undo %s: %s",
-			    op->name, op->id, hp_step_names[st->k],
-			    err->desc);
-			if (st->k == ST_DEVICE_DEL) {
-				op->del_wait = false;
-				if (op->timer != NULL)
-					event_del(op->timer);
-			}
-		} else if (st->k == ST_DEVICE_DEL) {
-			op->del_replied = true;
-			hp_del_check(op);
+		if (hp_retry(op))
 			return;
-		}
-		hp_next(op);
-		return;
-	}
-
-	if (err != NULL && st->k == ST_BLOCKDEV_DEL && st->arg == 1) {
-		/* normally gone with its parent already */
-		hp_next(op);
-		return;
-	}
-	/* the device is out: its backend must go too, once QEMU is back */
-	if (err != NULL && (st->k == ST_NETDEV_DEL || st->k == ST_BLOCKDEV_DEL)
-	    && hp_retry(op))
-		return;
-	if (err != NULL) {
-		if (st->k == ST_DEVICE_DEL) {
-			op->del_wait = false;
-			if (op->timer != NULL)
-				event_del(op->timer);
-		} else {
-			/* the reply may have been lost after QEMU acted:
-			   undo this step too (its undo tolerates absence) */
-			switch (st->k) {
-			case ST_GETFD:
-				hp_push_undo(op, ST_CLOSEFD, st->arg);
-				break;
-			case ST_NETDEV_ADD:
-				hp_push_undo(op, ST_NETDEV_DEL, 0);
-				break;
-			case ST_ADDFD:
-				hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
-				break;
-			case ST_BLOCKDEV_ADD:
-				hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
-				hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
-				break;
-			case ST_DEVICE_ADD:
-				hp_push_undo(op, ST_DEVICE_DEL, 0);
-				break;
-			default:
-				break;
-			}
-		}
+		/* "not found" is the common, harmless case: the step being
+		   undone never took effect */
+		hp_log(op->vm, LOG_DEBUG, "%s %s: undo %s: %s", op->name,
+		    op->id, d->cmd, err->desc);
+	} else if (!(d->flags & SF_GONE_OK)) {
+		if ((d->flags & SF_RETRY) && hp_retry(op))
+			return;
+		/* the reply may have been lost after QEMU acted: undo this
+		   step too (its undo tolerates absence) */
+		hp_push_undo_of(op, op->step.k, op->step.arg);
 		hp_fail(op, err);
-		hp_next(op);
+	}
+	if (d->flags & SF_UNPLUG)
+		hp_unplug_disarm(op);
+	hp_next(op);
+}
+
+/* How every step ends, whether it was one command or more: its row says
+   what follows. */
+static void
+hp_step_reply(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	const struct hp_stepdef	*d = &hp_steps[op->step.k];
+
+	if (err != NULL) {
+		hp_step_failed(op, d, err);
 		return;
 	}
-
-	switch (st->k) {
-	case ST_GETFD:
-		hp_push_undo(op, ST_CLOSEFD, st->arg);
-		break;
-	case ST_NETDEV_ADD:
-		/* QEMU took the named fds out of the monitor's list */
-		hp_drop_undo(op, ST_CLOSEFD);
-		hp_push_undo(op, ST_NETDEV_DEL, 0);
-		break;
-	case ST_ADDFD:
-		v = json_object_get(ret, "fdset-id");
-		op->fdset = json_is_integer(v) ? json_integer_value(v) : -1;
-		hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
-		break;
-	case ST_REMOVEFD:
-		/* the fdset now lives exactly as long as the node */
-		hp_drop_undo(op, ST_REMOVEFD_OPAQUE);
-		break;
-	case ST_BLOCKDEV_ADD:
-		hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
-		hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
-		break;
-	case ST_DEVICE_ADD:
-		hp_push_undo(op, ST_DEVICE_DEL, 0);
-		break;
-	case ST_DEVICE_DEL:
+	if (!op->undoing) {
+		if (d->drops != ST_NONE)
+			hp_drop_undo(op, d->drops);
+		if (d->took != NULL)
+			d->took(op, ret);
+		hp_push_undo_of(op, op->step.k, op->step.arg);
+	}
+	if (d->flags & SF_UNPLUG) {
 		op->del_replied = true;
 		hp_del_check(op);
 		return;
-	default:
-		break;
 	}
 	hp_next(op);
 }

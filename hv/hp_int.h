@@ -1,6 +1,17 @@
 /*
- * Internals shared by hp.c (the step engine) and hp_scan.c (reading the
- * slot map and device presence from QEMU).
+ * Internals shared by hp.c (the step engine), hp_ops.c (the operations
+ * and their step lists), hp_scan.c (reading the slot map and device
+ * presence from QEMU) and hp_query.c (questions and reconciliation).
+ *
+ * Every kind of step is one row of hp.c's hp_steps[]: its command, how
+ * its arguments are built from the operation, its undo, and what its
+ * reply means. Adding a step is that row, its builder, and its place in
+ * an operation's step list.
+ *
+ * Every command an operation sends goes through hp_exec, whose reply
+ * handling starts the same way for all (the operation is no longer in
+ * flight; one whose VM was removed meanwhile is freed) before the
+ * callback runs: callbacks never see a removed VM.
  */
 #ifndef HV_HP_INT_H
 #define HV_HP_INT_H
@@ -14,6 +25,8 @@
 #define HP_NAME_MAX	96
 
 enum hp_stepk {
+	ST_NONE,		/* no step: ends a row's undo list (0, so
+				   that a row may leave it out) */
 	ST_SCAN,		/* read slots, reserve one */
 	ST_GETFD,		/* arg: fd index */
 	ST_CLOSEFD,		/* arg: fd index */
@@ -23,9 +36,11 @@ enum hp_stepk {
 	ST_REMOVEFD,		/* the fdset add-fd made */
 	ST_REMOVEFD_OPAQUE,	/* every fdset carrying our opaque */
 	ST_BLOCKDEV_ADD,
-	ST_BLOCKDEV_DEL,
+	ST_BLOCKDEV_DEL,	/* the format node */
+	ST_BLOCKDEV_DEL_FILE,	/* the file node under it */
 	ST_DEVICE_ADD,
 	ST_DEVICE_DEL,		/* and wait for DEVICE_DELETED */
+	ST_NKINDS
 };
 
 struct hp_step {
@@ -34,6 +49,10 @@ struct hp_step {
 };
 
 struct hp_op;
+/* A command's reply, for a VM still there; ret is borrowed. */
+typedef void hp_exec_fn(struct hp_op *, json_t *ret,
+		    const struct qmp_error *);
+/* The slot map (NULL and err on failure), for a VM still there. */
 typedef void hp_scan_fn(struct hp_op *, struct pci_map *,
 		    const struct qmp_error *);
 
@@ -112,33 +131,38 @@ struct hp_op {
 	struct timeval		 retry_until;
 
 	bool			 inflight;
+	hp_exec_fn		*exec_cb;	/* the reply's, once in */
 	bool			 query;		/* read-only: takes no lock */
 	bool			 reconcile;	/* a dead broker's journal */
 };
 
 /* hp.c */
-struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,
-	    hp_done_fn *, void *);
-struct hp_op *hp_op_find(struct hp_vm *, const char *id);
 void	hp_op_free(struct hp_op *);
 void	hp_answer(struct hp_op *, json_t *ret, const struct qmp_error *);
 void	hp_push_undo(struct hp_op *, enum hp_stepk, int arg);
-void	hp_step_add(struct hp_op *, enum hp_stepk, int arg);
+/* The undo of step k as its row has it (several steps for some). */
+void	hp_push_undo_of(struct hp_op *, enum hp_stepk k, int arg);
 void	hp_start(struct hp_op *);
 void	hp_next(struct hp_op *);
-void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
-	    void *);
 void	hp_node_name(char *, size_t, const char *prefix, const char *id);
 void	hp_exec(struct hp_op *, const char *cmd, json_t *args,
-	    const int *fds, size_t nfds, hp_reply_fn *);
+	    const int *fds, size_t nfds, hp_exec_fn *);
 void	hp_log(struct hp_vm *, int prio, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 
-/* hp_ops.c: hp_op_alloc, hp_op_find, hp_step_add, hp_start, hp_refuse
-   above, and the public operations of hp.h */
+/* hp_ops.c; hp_op_alloc says "out of memory" in err when it fails */
+struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,
+	    hp_done_fn *, void *, struct qmp_error *err);
+struct hp_op *hp_op_find(struct hp_vm *, const char *id);
+void	hp_step_add(struct hp_op *, enum hp_stepk, int arg);
+void	hp_del_steps(struct hp_op *);
+void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
+	    void *);
 
-/* hp_scan.c */
+/* hp_scan.c: hp_scan_start counts the scan in vm->scanning until
+   hp_scan_end, which the callback (or hp_op_free) calls */
 void	hp_scan_start(struct hp_op *, hp_scan_fn *);
-void	hp_scan_clear(struct hp_scan *);
+void	hp_scan_end(struct hp_op *);
+void	hp_qom_peripheral(struct hp_op *, hp_exec_fn *);
 
 #endif

@@ -61,10 +61,8 @@ hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
 			    "device '%s' is already in progress", id);
 		return (NULL);
 	}
-	if ((op = hp_op_alloc(vm, name, id, done, arg)) == NULL) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	if ((op = hp_op_alloc(vm, name, id, done, arg, err)) == NULL)
 		return (NULL);
-	}
 	op->kind = kind;
 	op->add = add;
 	return (op);
@@ -72,14 +70,16 @@ hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
 
 struct hp_op *
 hp_op_alloc(struct hp_vm *vm, const char *name, const char *id,
-    hp_done_fn *done, void *arg)
+    hp_done_fn *done, void *arg, struct qmp_error *err)
 {
 	struct hp_op	*op;
 	uint32_t	 nonce;
 	size_t		 i;
 
-	if ((op = calloc(1, sizeof *op)) == NULL)
+	if ((op = calloc(1, sizeof *op)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (NULL);
+	}
 	op->vm = vm;
 	op->name = name;
 	snprintf(op->id, sizeof op->id, "%s", id);
@@ -110,28 +110,18 @@ hp_step_add(struct hp_op *op, enum hp_stepk k, int arg)
 	op->nsteps++;
 }
 
-/* Defer the first step to the loop: callers get their completion never
-   from inside the call, as with vm_execute. */
-static void
-hp_start_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	struct hp_op	*op = arg;
-
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
-	hp_next(op);
-}
-
+/* A del's steps: the device, then its backend. A del that a dead broker
+   left runs them too (hp_reconcile). */
 void
-hp_start(struct hp_op *op)
+hp_del_steps(struct hp_op *op)
 {
-	op->inflight = true;
-	if (event_base_once(op->vm->base, -1, EV_TIMEOUT, hp_start_cb, op,
-	    NULL) != 0)
-		hp_start_cb(-1, 0, op);
+	hp_step_add(op, ST_DEVICE_DEL, 0);
+	if (op->kind == HP_NIC)
+		hp_step_add(op, ST_NETDEV_DEL, 0);
+	else {
+		hp_step_add(op, ST_BLOCKDEV_DEL, 0);
+		hp_step_add(op, ST_BLOCKDEV_DEL_FILE, 0);
+	}
 }
 
 /* Local refusals are answered from the loop too. */
@@ -360,9 +350,6 @@ hp_del(struct hp_vm *vm, enum hp_kind kind, const char *id, hp_done_fn *done,
 		hp_refuse(vm, &err, done, arg);
 		return;
 	}
-	hp_step_add(op, ST_DEVICE_DEL, 0);
-	hp_step_add(op, kind == HP_NIC ? ST_NETDEV_DEL : ST_BLOCKDEV_DEL, 0);
-	if (kind == HP_DISK)
-		hp_step_add(op, ST_BLOCKDEV_DEL, 1);
+	hp_del_steps(op);
 	hp_start(op);
 }

@@ -9,52 +9,59 @@
 
 #include "hv/hp_int.h"
 
+/* A question takes no lock on the id. NULL if refused: done is then
+   answered from the loop. */
+static struct hp_op *
+hp_query_new(struct hp_vm *vm, const char *name, const char *id,
+    const char *cmd, hp_done_fn *done, void *arg)
+{
+	struct hp_op		*op;
+	struct qmp_error	 err;
+
+	if (!vm->ops->ready(vm->ctx) || !vm->ops->has_command(vm->ctx, cmd)) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "the VM's monitor is "
+		    "not ready or lacks %s", cmd);
+		goto refuse;
+	}
+	if ((op = hp_op_alloc(vm, name, id, done, arg, &err)) == NULL)
+		goto refuse;
+	op->query = true;
+	return (op);
+refuse:
+	hp_refuse(vm, &err, done, arg);
+	return (NULL);
+}
+
+/* A question's only answer ends it. */
+static void
+hp_query_answer(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	hp_answer(op, ret, err);
+	hp_op_free(op);
+}
+
 /* --- query-pci-slots ---------------------------------------------------- */
 
 static void
 hp_slots_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 {
-	struct hp_vm	*vm = op->vm;
-
-	op->inflight = false;
-	if (vm->dead) {
-		hp_op_free(op);
-		return;
-	}
-	op->scanning = false;
-	if (--vm->scanning == 0)
-		pci_resv_prune(&vm->resv);
+	hp_scan_end(op);
 	if (m == NULL)
-		hp_answer(op, NULL, err);
+		hp_query_answer(op, NULL, err);
 	else {
-		pci_map_apply(m, vm->resv);
-		hp_answer(op, pci_map_json(m), NULL);
+		pci_map_apply(m, op->vm->resv);
+		hp_query_answer(op, pci_map_json(m), NULL);
 	}
-	hp_op_free(op);
 }
 
 void
 hp_slots(struct hp_vm *vm, hp_done_fn *done, void *arg)
 {
-	struct hp_op		*op;
-	struct qmp_error	 err;
+	struct hp_op	*op;
 
-	if (!vm->ops->ready(vm->ctx) ||
-	    !vm->ops->has_command(vm->ctx, "query-pci")) {
-		qmp_error_set(&err, QMP_CLS_GENERIC, "the VM's monitor is "
-		    "not ready or lacks query-pci");
-		hp_refuse(vm, &err, done, arg);
-		return;
-	}
-	if ((op = hp_op_alloc(vm, "query-pci-slots", "", done, arg)) == NULL) {
-		qmp_error_set(&err, QMP_CLS_GENERIC, "out of memory");
-		hp_refuse(vm, &err, done, arg);
-		return;
-	}
-	op->query = true;
-	op->scanning = true;
-	vm->scanning++;
-	hp_scan_start(op, hp_slots_done);
+	op = hp_query_new(vm, "query-pci-slots", "", "query-pci", done, arg);
+	if (op != NULL)
+		hp_scan_start(op, hp_slots_done);
 }
 
 /* --- has-device --------------------------------------------------------- */
@@ -77,46 +84,33 @@ hp_list_has(const json_t *list, const char *key, const char *a,
 }
 
 static void
-hp_has_nodes_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_has_answer(struct hp_op *op, bool present)
 {
-	struct hp_op	*op = arg;
-
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
-	if (err != NULL)
-		hp_answer(op, NULL, err);
-	else
-		hp_answer(op, json_pack("{s:b}", "present",
-		    hp_list_has(ret, "node-name", op->id, op->node)), NULL);
-	hp_op_free(op);
+	hp_query_answer(op, json_pack("{s:b}", "present", present), NULL);
 }
 
 static void
-hp_has_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_has_nodes_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
+	if (err != NULL)
+		hp_query_answer(op, NULL, err);
+	else
+		hp_has_answer(op, hp_list_has(ret, "node-name", op->id,
+		    op->node));
+}
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		hp_op_free(op);
-		return;
-	}
-	if (err == NULL && hp_list_has(ret, "name", op->id, NULL)) {
-		hp_answer(op, json_pack("{s:b}", "present", 1), NULL);
-		hp_op_free(op);
-		return;
-	}
-	if (!op->vm->ops->has_command(op->vm->ctx,
-	    "query-named-block-nodes")) {
-		hp_answer(op, json_pack("{s:b}", "present", 0), NULL);
-		hp_op_free(op);
-		return;
-	}
-	hp_exec(op, "query-named-block-nodes", NULL, NULL, 0,
-	    hp_has_nodes_done);
+static void
+hp_has_periph_done(struct hp_op *op, json_t *ret,
+    const struct qmp_error *err)
+{
+	if (err == NULL && hp_list_has(ret, "name", op->id, NULL))
+		hp_has_answer(op, true);
+	else if (!op->vm->ops->has_command(op->vm->ctx,
+	    "query-named-block-nodes"))
+		hp_has_answer(op, false);
+	else
+		hp_exec(op, "query-named-block-nodes", NULL, NULL, 0,
+		    hp_has_nodes_done);
 }
 
 void
@@ -130,43 +124,23 @@ hp_has_device(struct hp_vm *vm, const char *id, hp_done_fn *done, void *arg)
 		hp_refuse(vm, &err, done, arg);
 		return;
 	}
-	if (!vm->ops->ready(vm->ctx) ||
-	    !vm->ops->has_command(vm->ctx, "qom-list")) {
-		qmp_error_set(&err, QMP_CLS_GENERIC, "the VM's monitor is "
-		    "not ready or lacks qom-list");
-		hp_refuse(vm, &err, done, arg);
-		return;
-	}
 	/* not an operation on the id: no lock */
-	if ((op = hp_op_alloc(vm, "has-device", id, done, arg)) == NULL) {
-		qmp_error_set(&err, QMP_CLS_GENERIC, "out of memory");
-		hp_refuse(vm, &err, done, arg);
-		return;
-	}
-	op->query = true;
-	hp_exec(op, "qom-list", json_pack("{s:s}", "path",
-	    "/machine/peripheral"), NULL, 0, hp_has_periph_done);
+	op = hp_query_new(vm, "has-device", id, "qom-list", done, arg);
+	if (op != NULL)
+		hp_qom_peripheral(op, hp_has_periph_done);
 }
 
 /* --- reconciliation ----------------------------------------------------- */
 
 static void
-hp_rec_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
-	struct hp_vm	*vm = op->vm;
 	const char	*action;
 	bool		 present;
 	size_t		 i;
 
-	op->inflight = false;
-	if (vm->dead) {
-		hp_op_free(op);
-		return;
-	}
 	if (err != NULL) {
-		hp_answer(op, NULL, err);
-		hp_op_free(op);
+		hp_query_answer(op, NULL, err);
 		return;
 	}
 	present = hp_list_has(ret, "name", op->id, NULL);
@@ -174,18 +148,19 @@ hp_rec_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
 	op->undoing = true;
 	if (op->add && present) {
 		action = "finished";
+		/* the fdset, if the add had not come to remove-fd */
 		if (op->kind == HP_DISK)
-			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
+			hp_push_undo_of(op, ST_ADDFD, 0);
 	} else if (op->add) {
+		/* what the add may have made before device_add */
 		action = "undone";
 		if (op->kind == HP_NIC) {
 			for (i = 0; i < op->nfds; i++)
-				hp_push_undo(op, ST_CLOSEFD, (int)i);
-			hp_push_undo(op, ST_NETDEV_DEL, 0);
+				hp_push_undo_of(op, ST_GETFD, (int)i);
+			hp_push_undo_of(op, ST_NETDEV_ADD, 0);
 		} else {
-			hp_push_undo(op, ST_REMOVEFD_OPAQUE, 0);
-			hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
-			hp_push_undo(op, ST_BLOCKDEV_DEL, 0);
+			hp_push_undo_of(op, ST_ADDFD, 0);
+			hp_push_undo_of(op, ST_BLOCKDEV_ADD, 0);
 		}
 	} else if (present) {
 		/* the guest has not let go yet: wait for it as a pending
@@ -193,20 +168,20 @@ hp_rec_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
 		action = "pending";
 		op->undoing = false;
 		op->pending = true;
-		hp_step_add(op, ST_DEVICE_DEL, 0);
-		hp_step_add(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
-		    ST_BLOCKDEV_DEL, 0);
-		if (op->kind == HP_DISK)
-			hp_step_add(op, ST_BLOCKDEV_DEL, 1);
+		hp_del_steps(op);
 	} else {
+		/* the device is out: the rest of the del is still due,
+		   pushed last first so that it runs in the del's order */
 		action = "finished";
-		if (op->kind == HP_DISK)
-			hp_push_undo(op, ST_BLOCKDEV_DEL, 1);
-		hp_push_undo(op, op->kind == HP_NIC ? ST_NETDEV_DEL :
-		    ST_BLOCKDEV_DEL, 0);
+		hp_del_steps(op);
+		for (; op->nsteps > 1; op->nsteps--)
+			hp_push_undo(op, op->steps[op->nsteps - 1].k,
+			    op->steps[op->nsteps - 1].arg);
+		op->nsteps = 0;
 	}
-	hp_log(vm, LOG_NOTICE, "journal: %s %s was interrupted; device %s: "
-	    "%s", op->name, op->id, present ? "present" : "absent", action);
+	hp_log(op->vm, LOG_NOTICE, "journal: %s %s was interrupted; device "
+	    "%s: %s", op->name, op->id, present ? "present" : "absent",
+	    action);
 	hp_answer(op, json_pack("{s:s, s:s}", "id", op->id, "action", action),
 	    NULL);
 	hp_next(op);
@@ -229,8 +204,7 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	if (!hp_id_valid(id) || opname == NULL || kind == NULL) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "journal record without "
 		    "a valid id, op or kind");
-		hp_refuse(vm, &err, done, arg);
-		return;
+		goto refuse;
 	}
 	for (n = 0; n < 4; n++)
 		if (strcmp(names[n], opname) == 0)
@@ -239,20 +213,15 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	    !vm->ops->has_command(vm->ctx, "qom-list")) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "cannot reconcile %s "
 		    "now", id);
-		hp_refuse(vm, &err, done, arg);
-		return;
+		goto refuse;
 	}
 	if (hp_op_find(vm, id) != NULL) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "an operation on device "
 		    "'%s' is already in progress", id);
-		hp_refuse(vm, &err, done, arg);
-		return;
+		goto refuse;
 	}
-	if ((op = hp_op_alloc(vm, names[n], id, done, arg)) == NULL) {
-		qmp_error_set(&err, QMP_CLS_GENERIC, "out of memory");
-		hp_refuse(vm, &err, done, arg);
-		return;
-	}
+	if ((op = hp_op_alloc(vm, names[n], id, done, arg, &err)) == NULL)
+		goto refuse;
 	op->kind = strcmp(kind, "nic") == 0 ? HP_NIC : HP_DISK;
 	op->add = n == 0 || n == 2;
 	op->reconcile = true;
@@ -269,6 +238,8 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 		snprintf(op->fdname[op->nfds++], HP_NAME_MAX, "%s",
 		    json_string_value(v));
 	}
-	hp_exec(op, "qom-list", json_pack("{s:s}", "path",
-	    "/machine/peripheral"), NULL, 0, hp_rec_periph_done);
+	hp_qom_peripheral(op, hp_rec_periph_done);
+	return;
+refuse:
+	hp_refuse(vm, &err, done, arg);
 }

@@ -11,7 +11,7 @@
 
 static void	hp_scan_bridge(struct hp_op *);
 
-void
+static void
 hp_scan_clear(struct hp_scan *s)
 {
 	json_decref(s->query_pci);
@@ -20,6 +20,19 @@ hp_scan_clear(struct hp_scan *s)
 	json_decref(s->children);
 	json_decref(s->buses);
 	memset(s, 0, sizeof *s);
+}
+
+/* The scan is over, or its operation is: once no scan runs, no stale
+   snapshot remains that a reservation must outlive. */
+void
+hp_scan_end(struct hp_op *op)
+{
+	hp_scan_clear(&op->scan);
+	if (!op->scanning)
+		return;
+	op->scanning = false;
+	if (--op->vm->scanning == 0)
+		pci_resv_prune(&op->vm->resv);
 }
 
 static void
@@ -79,17 +92,11 @@ hp_scan_cur_bridge(struct hp_op *op)
 }
 
 static void
-hp_scan_addr_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_scan_addr_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	struct hp_scan	*s = &op->scan;
 	json_t		*list;
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		s->cb(op, NULL, NULL);
-		return;
-	}
 	list = json_object_get(s->buses, hp_scan_cur_bridge(op));
 	/* a child whose addr cannot be read still occupies something:
 	   count it as slot 0, which never hides a free slot wrongly on a
@@ -101,19 +108,13 @@ hp_scan_addr_done(json_t *ret, const struct qmp_error *err, void *arg)
 }
 
 static void
-hp_scan_list_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_scan_list_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	struct hp_scan	*s = &op->scan;
 	const json_t	*e;
 	const char	*n, *id = hp_scan_cur_bridge(op);
 	size_t		 i;
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		s->cb(op, NULL, NULL);
-		return;
-	}
 	json_decref(s->children);
 	s->children = NULL;
 	if (err != NULL || !json_is_array(ret)) {
@@ -173,16 +174,11 @@ hp_scan_bridge(struct hp_op *op)
 }
 
 static void
-hp_scan_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_scan_periph_done(struct hp_op *op, json_t *ret,
+    const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	struct hp_scan	*s = &op->scan;
 
-	op->inflight = false;
-	if (op->vm->dead) {
-		s->cb(op, NULL, NULL);
-		return;
-	}
 	/* Without the peripheral list bridges are told by the machine
 	   type alone (pci_map_build does that for a NULL list). */
 	if (err == NULL && json_is_array(ret))
@@ -194,23 +190,20 @@ hp_scan_periph_done(json_t *ret, const struct qmp_error *err, void *arg)
 }
 
 static void
-hp_scan_pci_done(json_t *ret, const struct qmp_error *err, void *arg)
+hp_scan_pci_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct hp_op	*op = arg;
 	struct hp_scan	*s = &op->scan;
 
-	op->inflight = false;
-	if (op->vm->dead || err != NULL) {
+	if (err != NULL) {
 		s->cb(op, NULL, err);
 		return;
 	}
 	s->query_pci = json_incref(ret);
 	if (!op->vm->ops->has_command(op->vm->ctx, "qom-list")) {
-		hp_scan_periph_done(NULL, NULL, op);
+		hp_scan_periph_done(op, NULL, NULL);
 		return;
 	}
-	hp_exec(op, "qom-list", json_pack("{s:s}", "path",
-	    "/machine/peripheral"), NULL, 0, hp_scan_periph_done);
+	hp_qom_peripheral(op, hp_scan_periph_done);
 }
 
 void
@@ -218,5 +211,16 @@ hp_scan_start(struct hp_op *op, hp_scan_fn *cb)
 {
 	hp_scan_clear(&op->scan);
 	op->scan.cb = cb;
+	op->scanning = true;
+	op->vm->scanning++;
 	hp_exec(op, "query-pci", NULL, NULL, 0, hp_scan_pci_done);
+}
+
+/* qom-list /machine/peripheral: every device that has an id, which is
+   how presence is told and bridges are found. */
+void
+hp_qom_peripheral(struct hp_op *op, hp_exec_fn *cb)
+{
+	hp_exec(op, "qom-list", json_pack("{s:s}", "path",
+	    "/machine/peripheral"), NULL, 0, cb);
 }

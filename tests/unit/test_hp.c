@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -42,6 +43,9 @@ static json_t	*journal;	/* [rec...] and null for "over" */
 static int	 journal_fail;
 static json_t	*unplugged;
 static json_t	*missing_cmds;
+static int	 next_fdset;	/* add-fd's next fdset-id */
+static json_t	*trace;		/* when set: what went out, a line each
+				   (see test_transcripts) */
 
 struct pending {
 	hp_reply_fn		*cb;
@@ -95,6 +99,7 @@ model_reset(void)
 	json_decref(missing_cmds);
 	missing_cmds = json_array();
 	fail_cmd[0] = '\0';
+	next_fdset = 1;
 	fail_nth = 1;
 	fail_lost = 0;
 	seen_nth = 0;
@@ -110,7 +115,6 @@ model_apply(const char *cmd, json_t *a, size_t nfds, struct qmp_error *err)
 	const char	*s;
 	char		*names, *tok, *save;
 	json_t		*ret = json_object(), *v;
-	static int	 next_fdset = 1;
 
 	if (strcmp(cmd, "query-pci") == 0) {
 		const char	*k;
@@ -266,6 +270,25 @@ notfound:
 	return (NULL);
 }
 
+/* One line of the transcript: what went to QEMU or to the journal, as
+   compact JSON with sorted keys, so that it can be compared as text. */
+static void
+trace_add(const char *what, const char *cmd, const json_t *v, int nfds)
+{
+	char	*js, line[4096];
+
+	js = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+	    JSON_ENCODE_ANY) : NULL;
+	if (cmd != NULL)
+		snprintf(line, sizeof line, "%s %s %s %d", what, cmd,
+		    js != NULL ? js : "-", nfds);
+	else
+		snprintf(line, sizeof line, "%s %s", what,
+		    js != NULL ? js : "null");
+	free(js);
+	json_array_append_new(trace, json_string(line));
+}
+
 static void
 mock_execute(void *ctx, const char *cmd, json_t *args, const int *fds,
     size_t nfds, hp_reply_fn *cb, void *arg)
@@ -280,6 +303,8 @@ mock_execute(void *ctx, const char *cmd, json_t *args, const int *fds,
 	p->vm = cur_vm;
 	json_array_append_new(calls, json_pack("{s:s, s:O, s:i}", "cmd", cmd,
 	    "args", args != NULL ? args : json_null(), "nfds", (int)nfds));
+	if (trace != NULL)
+		trace_add(">", cmd, args, (int)nfds);
 	if (!ready) {
 		qmp_error_set(&p->err, "GenericError", "monitor not connected");
 		p->failed = true;
@@ -341,6 +366,8 @@ mock_journal(void *ctx, const char *id, const json_t *rec)
 {
 	if (journal_fail)
 		return (-1);
+	if (trace != NULL)
+		trace_add("J", NULL, rec, -1);
 	json_array_append_new(journal, rec != NULL ? json_deep_copy(rec) :
 	    json_null());
 	return (0);
@@ -352,8 +379,22 @@ mock_unplugged(void *ctx, const char *id)
 	json_array_append_new(unplugged, json_string(id));
 }
 
+/* What hp tells the operator is part of the transcript too; the step by
+   step debug lines are not (they are for post-mortems, not a contract). */
+static void
+mock_log(void *ctx, int prio, const char *msg)
+{
+	char	line[1200];
+
+	if (trace == NULL || prio == LOG_DEBUG)
+		return;
+	snprintf(line, sizeof line, "L %d %s", prio, msg);
+	json_array_append_new(trace, json_string(line));
+}
+
 static const struct hp_ops mock_ops = {
-	mock_execute, mock_has, mock_ready, mock_journal, mock_unplugged, NULL
+	mock_execute, mock_has, mock_ready, mock_journal, mock_unplugged,
+	mock_log
 };
 
 /* --- helpers --------------------------------------------------------------- */
@@ -369,7 +410,15 @@ static void
 done_cb(json_t *ret, const struct qmp_error *err, void *arg)
 {
 	struct result	*r = arg;
+	json_t		*e;
 
+	if (trace != NULL && err != NULL) {
+		e = json_pack("{s:s, s:s}", "class", err->cls, "desc",
+		    err->desc);
+		trace_add("= error", NULL, e, -1);
+		json_decref(e);
+	} else if (trace != NULL)
+		trace_add("= ok", NULL, ret, -1);
 	r->n++;
 	r->ok = err == NULL;
 	json_decref(r->ret);
@@ -978,6 +1027,420 @@ test_reconcile(void **state)
 	hp_vm_free(vm);
 }
 
+/* The transcript as text, a line each, with every operation's random
+   nonce (the 8 hex digits after "qmpbroker:ID:") written as XXXXXXXX
+   wherever it appears (opaque, fd names). */
+static char *
+trace_text(void)
+{
+	char	*text, *p, *q, nonce[9];
+	size_t	 i, len = 0;
+	json_t	*v;
+
+	json_array_foreach(trace, i, v)
+		len += strlen(json_string_value(v)) + 1;
+	text = calloc(1, len + 1);
+	assert_non_null(text);
+	json_array_foreach(trace, i, v) {
+		strcat(text, json_string_value(v));
+		strcat(text, "\n");
+	}
+	for (p = text; (p = strstr(p, "qmpbroker:")) != NULL; p++) {
+		if ((q = strchr(p + strlen("qmpbroker:"), ':')) == NULL ||
+		    strspn(q + 1, "0123456789abcdef") < 8)
+			continue;
+		memcpy(nonce, q + 1, 8);
+		nonce[8] = '\0';
+		if (strcmp(nonce, "XXXXXXXX") == 0)
+			continue;
+		for (q = text; (q = strstr(q, nonce)) != NULL; q += 8)
+			memcpy(q, "XXXXXXXX", 8);
+	}
+	return (text);
+}
+
+static void
+trace_check(const char *what, const char *want)
+{
+	char	*got = trace_text();
+
+	if (getenv("HP_TRACE_PRINT") != NULL)
+		printf("--- %s\n%s", what, got);
+	else if (strcmp(got, want) != 0)
+		fail_msg("%s: transcript differs:\n--- want\n%s--- got\n%s",
+		    what, want, got);
+	free(got);
+	json_array_clear(trace);
+}
+
+/* The transcripts test_transcripts expects: "> cmd args nfds" went to
+   QEMU, "J" to the journal, "L prio" to the log, "=" to the caller. */
+static const char trace_nic_add[] =
+	"J {\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0-XXXXXXXX\",\"qb-v"
+	"host0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id\":\"t0\",\"kind\":"
+	"\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944ee69\",\"op\":\"nic-"
+	"add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase\":\"do\",\"step\":"
+	"\"query-pci\"}\n"
+	"> query-pci - 0\n"
+	"> qom-list {\"path\":\"/machine/peripheral\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0"
+	"-XXXXXXXX\",\"qb-vhost0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id"
+	"\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944e"
+	"e69\",\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase"
+	"\":\"do\",\"slot\":2,\"step\":\"getfd\"}\n"
+	"> getfd {\"fdname\":\"qb-tap0-t0-XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0"
+	"-XXXXXXXX\",\"qb-vhost0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id"
+	"\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944e"
+	"e69\",\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase"
+	"\":\"do\",\"slot\":2,\"step\":\"getfd\"}\n"
+	"> getfd {\"fdname\":\"qb-tap1-t0-XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0"
+	"-XXXXXXXX\",\"qb-vhost0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id"
+	"\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944e"
+	"e69\",\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase"
+	"\":\"do\",\"slot\":2,\"step\":\"getfd\"}\n"
+	"> getfd {\"fdname\":\"qb-vhost0-t0-XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0"
+	"-XXXXXXXX\",\"qb-vhost0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id"
+	"\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944e"
+	"e69\",\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase"
+	"\":\"do\",\"slot\":2,\"step\":\"getfd\"}\n"
+	"> getfd {\"fdname\":\"qb-vhost1-t0-XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0"
+	"-XXXXXXXX\",\"qb-vhost0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id"
+	"\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944e"
+	"e69\",\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase"
+	"\":\"do\",\"slot\":2,\"step\":\"netdev_add\"}\n"
+	"> netdev_add {\"fds\":\"qb-tap0-t0-XXXXXXXX:qb-tap1-t0-XXXXXXXX\",\"id"
+	"\":\"qbnet-t0\",\"type\":\"tap\",\"vhost\":true,\"vhostfds\":\"qb-vhos"
+	"t0-t0-XXXXXXXX:qb-vhost1-t0-XXXXXXXX\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t0-XXXXXXXX\",\"qb-tap1-t0"
+	"-XXXXXXXX\",\"qb-vhost0-t0-XXXXXXXX\",\"qb-vhost1-t0-XXXXXXXX\"],\"id"
+	"\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0\",\"node\":\"qbd0944e"
+	"e69\",\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t0:XXXXXXXX\",\"phase"
+	"\":\"do\",\"slot\":2,\"step\":\"device_add\"}\n"
+	"> device_add {\"addr\":\"0x2\",\"bus\":\"pci.0\",\"driver\":\"virtio-n"
+	"et-pci\",\"id\":\"t0\",\"mac\":\"52:54:00:12:34:56\",\"mq\":true,\"net"
+	"dev\":\"qbnet-t0\",\"vectors\":6} 0\n"
+	"J null\n"
+	"L 6 nic-add t0: plugged at pci.0 0x2\n"
+	"= ok {\"addr\":\"0x2\",\"bus\":\"pci.0\",\"id\":\"t0\"}\n";
+
+static const char trace_nic_del[] =
+	"J {\"fdnames\":[],\"id\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0"
+	"\",\"node\":\"qbd0944ee69\",\"op\":\"nic-del\",\"opaque\":\"qmpbroker:"
+	"t0:XXXXXXXX\",\"phase\":\"do\",\"step\":\"device_del\"}\n"
+	"> device_del {\"id\":\"t0\"} 0\n"
+	"J {\"fdnames\":[],\"id\":\"t0\",\"kind\":\"nic\",\"netdev\":\"qbnet-t0"
+	"\",\"node\":\"qbd0944ee69\",\"op\":\"nic-del\",\"opaque\":\"qmpbroker:"
+	"t0:XXXXXXXX\",\"phase\":\"do\",\"step\":\"netdev_del\"}\n"
+	"> netdev_del {\"id\":\"qbnet-t0\"} 0\n"
+	"J null\n"
+	"L 6 nic-del t0: unplugged\n"
+	"= ok {}\n";
+
+static const char trace_nic_lost[] =
+	"J {\"fdnames\":[\"qb-tap0-t6-XXXXXXXX\"],\"id\":\"t6\",\"kind\":\"nic"
+	"\",\"netdev\":\"qbnet-t6\",\"node\":\"qbd0b44f18f\",\"op\":\"nic-add\""
+	",\"opaque\":\"qmpbroker:t6:XXXXXXXX\",\"phase\":\"do\",\"step\":\"quer"
+	"y-pci\"}\n"
+	"> query-pci - 0\n"
+	"> qom-list {\"path\":\"/machine/peripheral\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t6-XXXXXXXX\"],\"id\":\"t6"
+	"\",\"kind\":\"nic\",\"netdev\":\"qbnet-t6\",\"node\":\"qbd0b44f18f\","
+	"\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t6:XXXXXXXX\",\"phase\":\"do"
+	"\",\"slot\":3,\"step\":\"getfd\"}\n"
+	"> getfd {\"fdname\":\"qb-tap0-t6-XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t6-XXXXXXXX\"],\"id\":\"t6"
+	"\",\"kind\":\"nic\",\"netdev\":\"qbnet-t6\",\"node\":\"qbd0b44f18f\","
+	"\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t6:XXXXXXXX\",\"phase\":\"do"
+	"\",\"slot\":3,\"step\":\"netdev_add\"}\n"
+	"> netdev_add {\"fd\":\"qb-tap0-t6-XXXXXXXX\",\"id\":\"qbnet-t6\",\"typ"
+	"e\":\"tap\"} 0\n"
+	"L 5 nic-add t6: netdev_add failed (command timed out), undoing 2 step("
+	"s)\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t6-XXXXXXXX\"],\"id\":\"t6"
+	"\",\"kind\":\"nic\",\"netdev\":\"qbnet-t6\",\"node\":\"qbd0b44f18f\","
+	"\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t6:XXXXXXXX\",\"phase\":\"un"
+	"do\",\"slot\":3,\"step\":\"netdev_del\"}\n"
+	"> netdev_del {\"id\":\"qbnet-t6\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[\"qb-tap0-t6-XXXXXXXX\"],\"id\":\"t6"
+	"\",\"kind\":\"nic\",\"netdev\":\"qbnet-t6\",\"node\":\"qbd0b44f18f\","
+	"\"op\":\"nic-add\",\"opaque\":\"qmpbroker:t6:XXXXXXXX\",\"phase\":\"un"
+	"do\",\"slot\":3,\"step\":\"closefd\"}\n"
+	"> closefd {\"fdname\":\"qb-tap0-t6-XXXXXXXX\"} 0\n"
+	"J null\n"
+	"L 6 nic-add t6: rolled back: command timed out\n"
+	"= error {\"class\":\"GenericError\",\"desc\":\"command timed out\"}\n";
+
+static const char trace_disk_lost[] =
+	"J {\"fdnames\":[],\"id\":\"t1\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"1\",\"node\":\"qbd0844ecd6\",\"op\":\"disk-add\",\"opaque\":\"qmpbroke"
+	"r:t1:XXXXXXXX\",\"phase\":\"do\",\"step\":\"query-pci\"}\n"
+	"> query-pci - 0\n"
+	"> qom-list {\"path\":\"/machine/peripheral\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"id\":\"t1\",\"kind\":\"disk\",\""
+	"netdev\":\"qbnet-t1\",\"node\":\"qbd0844ecd6\",\"op\":\"disk-add\",\"o"
+	"paque\":\"qmpbroker:t1:XXXXXXXX\",\"phase\":\"do\",\"slot\":4,\"step\""
+	":\"add-fd\"}\n"
+	"> add-fd {\"opaque\":\"qmpbroker:t1:XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":1,\"id\":\"t1\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t1\",\"node\":\"qbd0844ecd6\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t1:XXXXXXXX\",\"phase\":\"do\",\"slot"
+	"\":4,\"step\":\"blockdev-add\"}\n"
+	"> blockdev-add {\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"f"
+	"ilename\":\"/dev/fdset/1\",\"node-name\":\"qbf0844ecd6\",\"read-only\""
+	":false},\"node-name\":\"qbd0844ecd6\",\"read-only\":false} 0\n"
+	"L 5 disk-add t1: blockdev-add failed (command timed out), undoing 3 st"
+	"ep(s)\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":1,\"id\":\"t1\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t1\",\"node\":\"qbd0844ecd6\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t1:XXXXXXXX\",\"phase\":\"undo\",\"slo"
+	"t\":4,\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbd0844ecd6\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":1,\"id\":\"t1\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t1\",\"node\":\"qbd0844ecd6\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t1:XXXXXXXX\",\"phase\":\"undo\",\"slo"
+	"t\":4,\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbf0844ecd6\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":1,\"id\":\"t1\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t1\",\"node\":\"qbd0844ecd6\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t1:XXXXXXXX\",\"phase\":\"undo\",\"slo"
+	"t\":4,\"step\":\"remove-fd\"}\n"
+	"> query-fdsets - 0\n"
+	"> remove-fd {\"fdset-id\":1} 0\n"
+	"J null\n"
+	"L 6 disk-add t1: rolled back: command timed out\n"
+	"= error {\"class\":\"GenericError\",\"desc\":\"command timed out\"}\n";
+
+static const char trace_disk_fail[] =
+	"J {\"fdnames\":[],\"id\":\"t2\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"2\",\"node\":\"qbd0744eb43\",\"op\":\"disk-add\",\"opaque\":\"qmpbroke"
+	"r:t2:XXXXXXXX\",\"phase\":\"do\",\"step\":\"query-pci\"}\n"
+	"> query-pci - 0\n"
+	"> qom-list {\"path\":\"/machine/peripheral\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"id\":\"t2\",\"kind\":\"disk\",\""
+	"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"disk-add\",\"o"
+	"paque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"do\",\"slot\":9,\"step\""
+	":\"add-fd\"}\n"
+	"> add-fd {\"opaque\":\"qmpbroker:t2:XXXXXXXX\"} 1\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":2,\"id\":\"t2\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"do\",\"slot"
+	"\":9,\"step\":\"blockdev-add\"}\n"
+	"> blockdev-add {\"driver\":\"raw\",\"file\":{\"driver\":\"host_device"
+	"\",\"filename\":\"/dev/fdset/2\",\"node-name\":\"qbf0744eb43\",\"read-"
+	"only\":true},\"node-name\":\"qbd0744eb43\",\"read-only\":true} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":2,\"id\":\"t2\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"do\",\"slot"
+	"\":9,\"step\":\"remove-fd\"}\n"
+	"> remove-fd {\"fdset-id\":2} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":2,\"id\":\"t2\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"do\",\"slot"
+	"\":9,\"step\":\"device_add\"}\n"
+	"> device_add {\"addr\":\"0x9\",\"bus\":\"pci.0\",\"drive\":\"qbd0744eb"
+	"43\",\"driver\":\"virtio-blk-pci\",\"id\":\"t2\"} 0\n"
+	"L 5 disk-add t2: device_add failed (injected device_add), undoing 3 st"
+	"ep(s)\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":2,\"id\":\"t2\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"undo\",\"slo"
+	"t\":9,\"step\":\"device_del\"}\n"
+	"> device_del {\"id\":\"t2\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":2,\"id\":\"t2\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"undo\",\"slo"
+	"t\":9,\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbd0744eb43\"} 0\n"
+	"J {\"bus\":\"pci.0\",\"fdnames\":[],\"fdset\":2,\"id\":\"t2\",\"kind\""
+	":\"disk\",\"netdev\":\"qbnet-t2\",\"node\":\"qbd0744eb43\",\"op\":\"di"
+	"sk-add\",\"opaque\":\"qmpbroker:t2:XXXXXXXX\",\"phase\":\"undo\",\"slo"
+	"t\":9,\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbf0744eb43\"} 0\n"
+	"J null\n"
+	"L 6 disk-add t2: rolled back: injected device_add\n"
+	"= error {\"class\":\"GenericError\",\"desc\":\"injected device_add\"}"
+	"\n";
+
+static const char trace_disk_add_del[] =
+	"J {\"bus\":\"scsi0.0\",\"fdnames\":[],\"id\":\"t3\",\"kind\":\"disk\","
+	"\"netdev\":\"qbnet-t3\",\"node\":\"qbd0644e9b0\",\"op\":\"disk-add\","
+	"\"opaque\":\"qmpbroker:t3:XXXXXXXX\",\"phase\":\"do\",\"slot\":-1,\"st"
+	"ep\":\"blockdev-add\"}\n"
+	"> blockdev-add {\"driver\":\"raw\",\"file\":{\"driver\":\"nbd\",\"expo"
+	"rt\":\"e\",\"node-name\":\"qbf0644e9b0\",\"read-only\":false,\"server"
+	"\":{\"path\":\"/run/nbd.sock\",\"type\":\"unix\"}},\"node-name\":\"qbd"
+	"0644e9b0\",\"read-only\":false} 0\n"
+	"J {\"bus\":\"scsi0.0\",\"fdnames\":[],\"id\":\"t3\",\"kind\":\"disk\","
+	"\"netdev\":\"qbnet-t3\",\"node\":\"qbd0644e9b0\",\"op\":\"disk-add\","
+	"\"opaque\":\"qmpbroker:t3:XXXXXXXX\",\"phase\":\"do\",\"slot\":-1,\"st"
+	"ep\":\"device_add\"}\n"
+	"> device_add {\"bus\":\"scsi0.0\",\"drive\":\"qbd0644e9b0\",\"driver\""
+	":\"scsi-hd\",\"id\":\"t3\"} 0\n"
+	"J null\n"
+	"L 6 disk-add t3: plugged at scsi0.0 0xfffff\n"
+	"= ok {\"addr\":\"0xfffff\",\"bus\":\"scsi0.0\",\"id\":\"t3\"}\n"
+	"J {\"fdnames\":[],\"id\":\"t3\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"3\",\"node\":\"qbd0644e9b0\",\"op\":\"disk-del\",\"opaque\":\"qmpbroke"
+	"r:t3:XXXXXXXX\",\"phase\":\"do\",\"step\":\"device_del\"}\n"
+	"> device_del {\"id\":\"t3\"} 0\n"
+	"J {\"fdnames\":[],\"id\":\"t3\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"3\",\"node\":\"qbd0644e9b0\",\"op\":\"disk-del\",\"opaque\":\"qmpbroke"
+	"r:t3:XXXXXXXX\",\"phase\":\"do\",\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbd0644e9b0\"} 0\n"
+	"J {\"fdnames\":[],\"id\":\"t3\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"3\",\"node\":\"qbd0644e9b0\",\"op\":\"disk-del\",\"opaque\":\"qmpbroke"
+	"r:t3:XXXXXXXX\",\"phase\":\"do\",\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbf0644e9b0\"} 0\n"
+	"J null\n"
+	"L 6 disk-del t3: unplugged\n"
+	"= ok {}\n";
+
+static const char trace_reconcile[] =
+	"> qom-list {\"path\":\"/machine/peripheral\"} 0\n"
+	"L 5 journal: disk-add t4 was interrupted; device absent: undone\n"
+	"= ok {\"action\":\"undone\",\"id\":\"t4\"}\n"
+	"J {\"fdnames\":[],\"id\":\"t4\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"4\",\"node\":\"qbd9\",\"op\":\"disk-add\",\"opaque\":\"qmpbroker:t4:XX"
+	"XXXXXX\",\"phase\":\"undo\",\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbd9\"} 0\n"
+	"J {\"fdnames\":[],\"id\":\"t4\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"4\",\"node\":\"qbd9\",\"op\":\"disk-add\",\"opaque\":\"qmpbroker:t4:XX"
+	"XXXXXX\",\"phase\":\"undo\",\"step\":\"blockdev-del\"}\n"
+	"> blockdev-del {\"node-name\":\"qbf0d44f4b5\"} 0\n"
+	"J {\"fdnames\":[],\"id\":\"t4\",\"kind\":\"disk\",\"netdev\":\"qbnet-t"
+	"4\",\"node\":\"qbd9\",\"op\":\"disk-add\",\"opaque\":\"qmpbroker:t4:XX"
+	"XXXXXX\",\"phase\":\"undo\",\"step\":\"remove-fd\"}\n"
+	"> query-fdsets - 0\n"
+	"> remove-fd {\"fdset-id\":17} 0\n"
+	"J null\n"
+	"L 6 disk-add t4: journal reconciled\n"
+	"> qom-list {\"path\":\"/machine/peripheral\"} 0\n"
+	"L 5 journal: nic-del t5 was interrupted; device absent: finished\n"
+	"= ok {\"action\":\"finished\",\"id\":\"t5\"}\n"
+	"J {\"fdnames\":[],\"id\":\"t5\",\"kind\":\"nic\",\"netdev\":\"qbnet-t5"
+	"\",\"node\":\"qbd0c44f322\",\"op\":\"nic-del\",\"opaque\":\"qmpbroker:"
+	"t5:XXXXXXXX\",\"phase\":\"undo\",\"step\":\"netdev_del\"}\n"
+	"> netdev_del {\"id\":\"qbnet-t5\"} 0\n"
+	"J null\n"
+	"L 6 nic-del t5: unplugged (after the request timed out)\n";
+
+/* What goes to QEMU and to the journal, to the byte: the commands, their
+   arguments and order, and the journal records that a restarted broker
+   reads back, for adds, dels, rollbacks and reconciliation. */
+static void
+test_transcripts(void **state)
+{
+	struct hp_vm	*vm;
+	struct hp_nic	 nic;
+	struct hp_disk	 dk;
+	struct result	 r = { 0 };
+	json_t		*rec;
+
+	model_reset();
+	trace = json_array();
+	vm = new_vm(1000);
+	nic_init(&nic, "t0", 2, true);
+	snprintf(nic.mac, sizeof nic.mac, "52:54:00:12:34:56");
+	hp_nic_add(vm, &nic, done_cb, &r);
+	run_until(&r, 1);
+	assert_true(r.ok);
+	trace_check("nic-add", trace_nic_add);
+	hp_del(vm, HP_NIC, "t0", done_cb, &r);
+	run_until(&r, 2);
+	assert_true(r.ok);
+	trace_check("nic-del", trace_nic_del);
+
+	/* netdev_add's reply lost after QEMU acted: netdev and fds undone */
+	snprintf(fail_cmd, sizeof fail_cmd, "netdev_add");
+	fail_lost = 1;
+	nic_init(&nic, "t6", 1, false);
+	hp_nic_add(vm, &nic, done_cb, &r);
+	run_until(&r, 3);
+	assert_false(r.ok);
+	run_idle();
+	trace_check("nic-add lost netdev_add", trace_nic_lost);
+	seen_nth = 0;
+
+	/* add-fd went, blockdev-add's reply was lost after QEMU acted */
+	snprintf(fail_cmd, sizeof fail_cmd, "blockdev-add");
+	fail_lost = 1;
+	memset(&dk, 0, sizeof dk);
+	snprintf(dk.id, sizeof dk.id, "t1");
+	snprintf(dk.format, sizeof dk.format, "qcow2");
+	dk.slot = -1;
+	fd_pair(&dk.fd, 1);
+	hp_disk_add(vm, &dk, done_cb, &r);
+	run_until(&r, 4);
+	assert_false(r.ok);
+	run_idle();
+	trace_check("disk-add lost blockdev-add", trace_disk_lost);
+
+	/* device_add refused: everything after add-fd is undone */
+	snprintf(fail_cmd, sizeof fail_cmd, "device_add");
+	fail_lost = 0;
+	seen_nth = 0;
+	memset(&dk, 0, sizeof dk);
+	snprintf(dk.id, sizeof dk.id, "t2");
+	dk.readonly = true;
+	dk.slot = 9;
+	snprintf(dk.bus, sizeof dk.bus, "pci.0");
+	fd_pair(&dk.fd, 1);
+	dk.blkdev = true;
+	hp_disk_add(vm, &dk, done_cb, &r);
+	run_until(&r, 5);
+	assert_false(r.ok);
+	run_idle();
+	trace_check("disk-add failed device_add", trace_disk_fail);
+
+	/* a network source on a SCSI bus: no fd, no slot map */
+	fail_cmd[0] = '\0';
+	memset(&dk, 0, sizeof dk);
+	snprintf(dk.id, sizeof dk.id, "t3");
+	snprintf(dk.driver, sizeof dk.driver, "scsi-hd");
+	snprintf(dk.bus, sizeof dk.bus, "scsi0.0");
+	dk.fd = -1;
+	dk.slot = -1;
+	dk.node = json_pack("{s:s, s:{s:s, s:s}, s:s}", "driver", "nbd",
+	    "server", "type", "unix", "path", "/run/nbd.sock", "export", "e");
+	hp_disk_add(vm, &dk, done_cb, &r);
+	run_until(&r, 6);
+	assert_true(r.ok);
+	hp_del(vm, HP_DISK, "t3", done_cb, &r);
+	run_until(&r, 7);
+	assert_true(r.ok);
+	trace_check("disk-add and disk-del", trace_disk_add_del);
+
+	/* a dead broker's disk-add without its device: undone */
+	json_object_set_new(set_of("nodes"), "qbd9", json_object());
+	json_object_set_new(set_of("fdsets"), "17", json_pack("{s:s}",
+	    "opaque", "qmpbroker:t4:0badcafe"));
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[]}", "op", "disk-add",
+	    "id", "t4", "kind", "disk", "node", "qbd9", "opaque",
+	    "qmpbroker:t4:0badcafe", "fdnames");
+	hp_reconcile(vm, rec, done_cb, &r);
+	run_until(&r, 8);
+	run_idle();
+	json_decref(rec);
+	/* and a nic-del whose device is gone: its backend goes */
+	json_object_set_new(set_of("netdevs"), "qbnet-t5", json_object());
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:[]}", "op", "nic-del", "id",
+	    "t5", "kind", "nic", "netdev", "qbnet-t5", "fdnames");
+	hp_reconcile(vm, rec, done_cb, &r);
+	run_until(&r, 9);
+	run_idle();
+	json_decref(rec);
+	trace_check("reconcile", trace_reconcile);
+	assert_int_equal(hp_vm_busy(vm), 0);
+	hp_vm_free(vm);
+	json_decref(r.ret);
+	json_decref(trace);
+	trace = NULL;
+}
+
 static int
 setup(void **state)
 {
@@ -1027,6 +1490,7 @@ main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_vm_free_inflight),
 		cmocka_unit_test(test_reconcile),
+		cmocka_unit_test(test_transcripts),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
