@@ -1090,13 +1090,17 @@ static void
 test_fake_free_in_event(void **state)
 {
 	struct fk	*k;
+	size_t		 before;
 
 	k = fk_start("flood 2000\n", NULL);
 	fk_ready(k);
+	/* the flood starts before query-commands is answered: a slow run
+	   (valgrind) has events in by the time we are ready */
+	before = json_array_size(k->tm.events);
 	k->tm.free_on_event = 1;
 	WAIT(k->base, k->tm.m == NULL);
 	tu_spin(k->base, 5);
-	assert_int_equal(json_array_size(k->tm.events), 1);
+	assert_int_equal(json_array_size(k->tm.events), before + 1);
 	fk_stop(k);
 }
 
