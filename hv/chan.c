@@ -18,6 +18,11 @@
  * Too many fds before one message (more than max_fds): the extras are
  * closed, the stream is kept, and ops->bad reports it. The message still
  * gets the first max_fds.
+ *
+ * Lifetime (util/defer.h): chan_free() marks the channel dead, frees its
+ * events and closes its socket; the memory, and the fds it still holds,
+ * go on a later loop pass. Every callback is followed by a dead check, so
+ * code on the stack stops without touching more than the memory.
  */
 #include "config.h"
 
@@ -38,6 +43,7 @@
 
 #include "hv/chan.h"
 #include "proto/qmp_framer.h"
+#include "util/defer.h"
 
 #define CHAN_READ_MIN		4096	/* room asked of the framer per read */
 #define CHAN_READ_MAX		262144	/* ... growing while reads fill it */
@@ -83,9 +89,9 @@ struct chan {
 	struct chan_mark	*marks;
 	struct chan_mark	**marks_tail;
 
-	unsigned		 busy;		/* callbacks on the stack */
-	unsigned		 freed:1;
-	unsigned		 dead:1;	/* closed was reported */
+	struct defer		 reap;
+	unsigned		 dead:1;	/* chan_free was called */
+	unsigned		 closed:1;	/* the stream is over */
 	unsigned		 paused:1;
 	unsigned		 shutting:1;
 	unsigned		 wsched:1;	/* the write callback will run */
@@ -95,6 +101,8 @@ struct chan {
 static void	chan_read_cb(evutil_socket_t, short, void *);
 static void	chan_write_cb(evutil_socket_t, short, void *);
 static void	chan_line_cb(evutil_socket_t, short, void *);
+static void	chan_stop(struct chan *);
+static void	chan_release(void *);
 
 static void
 chan_close_fds(const int *fds, size_t n)
@@ -151,24 +159,37 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	    c->rev == NULL || c->wev == NULL || (lto > 0 && c->lev == NULL) ||
 	    event_add(c->rev, NULL) != 0) {
 		c->fd = -1;	/* the caller keeps fd on failure */
-		chan_free(c);
+		chan_stop(c);
+		chan_release(c);	/* no callback ran: nothing to wait for */
 		return NULL;
 	}
 	return c;
 }
 
-/* The one place memory and the socket go. */
+/* No callback and no I/O from here on: the events and the socket go. */
 static void
-chan_release(struct chan *c)
+chan_stop(struct chan *c)
 {
-	struct chan_mark	*m;
-
 	if (c->rev != NULL)
 		event_free(c->rev);
 	if (c->wev != NULL)
 		event_free(c->wev);
 	if (c->lev != NULL)
 		event_free(c->lev);
+	c->rev = c->wev = c->lev = NULL;
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/* The memory and the fds not handed over, from the loop (or
+   defer_flush): touches no event, the base may be gone. */
+static void
+chan_release(void *arg)
+{
+	struct chan		*c = arg;
+	struct chan_mark	*m;
+
 	while ((m = c->marks) != NULL) {
 		c->marks = m->next;
 		chan_close_fds(m->fds, m->nfds);
@@ -180,47 +201,29 @@ chan_release(struct chan *c)
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	qmp_framer_free(&c->fr);
-	if (c->fd != -1)
-		close(c->fd);
 	free(c);
 }
 
 void
 chan_free(struct chan *c)
 {
-	if (c == NULL || c->freed)
+	if (c == NULL || c->dead)
 		return;
-	c->freed = 1;
 	c->dead = 1;
-	/* From inside our own callback: no more callbacks, memory goes when
-	   the callback returns to us. */
-	if (c->busy > 0) {
-		if (c->rev != NULL)
-			event_del(c->rev);
-		if (c->wev != NULL)
-			event_del(c->wev);
-		if (c->lev != NULL)
-			event_del(c->lev);
-		return;
-	}
-	chan_release(c);
-}
-
-/* Called at the end of every entry from the loop. */
-static void
-chan_leave(struct chan *c)
-{
-	if (--c->busy == 0 && c->freed)
-		chan_release(c);
+	c->closed = 1;		/* closed is not reported after this */
+	chan_stop(c);
+	/* from inside our own callback the caller still reads c when it
+	   returns: the memory waits for the loop */
+	defer_free(c->base, &c->reap, chan_release, c);
 }
 
 /* The stream is over: report once, then only chan_free is expected. */
 static void
 chan_fail(struct chan *c, const char *why)
 {
-	if (c->dead)
+	if (c->closed)
 		return;
-	c->dead = 1;
+	c->closed = 1;
 	event_del(c->rev);
 	event_del(c->wev);
 	if (c->lev != NULL)
@@ -235,7 +238,8 @@ chan_report_bad(struct chan *c, const char *fmt, ...)
 	struct qmp_error	e;
 	va_list			ap;
 
-	if (c->ops->bad == NULL)
+	/* a bad callback before may have freed or closed us */
+	if (c->ops->bad == NULL || c->closed)
 		return;
 	va_start(ap, fmt);
 	qmp_error_vset(&e, QMP_CLS_GENERIC, fmt, ap);
@@ -269,7 +273,7 @@ chan_deliver(struct chan *c)
 	uint64_t		 end;
 	size_t			 n;
 
-	while (!c->paused && !c->dead) {
+	while (!c->paused && !c->closed) {
 		rc = qmp_framer_next(&c->fr, &msg, &err);
 		if (rc == QMP_FRAME_NONE)
 			return 0;
@@ -297,7 +301,7 @@ chan_deliver(struct chan *c)
 			json_decref(msg);
 			chan_drop_fds(c, n);
 		}
-		if (c->freed)
+		if (c->dead)
 			return -1;
 	}
 	return -1;
@@ -350,7 +354,7 @@ chan_line_timer(struct chan *c, int progress)
 {
 	struct timeval	tv;
 
-	if (c->lev == NULL || c->dead)
+	if (c->lev == NULL || c->closed)
 		return;
 	if (c->paused || c->shutting || qmp_framer_pending(&c->fr) == 0) {
 		event_del(c->lev);
@@ -371,11 +375,9 @@ chan_line_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	c->busy++;
 	snprintf(why, sizeof why, "incomplete line, then nothing for %d ms",
 	    c->line_timeout_ms);
 	chan_fail(c, why);
-	chan_leave(c);
 }
 
 static void
@@ -393,7 +395,6 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t		 n;
 	int		 round, progress = 0;
 
-	c->busy++;
 	/* lines framed before a pause come first */
 	if (chan_deliver(c) == -1)
 		goto out;
@@ -429,7 +430,7 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (mh.msg_controllen > 0)
 			chan_take_fds(c, &mh, c->rtotal + (n > 0 ? n - 1 : 0));
-		if (c->freed)
+		if (c->dead)
 			goto out;
 		if (n == 0) {
 			chan_fail(c, "end of file");
@@ -457,15 +458,14 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	}
 out:
-	if (!c->freed)
+	if (!c->dead)
 		chan_line_timer(c, progress);
-	chan_leave(c);
 }
 
 void
 chan_pause_read(struct chan *c, int paused)
 {
-	if (c->dead || (c->paused != 0) == (paused != 0))
+	if (c->closed || (c->paused != 0) == (paused != 0))
 		return;
 	c->paused = paused != 0;
 	chan_line_timer(c, 1);
@@ -484,7 +484,7 @@ chan_pause_read(struct chan *c, int paused)
 static void
 chan_kick(struct chan *c)
 {
-	if (c->wsched || c->dead)
+	if (c->wsched || c->closed)
 		return;
 	c->wsched = 1;
 	/* runs later in this loop pass: sends queued in one callback go
@@ -587,29 +587,26 @@ chan_write_cb(evutil_socket_t fd, short what, void *arg)
 	int		 more;
 
 	c->wsched = 0;
-	if (c->dead)
+	if (c->closed)
 		return;
-	c->busy++;
 	if (chan_flush(c, &more) == -1) {
 		chan_fail(c, strerror(errno));
-		goto out;
+		return;
 	}
 	if (more) {
 		c->wsched = 1;
 		event_add(c->wev, NULL);
-		goto out;
+		return;
 	}
 	if (c->held) {
 		c->held = 0;
 		if (c->ops->drained != NULL)
 			c->ops->drained(c, c->arg);
-		if (c->freed || c->dead)
-			goto out;
+		if (c->closed)		/* freed, or closed, in there */
+			return;
 	}
 	if (c->shutting && evbuffer_get_length(c->out) == 0)
 		chan_fail(c, "shut down");
-out:
-	chan_leave(c);
 }
 
 int
@@ -619,7 +616,7 @@ chan_send(struct chan *c, const void *buf, size_t len, const int *fds,
 	struct chan_mark	*m;
 	size_t			 i;
 
-	if (c->dead || c->shutting)
+	if (c->closed || c->shutting)
 		return -1;
 	if (nfds > CHAN_SCM_MAX || (nfds > 0 && len == 0)) {
 		errno = EINVAL;
@@ -671,7 +668,7 @@ chan_send_json(struct chan *c, const json_t *j)
 	char			*buf;
 	size_t			 n;
 
-	if (c->dead || c->shutting)
+	if (c->closed || c->shutting)
 		return -1;
 	/* Serialise straight into the output buffer; big messages take
 	   the malloc'd route, still without a copy. */
@@ -716,7 +713,7 @@ chan_fd(const struct chan *c)
 void
 chan_shutdown(struct chan *c)
 {
-	if (c->dead || c->shutting)
+	if (c->closed || c->shutting)
 		return;
 	c->shutting = 1;
 	if (c->lev != NULL)

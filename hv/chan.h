@@ -8,10 +8,12 @@
  * bounded buffers, fd accounting and teardown rules.
  *
  * Teardown: the owner calls chan_free() exactly once, from anywhere,
- * including inside one of this channel's own callbacks; the memory is
- * released when the callback returns and no further callback is made.
- * When the peer goes away (EOF, error, overflow) ops->closed is called
- * once; the owner then calls chan_free().
+ * including inside one of this channel's own callbacks; no further
+ * callback is made and the socket is closed at once, the memory is
+ * released on a later pass of the loop (util/defer.h). When the peer goes
+ * away (EOF, error, overflow) ops->closed is called once; the owner then
+ * calls chan_free(). A process that stops its loop for good calls
+ * defer_flush() after its last chan_free().
  */
 #ifndef HV_CHAN_H
 #define HV_CHAN_H

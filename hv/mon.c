@@ -13,14 +13,13 @@
  * Plain commands pipeline.
  *
  * Re-entrancy: the owner may call mon_free() from any of our callbacks.
- * Every entry from the loop holds the monitor (busy) and every callback is
- * followed by a freed check; the memory goes when the outermost entry
- * returns.
+ * mon_free() marks the monitor dead, frees its channel and events, and
+ * leaves the memory to a later loop pass (util/defer.h); every callback
+ * is followed by a dead check, so code on the stack stops there.
  */
 #include "config.h"
 
 #include <sys/types.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -38,6 +37,8 @@
 
 #include "hv/chan.h"
 #include "hv/mon.h"
+#include "util/defer.h"
+#include "util/queue.h"
 
 #define MON_TIMEOUT_DEF		30000
 #define MON_BACKOFF_MIN_DEF	100
@@ -106,11 +107,13 @@ struct mon {
 	size_t			 npending;	/* owner's commands not completed */
 	uint64_t		 next_id;
 
-	unsigned		 busy;
-	int			 freed;
+	struct defer		 reap;
+	int			 dead;		/* mon_free was called */
 };
 
 static void	mon_connect(struct mon *);
+static void	mon_stop(struct mon *);
+static void	mon_release(void *);
 static void	mon_drop(struct mon *, const char *, struct mon_cmd *);
 static void	mon_flush(struct mon *);
 static void	mon_caps_done(struct mon *, json_t *, const struct qmp_error *);
@@ -140,21 +143,6 @@ mon_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-mon_hold(struct mon *m)
-{
-	m->busy++;
-}
-
-static void	mon_release_mem(struct mon *);
-
-static void
-mon_unhold(struct mon *m)
-{
-	if (--m->busy == 0 && m->freed)
-		mon_release_mem(m);
 }
 
 /* ---- command sets ---- */
@@ -287,7 +275,7 @@ mon_complete(struct mon *m, struct mon_cmd *c, json_t *ret,
 		c->fn(m, ret, err, c->arg);
 	}
 	mon_cmd_free(c);
-	return m->freed ? -1 : 0;
+	return m->dead ? -1 : 0;
 }
 
 static int __attribute__((format(printf, 3, 4)))
@@ -315,7 +303,9 @@ mon_defer_fail(struct mon *m, struct mon_cmd *c, const char *cls,
 		va_end(ap);
 	}
 	TAILQ_INSERT_TAIL(&m->done, c, entry);
-	event_active(m->defer, EV_TIMEOUT, 1);
+	/* dying: mon_free is reporting 'done' itself, the event is gone */
+	if (!m->dead)
+		event_active(m->defer, EV_TIMEOUT, 1);
 }
 
 static void
@@ -325,14 +315,12 @@ mon_defer_cb(evutil_socket_t fd, short what, void *arg)
 	struct mon_cmd		*c;
 	struct qmp_error	 oom;
 
-	mon_hold(m);
-	while (!m->freed && (c = TAILQ_FIRST(&m->done)) != NULL) {
+	while (!m->dead && (c = TAILQ_FIRST(&m->done)) != NULL) {
 		TAILQ_REMOVE(&m->done, c, entry);
 		if (c->lerr == NULL)
 			qmp_error_set(&oom, QMP_CLS_GENERIC, "out of memory");
 		mon_complete(m, c, NULL, c->lerr != NULL ? c->lerr : &oom);
 	}
-	mon_unhold(m);
 }
 
 static void
@@ -366,7 +354,6 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct mon_cmd	*c;
 	uint64_t	 now = mon_now();
 
-	mon_hold(m);
 	/* Not yet written: only that command is late, the connection is
 	   not to blame. */
 	while ((c = TAILQ_FIRST(&m->queue)) != NULL && c->deadline <= now) {
@@ -374,7 +361,7 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 		if (mon_fail(m, c, "command '%s' timed out after %d ms "
 		    "waiting for the monitor (%s)", c->name, m->timeout_ms,
 		    mon_state_name(m->state)) == -1)
-			goto out;
+			return;
 	}
 	/* Written and unanswered: the peer is stuck. Its replies can no
 	   longer be trusted to come, so start afresh. */
@@ -384,12 +371,10 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(why, sizeof why, "command '%s' timed out after %d ms",
 		    c->name, m->timeout_ms);
 		mon_drop(m, why, c);
-		if (m->freed)
-			goto out;
+		if (m->dead)
+			return;
 	}
 	mon_arm_timer(m);
-out:
-	mon_unhold(m);
 }
 
 /* Command names QEMU uses need no JSON escaping. */
@@ -589,7 +574,7 @@ mon_flush(struct mon *m)
 	size_t		 i;
 	int		 rc;
 
-	while (!m->freed && m->state == MON_READY && m->fdblock == NULL &&
+	while (!m->dead && m->state == MON_READY && m->fdblock == NULL &&
 	    (c = TAILQ_FIRST(&m->queue)) != NULL) {
 		if (c->has_fds && !TAILQ_EMPTY(&m->sent))
 			break;
@@ -620,7 +605,7 @@ mon_set_state(struct mon *m, enum mon_state st, const char *why)
 	if (m->state == st)
 		return;
 	m->state = st;
-	if (!m->freed && m->ops != NULL && m->ops->state != NULL)
+	if (!m->dead && m->ops != NULL && m->ops->state != NULL)
 		m->ops->state(m, st, why, m->arg);
 }
 
@@ -667,7 +652,7 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	enum mon_state	 was = m->state;
 	char		 buf[256];
 
-	if (was == MON_DISCONNECTED || m->freed)
+	if (was == MON_DISCONNECTED || m->dead)
 		return;
 	snprintf(buf, sizeof buf, "%s", why);
 	chan_free(m->chan);
@@ -679,7 +664,6 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
 
-	mon_hold(m);
 	for (;;) {
 		if ((c = TAILQ_FIRST(&m->sent)) != NULL)
 			TAILQ_REMOVE(&m->sent, c, entry);
@@ -689,10 +673,10 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 			break;
 		if (c == culprit) {
 			if (mon_fail(m, c, "%s", buf) == -1)
-				goto out;
+				return;
 		} else if (mon_fail(m, c, "monitor connection lost: %s",
 		    buf) == -1)
-			goto out;
+			return;
 	}
 	evtimer_del(m->timer);
 	if (!m->no_reconnect)
@@ -700,8 +684,6 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	/* report with the state it had: set back so the change shows */
 	m->state = was;
 	mon_set_state(m, MON_DISCONNECTED, buf);
-out:
-	mon_unhold(m);
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -817,9 +799,8 @@ mon_chan_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 
 	for (i = 0; i < nfds; i++)	/* QEMU has no business sending fds */
 		close(fds[i]);
-	if (m->freed || m->chan != ch)
+	if (m->dead || m->chan != ch)
 		return;
-	mon_hold(m);
 	type = qmp_msg_classify(msg);
 	if (type == QMP_MSG_GREETING)
 		mon_greeting(m, msg);
@@ -834,7 +815,6 @@ mon_chan_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	} else
 		mon_protocol_error(m, "unexpected %s message",
 		    qmp_msg_type_name(type));
-	mon_unhold(m);
 }
 
 static void
@@ -842,11 +822,9 @@ mon_chan_bad(struct chan *ch, const struct qmp_error *err, void *arg)
 {
 	struct mon	*m = arg;
 
-	if (m->freed || m->chan != ch)
+	if (m->dead || m->chan != ch)
 		return;
-	mon_hold(m);
 	mon_protocol_error(m, "%s", err->desc);
-	mon_unhold(m);
 }
 
 static void
@@ -855,12 +833,10 @@ mon_chan_closed(struct chan *ch, const char *why, void *arg)
 	struct mon	*m = arg;
 	char		 buf[256];
 
-	if (m->freed || m->chan != ch)
+	if (m->dead || m->chan != ch)
 		return;
-	mon_hold(m);
 	snprintf(buf, sizeof buf, "connection closed: %s", why);
 	mon_drop(m, buf, NULL);
-	mon_unhold(m);
 }
 
 static const struct chan_ops mon_chan_ops = {
@@ -875,12 +851,10 @@ mon_nego_cb(evutil_socket_t fd, short what, void *arg)
 	struct mon	*m = arg;
 	char		 why[160];
 
-	mon_hold(m);
 	snprintf(why, sizeof why, "negotiation timed out after %d ms (%s)",
 	    m->timeout_ms, m->greeted ? "no reply to qmp_capabilities or "
 	    "query-commands" : "no greeting");
 	mon_drop(m, why, NULL);
-	mon_unhold(m);
 }
 
 static void
@@ -893,7 +867,7 @@ mon_connect(struct mon *m)
 	int			 fd;
 
 	mon_set_state(m, MON_CONNECTING, NULL);
-	if (m->freed)
+	if (m->dead)
 		return;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -938,10 +912,8 @@ mon_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mon	*m = arg;
 
-	mon_hold(m);
 	if (m->state == MON_DISCONNECTED || m->state == MON_CONNECTING)
 		mon_connect(m);
-	mon_unhold(m);
 }
 
 struct mon *
@@ -985,8 +957,9 @@ mon_new(struct event_base *base, const char *path,
 	m->defer = event_new(base, -1, 0, mon_defer_cb, m);
 	if (m->path == NULL || m->retry == NULL || m->nego == NULL ||
 	    m->timer == NULL || m->defer == NULL) {
-		m->ops = NULL;
-		mon_free(m);
+		/* no callback ran: nothing to wait for */
+		mon_stop(m);
+		mon_release(m);
 		return NULL;
 	}
 	/* connect from the loop: no callback from inside mon_new */
@@ -994,9 +967,12 @@ mon_new(struct event_base *base, const char *path,
 	return m;
 }
 
+/* No callback from here on: the channel and the events go. */
 static void
-mon_release_mem(struct mon *m)
+mon_stop(struct mon *m)
 {
+	chan_free(m->chan);
+	m->chan = NULL;
 	if (m->retry != NULL)
 		event_free(m->retry);
 	if (m->nego != NULL)
@@ -1005,6 +981,24 @@ mon_release_mem(struct mon *m)
 		event_free(m->timer);
 	if (m->defer != NULL)
 		event_free(m->defer);
+	m->retry = m->nego = m->timer = m->defer = NULL;
+}
+
+/* The memory, from the loop (or defer_flush): touches no event, the base
+   may be gone. */
+static void
+mon_release(void *arg)
+{
+	struct mon	*m = arg;
+	struct mon_cmd	*c;
+
+	/* mon_free reported everything; only a command issued on the dead
+	   monitor after mon_free returned can be left, and its owner was
+	   told its callbacks are over */
+	while ((c = TAILQ_FIRST(&m->done)) != NULL) {
+		TAILQ_REMOVE(&m->done, c, entry);
+		mon_cmd_free(c);
+	}
 	free(m->path);
 	free(m);
 }
@@ -1014,26 +1008,16 @@ mon_free(struct mon *m)
 {
 	struct mon_cmd	*c;
 
-	if (m == NULL || m->freed)
+	if (m == NULL || m->dead)
 		return;
-	m->freed = 1;
+	m->dead = 1;
 	/* commands issued from the callbacks below fail through 'done' */
 	m->state = MON_DISCONNECTED;
-	chan_free(m->chan);
-	m->chan = NULL;
-	if (m->retry != NULL)
-		event_del(m->retry);
-	if (m->nego != NULL)
-		event_del(m->nego);
-	if (m->timer != NULL)
-		event_del(m->timer);
-	if (m->defer != NULL)
-		event_del(m->defer);
+	mon_stop(m);
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
 
 	/* the owner hears about every command, inside this call */
-	mon_hold(m);
 	for (;;) {
 		if ((c = TAILQ_FIRST(&m->done)) != NULL) {
 			TAILQ_REMOVE(&m->done, c, entry);
@@ -1058,7 +1042,9 @@ mon_free(struct mon *m)
 			break;
 		mon_fail(m, c, "monitor %s closed", m->path);
 	}
-	mon_unhold(m);
+	/* from inside our own callback the caller still reads m when it
+	   returns: the memory waits for the loop */
+	defer_free(m->base, &m->reap, mon_release, m);
 }
 
 enum mon_state

@@ -69,7 +69,10 @@ struct mon	*mon_new(struct event_base *, const char *socket_path,
 		    const struct mon_opts *, const struct mon_ops *, void *arg);
 /* Completes every pending command with an error first (callbacks run
    inside this call); the owner's ops are not called after it returns.
-   Safe from inside any of this monitor's callbacks. */
+   Safe from inside any of this monitor's callbacks. The connection is
+   closed at once, the memory released on a later pass of the loop
+   (util/defer.h): a process that stops its loop for good calls
+   defer_flush() after its last mon_free(). */
 void		 mon_free(struct mon *);
 
 /* Queue a command. args is stolen (may be NULL). fds are dup'd and sent

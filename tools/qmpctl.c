@@ -36,6 +36,7 @@
 #include "hv/chan.h"
 #include "proto/qmp_msg.h"
 #include "tools/qmpctl.h"
+#include "util/defer.h"
 
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_QMP	1
@@ -772,6 +773,8 @@ ctl_run(struct ctl *ctl)
 	if (sigterm != NULL)
 		event_free(sigterm);
 	event_base_free(ctl->base);
+	/* the channel's memory waited for a loop pass */
+	defer_flush();
 	return ctl->rc;
 }
 

@@ -26,6 +26,7 @@ TAILQ_HEAD(defer_q, defer);
 
 static struct defer_q	defer_queue = TAILQ_HEAD_INITIALIZER(defer_queue);
 static size_t		defer_n;
+static int		defer_flushing;	/* defer_flush() is running */
 
 static void
 defer_pass(evutil_socket_t fd, short what, void *arg)
@@ -60,6 +61,10 @@ defer_free(struct event_base *base, struct defer *d, defer_fn *fn, void *arg)
 	d->arg = arg;
 	TAILQ_INSERT_TAIL(&defer_queue, d, entry);
 	defer_n++;
+	/* Queued by a release that defer_flush() runs: the flush takes it
+	   before it returns, and the base may be freed already. */
+	if (defer_flushing)
+		return;
 	/* No delay: libevent makes it active at once, so it runs as soon as
 	   the callbacks on the stack have returned to the loop. On failure
 	   the entry waits in the queue (see defer.h). */
@@ -71,11 +76,13 @@ defer_flush(void)
 {
 	struct defer	*d;
 
+	defer_flushing = 1;
 	while ((d = TAILQ_FIRST(&defer_queue)) != NULL) {
 		TAILQ_REMOVE(&defer_queue, d, entry);
 		defer_n--;
 		d->fn(d->arg);
 	}
+	defer_flushing = 0;
 }
 
 size_t

@@ -69,7 +69,9 @@ struct defer {
  *	not queued already (an object is released once: its dead flag
  *	guards this). Nobody touches it until fn runs; fn may free it.
  *   fn: called exactly once with arg, from a pass of base's loop or from
- *	defer_flush(); may call defer_free() for other objects.
+ *	defer_flush(); may call defer_free() for other objects (from
+ *	defer_flush() these are only queued, for the flush to take: their
+ *	base may be freed).
  *   arg: given to fn; ownership is fn's business.
  * Never calls fn from inside this call.
  */

@@ -26,6 +26,7 @@
 
 #include "hv/mon.h"
 #include "tests/unit/testutil.h"
+#include "util/defer.h"
 
 struct q {
 	struct event_base	*base;
@@ -137,6 +138,9 @@ q_stop(struct q *q)
 	rmdir(q->dir);
 	live = NULL;
 	event_base_free(q->base);
+	/* freed monitors and channels wait for a pass that will not come */
+	defer_flush();
+	assert_int_equal(defer_pending(), 0);
 	assert_int_equal(tu_fd_count(), q->fd0);
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tools/qmpbench/qmpbench.h"
+#include "util/defer.h"
 
 struct event_base *qb_base;
 
@@ -240,6 +241,7 @@ int
 main(int argc, char **argv)
 {
 	size_t	i;
+	int	rc;
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "-h") == 0) {
@@ -251,8 +253,12 @@ main(int argc, char **argv)
 	if ((qb_base = event_base_new()) == NULL)
 		qb_fatal("event_base_new failed");
 	for (i = 0; i < sizeof qb_cmds / sizeof qb_cmds[0]; i++) {
-		if (strcmp(argv[1], qb_cmds[i].name) == 0)
-			return (qb_cmds[i].fn(argc - 1, argv + 1));
+		if (strcmp(argv[1], qb_cmds[i].name) == 0) {
+			rc = qb_cmds[i].fn(argc - 1, argv + 1);
+			/* connections closed last waited for a loop pass */
+			defer_flush();
+			return (rc);
+		}
 	}
 	qb_usage();
 	return (2);
