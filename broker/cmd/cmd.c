@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "broker/core/conf.h"
 #include "broker/core/job.h"
 #include "broker/core/log.h"
+#include "broker/vm/vm.h"
 
 static const struct cmd_entry *const cmd_tables[] = {
 	cmd_base_table,
@@ -54,30 +56,93 @@ cmd_foreach(void (*fn)(const struct cmd_entry *, void *), void *arg)
 }
 
 /*
- * vm-allow: a command that names a VM ("vm", "name" for the vm-*
- * commands and query-vms, "domain" for the domain-* ones) runs only for a peer that VM allows. Checked
- * here, once, so no command can forget it.
+ * vm-allow: a command that names a VM (its .target.arg: "vm", "name" for
+ * vm-add, vm-remove and query-vms, "domain" for the domain-* ones, as a
+ * domain libvirt runs is the broker's VM of the same name) runs only for
+ * a peer that VM allows. Checked here, once, before anything else about
+ * the request, so no command can forget it and a refused peer learns
+ * nothing from the other errors.
  */
 static int
-cmd_vm_allowed(struct req *r, const char *name, json_t *args)
+cmd_vm_allowed(struct req *r, const struct cmd_entry *e, json_t *args)
 {
 	const char	*vm;
+	unsigned	 kind = e->target.kind & CMD_TARGET_KIND;
 
-	if (conf.n_vm_allows == 0 || !json_is_object(args))
+	if ((kind != CMD_ALLOW_VM && kind != CMD_FIND_VM) ||
+	    conf.n_vm_allows == 0 || !json_is_object(args))
 		return (1);
-	vm = json_string_value(json_object_get(args, "vm"));
-	if (vm == NULL && (strncmp(name, "vm-", 3) == 0 ||
-	    strcmp(name, "query-vms") == 0 || strcmp(name, "has-device") == 0))
-		vm = json_string_value(json_object_get(args, "name"));
-	/* a domain libvirt runs is the broker's VM of the same name */
-	if (vm == NULL && strncmp(name, "domain-", 7) == 0)
-		vm = json_string_value(json_object_get(args, "domain"));
+	vm = json_string_value(json_object_get(args, e->target.arg));
 	if (vm == NULL || req_vm_allowed(r, vm))
 		return (1);
 	log_warn("refused %s on VM '%s' for uid %u gid %u pid %ld (vm-allow)",
-	    name, vm, (unsigned)req_peer(r)->uid, (unsigned)req_peer(r)->gid,
-	    (long)req_peer(r)->pid);
+	    e->name, vm, (unsigned)req_peer(r)->uid,
+	    (unsigned)req_peer(r)->gid, (long)req_peer(r)->pid);
 	req_error(r, QMP_CLS_GENERIC, "Permission denied");
+	return (0);
+}
+
+/*
+ * .args through req_unpack itself, so the texts and their order (missing,
+ * mistyped, unexpected) are exactly those of a command that unpacks its
+ * own. The values land in v and are dropped: exec reads args again. Slots
+ * past the format are passed but never read.
+ */
+static int
+cmd_check_args(struct req *r, const struct cmd_entry *e, json_t *args)
+{
+	union {
+		const char	*s;
+		json_int_t	 I;
+		int		 b;
+		json_t		*o;
+	}			 v[CMD_ARGS_MAX];
+	const struct cmd_arg	*a;
+	char			 fmt[2 + 5 * CMD_ARGS_MAX + 1], *p = fmt;
+	const char		*k[CMD_ARGS_MAX] = { NULL };
+	size_t			 i;
+
+	*p++ = '{';
+	for (i = 0, a = e->args; i < CMD_ARGS_MAX && a->name != NULL;
+	    i++, a++) {
+		if (i > 0)
+			*p++ = ',';
+		*p++ = 's';
+		*p++ = a->required ? ':' : '?';
+		*p++ = a->type;
+		k[i] = a->name;
+	}
+	*p++ = '}';
+	*p = '\0';
+	return (req_unpack(r, args, fmt, k[0], (void *)&v[0], k[1],
+	    (void *)&v[1], k[2], (void *)&v[2], k[3], (void *)&v[3]));
+}
+
+/* The target into t; -1 with r finished if it names nothing. */
+static int
+cmd_resolve(struct req *r, const struct cmd_entry *e, json_t *args,
+    struct cmd_target *t)
+{
+	json_t	*v;
+
+	memset(t, 0, sizeof *t);
+	if (e->target.arg == NULL ||
+	    (v = json_object_get(args, e->target.arg)) == NULL)
+		return (0);
+	t->name = json_string_value(v);
+	switch (e->target.kind & CMD_TARGET_KIND) {
+	case CMD_FIND_VM:
+		if ((t->vm = vm_find(t->name)) == NULL) {
+			req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'",
+			    t->name);
+			return (-1);
+		}
+		break;
+	case CMD_FIND_JOB:
+		if ((t->job = cmd_find_job(r, json_integer_value(v))) == NULL)
+			return (-1);
+		break;
+	}
 	return (0);
 }
 
@@ -85,6 +150,7 @@ void
 cmd_dispatch(struct req *r, const char *name, json_t *args, bool negotiated)
 {
 	const struct cmd_entry	*e;
+	struct cmd_target	 t;
 
 	if ((e = cmd_find(name)) == NULL) {
 		req_error(r, QMP_CLS_NOTFOUND, "The command %s has not been "
@@ -99,9 +165,28 @@ cmd_dispatch(struct req *r, const char *name, json_t *args, bool negotiated)
 	/* fds nobody asked for must not pile up in the broker. */
 	if (!(e->flags & CMD_FDS))
 		req_close_fds(r);
-	if (!cmd_vm_allowed(r, name, args))
+	if (!cmd_vm_allowed(r, e, args))
 		return;
-	e->exec(r, args, e);
+	/* a CMD_FIND_* entry declares .args: its argument is then known
+	   to be of the right type, or absent if CMD_TARGET_OPT */
+	if (e->args[0].name != NULL && cmd_check_args(r, e, args) == -1)
+		return;
+	if (cmd_resolve(r, e, args, &t) == -1)
+		return;
+	e->exec(r, args, e, &t);
+}
+
+struct job *
+cmd_find_job(struct req *r, json_int_t id)
+{
+	struct job	*j;
+
+	if (id <= 0 || (j = job_find((uint64_t)id)) == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "job %lld not found",
+		    (long long)id);
+		return (NULL);
+	}
+	return (j);
 }
 
 void

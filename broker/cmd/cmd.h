@@ -5,6 +5,29 @@
  * defines one table ending in a zeroed entry; cmd.c lists the tables. A
  * command's exec receives a request that it must finish exactly once
  * (session/req.h), now or later from a callback.
+ *
+ * An entry says what the command needs, and cmd_dispatch checks it
+ * before exec runs, in this order (the order errors reach the wire):
+ *
+ *  .target.arg	the argument naming the command's VM, domain or job.
+ *		For a VM or domain it is checked against vm-allow first,
+ *		before any other argument: a refusal answers "Permission
+ *		denied" whatever else is wrong with the request.
+ *  .args	the arguments, each with its type and whether it is
+ *		required, checked with req_unpack's texts ("Parameter 'x'
+ *		is missing", ...). An entry without .args checks its own
+ *		with req_unpack in exec.
+ *  .target	then resolved: CMD_FIND_VM and CMD_FIND_JOB put the VM or
+ *		job in the struct cmd_target exec receives, or answer the
+ *		command's not-found error. Resolving needs .args, so that
+ *		argument errors still come before "not found".
+ *
+ * CMD_ALLOW_VM only checks vm-allow: the VM need not exist (vm-add), it
+ * is a libvirt domain (domain-*), or the command looks it up itself
+ * because other checks must come first (vm-execute, and the hotplug
+ * commands, whose hotplug_vm checks a running reconcile before the VM).
+ * CMD_TARGET_OPT lets the argument be absent: then nothing is checked
+ * or resolved.
  */
 #ifndef BROKER_CMD_CMD_H
 #define BROKER_CMD_CMD_H
@@ -16,16 +39,48 @@
 #include "broker/session/req.h"
 
 struct job;
+struct vm;
 
 #define CMD_PRECAP	0x1	/* allowed before qmp_capabilities */
 #define CMD_FDS		0x2	/* takes fds passed with the request */
 
+/* .target.kind */
+#define CMD_TARGET_NONE	0
+#define CMD_ALLOW_VM	1	/* a string, checked against vm-allow */
+#define CMD_FIND_VM	2	/* a string, vm-allow, then an existing VM */
+#define CMD_FIND_JOB	3	/* an integer, an existing job */
+#define CMD_TARGET_KIND	0xff
+#define CMD_TARGET_OPT	0x100	/* may be absent */
+
+#define CMD_ARGS_MAX	4
+
+/* One argument: type is req_unpack's (jansson's) letter, 's' a string,
+   'I' an integer, 'b' a boolean, 'o' any value. */
+struct cmd_arg {
+	const char	*name;
+	char		 type;
+	bool		 required;
+};
+
+/* What the dispatcher resolved for exec; all NULL when not declared. */
+struct cmd_target {
+	const char	*name;	/* the target argument's string */
+	struct vm	*vm;	/* CMD_FIND_VM */
+	struct job	*job;	/* CMD_FIND_JOB */
+};
+
 struct cmd_entry {
 	const char	*name;
 	void		(*exec)(struct req *, json_t *args,
-			    const struct cmd_entry *);
+			    const struct cmd_entry *,
+			    const struct cmd_target *);
 	unsigned	 flags;
 	int		 op;	/* for an exec that serves several commands */
+	struct {
+		const char	*arg;
+		unsigned	 kind;
+	}		 target;
+	struct cmd_arg	 args[CMD_ARGS_MAX + 1];	/* name NULL ends */
 };
 
 /* Runs name with args on behalf of r: the session's dispatch hook. */
@@ -34,6 +89,9 @@ void	cmd_dispatch(struct req *, const char *name, json_t *args,
 const struct cmd_entry *cmd_find(const char *name);
 /* Calls fn for every command, in table order (query-commands). */
 void	cmd_foreach(void (*fn)(const struct cmd_entry *, void *), void *);
+
+/* The job numbered id, or NULL with r finished: "job ID not found". */
+struct job *cmd_find_job(struct req *, json_int_t id);
 
 /* A started job's reply, {"job": ID}. */
 void	cmd_reply_job(struct req *, struct job *);

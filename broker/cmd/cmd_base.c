@@ -8,8 +8,8 @@
 #include "broker/session/client.h"
 
 static void
-cmd_qmp_capabilities(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct client	*c = client_of(r);
 	json_t		*enable = NULL, *v;
@@ -44,8 +44,8 @@ cmd_query_commands_one(const struct cmd_entry *e, void *arg)
 }
 
 static void
-cmd_query_commands(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_query_commands(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	json_t	*list;
 
@@ -57,8 +57,8 @@ cmd_query_commands(struct req *r, json_t *args,
 }
 
 static void
-cmd_query_version(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_query_version(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const struct qmp_version	*v = loop_version();
 
@@ -70,8 +70,9 @@ cmd_query_version(struct req *r, json_t *args,
 }
 
 const struct cmd_entry cmd_base_table[] = {
-	{ "qmp_capabilities", cmd_qmp_capabilities, CMD_PRECAP, 0 },
-	{ "query-commands", cmd_query_commands, 0, 0 },
-	{ "query-version", cmd_query_version, 0, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "qmp_capabilities", .exec = cmd_qmp_capabilities,
+	    .flags = CMD_PRECAP },
+	{ .name = "query-commands", .exec = cmd_query_commands },
+	{ .name = "query-version", .exec = cmd_query_version },
+	{ .name = NULL }
 };

@@ -24,7 +24,8 @@ cmd_domain_launch(struct req *r, const struct domain_req *q)
 
 /* domain-start and the others that name a domain and nothing else. */
 static void
-cmd_domain_simple(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_domain_simple(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = (enum virt_op)e->op };
 
@@ -34,7 +35,8 @@ cmd_domain_simple(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_domain_define(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_domain_define(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = VIRT_DEFINE };
 
@@ -44,7 +46,8 @@ cmd_domain_define(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_domain_shutdown(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_domain_shutdown(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = VIRT_SHUTDOWN };
 	json_int_t		timeout = DOMAIN_SHUTDOWN_S;
@@ -60,7 +63,8 @@ cmd_domain_shutdown(struct req *r, json_t *args, const struct cmd_entry *e)
 
 /* domain-snapshot, domain-snapshot-revert */
 static void
-cmd_domain_snap(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_domain_snap(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = (enum virt_op)e->op };
 
@@ -71,7 +75,8 @@ cmd_domain_snap(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_domain_migrate(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_domain_migrate(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = VIRT_MIGRATE };
 	json_int_t		bw = 0;
@@ -95,7 +100,8 @@ cmd_query_domains_done(json_t *list, const struct qmp_error *err, void *arg)
 }
 
 static void
-cmd_query_domains(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_query_domains(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct qmp_error	err;
 
@@ -105,20 +111,34 @@ cmd_query_domains(struct req *r, json_t *args, const struct cmd_entry *e)
 		req_error_qmp(r, &err);
 }
 
+/* a domain libvirt runs is the broker's VM of the same name: vm-allow
+   applies, though the broker may not know the VM */
+#define DOMAIN_TARGET	{ "domain", CMD_ALLOW_VM }
+
 const struct cmd_entry cmd_domain_table[] = {
-	{ "domain-define", cmd_domain_define, 0, 0 },
-	{ "domain-undefine", cmd_domain_simple, 0, VIRT_UNDEFINE },
-	{ "domain-start", cmd_domain_simple, 0, VIRT_START },
-	{ "domain-shutdown", cmd_domain_shutdown, 0, 0 },
-	{ "domain-destroy", cmd_domain_simple, 0, VIRT_DESTROY },
-	{ "domain-reboot", cmd_domain_simple, 0, VIRT_REBOOT },
-	{ "domain-suspend", cmd_domain_simple, 0, VIRT_SUSPEND },
-	{ "domain-resume", cmd_domain_simple, 0, VIRT_RESUME },
-	{ "domain-save", cmd_domain_simple, 0, VIRT_SAVE },
-	{ "domain-snapshot", cmd_domain_snap, 0, VIRT_SNAPSHOT },
-	{ "domain-snapshot-revert", cmd_domain_snap, 0,
-	    VIRT_SNAPSHOT_REVERT },
-	{ "domain-migrate", cmd_domain_migrate, 0, 0 },
-	{ "query-domains", cmd_query_domains, 0, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "domain-define", .exec = cmd_domain_define },
+	{ .name = "domain-undefine", .exec = cmd_domain_simple,
+	    .op = VIRT_UNDEFINE, .target = DOMAIN_TARGET },
+	{ .name = "domain-start", .exec = cmd_domain_simple,
+	    .op = VIRT_START, .target = DOMAIN_TARGET },
+	{ .name = "domain-shutdown", .exec = cmd_domain_shutdown,
+	    .target = DOMAIN_TARGET },
+	{ .name = "domain-destroy", .exec = cmd_domain_simple,
+	    .op = VIRT_DESTROY, .target = DOMAIN_TARGET },
+	{ .name = "domain-reboot", .exec = cmd_domain_simple,
+	    .op = VIRT_REBOOT, .target = DOMAIN_TARGET },
+	{ .name = "domain-suspend", .exec = cmd_domain_simple,
+	    .op = VIRT_SUSPEND, .target = DOMAIN_TARGET },
+	{ .name = "domain-resume", .exec = cmd_domain_simple,
+	    .op = VIRT_RESUME, .target = DOMAIN_TARGET },
+	{ .name = "domain-save", .exec = cmd_domain_simple,
+	    .op = VIRT_SAVE, .target = DOMAIN_TARGET },
+	{ .name = "domain-snapshot", .exec = cmd_domain_snap,
+	    .op = VIRT_SNAPSHOT, .target = DOMAIN_TARGET },
+	{ .name = "domain-snapshot-revert", .exec = cmd_domain_snap,
+	    .op = VIRT_SNAPSHOT_REVERT, .target = DOMAIN_TARGET },
+	{ .name = "domain-migrate", .exec = cmd_domain_migrate,
+	    .target = DOMAIN_TARGET },
+	{ .name = "query-domains", .exec = cmd_query_domains },
+	{ .name = NULL }
 };

@@ -85,8 +85,8 @@ hp_copy(struct req *r, const char *what, const char *s, char *buf,
 }
 
 static void
-cmd_nic_add(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_nic_add(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char		*vmname, *id, *mac = NULL, *driver = NULL;
 	const char		*ifname = NULL, *bus = NULL;
@@ -165,8 +165,8 @@ cmd_nic_add(struct req *r, json_t *args,
 }
 
 static void
-cmd_disk_add(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_disk_add(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char		*vmname, *id, *source = NULL, *format = NULL;
 	const char		*driver = NULL, *bus = NULL;
@@ -241,7 +241,8 @@ cmd_disk_add(struct req *r, json_t *args,
 
 /* nic-del, disk-del */
 static void
-cmd_dev_del(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_dev_del(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char	*vmname, *id;
 	struct hp_vm	*hp;
@@ -254,8 +255,8 @@ cmd_dev_del(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_query_slots(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_query_slots(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char	*vmname;
 	struct hp_vm	*hp;
@@ -268,8 +269,8 @@ cmd_query_slots(struct req *r, json_t *args,
 }
 
 static void
-cmd_has_device(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_has_device(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char	*vmname, *id;
 	struct hp_vm	*hp;
@@ -281,12 +282,22 @@ cmd_has_device(struct req *r, json_t *args,
 	hp_has_device(hp, id, hp_req_done, r);
 }
 
+/* vm-allow only: hotplug_vm looks the VM up ("unknown VM"), after
+   refusing an operation while a reconcile runs */
+#define HP_TARGET	{ "vm", CMD_ALLOW_VM }
+
 const struct cmd_entry cmd_hp_table[] = {
-	{ "nic-add", cmd_nic_add, CMD_FDS, 0 },
-	{ "nic-del", cmd_dev_del, 0, HP_NIC },
-	{ "disk-add", cmd_disk_add, CMD_FDS, 0 },
-	{ "disk-del", cmd_dev_del, 0, HP_DISK },
-	{ "query-pci-slots", cmd_query_slots, 0, 0 },
-	{ "has-device", cmd_has_device, 0, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "nic-add", .exec = cmd_nic_add, .flags = CMD_FDS,
+	    .target = HP_TARGET },
+	{ .name = "nic-del", .exec = cmd_dev_del, .op = HP_NIC,
+	    .target = HP_TARGET },
+	{ .name = "disk-add", .exec = cmd_disk_add, .flags = CMD_FDS,
+	    .target = HP_TARGET },
+	{ .name = "disk-del", .exec = cmd_dev_del, .op = HP_DISK,
+	    .target = HP_TARGET },
+	{ .name = "query-pci-slots", .exec = cmd_query_slots,
+	    .target = HP_TARGET },
+	{ .name = "has-device", .exec = cmd_has_device,
+	    .target = HP_TARGET },
+	{ .name = NULL }
 };

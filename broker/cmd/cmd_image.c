@@ -7,7 +7,8 @@
 #include "broker/svc/image.h"
 
 static void
-cmd_image_attach(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_image_attach(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char		*path, *mode, *format = NULL;
 	int			 ro = 0;
@@ -24,7 +25,8 @@ cmd_image_attach(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_image_detach(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_image_detach(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char		*dev;
 	struct qmp_error	 err;
@@ -39,7 +41,7 @@ cmd_image_detach(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 const struct cmd_entry cmd_image_table[] = {
-	{ "image-attach", cmd_image_attach, 0, 0 },
-	{ "image-detach", cmd_image_detach, 0, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "image-attach", .exec = cmd_image_attach },
+	{ .name = "image-detach", .exec = cmd_image_detach },
+	{ .name = NULL }
 };

@@ -3,27 +3,18 @@
  */
 #include "config.h"
 
-#include <stdint.h>
-
 #include "broker/cmd/cmd.h"
 #include "broker/core/job.h"
 
-static struct job *
-cmd_job_lookup(struct req *req, json_int_t id)
-{
-	struct job	*j;
+enum { CMD_JOB_CANCEL, CMD_JOB_DISMISS };
 
-	if (id <= 0 || (j = job_find((uint64_t)id)) == NULL) {
-		req_error(req, QMP_CLS_GENERIC, "job %lld not found",
-		    (long long)id);
-		return NULL;
-	}
-	return j;
-}
-
+/*
+ * query-jobs looks its job up itself: an "id" of -1 lists them all, as
+ * no id does, where the dispatcher would answer "job -1 not found".
+ */
 static void
-cmd_query_jobs(struct req *req, json_t *args,
-    const struct cmd_entry *e)
+cmd_query_jobs(struct req *req, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	json_int_t	 id = -1;
 	struct job	*j;
@@ -35,50 +26,41 @@ cmd_query_jobs(struct req *req, json_t *args,
 		req_reply(req, job_list_json());
 		return;
 	}
-	if ((j = cmd_job_lookup(req, id)) == NULL)
+	if ((j = cmd_find_job(req, id)) == NULL)
 		return;
 	a = json_array();
 	json_array_append_new(a, job_json(j));
 	req_reply(req, a);
 }
 
-/* job-cancel and job-dismiss: the same lookup, one verb apart. */
+/* job-cancel and job-dismiss: the dispatcher found the job; .op is the
+   verb. */
 static void
-cmd_job_act(struct req *req, json_t *args,
-    int (*act)(struct job *, struct qmp_error *))
+cmd_job_act(struct req *req, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct qmp_error	 err;
-	json_int_t		 id;
-	struct job		*j;
+	int			 rc;
 
-	if (req_unpack(req, args, "{s:I}", "id", &id) != 0)
-		return;
-	if ((j = cmd_job_lookup(req, id)) == NULL)
-		return;
-	if (act(j, &err) != 0) {
+	if (e->op == CMD_JOB_CANCEL)
+		rc = job_cancel(t->job, &err);
+	else
+		rc = job_dismiss(t->job, &err);
+	if (rc != 0) {
 		req_error_qmp(req, &err);
 		return;
 	}
 	req_reply(req, NULL);
 }
 
-static void
-cmd_job_cancel(struct req *req, json_t *args,
-    const struct cmd_entry *e)
-{
-	cmd_job_act(req, args, job_cancel);
-}
-
-static void
-cmd_job_dismiss(struct req *req, json_t *args,
-    const struct cmd_entry *e)
-{
-	cmd_job_act(req, args, job_dismiss);
-}
+#define JOB_TARGET	{ "id", CMD_FIND_JOB }
+#define JOB_ARGS	{ { "id", 'I', true } }
 
 const struct cmd_entry cmd_job_table[] = {
-	{ "query-jobs", cmd_query_jobs, 0, 0 },
-	{ "job-cancel", cmd_job_cancel, 0, 0 },
-	{ "job-dismiss", cmd_job_dismiss, 0, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "query-jobs", .exec = cmd_query_jobs },
+	{ .name = "job-cancel", .exec = cmd_job_act, .op = CMD_JOB_CANCEL,
+	    .target = JOB_TARGET, .args = JOB_ARGS },
+	{ .name = "job-dismiss", .exec = cmd_job_act, .op = CMD_JOB_DISMISS,
+	    .target = JOB_TARGET, .args = JOB_ARGS },
+	{ .name = NULL }
 };

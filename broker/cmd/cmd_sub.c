@@ -8,7 +8,8 @@
 #include "broker/session/sub.h"
 
 static void
-cmd_subscribe(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_subscribe(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct client	*c = client_of(r);
 	json_t		*vms = NULL, *events = NULL;
@@ -24,7 +25,8 @@ cmd_subscribe(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_unsubscribe(struct req *r, json_t *args, const struct cmd_entry *e)
+cmd_unsubscribe(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct client	*c = client_of(r);
 	json_int_t	 id;
@@ -39,8 +41,8 @@ cmd_unsubscribe(struct req *r, json_t *args, const struct cmd_entry *e)
 }
 
 static void
-cmd_query_subscriptions(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_query_subscriptions(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct client	*c = client_of(r);
 
@@ -50,8 +52,8 @@ cmd_query_subscriptions(struct req *r, json_t *args,
 }
 
 const struct cmd_entry cmd_sub_table[] = {
-	{ "subscribe", cmd_subscribe, 0, 0 },
-	{ "unsubscribe", cmd_unsubscribe, 0, 0 },
-	{ "query-subscriptions", cmd_query_subscriptions, 0, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "subscribe", .exec = cmd_subscribe },
+	{ .name = "unsubscribe", .exec = cmd_unsubscribe },
+	{ .name = "query-subscriptions", .exec = cmd_query_subscriptions },
+	{ .name = NULL }
 };

@@ -49,24 +49,20 @@ cmd_vm_json(struct vm *vm)
 }
 
 static void
-cmd_query_vms(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_query_vms(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	struct vm	**l;
 	size_t		  n, i;
 	json_t		 *a;
-	const char	 *name = NULL;
 
-	if (req_unpack(r, args, "{s?s}", "name", &name) == -1)
-		return;
-	if (name != NULL) {
-		if ((l = calloc(1, sizeof *l)) == NULL ||
-		    (l[0] = vm_find(name)) == NULL) {
-			free(l);
-			req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'",
-			    name);
+	/* the dispatcher found the VM "name" names, if it is given */
+	if (t->vm != NULL) {
+		if ((l = calloc(1, sizeof *l)) == NULL) {
+			req_error(r, QMP_CLS_GENERIC, "out of memory");
 			return;
 		}
+		l[0] = t->vm;
 		n = 1;
 	} else if ((l = vm_list(&n)) == NULL) {
 		req_error(r, QMP_CLS_GENERIC, "out of memory");
@@ -102,8 +98,8 @@ cmd_vm_saved_reply(struct req *r)
 }
 
 static void
-cmd_vm_add(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_vm_add(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char		*name, *socket;
 	struct qmp_error	 err;
@@ -128,31 +124,15 @@ cmd_vm_add(struct req *r, json_t *args,
 	cmd_vm_saved_reply(r);
 }
 
-static struct vm *
-cmd_vm_lookup(struct req *r, const char *name)
-{
-	struct vm	*vm;
-
-	if ((vm = vm_find(name)) == NULL)
-		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
-	return (vm);
-}
-
 static void
-cmd_vm_remove(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_vm_remove(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
-	const char	*name;
-	struct vm	*vm;
 	unsigned	 origin;
 
-	if (req_unpack(r, args, "{s:s}", "name", &name) == -1)
-		return;
-	if ((vm = cmd_vm_lookup(r, name)) == NULL)
-		return;
-	origin = vm_origin(vm);
-	log_info("vm %s: removed by uid %d", name, (int)req_peer(r)->uid);
-	vm_remove(vm);
+	origin = vm_origin(t->vm);
+	log_info("vm %s: removed by uid %d", t->name, (int)req_peer(r)->uid);
+	vm_remove(t->vm);
 	if (origin & VM_ORIGIN_API)
 		cmd_vm_saved_reply(r);
 	else
@@ -185,8 +165,8 @@ cmd_vm_execute_args(json_t *args, const char **name, const char **cmd,
 }
 
 static void
-cmd_vm_execute(struct req *r, json_t *args,
-    const struct cmd_entry *e)
+cmd_vm_execute(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
 {
 	const char	*name, *cmd;
 	json_t		*cargs = NULL;
@@ -211,15 +191,27 @@ cmd_vm_execute(struct req *r, json_t *args,
 		    "broker's to send");
 		return;
 	}
-	if ((vm = cmd_vm_lookup(r, name)) == NULL)
+	/* looked up here, not by the dispatcher: the checks above
+	   answer first */
+	if ((vm = vm_find(name)) == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
 		return;
+	}
 	req_vm_execute(r, vm, cmd, cargs);
 }
 
 const struct cmd_entry cmd_vm_table[] = {
-	{ "query-vms", cmd_query_vms, 0, 0 },
-	{ "vm-add", cmd_vm_add, 0, 0 },
-	{ "vm-remove", cmd_vm_remove, 0, 0 },
-	{ "vm-execute", cmd_vm_execute, CMD_FDS, 0 },
-	{ NULL, NULL, 0, 0 }
+	{ .name = "query-vms", .exec = cmd_query_vms,
+	    .target = { "name", CMD_FIND_VM | CMD_TARGET_OPT },
+	    .args = { { "name", 's', false } } },
+	/* the VM it adds need not exist, but vm-allow may refuse it */
+	{ .name = "vm-add", .exec = cmd_vm_add,
+	    .target = { "name", CMD_ALLOW_VM } },
+	{ .name = "vm-remove", .exec = cmd_vm_remove,
+	    .target = { "name", CMD_FIND_VM },
+	    .args = { { "name", 's', true } } },
+	/* looks its VM up itself, after checking the command */
+	{ .name = "vm-execute", .exec = cmd_vm_execute, .flags = CMD_FDS,
+	    .target = { "vm", CMD_ALLOW_VM } },
+	{ .name = NULL }
 };

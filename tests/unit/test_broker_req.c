@@ -136,6 +136,30 @@ test_unpack_errors(void **state)
 	assert_true(d.failed);
 	assert_non_null(strstr(d.err.desc, "nosuch"));
 
+	/* The dispatcher resolves a declared target only after the
+	   arguments: their errors come first, as when commands looked
+	   their VM or job up themselves. */
+	run_dispatch("vm-remove", "{\"name\": \"nosuch\", \"x\": 1}", 1,
+	    &d);
+	assert_string_equal(d.err.desc, "Parameter 'x' is unexpected");
+	run_dispatch("query-vms", "{\"name\": 1}", 1, &d);
+	assert_string_equal(d.err.desc, "Invalid parameter type for 'name', "
+	    "expected: string");
+	run_dispatch("query-vms", "{\"name\": \"nosuch\"}", 1, &d);
+	assert_string_equal(d.err.desc, "No VM named 'nosuch'");
+	run_dispatch("job-cancel", "{}", 1, &d);
+	assert_string_equal(d.err.desc, "Parameter 'id' is missing");
+	run_dispatch("job-dismiss", "{\"id\": \"x\"}", 1, &d);
+	assert_string_equal(d.err.desc, "Invalid parameter type for 'id', "
+	    "expected: integer");
+	run_dispatch("job-cancel", "{\"id\": 999999, \"x\": 1}", 1, &d);
+	assert_string_equal(d.err.desc, "Parameter 'x' is unexpected");
+	run_dispatch("job-dismiss", "{\"id\": 999999}", 1, &d);
+	assert_int_equal(d.calls, 1);
+	assert_string_equal(d.err.desc, "job 999999 not found");
+	run_dispatch("job-cancel", "{\"id\": 0}", 1, &d);
+	assert_string_equal(d.err.desc, "job 0 not found");
+
 	run_dispatch("vm-add", "{\"name\": \"bad name\", \"socket\": \"/x\"}",
 	    1, &d);
 	assert_true(d.failed);
