@@ -7,9 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +15,7 @@
 #include <unistd.h>
 
 #include "broker/core/conf.h"
+#include "broker/core/conf_int.h"
 #include "broker/core/log.h"
 
 struct conf conf;
@@ -24,22 +23,6 @@ struct conf conf;
 #define CONF_DEFAULT_FILE	"/etc/qmpbroker/qmpbrokerd.conf"
 #define CONF_LINE_MAX		4096
 #define CONF_FILE_MAX		(1024 * 1024)
-#define CONF_MAX_VMS		100000
-
-enum conf_type {
-	CT_STR,
-	CT_BOOL,
-	CT_INT,		/* milliseconds, counts: 0..INT_MAX */
-	CT_SIZE,	/* bytes, K/M/G suffixes */
-	CT_LEVEL,
-	CT_TARGET,	/* stderr | syslog */
-	CT_GROUP,
-	CT_UIDS,
-	CT_GIDS,
-	CT_ROOTS,
-	CT_VM,
-	CT_VMALLOW,
-};
 
 struct conf_opt {
 	const char	*name;
@@ -92,8 +75,8 @@ static const struct conf_opt conf_opts[] = {
 #undef O
 #define CONF_NOPTS	(sizeof conf_opts / sizeof conf_opts[0])
 
-static char *
-xstrdup(const char *s)
+char *
+conf_xstrdup(const char *s)
 {
 	char	*p;
 
@@ -133,7 +116,7 @@ conf_init(struct conf *c)
 	c->max_fds = 16;
 	c->cmd_timeout_ms = 30000;
 	c->unplug_timeout_ms = 10000;
-	c->libvirt_uri = xstrdup("test:///default");
+	c->libvirt_uri = conf_xstrdup("test:///default");
 	c->workers = 4;
 	c->job_keep_s = 600;
 	c->max_jobs = 256;
@@ -148,7 +131,7 @@ conf_fill_paths(struct conf *c)
 
 	if (c->run_dir == NULL) {
 		if (geteuid() == 0)
-			c->run_dir = xstrdup("/run/qmpbroker");
+			c->run_dir = conf_xstrdup("/run/qmpbroker");
 		else if ((x = getenv("XDG_RUNTIME_DIR")) != NULL && *x == '/')
 			c->run_dir = dir_join(x, "qmpbroker");
 		else if (asprintf(&c->run_dir, "/tmp/qmpbroker-%u",
@@ -161,7 +144,7 @@ conf_fill_paths(struct conf *c)
 		c->pid_file = dir_join(c->run_dir, "qmpbrokerd.pid");
 	if (c->state_dir == NULL) {
 		if (geteuid() == 0)
-			c->state_dir = xstrdup("/var/lib/qmpbroker");
+			c->state_dir = conf_xstrdup("/var/lib/qmpbroker");
 		else if ((x = getenv("XDG_STATE_HOME")) != NULL && *x == '/')
 			c->state_dir = dir_join(x, "qmpbroker");
 		else if ((home = getenv("HOME")) != NULL && *home == '/') {
@@ -195,7 +178,7 @@ conf_clear(struct conf *c)
 	memset(c, 0, sizeof *c);
 }
 
-static int
+int
 conf_number(const char *v, long long min, long long max, int sizes,
     long long *out)
 {
@@ -249,173 +232,6 @@ conf_bool(const char *v)
 	return (-1);
 }
 
-static int
-conf_uid(const char *v, int *out)
-{
-	long long	 n;
-	struct passwd	*pw;
-
-	if (conf_number(v, 0, INT_MAX, 0, &n) == 0) {
-		*out = (int)n;
-		return (0);
-	}
-	if ((pw = getpwnam(v)) == NULL)
-		return (-1);
-	*out = (int)pw->pw_uid;
-	return (0);
-}
-
-static int
-conf_gid(const char *v, int *out)
-{
-	long long	 n;
-	struct group	*gr;
-
-	if (conf_number(v, 0, INT_MAX, 0, &n) == 0) {
-		*out = (int)n;
-		return (0);
-	}
-	if ((gr = getgrnam(v)) == NULL)
-		return (-1);
-	*out = (int)gr->gr_gid;
-	return (0);
-}
-
-static int
-conf_vm(struct conf *c, const char *v, char *err, size_t errlen)
-{
-	const char	*sep;
-	char		*name;
-	struct conf_vm	*n;
-	size_t		 len, i;
-
-	sep = strchr(v, '=');
-	if (sep == NULL)
-		sep = v + strcspn(v, " \t");
-	len = (size_t)(sep - v);
-	if (*sep == '\0' || len == 0) {
-		snprintf(err, errlen, "vm: expected NAME=SOCKET");
-		return (-1);
-	}
-	sep++;
-	while (*sep == ' ' || *sep == '\t')
-		sep++;
-	if ((name = strndup(v, len)) == NULL)
-		return (-1);
-	if (!conf_vm_name_valid(name) || *sep != '/') {
-		snprintf(err, errlen, "vm: bad name or non-absolute socket: %s",
-		    v);
-		free(name);
-		return (-1);
-	}
-	for (i = 0; i < c->n_vms; i++) {
-		if (strcmp(c->vms[i].name, name) == 0) {
-			snprintf(err, errlen, "vm: %s named twice", name);
-			free(name);
-			return (-1);
-		}
-	}
-	if (c->n_vms >= CONF_MAX_VMS ||
-	    (n = reallocarray(c->vms, c->n_vms + 1, sizeof *n)) == NULL) {
-		snprintf(err, errlen, "vm: too many");
-		free(name);
-		return (-1);
-	}
-	c->vms = n;
-	c->vms[c->n_vms].name = name;
-	c->vms[c->n_vms].socket = xstrdup(sep);
-	c->n_vms++;
-	return (0);
-}
-
-/* "NAME uid:N,gid:M,..." (users and groups by name or number). */
-static int
-conf_vm_allow(struct conf *c, const char *v, char *err, size_t errlen)
-{
-	struct conf_vm_allow	*a, *n;
-	char			*s, *name, *ids, *tok, *save;
-	size_t			 i;
-	int			 id;
-
-	s = xstrdup(v);
-	name = s;
-	ids = s + strcspn(s, " \t=");
-	if (*ids == '\0' || ids == name) {
-		snprintf(err, errlen, "vm-allow: expected 'NAME uid:N,gid:M'");
-		free(s);
-		return (-1);
-	}
-	*ids++ = '\0';
-	ids += strspn(ids, " \t");
-	a = NULL;
-	for (i = 0; i < c->n_vm_allows; i++)
-		if (strcmp(c->vm_allows[i].name, name) == 0)
-			a = &c->vm_allows[i];
-	if (a == NULL) {
-		if (c->n_vm_allows >= CONF_MAX_VMS || (n = reallocarray(
-		    c->vm_allows, c->n_vm_allows + 1, sizeof *n)) == NULL) {
-			snprintf(err, errlen, "vm-allow: too many");
-			free(s);
-			return (-1);
-		}
-		c->vm_allows = n;
-		a = &c->vm_allows[c->n_vm_allows++];
-		memset(a, 0, sizeof *a);
-		a->name = xstrdup(name);
-	}
-	for (tok = strtok_r(ids, ", \t", &save); tok != NULL;
-	    tok = strtok_r(NULL, ", \t", &save)) {
-		if (strncmp(tok, "uid:", 4) == 0 &&
-		    conf_uid(tok + 4, &id) == 0 && a->n_uids < CONF_MAX_IDS)
-			a->uids[a->n_uids++] = id;
-		else if (strncmp(tok, "gid:", 4) == 0 &&
-		    conf_gid(tok + 4, &id) == 0 && a->n_gids < CONF_MAX_IDS)
-			a->gids[a->n_gids++] = id;
-		else {
-			snprintf(err, errlen, "vm-allow %s: bad or too many "
-			    "'%s' (uid:USER or gid:GROUP)", name, tok);
-			free(s);
-			return (-1);
-		}
-	}
-	free(s);
-	return (0);
-}
-
-static void
-conf_list_reset(struct conf *c, enum conf_type t)
-{
-	size_t	i;
-
-	switch (t) {
-	case CT_UIDS:
-		c->n_allow_uids = 0;
-		break;
-	case CT_GIDS:
-		c->n_allow_gids = 0;
-		break;
-	case CT_ROOTS:
-		for (i = 0; i < c->n_image_roots; i++)
-			free(c->image_roots[i]);
-		c->n_image_roots = 0;
-		break;
-	case CT_VM:
-		for (i = 0; i < c->n_vms; i++) {
-			free(c->vms[i].name);
-			free(c->vms[i].socket);
-		}
-		c->n_vms = 0;
-		break;
-	case CT_VMALLOW:
-		for (i = 0; i < c->n_vm_allows; i++)
-			free(c->vm_allows[i].name);
-		c->n_vm_allows = 0;
-		break;
-	default:
-		break;
-	}
-}
-
 static const struct conf_opt *
 conf_find(const char *key)
 {
@@ -449,7 +265,7 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 			return (-1);
 		}
 		free(*(char **)p);
-		*(char **)p = xstrdup(v);
+		*(char **)p = conf_xstrdup(v);
 		return (0);
 	case CT_BOOL:
 		if ((id = conf_bool(v)) == -1)
@@ -512,7 +328,7 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 			    CONF_MAX_ROOTS);
 			return (-1);
 		}
-		c->image_roots[c->n_image_roots++] = xstrdup(v);
+		c->image_roots[c->n_image_roots++] = conf_xstrdup(v);
 		return (0);
 	case CT_VM:
 		return (conf_vm(c, v, err, errlen));
@@ -655,7 +471,7 @@ conf_build(struct conf *c, int argc, char **argv, char *err, size_t errlen)
 			return (-1);
 	}
 	if (c->config_path != NULL) {
-		file = xstrdup(c->config_path);
+		file = conf_xstrdup(c->config_path);
 		if (conf_load_file(c, file, err, errlen) == -1) {
 			free(file);
 			return (-1);
@@ -665,7 +481,7 @@ conf_build(struct conf *c, int argc, char **argv, char *err, size_t errlen)
 	} else if (access(CONF_DEFAULT_FILE, F_OK) == 0) {
 		if (conf_load_file(c, CONF_DEFAULT_FILE, err, errlen) == -1)
 			return (-1);
-		c->config_path = xstrdup(CONF_DEFAULT_FILE);
+		c->config_path = conf_xstrdup(CONF_DEFAULT_FILE);
 	}
 	for (i = 1; i < argc; i++) {
 		if (conf_flag(c, argc, argv, &i, 1, reset, err, errlen) == -1)
@@ -706,3 +522,4 @@ conf_vm_name_valid(const char *s)
 	/* "." and ".." would make odd socket file names. */
 	return (i > 0 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0);
 }
+

@@ -1,0 +1,591 @@
+/*
+ * The image-attach and image-detach jobs, step by step: the children
+ * (losetup, qemu-nbd), the timers, the flush worker, cancelling and
+ * undoing, and the journal record written before each step. Apart from
+ * image.c because this engine is most of the module and the requests
+ * that start it read better without it; see image.c for the design.
+ */
+#include "config.h"
+
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/core/conf.h"
+#include "broker/core/job.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/core/proc.h"
+#include "broker/core/work.h"
+#include "broker/svc/image_int.h"
+#include "broker/svc/imgrec.h"
+#include "disk/loop.h"
+#include "disk/nbd.h"
+
+#define IMG_LOOP_RETRIES	5	/* out of loop devices, or one taken
+					   between find and attach */
+#define IMG_LOOP_RETRY_MS	500
+#define IMG_DETACH_TRIES	3	/* losetup -d fails now and then */
+#define IMG_DETACH_RETRY_MS	200
+#define IMG_NBD_POLL_MS		100
+#define IMG_NBD_WAIT_MS		10000
+#define IMG_TOOL_MS		30000
+
+static void	img_start(struct job *);
+static void	img_cancel(struct job *);
+static void	img_free(void *);
+static void	img_step(struct img_job *);
+
+const struct job_ops img_attach_ops = {
+	"image-attach", "image", img_start, img_cancel, img_free
+};
+/* A detach is not undone halfway: it runs to its end (bounded by the
+   tools' deadlines and the retry count). */
+const struct job_ops img_detach_ops = {
+	"image-detach", "image", img_start, NULL, img_free
+};
+
+static const char *
+img_losetup(void)
+{
+	return conf.losetup_path != NULL ? conf.losetup_path : LOOP_LOSETUP;
+}
+
+static const char *
+img_qemu_nbd(void)
+{
+	return conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path : NBD_QEMU_NBD;
+}
+
+static const char *
+img_loop_sysfs(void)
+{
+	return conf.loop_sysfs != NULL ? conf.loop_sysfs : LOOP_SYSFS;
+}
+
+/* dev is attached, to path when path is not NULL (sysfs: no wait). */
+bool
+img_loop_backed(const char *dev, const char *path)
+{
+	char	buf[PATH_MAX + 16];
+
+	if (loop_backing_file(img_loop_sysfs(), dev, buf, sizeof buf) != 0)
+		return false;
+	return path == NULL || loop_backing_is(buf, path);
+}
+
+void
+img_nbd_paths(struct nbd_paths *np)
+{
+	np->sysfs = conf.nbd_sysfs != NULL ? conf.nbd_sysfs : NBD_SYSFS;
+	np->devdir = conf.nbd_dev_dir != NULL ? conf.nbd_dev_dir : NBD_DEVDIR;
+	np->lockdir = conf.nbd_lock_dir != NULL ? conf.nbd_lock_dir :
+	    NBD_LOCKDIR;
+}
+
+static int
+img_tool_ms(void)
+{
+	return conf.tool_timeout_ms > 0 ? conf.tool_timeout_ms : IMG_TOOL_MS;
+}
+
+static int
+img_record(struct img_job *ij, enum imgrec_state st, char *err,
+    size_t errlen)
+{
+	struct imgrec	r;
+
+	memset(&r, 0, sizeof r);
+	r.nbd = ij->mode == IMG_NBD;
+	snprintf(r.device, sizeof r.device, "%s", ij->device);
+	snprintf(r.path, sizeof r.path, "%s", ij->path);
+	r.ro = ij->ro;
+	if (ij->format != NULL)
+		snprintf(r.format, sizeof r.format, "%s", ij->format);
+	r.state = st;
+	return imgrec_write(conf.state_dir, &r, err, errlen);
+}
+
+/* Writes the record of a step about to be taken; a step that cannot be
+   recorded is not taken (the job fails, saying why). */
+static bool
+img_record_step(struct img_job *ij, enum imgrec_state st)
+{
+	char	err[512];
+
+	if (img_record(ij, st, err, sizeof err) == 0) {
+		if (ij->attach)
+			ij->recorded = true;
+		return true;
+	}
+	log_err("image journal %s: %s", ij->device, err);
+	qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "cannot record %s of "
+	    "%s, so not done: %s", st == IMGREC_DETACHING ? "the detach" :
+	    "the attach", ij->device, err);
+	return false;
+}
+
+/* Nothing is attached (any more) for this record. A record that cannot
+   be removed only costs a check at the next start. */
+static void
+img_unrecord(struct img_job *ij)
+{
+	char	err[512];
+
+	if (ij->attach && !ij->recorded)
+		return;
+	ij->recorded = false;
+	if (imgrec_remove(conf.state_dir, ij->mode == IMG_NBD, ij->device,
+	    err, sizeof err) != 0)
+		log_err("image journal %s: %s", ij->device, err);
+}
+
+static void
+img_free(void *arg)
+{
+	struct img_job	*ij = arg;
+
+	if (ij->timer != NULL)
+		event_free(ij->timer);
+	/* A lock still held here belongs to no attachment: let it go. */
+	nbd_release(&ij->nbd);
+	if (ij->att != NULL)
+		ij->att->detaching = false;
+	free(ij->format);
+	free(ij);
+}
+
+static void
+img_after(struct img_job *ij, int ms)
+{
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(ij->timer, &tv);	/* made by img_start */
+}
+
+static json_t *
+img_result(struct img_job *ij)
+{
+	return json_pack("{s:s,s:s,s:s,s:b}", "device", ij->device, "mode",
+	    ij->mode == IMG_LOOP ? "loop" : "nbd", "path", ij->path,
+	    "readonly", ij->ro);
+}
+
+/* Ends a job whose cleanup (if any) is over. */
+static void
+img_end(struct img_job *ij, json_t *cancel_report)
+{
+	if (ij->end_cancel)
+		job_cancelled(ij->job, cancel_report);
+	else {
+		json_decref(cancel_report);
+		job_fail_err(ij->job, &ij->end_err);
+	}
+}
+
+static void	img_proc_done(struct proc *, const struct proc_result *, void *);
+
+/* A detach that failed leaves the attachment as it was, detachable
+   again; the job lets go of it (a later detach may free it). */
+static void
+img_detach_failed(struct img_job *ij)
+{
+	char	err[512];
+
+	if (ij->att != NULL)
+		ij->att->detaching = false;
+	ij->att = NULL;
+	/* Still attached, as it was. A detach a restart started keeps its
+	   "detaching": the next start tries again. */
+	if (!ij->recovery && img_record(ij, IMGREC_ATTACHED, err,
+	    sizeof err) != 0)
+		log_err("image journal %s: %s", ij->device, err);
+}
+
+static bool
+img_spawn(struct img_job *ij, char **argv)
+{
+	struct qmp_error	err;
+
+	ij->p = proc_spawn(argv, img_tool_ms(), img_proc_done, ij, &err);
+	if (ij->p == NULL) {
+		if (ij->phase == IP_CLEANUP) {
+			/* Cannot undo: end, and say what is left. */
+			img_end(ij, json_pack("{s:s,s:s}", "left", ij->device,
+			    "why", err.desc));
+			return false;
+		}
+		if (!ij->attach)
+			img_detach_failed(ij);
+		else if (ij->phase == IP_TOOL)
+			img_unrecord(ij);	/* the tool never ran */
+		job_fail_err(ij->job, &err);
+		return false;
+	}
+	return true;
+}
+
+/* Disconnects what a failed or cancelled nbd attach connected. */
+static void
+img_cleanup(struct img_job *ij)
+{
+	char	*argv[NBD_ARGV_MAX];
+
+	ij->phase = IP_CLEANUP;
+	if (ij->mode == IMG_LOOP) {
+		loop_detach_argv(img_losetup(), ij->device, argv);
+		img_spawn(ij, argv);
+		return;
+	}
+	nbd_disconnect_argv(img_qemu_nbd(), &ij->nbd, argv);
+	img_spawn(ij, argv);
+}
+
+static void
+img_cleanup_done(struct img_job *ij, const struct proc_result *r)
+{
+	char	why[256];
+
+	nbd_release(&ij->nbd);
+	if (r->exited && r->code == 0) {
+		img_unrecord(ij);
+		img_end(ij, json_pack("{s:s}", "undone", ij->device));
+		return;
+	}
+	/* The record stays: the next start detaches what is left. */
+	proc_describe(r, why, sizeof why);
+	if (!ij->end_cancel) {
+		/* Say both: why it failed, and what it could not undo. */
+		size_t n = strlen(ij->end_err.desc);
+		snprintf(ij->end_err.desc + n, sizeof ij->end_err.desc - n,
+		    "; disconnecting %s failed too: %s", ij->device, why);
+	}
+	img_end(ij, json_pack("{s:s,s:s}", "left", ij->device, "why", why));
+}
+
+static void
+img_attached(struct img_job *ij)
+{
+	struct img_att	*a;
+
+	if (!img_record_step(ij, IMGREC_ATTACHED)) {
+		img_cleanup(ij);
+		return;
+	}
+	if ((a = calloc(1, sizeof *a)) == NULL) {
+		qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "out of memory");
+		img_cleanup(ij);
+		return;
+	}
+	snprintf(a->device, sizeof a->device, "%s", ij->device);
+	snprintf(a->path, sizeof a->path, "%s", ij->path);
+	a->mode = ij->mode;
+	a->ro = ij->ro;
+	a->nbd = ij->nbd;
+	ij->nbd.lockfd = -1;	/* the attachment holds the lock now */
+	TAILQ_INSERT_TAIL(&img_atts, a, entry);
+	job_conclude(ij->job, img_result(ij));
+}
+
+static void
+img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
+{
+	struct img_job		*ij = arg;
+	struct qmp_error	 err;
+	char			 why[256];
+	bool			 ok = r->exited && r->code == 0;
+
+	ij->p = NULL;
+	if (ij->phase == IP_CLEANUP) {
+		img_cleanup_done(ij, r);
+		return;
+	}
+	proc_describe(r, why, sizeof why);
+
+	if (!ij->attach) {
+		if (ok) {
+			if (ij->mode == IMG_NBD)
+				nbd_release(&ij->att->nbd);
+			json_t *res = json_pack("{s:s}", "device", ij->device);
+			if (ij->mode == IMG_NBD)
+				json_object_set_new(res, "flushed",
+				    json_boolean(ij->flush_rc == 0));
+			if (ij->mode == IMG_NBD && ij->flush_rc != 0)
+				json_object_set_new(res, "flush-error",
+				    json_string(ij->flush_err.desc));
+			TAILQ_REMOVE(&img_atts, ij->att, entry);
+			free(ij->att);
+			ij->att = NULL;
+			img_unrecord(ij);
+			job_conclude(ij->job, res);
+			return;
+		}
+		if (ij->mode == IMG_LOOP && ++ij->tries < IMG_DETACH_TRIES &&
+		    !job_stopping()) {
+			ij->phase = IP_RETRY;
+			img_after(ij, IMG_DETACH_RETRY_MS);
+			return;
+		}
+		img_detach_failed(ij);
+		job_fail(ij->job, QMP_CLS_GENERIC, "detaching %s: %s",
+		    ij->device, why);
+		return;
+	}
+
+	if (ij->mode == IMG_LOOP && ij->phase == IP_FIND) {
+		/* losetup --find attaches nothing: nothing to undo. */
+		if (job_cancel_requested(ij->job)) {
+			job_cancelled(ij->job, NULL);
+			return;
+		}
+		if (!ok) {
+			if (loop_out_of_devices(r->err) && ++ij->tries <
+			    IMG_LOOP_RETRIES && !job_stopping()) {
+				ij->phase = IP_RETRY;
+				img_after(ij, IMG_LOOP_RETRY_MS);
+				return;
+			}
+			job_fail(ij->job, QMP_CLS_GENERIC, "losetup --find: %s",
+			    why);
+			return;
+		}
+		if (loop_parse_device(r->out, ij->device, sizeof ij->device,
+		    &err) == -1) {
+			job_fail(ij->job, QMP_CLS_GENERIC, "losetup: %s",
+			    err.desc);
+			return;
+		}
+		if (!img_record_step(ij, IMGREC_ATTACHING)) {
+			job_fail_err(ij->job, &ij->end_err);
+			return;
+		}
+		ij->phase = IP_TOOL;
+		img_step(ij);
+		return;
+	}
+
+	if (ij->mode == IMG_LOOP) {
+		/* A losetup that failed (or was killed) may still have
+		   attached our file: sysfs tells. */
+		bool	ours = ok || img_loop_backed(ij->device, ij->path);
+
+		if (job_cancel_requested(ij->job)) {
+			ij->end_cancel = true;
+			if (ours)
+				img_cleanup(ij);
+			else {
+				img_unrecord(ij);
+				job_cancelled(ij->job, NULL);
+			}
+			return;
+		}
+		if (ok) {
+			img_attached(ij);
+			return;
+		}
+		if (ours) {
+			qmp_error_set(&ij->end_err, QMP_CLS_GENERIC,
+			    "losetup %s %s: %s", ij->device, ij->path, why);
+			img_cleanup(ij);
+			return;
+		}
+		img_unrecord(ij);
+		/* Someone took the device between find and attach ("Device
+		   or resource busy"): find another. */
+		if ((loop_out_of_devices(r->err) ||
+		    img_loop_backed(ij->device, NULL)) &&
+		    ++ij->tries < IMG_LOOP_RETRIES && !job_stopping()) {
+			ij->phase = IP_RETRY;
+			img_after(ij, IMG_LOOP_RETRY_MS);
+			return;
+		}
+		job_fail(ij->job, QMP_CLS_GENERIC, "losetup %s %s: %s",
+		    ij->device, ij->path, why);
+		return;
+	}
+
+	/* nbd attach: qemu-nbd -c returned. */
+	if (job_cancel_requested(ij->job)) {
+		ij->end_cancel = true;
+		img_cleanup(ij);
+		return;
+	}
+	if (!ok) {
+		qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "qemu-nbd %s: %s",
+		    ij->device, why);
+		img_cleanup(ij);
+		return;
+	}
+	ij->phase = IP_WAIT_PID;
+	{
+		int		ms = conf.nbd_wait_ms > 0 ? conf.nbd_wait_ms :
+				    IMG_NBD_WAIT_MS;
+		struct timeval	now, tv = { ms / 1000, (ms % 1000) * 1000 };
+
+		gettimeofday(&now, NULL);
+		timeradd(&now, &tv, &ij->deadline);
+	}
+	img_step(ij);
+}
+
+static void
+img_flush_fn(void *arg)
+{
+	struct img_job	*ij = arg;
+
+	ij->flush_rc = nbd_flush(ij->device, &ij->flush_err);
+}
+
+static void
+img_flush_done(void *arg, bool ran)
+{
+	struct img_job	*ij = arg;
+	char		*argv[NBD_ARGV_MAX];
+
+	ij->w = NULL;
+	if (!ran) {
+		img_detach_failed(ij);
+		job_fail(ij->job, QMP_CLS_GENERIC, "broker shutting down before "
+		    "%s was flushed; still attached", ij->device);
+		return;
+	}
+	/* Flush failing (a device already gone) does not stop the detach:
+	   it is reported in the result. */
+	ij->phase = IP_TOOL;
+	nbd_disconnect_argv(img_qemu_nbd(), &ij->att->nbd, argv);
+	img_spawn(ij, argv);
+}
+
+/* Starts, retries or polls: the one place a phase moves on by itself. */
+static void
+img_step(struct img_job *ij)
+{
+	struct nbd_paths	 np;
+	struct timeval		 now;
+	char			*argv[NBD_ARGV_MAX];
+
+	switch (ij->phase) {
+	case IP_FIND:
+		loop_find_argv(img_losetup(), argv);
+		img_spawn(ij, argv);
+		return;
+	case IP_TOOL:
+	case IP_RETRY:
+		if (ij->phase == IP_RETRY && ij->attach &&
+		    ij->mode == IMG_LOOP) {
+			ij->phase = IP_FIND;
+			img_step(ij);
+			return;
+		}
+		ij->phase = IP_TOOL;
+		if (ij->attach && ij->mode == IMG_LOOP)
+			loop_attach_argv(img_losetup(), ij->device, ij->path,
+			    ij->ro, argv);
+		else if (ij->mode == IMG_LOOP)
+			loop_detach_argv(img_losetup(), ij->device, argv);
+		else if (ij->attach)
+			nbd_connect_argv(img_qemu_nbd(), &ij->nbd, ij->ro,
+			    ij->format, ij->path, argv);
+		else {
+			ij->phase = IP_FLUSH;
+			if ((ij->w = work_submit(img_flush_fn, img_flush_done,
+			    ij)) == NULL) {
+				img_detach_failed(ij);
+				job_fail(ij->job, QMP_CLS_GENERIC,
+				    "broker shutting down");
+			}
+			return;
+		}
+		img_spawn(ij, argv);
+		return;
+	case IP_WAIT_PID:
+		img_nbd_paths(&np);
+		if (nbd_connected(&np, &ij->nbd)) {
+			img_attached(ij);
+			return;
+		}
+		gettimeofday(&now, NULL);
+		if (timercmp(&now, &ij->deadline, >=)) {
+			qmp_error_set(&ij->end_err, QMP_CLS_GENERIC,
+			    "qemu-nbd returned but %s did not connect within "
+			    "the deadline (no pid in sysfs)", ij->device);
+			img_cleanup(ij);
+			return;
+		}
+		img_after(ij, IMG_NBD_POLL_MS);
+		return;
+	case IP_FLUSH:
+	case IP_CLEANUP:
+		break;
+	}
+}
+
+static void
+img_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	img_step(arg);
+}
+
+static void
+img_start(struct job *j)
+{
+	struct img_job		*ij = job_data(j);
+	struct nbd_paths	 np;
+	struct qmp_error	 err;
+
+	ij->job = j;
+	if ((ij->timer = evtimer_new(job_base(), img_timer_cb, ij)) == NULL) {
+		job_fail(j, QMP_CLS_GENERIC, "out of memory");
+		return;
+	}
+	if (ij->attach && ij->mode == IMG_NBD) {
+		img_nbd_paths(&np);
+		if (nbd_pick(&np, &ij->nbd, &err) == -1) {
+			job_fail_err(j, &err);
+			return;
+		}
+		snprintf(ij->device, sizeof ij->device, "%s", ij->nbd.path);
+		if (!img_record_step(ij, IMGREC_ATTACHING)) {
+			job_fail_err(j, &ij->end_err);
+			return;
+		}
+	}
+	if (!ij->attach && !img_record_step(ij, IMGREC_DETACHING)) {
+		ij->att->detaching = false;
+		ij->att = NULL;
+		job_fail_err(j, &ij->end_err);
+		return;
+	}
+	ij->phase = ij->attach && ij->mode == IMG_LOOP ? IP_FIND : IP_TOOL;
+	img_step(ij);
+}
+
+static void
+img_cancel(struct job *j)
+{
+	struct img_job	*ij = job_data(j);
+
+	switch (ij->phase) {
+	case IP_FIND:
+	case IP_TOOL:
+		/* Reaped first; img_proc_done undoes what it finds. */
+		if (ij->p != NULL)
+			proc_kill(ij->p);
+		return;
+	case IP_RETRY:
+		evtimer_del(ij->timer);
+		job_cancelled(j, NULL);	/* nothing attached yet */
+		return;
+	case IP_WAIT_PID:
+		evtimer_del(ij->timer);
+		ij->end_cancel = true;
+		img_cleanup(ij);
+		return;
+	case IP_FLUSH:
+	case IP_CLEANUP:
+		return;	/* ends by itself shortly */
+	}
+}
