@@ -29,14 +29,14 @@ nbd_index(const char *name)
 	long		 n;
 
 	if (strncmp(name, "nbd", 3) != 0 || name[3] == '\0')
-		return -1;
+		return (-1);
 	for (p = name + 3; *p != '\0'; p++)
 		if (*p < '0' || *p > '9')
-			return -1;
+			return (-1);
 	if (p - name > 8 || (name[3] == '0' && name[4] != '\0'))
-		return -1;
+		return (-1);
 	n = strtol(name + 3, NULL, 10);
-	return (int)n;
+	return ((int)n);
 }
 
 static bool
@@ -46,13 +46,13 @@ nbd_has_pid(const struct nbd_paths *np, int index)
 	struct stat	st;
 
 	snprintf(path, sizeof path, "%s/block/nbd%d/pid", np->sysfs, index);
-	return stat(path, &st) == 0;
+	return (stat(path, &st) == 0);
 }
 
 bool
 nbd_connected(const struct nbd_paths *np, const struct nbd_dev *d)
 {
-	return nbd_has_pid(np, d->index);
+	return (nbd_has_pid(np, d->index));
 }
 
 int
@@ -61,8 +61,8 @@ nbd_parse_device(const struct nbd_paths *np, const char *dev)
 	size_t	n = strlen(np->devdir);
 
 	if (strncmp(dev, np->devdir, n) != 0 || dev[n] != '/')
-		return -1;
-	return nbd_index(dev + n + 1);
+		return (-1);
+	return (nbd_index(dev + n + 1));
 }
 
 static int
@@ -74,12 +74,12 @@ nbd_lock(const struct nbd_paths *np, int index)
 	snprintf(path, sizeof path, "%s/nbd%d.lock", np->lockdir, index);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1)
-		return -1;
+		return (-1);
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		close(fd);
-		return -1;
+		return (-1);
 	}
-	return fd;
+	return (fd);
 }
 
 int
@@ -96,12 +96,12 @@ nbd_pick(const struct nbd_paths *np, struct nbd_dev *d, struct qmp_error *err)
 	if ((dir = opendir(path)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "cannot read %s: %s", path,
 		    strerror(errno));
-		return -1;
+		return (-1);
 	}
 	if ((free_idx = calloc(NBD_MAX_DEVS, sizeof *free_idx)) == NULL) {
 		closedir(dir);
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-		return -1;
+		return (-1);
 	}
 	while ((de = readdir(dir)) != NULL && nfree < NBD_MAX_DEVS) {
 		if ((i = nbd_index(de->d_name)) == -1)
@@ -121,7 +121,7 @@ nbd_pick(const struct nbd_paths *np, struct nbd_dev *d, struct qmp_error *err)
 		else
 			qmp_error_set(err, QMP_CLS_GENERIC, "nbd module loaded "
 			    "but it has no devices");
-		return -1;
+		return (-1);
 	}
 
 	/* Random order: other tools scanning from nbd0 up race us less. */
@@ -135,7 +135,7 @@ nbd_pick(const struct nbd_paths *np, struct nbd_dev *d, struct qmp_error *err)
 		qmp_error_set(err, QMP_CLS_GENERIC, "cannot create %s: %s",
 		    np->lockdir, strerror(errno));
 		free(free_idx);
-		return -1;
+		return (-1);
 	}
 	for (i = 0; i < nfree; i++) {
 		if ((fd = nbd_lock(np, free_idx[i])) == -1)
@@ -151,12 +151,12 @@ nbd_pick(const struct nbd_paths *np, struct nbd_dev *d, struct qmp_error *err)
 		snprintf(d->path, sizeof d->path, "%s/nbd%d", np->devdir,
 		    d->index);
 		free(free_idx);
-		return 0;
+		return (0);
 	}
 	free(free_idx);
 	qmp_error_set(err, QMP_CLS_GENERIC, "no free nbd devices (%d in use)",
 	    nall);
-	return -1;
+	return (-1);
 }
 
 int
@@ -166,14 +166,14 @@ nbd_claim(const struct nbd_paths *np, const char *dev, struct nbd_dev *d)
 
 	d->lockfd = -1;
 	if ((index = nbd_parse_device(np, dev)) == -1)
-		return -1;
+		return (-1);
 	d->index = index;
 	snprintf(d->path, sizeof d->path, "%s/nbd%d", np->devdir, index);
 	if (mkdir(np->lockdir, 0700) == -1 && errno != EEXIST)
-		return 1;
+		return (1);
 	if ((d->lockfd = nbd_lock(np, index)) == -1)
-		return 1;
-	return 0;
+		return (1);
+	return (0);
 }
 
 void
@@ -223,12 +223,12 @@ nbd_flush(const char *dev, struct qmp_error *err)
 	if ((fd = open(dev, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "open %s: %s", dev,
 		    strerror(errno));
-		return -1;
+		return (-1);
 	}
 	rc = ioctl(fd, BLKFLSBUF, 0);
 	if (rc == -1)
 		qmp_error_set(err, QMP_CLS_GENERIC, "flush %s: %s", dev,
 		    strerror(errno));
 	close(fd);
-	return rc == -1 ? -1 : 0;
+	return (rc == -1 ? -1 : 0);
 }

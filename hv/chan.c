@@ -136,9 +136,9 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 
 	if ((fl = fcntl(fd, F_GETFL)) == -1 || (!(fl & O_NONBLOCK) &&
 	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1))
-		return NULL;
+		return (NULL);
 	if ((c = calloc(1, sizeof *c)) == NULL)
-		return NULL;
+		return (NULL);
 	c->base = base;
 	c->fd = fd;
 	c->ops = ops;
@@ -161,9 +161,9 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 		c->fd = -1;	/* the caller keeps fd on failure */
 		chan_stop(c);
 		chan_release(c);	/* no callback ran: nothing to wait for */
-		return NULL;
+		return (NULL);
 	}
-	return c;
+	return (c);
 }
 
 /* No callback and no I/O from here on: the events and the socket go. */
@@ -276,11 +276,11 @@ chan_deliver(struct chan *c)
 	while (!c->paused && !c->closed) {
 		rc = qmp_framer_next(&c->fr, &msg, &err);
 		if (rc == QMP_FRAME_NONE)
-			return 0;
+			return (0);
 		if (rc == QMP_FRAME_BROKEN) {
 			chan_fail(c, err.desc[0] != '\0' ? err.desc :
 			    "stream broken");
-			return -1;
+			return (-1);
 		}
 		/* fds tagged before the end of this line are its own */
 		end = c->rtotal - qmp_framer_pending(&c->fr);
@@ -302,9 +302,9 @@ chan_deliver(struct chan *c)
 			chan_drop_fds(c, n);
 		}
 		if (c->dead)
-			return -1;
+			return (-1);
 	}
-	return -1;
+	return (-1);
 }
 
 /* Collect SCM_RIGHTS from one recvmsg; tag with the read's last byte. */
@@ -557,9 +557,9 @@ chan_flush(struct chan *c, int *more)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				*more = 1;
-				return 0;
+				return (0);
 			}
-			return -1;
+			return (-1);
 		}
 		evbuffer_drain(c->out, (size_t)n);
 		c->sent += (uint64_t)n;
@@ -574,10 +574,10 @@ chan_flush(struct chan *c, int *more)
 		}
 		if ((size_t)n < total) {
 			*more = 1;	/* the socket buffer is full */
-			return 0;
+			return (0);
 		}
 	}
-	return 0;
+	return (0);
 }
 
 static void
@@ -617,14 +617,14 @@ chan_send(struct chan *c, const void *buf, size_t len, const int *fds,
 	size_t			 i;
 
 	if (c->closed || c->shutting)
-		return -1;
+		return (-1);
 	if (nfds > CHAN_SCM_MAX || (nfds > 0 && len == 0)) {
 		errno = EINVAL;
-		return -1;
+		return (-1);
 	}
 	if (nfds > 0) {
 		if ((m = malloc(sizeof *m + nfds * sizeof(int))) == NULL)
-			return -1;
+			return (-1);
 		m->next = NULL;
 		m->pos = c->queued;
 		m->len = len;
@@ -634,25 +634,25 @@ chan_send(struct chan *c, const void *buf, size_t len, const int *fds,
 			    -1) {
 				chan_close_fds(m->fds, i);
 				free(m);
-				return -1;
+				return (-1);
 			}
 			m->nfds++;
 		}
 		if (evbuffer_add(c->out, buf, len) != 0) {
 			chan_close_fds(m->fds, m->nfds);
 			free(m);
-			return -1;
+			return (-1);
 		}
 		*c->marks_tail = m;
 		c->marks_tail = &m->next;
 	} else if (len > 0 && evbuffer_add(c->out, buf, len) != 0)
-		return -1;
+		return (-1);
 	c->queued += len;
 	if (len > 0) {
 		c->held = 1;
 		chan_kick(c);
 	}
-	return 0;
+	return (0);
 }
 
 static void
@@ -669,7 +669,7 @@ chan_send_json(struct chan *c, const json_t *j)
 	size_t			 n;
 
 	if (c->closed || c->shutting)
-		return -1;
+		return (-1);
 	/* Serialise straight into the output buffer; big messages take
 	   the malloc'd route, still without a copy. */
 	if (evbuffer_reserve_space(c->out, CHAN_JSON_GUESS, &v, 1) == 1 &&
@@ -679,35 +679,35 @@ chan_send_json(struct chan *c, const json_t *j)
 			memcpy((char *)v.iov_base + n, "\r\n", 2);
 			v.iov_len = n + 2;
 			if (evbuffer_commit_space(c->out, &v, 1) != 0)
-				return -1;
+				return (-1);
 			c->queued += n + 2;
 			c->held = 1;
 			chan_kick(c);
-			return 0;
+			return (0);
 		}
 	}
 	if ((buf = qmp_dump(j, &n)) == NULL)
-		return -1;
+		return (-1);
 	if (evbuffer_add_reference(c->out, buf, n, chan_free_dump, NULL) != 0) {
 		free(buf);
-		return -1;
+		return (-1);
 	}
 	c->queued += n;
 	c->held = 1;
 	chan_kick(c);
-	return 0;
+	return (0);
 }
 
 size_t
 chan_outq(const struct chan *c)
 {
-	return evbuffer_get_length(c->out);
+	return (evbuffer_get_length(c->out));
 }
 
 int
 chan_fd(const struct chan *c)
 {
-	return c->fd;
+	return (c->fd);
 }
 
 void

@@ -125,15 +125,15 @@ mon_state_name(enum mon_state st)
 {
 	switch (st) {
 	case MON_CONNECTING:
-		return "connecting";
+		return ("connecting");
 	case MON_NEGOTIATING:
-		return "negotiating";
+		return ("negotiating");
 	case MON_READY:
-		return "ready";
+		return ("ready");
 	case MON_DISCONNECTED:
-		return "disconnected";
+		return ("disconnected");
 	}
-	return "unknown";
+	return ("unknown");
 }
 
 static uint64_t
@@ -142,7 +142,7 @@ mon_now(void)
 	struct timespec	ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 }
 
 /* ---- command sets ---- */
@@ -150,7 +150,7 @@ mon_now(void)
 static int
 mon_cmp_name(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return (strcmp(*(char *const *)a, *(char *const *)b));
 }
 
 static void
@@ -186,17 +186,17 @@ mon_cmdset_get(json_t *ret, struct qmp_error *err)
 	if (!json_is_array(ret)) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "query-commands did not return an array");
-		return NULL;
+		return (NULL);
 	}
 	if ((n = json_array_size(ret)) > MON_MAX_COMMANDS) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "query-commands returned %zu commands (at most %d)", n,
 		    MON_MAX_COMMANDS);
-		return NULL;
+		return (NULL);
 	}
 	if ((v = calloc(n + 1, sizeof *v)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-		return NULL;
+		return (NULL);
 	}
 	for (i = 0, j = 0; i < n; i++) {
 		e = json_array_get(ret, i);
@@ -205,7 +205,7 @@ mon_cmdset_get(json_t *ret, struct qmp_error *err)
 			free(v);
 			qmp_error_set(err, QMP_CLS_GENERIC,
 			    "query-commands: entry %zu has no valid name", i);
-			return NULL;
+			return (NULL);
 		}
 		v[j++] = s;
 	}
@@ -223,7 +223,7 @@ mon_cmdset_get(json_t *ret, struct qmp_error *err)
 		if (i == n) {
 			cs->refs++;
 			free(v);
-			return cs;
+			return (cs);
 		}
 	}
 	if ((cs = calloc(1, sizeof *cs)) == NULL ||
@@ -236,7 +236,7 @@ mon_cmdset_get(json_t *ret, struct qmp_error *err)
 	cs->next = mon_cmdsets;
 	mon_cmdsets = cs;
 	free(v);
-	return cs;
+	return (cs);
 oom:
 	if (cs != NULL) {
 		cs->refs = 1;
@@ -246,7 +246,7 @@ oom:
 	}
 	free(v);
 	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-	return NULL;
+	return (NULL);
 }
 
 /* ---- commands ---- */
@@ -275,7 +275,7 @@ mon_complete(struct mon *m, struct mon_cmd *c, json_t *ret,
 		c->fn(m, ret, err, c->arg);
 	}
 	mon_cmd_free(c);
-	return m->dead ? -1 : 0;
+	return (m->dead ? -1 : 0);
 }
 
 static int __attribute__((format(printf, 3, 4)))
@@ -287,7 +287,7 @@ mon_fail(struct mon *m, struct mon_cmd *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	qmp_error_vset(&e, QMP_CLS_GENERIC, fmt, ap);
 	va_end(ap);
-	return mon_complete(m, c, NULL, &e);
+	return (mon_complete(m, c, NULL, &e));
 }
 
 /* A failure found inside mon_execute: reported from the loop. */
@@ -385,8 +385,8 @@ mon_plain_name(const char *s)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
 		    *s == '.'))
-			return 0;
-	return 1;
+			return (0);
+	return (1);
 }
 
 /*
@@ -405,19 +405,19 @@ mon_format(const struct mon_cmd *c, char *buf, size_t cap)
 	/* memcpy, not snprintf: its format parsing cost more than the
 	   bytes it wrote, twice per command (callgrind) */
 	if (!mon_plain_name(c->name) || (len = strlen(c->name)) > cap - 64)
-		return 0;
+		return (0);
 	memcpy(buf, "{\"execute\":\"", 12);
 	memcpy(buf + 12, c->name, len);
 	buf[12 + len] = '"';
 	n = 13 + len;
 	if (c->args != NULL) {
 		if (cap - n < 16)
-			return 0;
+			return (0);
 		memcpy(buf + n, ",\"arguments\":", 13);
 		n += 13;
 		k = json_dumpb(c->args, buf + n, cap - n, JSON_COMPACT);
 		if (k == 0 || k >= cap - n)
-			return 0;
+			return (0);
 		n += k;
 	}
 	d = sizeof digits;
@@ -427,13 +427,13 @@ mon_format(const struct mon_cmd *c, char *buf, size_t cap)
 		v /= 10;
 	} while (v != 0);
 	if (cap - n < 6 + (sizeof digits - d) + 3)
-		return 0;
+		return (0);
 	memcpy(buf + n, ",\"id\":", 6);
 	n += 6;
 	memcpy(buf + n, digits + d, sizeof digits - d);
 	n += sizeof digits - d;
 	memcpy(buf + n, "}\r\n", 3);
-	return n + 3;
+	return (n + 3);
 }
 
 /* Put a command on the wire. fds: the caller's (dup'd by chan). */
@@ -453,20 +453,20 @@ mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 		    json_integer((json_int_t)c->id));
 		if (j == NULL || (buf = qmp_dump(j, &len)) == NULL) {
 			json_decref(j);
-			return -1;
+			return (-1);
 		}
 		json_decref(j);
 		rc = chan_send(m->chan, buf, len, fds, nfds);
 		free(buf);
 	}
 	if (rc == -1)
-		return -1;
+		return (-1);
 	json_decref(c->args);
 	c->args = NULL;
 	TAILQ_INSERT_TAIL(&m->sent, c, entry);
 	if (c->has_fds)
 		m->fdblock = c;
-	return 0;
+	return (0);
 }
 
 static struct mon_cmd *
@@ -477,13 +477,13 @@ mon_cmd_new(struct mon *m, const char *name, json_t *args)
 
 	if ((c = calloc(1, sizeof *c + len + 1)) == NULL) {
 		json_decref(args);
-		return NULL;
+		return (NULL);
 	}
 	memcpy(c->name, name, len + 1);
 	c->id = ++m->next_id;
 	c->deadline = mon_now() + (uint64_t)m->timeout_ms;
 	c->args = args;
-	return c;
+	return (c);
 }
 
 /* A negotiation step: written at once, answered to ourselves. */
@@ -616,7 +616,7 @@ mon_random(struct mon *m)
 	m->rnd ^= m->rnd << 13;
 	m->rnd ^= m->rnd >> 17;
 	m->rnd ^= m->rnd << 5;
-	return m->rnd;
+	return (m->rnd);
 }
 
 static void
@@ -923,7 +923,7 @@ mon_new(struct event_base *base, const char *path,
 	struct mon	*m;
 
 	if ((m = calloc(1, sizeof *m)) == NULL)
-		return NULL;
+		return (NULL);
 	m->base = base;
 	m->ops = ops;
 	m->arg = arg;
@@ -960,11 +960,11 @@ mon_new(struct event_base *base, const char *path,
 		/* no callback ran: nothing to wait for */
 		mon_stop(m);
 		mon_release(m);
-		return NULL;
+		return (NULL);
 	}
 	/* connect from the loop: no callback from inside mon_new */
 	event_active(m->retry, EV_TIMEOUT, 1);
-	return m;
+	return (m);
 }
 
 /* No callback from here on: the channel and the events go. */
@@ -1050,38 +1050,38 @@ mon_free(struct mon *m)
 enum mon_state
 mon_state(const struct mon *m)
 {
-	return m->state;
+	return (m->state);
 }
 
 const char *
 mon_path(const struct mon *m)
 {
-	return m->path;
+	return (m->path);
 }
 
 const struct qmp_version *
 mon_version(const struct mon *m)
 {
-	return m->have_version ? &m->version : NULL;
+	return (m->have_version ? &m->version : NULL);
 }
 
 bool
 mon_has_command(const struct mon *m, const char *name)
 {
 	if (m->state != MON_READY || m->cmds == NULL)
-		return false;
-	return bsearch(&name, m->cmds->names, m->cmds->n,
-	    sizeof *m->cmds->names, mon_cmp_name) != NULL;
+		return (false);
+	return (bsearch(&name, m->cmds->names, m->cmds->n,
+	    sizeof *m->cmds->names, mon_cmp_name) != NULL);
 }
 
 size_t
 mon_command_count(const struct mon *m)
 {
-	return m->state == MON_READY && m->cmds != NULL ? m->cmds->n : 0;
+	return (m->state == MON_READY && m->cmds != NULL ? m->cmds->n : 0);
 }
 
 size_t
 mon_pending(const struct mon *m)
 {
-	return m->npending;
+	return (m->npending);
 }

@@ -44,11 +44,11 @@ const char *
 virt_state_name(int s)
 {
 	if (s == VIRT_STATE_GONE)
-		return "gone";
+		return ("gone");
 	if (s < 0 || (size_t)s >= sizeof virt_state_names /
 	    sizeof virt_state_names[0] || virt_state_names[s] == NULL)
-		return "unknown";
-	return virt_state_names[s];
+		return ("unknown");
+	return (virt_state_names[s]);
 }
 
 /* libvirt prints every error to stderr by default; we report them. */
@@ -163,13 +163,13 @@ virt_has_qemu(void)
 	pthread_mutex_lock(&virt_mtx);
 	yes = virt_conn != NULL && virt_qemu_cb != -1;
 	pthread_mutex_unlock(&virt_mtx);
-	return yes;
+	return (yes);
 }
 
 const char *
 virt_uri(void)
 {
-	return virt_uri_s != NULL ? virt_uri_s : VIRT_DEFAULT_URI;
+	return (virt_uri_s != NULL ? virt_uri_s : VIRT_DEFAULT_URI);
 }
 
 bool
@@ -180,7 +180,7 @@ virt_connected(void)
 	pthread_mutex_lock(&virt_mtx);
 	up = virt_conn != NULL && virConnectIsAlive(virt_conn) == 1;
 	pthread_mutex_unlock(&virt_mtx);
-	return up;
+	return (up);
 }
 
 static const char *
@@ -188,7 +188,7 @@ virt_errmsg(void)
 {
 	virErrorPtr	e = virGetLastError();
 
-	return e != NULL && e->message != NULL ? e->message : "unknown error";
+	return (e != NULL && e->message != NULL ? e->message : "unknown error");
 }
 
 static long
@@ -197,8 +197,8 @@ virt_ms_until(const struct timespec *t)
 	struct timespec	now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (t->tv_sec - now.tv_sec) * 1000 +
-	    (t->tv_nsec - now.tv_nsec) / 1000000;
+	return ((t->tv_sec - now.tv_sec) * 1000 +
+	    (t->tv_nsec - now.tv_nsec) / 1000000);
 }
 
 /* A referenced connection, opened or reopened if need be. */
@@ -212,7 +212,7 @@ virt_get(struct qmp_error *err)
 	if (virt_uri_s == NULL) {
 		pthread_mutex_unlock(&virt_mtx);
 		qmp_error_set(err, QMP_CLS_GENERIC, "libvirt is not set up");
-		return NULL;
+		return (NULL);
 	}
 	if (virt_conn != NULL && virConnectIsAlive(virt_conn) != 1)
 		virt_drop();
@@ -223,7 +223,7 @@ virt_get(struct qmp_error *err)
 			    "libvirt at %s is unavailable (%s); next attempt in "
 			    "%ld ms", virt_uri_s, virt_last_err, wait);
 			pthread_mutex_unlock(&virt_mtx);
-			return NULL;
+			return (NULL);
 		}
 		if ((virt_conn = virConnectOpen(virt_uri_s)) == NULL) {
 			snprintf(virt_last_err, sizeof virt_last_err, "%s",
@@ -244,7 +244,7 @@ virt_get(struct qmp_error *err)
 			    "cannot connect to libvirt at %s: %s", virt_uri_s,
 			    virt_last_err);
 			pthread_mutex_unlock(&virt_mtx);
-			return NULL;
+			return (NULL);
 		}
 		virt_backoff_ms = 0;
 		virConnectRegisterCloseCallback(virt_conn, virt_close_cb, NULL,
@@ -262,7 +262,7 @@ virt_get(struct qmp_error *err)
 	c = virt_conn;
 	virConnectRef(c);
 	pthread_mutex_unlock(&virt_mtx);
-	return c;
+	return (c);
 }
 
 static void
@@ -277,9 +277,9 @@ virt_connect(struct qmp_error *err)
 	virConnectPtr	c;
 
 	if ((c = virt_get(err)) == NULL)
-		return -1;
+		return (-1);
 	virt_release(c);
-	return 0;
+	return (0);
 }
 
 /* Fills err after a failed call on c, telling a lost connection apart. */
@@ -311,7 +311,7 @@ virt_domain_state(const char *domain, int *state, bool *managed_save,
 	int		st, reason, rc = -1;
 
 	if ((c = virt_get(err)) == NULL)
-		return -1;
+		return (-1);
 	if ((d = virDomainLookupByName(c, domain)) == NULL) {
 		e = virGetLastError();
 		if (e != NULL && e->code == VIR_ERR_NO_DOMAIN) {
@@ -322,7 +322,7 @@ virt_domain_state(const char *domain, int *state, bool *managed_save,
 		} else
 			virt_fail(c, err, "lookup", domain);
 		virt_release(c);
-		return rc;
+		return (rc);
 	}
 	if (virDomainGetState(d, &st, &reason, 0) == -1)
 		virt_fail(c, err, "state query", domain);
@@ -334,7 +334,7 @@ virt_domain_state(const char *domain, int *state, bool *managed_save,
 	}
 	virDomainFree(d);
 	virt_release(c);
-	return rc;
+	return (rc);
 }
 
 static int
@@ -348,10 +348,10 @@ virt_migrate(virDomainPtr d, const struct virt_args *a)
 		flags |= VIR_MIGRATE_LIVE;
 	if (a->bandwidth > 0 && virTypedParamsAddULLong(&p, &np, &maxp,
 	    VIR_MIGRATE_PARAM_BANDWIDTH, a->bandwidth) == -1)
-		return -1;
+		return (-1);
 	rc = virDomainMigrateToURI3(d, a->arg, p, np, flags);
 	virTypedParamsFree(p, np);
-	return rc;
+	return (rc);
 }
 
 static int
@@ -367,18 +367,18 @@ virt_snapshot(virDomainPtr d, enum virt_op op, const char *name)
 		    "<domainsnapshot><name>%s</name></domainsnapshot>", name);
 		s = virDomainSnapshotCreateXML(d, xml, 0);
 		if (s == NULL)
-			return -1;
+			return (-1);
 		virDomainSnapshotFree(s);
-		return 0;
+		return (0);
 	}
 	if ((s = virDomainSnapshotLookupByName(d, name, 0)) == NULL)
-		return -1;
+		return (-1);
 	if (op == VIRT_SNAPSHOT_REVERT)
 		rc = virDomainRevertToSnapshot(s, 0);
 	else
 		rc = virDomainSnapshotDelete(s, 0);
 	virDomainSnapshotFree(s);
-	return rc;
+	return (rc);
 }
 
 static const char *virt_op_names[] = {
@@ -407,23 +407,23 @@ virt_domain_op(const char *domain, enum virt_op op, const struct virt_args *a,
 	int		rc = -1, st, reason;
 
 	if ((c = virt_get(err)) == NULL)
-		return -1;
+		return (-1);
 	if (op == VIRT_DEFINE) {
 		if ((d = virDomainDefineXML(c, a->arg)) == NULL) {
 			virt_fail(c, err, "define", NULL);
 			virt_release(c);
-			return -1;
+			return (-1);
 		}
 		if (name != NULL)
 			*name = strdup(virDomainGetName(d));
 		virDomainFree(d);
 		virt_release(c);
-		return 0;
+		return (0);
 	}
 	if ((d = virDomainLookupByName(c, domain)) == NULL) {
 		virt_fail(c, err, virt_op_names[op], domain);
 		virt_release(c);
-		return -1;
+		return (-1);
 	}
 	switch (op) {
 	case VIRT_UNDEFINE:
@@ -479,7 +479,7 @@ virt_domain_op(const char *domain, enum virt_op op, const struct virt_args *a,
 		virt_fail(c, err, virt_op_names[op], domain);
 	virDomainFree(d);
 	virt_release(c);
-	return rc == -1 ? -1 : 0;
+	return (rc == -1 ? -1 : 0);
 }
 
 json_t *
@@ -492,11 +492,11 @@ virt_list_domains(struct qmp_error *err)
 	int		 n, i, st, reason;
 
 	if ((c = virt_get(err)) == NULL)
-		return NULL;
+		return (NULL);
 	if ((n = virConnectListAllDomains(c, &doms, 0)) < 0) {
 		virt_fail(c, err, "listing domains", NULL);
 		virt_release(c);
-		return NULL;
+		return (NULL);
 	}
 	a = json_array();
 	for (i = 0; i < n; i++) {
@@ -512,7 +512,7 @@ virt_list_domains(struct qmp_error *err)
 	}
 	free(doms);
 	virt_release(c);
-	return a;
+	return (a);
 }
 
 json_t *
@@ -525,11 +525,11 @@ virt_qemu_command(const char *domain, const char *cmdjson,
 	json_t		*reply = NULL;
 
 	if ((c = virt_get(err)) == NULL)
-		return NULL;
+		return (NULL);
 	if ((d = virDomainLookupByName(c, domain)) == NULL) {
 		virt_fail(c, err, "lookup", domain);
 		virt_release(c);
-		return NULL;
+		return (NULL);
 	}
 	if (virDomainQemuMonitorCommand(d, cmdjson, &out, 0) == -1)
 		virt_fail(c, err, "monitor command", domain);
@@ -543,5 +543,5 @@ virt_qemu_command(const char *domain, const char *cmdjson,
 	free(out);
 	virDomainFree(d);
 	virt_release(c);
-	return reply;
+	return (reply);
 }

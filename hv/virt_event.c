@@ -59,8 +59,8 @@ ve_find(int id, bool timer)
 
 	LIST_FOREACH(w, &ve_all, entry)
 		if (w->id == id && w->timer == timer && !w->removed)
-			return w;
-	return NULL;
+			return (w);
+	return (NULL);
 }
 
 static void
@@ -191,7 +191,7 @@ ve_add(struct ve_watch *w)
 	ve_arm(w);
 	pthread_mutex_unlock(&ve_mtx);
 	/* Not w->id: the loop may have run, removed and freed it already. */
-	return id;
+	return (id);
 }
 
 static int
@@ -201,13 +201,13 @@ ve_add_handle(int fd, int events, virEventHandleCallback cb, void *opaque,
 	struct ve_watch	*w;
 
 	if ((w = calloc(1, sizeof *w)) == NULL)
-		return -1;
+		return (-1);
 	w->fd = fd;
 	w->events = events;
 	w->hcb = cb;
 	w->opaque = opaque;
 	w->ff = ff;
-	return ve_add(w);
+	return (ve_add(w));
 }
 
 static void
@@ -231,7 +231,7 @@ ve_remove(int id, bool timer)
 	pthread_mutex_lock(&ve_mtx);
 	if ((w = ve_find(id, timer)) == NULL) {
 		pthread_mutex_unlock(&ve_mtx);
-		return -1;
+		return (-1);
 	}
 	w->removed = true;
 	if (w->ev != NULL)
@@ -240,13 +240,13 @@ ve_remove(int id, bool timer)
 	LIST_INSERT_HEAD(&ve_dead, w, entry);
 	event_active(ve_reaper, EV_TIMEOUT, 0);
 	pthread_mutex_unlock(&ve_mtx);
-	return 0;
+	return (0);
 }
 
 static int
 ve_remove_handle(int id)
 {
-	return ve_remove(id, false);
+	return (ve_remove(id, false));
 }
 
 static int
@@ -256,14 +256,14 @@ ve_add_timeout(int interval, virEventTimeoutCallback cb, void *opaque,
 	struct ve_watch	*w;
 
 	if ((w = calloc(1, sizeof *w)) == NULL)
-		return -1;
+		return (-1);
 	w->timer = true;
 	w->fd = -1;
 	w->interval = interval;
 	w->tcb = cb;
 	w->opaque = opaque;
 	w->ff = ff;
-	return ve_add(w);
+	return (ve_add(w));
 }
 
 static void
@@ -282,7 +282,7 @@ ve_update_timeout(int id, int interval)
 static int
 ve_remove_timeout(int id)
 {
-	return ve_remove(id, true);
+	return (ve_remove(id, true));
 }
 
 int
@@ -291,15 +291,15 @@ virt_event_register(struct event_base *base)
 	static bool	registered;
 
 	if (registered)
-		return ve_base == base ? 0 : -1;
+		return (ve_base == base ? 0 : -1);
 	ve_base = base;
 	if ((ve_reaper = event_new(base, -1, 0, ve_reap_cb, NULL)) == NULL)
-		return -1;
+		return (-1);
 	virEventRegisterImpl(ve_add_handle, ve_update_handle,
 	    ve_remove_handle, ve_add_timeout, ve_update_timeout,
 	    ve_remove_timeout);
 	registered = true;
-	return 0;
+	return (0);
 }
 
 size_t
@@ -312,5 +312,5 @@ virt_event_watches(void)
 	LIST_FOREACH(w, &ve_all, entry)
 		n++;
 	pthread_mutex_unlock(&ve_mtx);
-	return n;
+	return (n);
 }

@@ -121,17 +121,17 @@ ctl_request(struct ctl *ctl, const char *name, json_t *args)
 	if (ctl->nreqs == CTL_MAX_REQS) {
 		json_decref(args);
 		ctl_warn("too many requests");
-		return -1;
+		return (-1);
 	}
 	r = &ctl->reqs[ctl->nreqs++];
 	if ((r->name = strdup(name)) == NULL) {
 		json_decref(args);
 		ctl_warn("out of memory");
-		return -1;
+		return (-1);
 	}
 	r->args = args;
 	r->nfds = 0;
-	return 0;
+	return (0);
 }
 
 /* Attaches an fd to the last queued request (sent with SCM_RIGHTS);
@@ -144,11 +144,11 @@ ctl_pass_fd(struct ctl *ctl, int fd)
 
 	if (ctl->nreqs == 0 || ctl->reqs[ctl->nreqs - 1].nfds == CTL_MAX_FDS) {
 		ctl_warn("cannot pass fd %d", fd);
-		return -1;
+		return (-1);
 	}
 	r = &ctl->reqs[ctl->nreqs - 1];
 	r->fds[r->nfds++] = fd;
-	return 0;
+	return (0);
 }
 
 static void
@@ -177,13 +177,13 @@ ctl_set_kv(json_t *obj, const char *word)
 
 	if ((eq = strchr(word, '=')) == NULL || eq == word) {
 		ctl_warn("expected key=value, not '%s'", word);
-		return -1;
+		return (-1);
 	}
 	v = json_loads(eq + 1, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 	if (v == NULL && (v = json_string(eq + 1)) == NULL) {
 		ctl_warn("value of '%.*s' is not valid UTF-8",
 		    (int)(eq - word), word);
-		return -1;
+		return (-1);
 	}
 
 	key = word;
@@ -218,13 +218,13 @@ ctl_set_kv(json_t *obj, const char *word)
 		v = NULL;
 		goto nomem;
 	}
-	return 0;
+	return (0);
 
 nomem:
 	ctl_warn("out of memory");
 fail:
 	json_decref(v);
-	return -1;
+	return (-1);
 }
 
 /* The arguments object of argv's key=value words; NULL when argc is 0
@@ -237,19 +237,19 @@ ctl_kv_args(int argc, char **argv, json_t **out)
 
 	*out = NULL;
 	if (argc == 0)
-		return 0;
+		return (0);
 	if ((obj = json_object()) == NULL) {
 		ctl_warn("out of memory");
-		return -1;
+		return (-1);
 	}
 	for (i = 0; i < argc; i++) {
 		if (ctl_set_kv(obj, argv[i]) != 0) {
 			json_decref(obj);
-			return -1;
+			return (-1);
 		}
 	}
 	*out = obj;
-	return 0;
+	return (0);
 }
 
 /* ---- output ---- */
@@ -331,7 +331,7 @@ ctl_print_event(struct ctl *ctl, json_t *ev)
 static const char *
 ctl_str(const json_t *v, const char *dflt)
 {
-	return json_is_string(v) ? json_string_value(v) : dflt;
+	return (json_is_string(v) ? json_string_value(v) : dflt);
 }
 
 static int
@@ -339,9 +339,9 @@ ctl_prep_vms(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc != 0) {
 		ctl_warn("usage: vms");
-		return -1;
+		return (-1);
 	}
-	return ctl_request(ctl, "query-vms", NULL);
+	return (ctl_request(ctl, "query-vms", NULL));
 }
 
 static void
@@ -382,21 +382,21 @@ ctl_prep_exec(struct ctl *ctl, int argc, char **argv)
 
 	if (argc < 2) {
 		ctl_warn("usage: exec VM COMMAND [key=value ...]");
-		return -1;
+		return (-1);
 	}
 	if (ctl_kv_args(argc - 2, argv + 2, &cargs) != 0)
-		return -1;
+		return (-1);
 	args = json_pack("{s:s, s:s}", "vm", argv[0], "command", argv[1]);
 	if (args == NULL) {
 		json_decref(cargs);
 		ctl_warn("VM and command must be UTF-8");
-		return -1;
+		return (-1);
 	}
 	if (cargs != NULL && json_object_set_new(args, "arguments", cargs)) {
 		json_decref(args);
-		return -1;
+		return (-1);
 	}
-	return ctl_request(ctl, "vm-execute", args);
+	return (ctl_request(ctl, "vm-execute", args));
 }
 
 static json_t *
@@ -406,14 +406,14 @@ ctl_globs(const char **globs, size_t n)
 	size_t	 i;
 
 	if ((a = json_array()) == NULL)
-		return NULL;
+		return (NULL);
 	for (i = 0; i < n; i++) {
 		if (json_array_append_new(a, json_string(globs[i])) != 0) {
 			json_decref(a);
-			return NULL;
+			return (NULL);
 		}
 	}
-	return a;
+	return (a);
 }
 
 static int
@@ -423,10 +423,10 @@ ctl_prep_events(struct ctl *ctl, int argc, char **argv)
 
 	if (argc != 0) {
 		ctl_warn("usage: events [--vm GLOB]... [--event GLOB]...");
-		return -1;
+		return (-1);
 	}
 	if ((args = json_object()) == NULL)
-		return -1;
+		return (-1);
 	if (ctl->n_vm_globs != 0) {
 		a = ctl_globs(ctl->vm_globs, ctl->n_vm_globs);
 		if (a == NULL || json_object_set_new(args, "vms", a) != 0)
@@ -437,11 +437,11 @@ ctl_prep_events(struct ctl *ctl, int argc, char **argv)
 		if (a == NULL || json_object_set_new(args, "events", a) != 0)
 			goto bad;
 	}
-	return ctl_request(ctl, "subscribe", args);
+	return (ctl_request(ctl, "subscribe", args));
 bad:
 	json_decref(args);
 	ctl_warn("globs must be UTF-8");
-	return -1;
+	return (-1);
 }
 
 static void
@@ -480,8 +480,8 @@ ctl_prep_raw(struct ctl *ctl, int argc, char **argv)
 	json_t	*args;
 
 	if (ctl_kv_args(argc - 1, argv + 1, &args) != 0)
-		return -1;
-	return ctl_request(ctl, argv[0], args);
+		return (-1);
+	return (ctl_request(ctl, argv[0], args));
 }
 
 static const struct ctl_cmd ctl_raw = {
@@ -669,19 +669,19 @@ ctl_connect(const char *path)
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sun.sun_path) {
 		ctl_warn("%s: socket path too long", path);
-		return -1;
+		return (-1);
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
 		ctl_warn("socket: %s", strerror(errno));
-		return -1;
+		return (-1);
 	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		ctl_warn("cannot connect to %s: %s", path, strerror(errno));
 		close(fd);
-		return -1;
+		return (-1);
 	}
-	return fd;
+	return (fd);
 }
 
 /* As the daemon: root's under /run, anyone else's under XDG_RUNTIME_DIR,
@@ -694,9 +694,9 @@ ctl_default_socket(void)
 	int		 n;
 
 	if ((env = getenv("QMPBROKER_SOCKET")) != NULL && *env != '\0')
-		return env;
+		return (env);
 	if (geteuid() == 0)
-		return "/run/qmpbroker/control.sock";
+		return ("/run/qmpbroker/control.sock");
 	if ((env = getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
 		n = snprintf(path, sizeof path, "%s/qmpbroker/control.sock",
 		    env);
@@ -705,9 +705,9 @@ ctl_default_socket(void)
 		    "/tmp/qmpbroker-%u/control.sock", (unsigned)geteuid());
 	if (n < 0 || (size_t)n >= sizeof path) {
 		ctl_warn("XDG_RUNTIME_DIR too long: use -S SOCK");
-		return NULL;
+		return (NULL);
 	}
-	return path;
+	return (path);
 }
 
 static void __attribute__((noreturn))
@@ -736,18 +736,18 @@ ctl_run(struct ctl *ctl)
 	int		 fd;
 
 	if ((fd = ctl_connect(ctl->sock)) == -1)
-		return CTL_EXIT_CONN;
+		return (CTL_EXIT_CONN);
 	if ((ctl->base = event_base_new()) == NULL) {
 		close(fd);
 		ctl_warn("cannot make an event loop");
-		return CTL_EXIT_CONN;
+		return (CTL_EXIT_CONN);
 	}
 	ctl->rc = CTL_EXIT_CONN;
 	ctl->chan = chan_new(ctl->base, fd, NULL, &ctl_chan_ops, ctl);
 	if (ctl->chan == NULL) {
 		ctl_warn("cannot set up the connection");
 		event_base_free(ctl->base);
-		return CTL_EXIT_CONN;
+		return (CTL_EXIT_CONN);
 	}
 	sigint = evsignal_new(ctl->base, SIGINT, ctl_signal, ctl);
 	sigterm = evsignal_new(ctl->base, SIGTERM, ctl_signal, ctl);
@@ -775,7 +775,7 @@ ctl_run(struct ctl *ctl)
 	event_base_free(ctl->base);
 	/* the channel's memory waited for a loop pass */
 	defer_flush();
-	return ctl->rc;
+	return (ctl->rc);
 }
 
 int
@@ -822,7 +822,7 @@ main(int argc, char **argv)
 		case 0x100:
 			if (nsubopt + 2 > (int)(sizeof subopt / sizeof subopt[0])) {
 				ctl_warn("too many options");
-				return CTL_EXIT_USAGE;
+				return (CTL_EXIT_USAGE);
 			}
 			/* "--name" back as a word, then its value */
 			snprintf(subname[nsubopt], sizeof subname[0], "--%s",
@@ -843,21 +843,21 @@ main(int argc, char **argv)
 			l = strtol(optarg, &end, 10);
 			if (errno != 0 || *end != '\0' || l < 0 || l > 86400) {
 				ctl_warn("bad timeout '%s'", optarg);
-				return CTL_EXIT_USAGE;
+				return (CTL_EXIT_USAGE);
 			}
 			ctl.timeout_s = (int)l;
 			break;
 		case 'V':
 			if (ctl.n_vm_globs == CTL_MAX_GLOBS) {
 				ctl_warn("too many --vm");
-				return CTL_EXIT_USAGE;
+				return (CTL_EXIT_USAGE);
 			}
 			ctl.vm_globs[ctl.n_vm_globs++] = optarg;
 			break;
 		case 'E':
 			if (ctl.n_event_globs == CTL_MAX_GLOBS) {
 				ctl_warn("too many --event");
-				return CTL_EXIT_USAGE;
+				return (CTL_EXIT_USAGE);
 			}
 			ctl.event_globs[ctl.n_event_globs++] = optarg;
 			break;
@@ -878,14 +878,14 @@ main(int argc, char **argv)
 	if (nsubopt > 0 && (c->name == NULL ||
 	    strstr(c->usage, " [--") == NULL)) {
 		ctl_warn("those options go with the hotplug commands");
-		return CTL_EXIT_USAGE;
+		return (CTL_EXIT_USAGE);
 	}
 	if (c->name != NULL) {
 		ctl.cmd = c;
 		if (argc - 1 + nsubopt > (int)(sizeof subargv /
 		    sizeof subargv[0])) {
 			ctl_warn("too many arguments");
-			return CTL_EXIT_USAGE;
+			return (CTL_EXIT_USAGE);
 		}
 		for (i = 1; i < argc; i++)
 			subargv[i - 1] = argv[i];
@@ -903,12 +903,12 @@ main(int argc, char **argv)
 	}
 	if (rc != 0 || ctl.nreqs == 0) {
 		ctl_free_reqs(&ctl);
-		return CTL_EXIT_USAGE;
+		return (CTL_EXIT_USAGE);
 	}
 
 	if (sock == NULL && (sock = ctl_default_socket()) == NULL) {
 		ctl_free_reqs(&ctl);
-		return CTL_EXIT_USAGE;
+		return (CTL_EXIT_USAGE);
 	}
 	ctl.sock = sock;
 	rc = ctl_run(&ctl);
@@ -917,5 +917,5 @@ main(int argc, char **argv)
 		ctl_warn("stdout: %s", strerror(errno));
 		rc = CTL_EXIT_CONN;
 	}
-	return rc;
+	return (rc);
 }

@@ -35,12 +35,12 @@ ctl_hp_args(struct ctl *ctl, int argc, char **argv, int disk, int *fds,
 	*nfds = 0;
 	if (argc < 2) {
 		ctl_warn("usage: %s VM ID ...", disk ? "disk-add" : "nic-add");
-		return NULL;
+		return (NULL);
 	}
 	args = json_pack("{s:s, s:s}", "vm", argv[0], "id", argv[1]);
 	if (args == NULL) {
 		ctl_warn("VM and ID must be UTF-8");
-		return NULL;
+		return (NULL);
 	}
 	/* options (--name [value]) may come anywhere: qmpctl's own parser
 	   hands them on after the words */
@@ -105,10 +105,10 @@ ctl_hp_args(struct ctl *ctl, int argc, char **argv, int disk, int *fds,
 		json_object_update(args, extra);
 		json_decref(extra);
 	}
-	return args;
+	return (args);
 fail:
 	json_decref(args);
-	return NULL;
+	return (NULL);
 }
 
 static int
@@ -118,11 +118,11 @@ ctl_hp_send(struct ctl *ctl, const char *name, json_t *args, const int *fds,
 	int	i;
 
 	if (ctl_request(ctl, name, args) != 0)
-		return -1;
+		return (-1);
 	for (i = 0; i < nfds; i++)
 		if (ctl_pass_fd(ctl, fds[i]) != 0)
-			return -1;
-	return 0;
+			return (-1);
+	return (0);
 }
 
 int
@@ -132,13 +132,13 @@ ctl_prep_nic_add(struct ctl *ctl, int argc, char **argv)
 	int	 fds[16], nfds;
 
 	if ((args = ctl_hp_args(ctl, argc, argv, 0, fds, &nfds)) == NULL)
-		return -1;
+		return (-1);
 	if ((json_object_get(args, "ifname") != NULL) == (nfds > 0)) {
 		ctl_warn("nic-add: give --tap IFNAME or --fd N (not both)");
 		json_decref(args);
-		return -1;
+		return (-1);
 	}
-	return ctl_hp_send(ctl, "nic-add", args, fds, nfds);
+	return (ctl_hp_send(ctl, "nic-add", args, fds, nfds));
 }
 
 int
@@ -148,14 +148,14 @@ ctl_prep_disk_add(struct ctl *ctl, int argc, char **argv)
 	int	 fds[16], nfds;
 
 	if ((args = ctl_hp_args(ctl, argc, argv, 1, fds, &nfds)) == NULL)
-		return -1;
+		return (-1);
 	if ((json_object_get(args, "source") != NULL) == (nfds > 0) ||
 	    nfds > 1) {
 		ctl_warn("disk-add: give SOURCE or one --fd N");
 		json_decref(args);
-		return -1;
+		return (-1);
 	}
-	return ctl_hp_send(ctl, "disk-add", args, fds, nfds);
+	return (ctl_hp_send(ctl, "disk-add", args, fds, nfds));
 }
 
 static int
@@ -165,26 +165,26 @@ ctl_hp_del(struct ctl *ctl, const char *name, int argc, char **argv)
 
 	if (argc != 2) {
 		ctl_warn("usage: %s VM ID", name);
-		return -1;
+		return (-1);
 	}
 	if ((args = json_pack("{s:s, s:s}", "vm", argv[0], "id",
 	    argv[1])) == NULL) {
 		ctl_warn("VM and ID must be UTF-8");
-		return -1;
+		return (-1);
 	}
-	return ctl_request(ctl, name, args);
+	return (ctl_request(ctl, name, args));
 }
 
 int
 ctl_prep_nic_del(struct ctl *ctl, int argc, char **argv)
 {
-	return ctl_hp_del(ctl, "nic-del", argc, argv);
+	return (ctl_hp_del(ctl, "nic-del", argc, argv));
 }
 
 int
 ctl_prep_disk_del(struct ctl *ctl, int argc, char **argv)
 {
-	return ctl_hp_del(ctl, "disk-del", argc, argv);
+	return (ctl_hp_del(ctl, "disk-del", argc, argv));
 }
 
 int
@@ -194,11 +194,11 @@ ctl_prep_slots(struct ctl *ctl, int argc, char **argv)
 
 	if (argc != 1) {
 		ctl_warn("usage: slots VM");
-		return -1;
+		return (-1);
 	}
 	if ((args = json_pack("{s:s}", "vm", argv[0])) == NULL) {
 		ctl_warn("VM must be UTF-8");
-		return -1;
+		return (-1);
 	}
-	return ctl_request(ctl, "query-pci-slots", args);
+	return (ctl_request(ctl, "query-pci-slots", args));
 }

@@ -47,13 +47,13 @@ static const char *job_status_names[] = {
 const char *
 job_status_name(enum job_status s)
 {
-	return job_status_names[s];
+	return (job_status_names[s]);
 }
 
 static bool
 job_ended(const struct job *j)
 {
-	return j->status >= JOB_CONCLUDED;
+	return (j->status >= JOB_CONCLUDED);
 }
 
 int
@@ -62,26 +62,26 @@ job_init(struct event_base *base, int workers)
 	job_evbase = base;
 	job_stop = false;
 	proc_init(base);
-	return work_init(base, workers);
+	return (work_init(base, workers));
 }
 
 struct event_base *
 job_base(void)
 {
-	return job_evbase;
+	return (job_evbase);
 }
 
 bool
 job_stopping(void)
 {
-	return job_stop;
+	return (job_stop);
 }
 
 static json_t *
 job_time_json(const struct timeval *tv)
 {
-	return json_pack("{s:I,s:I}", "seconds", (json_int_t)tv->tv_sec,
-	    "microseconds", (json_int_t)tv->tv_usec);
+	return (json_pack("{s:I,s:I}", "seconds", (json_int_t)tv->tv_sec,
+	    "microseconds", (json_int_t)tv->tv_usec));
 }
 
 static void
@@ -170,12 +170,12 @@ job_new(const struct job_ops *ops, const char *target, void *data,
 	gettimeofday(&j->created, NULL);
 	TAILQ_INSERT_TAIL(&job_all, j, entry);
 	job_publish(j);
-	return j;
+	return (j);
 
 fail:
 	if (ops->free != NULL && data != NULL)
 		ops->free(data);
-	return NULL;
+	return (NULL);
 }
 
 void
@@ -192,31 +192,31 @@ job_start(struct job *j)
 uint64_t
 job_id(const struct job *j)
 {
-	return j->id;
+	return (j->id);
 }
 
 const char *
 job_target(const struct job *j)
 {
-	return j->target;
+	return (j->target);
 }
 
 void *
 job_data(const struct job *j)
 {
-	return j->data;
+	return (j->data);
 }
 
 enum job_status
 job_status(const struct job *j)
 {
-	return j->status;
+	return (j->status);
 }
 
 bool
 job_cancel_requested(const struct job *j)
 {
-	return j->cancel_requested;
+	return (j->cancel_requested);
 }
 
 static void
@@ -282,8 +282,8 @@ job_find(uint64_t id)
 
 	TAILQ_FOREACH(j, &job_all, entry)
 		if (j->id == id)
-			return j;
-	return NULL;
+			return (j);
+	return (NULL);
 }
 
 int
@@ -292,25 +292,25 @@ job_cancel(struct job *j, struct qmp_error *err)
 	if (job_ended(j)) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "job %llu has already %s",
 		    (unsigned long long)j->id, job_status_name(j->status));
-		return -1;
+		return (-1);
 	}
 	if (j->status == JOB_CREATED) {
 		/* Nothing has been done yet: nothing to undo. */
 		j->cancel_requested = true;
 		job_cancelled(j, NULL);
-		return 0;
+		return (0);
 	}
 	if (j->ops->cancel == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "job %llu (%s) cannot be cancelled once running",
 		    (unsigned long long)j->id, j->ops->kind);
-		return -1;
+		return (-1);
 	}
 	if (j->cancel_requested)
-		return 0;
+		return (0);
 	j->cancel_requested = true;
 	j->ops->cancel(j);
-	return 0;
+	return (0);
 }
 
 int
@@ -320,10 +320,10 @@ job_dismiss(struct job *j, struct qmp_error *err)
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "job %llu is still %s: cancel it first",
 		    (unsigned long long)j->id, job_status_name(j->status));
-		return -1;
+		return (-1);
 	}
 	job_free(j);
-	return 0;
+	return (0);
 }
 
 json_t *
@@ -335,7 +335,7 @@ job_json(const struct job *j)
 	    "kind", j->ops->kind, "status", job_status_name(j->status),
 	    "created", job_time_json(&j->created));
 	if (o == NULL)
-		return NULL;
+		return (NULL);
 	if (j->target != NULL)
 		json_object_set_new(o, "target", json_string(j->target));
 	if (j->status != JOB_CREATED)
@@ -348,7 +348,7 @@ job_json(const struct job *j)
 		json_object_set(o, "result", j->result);
 	if (j->status == JOB_FAILED)
 		json_object_set_new(o, "error", qmp_error_json(&j->err));
-	return o;
+	return (o);
 }
 
 json_t *
@@ -359,7 +359,7 @@ job_list_json(void)
 
 	TAILQ_FOREACH(j, &job_all, entry)
 		json_array_append_new(a, job_json(j));
-	return a;
+	return (a);
 }
 
 size_t
@@ -371,7 +371,7 @@ job_count_active(void)
 	TAILQ_FOREACH(j, &job_all, entry)
 		if (!job_ended(j))
 			n++;
-	return n;
+	return (n);
 }
 
 void

@@ -67,7 +67,7 @@ proc_init(struct event_base *base)
 static int
 proc_pidfd_open(pid_t pid)
 {
-	return (int)syscall(SYS_pidfd_open, pid, 0);
+	return ((int)syscall(SYS_pidfd_open, pid, 0));
 }
 
 /* Reads what is there; returns 0 at EOF or error, 1 if more may come. */
@@ -83,9 +83,9 @@ proc_buf_read(struct proc_buf *b)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)
-			return 1;
+			return (1);
 		if (n <= 0)
-			return 0;
+			return (0);
 		room = PROC_OUT_MAX - b->len;
 		if ((size_t)n < room)
 			room = n;
@@ -181,13 +181,13 @@ proc_kill(struct proc *p)
 pid_t
 proc_pid(const struct proc *p)
 {
-	return p->pid;
+	return (p->pid);
 }
 
 size_t
 proc_count(void)
 {
-	return proc_n;
+	return (proc_n);
 }
 
 static void
@@ -252,11 +252,11 @@ proc_buf_init(struct proc *p, struct proc_buf *b, int fd)
 {
 	b->fd = fd;
 	if ((b->data = calloc(1, PROC_OUT_MAX + 1)) == NULL)
-		return -1;
+		return (-1);
 	b->ev = event_new(proc_base, fd, EV_READ | EV_PERSIST, proc_buf_cb, b);
 	if (b->ev == NULL)
-		return -1;
-	return event_add(b->ev, NULL);
+		return (-1);
+	return (event_add(b->ev, NULL));
 }
 
 struct proc *
@@ -273,11 +273,11 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 
 	if (proc_base == NULL || proc_stopping) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "broker is shutting down");
-		return NULL;
+		return (NULL);
 	}
 	if ((p = calloc(1, sizeof *p)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-		return NULL;
+		return (NULL);
 	}
 	p->pidfd = p->out.fd = p->err.fd = -1;
 	if (pipe2(outp, O_CLOEXEC | O_NONBLOCK) == -1 ||
@@ -365,10 +365,10 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 			waitpid(p->pid, &status, 0);
 			proc_reap(p, status);
 			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-			return NULL;
+			return (NULL);
 		}
 	}
-	return p;
+	return (p);
 
 fail:
 	if (outp[0] != -1)
@@ -380,7 +380,7 @@ fail:
 	if (errp[1] != -1)
 		close(errp[1]);
 	proc_free(p);
-	return NULL;
+	return (NULL);
 }
 
 /* Reaps every child that has exited; the rest stay. */

@@ -85,7 +85,7 @@ work_main(void *unused)
 	}
 	pthread_mutex_unlock(&work_mtx);
 	atomic_fetch_sub(&work_alive, 1);
-	return NULL;
+	return (NULL);
 }
 
 /* Runs every finished item's done on the loop. */
@@ -136,13 +136,13 @@ work_init(struct event_base *base, int n)
 	int		 i, error;
 
 	if (work_ready)
-		return -1;
+		return (-1);
 	if (n <= 0)
 		n = WORK_DEFAULT_THREADS;
 	if (n > WORK_MAX_THREADS)
 		n = WORK_MAX_THREADS;
 	if ((work_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
-		return -1;
+		return (-1);
 	work_ev = event_new(base, work_efd, EV_READ | EV_PERSIST,
 	    work_read_cb, NULL);
 	work_sweep_ev = event_new(base, -1, EV_PERSIST, work_sweep_cb, NULL);
@@ -172,9 +172,9 @@ work_init(struct event_base *base, int n)
 	work_ready = true;
 	if (work_ntids == 0) {
 		work_shutdown();
-		return -1;
+		return (-1);
 	}
-	return 0;
+	return (0);
 
 fail:
 	if (work_ev != NULL)
@@ -186,7 +186,7 @@ fail:
 	work_tids = NULL;
 	close(work_efd);
 	work_efd = -1;
-	return -1;
+	return (-1);
 }
 
 void
@@ -234,7 +234,7 @@ work_stopping(void)
 	pthread_mutex_lock(&work_mtx);
 	stop = work_stop || !work_ready;
 	pthread_mutex_unlock(&work_mtx);
-	return stop;
+	return (stop);
 }
 
 struct work *
@@ -243,7 +243,7 @@ work_submit(work_fn *fn, work_done_fn *done, void *arg)
 	struct work	*w;
 
 	if (!work_ready || (w = calloc(1, sizeof *w)) == NULL)
-		return NULL;
+		return (NULL);
 	w->fn = fn;
 	w->done = done;
 	w->arg = arg;
@@ -253,12 +253,12 @@ work_submit(work_fn *fn, work_done_fn *done, void *arg)
 	if (work_stop) {
 		pthread_mutex_unlock(&work_mtx);
 		free(w);
-		return NULL;
+		return (NULL);
 	}
 	TAILQ_INSERT_TAIL(&work_pending, w, entry);
 	pthread_cond_signal(&work_cond);
 	pthread_mutex_unlock(&work_mtx);
-	return w;
+	return (w);
 }
 
 bool
@@ -274,7 +274,7 @@ work_cancel(struct work *w)
 	pthread_mutex_unlock(&work_mtx);
 	if (taken)
 		free(w);
-	return taken;
+	return (taken);
 }
 
 void
@@ -286,5 +286,5 @@ work_test_fail_notify(int n)
 int
 work_threads(void)
 {
-	return atomic_load(&work_alive);
+	return (atomic_load(&work_alive));
 }

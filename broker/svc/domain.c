@@ -100,8 +100,8 @@ dom_kind(enum virt_op op)
 
 	for (i = 0; i < sizeof dom_kinds / sizeof dom_kinds[0]; i++)
 		if (dom_kinds[i].op == op)
-			return &dom_kinds[i];
-	return NULL;
+			return (&dom_kinds[i]);
+	return (NULL);
 }
 
 static void
@@ -130,7 +130,7 @@ dom_result(struct dom_job *d)
 		json_object_set_new(r, "snapshot", json_string(d->arg));
 	if (d->forced)
 		json_object_set_new(r, "forced", json_true());
-	return r;
+	return (r);
 }
 
 /* ---- workers ---- */
@@ -177,9 +177,9 @@ dom_submit(struct dom_job *d, work_fn *fn, work_done_fn *done)
 {
 	if ((d->w = work_submit(fn, done, d)) == NULL) {
 		job_fail(d->job, QMP_CLS_GENERIC, "broker is shutting down");
-		return false;
+		return (false);
 	}
-	return true;
+	return (true);
 }
 
 static void
@@ -219,19 +219,19 @@ dom_reached(const struct dom_job *d)
 {
 	switch (d->k->want) {
 	case WANT_RUNNING:
-		return d->state == VIR_DOMAIN_RUNNING;
+		return (d->state == VIR_DOMAIN_RUNNING);
 	case WANT_PAUSED:
-		return d->state == VIR_DOMAIN_PAUSED;
+		return (d->state == VIR_DOMAIN_PAUSED);
 	case WANT_OFF:
 		if (d->k->op == VIRT_SAVE)
-			return d->state == VIRT_STATE_GONE ||
-			    (d->state == VIR_DOMAIN_SHUTOFF && d->msave);
-		return d->state == VIR_DOMAIN_SHUTOFF ||
-		    d->state == VIRT_STATE_GONE;
+			return (d->state == VIRT_STATE_GONE ||
+			    (d->state == VIR_DOMAIN_SHUTOFF && d->msave));
+		return (d->state == VIR_DOMAIN_SHUTOFF ||
+		    d->state == VIRT_STATE_GONE);
 	case WANT_NONE:
 		break;
 	}
-	return true;
+	return (true);
 }
 
 static void
@@ -413,11 +413,11 @@ dom_name_ok(const char *s)
 	size_t	n = strlen(s);
 
 	if (n == 0 || n > 255)
-		return false;
+		return (false);
 	for (; *s != '\0'; s++)
 		if (iscntrl((unsigned char)*s))
-			return false;
-	return true;
+			return (false);
+	return (true);
 }
 
 static bool
@@ -426,11 +426,11 @@ dom_snap_name_ok(const char *s)
 	size_t	n = strlen(s);
 
 	if (n == 0 || n > 64)
-		return false;
+		return (false);
 	for (; *s != '\0'; s++)
 		if (!isalnum((unsigned char)*s) && strchr("_.-", *s) == NULL)
-			return false;
-	return true;
+			return (false);
+	return (true);
 }
 
 /* The <name> of a domain XML, for the job's target (and its lock). */
@@ -440,11 +440,11 @@ dom_xml_name(const char *xml)
 	const char	*s, *e;
 
 	if ((s = strstr(xml, "<name>")) == NULL)
-		return NULL;
+		return (NULL);
 	s += 6;
 	if ((e = strstr(s, "</name>")) == NULL || e - s > 255)
-		return NULL;
-	return strndup(s, e - s);
+		return (NULL);
+	return (strndup(s, e - s));
 }
 
 static struct dom_job *
@@ -453,14 +453,14 @@ dom_new(enum virt_op op, const char *domain)
 	struct dom_job	*d;
 
 	if ((d = calloc(1, sizeof *d)) == NULL)
-		return NULL;
+		return (NULL);
 	d->k = dom_kind(op);
 	d->state = VIRT_STATE_GONE;
 	if (domain != NULL && (d->domain = strdup(domain)) == NULL) {
 		free(d);
-		return NULL;
+		return (NULL);
 	}
-	return d;
+	return (d);
 }
 
 /* A job for d (owned by the job from here on), started. */

@@ -44,11 +44,11 @@ img_format_ok(const char *s)
 	size_t	n = strlen(s);
 
 	if (n == 0 || n > 16)
-		return false;
+		return (false);
 	for (; *s != '\0'; s++)
 		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s))
-			return false;
-	return true;
+			return (false);
+	return (true);
 }
 
 struct job *
@@ -106,7 +106,7 @@ img_detach_job(struct img_att *a, bool recovery, struct qmp_error *err)
 
 	if ((ij = calloc(1, sizeof *ij)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-		return NULL;
+		return (NULL);
 	}
 	ij->nbd.lockfd = -1;
 	ij->mode = a->mode;
@@ -116,10 +116,10 @@ img_detach_job(struct img_att *a, bool recovery, struct qmp_error *err)
 	snprintf(ij->device, sizeof ij->device, "%s", a->device);
 	snprintf(ij->path, sizeof ij->path, "%s", a->path);
 	if ((j = job_new(&img_detach_ops, ij->device, ij, err)) == NULL)
-		return NULL;
+		return (NULL);
 	a->detaching = true;
 	job_start(j);
-	return j;
+	return (j);
 }
 
 struct job *
@@ -146,7 +146,7 @@ image_detach(const char *dev, struct qmp_error *err)
 int
 image_init(struct event_base *base)
 {
-	return 0;
+	return (0);
 }
 
 /* Attached devices stay attached (VMs use them); the broker only forgets

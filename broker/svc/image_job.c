@@ -51,19 +51,19 @@ const struct job_ops img_detach_ops = {
 static const char *
 img_losetup(void)
 {
-	return conf.losetup_path != NULL ? conf.losetup_path : LOOP_LOSETUP;
+	return (conf.losetup_path != NULL ? conf.losetup_path : LOOP_LOSETUP);
 }
 
 static const char *
 img_qemu_nbd(void)
 {
-	return conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path : NBD_QEMU_NBD;
+	return (conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path : NBD_QEMU_NBD);
 }
 
 static const char *
 img_loop_sysfs(void)
 {
-	return conf.loop_sysfs != NULL ? conf.loop_sysfs : LOOP_SYSFS;
+	return (conf.loop_sysfs != NULL ? conf.loop_sysfs : LOOP_SYSFS);
 }
 
 /* dev is attached, to path when path is not NULL (sysfs: no wait). */
@@ -73,8 +73,8 @@ img_loop_backed(const char *dev, const char *path)
 	char	buf[PATH_MAX + 16];
 
 	if (loop_backing_file(img_loop_sysfs(), dev, buf, sizeof buf) != 0)
-		return false;
-	return path == NULL || loop_backing_is(buf, path);
+		return (false);
+	return (path == NULL || loop_backing_is(buf, path));
 }
 
 void
@@ -89,7 +89,7 @@ img_nbd_paths(struct nbd_paths *np)
 static int
 img_tool_ms(void)
 {
-	return conf.tool_timeout_ms > 0 ? conf.tool_timeout_ms : IMG_TOOL_MS;
+	return (conf.tool_timeout_ms > 0 ? conf.tool_timeout_ms : IMG_TOOL_MS);
 }
 
 static int
@@ -106,7 +106,7 @@ img_record(struct img_job *ij, enum imgrec_state st, char *err,
 	if (ij->format != NULL)
 		snprintf(r.format, sizeof r.format, "%s", ij->format);
 	r.state = st;
-	return imgrec_write(conf.state_dir, &r, err, errlen);
+	return (imgrec_write(conf.state_dir, &r, err, errlen));
 }
 
 /* Writes the record of a step about to be taken; a step that cannot be
@@ -119,13 +119,13 @@ img_record_step(struct img_job *ij, enum imgrec_state st)
 	if (img_record(ij, st, err, sizeof err) == 0) {
 		if (ij->attach)
 			ij->recorded = true;
-		return true;
+		return (true);
 	}
 	log_err("image journal %s: %s", ij->device, err);
 	qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "cannot record %s of "
 	    "%s, so not done: %s", st == IMGREC_DETACHING ? "the detach" :
 	    "the attach", ij->device, err);
-	return false;
+	return (false);
 }
 
 /* Nothing is attached (any more) for this record. A record that cannot
@@ -169,9 +169,9 @@ img_after(struct img_job *ij, int ms)
 static json_t *
 img_result(struct img_job *ij)
 {
-	return json_pack("{s:s,s:s,s:s,s:b}", "device", ij->device, "mode",
+	return (json_pack("{s:s,s:s,s:s,s:b}", "device", ij->device, "mode",
 	    ij->mode == IMG_LOOP ? "loop" : "nbd", "path", ij->path,
-	    "readonly", ij->ro);
+	    "readonly", ij->ro));
 }
 
 /* Ends a job whose cleanup (if any) is over. */
@@ -216,16 +216,16 @@ img_spawn(struct img_job *ij, char **argv)
 			/* Cannot undo: end, and say what is left. */
 			img_end(ij, json_pack("{s:s,s:s}", "left", ij->device,
 			    "why", err.desc));
-			return false;
+			return (false);
 		}
 		if (!ij->attach)
 			img_detach_failed(ij);
 		else if (ij->phase == IP_TOOL)
 			img_unrecord(ij);	/* the tool never ran */
 		job_fail_err(ij->job, &err);
-		return false;
+		return (false);
 	}
-	return true;
+	return (true);
 }
 
 /* Disconnects what a failed or cancelled nbd attach connected. */

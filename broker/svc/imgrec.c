@@ -20,7 +20,7 @@ static const char *const imgrec_states[] = {
 const char *
 imgrec_state_name(enum imgrec_state s)
 {
-	return imgrec_states[s];
+	return (imgrec_states[s]);
 }
 
 /* The record's id: the device's name (loop0, nbd3), unique per group. */
@@ -29,7 +29,7 @@ imgrec_id(const char *device)
 {
 	const char	*p = strrchr(device, '/');
 
-	return p != NULL ? p + 1 : device;
+	return (p != NULL ? p + 1 : device);
 }
 
 int
@@ -44,22 +44,22 @@ imgrec_write(const char *state_dir, const struct imgrec *r, char *err,
 	    "state", imgrec_state_name(r->state));
 	if (rec == NULL) {
 		snprintf(err, errlen, "cannot build the record");
-		return -1;
+		return (-1);
 	}
 	if (r->format[0] != '\0')
 		json_object_set_new(rec, "format", json_string(r->format));
 	rc = journal_write(state_dir, IMGREC_AREA, r->nbd ? "nbd" : "loop",
 	    imgrec_id(r->device), rec, err, errlen);
 	json_decref(rec);
-	return rc;
+	return (rc);
 }
 
 int
 imgrec_remove(const char *state_dir, bool nbd, const char *device,
     char *err, size_t errlen)
 {
-	return journal_write(state_dir, IMGREC_AREA, nbd ? "nbd" : "loop",
-	    imgrec_id(device), NULL, err, errlen);
+	return (journal_write(state_dir, IMGREC_AREA, nbd ? "nbd" : "loop",
+	    imgrec_id(device), NULL, err, errlen));
 }
 
 int
@@ -76,23 +76,23 @@ imgrec_parse(const char *group, const char *id, const json_t *rec,
 	    "s?s}", "path", &path, "mode", &mode, "device", &dev, "readonly",
 	    &ro, "state", &state, "format", &format) != 0) {
 		snprintf(err, errlen, "%s", jerr.text);
-		return -1;
+		return (-1);
 	}
 	if (strcmp(mode, group) != 0 || (strcmp(mode, "loop") != 0 &&
 	    strcmp(mode, "nbd") != 0)) {
 		snprintf(err, errlen, "mode \"%.16s\" in group %s", mode, group);
-		return -1;
+		return (-1);
 	}
 	if (strcmp(imgrec_id(dev), id) != 0) {
 		snprintf(err, errlen, "device %.64s under the name %s", dev, id);
-		return -1;
+		return (-1);
 	}
 	for (i = 0; i < sizeof imgrec_states / sizeof imgrec_states[0]; i++)
 		if (strcmp(state, imgrec_states[i]) == 0)
 			break;
 	if (i == sizeof imgrec_states / sizeof imgrec_states[0]) {
 		snprintf(err, errlen, "unknown state \"%.32s\"", state);
-		return -1;
+		return (-1);
 	}
 	if ((size_t)snprintf(r->device, sizeof r->device, "%s", dev) >=
 	    sizeof r->device || (size_t)snprintf(r->path, sizeof r->path,
@@ -100,10 +100,10 @@ imgrec_parse(const char *group, const char *id, const json_t *rec,
 	    (format != NULL && (size_t)snprintf(r->format, sizeof r->format,
 	    "%s", format) >= sizeof r->format)) {
 		snprintf(err, errlen, "a name too long, or a relative path");
-		return -1;
+		return (-1);
 	}
 	r->nbd = strcmp(mode, "nbd") == 0;
 	r->ro = ro;
 	r->state = (enum imgrec_state)i;
-	return 0;
+	return (0);
 }

@@ -15,12 +15,12 @@ int
 jobs_start(struct event_base *base)
 {
 	if (job_init(base, conf.workers) != 0)
-		return -1;
+		return (-1);
 	if (domain_init(base) != 0 || image_init(base) != 0) {
 		jobs_stop();
-		return -1;
+		return (-1);
 	}
-	return 0;
+	return (0);
 }
 
 void

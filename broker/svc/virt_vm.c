@@ -51,8 +51,8 @@ lv_find(const char *name)
 
 	LIST_FOREACH(l, &lv_all, entry)
 		if (strcmp(l->name, name) == 0)
-			return l;
-	return NULL;
+			return (l);
+	return (NULL);
 }
 
 /* ---- commands through libvirt-qemu ---- */
@@ -162,7 +162,7 @@ lv_version(void *arg)
 {
 	struct lv_vm	*l = arg;
 
-	return l->have_ver ? &l->ver : NULL;
+	return (l->have_ver ? &l->ver : NULL);
 }
 
 static bool
@@ -170,7 +170,7 @@ lv_has_command(void *arg, const char *cmd)
 {
 	struct lv_vm	*l = arg;
 
-	return l->commands != NULL && json_object_get(l->commands, cmd) != NULL;
+	return (l->commands != NULL && json_object_get(l->commands, cmd) != NULL);
 }
 
 static void
@@ -399,17 +399,17 @@ virt_vm_event(const char *domain, const char *event, long long seconds,
 	json_t		*ev;
 
 	if ((l = lv_find(domain)) == NULL || l->vm == NULL)
-		return false;
+		return (false);
 	ev = json_pack("{s:s,s:o,s:{s:I,s:I}}", "event", event,
 	    "data", data != NULL ? json_incref(data) : json_object(),
 	    "timestamp",
 	    "seconds", (json_int_t)seconds, "microseconds",
 	    (json_int_t)micros);
 	if (ev == NULL)
-		return false;
+		return (false);
 	vm_backend_event(l->vm, ev);
 	json_decref(ev);
-	return true;
+	return (true);
 }
 
 #define DOM_RECONNECT_MIN_MS	500
@@ -521,17 +521,17 @@ domain_init(struct event_base *base)
 	struct timeval	tv = { 0, 0 };
 
 	if (virt_event_register(base) != 0)
-		return -1;
+		return (-1);
 	virt_init(conf.libvirt_uri, &dom_virt_ops, NULL);
 	/* Connect early, so libvirt-qemu events flow and running domains
 	   are VMs before any command. The test driver has neither: it is
 	   opened on first use. */
 	if ((dom_reconnect_ev = evtimer_new(base, dom_reconnect_cb, NULL)) ==
 	    NULL)
-		return -1;
+		return (-1);
 	if (strncmp(virt_uri(), "test:", 5) != 0)
 		evtimer_add(dom_reconnect_ev, &tv);
-	return 0;
+	return (0);
 }
 
 void

@@ -82,7 +82,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	conf.state_dir = dir;
 	conf.run_dir = dir;
 	loop_base = event_base_new();
-	return 0;
+	return (0);
 }
 
 int
@@ -99,7 +99,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int			 rc, i, negotiated;
 
 	if (size < 1)
-		return 0;
+		return (0);
 	/* first byte: negotiated or not, as a client may be either */
 	negotiated = data[0] & 1;
 	data++;
@@ -107,7 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	qmp_framer_init(&fr, 65536);
 	if ((p = qmp_framer_reserve(&fr, size + 1, &avail)) == NULL) {
 		qmp_framer_free(&fr);
-		return 0;
+		return (0);
 	}
 	memcpy(p, data, size);
 	p[size] = '\n';
@@ -139,5 +139,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_decref(msg);
 	}
 	qmp_framer_free(&fr);
-	return 0;
+	return (0);
 }

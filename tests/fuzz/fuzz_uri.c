@@ -24,7 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum uri_kind		 k;
 
 	if ((src = malloc(size + 1)) == NULL)
-		return 0;
+		return (0);
 	memcpy(src, data, size);
 	src[size] = '\0';
 	memset(&err, 0, sizeof err);
@@ -53,5 +53,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	json_decref(node);
 	free(src);
-	return 0;
+	return (0);
 }

@@ -193,7 +193,7 @@ member_int(json_t *o, const char *k)
 	json_t	*v = json_object_get(o, k);
 
 	assert_true(json_is_integer(v));
-	return (int)json_integer_value(v);
+	return ((int)json_integer_value(v));
 }
 
 /* Bytes in any split, CRLF and LF, several lines in one read. */
@@ -305,7 +305,7 @@ peer_recv(struct t *t, char *buf, size_t want, int *fds, size_t *nfds,
 		got += (size_t)n;
 	}
 	tu_guard_done(&g);
-	return got;
+	return (got);
 }
 
 /* chan_send with an fd: it rides on the chunk's first byte, so the read
@@ -655,5 +655,5 @@ main(void)
 		cmocka_unit_test(test_big_message),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -59,7 +59,7 @@ static struct event_base *base;
 static int
 replied(void *arg)
 {
-	return ((struct reply *)arg)->reply != NULL;
+	return (((struct reply *)arg)->reply != NULL);
 }
 
 static void
@@ -90,14 +90,14 @@ call(const char *name, const char *argfmt, ...)
 	start(name, args, &r);
 	json_decref(args);
 	run_until(replied, &r);
-	return r.reply;
+	return (r.reply);
 }
 
 static int
 job_over(void *arg)
 {
 	struct job *j = job_find(*(uint64_t *)arg);
-	return job_status(j) >= JOB_CONCLUDED;
+	return (job_status(j) >= JOB_CONCLUDED);
 }
 
 /* Runs a job command to its end; returns job_json of it (caller frees). */
@@ -117,12 +117,12 @@ run_job(const char *name, const char *argfmt, ...)
 	assert_non_null(r.reply);	/* answered at once */
 	ret = json_object_get(r.reply, "return");
 	if (ret == NULL)
-		return r.reply;		/* refused: the error itself */
+		return (r.reply);		/* refused: the error itself */
 	id = json_integer_value(json_object_get(ret, "job"));
 	assert_true(id > 0);
 	json_decref(r.reply);
 	run_until(job_over, &id);
-	return job_json(job_find(id));
+	return (job_json(job_find(id)));
 }
 
 static const char *
@@ -135,7 +135,7 @@ jstr(json_t *o, const char *path)
 	for (tok = strtok_r(buf, ".", &save); tok != NULL && v != NULL;
 	    tok = strtok_r(NULL, ".", &save))
 		v = json_object_get(v, tok);
-	return json_string_value(v);
+	return (json_string_value(v));
 }
 
 static const char *
@@ -150,7 +150,7 @@ dom_state(const char *name)
 		if (strcmp(jstr(d, "name"), name) == 0)
 			snprintf(st, sizeof st, "%s", jstr(d, "state"));
 	json_decref(r);
-	return st[0] != '\0' ? st : "gone";
+	return (st[0] != '\0' ? st : "gone");
 }
 
 #define EXPECT(j, status) do { \
@@ -372,5 +372,5 @@ main(void)
 	jobs_stop();
 	assert_int_equal(work_threads(), 0);
 	event_base_free(base);
-	return rc;
+	return (rc);
 }

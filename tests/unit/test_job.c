@@ -63,7 +63,7 @@ events_for(uint64_t id, const char **last)
 		if (last != NULL)
 			*last = json_string_value(json_object_get(d, "status"));
 	}
-	return n;
+	return (n);
 }
 
 /* ---- loop helpers ---- */
@@ -83,7 +83,7 @@ count_fds(void)
 		if (de->d_name[0] != '.')
 			n++;
 	closedir(d);
-	return n;
+	return (n);
 }
 
 /* Runs the loop until cond holds; the 30s guard only catches deadlocks. */
@@ -102,7 +102,7 @@ static int
 job_ended_cond(void *arg)
 {
 	struct job *j = job_find(*(uint64_t *)arg);
-	return j == NULL || job_status(j) >= JOB_CONCLUDED;
+	return (j == NULL || job_status(j) >= JOB_CONCLUDED);
 }
 
 static void
@@ -120,7 +120,7 @@ setup(void **state)
 	base = event_base_new();
 	conf.job_keep_s = 600;
 	assert_int_equal(job_init(base, 2), 0);
-	return 0;
+	return (0);
 }
 
 static int
@@ -134,7 +134,7 @@ teardown(void **state)
 	while (npjobs > 0)
 		free(pjobs[--npjobs]);
 	assert_int_equal(count_fds(), fds_before);
-	return 0;
+	return (0);
 }
 
 /* ---- a worker job: fn runs ms milliseconds, or until released ---- */
@@ -232,7 +232,7 @@ wjob_new(int ms, bool fail, bool block, const char *target)
 	w->block = block;
 	j = job_new(&wjob_ops, target, w, &err);
 	assert_non_null(j);
-	return j;
+	return (j);
 }
 
 /* ---- a child job ---- */
@@ -323,7 +323,7 @@ pjob_run(int timeout, ...)
 	pjob_next_ops = &pjob_ops;
 	assert_non_null(j);
 	job_start(j);
-	return pj;
+	return (pj);
 }
 
 /* ---- tests ---- */
@@ -396,7 +396,7 @@ test_cancel_created(void **state)
 static int
 blocked_cond(void *arg)
 {
-	return atomic_load(&blocked) == *(int *)arg;
+	return (atomic_load(&blocked) == *(int *)arg);
 }
 
 static void
@@ -500,7 +500,7 @@ test_max_jobs(void **state)
 static int
 gone_cond(void *arg)
 {
-	return job_find(*(uint64_t *)arg) == NULL;
+	return (job_find(*(uint64_t *)arg) == NULL);
 }
 
 static void
@@ -522,7 +522,7 @@ static int
 pjob_done_cond(void *arg)
 {
 	struct pjob *pj = arg;
-	return job_status(pj->job) >= JOB_CONCLUDED;
+	return (job_status(pj->job) >= JOB_CONCLUDED);
 }
 
 static void
@@ -583,7 +583,7 @@ test_child_no_fds_inherited(void **state)
 static int
 group_gone_cond(void *arg)
 {
-	return kill(-*(pid_t *)arg, 0) == -1 && errno == ESRCH;
+	return (kill(-*(pid_t *)arg, 0) == -1 && errno == ESRCH);
 }
 
 static void
@@ -737,5 +737,5 @@ main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

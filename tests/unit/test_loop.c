@@ -27,7 +27,7 @@ argc_of(char **argv)
 
 	while (argv[n] != NULL)
 		n++;
-	return n;
+	return (n);
 }
 
 static void
@@ -159,5 +159,5 @@ main(void)
 		cmocka_unit_test(test_backing_file),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -66,8 +66,8 @@ all_done(const struct tu_reply *r, size_t n)
 
 	for (i = 0; i < n; i++)
 		if (r[i].ncalls == 0)
-			return 0;
-	return 1;
+			return (0);
+	return (1);
 }
 
 static void
@@ -119,7 +119,7 @@ cleanup(void **state)
 	if (live_dir[0] != '\0')
 		rmdir(live_dir);
 	live_sock[0] = live_dir[0] = '\0';
-	return 0;
+	return (0);
 }
 
 /* ================= a scripted server inside the test ================= */
@@ -226,7 +226,7 @@ raw_pull(struct raw *r)
 	mh.msg_controllen = sizeof cb.b;
 	n = recvmsg(r->cfd, &mh, MSG_DONTWAIT|MSG_CMSG_CLOEXEC);
 	if (n <= 0)
-		return 0;
+		return (0);
 	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
 		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		assert_true(r->nfds + k <= 16);
@@ -234,14 +234,14 @@ raw_pull(struct raw *r)
 		r->nfds += k;
 	}
 	r->len += (size_t)n;
-	return 1;
+	return (1);
 }
 
 static int
 raw_has_line(struct raw *r)
 {
 	raw_pull(r);
-	return memchr(r->buf, '\n', r->len) != NULL;
+	return (memchr(r->buf, '\n', r->len) != NULL);
 }
 
 /* The next command the monitor wrote. */
@@ -259,7 +259,7 @@ raw_next(struct raw *r)
 	assert_non_null(j);
 	memmove(r->buf, r->buf + n, r->len - n);
 	r->len -= n;
-	return j;
+	return (j);
 }
 
 /* Nothing more was written (after letting the loop run its work). */
@@ -285,7 +285,7 @@ raw_expect(struct raw *r, const char *name)
 	assert_true(json_is_integer(json_object_get(j, "id")));
 	id = json_integer_value(json_object_get(j, "id"));
 	json_decref(j);
-	return id;
+	return (id);
 }
 
 /* Greeting, capabilities, a short command list: the monitor is ready. */
@@ -682,7 +682,7 @@ fk_start(const char *faults, const struct mon_opts *opts)
 	}
 	tu_mon_open(&k->tm, k->base, k->f.sock, opts);
 	assert_non_null(k->tm.m);
-	return k;
+	return (k);
 }
 
 static void
@@ -1256,5 +1256,5 @@ main(void)
 	signal(SIGPIPE, SIG_DFL);	/* a SIGPIPE would be our bug */
 	if (filter != NULL && *filter != '\0')
 		cmocka_set_test_filter(filter);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

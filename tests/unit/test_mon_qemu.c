@@ -51,7 +51,7 @@ static int
 cleanup(void **state)
 {
 	if (live == NULL)
-		return 0;
+		return (0);
 	if (live->pid > 0) {
 		kill(live->pid, SIGKILL);
 		tu_reap(live->pid, TU_DEADLINE_MS);
@@ -59,7 +59,7 @@ cleanup(void **state)
 	unlink(live->sock);
 	rmdir(live->dir);
 	live = NULL;
-	return 0;
+	return (0);
 }
 
 static const char *
@@ -67,7 +67,7 @@ qemu_path(void)
 {
 	const char	*p = getenv("QB_QEMU");
 
-	return p != NULL && *p != '\0' ? p : "/usr/bin/qemu-system-x86_64";
+	return (p != NULL && *p != '\0' ? p : "/usr/bin/qemu-system-x86_64");
 }
 
 /* Static, not on the test's stack: see cleanup(). */
@@ -111,7 +111,7 @@ q_start(void)
 		fail_msg("cannot start %s", qemu_path());
 	q->base = event_base_new();
 	assert_non_null(q->base);
-	return q;
+	return (q);
 }
 
 static void
@@ -311,7 +311,7 @@ test_add_fd(void **state)
 static const char *
 event_at(struct tu_mon *tm, size_t i)
 {
-	return qmp_event_name(json_array_get(tm->events, i));
+	return (qmp_event_name(json_array_get(tm->events, i)));
 }
 
 /* cont and stop reach the event callback as RESUME and STOP, in order. */
@@ -391,5 +391,5 @@ main(void)
 		cmocka_unit_test_teardown(test_quit, cleanup),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -29,7 +29,7 @@ tu_now_ms(void)
 	struct timespec	ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return ((unsigned long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
 const char *
@@ -43,19 +43,19 @@ tu_build_path(const char *name)
 
 	if ((dir = getenv("QB_BUILDDIR")) != NULL && *dir != '\0') {
 		snprintf(buf, sizeof buf, "%.*s/%s", PATH_MAX - 1, dir, name);
-		return buf;
+		return (buf);
 	}
 	/* BUILDDIR/tests/unit/test_x: up three components */
 	if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) <= 0)
-		return name;
+		return (name);
 	self[n] = '\0';
 	for (i = 0; i < 3; i++) {
 		if ((slash = strrchr(self, '/')) == NULL)
-			return name;
+			return (name);
 		*slash = '\0';
 	}
 	snprintf(buf, sizeof buf, "%s/%s", self[0] != '\0' ? self : "/", name);
-	return buf;
+	return (buf);
 }
 
 int
@@ -66,12 +66,12 @@ tu_fd_count(void)
 	int		 n = 0;
 
 	if ((d = opendir("/proc/self/fd")) == NULL)
-		return -1;
+		return (-1);
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.')
 			n++;
 	closedir(d);
-	return n - 1;	/* the directory's own fd */
+	return (n - 1);	/* the directory's own fd */
 }
 
 /* Is there a listening unix socket bound to path? */
@@ -84,7 +84,7 @@ tu_listening(const char *path)
 	int		 found = 0;
 
 	if ((f = fopen("/proc/net/unix", "re")) == NULL)
-		return 0;
+		return (0);
 	while (fgets(line, sizeof line, f) != NULL) {
 		/* Num RefCount Protocol Flags Type St Inode Path */
 		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %255s", &flags,
@@ -96,7 +96,7 @@ tu_listening(const char *path)
 		}
 	}
 	fclose(f);
-	return found;
+	return (found);
 }
 
 int
@@ -113,15 +113,15 @@ tu_wait_listening(const char *path, pid_t pid)
 		if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid) {
 			fprintf(stderr, "server for %s exited early (%d)\n",
 			    path, status);
-			return -1;
+			return (-1);
 		}
 		if (tu_now_ms() > end) {
 			fprintf(stderr, "nothing listens on %s\n", path);
-			return -1;
+			return (-1);
 		}
 		nanosleep(&ts, NULL);
 	}
-	return 0;
+	return (0);
 }
 
 pid_t
@@ -134,15 +134,15 @@ tu_spawn_server(const char *const argv[], const char *sock)
 	    environ);
 	if (rc != 0) {
 		fprintf(stderr, "spawn %s: %s\n", argv[0], strerror(rc));
-		return -1;
+		return (-1);
 	}
 	if (tu_wait_listening(sock, pid) == -1) {
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
 			;
-		return -1;
+		return (-1);
 	}
-	return pid;
+	return (pid);
 }
 
 int
@@ -154,7 +154,7 @@ tu_reap(pid_t pid, int ms)
 
 	for (;;) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
-			return status;
+			return (status);
 		if (tu_now_ms() > end)
 			break;
 		nanosleep(&ts, NULL);
@@ -162,7 +162,7 @@ tu_reap(pid_t pid, int ms)
 	kill(pid, SIGKILL);
 	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
 		;
-	return -1;
+	return (-1);
 }
 
 static int
@@ -186,7 +186,7 @@ tu_fake_spawn(struct tu_fake *f)
 	argv[argc] = NULL;
 	unlink(f->sock);
 	f->pid = tu_spawn_server(argv, f->sock);
-	return f->pid == -1 ? -1 : 0;
+	return (f->pid == -1 ? -1 : 0);
 }
 
 int
@@ -199,19 +199,19 @@ tu_fake_start(struct tu_fake *f, const char *faults)
 	snprintf(f->dir, sizeof f->dir, "/tmp/qb-test.XXXXXX");
 	if (mkdtemp(f->dir) == NULL) {
 		perror("mkdtemp");
-		return -1;
+		return (-1);
 	}
 	snprintf(f->sock, sizeof f->sock, "%s/qmp.sock", f->dir);
 	if (faults != NULL) {
 		snprintf(f->faults, sizeof f->faults, "%s/faults", f->dir);
 		if ((fp = fopen(f->faults, "we")) == NULL) {
 			perror(f->faults);
-			return -1;
+			return (-1);
 		}
 		fputs(faults, fp);
 		fclose(fp);
 	}
-	return tu_fake_spawn(f);
+	return (tu_fake_spawn(f));
 }
 
 void
@@ -229,7 +229,7 @@ int
 tu_fake_restart(struct tu_fake *f)
 {
 	tu_fake_kill(f);
-	return tu_fake_spawn(f);
+	return (tu_fake_spawn(f));
 }
 
 void
@@ -269,9 +269,9 @@ int
 tu_guard_step(struct tu_guard *g)
 {
 	if (tu_now_ms() > g->end)
-		return -1;
+		return (-1);
 	event_base_loop(g->base, EVLOOP_ONCE);
-	return 0;
+	return (0);
 }
 
 void
@@ -350,8 +350,8 @@ tu_last_why(const struct tu_mon *tm, enum mon_state st)
 
 	for (i = tm->nstates - 1; i >= 0; i--)
 		if (tm->states[i] == st)
-			return tm->whys[i];
-	return "";
+			return (tm->whys[i]);
+	return ("");
 }
 
 static void
