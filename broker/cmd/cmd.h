@@ -18,9 +18,9 @@
  *		texts and order of a strict req_unpack ("Parameter 'x' is
  *		missing", ...), and any other member is refused. An entry
  *		without .args takes no arguments. exec then reads them with
- *		cmd_arg_*, and checks only what a type letter cannot say
- *		(a value's range; an 'o' that must be an array, whose
- *		error comes after the unexpected members').
+ *		cmd_arg_*, and checks only what a type letter cannot say: a
+ *		value's range, or what an 'o' must be (a boolean, an array)
+ *		where that error is told after any unexpected member.
  *  .target	then resolved: CMD_FIND_VM and CMD_FIND_JOB put the VM or
  *		job in the struct cmd_target exec receives, or answer the
  *		command's not-found error. It is one of .args, so argument

@@ -333,6 +333,41 @@ test_args_order(void **state)
 	json_decref(d.ret);
 }
 
+/* Every entry's .args is a spec req_check_args can use (names unique,
+   letters it knows), and holds its target argument with the type the
+   dispatcher's resolving reads. */
+static void
+check_entry(const struct cmd_entry *e, void *arg)
+{
+	const struct req_arg	*a, *b, *target = NULL;
+	unsigned		 kind = e->target.kind & CMD_TARGET_KIND;
+
+	for (a = e->args; a->name != NULL; a++) {
+		assert_true(a < e->args + CMD_ARGS_MAX);
+		assert_non_null(strchr("siIbFoO", a->type));
+		for (b = e->args; b < a; b++)
+			assert_string_not_equal(a->name, b->name);
+		if (e->target.arg != NULL && strcmp(a->name,
+		    e->target.arg) == 0)
+			target = a;
+	}
+	if (kind == CMD_TARGET_NONE)
+		return;
+	assert_non_null(target);
+	assert_int_equal(target->type, kind == CMD_FIND_JOB ? 'I' : 's');
+	assert_int_equal(target->required, !(e->target.kind & CMD_TARGET_OPT));
+	(*(int *)arg)++;
+}
+
+static void
+test_tables(void **state)
+{
+	int	n = 0;
+
+	cmd_foreach(check_entry, &n);
+	assert_true(n > 20);
+}
+
 /*
  * req_check_args against req_unpack itself, with the equivalent strict
  * format and properly typed targets: the same verdict and the same text
@@ -627,6 +662,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_unpack_errors),
+		cmocka_unit_test(test_tables),
 		cmocka_unit_test(test_args_order),
 		cmocka_unit_test(test_check_args_as_unpack),
 		cmocka_unit_test(test_gate),
