@@ -82,42 +82,6 @@ cmd_vm_allowed(struct req *r, const struct cmd_entry *e, json_t *args)
 	return (0);
 }
 
-/*
- * .args through req_unpack itself, so the texts and their order (missing,
- * mistyped, unexpected) are exactly those of a command that unpacks its
- * own. The values land in v and are dropped: exec reads args again. Slots
- * past the format are passed but never read.
- */
-static int
-cmd_check_args(struct req *r, const struct cmd_entry *e, json_t *args)
-{
-	union {
-		const char	*s;
-		json_int_t	 I;
-		int		 b;
-		json_t		*o;
-	}			 v[CMD_ARGS_MAX];
-	const struct cmd_arg	*a;
-	char			 fmt[2 + 5 * CMD_ARGS_MAX + 1], *p = fmt;
-	const char		*k[CMD_ARGS_MAX] = { NULL };
-	size_t			 i;
-
-	*p++ = '{';
-	for (i = 0, a = e->args; i < CMD_ARGS_MAX && a->name != NULL;
-	    i++, a++) {
-		if (i > 0)
-			*p++ = ',';
-		*p++ = 's';
-		*p++ = a->required ? ':' : '?';
-		*p++ = a->type;
-		k[i] = a->name;
-	}
-	*p++ = '}';
-	*p = '\0';
-	return (req_unpack(r, args, fmt, k[0], (void *)&v[0], k[1],
-	    (void *)&v[1], k[2], (void *)&v[2], k[3], (void *)&v[3]));
-}
-
 /* The target into t; -1 with r finished if it names nothing. */
 static int
 cmd_resolve(struct req *r, const struct cmd_entry *e, json_t *args,
@@ -167,13 +131,35 @@ cmd_dispatch(struct req *r, const char *name, json_t *args, bool negotiated)
 		req_close_fds(r);
 	if (!cmd_vm_allowed(r, e, args))
 		return;
-	/* a CMD_FIND_* entry declares .args: its argument is then known
-	   to be of the right type, or absent if CMD_TARGET_OPT */
-	if (e->args[0].name != NULL && cmd_check_args(r, e, args) == -1)
+	/* the target argument is one of .args: it is then known to be of
+	   the right type, or absent if CMD_TARGET_OPT */
+	if (req_check_args(r, args, e->args) == -1)
 		return;
 	if (cmd_resolve(r, e, args, &t) == -1)
 		return;
 	e->exec(r, args, e, &t);
+}
+
+const char *
+cmd_arg_str(json_t *args, const char *name)
+{
+	return (json_string_value(json_object_get(args, name)));
+}
+
+json_int_t
+cmd_arg_int(json_t *args, const char *name, json_int_t def)
+{
+	json_t	*v;
+
+	if ((v = json_object_get(args, name)) == NULL)
+		return (def);
+	return (json_integer_value(v));
+}
+
+bool
+cmd_arg_bool(json_t *args, const char *name)
+{
+	return (json_is_true(json_object_get(args, name)));
 }
 
 struct job *

@@ -13,14 +13,18 @@
  *		For a VM or domain it is checked against vm-allow first,
  *		before any other argument: a refusal answers "Permission
  *		denied" whatever else is wrong with the request.
- *  .args	the arguments, each with its type and whether it is
- *		required, checked with req_unpack's texts ("Parameter 'x'
- *		is missing", ...). An entry without .args checks its own
- *		with req_unpack in exec.
+ *  .args	every argument the command takes, with its type and
+ *		whether it is required, checked with req_check_args: the
+ *		texts and order of a strict req_unpack ("Parameter 'x' is
+ *		missing", ...), and any other member is refused. An entry
+ *		without .args takes no arguments. exec then reads them with
+ *		cmd_arg_*, and checks only what a type letter cannot say: a
+ *		value's range, or what an 'o' must be (a boolean, an array)
+ *		where that error is told after any unexpected member.
  *  .target	then resolved: CMD_FIND_VM and CMD_FIND_JOB put the VM or
  *		job in the struct cmd_target exec receives, or answer the
- *		command's not-found error. Resolving needs .args, so that
- *		argument errors still come before "not found".
+ *		command's not-found error. It is one of .args, so argument
+ *		errors still come before "not found".
  *
  * CMD_ALLOW_VM only checks vm-allow: the VM need not exist (vm-add), it
  * is a libvirt domain (domain-*), or the command looks it up itself
@@ -52,15 +56,7 @@ struct vm;
 #define CMD_TARGET_KIND	0xff
 #define CMD_TARGET_OPT	0x100	/* may be absent */
 
-#define CMD_ARGS_MAX	4
-
-/* One argument: type is req_unpack's (jansson's) letter, 's' a string,
-   'I' an integer, 'b' a boolean, 'o' any value. */
-struct cmd_arg {
-	const char	*name;
-	char		 type;
-	bool		 required;
-};
+#define CMD_ARGS_MAX	9	/* nic-add's */
 
 /* What the dispatcher resolved for exec; all NULL when not declared. */
 struct cmd_target {
@@ -80,7 +76,7 @@ struct cmd_entry {
 		const char	*arg;
 		unsigned	 kind;
 	}		 target;
-	struct cmd_arg	 args[CMD_ARGS_MAX + 1];	/* name NULL ends */
+	struct req_arg	 args[CMD_ARGS_MAX + 1];	/* name NULL ends */
 };
 
 /* Runs name with args on behalf of r: the session's dispatch hook. */
@@ -89,6 +85,12 @@ void	cmd_dispatch(struct req *, const char *name, json_t *args,
 const struct cmd_entry *cmd_find(const char *name);
 /* Calls fn for every command, in table order (query-commands). */
 void	cmd_foreach(void (*fn)(const struct cmd_entry *, void *), void *);
+
+/* exec's view of an argument .args declares: NULL, def or false when
+   it is absent (the dispatcher checked its type). */
+const char *cmd_arg_str(json_t *args, const char *name);
+json_int_t cmd_arg_int(json_t *args, const char *name, json_int_t def);
+bool	cmd_arg_bool(json_t *args, const char *name);
 
 /* The job numbered id, or NULL with r finished: "job ID not found". */
 struct job *cmd_find_job(struct req *, json_int_t id);

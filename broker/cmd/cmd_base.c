@@ -12,11 +12,10 @@ cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
 	struct client	*c = client_of(r);
-	json_t		*enable = NULL, *v;
+	json_t		*enable, *v;
 	size_t		 i;
 
-	if (req_unpack(r, args, "{s?o}", "enable", &enable) == -1)
-		return;
+	enable = json_object_get(args, "enable");
 	if (c != NULL && c->negotiated) {
 		req_error(r, QMP_CLS_NOTFOUND, "Capabilities negotiation is "
 		    "already complete, command ignored");
@@ -49,8 +48,6 @@ cmd_query_commands(struct req *r, json_t *args, const struct cmd_entry *e,
 {
 	json_t	*list;
 
-	if (req_unpack(r, args, "{}") == -1)
-		return;
 	list = json_array();
 	cmd_foreach(cmd_query_commands_one, list);
 	req_reply(r, list);
@@ -62,16 +59,16 @@ cmd_query_version(struct req *r, json_t *args, const struct cmd_entry *e,
 {
 	const struct qmp_version	*v = loop_version();
 
-	if (req_unpack(r, args, "{}") == -1)
-		return;
 	req_reply(r, json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu",
 	    "major", v->major, "minor", v->minor, "micro", v->micro,
 	    "package", v->package));
 }
 
 const struct cmd_entry cmd_base_table[] = {
+	/* "enable" any value: its own text, after unexpected members */
 	{ .name = "qmp_capabilities", .exec = cmd_qmp_capabilities,
-	    .flags = CMD_PRECAP },
+	    .flags = CMD_PRECAP,
+	    .args = { { "enable", 'o', false } } },
 	{ .name = "query-commands", .exec = cmd_query_commands },
 	{ .name = "query-version", .exec = cmd_query_version },
 	{ .name = NULL }

@@ -29,8 +29,7 @@ cmd_domain_simple(struct req *r, json_t *args, const struct cmd_entry *e,
 {
 	struct domain_req	q = { .op = (enum virt_op)e->op };
 
-	if (req_unpack(r, args, "{s:s}", "domain", &q.domain) != 0)
-		return;
+	q.domain = cmd_arg_str(args, "domain");
 	cmd_domain_launch(r, &q);
 }
 
@@ -40,8 +39,7 @@ cmd_domain_define(struct req *r, json_t *args, const struct cmd_entry *e,
 {
 	struct domain_req	q = { .op = VIRT_DEFINE };
 
-	if (req_unpack(r, args, "{s:s}", "xml", &q.arg) != 0)
-		return;
+	q.arg = cmd_arg_str(args, "xml");
 	cmd_domain_launch(r, &q);
 }
 
@@ -50,14 +48,12 @@ cmd_domain_shutdown(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = VIRT_SHUTDOWN };
-	json_int_t		timeout = DOMAIN_SHUTDOWN_S;
-	int			force = 0;
+	json_int_t		timeout;
 
-	if (req_unpack(r, args, "{s:s,s?I,s?b}", "domain", &q.domain,
-	    "timeout", &timeout, "force", &force) != 0)
-		return;
+	timeout = cmd_arg_int(args, "timeout", DOMAIN_SHUTDOWN_S);
+	q.domain = cmd_arg_str(args, "domain");
 	q.timeout_s = timeout < 0 || timeout > 3600 ? -1 : (int)timeout;
-	q.force = force;
+	q.force = cmd_arg_bool(args, "force");
 	cmd_domain_launch(r, &q);
 }
 
@@ -68,9 +64,8 @@ cmd_domain_snap(struct req *r, json_t *args, const struct cmd_entry *e,
 {
 	struct domain_req	q = { .op = (enum virt_op)e->op };
 
-	if (req_unpack(r, args, "{s:s,s:s}", "domain", &q.domain, "name",
-	    &q.arg) != 0)
-		return;
+	q.domain = cmd_arg_str(args, "domain");
+	q.arg = cmd_arg_str(args, "name");
 	cmd_domain_launch(r, &q);
 }
 
@@ -79,14 +74,11 @@ cmd_domain_migrate(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
 	struct domain_req	q = { .op = VIRT_MIGRATE };
-	json_int_t		bw = 0;
-	int			live = 0;
 
-	if (req_unpack(r, args, "{s:s,s:s,s?b,s?I}", "domain", &q.domain,
-	    "uri", &q.arg, "live", &live, "bandwidth", &bw) != 0)
-		return;
-	q.live = live;
-	q.bandwidth = bw;
+	q.domain = cmd_arg_str(args, "domain");
+	q.arg = cmd_arg_str(args, "uri");
+	q.live = cmd_arg_bool(args, "live");
+	q.bandwidth = cmd_arg_int(args, "bandwidth", 0);
 	cmd_domain_launch(r, &q);
 }
 
@@ -105,8 +97,6 @@ cmd_query_domains(struct req *r, json_t *args, const struct cmd_entry *e,
 {
 	struct qmp_error	err;
 
-	if (req_unpack(r, args, "{}") != 0)
-		return;
 	if (domain_list(cmd_query_domains_done, r, &err) == -1)
 		req_error_qmp(r, &err);
 }
@@ -114,31 +104,41 @@ cmd_query_domains(struct req *r, json_t *args, const struct cmd_entry *e,
 /* a domain libvirt runs is the broker's VM of the same name: vm-allow
    applies, though the broker may not know the VM */
 #define DOMAIN_TARGET	{ "domain", CMD_ALLOW_VM }
+#define DOMAIN_ARG	{ "domain", 's', true }
+/* domain-start and the others that take nothing else */
+#define DOMAIN_SIMPLE	.target = DOMAIN_TARGET, .args = { DOMAIN_ARG }
 
 const struct cmd_entry cmd_domain_table[] = {
-	{ .name = "domain-define", .exec = cmd_domain_define },
+	{ .name = "domain-define", .exec = cmd_domain_define,
+	    .args = { { "xml", 's', true } } },
 	{ .name = "domain-undefine", .exec = cmd_domain_simple,
-	    .op = VIRT_UNDEFINE, .target = DOMAIN_TARGET },
+	    .op = VIRT_UNDEFINE, DOMAIN_SIMPLE },
 	{ .name = "domain-start", .exec = cmd_domain_simple,
-	    .op = VIRT_START, .target = DOMAIN_TARGET },
+	    .op = VIRT_START, DOMAIN_SIMPLE },
 	{ .name = "domain-shutdown", .exec = cmd_domain_shutdown,
-	    .target = DOMAIN_TARGET },
+	    .target = DOMAIN_TARGET,
+	    .args = { DOMAIN_ARG, { "timeout", 'I', false },
+	    { "force", 'b', false } } },
 	{ .name = "domain-destroy", .exec = cmd_domain_simple,
-	    .op = VIRT_DESTROY, .target = DOMAIN_TARGET },
+	    .op = VIRT_DESTROY, DOMAIN_SIMPLE },
 	{ .name = "domain-reboot", .exec = cmd_domain_simple,
-	    .op = VIRT_REBOOT, .target = DOMAIN_TARGET },
+	    .op = VIRT_REBOOT, DOMAIN_SIMPLE },
 	{ .name = "domain-suspend", .exec = cmd_domain_simple,
-	    .op = VIRT_SUSPEND, .target = DOMAIN_TARGET },
+	    .op = VIRT_SUSPEND, DOMAIN_SIMPLE },
 	{ .name = "domain-resume", .exec = cmd_domain_simple,
-	    .op = VIRT_RESUME, .target = DOMAIN_TARGET },
+	    .op = VIRT_RESUME, DOMAIN_SIMPLE },
 	{ .name = "domain-save", .exec = cmd_domain_simple,
-	    .op = VIRT_SAVE, .target = DOMAIN_TARGET },
+	    .op = VIRT_SAVE, DOMAIN_SIMPLE },
 	{ .name = "domain-snapshot", .exec = cmd_domain_snap,
-	    .op = VIRT_SNAPSHOT, .target = DOMAIN_TARGET },
+	    .op = VIRT_SNAPSHOT, .target = DOMAIN_TARGET,
+	    .args = { DOMAIN_ARG, { "name", 's', true } } },
 	{ .name = "domain-snapshot-revert", .exec = cmd_domain_snap,
-	    .op = VIRT_SNAPSHOT_REVERT, .target = DOMAIN_TARGET },
+	    .op = VIRT_SNAPSHOT_REVERT, .target = DOMAIN_TARGET,
+	    .args = { DOMAIN_ARG, { "name", 's', true } } },
 	{ .name = "domain-migrate", .exec = cmd_domain_migrate,
-	    .target = DOMAIN_TARGET },
+	    .target = DOMAIN_TARGET,
+	    .args = { DOMAIN_ARG, { "uri", 's', true },
+	    { "live", 'b', false }, { "bandwidth", 'I', false } } },
 	{ .name = "query-domains", .exec = cmd_query_domains },
 	{ .name = NULL }
 };

@@ -1,7 +1,7 @@
 /*
  * Hotplug commands: nic-add, nic-del, disk-add, disk-del,
- * query-pci-slots, has-device. They validate arguments, open (or prove)
- * the fds and start hp operations on the VM's hotplug state
+ * query-pci-slots, has-device. They check what .args cannot say, open
+ * (or prove) the fds and start hp operations on the VM's hotplug state
  * (svc/hotplug.c); the sequences themselves live in hv/hp.c.
  */
 #include "config.h"
@@ -88,39 +88,35 @@ static void
 cmd_nic_add(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	const char		*vmname, *id, *mac = NULL, *driver = NULL;
-	const char		*ifname = NULL, *bus = NULL;
-	json_int_t		 queues = 1;
-	int			 vhost = 0;
-	json_t			*addr = NULL;
+	const char		*id = cmd_arg_str(args, "id");
+	const char		*ifname = cmd_arg_str(args, "ifname");
+	json_int_t		 queues = cmd_arg_int(args, "queues", 1);
 	struct hp_nic		 nic;
 	struct qmp_error	 err;
 	struct hp_vm		*hp;
 	size_t			 i, want;
 
-	if (req_unpack(r, args, "{s:s, s:s, s?s, s?s, s?I, s?b, s?s, s?s, "
-	    "s?o}", "vm", &vmname, "id", &id, "mac", &mac, "driver", &driver,
-	    "queues", &queues, "vhost", &vhost, "ifname", &ifname, "bus", &bus,
-	    "addr", &addr) != 0)
-		return;
 	if (queues < 1 || queues > TAP_MAX_QUEUES) {
 		req_error(r, QMP_CLS_GENERIC, "'queues' must be 1..%d",
 		    TAP_MAX_QUEUES);
 		return;
 	}
-	if ((hp = hp_req_vm(r, vmname, id)) == NULL)
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), id)) == NULL)
 		return;
 	memset(&nic, 0, sizeof nic);
 	for (i = 0; i < HP_MAX_FDS; i++)
 		nic.fds[i] = -1;
 	if (hp_copy(r, "id", id, nic.id, sizeof nic.id) != 0 ||
-	    hp_copy(r, "mac", mac, nic.mac, sizeof nic.mac) != 0 ||
-	    hp_copy(r, "driver", driver, nic.driver, sizeof nic.driver) != 0 ||
-	    hp_req_place(r, bus, addr, nic.bus, sizeof nic.bus,
+	    hp_copy(r, "mac", cmd_arg_str(args, "mac"), nic.mac,
+	    sizeof nic.mac) != 0 ||
+	    hp_copy(r, "driver", cmd_arg_str(args, "driver"), nic.driver,
+	    sizeof nic.driver) != 0 ||
+	    hp_req_place(r, cmd_arg_str(args, "bus"),
+	    json_object_get(args, "addr"), nic.bus, sizeof nic.bus,
 	    &nic.slot) != 0)
 		return;
 	nic.queues = (size_t)queues;
-	nic.vhost = vhost != 0;
+	nic.vhost = cmd_arg_bool(args, "vhost");
 	want = nic.vhost ? 2 * nic.queues : nic.queues;
 
 	if (ifname != NULL) {
@@ -168,33 +164,29 @@ static void
 cmd_disk_add(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	const char		*vmname, *id, *source = NULL, *format = NULL;
-	const char		*driver = NULL, *bus = NULL;
-	int			 readonly = 0, fd, acc;
-	json_t			*addr = NULL, *node = NULL;
+	const char		*id = cmd_arg_str(args, "id");
+	const char		*source = cmd_arg_str(args, "source");
+	int			 fd, acc;
+	json_t			*node = NULL;
 	struct hp_disk		 disk;
 	struct qmp_error	 err;
 	struct stat		 st;
 	struct hp_vm		*hp;
 
-	if (req_unpack(r, args, "{s:s, s:s, s?s, s?s, s?b, s?s, s?s, s?o}",
-	    "vm", &vmname, "id", &id, "source", &source, "format", &format,
-	    "readonly", &readonly, "driver", &driver, "bus", &bus, "addr",
-	    &addr) != 0)
-		return;
-	if ((hp = hp_req_vm(r, vmname, id)) == NULL)
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), id)) == NULL)
 		return;
 	memset(&disk, 0, sizeof disk);
 	disk.fd = -1;
 	if (hp_copy(r, "id", id, disk.id, sizeof disk.id) != 0 ||
-	    hp_copy(r, "format", format, disk.format,
+	    hp_copy(r, "format", cmd_arg_str(args, "format"), disk.format,
 	    sizeof disk.format) != 0 ||
-	    hp_copy(r, "driver", driver, disk.driver,
+	    hp_copy(r, "driver", cmd_arg_str(args, "driver"), disk.driver,
 	    sizeof disk.driver) != 0 ||
-	    hp_req_place(r, bus, addr, disk.bus, sizeof disk.bus,
+	    hp_req_place(r, cmd_arg_str(args, "bus"),
+	    json_object_get(args, "addr"), disk.bus, sizeof disk.bus,
 	    &disk.slot) != 0)
 		return;
-	disk.readonly = readonly != 0;
+	disk.readonly = cmd_arg_bool(args, "readonly");
 
 	if (req_nfds(r) > 1 || (req_nfds(r) == 1) == (source != NULL)) {
 		req_error(r, QMP_CLS_GENERIC, "disk-add takes either "
@@ -244,12 +236,10 @@ static void
 cmd_dev_del(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	const char	*vmname, *id;
+	const char	*id = cmd_arg_str(args, "id");
 	struct hp_vm	*hp;
 
-	if (req_unpack(r, args, "{s:s, s:s}", "vm", &vmname, "id", &id) != 0)
-		return;
-	if ((hp = hp_req_vm(r, vmname, id)) == NULL)
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), id)) == NULL)
 		return;
 	hp_del(hp, (enum hp_kind)e->op, id, hp_req_done, r);
 }
@@ -258,12 +248,9 @@ static void
 cmd_query_slots(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	const char	*vmname;
 	struct hp_vm	*hp;
 
-	if (req_unpack(r, args, "{s:s}", "vm", &vmname) != 0)
-		return;
-	if ((hp = hp_req_vm(r, vmname, NULL)) == NULL)
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), NULL)) == NULL)
 		return;
 	hp_slots(hp, hp_req_done, r);
 }
@@ -272,32 +259,40 @@ static void
 cmd_has_device(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	const char	*vmname, *id;
 	struct hp_vm	*hp;
 
-	if (req_unpack(r, args, "{s:s, s:s}", "vm", &vmname, "id", &id) != 0)
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), NULL)) == NULL)
 		return;
-	if ((hp = hp_req_vm(r, vmname, NULL)) == NULL)
-		return;
-	hp_has_device(hp, id, hp_req_done, r);
+	hp_has_device(hp, cmd_arg_str(args, "id"), hp_req_done, r);
 }
 
 /* vm-allow only: hotplug_vm looks the VM up ("unknown VM"), after
    refusing an operation while a reconcile runs */
 #define HP_TARGET	{ "vm", CMD_ALLOW_VM }
 
+#define HP_VM		{ "vm", 's', true }
+#define HP_ID		{ "id", 's', true }
+/* "addr" is a slot number or a PCI address string: pci_parse_addr */
+#define HP_PLACE	{ "bus", 's', false }, { "addr", 'o', false }
+
 const struct cmd_entry cmd_hp_table[] = {
 	{ .name = "nic-add", .exec = cmd_nic_add, .flags = CMD_FDS,
-	    .target = HP_TARGET },
+	    .target = HP_TARGET,
+	    .args = { HP_VM, HP_ID, { "mac", 's', false },
+	    { "driver", 's', false }, { "queues", 'I', false },
+	    { "vhost", 'b', false }, { "ifname", 's', false }, HP_PLACE } },
 	{ .name = "nic-del", .exec = cmd_dev_del, .op = HP_NIC,
-	    .target = HP_TARGET },
+	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = "disk-add", .exec = cmd_disk_add, .flags = CMD_FDS,
-	    .target = HP_TARGET },
+	    .target = HP_TARGET,
+	    .args = { HP_VM, HP_ID, { "source", 's', false },
+	    { "format", 's', false }, { "readonly", 'b', false },
+	    { "driver", 's', false }, HP_PLACE } },
 	{ .name = "disk-del", .exec = cmd_dev_del, .op = HP_DISK,
-	    .target = HP_TARGET },
+	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = "query-pci-slots", .exec = cmd_query_slots,
-	    .target = HP_TARGET },
+	    .target = HP_TARGET, .args = { HP_VM } },
 	{ .name = "has-device", .exec = cmd_has_device,
-	    .target = HP_TARGET },
+	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = NULL }
 };

@@ -16,12 +16,10 @@ static void
 cmd_query_jobs(struct req *req, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	json_int_t	 id = -1;
+	json_int_t	 id = cmd_arg_int(args, "id", -1);
 	struct job	*j;
 	json_t		*a;
 
-	if (req_unpack(req, args, "{s?I}", "id", &id) != 0)
-		return;
 	if (id == -1) {
 		req_reply(req, job_list_json());
 		return;
@@ -57,7 +55,8 @@ cmd_job_act(struct req *req, json_t *args, const struct cmd_entry *e,
 #define JOB_ARGS	{ { "id", 'I', true } }
 
 const struct cmd_entry cmd_job_table[] = {
-	{ .name = "query-jobs", .exec = cmd_query_jobs },
+	{ .name = "query-jobs", .exec = cmd_query_jobs,
+	    .args = { { "id", 'I', false } } },
 	{ .name = "job-cancel", .exec = cmd_job_act, .op = CMD_JOB_CANCEL,
 	    .target = JOB_TARGET, .args = JOB_ARGS },
 	{ .name = "job-dismiss", .exec = cmd_job_act, .op = CMD_JOB_DISMISS,

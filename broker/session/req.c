@@ -227,6 +227,121 @@ req_unpack(struct req *r, json_t *args, const char *fmt, ...)
 	return (rc == -1 ? -1 : 0);
 }
 
+/* Whether v is of json_unpack's type letter; want names the type in
+   QEMU's words. -1 for a letter json_unpack does not know. */
+static int
+req_arg_type(char type, json_t *v, const char **want)
+{
+	switch (type) {
+	case 's':
+		*want = "string";
+		return (json_is_string(v));
+	case 'i':
+	case 'I':
+		*want = "integer";
+		return (json_is_integer(v));
+	case 'b':
+		*want = "boolean";
+		return (json_is_boolean(v));
+	case 'F':
+		*want = "number";
+		return (json_is_number(v));
+	case 'o':
+	case 'O':
+		*want = NULL;
+		return (1);
+	}
+	return (-1);
+}
+
+static const struct req_arg *
+req_arg_find(const struct req_arg *spec, const char *name)
+{
+	for (; spec->name != NULL; spec++) {
+		if (strcmp(spec->name, name) == 0)
+			return (spec);
+	}
+	return (NULL);
+}
+
+/*
+ * The members of args that spec does not name, as jansson's strict
+ * unpack tells them: all of them, in args' order, in a text cut to what
+ * its json_error_t holds; req_unpack_error words it.
+ */
+static void
+req_unexpected(struct req *r, json_t *args, const struct req_arg *spec)
+{
+	char		 text[JSON_ERROR_TEXT_LENGTH - 1];
+	const char	*key, *sep = "";
+	json_t		*v;
+	long		 n = 0;
+	size_t		 len;
+	int		 w;
+
+	json_object_foreach(args, key, v) {
+		if (req_arg_find(spec, key) == NULL)
+			n++;
+	}
+	w = snprintf(text, sizeof text, "%ld object item(s) left unpacked: ",
+	    n);
+	len = w < 0 ? 0 : (size_t)w;
+	json_object_foreach(args, key, v) {
+		if (len >= sizeof text - 1)
+			break;
+		if (req_arg_find(spec, key) != NULL)
+			continue;
+		w = snprintf(text + len, sizeof text - len, "%s%s", sep, key);
+		len += w < 0 ? 0 : (size_t)w;
+		sep = ", ";
+	}
+	req_unpack_error(r, text);
+}
+
+int
+req_check_args(struct req *r, json_t *args, const struct req_arg *spec)
+{
+	const struct req_arg	*a;
+	const char		*want;
+	json_t			*v;
+	size_t			 n = 0;
+	int			 ok;
+
+	if (args != NULL && !json_is_object(args)) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter: arguments "
+		    "must be an object");
+		return (-1);
+	}
+	for (a = spec; a->name != NULL; a++) {
+		v = json_object_get(args, a->name);
+		if (v == NULL && a->required) {
+			req_error(r, QMP_CLS_GENERIC, "Parameter '%s' is "
+			    "missing", a->name);
+			return (-1);
+		}
+		if ((ok = req_arg_type(a->type, v, &want)) == -1) {
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter: "
+			    "Unexpected format character '%c'", a->type);
+			return (-1);
+		}
+		if (v == NULL)
+			continue;
+		if (!ok) {
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
+			    "for '%s', expected: %s", a->name, want);
+			return (-1);
+		}
+		n++;
+	}
+	/* names are unique on both sides: as many known members as
+	   args has means none is unknown */
+	if (json_object_size(args) != n) {
+		req_unexpected(r, args, spec);
+		return (-1);
+	}
+	return (0);
+}
+
 size_t
 req_nfds(const struct req *r)
 {

@@ -49,6 +49,28 @@ void	req_error_qmp(struct req *, const struct qmp_error *);
    GenericError naming the problem, in QEMU's words, and returns -1. */
 int	req_unpack(struct req *, json_t *args, const char *fmt, ...);
 
+/* One member of a spec for req_check_args: its name, its type as
+   json_unpack's letter ('s' a string, 'i' or 'I' an integer, 'b' a
+   boolean, 'F' a number, 'o' or 'O' any value), and whether it must be
+   there. A spec is an array ending with a NULL name; names are unique. */
+struct req_arg {
+	const char	*name;
+	char		 type;
+	bool		 required;
+};
+
+/* Checks args (NULL counts as {}) against spec without unpacking:
+   0 if req_unpack would accept them with the strict format
+   "{s:T, s?T, ...}" spelling spec in order, else -1 with r finished by
+   exactly the error req_unpack would give, in the same order: args not
+   an object; else the first member of spec, in spec order, that is
+   missing though required or present with the wrong type; else every
+   member spec does not name, in args' order, as one "Parameter 'a, b'
+   is unexpected" (cut where jansson cuts its text). Cheap enough for
+   every request: no allocation unless it fails, one lookup per member
+   of spec, and args are iterated only when some member is unknown. */
+int	req_check_args(struct req *, json_t *args, const struct req_arg *spec);
+
 /* fds that came with the request. take moves one out: the caller then
    owns it; fds left at finish time are closed. */
 size_t	req_nfds(const struct req *);

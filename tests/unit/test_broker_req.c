@@ -23,6 +23,10 @@
 #include "broker/core/loop.h"
 #include "broker/session/req.h"
 
+#ifndef nitems
+#define nitems(a)	(sizeof (a) / sizeof ((a)[0]))
+#endif
+
 struct done {
 	int			 calls;
 	json_t			*ret;
@@ -66,7 +70,8 @@ run_dispatch(const char *name, const char *args_json, int negotiated,
 	json_decref(d->ret);
 	memset(d, 0, sizeof *d);
 	if (args_json != NULL)
-		assert_non_null(args = json_loads(args_json, 0, NULL));
+		assert_non_null(args = json_loads(args_json, JSON_DECODE_ANY,
+		    NULL));
 	r = req_new(NULL, NULL, json_integer(1), NULL, 0, capture, d);
 	assert_non_null(r);
 	cmd_dispatch(r, name, args, negotiated);
@@ -184,6 +189,412 @@ test_unpack_errors(void **state)
 	json_decref(d.ret);
 }
 
+/* The error cmd_dispatch gives name with args_json, or "" if none. */
+static const char *
+dispatch_error(const char *name, const char *args_json, int negotiated,
+    struct done *d)
+{
+	run_dispatch(name, args_json, negotiated, d);
+	assert_int_equal(d->calls, 1);
+	return (d->failed ? d->err.desc : "");
+}
+
+/*
+ * What the dispatcher answers for wrong arguments, command by command:
+ * the first member of the command's spec missing or mistyped, in the
+ * spec's order whatever the request's, then every unknown member in the
+ * request's order, then the command's own checks.
+ */
+static void
+test_args_order(void **state)
+{
+	struct done	d = { 0 };
+
+	/* nic-add: vm, id, mac, driver, queues, vhost, ifname, bus, addr */
+	assert_string_equal(dispatch_error("nic-add", "{}", 1, &d),
+	    "Parameter 'vm' is missing");
+	assert_string_equal(dispatch_error("nic-add", "{\"zz\": 1, \"id\": 1, "
+	    "\"queues\": \"x\"}", 1, &d), "Parameter 'vm' is missing");
+	assert_string_equal(dispatch_error("nic-add", "{\"zz\": 1, \"vm\": "
+	    "\"a\", \"queues\": \"x\"}", 1, &d), "Parameter 'id' is missing");
+	assert_string_equal(dispatch_error("nic-add", "{\"zz\": 1, \"id\": 1, "
+	    "\"vm\": \"a\"}", 1, &d), "Invalid parameter type for 'id', "
+	    "expected: string");
+	assert_string_equal(dispatch_error("nic-add", "{\"vhost\": 1, "
+	    "\"queues\": \"x\", \"vm\": \"a\", \"id\": \"n\"}", 1, &d),
+	    "Invalid parameter type for 'queues', expected: integer");
+	assert_string_equal(dispatch_error("nic-add", "{\"ifname\": 1, "
+	    "\"vhost\": 1, \"vm\": \"a\", \"id\": \"n\"}", 1, &d),
+	    "Invalid parameter type for 'vhost', expected: boolean");
+	assert_string_equal(dispatch_error("nic-add", "{\"vm\": \"a\", "
+	    "\"zz\": 1, \"id\": \"n\", \"aa\": null, \"mac\": null}", 1, &d),
+	    "Invalid parameter type for 'mac', expected: string");
+	assert_string_equal(dispatch_error("nic-add", "{\"vm\": \"a\", "
+	    "\"zz\": 1, \"id\": \"n\", \"aa\": null, \"queues\": 0}", 1, &d),
+	    "Parameter 'zz, aa' is unexpected");
+	assert_string_equal(dispatch_error("nic-add", "{\"vm\": \"a\", "
+	    "\"id\": \"n\", \"queues\": 0}", 1, &d),
+	    "'queues' must be 1..8");
+	assert_string_equal(dispatch_error("nic-add", "[\"vm\"]", 1, &d),
+	    "Invalid parameter: arguments must be an object");
+
+	/* disk-add: vm, id, source, format, readonly, driver, bus, addr */
+	assert_string_equal(dispatch_error("disk-add", "{\"vm\": \"a\", "
+	    "\"id\": \"n\", \"addr\": {}, \"bus\": 1, \"readonly\": 1}", 1,
+	    &d), "Invalid parameter type for 'readonly', expected: boolean");
+	assert_string_equal(dispatch_error("disk-del", "{\"id\": \"n\", "
+	    "\"vm\": \"a\", \"source\": \"/x\"}", 1, &d),
+	    "Parameter 'source' is unexpected");
+	assert_string_equal(dispatch_error("has-device", "{\"vm\": \"a\"}",
+	    1, &d), "Parameter 'id' is missing");
+	assert_string_equal(dispatch_error("query-pci-slots", "{\"vm\": "
+	    "\"a\", \"id\": \"n\"}", 1, &d), "Parameter 'id' is unexpected");
+
+	/* vm-add: name, socket, then "shared-socket" (any value): its
+	   own check comes after the unknown members */
+	assert_string_equal(dispatch_error("vm-add", "{\"shared-socket\": 1, "
+	    "\"socket\": 2}", 1, &d), "Parameter 'name' is missing");
+	assert_string_equal(dispatch_error("vm-add", "{\"name\": \"a\", "
+	    "\"socket\": \"/x\", \"shared-socket\": 1, \"zz\": 1}", 1, &d),
+	    "Parameter 'zz' is unexpected");
+	assert_string_equal(dispatch_error("vm-add", "{\"name\": \"a\", "
+	    "\"socket\": \"/x\", \"shared-socket\": null}", 1, &d),
+	    "Invalid parameter type for 'shared-socket', expected: boolean");
+
+	/* vm-execute: vm, command, then "arguments" (any value) */
+	assert_string_equal(dispatch_error("vm-execute", "{\"command\": 5}",
+	    1, &d), "Parameter 'vm' is missing");
+	assert_string_equal(dispatch_error("vm-execute", "{\"command\": 5, "
+	    "\"vm\": 5}", 1, &d), "Invalid parameter type for 'vm', "
+	    "expected: string");
+	assert_string_equal(dispatch_error("vm-execute", "{\"x\": 1, "
+	    "\"command\": 5, \"vm\": \"a\"}", 1, &d),
+	    "Invalid parameter type for 'command', expected: string");
+	assert_string_equal(dispatch_error("vm-execute", "{\"arguments\": 3, "
+	    "\"command\": \"\", \"vm\": \"a\", \"x\": 1}", 1, &d),
+	    "Parameter 'x' is unexpected");
+	assert_string_equal(dispatch_error("vm-execute", "{\"arguments\": 3, "
+	    "\"command\": \"\", \"vm\": \"a\"}", 1, &d),
+	    "Invalid parameter type for 'arguments', expected: object");
+	assert_string_equal(dispatch_error("vm-execute", "{\"command\": \"\", "
+	    "\"vm\": \"a\"}", 1, &d), "Invalid command name");
+	assert_string_equal(dispatch_error("vm-execute", "7", 1, &d),
+	    "Invalid parameter: arguments must be an object");
+
+	/* domain-shutdown: domain, timeout, force */
+	assert_string_equal(dispatch_error("domain-shutdown", "{\"force\": 1, "
+	    "\"timeout\": \"x\", \"domain\": \"d\"}", 1, &d),
+	    "Invalid parameter type for 'timeout', expected: integer");
+	assert_string_equal(dispatch_error("domain-shutdown", "{\"force\": 1, "
+	    "\"domain\": 3}", 1, &d), "Invalid parameter type for 'domain', "
+	    "expected: string");
+	/* domain-migrate: domain, uri, live, bandwidth */
+	assert_string_equal(dispatch_error("domain-migrate", "{\"live\": 1, "
+	    "\"domain\": \"d\"}", 1, &d), "Parameter 'uri' is missing");
+	assert_string_equal(dispatch_error("domain-migrate", "{\"bandwidth\": "
+	    "\"x\", \"live\": 1, \"uri\": \"u\", \"domain\": \"d\"}", 1, &d),
+	    "Invalid parameter type for 'live', expected: boolean");
+	assert_string_equal(dispatch_error("domain-snapshot", "{\"domain\": "
+	    "\"d\", \"snap\": \"s\", \"name\": \"n\", \"force\": true}", 1,
+	    &d), "Parameter 'snap, force' is unexpected");
+	assert_string_equal(dispatch_error("domain-define", "{\"domain\": "
+	    "\"d\"}", 1, &d), "Parameter 'xml' is missing");
+	assert_string_equal(dispatch_error("domain-start", "{\"domain\": "
+	    "\"d\", \"xml\": 1}", 1, &d), "Parameter 'xml' is unexpected");
+
+	/* image-attach: path, mode, format, readonly */
+	assert_string_equal(dispatch_error("image-attach", "{\"q\": 1, "
+	    "\"readonly\": \"x\", \"format\": 1, \"mode\": \"m\", "
+	    "\"path\": \"p\"}", 1, &d),
+	    "Invalid parameter type for 'format', expected: string");
+	assert_string_equal(dispatch_error("image-detach", "{}", 1, &d),
+	    "Parameter 'device' is missing");
+
+	/* the rest */
+	assert_string_equal(dispatch_error("query-jobs", "{\"id\": \"x\", "
+	    "\"y\": 1}", 1, &d), "Invalid parameter type for 'id', "
+	    "expected: integer");
+	assert_string_equal(dispatch_error("query-jobs", "{\"y\": 1, "
+	    "\"id\": 2}", 1, &d), "Parameter 'y' is unexpected");
+	assert_string_equal(dispatch_error("query-version", "{\"b\": 1, "
+	    "\"a\": 2}", 1, &d), "Parameter 'b, a' is unexpected");
+	assert_string_equal(dispatch_error("query-commands", "\"x\"", 1, &d),
+	    "Invalid parameter: arguments must be an object");
+	assert_string_equal(dispatch_error("query-subscriptions", "{\"x\": "
+	    "null}", 1, &d), "Parameter 'x' is unexpected");
+	assert_string_equal(dispatch_error("query-domains", "{\"x\": 1}", 1,
+	    &d), "Parameter 'x' is unexpected");
+	assert_string_equal(dispatch_error("subscribe", "{\"vms\": \"x\", "
+	    "\"y\": 1}", 1, &d), "Parameter 'y' is unexpected");
+	assert_string_equal(dispatch_error("unsubscribe", "{}", 1, &d),
+	    "Parameter 'subscription' is missing");
+	assert_string_equal(dispatch_error("qmp_capabilities", "{\"enable\": "
+	    "3, \"x\": 1}", 0, &d), "Parameter 'x' is unexpected");
+	json_decref(d.ret);
+}
+
+/* Every entry's .args is a spec req_check_args can use (names unique,
+   letters it knows), and holds its target argument with the type the
+   dispatcher's resolving reads. */
+static void
+check_entry(const struct cmd_entry *e, void *arg)
+{
+	const struct req_arg	*a, *b, *target = NULL;
+	unsigned		 kind = e->target.kind & CMD_TARGET_KIND;
+
+	for (a = e->args; a->name != NULL; a++) {
+		assert_true(a < e->args + CMD_ARGS_MAX);
+		assert_non_null(strchr("siIbFoO", a->type));
+		for (b = e->args; b < a; b++)
+			assert_string_not_equal(a->name, b->name);
+		if (e->target.arg != NULL && strcmp(a->name,
+		    e->target.arg) == 0)
+			target = a;
+	}
+	if (kind == CMD_TARGET_NONE)
+		return;
+	assert_non_null(target);
+	assert_int_equal(target->type, kind == CMD_FIND_JOB ? 'I' : 's');
+	assert_int_equal(target->required, !(e->target.kind & CMD_TARGET_OPT));
+	(*(int *)arg)++;
+}
+
+static void
+test_tables(void **state)
+{
+	int	n = 0;
+
+	cmd_foreach(check_entry, &n);
+	assert_true(n > 20);
+}
+
+/*
+ * req_check_args against req_unpack itself, with the equivalent strict
+ * format and properly typed targets: the same verdict and the same text
+ * for every mix of absent, well-typed, mistyped and null members, in
+ * every order, with unknown members among them.
+ */
+struct argcase {
+	const char	*fmt;
+	int		(*unpack)(struct req *, json_t *);
+	struct req_arg	 spec[CMD_ARGS_MAX + 1];
+};
+
+static int
+unpack_none(struct req *r, json_t *a)
+{
+	return (req_unpack(r, a, "{}"));
+}
+
+static int
+unpack_vm_add(struct req *r, json_t *a)
+{
+	const char	*s1, *s2;
+	json_t		*o;
+
+	return (req_unpack(r, a, "{s:s,s:s,s?o}", "name", &s1, "socket",
+	    &s2, "shared-socket", &o));
+}
+
+static int
+unpack_shutdown(struct req *r, json_t *a)
+{
+	const char	*s;
+	json_int_t	 I;
+	int		 b;
+
+	return (req_unpack(r, a, "{s:s,s?I,s?b}", "domain", &s, "timeout",
+	    &I, "force", &b));
+}
+
+static int
+unpack_nic_add(struct req *r, json_t *a)
+{
+	const char	*s[6];
+	json_int_t	 I;
+	int		 b;
+	json_t		*o;
+
+	return (req_unpack(r, a, "{s:s, s:s, s?s, s?s, s?I, s?b, s?s, s?s, "
+	    "s?o}", "vm", &s[0], "id", &s[1], "mac", &s[2], "driver", &s[3],
+	    "queues", &I, "vhost", &b, "ifname", &s[4], "bus", &s[5], "addr",
+	    &o));
+}
+
+static int
+unpack_numbers(struct req *r, json_t *a)
+{
+	double	 F;
+	int	 i;
+
+	return (req_unpack(r, a, "{s?F,s:i}", "f", &F, "i", &i));
+}
+
+static int
+unpack_badletter(struct req *r, json_t *a)
+{
+	const char	*s;
+	int		 x;
+
+	return (req_unpack(r, a, "{s:s,s?x}", "a", &s, "b", &x));
+}
+
+static const struct argcase argcases[] = {
+	{ "{}", unpack_none, { { NULL } } },
+	{ "{s:s,s:s,s?o}", unpack_vm_add, { { "name", 's', true },
+	    { "socket", 's', true }, { "shared-socket", 'o', false } } },
+	{ "{s:s,s?I,s?b}", unpack_shutdown, { { "domain", 's', true },
+	    { "timeout", 'I', false }, { "force", 'b', false } } },
+	{ "nic-add", unpack_nic_add, { { "vm", 's', true },
+	    { "id", 's', true }, { "mac", 's', false },
+	    { "driver", 's', false }, { "queues", 'I', false },
+	    { "vhost", 'b', false }, { "ifname", 's', false },
+	    { "bus", 's', false }, { "addr", 'o', false } } },
+	{ "{s?F,s:i}", unpack_numbers, { { "f", 'F', false },
+	    { "i", 'i', true } } },
+	{ "{s:s,s?x}", unpack_badletter, { { "a", 's', true },
+	    { "b", 'x', false } } },
+};
+
+/* a fixed sequence: a failure is repeatable */
+static uint64_t	rnd_state = 1;
+
+static unsigned
+rnd(unsigned n)
+{
+	rnd_state = rnd_state * 6364136223846793005ULL +
+	    1442695040888963407ULL;
+	return ((unsigned)(rnd_state >> 33) % n);
+}
+
+/* A member of type in state: 1 well typed, 2 mistyped, 3 null. */
+static json_t *
+value_of(char type, int state)
+{
+	if (state == 3)
+		return (json_null());
+	switch (type) {
+	case 's':
+		return (state == 1 ? json_string("v") : json_integer(1));
+	case 'i':
+	case 'I':
+		return (state == 1 ? json_integer(2) : json_real(1.5));
+	case 'b':
+		return (state == 1 ? json_true() : json_integer(0));
+	case 'F':
+		return (state == 1 ? json_real(1.5) : json_string("1"));
+	default:
+		return (state == 1 ? json_object() : json_array());
+	}
+}
+
+/* What unpack, or req_check_args with spec if unpack is NULL, makes of
+   args through a fresh request. */
+static void
+args_outcome(int (*unpack)(struct req *, json_t *),
+    const struct req_arg *spec, json_t *args, int *rc, struct done *d)
+{
+	struct req	*r;
+
+	json_decref(d->ret);
+	memset(d, 0, sizeof *d);
+	r = req_new(NULL, NULL, NULL, NULL, 0, capture, d);
+	assert_non_null(r);
+	*rc = unpack != NULL ? unpack(r, args) : req_check_args(r, args,
+	    spec);
+	if (*rc == 0) {
+		assert_int_equal(d->calls, 0);
+		req_reply(r, NULL);
+	}
+	assert_int_equal(d->calls, 1);
+}
+
+static void
+args_compare(const struct argcase *c, json_t *args)
+{
+	struct done	 u = { 0 }, k = { 0 };
+	int		 urc, krc;
+	char		*dump;
+
+	args_outcome(c->unpack, NULL, args, &urc, &u);
+	args_outcome(NULL, c->spec, args, &krc, &k);
+	if (urc != krc || u.failed != k.failed || (u.failed &&
+	    strcmp(u.err.desc, k.err.desc) != 0)) {
+		dump = args != NULL ? json_dumps(args, 0) : NULL;
+		print_error("%s with %s: req_unpack %d \"%s\", req_check_args "
+		    "%d \"%s\"\n", c->fmt, dump != NULL ? dump : "NULL", urc,
+		    u.failed ? u.err.desc : "", krc, k.failed ? k.err.desc : "");
+		free(dump);
+		fail();
+	}
+	json_decref(u.ret);
+	json_decref(k.ret);
+}
+
+static void
+test_check_args_as_unpack(void **state)
+{
+	static const char *const	 unknown[] = { "zz", "aa", "name",
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk1",
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk2",
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk3" };
+	const struct argcase		*c;
+	const struct req_arg		*a;
+	json_t				*args;
+	size_t				 i, n, j, k, order[CMD_ARGS_MAX + 6];
+	unsigned			 iter, st[CMD_ARGS_MAX], x, nu;
+
+	for (c = argcases; c < argcases + nitems(argcases); c++) {
+		for (n = 0; c->spec[n].name != NULL; n++)
+			;
+		args_compare(c, NULL);
+		args = json_array();
+		args_compare(c, args);
+		json_decref(args);
+		args = json_string("x");
+		args_compare(c, args);
+		json_decref(args);
+		for (iter = 0; iter < 3000; iter++) {
+			/* each member absent, right, wrong or null */
+			for (i = 0; i < n; i++)
+				st[i] = rnd(4);
+			/* mostly none or one unknown, sometimes more */
+			nu = rnd(8);
+			nu = nu < 3 ? 0 : nu < 6 ? 1 : nu - 4;
+			if (rnd(16) == 0)
+				nu = 3 + rnd(4);
+			/* a random insertion order of members and unknowns:
+			   indexes below n are spec members */
+			for (i = 0; i < n + nu; i++)
+				order[i] = i;
+			for (i = n + nu; i > 1; i--) {
+				j = rnd((unsigned)i);
+				k = order[i - 1];
+				order[i - 1] = order[j];
+				order[j] = k;
+			}
+			args = json_object();
+			for (i = 0; i < n + nu; i++) {
+				if (order[i] >= n) {
+					x = rnd(nitems(unknown));
+					if (json_object_get(args,
+					    unknown[x]) == NULL)
+						json_object_set_new(args,
+						    unknown[x],
+						    json_integer(x));
+					continue;
+				}
+				a = &c->spec[order[i]];
+				if (st[order[i]] != 0)
+					json_object_set_new(args, a->name,
+					    value_of(a->type, st[order[i]]));
+			}
+			args_compare(c, args);
+			json_decref(args);
+		}
+	}
+}
+
 static void
 test_gate(void **state)
 {
@@ -251,6 +662,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_unpack_errors),
+		cmocka_unit_test(test_tables),
+		cmocka_unit_test(test_args_order),
+		cmocka_unit_test(test_check_args_as_unpack),
 		cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_fds),
 	};
