@@ -72,6 +72,7 @@ test_parse(void **state)
 	    0);
 	assert_int_equal(n, 2);
 	assert_int_equal(bad, 0);
+	assert_string_equal(why.desc, "");
 	assert_string_equal(e[1].name, "b");
 	assert_string_equal(e[1].socket, "/run/b.sock");
 	assert_int_equal(e[1].share, VM_SHARE_CONF);
@@ -93,12 +94,22 @@ test_parse(void **state)
 
 	parse_ok("{\"version\":1,\"vms\":[]}", 0, 0);
 	/* Entries that cannot be used are counted, the rest kept. */
-	parse_ok("{\"version\":1,\"vms\":[{\"name\":\"a\",\"socket\":\"/a\"},"
+	good = "{\"version\":1,\"vms\":[{\"name\":\"a\",\"socket\":\"/a\"},"
 	    "{\"name\":\"bad name\",\"socket\":\"/b\"},"
 	    "{\"name\":\"c\",\"socket\":\"relative\"},"
 	    "{\"name\":\"a\",\"socket\":\"/dup\"},"
 	    "{\"name\":\"d\"}, 7, "
-	    "{\"name\":\"e\",\"socket\":\"/e\"}]}", 2, 5);
+	    "{\"name\":\"e\",\"socket\":\"/e\"}]}";
+	parse_ok(good, 2, 5);
+	/* ...and every reason is said, in order, joined by "; ". */
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, &why),
+	    0);
+	assert_string_equal(why.cls, "GenericError");
+	assert_string_equal(why.desc, "entry 1: bad name or socket; "
+	    "entry 2: bad name or socket; entry 3: a named twice; "
+	    "entry 4: not {name, socket, shared-socket?}; "
+	    "entry 5: not {name, socket, shared-socket?}");
+	registry_entries_free(e, n);
 
 	parse_bad("");
 	parse_bad("{\"version\":1,\"vms\":[{\"name\":\"a\",");	/* cut */

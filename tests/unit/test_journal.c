@@ -118,6 +118,8 @@ test_cycle(void **state)
 	/* names that would leave the directory are refused */
 	assert_int_equal(journal_write(dir, "hotplug", "..", "n1", r1, &err),
 	    -1);
+	assert_string_equal(err.cls, "GenericError");
+	assert_string_equal(err.desc, "bad journal name");
 	assert_int_equal(journal_write(dir, "hotplug", "vm1", "a/b", r1, &err),
 	    -1);
 	/* no state dir: nothing written, no error */
