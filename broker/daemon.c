@@ -47,21 +47,20 @@ static const struct client_hooks daemon_client_hooks = {
 };
 
 int
-daemon_start(int argc, char **argv, char *err, size_t errlen)
+daemon_start(int argc, char **argv, struct qmp_error *err)
 {
 	char	*vmdir;
 
-	struct qmp_error	 e;
-
 	daemon_argc = argc;
 	daemon_argv = argv;
-	if (asprintf(&vmdir, "%s/vm", conf.run_dir) == -1)
+	if (asprintf(&vmdir, "%s/vm", conf.run_dir) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (-1);
-	if (loop_mkdirs(conf.run_dir, 0755, &e) == -1 ||
-	    loop_mkdirs(conf.state_dir, 0700, &e) == -1 ||
-	    loop_mkdirs_for(conf.control_path, &e) == -1 ||
-	    loop_mkdirs(vmdir, 0755, &e) == -1) {
-		snprintf(err, errlen, "%s", e.desc);
+	}
+	if (loop_mkdirs(conf.run_dir, 0755, err) == -1 ||
+	    loop_mkdirs(conf.state_dir, 0700, err) == -1 ||
+	    loop_mkdirs_for(conf.control_path, err) == -1 ||
+	    loop_mkdirs(vmdir, 0755, err) == -1) {
 		free(vmdir);
 		return (-1);
 	}
@@ -77,15 +76,16 @@ daemon_start(int argc, char **argv, char *err, size_t errlen)
 	share_init();
 	client_set_hooks(&daemon_client_hooks);
 	if (jobs_start(loop_base) == -1) {
-		snprintf(err, errlen, "cannot start %d job workers or libvirt's "
-		    "event loop", conf.workers);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "cannot start %d job workers or libvirt's event loop",
+		    conf.workers);
 		return (-1);
 	}
 	/* The control socket first: it fails if another broker runs here,
 	   before we touch that broker's shared sockets. */
-	if (ctl_open(err, errlen) == -1)
+	if (ctl_open(err) == -1)
 		return (-1);
-	if (registry_start(err, errlen) == -1) {
+	if (registry_start(err) == -1) {
 		ctl_close();
 		return (-1);
 	}
@@ -162,14 +162,15 @@ daemon_same(const char *a, const char *b)
 void
 daemon_reload(void)
 {
-	struct conf	 n;
-	char		 err[1024];
-	char		*keep[5];
+	struct conf		 n;
+	struct qmp_error	 err;
+	char			*keep[5];
 
 	if (loop_stopping())
 		return;
-	if (conf_build(&n, daemon_argc, daemon_argv, err, sizeof err) == -1) {
-		log_err("reload failed, configuration unchanged: %s", err);
+	if (conf_build(&n, daemon_argc, daemon_argv, &err) == -1) {
+		log_err("reload failed, configuration unchanged: %s",
+		    err.desc);
 		conf_clear(&n);
 		return;
 	}

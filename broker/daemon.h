@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 
-/* loop_base must exist. argv is kept for reloads. */
-int	daemon_start(int argc, char **argv, char *err, size_t errlen);
+#include "proto/qmp_msg.h"
+
+/* loop_base must exist. argv is kept for reloads. -1 with err
+   (GenericError) saying what could not be set up. */
+int	daemon_start(int argc, char **argv, struct qmp_error *err);
 /* Answers every pending command with an error and unlinks every socket;
    the loop ends once clients have read their last replies. */
 void	daemon_stop(void);

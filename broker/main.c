@@ -56,22 +56,23 @@ main_rlimit(void)
 
 /* The pid file is also the lock that keeps a second broker out. */
 static int
-main_pidfile(char *err, size_t errlen)
+main_pidfile(struct qmp_error *err)
 {
 	char	buf[32];
 	int	n;
 
 	pid_fd = open(conf.pid_file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (pid_fd == -1) {
-		snprintf(err, errlen, "%s: %s", conf.pid_file, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", conf.pid_file,
+		    strerror(errno));
 		return (-1);
 	}
 	if (flock(pid_fd, LOCK_EX | LOCK_NB) == -1) {
 		n = (int)read(pid_fd, buf, sizeof buf - 1);
 		buf[n > 0 ? n : 0] = '\0';
 		buf[strcspn(buf, "\n")] = '\0';
-		snprintf(err, errlen, "already running (pid %s, %s)", buf,
-		    conf.pid_file);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "already running (pid %s, %s)", buf, conf.pid_file);
 		close(pid_fd);
 		pid_fd = -1;
 		return (-1);
@@ -79,7 +80,8 @@ main_pidfile(char *err, size_t errlen)
 	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
 	if (ftruncate(pid_fd, 0) == -1 || pwrite(pid_fd, buf, (size_t)n, 0) !=
 	    n) {
-		snprintf(err, errlen, "%s: %s", conf.pid_file, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", conf.pid_file,
+		    strerror(errno));
 		return (-1);
 	}
 	return (0);
@@ -134,11 +136,10 @@ main_daemonise(void)
 int
 main(int argc, char **argv)
 {
-	struct event	*sig[4];
-	const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP };
-	struct qmp_error e;
-	char		 err[1024];
-	int		 i, ready = -1;
+	struct event		*sig[4];
+	const int		 sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	struct qmp_error	 e;
+	int			 i, ready = -1;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
@@ -152,8 +153,8 @@ main(int argc, char **argv)
 			return (0);
 		}
 	}
-	if (conf_build(&conf, argc, argv, err, sizeof err) == -1) {
-		fprintf(stderr, "qmpbrokerd: %s (see --help)\n", err);
+	if (conf_build(&conf, argc, argv, &e) == -1) {
+		fprintf(stderr, "qmpbrokerd: %s (see --help)\n", e.desc);
 		return (2);
 	}
 	log_open(conf.log_level, conf.log_syslog == 1 ||
@@ -170,8 +171,8 @@ main(int argc, char **argv)
 		log_err("%s", e.desc);
 		return (1);
 	}
-	if (main_pidfile(err, sizeof err) == -1) {
-		log_err("%s", err);
+	if (main_pidfile(&e) == -1) {
+		log_err("%s", e.desc);
 		return (1);
 	}
 	/* libvirt's event callbacks are (un)registered from job workers. */
@@ -180,8 +181,8 @@ main(int argc, char **argv)
 		log_err("cannot make the event loop");
 		return (1);
 	}
-	if (daemon_start(argc, argv, err, sizeof err) == -1) {
-		log_err("%s", err);
+	if (daemon_start(argc, argv, &e) == -1) {
+		log_err("%s", e.desc);
 		daemon_cleanup();
 		unlink(conf.pid_file);
 		return (1);

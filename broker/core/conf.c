@@ -245,8 +245,8 @@ conf_find(const char *key)
 }
 
 int
-conf_set(struct conf *c, const char *key, const char *v, char *err,
-    size_t errlen)
+conf_set(struct conf *c, const char *key, const char *v,
+    struct qmp_error *err)
 {
 	const struct conf_opt	*o;
 	void			*p;
@@ -254,14 +254,15 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 	int			 id;
 
 	if ((o = conf_find(key)) == NULL) {
-		snprintf(err, errlen, "unknown option '%s'", key);
+		qmp_error_set(err, QMP_CLS_GENERIC, "unknown option '%s'", key);
 		return (-1);
 	}
 	p = (char *)c + o->off;
 	switch (o->type) {
 	case CT_STR:
 		if (*v == '\0') {
-			snprintf(err, errlen, "%s: empty value", key);
+			qmp_error_set(err, QMP_CLS_GENERIC, "%s: empty value",
+			    key);
 			return (-1);
 		}
 		free(*(char **)p);
@@ -304,8 +305,8 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 		if (conf_uid(v, &id) == -1)
 			break;
 		if (c->n_allow_uids >= CONF_MAX_IDS) {
-			snprintf(err, errlen, "%s: more than %d", key,
-			    CONF_MAX_IDS);
+			qmp_error_set(err, QMP_CLS_GENERIC, "%s: more than %d",
+			    key, CONF_MAX_IDS);
 			return (-1);
 		}
 		c->allow_uids[c->n_allow_uids++] = id;
@@ -314,8 +315,8 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 		if (conf_gid(v, &id) == -1)
 			break;
 		if (c->n_allow_gids >= CONF_MAX_IDS) {
-			snprintf(err, errlen, "%s: more than %d", key,
-			    CONF_MAX_IDS);
+			qmp_error_set(err, QMP_CLS_GENERIC, "%s: more than %d",
+			    key, CONF_MAX_IDS);
 			return (-1);
 		}
 		c->allow_gids[c->n_allow_gids++] = id;
@@ -324,18 +325,18 @@ conf_set(struct conf *c, const char *key, const char *v, char *err,
 		if (*v != '/')
 			break;
 		if (c->n_image_roots >= CONF_MAX_ROOTS) {
-			snprintf(err, errlen, "%s: more than %d", key,
-			    CONF_MAX_ROOTS);
+			qmp_error_set(err, QMP_CLS_GENERIC, "%s: more than %d",
+			    key, CONF_MAX_ROOTS);
 			return (-1);
 		}
 		c->image_roots[c->n_image_roots++] = conf_xstrdup(v);
 		return (0);
 	case CT_VM:
-		return (conf_vm(c, v, err, errlen));
+		return (conf_vm(c, v, err));
 	case CT_VMALLOW:
-		return (conf_vm_allow(c, v, err, errlen));
+		return (conf_vm_allow(c, v, err));
 	}
-	snprintf(err, errlen, "%s: bad value '%s'", key, v);
+	qmp_error_set(err, QMP_CLS_GENERIC, "%s: bad value '%s'", key, v);
 	return (-1);
 }
 
@@ -353,28 +354,31 @@ conf_trim(char *s)
 }
 
 int
-conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
+conf_load_file(struct conf *c, const char *path, struct qmp_error *err)
 {
-	FILE	*f;
-	char	 line[CONF_LINE_MAX], e[256], *k, *v;
-	size_t	 lineno = 0, total = 0;
-	int	 rc = 0;
+	struct qmp_error	 e;
+	FILE			*f;
+	char			 line[CONF_LINE_MAX], *k, *v;
+	size_t			 lineno = 0, total = 0;
+	int			 rc = 0;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", path,
+		    strerror(errno));
 		return (-1);
 	}
 	while (fgets(line, sizeof line, f) != NULL) {
 		lineno++;
 		total += strlen(line);
 		if (total > CONF_FILE_MAX) {
-			snprintf(err, errlen, "%s: file too large", path);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "%s: file too large", path);
 			rc = -1;
 			break;
 		}
 		if (strchr(line, '\n') == NULL && !feof(f)) {
-			snprintf(err, errlen, "%s:%zu: line too long", path,
-			    lineno);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "%s:%zu: line too long", path, lineno);
 			rc = -1;
 			break;
 		}
@@ -386,19 +390,20 @@ conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 			*v++ = '\0';
 		v = conf_trim(v);
 		if (strcmp(k, "config") == 0) {
-			snprintf(err, errlen, "%s:%zu: 'config' is a flag only",
-			    path, lineno);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "%s:%zu: 'config' is a flag only", path, lineno);
 			rc = -1;
 			break;
 		}
-		if (conf_set(c, k, v, e, sizeof e) == -1) {
-			snprintf(err, errlen, "%s:%zu: %s", path, lineno, e);
+		if (conf_set(c, k, v, &e) == -1) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "%s:%zu: %s", path,
+			    lineno, e.desc);
 			rc = -1;
 			break;
 		}
 	}
 	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: read error", path);
 		rc = -1;
 	}
 	fclose(f);
@@ -408,28 +413,31 @@ conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 /* Splits "--key[=value]"; the value may be the next argument. */
 static int
 conf_flag(struct conf *c, int argc, char **argv, int *i, int apply,
-    unsigned char *reset, char *err, size_t errlen)
+    unsigned char *reset, struct qmp_error *err)
 {
 	const struct conf_opt	*o;
-	char			 key[64], e[256];
+	struct qmp_error	 e;
+	char			 key[64];
 	const char		*arg = argv[*i], *eq, *v;
 	size_t			 len;
 
 	if (strncmp(arg, "--", 2) != 0) {
-		snprintf(err, errlen, "unexpected argument '%s'", arg);
+		qmp_error_set(err, QMP_CLS_GENERIC, "unexpected argument '%s'",
+		    arg);
 		return (-1);
 	}
 	arg += 2;
 	eq = strchr(arg, '=');
 	len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
 	if (len >= sizeof key) {
-		snprintf(err, errlen, "unknown flag '%s'", argv[*i]);
+		qmp_error_set(err, QMP_CLS_GENERIC, "unknown flag '%s'",
+		    argv[*i]);
 		return (-1);
 	}
 	memcpy(key, arg, len);
 	key[len] = '\0';
 	if ((o = conf_find(key)) == NULL) {
-		snprintf(err, errlen, "unknown flag '--%s'", key);
+		qmp_error_set(err, QMP_CLS_GENERIC, "unknown flag '--%s'", key);
 		return (-1);
 	}
 	if (eq != NULL)
@@ -439,26 +447,26 @@ conf_flag(struct conf *c, int argc, char **argv, int *i, int apply,
 	else if (*i + 1 < argc)
 		v = argv[++*i];
 	else {
-		snprintf(err, errlen, "--%s needs a value", key);
+		qmp_error_set(err, QMP_CLS_GENERIC, "--%s needs a value", key);
 		return (-1);
 	}
 	if (!apply)
 		return (strcmp(key, "config") == 0 ?
-		    conf_set(c, key, v, err, errlen) : 0);
+		    conf_set(c, key, v, err) : 0);
 	/* A list given as flags replaces the file's list. */
 	if (!reset[o - conf_opts]) {
 		reset[o - conf_opts] = 1;
 		conf_list_reset(c, o->type);
 	}
-	if (conf_set(c, key, v, e, sizeof e) == -1) {
-		snprintf(err, errlen, "--%s", e);
+	if (conf_set(c, key, v, &e) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "--%s", e.desc);
 		return (-1);
 	}
 	return (0);
 }
 
 int
-conf_build(struct conf *c, int argc, char **argv, char *err, size_t errlen)
+conf_build(struct conf *c, int argc, char **argv, struct qmp_error *err)
 {
 	unsigned char	 reset[CONF_NOPTS];
 	int		 i;
@@ -467,24 +475,24 @@ conf_build(struct conf *c, int argc, char **argv, char *err, size_t errlen)
 	conf_init(c);
 	memset(reset, 0, sizeof reset);
 	for (i = 1; i < argc; i++) {
-		if (conf_flag(c, argc, argv, &i, 0, reset, err, errlen) == -1)
+		if (conf_flag(c, argc, argv, &i, 0, reset, err) == -1)
 			return (-1);
 	}
 	if (c->config_path != NULL) {
 		file = conf_xstrdup(c->config_path);
-		if (conf_load_file(c, file, err, errlen) == -1) {
+		if (conf_load_file(c, file, err) == -1) {
 			free(file);
 			return (-1);
 		}
 		free(c->config_path);
 		c->config_path = file;
 	} else if (access(CONF_DEFAULT_FILE, F_OK) == 0) {
-		if (conf_load_file(c, CONF_DEFAULT_FILE, err, errlen) == -1)
+		if (conf_load_file(c, CONF_DEFAULT_FILE, err) == -1)
 			return (-1);
 		c->config_path = conf_xstrdup(CONF_DEFAULT_FILE);
 	}
 	for (i = 1; i < argc; i++) {
-		if (conf_flag(c, argc, argv, &i, 1, reset, err, errlen) == -1)
+		if (conf_flag(c, argc, argv, &i, 1, reset, err) == -1)
 			return (-1);
 	}
 	conf_fill_paths(c);

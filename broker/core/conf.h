@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "proto/qmp_msg.h"
+
 #define CONF_MAX_ROOTS	16
 #define CONF_MAX_IDS	64
 
@@ -83,14 +85,16 @@ extern struct conf conf;
 
 void	conf_init(struct conf *);		/* defaults */
 void	conf_clear(struct conf *);		/* frees what it holds */
+/* The next three return 0, or -1 with err (GenericError) saying what
+   was refused: the option, the file and line, or the flag. */
 int	conf_set(struct conf *, const char *key, const char *value,
-	    char *err, size_t errlen);
-int	conf_load_file(struct conf *, const char *path, char *err,
-	    size_t errlen);
+	    struct qmp_error *err);
+int	conf_load_file(struct conf *, const char *path,
+	    struct qmp_error *err);
 /* Defaults, then the config file (--config or the default one if it
    exists), then flags. argv[0] is skipped. */
-int	conf_build(struct conf *, int argc, char **argv, char *err,
-	    size_t errlen);
+int	conf_build(struct conf *, int argc, char **argv,
+	    struct qmp_error *err);
 void	conf_usage(FILE *);
 
 /* A VM's name: 1 to VM_NAME_MAX of [A-Za-z0-9_.-], not "." or "..".

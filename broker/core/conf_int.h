@@ -32,8 +32,9 @@ int	 conf_number(const char *, long long, long long, int, long long *);
 /* conf_list.c */
 int	 conf_uid(const char *, int *);
 int	 conf_gid(const char *, int *);
-int	 conf_vm(struct conf *, const char *, char *, size_t);
-int	 conf_vm_allow(struct conf *, const char *, char *, size_t);
+/* 0, or -1 with err (GenericError) saying why the value is refused. */
+int	 conf_vm(struct conf *, const char *, struct qmp_error *);
+int	 conf_vm_allow(struct conf *, const char *, struct qmp_error *);
 void	 conf_list_reset(struct conf *, enum conf_type);
 
 #endif

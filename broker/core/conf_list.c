@@ -53,7 +53,7 @@ conf_gid(const char *v, int *out)
 }
 
 int
-conf_vm(struct conf *c, const char *v, char *err, size_t errlen)
+conf_vm(struct conf *c, const char *v, struct qmp_error *err)
 {
 	const char	*sep;
 	char		*name;
@@ -65,30 +65,33 @@ conf_vm(struct conf *c, const char *v, char *err, size_t errlen)
 		sep = v + strcspn(v, " \t");
 	len = (size_t)(sep - v);
 	if (*sep == '\0' || len == 0) {
-		snprintf(err, errlen, "vm: expected NAME=SOCKET");
+		qmp_error_set(err, QMP_CLS_GENERIC, "vm: expected NAME=SOCKET");
 		return (-1);
 	}
 	sep++;
 	while (*sep == ' ' || *sep == '\t')
 		sep++;
-	if ((name = strndup(v, len)) == NULL)
+	if ((name = strndup(v, len)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (-1);
+	}
 	if (!conf_vm_name_valid(name) || *sep != '/') {
-		snprintf(err, errlen, "vm: bad name or non-absolute socket: %s",
-		    v);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "vm: bad name or non-absolute socket: %s", v);
 		free(name);
 		return (-1);
 	}
 	for (i = 0; i < c->n_vms; i++) {
 		if (strcmp(c->vms[i].name, name) == 0) {
-			snprintf(err, errlen, "vm: %s named twice", name);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "vm: %s named twice", name);
 			free(name);
 			return (-1);
 		}
 	}
 	if (c->n_vms >= CONF_MAX_VMS ||
 	    (n = reallocarray(c->vms, c->n_vms + 1, sizeof *n)) == NULL) {
-		snprintf(err, errlen, "vm: too many");
+		qmp_error_set(err, QMP_CLS_GENERIC, "vm: too many");
 		free(name);
 		return (-1);
 	}
@@ -101,7 +104,7 @@ conf_vm(struct conf *c, const char *v, char *err, size_t errlen)
 
 /* "NAME uid:N,gid:M,..." (users and groups by name or number). */
 int
-conf_vm_allow(struct conf *c, const char *v, char *err, size_t errlen)
+conf_vm_allow(struct conf *c, const char *v, struct qmp_error *err)
 {
 	struct conf_vm_allow	*a, *n;
 	char			*s, *name, *ids, *tok, *save;
@@ -112,7 +115,8 @@ conf_vm_allow(struct conf *c, const char *v, char *err, size_t errlen)
 	name = s;
 	ids = s + strcspn(s, " \t=");
 	if (*ids == '\0' || ids == name) {
-		snprintf(err, errlen, "vm-allow: expected 'NAME uid:N,gid:M'");
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "vm-allow: expected 'NAME uid:N,gid:M'");
 		free(s);
 		return (-1);
 	}
@@ -125,7 +129,8 @@ conf_vm_allow(struct conf *c, const char *v, char *err, size_t errlen)
 	if (a == NULL) {
 		if (c->n_vm_allows >= CONF_MAX_VMS || (n = reallocarray(
 		    c->vm_allows, c->n_vm_allows + 1, sizeof *n)) == NULL) {
-			snprintf(err, errlen, "vm-allow: too many");
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "vm-allow: too many");
 			free(s);
 			return (-1);
 		}
@@ -143,8 +148,9 @@ conf_vm_allow(struct conf *c, const char *v, char *err, size_t errlen)
 		    conf_gid(tok + 4, &id) == 0 && a->n_gids < CONF_MAX_IDS)
 			a->gids[a->n_gids++] = id;
 		else {
-			snprintf(err, errlen, "vm-allow %s: bad or too many "
-			    "'%s' (uid:USER or gid:GROUP)", name, tok);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "vm-allow %s: bad or too many '%s' (uid:USER or "
+			    "gid:GROUP)", name, tok);
 			free(s);
 			return (-1);
 		}

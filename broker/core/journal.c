@@ -31,10 +31,11 @@ journal_name_ok(const char *s)
 }
 
 static int
-journal_mkdir(const char *path, char *err, size_t errlen)
+journal_mkdir(const char *path, struct qmp_error *err)
 {
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "mkdir %s: %s", path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "mkdir %s: %s", path,
+		    strerror(errno));
 		return (-1);
 	}
 	return (0);
@@ -54,7 +55,7 @@ journal_fsync_dir(const char *dir)
 
 int
 journal_write(const char *state_dir, const char *area, const char *group,
-    const char *id, const json_t *rec, char *err, size_t errlen)
+    const char *id, const json_t *rec, struct qmp_error *err)
 {
 	char	 dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX], *buf;
 	size_t	 len, off;
@@ -65,25 +66,25 @@ journal_write(const char *state_dir, const char *area, const char *group,
 		return (0);
 	if (!journal_name_ok(area) || !journal_name_ok(group) ||
 	    !journal_name_ok(id)) {
-		snprintf(err, errlen, "bad journal name");
+		qmp_error_set(err, QMP_CLS_GENERIC, "bad journal name");
 		return (-1);
 	}
 	snprintf(dir, sizeof dir, "%s/%s", state_dir, area);
-	if (journal_mkdir(dir, err, errlen) != 0)
+	if (journal_mkdir(dir, err) != 0)
 		return (-1);
 	snprintf(dir, sizeof dir, "%s/%s/%s", state_dir, area, group);
-	if (journal_mkdir(dir, err, errlen) != 0)
+	if (journal_mkdir(dir, err) != 0)
 		return (-1);
 	if ((size_t)snprintf(path, sizeof path, "%s/%s.json", dir, id) >=
 	    sizeof path || (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp",
 	    dir, id) >= sizeof tmp) {
-		snprintf(err, errlen, "journal path too long");
+		qmp_error_set(err, QMP_CLS_GENERIC, "journal path too long");
 		return (-1);
 	}
 	if (rec == NULL) {
 		if (unlink(path) != 0 && errno != ENOENT) {
-			snprintf(err, errlen, "unlink %s: %s", path,
-			    strerror(errno));
+			qmp_error_set(err, QMP_CLS_GENERIC, "unlink %s: %s",
+			    path, strerror(errno));
 			return (-1);
 		}
 		journal_fsync_dir(dir);
@@ -91,14 +92,16 @@ journal_write(const char *state_dir, const char *area, const char *group,
 	}
 
 	if ((buf = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
-		snprintf(err, errlen, "cannot serialise journal record");
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "cannot serialise journal record");
 		return (-1);
 	}
 	len = strlen(buf);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", tmp,
+		    strerror(errno));
 		free(buf);
 		return (-1);
 	}
@@ -113,19 +116,22 @@ journal_write(const char *state_dir, const char *area, const char *group,
 	}
 	free(buf);
 	if (off != len || fsync(fd) != 0) {
-		snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "writing %s: %s", tmp,
+		    strerror(errno));
 		close(fd);
 		unlink(tmp);
 		return (-1);
 	}
 	close(fd);
 	if (rename(tmp, path) != 0) {
-		snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "rename %s: %s", tmp,
+		    strerror(errno));
 		unlink(tmp);
 		return (-1);
 	}
 	if (journal_fsync_dir(dir) != 0) {
-		snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "fsync %s: %s", dir,
+		    strerror(errno));
 		return (-1);
 	}
 	return (0);

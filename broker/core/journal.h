@@ -13,11 +13,14 @@
 #include <stddef.h>
 #include <jansson.h>
 
-/* rec NULL removes the record. Returns 0, or -1 with err filled. With no
-   state directory configured nothing is written and 0 is returned. */
+#include "proto/qmp_msg.h"
+
+/* rec NULL removes the record. Returns 0, or -1 with err (GenericError)
+   saying which name, path or system call failed. With no state directory
+   configured nothing is written and 0 is returned. */
 int	journal_write(const char *state_dir, const char *area,
-	    const char *group, const char *id, const json_t *rec, char *err,
-	    size_t errlen);
+	    const char *group, const char *id, const json_t *rec,
+	    struct qmp_error *err);
 
 /* Calls fn for every record found in area (rec borrowed). Unreadable or corrupt
    files are renamed to NAME.bad and reported through bad. Returns the

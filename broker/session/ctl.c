@@ -85,10 +85,10 @@ ctl_accept(int fd, void *arg)
 }
 
 int
-ctl_open(char *err, size_t errlen)
+ctl_open(struct qmp_error *err)
 {
 	ctl_lsn = lsn_open(conf.control_path, 0660, conf.socket_gid, 1,
-	    ctl_accept, NULL, err, errlen);
+	    ctl_accept, NULL, err);
 	return (ctl_lsn == NULL ? -1 : 0);
 }
 

@@ -8,8 +8,11 @@
 #include <stddef.h>
 
 #include "broker/session/peer.h"
+#include "proto/qmp_msg.h"
 
-int	ctl_open(char *err, size_t errlen);
+/* Listens on --control; -1 with err (GenericError, as lsn_open says it)
+   when it cannot, e.g. another broker answers there. */
+int	ctl_open(struct qmp_error *err);
 void	ctl_close(void);
 /* Best-effort QMP error line, then close(fd). */
 void	ctl_refuse(int fd, const char *desc);

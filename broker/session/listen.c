@@ -115,7 +115,7 @@ lsn_cb(evutil_socket_t fd, short what, void *arg)
 /* A socket file left by a dead broker is replaced; one that answers is
    another broker's and is left alone. */
 static int
-lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
+lsn_clear_path(const char *path, int check_live, struct qmp_error *err)
 {
 	struct stat		 st;
 	struct sockaddr_un	 sun;
@@ -124,11 +124,13 @@ lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
 	if (lstat(path, &st) == -1) {
 		if (errno == ENOENT)
 			return (0);
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", path,
+		    strerror(errno));
 		return (-1);
 	}
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "%s exists and is not a socket", path);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "%s exists and is not a socket", path);
 		return (-1);
 	}
 	if (check_live) {
@@ -138,20 +140,22 @@ lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
 		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 		    0);
 		if (s == -1) {
-			snprintf(err, errlen, "socket: %s", strerror(errno));
+			qmp_error_set(err, QMP_CLS_GENERIC, "socket: %s",
+			    strerror(errno));
 			return (-1);
 		}
 		live = connect(s, (struct sockaddr *)&sun, sizeof sun) == 0 ||
 		    errno == EAGAIN;
 		close(s);
 		if (live) {
-			snprintf(err, errlen, "%s is in use by a running "
-			    "process", path);
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "%s is in use by a running process", path);
 			return (-1);
 		}
 	}
 	if (unlink(path) == -1 && errno != ENOENT) {
-		snprintf(err, errlen, "unlink %s: %s", path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "unlink %s: %s", path,
+		    strerror(errno));
 		return (-1);
 	}
 	return (0);
@@ -159,7 +163,7 @@ lsn_clear_path(const char *path, int check_live, char *err, size_t errlen)
 
 struct lsn *
 lsn_open(const char *path, int mode, int gid, int check_live,
-    lsn_accept_fn *fn, void *arg, char *err, size_t errlen)
+    lsn_accept_fn *fn, void *arg, struct qmp_error *err)
 {
 	struct lsn		*l;
 	struct sockaddr_un	 sun;
@@ -167,14 +171,16 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 	int			 fd;
 
 	if (len == 0 || len >= sizeof sun.sun_path) {
-		snprintf(err, errlen, "socket path too long: %s", path);
+		qmp_error_set(err, QMP_CLS_GENERIC, "socket path too long: %s",
+		    path);
 		return (NULL);
 	}
-	if (lsn_clear_path(path, check_live, err, errlen) == -1)
+	if (lsn_clear_path(path, check_live, err) == -1)
 		return (NULL);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "socket: %s",
+		    strerror(errno));
 		return (NULL);
 	}
 	memset(&sun, 0, sizeof sun);
@@ -182,20 +188,22 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 	memcpy(sun.sun_path, path, len);
 	/* Not listening yet: nobody can connect before the mode is set. */
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "bind %s: %s", path,
+		    strerror(errno));
 		close(fd);
 		return (NULL);
 	}
 	if (chmod(sun.sun_path, (mode_t)mode) == -1 ||
 	    (gid != -1 && chown(sun.sun_path, (uid_t)-1, (gid_t)gid) == -1) ||
 	    listen(fd, LSN_BACKLOG) == -1) {
-		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", sun.sun_path,
+		    strerror(errno));
 		unlink(path);
 		close(fd);
 		return (NULL);
 	}
 	if ((l = calloc(1, sizeof *l + len + 1)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		unlink(path);
 		close(fd);
 		return (NULL);
@@ -206,7 +214,7 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 	l->arg = arg;
 	l->ev = event_new(loop_base, fd, EV_READ | EV_PERSIST, lsn_cb, l);
 	if (l->ev == NULL) {
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		unlink(path);
 		close(fd);
 		free(l);

@@ -8,14 +8,17 @@
 
 #include <stddef.h>
 
+#include "proto/qmp_msg.h"
+
 struct lsn;
 /* fd is the accepted connection, owned by the callee. The callback must
    not close its own listener. */
 typedef void lsn_accept_fn(int fd, void *arg);
 /* A socket file left by a dead broker is replaced; with check_live one
-   that answers is another broker's and the open fails. gid -1: as is. */
+   that answers is another broker's and the open fails. gid -1: as is.
+   NULL with err (GenericError) naming the path or call that failed. */
 struct lsn *lsn_open(const char *path, int mode, int gid, int check_live,
-	    lsn_accept_fn *, void *arg, char *err, size_t errlen);
+	    lsn_accept_fn *, void *arg, struct qmp_error *err);
 /* Closes and unlinks the socket path. NULL is a no-op. */
 void	lsn_close(struct lsn *);
 const char *lsn_path(const struct lsn *);

@@ -64,25 +64,25 @@ share_accept(int fd, void *arg)
 }
 
 static struct share *
-share_open(struct vm *vm, char *err, size_t errlen)
+share_open(struct vm *vm, struct qmp_error *err)
 {
 	struct share	*s;
 	char		 path[128];
 
 	if ((size_t)snprintf(path, sizeof path, "%s/vm/%s.qmp", conf.run_dir,
 	    vm_name(vm)) >= sizeof path) {
-		snprintf(err, errlen, "run dir path too long for %s",
-		    vm_name(vm));
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "run dir path too long for %s", vm_name(vm));
 		return (NULL);
 	}
 	if ((s = calloc(1, sizeof *s)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (NULL);
 	}
 	s->vm = vm;
 	LIST_INIT(&s->clients);
 	s->lsn = lsn_open(path, 0660, conf.socket_gid, 0, share_accept, s,
-	    err, errlen);
+	    err);
 	if (s->lsn == NULL) {
 		free(s);
 		return (NULL);
@@ -134,16 +134,17 @@ share_path(const struct vm *vm)
 void
 share_sync(struct vm *vm)
 {
-	struct share	*s = vm_slot(vm, share_key);
-	char		 e[256];
-	int		 want;
+	struct share		*s = vm_slot(vm, share_key);
+	struct qmp_error	 e;
+	int			 want;
 
 	want = vm_share_pref(vm) == VM_SHARE_CONF ? conf.vm_sockets :
 	    vm_share_pref(vm) == VM_SHARE_YES;
 	if (want && s == NULL) {
-		*e = '\0';
-		if ((s = share_open(vm, e, sizeof e)) == NULL)
-			log_warn("vm %s: no shared socket: %s", vm_name(vm), e);
+		e.desc[0] = '\0';
+		if ((s = share_open(vm, &e)) == NULL)
+			log_warn("vm %s: no shared socket: %s", vm_name(vm),
+			    e.desc);
 		vm_slot_set(vm, share_key, s);
 	} else if (!want && s != NULL)
 		share_close(s);

@@ -98,12 +98,13 @@ hpv_ready(void *ctx)
 static int
 hpv_journal(void *ctx, const char *id, const json_t *rec)
 {
-	struct hpv	*h = ctx;
-	char		 err[512];
+	struct hpv		*h = ctx;
+	struct qmp_error	 err;
 
-	if (journal_write(conf.state_dir, "hotplug", h->name, id, rec, err,
-	    sizeof err) != 0) {
-		log_err("hotplug journal for %s/%s: %s", h->name, id, err);
+	if (journal_write(conf.state_dir, "hotplug", h->name, id, rec,
+	    &err) != 0) {
+		log_err("hotplug journal for %s/%s: %s", h->name, id,
+		    err.desc);
 		return (-1);
 	}
 	return (0);

@@ -93,8 +93,7 @@ img_tool_ms(void)
 }
 
 static int
-img_record(struct img_job *ij, enum imgrec_state st, char *err,
-    size_t errlen)
+img_record(struct img_job *ij, enum imgrec_state st, struct qmp_error *err)
 {
 	struct imgrec	r;
 
@@ -106,7 +105,7 @@ img_record(struct img_job *ij, enum imgrec_state st, char *err,
 	if (ij->format != NULL)
 		snprintf(r.format, sizeof r.format, "%s", ij->format);
 	r.state = st;
-	return (imgrec_write(conf.state_dir, &r, err, errlen));
+	return (imgrec_write(conf.state_dir, &r, err));
 }
 
 /* Writes the record of a step about to be taken; a step that cannot be
@@ -114,17 +113,17 @@ img_record(struct img_job *ij, enum imgrec_state st, char *err,
 static bool
 img_record_step(struct img_job *ij, enum imgrec_state st)
 {
-	char	err[512];
+	struct qmp_error	err;
 
-	if (img_record(ij, st, err, sizeof err) == 0) {
+	if (img_record(ij, st, &err) == 0) {
 		if (ij->attach)
 			ij->recorded = true;
 		return (true);
 	}
-	log_err("image journal %s: %s", ij->device, err);
+	log_err("image journal %s: %s", ij->device, err.desc);
 	qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "cannot record %s of "
 	    "%s, so not done: %s", st == IMGREC_DETACHING ? "the detach" :
-	    "the attach", ij->device, err);
+	    "the attach", ij->device, err.desc);
 	return (false);
 }
 
@@ -133,14 +132,14 @@ img_record_step(struct img_job *ij, enum imgrec_state st)
 static void
 img_unrecord(struct img_job *ij)
 {
-	char	err[512];
+	struct qmp_error	err;
 
 	if (ij->attach && !ij->recorded)
 		return;
 	ij->recorded = false;
 	if (imgrec_remove(conf.state_dir, ij->mode == IMG_NBD, ij->device,
-	    err, sizeof err) != 0)
-		log_err("image journal %s: %s", ij->device, err);
+	    &err) != 0)
+		log_err("image journal %s: %s", ij->device, err.desc);
 }
 
 static void
@@ -193,16 +192,15 @@ static void	img_proc_done(struct proc *, const struct proc_result *, void *);
 static void
 img_detach_failed(struct img_job *ij)
 {
-	char	err[512];
+	struct qmp_error	err;
 
 	if (ij->att != NULL)
 		ij->att->detaching = false;
 	ij->att = NULL;
 	/* Still attached, as it was. A detach a restart started keeps its
 	   "detaching": the next start tries again. */
-	if (!ij->recovery && img_record(ij, IMGREC_ATTACHED, err,
-	    sizeof err) != 0)
-		log_err("image journal %s: %s", ij->device, err);
+	if (!ij->recovery && img_record(ij, IMGREC_ATTACHED, &err) != 0)
+		log_err("image journal %s: %s", ij->device, err.desc);
 }
 
 static bool

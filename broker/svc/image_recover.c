@@ -24,13 +24,12 @@
 static void
 img_rec_forget(const struct imgrec *r, const char *why)
 {
-	char	err[512];
+	struct qmp_error	err;
 
 	log_notice("image journal %s (%s, %s): %s; record removed", r->device,
 	    r->path, imgrec_state_name(r->state), why);
-	if (imgrec_remove(conf.state_dir, r->nbd, r->device, err,
-	    sizeof err) != 0)
-		log_err("image journal %s: %s", r->device, err);
+	if (imgrec_remove(conf.state_dir, r->nbd, r->device, &err) != 0)
+		log_err("image journal %s: %s", r->device, err.desc);
 }
 
 /*
@@ -47,13 +46,12 @@ img_rec_found(const char *group, const char *id, json_t *rec, void *arg)
 	struct img_att		*a;
 	struct nbd_paths	 np;
 	struct nbd_dev		 nd = { .lockfd = -1 };
-	struct qmp_error	 err;
-	char			 why[512];
+	struct qmp_error	 err, why;
 	bool			 there;
 
-	if (imgrec_parse(group, id, rec, &r, why, sizeof why) != 0) {
+	if (imgrec_parse(group, id, rec, &r, &why) != 0) {
 		log_warn("image journal %s/%s: not an image record (%s); "
-		    "ignored", group, id, why);
+		    "ignored", group, id, why.desc);
 		return;
 	}
 	if (r.nbd) {

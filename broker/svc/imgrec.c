@@ -33,8 +33,8 @@ imgrec_id(const char *device)
 }
 
 int
-imgrec_write(const char *state_dir, const struct imgrec *r, char *err,
-    size_t errlen)
+imgrec_write(const char *state_dir, const struct imgrec *r,
+    struct qmp_error *err)
 {
 	json_t	*rec;
 	int	 rc;
@@ -43,28 +43,28 @@ imgrec_write(const char *state_dir, const struct imgrec *r, char *err,
 	    r->nbd ? "nbd" : "loop", "device", r->device, "readonly", r->ro,
 	    "state", imgrec_state_name(r->state));
 	if (rec == NULL) {
-		snprintf(err, errlen, "cannot build the record");
+		qmp_error_set(err, QMP_CLS_GENERIC, "cannot build the record");
 		return (-1);
 	}
 	if (r->format[0] != '\0')
 		json_object_set_new(rec, "format", json_string(r->format));
 	rc = journal_write(state_dir, IMGREC_AREA, r->nbd ? "nbd" : "loop",
-	    imgrec_id(r->device), rec, err, errlen);
+	    imgrec_id(r->device), rec, err);
 	json_decref(rec);
 	return (rc);
 }
 
 int
 imgrec_remove(const char *state_dir, bool nbd, const char *device,
-    char *err, size_t errlen)
+    struct qmp_error *err)
 {
 	return (journal_write(state_dir, IMGREC_AREA, nbd ? "nbd" : "loop",
-	    imgrec_id(device), NULL, err, errlen));
+	    imgrec_id(device), NULL, err));
 }
 
 int
 imgrec_parse(const char *group, const char *id, const json_t *rec,
-    struct imgrec *r, char *err, size_t errlen)
+    struct imgrec *r, struct qmp_error *err)
 {
 	const char	*path, *mode, *dev, *state, *format = NULL;
 	int		 ro = 0;
@@ -75,23 +75,26 @@ imgrec_parse(const char *group, const char *id, const json_t *rec,
 	if (json_unpack_ex((json_t *)rec, &jerr, 0, "{s:s,s:s,s:s,s:b,s:s,"
 	    "s?s}", "path", &path, "mode", &mode, "device", &dev, "readonly",
 	    &ro, "state", &state, "format", &format) != 0) {
-		snprintf(err, errlen, "%s", jerr.text);
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s", jerr.text);
 		return (-1);
 	}
 	if (strcmp(mode, group) != 0 || (strcmp(mode, "loop") != 0 &&
 	    strcmp(mode, "nbd") != 0)) {
-		snprintf(err, errlen, "mode \"%.16s\" in group %s", mode, group);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "mode \"%.16s\" in group %s", mode, group);
 		return (-1);
 	}
 	if (strcmp(imgrec_id(dev), id) != 0) {
-		snprintf(err, errlen, "device %.64s under the name %s", dev, id);
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "device %.64s under the name %s", dev, id);
 		return (-1);
 	}
 	for (i = 0; i < sizeof imgrec_states / sizeof imgrec_states[0]; i++)
 		if (strcmp(state, imgrec_states[i]) == 0)
 			break;
 	if (i == sizeof imgrec_states / sizeof imgrec_states[0]) {
-		snprintf(err, errlen, "unknown state \"%.32s\"", state);
+		qmp_error_set(err, QMP_CLS_GENERIC, "unknown state \"%.32s\"",
+		    state);
 		return (-1);
 	}
 	if ((size_t)snprintf(r->device, sizeof r->device, "%s", dev) >=
@@ -99,7 +102,8 @@ imgrec_parse(const char *group, const char *id, const json_t *rec,
 	    "%s", path) >= sizeof r->path || path[0] != '/' ||
 	    (format != NULL && (size_t)snprintf(r->format, sizeof r->format,
 	    "%s", format) >= sizeof r->format)) {
-		snprintf(err, errlen, "a name too long, or a relative path");
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "a name too long, or a relative path");
 		return (-1);
 	}
 	r->nbd = strcmp(mode, "nbd") == 0;

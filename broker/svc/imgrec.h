@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "proto/qmp_msg.h"
+
 enum imgrec_state {
 	IMGREC_ATTACHING,	/* the attaching child may have run */
 	IMGREC_ATTACHED,	/* attached; the broker answers for it */
@@ -28,15 +30,16 @@ struct imgrec {
 };
 
 const char	*imgrec_state_name(enum imgrec_state);
-/* Replaces the record of r->device. 0, or -1 with err filled. */
+/* Replaces (imgrec_write) or removes the record of the device. 0, or
+   -1 with err (GenericError) saying why, as journal_write does. */
 int	imgrec_write(const char *state_dir, const struct imgrec *r,
-	    char *err, size_t errlen);
+	    struct qmp_error *err);
 int	imgrec_remove(const char *state_dir, bool nbd, const char *device,
-	    char *err, size_t errlen);
+	    struct qmp_error *err);
 /* A loaded record (journal_fn's group, id, rec) back into r; -1 with err
-   when it is not one this broker writes (wrong group, the id not the
-   device's name, a field missing). */
+   (GenericError) saying what is wrong when it is not one this broker
+   writes (wrong group, the id not the device's name, a field missing). */
 int	imgrec_parse(const char *group, const char *id, const json_t *rec,
-	    struct imgrec *r, char *err, size_t errlen);
+	    struct imgrec *r, struct qmp_error *err);
 
 #endif

@@ -68,30 +68,33 @@ registry_entries_free(struct reg_entry *e, size_t n)
 }
 
 static void
-reg_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+reg_why(struct qmp_error *why, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-/* Appends one reason to why, as long as there is room. */
+/* Appends one reason to why's desc, as long as there is room. */
 static void
-reg_why(char *why, size_t whylen, const char *fmt, ...)
+reg_why(struct qmp_error *why, const char *fmt, ...)
 {
-	size_t	len = strlen(why);
+	char	old[sizeof why->desc], add[sizeof why->desc];
+	size_t	len;
 	va_list	ap;
 
-	if (len + 3 >= whylen)
+	if (why == NULL)
 		return;
-	if (len != 0) {
-		memcpy(why + len, "; ", 3);
-		len += 2;
-	}
+	len = strlen(why->desc);
+	if (len + 3 >= sizeof why->desc)
+		return;
+	memcpy(old, why->desc, len + 1);
 	va_start(ap, fmt);
-	vsnprintf(why + len, whylen - len, fmt, ap);
+	vsnprintf(add, sizeof add, fmt, ap);
 	va_end(ap);
+	qmp_error_set(why, QMP_CLS_GENERIC, "%s%s%s", old, len != 0 ? "; " :
+	    "", add);
 }
 
 int
 registry_parse(const char *buf, size_t len, struct reg_entry **out,
-    size_t *n, size_t *bad, char *why, size_t whylen)
+    size_t *n, size_t *bad, struct qmp_error *why)
 {
 	json_t		*doc, *vms, *v;
 	json_error_t	 je;
@@ -104,26 +107,26 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 	*out = NULL;
 	*n = 0;
 	*bad = 0;
-	*why = '\0';
+	qmp_error_set(why, QMP_CLS_GENERIC, "%s", "");
 	if ((doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)) == NULL) {
-		reg_why(why, whylen, "not JSON (line %d: %s)", je.line,
+		reg_why(why, "not JSON (line %d: %s)", je.line,
 		    je.text);
 		return (-1);
 	}
 	if (json_unpack_ex(doc, &je, 0, "{s:I,s:o}", "version", &version,
 	    "vms", &vms) == -1 || !json_is_array(vms)) {
-		reg_why(why, whylen, "not a registry (%s)", je.text);
+		reg_why(why, "not a registry (%s)", je.text);
 		json_decref(doc);
 		return (-1);
 	}
 	if (version != REG_VERSION) {
-		reg_why(why, whylen, "unknown version %lld",
+		reg_why(why, "unknown version %lld",
 		    (long long)version);
 		json_decref(doc);
 		return (-1);
 	}
 	if ((e = calloc(json_array_size(vms) + 1, sizeof *e)) == NULL) {
-		reg_why(why, whylen, "out of memory");
+		reg_why(why, "out of memory");
 		json_decref(doc);
 		return (-1);
 	}
@@ -132,14 +135,14 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 		if (json_unpack(v, "{s:s,s:s,s?o}", "name", &name, "socket",
 		    &socket, "shared-socket", &share) == -1 ||
 		    (share != NULL && !json_is_boolean(share))) {
-			reg_why(why, whylen, "entry %zu: not {name, socket, "
+			reg_why(why, "entry %zu: not {name, socket, "
 			    "shared-socket?}", i);
 			(*bad)++;
 			continue;
 		}
 		if (!conf_vm_name_valid(name) || *socket != '/' ||
 		    strlen(socket) > 107) {
-			reg_why(why, whylen, "entry %zu: bad name or socket", i);
+			reg_why(why, "entry %zu: bad name or socket", i);
 			(*bad)++;
 			continue;
 		}
@@ -148,7 +151,7 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 				break;
 		}
 		if (j < ne) {
-			reg_why(why, whylen, "entry %zu: %s named twice", i,
+			reg_why(why, "entry %zu: %s named twice", i,
 			    name);
 			(*bad)++;
 			continue;
@@ -160,7 +163,7 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 			free(e[ne].name);
 			registry_entries_free(e, ne);
 			json_decref(doc);
-			reg_why(why, whylen, "out of memory");
+			reg_why(why, "out of memory");
 			return (-1);
 		}
 		ne++;
@@ -173,7 +176,7 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 
 int
 registry_write_atomic(const char *path, const char *buf, size_t len,
-    char *err, size_t errlen)
+    struct qmp_error *err)
 {
 	char		*tmp = NULL, *dir = NULL, *slash;
 	int		 fd = -1, dfd = -1, rc = -1;
@@ -182,31 +185,35 @@ registry_write_atomic(const char *path, const char *buf, size_t len,
 
 	if (asprintf(&tmp, "%s.tmp", path) == -1) {
 		tmp = NULL;
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		goto out;
 	}
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600)) == -1) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", tmp,
+		    strerror(errno));
 		goto out;
 	}
 	while (off < len) {
 		if ((w = write(fd, buf + off, len - off)) == -1) {
 			if (errno == EINTR)
 				continue;
-			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", tmp,
+			    strerror(errno));
 			goto out;
 		}
 		off += (size_t)w;
 	}
 	if (fsync(fd) == -1 || close(fd) == -1) {
 		fd = -1;
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s: %s", tmp,
+		    strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path) == -1) {
-		snprintf(err, errlen, "rename %s: %s", path, strerror(errno));
+		qmp_error_set(err, QMP_CLS_GENERIC, "rename %s: %s", path,
+		    strerror(errno));
 		goto out;
 	}
 	/* The rename itself is durable only once the directory is. */
@@ -266,7 +273,7 @@ registry_serialise(size_t *len)
 }
 
 static int
-reg_save_now(char *err, size_t errlen)
+reg_save_now(struct qmp_error *err)
 {
 	char	*buf, *path;
 	size_t	 len;
@@ -276,10 +283,10 @@ reg_save_now(char *err, size_t errlen)
 	if ((path = reg_path("")) == NULL ||
 	    (buf = registry_serialise(&len)) == NULL) {
 		free(path);
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (-1);
 	}
-	rc = registry_write_atomic(path, buf, len, err, errlen);
+	rc = registry_write_atomic(path, buf, len, err);
 	free(buf);
 	free(path);
 	return (rc);
@@ -288,15 +295,14 @@ reg_save_now(char *err, size_t errlen)
 static void
 reg_save_cb(evutil_socket_t fd, short what, void *arg)
 {
-	char			 err[512];
-	struct qmp_error	 e;
+	struct qmp_error	 err, e;
 	struct reg_wait		*w;
-	size_t		 n, i;
-	int		 rc;
+	size_t			 n, i;
+	int			 rc;
 
-	rc = reg_save_now(err, sizeof err);
+	rc = reg_save_now(&err);
 	if (rc == -1)
-		log_err("registry not saved: %s", err);
+		log_err("registry not saved: %s", err.desc);
 	/* Answering may make more changes: take the list first. */
 	w = reg_waits;
 	n = reg_nwaits;
@@ -304,7 +310,7 @@ reg_save_cb(evutil_socket_t fd, short what, void *arg)
 	reg_nwaits = reg_capwaits = 0;
 	if (rc == -1)
 		qmp_error_set(&e, QMP_CLS_GENERIC, "Done, but the registry "
-		    "could not be saved: %s", err);
+		    "could not be saved: %s", err.desc);
 	for (i = 0; i < n; i++)
 		w[i].fn(rc == -1 ? &e : NULL, w[i].arg);
 	free(w);
@@ -345,13 +351,15 @@ registry_dirty(registry_saved_fn *fn, void *arg)
 static void
 reg_keep_bad(const char *buf, size_t len)
 {
-	char	*path, suffix[64], err[256];
+	struct qmp_error	 err;
+	char			*path, suffix[64];
 
 	snprintf(suffix, sizeof suffix, ".bad-%lld", (long long)time(NULL));
 	if ((path = reg_path(suffix)) == NULL)
 		return;
-	if (registry_write_atomic(path, buf, len, err, sizeof err) == -1)
-		log_err("cannot keep a copy of the bad registry: %s", err);
+	if (registry_write_atomic(path, buf, len, &err) == -1)
+		log_err("cannot keep a copy of the bad registry: %s",
+		    err.desc);
 	else
 		log_warn("registry: copy of the bad file kept as %s", path);
 	free(path);
@@ -360,9 +368,9 @@ reg_keep_bad(const char *buf, size_t len)
 static void
 reg_load(void)
 {
-	char			*path, *buf = NULL, why[1024];
+	char			*path, *buf = NULL;
 	struct reg_entry	*e = NULL;
-	struct qmp_error	 qe;
+	struct qmp_error	 qe, why;
 	struct stat		 st;
 	size_t			 n = 0, bad = 0, len = 0, i;
 	ssize_t			 r;
@@ -387,16 +395,17 @@ reg_load(void)
 			break;
 		len += (size_t)r;
 	}
-	if (registry_parse(buf, len, &e, &n, &bad, why, sizeof why) == -1) {
+	if (registry_parse(buf, len, &e, &n, &bad, &why) == -1) {
 		reg_keep_bad(buf, len);
 		log_err("registry %s unusable, starting without it: %s", path,
-		    why);
+		    why.desc);
 		reg_dirty = 1;
 		goto out;
 	}
 	if (bad != 0) {
 		reg_keep_bad(buf, len);
-		log_err("registry %s: %zu entries ignored: %s", path, bad, why);
+		log_err("registry %s: %zu entries ignored: %s", path, bad,
+		    why.desc);
 		reg_dirty = 1;
 	}
 	for (i = 0; i < n; i++) {
@@ -414,16 +423,16 @@ out:
 }
 
 int
-registry_start(char *err, size_t errlen)
+registry_start(struct qmp_error *err)
 {
 	reg_save_ev = event_new(loop_base, -1, 0, reg_save_cb, NULL);
 	if (reg_save_ev == NULL) {
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (-1);
 	}
 	reg_load();
 	registry_sync_config();
-	if (reg_watch_dir(err, errlen) == -1)
+	if (reg_watch_dir(err) == -1)
 		return (-1);
 	if (reg_dirty)
 		(void)registry_dirty(NULL, NULL);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "broker/vm/vm.h"
+#include "proto/qmp_msg.h"
 
 struct reg_entry {
 	char	*name;
@@ -15,16 +16,20 @@ struct reg_entry {
 	enum vm_share_pref share;	/* "shared-socket", if saved */
 };
 /* Pure parser of the state file's bytes: valid entries go to *out,
-   problems are counted in *bad and described in why. Returns -1 if
-   the file as a whole is unusable. */
+   problems are counted in *bad and described in why (GenericError, the
+   reasons joined by "; " while they fit; desc "" when there are none).
+   Returns -1 if the file as a whole is unusable. */
 int	registry_parse(const char *buf, size_t len, struct reg_entry **out,
-	    size_t *n, size_t *bad, char *why, size_t whylen);
+	    size_t *n, size_t *bad, struct qmp_error *why);
 void	registry_entries_free(struct reg_entry *, size_t);
-/* temp file, fsync, rename, fsync dir. */
+/* temp file, fsync, rename, fsync dir. -1 with err (GenericError) naming
+   the file and the call that failed. */
 int	registry_write_atomic(const char *path, const char *buf, size_t len,
-	    char *err, size_t errlen);
+	    struct qmp_error *err);
 char	*registry_serialise(size_t *len);
-int	registry_start(char *err, size_t errlen);
+/* Loads the saved registry, adds the config's VMs, watches --vm-dir.
+   -1 with err (GenericError) when the broker cannot run so. */
+int	registry_start(struct qmp_error *err);
 void	registry_stop(void);
 
 /* Once the change is on disk: err NULL, or why it could not be saved

@@ -188,7 +188,7 @@ reg_inotify_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-reg_watch_dir(char *err, size_t errlen)
+reg_watch_dir(struct qmp_error *err)
 {
 	char	shared[PATH_MAX];
 
@@ -196,22 +196,23 @@ reg_watch_dir(char *err, size_t errlen)
 		return (0);
 	snprintf(shared, sizeof shared, "%s/vm", conf.run_dir);
 	if (strcmp(shared, conf.vm_dir) == 0) {
-		snprintf(err, errlen, "--vm-dir must not be RUNDIR/vm, where "
-		    "the broker's own shared sockets live");
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "--vm-dir must not be RUNDIR/vm, where the broker's own "
+		    "shared sockets live");
 		return (-1);
 	}
 	reg_inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (reg_inotify == -1 || inotify_add_watch(reg_inotify, conf.vm_dir,
 	    IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM |
 	    IN_ONLYDIR) == -1) {
-		snprintf(err, errlen, "watch %s: %s", conf.vm_dir,
+		qmp_error_set(err, QMP_CLS_GENERIC, "watch %s: %s", conf.vm_dir,
 		    strerror(errno));
 		return (-1);
 	}
 	reg_inotify_ev = event_new(loop_base, reg_inotify,
 	    EV_READ | EV_PERSIST, reg_inotify_cb, NULL);
 	if (reg_inotify_ev == NULL || event_add(reg_inotify_ev, NULL) == -1) {
-		snprintf(err, errlen, "out of memory");
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (-1);
 	}
 	registry_sync_dir();

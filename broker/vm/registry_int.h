@@ -8,9 +8,11 @@
 
 #include <stddef.h>
 
+#include "proto/qmp_msg.h"
+
 /* Starts watching --vm-dir (none set: nothing to do) and adopts what is
-   there; -1 with err set when it cannot. */
-int	reg_watch_dir(char *err, size_t errlen);
+   there; -1 with err (GenericError) saying why when it cannot. */
+int	reg_watch_dir(struct qmp_error *err);
 /* Stops watching; safe when not watching. */
 void	reg_unwatch_dir(void);
 

@@ -36,11 +36,11 @@ write_file(const char *text)
 static void
 test_defaults(void **state)
 {
-	struct conf	c;
-	char		err[256];
-	char		*argv[] = { "qmpbrokerd", "--run-dir", tmpl, NULL };
+	struct conf		 c;
+	struct qmp_error	 err;
+	char			*argv[] = { "qmpbrokerd", "--run-dir", tmpl, NULL };
 
-	assert_int_equal(conf_build(&c, 3, argv, err, sizeof err), 0);
+	assert_int_equal(conf_build(&c, 3, argv, &err), 0);
 	assert_string_equal(c.run_dir, tmpl);
 	/* Derived from the run dir when not given. */
 	assert_non_null(strstr(c.control_path, tmpl));
@@ -58,58 +58,47 @@ test_defaults(void **state)
 static void
 test_values(void **state)
 {
-	struct conf	c;
-	char		err[256];
+	struct conf		c;
+	struct qmp_error	err;
 
 	conf_init(&c);
-	assert_int_equal(conf_set(&c, "client-queue-max", "64K", err,
-	    sizeof err), 0);
+	assert_int_equal(conf_set(&c, "client-queue-max", "64K", &err), 0);
 	assert_int_equal(c.client_queue_max, 64 * 1024);
-	assert_int_equal(conf_set(&c, "max-msg", "2MiB", err, sizeof err), 0);
+	assert_int_equal(conf_set(&c, "max-msg", "2MiB", &err), 0);
 	assert_int_equal(c.max_msg, 2 * 1024 * 1024);
-	assert_int_equal(conf_set(&c, "log-level", "debug", err, sizeof err),
-	    0);
+	assert_int_equal(conf_set(&c, "log-level", "debug", &err), 0);
 	assert_int_equal(c.log_level, LOG_DEBUG);
-	assert_int_equal(conf_set(&c, "foreground", "yes", err, sizeof err),
-	    0);
+	assert_int_equal(conf_set(&c, "foreground", "yes", &err), 0);
 	assert_int_equal(c.foreground, 1);
-	assert_int_equal(conf_set(&c, "allow-uid", "root", err, sizeof err),
-	    0);
-	assert_int_equal(conf_set(&c, "allow-uid", "1234", err, sizeof err),
-	    0);
+	assert_int_equal(conf_set(&c, "allow-uid", "root", &err), 0);
+	assert_int_equal(conf_set(&c, "allow-uid", "1234", &err), 0);
 	assert_int_equal(c.n_allow_uids, 2);
 	assert_int_equal(c.allow_uids[0], 0);
 	assert_int_equal(c.allow_uids[1], 1234);
-	assert_int_equal(conf_set(&c, "vm", "a=/run/a.qmp", err, sizeof err),
-	    0);
-	assert_int_equal(conf_set(&c, "vm", "b /run/b.qmp", err, sizeof err),
-	    0);
+	assert_int_equal(conf_set(&c, "vm", "a=/run/a.qmp", &err), 0);
+	assert_int_equal(conf_set(&c, "vm", "b /run/b.qmp", &err), 0);
 	assert_int_equal(c.n_vms, 2);
 	assert_string_equal(c.vms[1].name, "b");
 	assert_string_equal(c.vms[1].socket, "/run/b.qmp");
 
 	/* Each bad value is refused with the option named. */
-	assert_int_equal(conf_set(&c, "max-msg", "12Q", err, sizeof err), -1);
-	assert_non_null(strstr(err, "max-msg"));
-	assert_int_equal(conf_set(&c, "max-msg", "-5", err, sizeof err), -1);
-	assert_int_equal(conf_set(&c, "max-msg", "10", err, sizeof err), -1);
-	assert_int_equal(conf_set(&c, "reply-stall-ms", "99999999999", err,
-	    sizeof err), -1);
-	assert_int_equal(conf_set(&c, "log-level", "loud", err, sizeof err),
+	assert_int_equal(conf_set(&c, "max-msg", "12Q", &err), -1);
+	assert_non_null(strstr(err.desc, "max-msg"));
+	assert_int_equal(conf_set(&c, "max-msg", "-5", &err), -1);
+	assert_int_equal(conf_set(&c, "max-msg", "10", &err), -1);
+	assert_int_equal(conf_set(&c, "reply-stall-ms", "99999999999", &err),
 	    -1);
-	assert_int_equal(conf_set(&c, "foreground", "maybe", err, sizeof err),
+	assert_int_equal(conf_set(&c, "log-level", "loud", &err), -1);
+	assert_int_equal(conf_set(&c, "foreground", "maybe", &err), -1);
+	assert_int_equal(conf_set(&c, "allow-uid", "no-such-user-qb", &err),
 	    -1);
-	assert_int_equal(conf_set(&c, "allow-uid", "no-such-user-qb", err,
-	    sizeof err), -1);
-	assert_int_equal(conf_set(&c, "vm", "a=/other", err, sizeof err), -1);
-	assert_int_equal(conf_set(&c, "vm", "bad/name=/x", err, sizeof err),
-	    -1);
-	assert_int_equal(conf_set(&c, "vm", "c=relative", err, sizeof err),
-	    -1);
-	assert_int_equal(conf_set(&c, "image-root", "relative", err,
-	    sizeof err), -1);
-	assert_int_equal(conf_set(&c, "no-such", "1", err, sizeof err), -1);
-	assert_non_null(strstr(err, "unknown option"));
+	assert_int_equal(conf_set(&c, "vm", "a=/other", &err), -1);
+	assert_int_equal(conf_set(&c, "vm", "bad/name=/x", &err), -1);
+	assert_int_equal(conf_set(&c, "vm", "c=relative", &err), -1);
+	assert_int_equal(conf_set(&c, "image-root", "relative", &err), -1);
+	assert_int_equal(conf_set(&c, "no-such", "1", &err), -1);
+	assert_string_equal(err.cls, "GenericError");
+	assert_string_equal(err.desc, "unknown option 'no-such'");
 	assert_int_equal(c.n_vms, 2);
 	conf_clear(&c);
 }
@@ -117,9 +106,10 @@ test_values(void **state)
 static void
 test_file_and_flags(void **state)
 {
-	struct conf	 c;
-	char		 err[256], *path;
-	char		*argv[] = { "qmpbrokerd", "--config", NULL,
+	struct conf		 c;
+	struct qmp_error	 err;
+	char			*path;
+	char			*argv[] = { "qmpbrokerd", "--config", NULL,
 			    "--max-clients=7", "--allow-gid", "5",
 			    "--vm-sockets=no", NULL };
 
@@ -134,7 +124,7 @@ test_file_and_flags(void **state)
 	    "vm-sockets yes\n"
 	    "control /tmp/x/control.sock\n");
 	argv[2] = path;
-	assert_int_equal(conf_build(&c, 7, argv, err, sizeof err), 0);
+	assert_int_equal(conf_build(&c, 7, argv, &err), 0);
 	/* Flags win over the file... */
 	assert_int_equal(c.max_clients, 7);
 	assert_int_equal(c.vm_sockets, 0);
@@ -153,26 +143,26 @@ test_file_and_flags(void **state)
 static void
 test_file_errors(void **state)
 {
-	struct conf	 c;
-	char		 err[256], *path;
+	struct conf		 c;
+	struct qmp_error	 err;
+	char			*path;
 
 	path = write_file("max-clients 3\nbogus-key 1\n");
 	conf_init(&c);
-	assert_int_equal(conf_load_file(&c, path, err, sizeof err), -1);
+	assert_int_equal(conf_load_file(&c, path, &err), -1);
 	/* The line is named. */
-	assert_non_null(strstr(err, ":2:"));
+	assert_non_null(strstr(err.desc, ":2: unknown option 'bogus-key'"));
 	conf_clear(&c);
 	unlink(path);
 
 	path = write_file("config /etc/other\n");
 	conf_init(&c);
-	assert_int_equal(conf_load_file(&c, path, err, sizeof err), -1);
+	assert_int_equal(conf_load_file(&c, path, &err), -1);
 	conf_clear(&c);
 	unlink(path);
 
 	conf_init(&c);
-	assert_int_equal(conf_load_file(&c, "/nonexistent/qb.conf", err,
-	    sizeof err), -1);
+	assert_int_equal(conf_load_file(&c, "/nonexistent/qb.conf", &err), -1);
 	conf_clear(&c);
 }
 
@@ -180,20 +170,20 @@ static void
 test_flag_errors(void **state)
 {
 	struct conf	 c;
-	char		 err[256];
+	struct qmp_error err;
 	char		*a1[] = { "qmpbrokerd", "--max-clients", NULL };
 	char		*a2[] = { "qmpbrokerd", "--nope", NULL };
 	char		*a3[] = { "qmpbrokerd", "stray", NULL };
 	char		*a4[] = { "qmpbrokerd", "--config", "/nonexistent/x", NULL };
 
-	assert_int_equal(conf_build(&c, 2, a1, err, sizeof err), -1);
-	assert_non_null(strstr(err, "needs a value"));
+	assert_int_equal(conf_build(&c, 2, a1, &err), -1);
+	assert_string_equal(err.desc, "--max-clients needs a value");
 	conf_clear(&c);
-	assert_int_equal(conf_build(&c, 2, a2, err, sizeof err), -1);
+	assert_int_equal(conf_build(&c, 2, a2, &err), -1);
 	conf_clear(&c);
-	assert_int_equal(conf_build(&c, 2, a3, err, sizeof err), -1);
+	assert_int_equal(conf_build(&c, 2, a3, &err), -1);
 	conf_clear(&c);
-	assert_int_equal(conf_build(&c, 3, a4, err, sizeof err), -1);
+	assert_int_equal(conf_build(&c, 3, a4, &err), -1);
 	conf_clear(&c);
 }
 

@@ -34,14 +34,14 @@ parse_ok(const char *text, size_t want_n, size_t want_bad)
 {
 	struct reg_entry	*e;
 	size_t			 n, bad;
-	char			 why[512];
+	struct qmp_error	 why;
 
-	assert_int_equal(registry_parse(text, strlen(text), &e, &n, &bad, why,
-	    sizeof why), 0);
+	assert_int_equal(registry_parse(text, strlen(text), &e, &n, &bad, &why),
+	    0);
 	assert_int_equal(n, want_n);
 	assert_int_equal(bad, want_bad);
 	if (want_bad != 0)
-		assert_true(strlen(why) > 0);
+		assert_true(strlen(why.desc) > 0);
 	registry_entries_free(e, n);
 }
 
@@ -50,12 +50,12 @@ parse_bad(const char *text)
 {
 	struct reg_entry	*e;
 	size_t			 n, bad;
-	char			 why[512];
+	struct qmp_error	 why;
 
-	assert_int_equal(registry_parse(text, strlen(text), &e, &n, &bad, why,
-	    sizeof why), -1);
+	assert_int_equal(registry_parse(text, strlen(text), &e, &n, &bad, &why),
+	    -1);
 	assert_null(e);
-	assert_true(strlen(why) > 0);
+	assert_true(strlen(why.desc) > 0);
 }
 
 static void
@@ -63,15 +63,16 @@ test_parse(void **state)
 {
 	struct reg_entry	*e;
 	size_t			 n, bad;
-	char			 why[512];
+	struct qmp_error	 why;
 	const char		*good = "{\"version\":1,\"vms\":["
 	    "{\"name\":\"a\",\"socket\":\"/run/a.sock\"},"
 	    "{\"name\":\"b\",\"socket\":\"/run/b.sock\"}]}";
 
-	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, why,
-	    sizeof why), 0);
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, &why),
+	    0);
 	assert_int_equal(n, 2);
 	assert_int_equal(bad, 0);
+	assert_string_equal(why.desc, "");
 	assert_string_equal(e[1].name, "b");
 	assert_string_equal(e[1].socket, "/run/b.sock");
 	assert_int_equal(e[1].share, VM_SHARE_CONF);
@@ -83,8 +84,8 @@ test_parse(void **state)
 	    "{\"name\":\"a\",\"socket\":\"/a\",\"shared-socket\":false},"
 	    "{\"name\":\"b\",\"socket\":\"/b\",\"shared-socket\":true},"
 	    "{\"name\":\"c\",\"socket\":\"/c\",\"shared-socket\":\"no\"}]}";
-	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, why,
-	    sizeof why), 0);
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, &why),
+	    0);
 	assert_int_equal(n, 2);
 	assert_int_equal(bad, 1);
 	assert_int_equal(e[0].share, VM_SHARE_NO);
@@ -93,12 +94,22 @@ test_parse(void **state)
 
 	parse_ok("{\"version\":1,\"vms\":[]}", 0, 0);
 	/* Entries that cannot be used are counted, the rest kept. */
-	parse_ok("{\"version\":1,\"vms\":[{\"name\":\"a\",\"socket\":\"/a\"},"
+	good = "{\"version\":1,\"vms\":[{\"name\":\"a\",\"socket\":\"/a\"},"
 	    "{\"name\":\"bad name\",\"socket\":\"/b\"},"
 	    "{\"name\":\"c\",\"socket\":\"relative\"},"
 	    "{\"name\":\"a\",\"socket\":\"/dup\"},"
 	    "{\"name\":\"d\"}, 7, "
-	    "{\"name\":\"e\",\"socket\":\"/e\"}]}", 2, 5);
+	    "{\"name\":\"e\",\"socket\":\"/e\"}]}";
+	parse_ok(good, 2, 5);
+	/* ...and every reason is said, in order, joined by "; ". */
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, &why),
+	    0);
+	assert_string_equal(why.cls, "GenericError");
+	assert_string_equal(why.desc, "entry 1: bad name or socket; "
+	    "entry 2: bad name or socket; entry 3: a named twice; "
+	    "entry 4: not {name, socket, shared-socket?}; "
+	    "entry 5: not {name, socket, shared-socket?}");
+	registry_entries_free(e, n);
 
 	parse_bad("");
 	parse_bad("{\"version\":1,\"vms\":[{\"name\":\"a\",");	/* cut */
@@ -139,20 +150,19 @@ count_files(const char *prefix)
 static void
 test_write_atomic(void **state)
 {
-	char	path[128], err[256], *back;
+	struct qmp_error	 err;
+	char			 path[128], *back;
 
 	snprintf(path, sizeof path, "%s/w.json", dir);
-	assert_int_equal(registry_write_atomic(path, "one", 3, err,
-	    sizeof err), 0);
-	assert_int_equal(registry_write_atomic(path, "two!", 4, err,
-	    sizeof err), 0);
+	assert_int_equal(registry_write_atomic(path, "one", 3, &err), 0);
+	assert_int_equal(registry_write_atomic(path, "two!", 4, &err), 0);
 	back = slurp(path);
 	assert_string_equal(back, "two!");
 	free(back);
 	/* No temp file left behind. */
 	assert_int_equal(count_files("w.json.tmp"), 0);
 	assert_int_equal(registry_write_atomic("/nonexistent/dir/x", "a", 1,
-	    err, sizeof err), -1);
+	    &err), -1);
 	unlink(path);
 }
 
@@ -161,11 +171,11 @@ test_write_atomic(void **state)
 static void
 test_start_corrupt(void **state)
 {
-	char		 path[128], err[256], *back;
-	FILE		*f;
-	struct reg_entry *e;
-	size_t		 n, bad;
-	char		 why[256];
+	struct qmp_error	 err, why;
+	char			 path[128], *back;
+	FILE			*f;
+	struct reg_entry	*e;
+	size_t			 n, bad;
 
 	snprintf(path, sizeof path, "%s/vms.json", dir);
 	f = fopen(path, "w");
@@ -173,7 +183,7 @@ test_start_corrupt(void **state)
 	    "\"/tmp/qb-nonexistent.sock\"},{\"name\":\"../evil\",\"socket\":"
 	    "\"/x\"}]}", f);
 	fclose(f);
-	assert_int_equal(registry_start(err, sizeof err), 0);
+	assert_int_equal(registry_start(&err), 0);
 	assert_non_null(vm_find("good"));
 	assert_null(vm_find("../evil"));
 	assert_int_equal(vm_count(), 1);
@@ -181,8 +191,8 @@ test_start_corrupt(void **state)
 	event_base_loop(loop_base, EVLOOP_NONBLOCK);
 
 	back = slurp(path);
-	assert_int_equal(registry_parse(back, strlen(back), &e, &n, &bad, why,
-	    sizeof why), 0);
+	assert_int_equal(registry_parse(back, strlen(back), &e, &n, &bad, &why),
+	    0);
 	assert_int_equal(n, 1);
 	assert_int_equal(bad, 0);
 	assert_string_equal(e[0].name, "good");
@@ -195,14 +205,15 @@ test_start_corrupt(void **state)
 static void
 test_start_garbage(void **state)
 {
-	char	 path[128], err[256];
-	FILE	*f;
+	struct qmp_error	 err;
+	char			 path[128];
+	FILE			*f;
 
 	snprintf(path, sizeof path, "%s/vms.json", dir);
 	f = fopen(path, "w");
 	fputs("\x7f\x45garbage{{{", f);
 	fclose(f);
-	assert_int_equal(registry_start(err, sizeof err), 0);
+	assert_int_equal(registry_start(&err), 0);
 	assert_int_equal(vm_count(), 0);
 	assert_true(count_files("vms.json.bad-") >= 1);
 	registry_stop();

@@ -67,8 +67,9 @@ on_bad(const char *path, const char *why, void *arg)
 static void
 test_cycle(void **state)
 {
-	struct seen	 s = { 0 };
-	char		 err[256], path[512];
+	struct seen		 s = { 0 };
+	struct qmp_error	 err;
+	char			 path[512];
 	json_t		*r1, *r2;
 	int		 fd;
 
@@ -76,10 +77,10 @@ test_cycle(void **state)
 	    "step", "getfd");
 	r2 = json_pack("{s:s, s:s, s:s}", "op", "nic-add", "id", "n1",
 	    "step", "device_add");
-	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", r1, err,
-	    sizeof err), 0);
-	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", r2, err,
-	    sizeof err), 0);
+	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", r1, &err),
+	    0);
+	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", r2, &err),
+	    0);
 	assert_int_equal(journal_load(dir, "hotplug", on_rec, on_bad, &s), 1);
 	assert_string_equal(s.vm, "vm1");
 	assert_string_equal(s.id, "n1");
@@ -106,22 +107,24 @@ test_cycle(void **state)
 	snprintf(path, sizeof path, "%s/hotplug/vm1/.n2.tmp", dir);
 	assert_int_equal(access(path, F_OK), -1);
 
-	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", NULL, err,
-	    sizeof err), 0);
+	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", NULL, &err),
+	    0);
 	/* removing twice is fine */
-	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", NULL, err,
-	    sizeof err), 0);
+	assert_int_equal(journal_write(dir, "hotplug", "vm1", "n1", NULL, &err),
+	    0);
 	s.n = 0;
 	assert_int_equal(journal_load(dir, "hotplug", on_rec, on_bad, &s), 0);
 
 	/* names that would leave the directory are refused */
-	assert_int_equal(journal_write(dir, "hotplug", "..", "n1", r1, err,
-	    sizeof err), -1);
-	assert_int_equal(journal_write(dir, "hotplug", "vm1", "a/b", r1, err,
-	    sizeof err), -1);
+	assert_int_equal(journal_write(dir, "hotplug", "..", "n1", r1, &err),
+	    -1);
+	assert_string_equal(err.cls, "GenericError");
+	assert_string_equal(err.desc, "bad journal name");
+	assert_int_equal(journal_write(dir, "hotplug", "vm1", "a/b", r1, &err),
+	    -1);
 	/* no state dir: nothing written, no error */
-	assert_int_equal(journal_write(NULL, "hotplug", "vm1", "n1", r1, err,
-	    sizeof err), 0);
+	assert_int_equal(journal_write(NULL, "hotplug", "vm1", "n1", r1, &err),
+	    0);
 	json_decref(r1);
 	json_decref(r2);
 	json_decref(s.rec);
@@ -132,17 +135,18 @@ test_cycle(void **state)
 static void
 test_areas(void **state)
 {
-	struct seen	 s = { 0 };
-	char		 err[256], path[512];
+	struct seen		 s = { 0 };
+	struct qmp_error	 err;
+	char			 path[512];
 	json_t		*h, *i;
 
 	h = json_pack("{s:s}", "op", "nic-add");
 	i = json_pack("{s:s, s:s}", "path", "/img/a.raw", "state",
 	    "attaching");
-	assert_int_equal(journal_write(dir, "hotplug", "vm9", "loop0", h,
-	    err, sizeof err), 0);
-	assert_int_equal(journal_write(dir, "images", "loop", "loop0", i,
-	    err, sizeof err), 0);
+	assert_int_equal(journal_write(dir, "hotplug", "vm9", "loop0", h, &err),
+	    0);
+	assert_int_equal(journal_write(dir, "images", "loop", "loop0", i, &err),
+	    0);
 	snprintf(path, sizeof path, "%s/images/loop/loop0.json", dir);
 	assert_int_equal(access(path, F_OK), 0);
 
@@ -156,19 +160,19 @@ test_areas(void **state)
 	assert_true(json_equal(s.rec, h));
 
 	assert_int_equal(journal_write(dir, "images", "loop", "loop0", NULL,
-	    err, sizeof err), 0);
+	    &err), 0);
 	s.n = 0;
 	assert_int_equal(journal_load(dir, "images", on_rec, on_bad, &s), 0);
 	assert_int_equal(journal_load(dir, "hotplug", on_rec, on_bad, &s), 1);
 	assert_int_equal(s.bad, 0);
 	/* an area is one directory name like the others */
-	assert_int_equal(journal_write(dir, "../x", "loop", "loop0", i,
-	    err, sizeof err), -1);
+	assert_int_equal(journal_write(dir, "../x", "loop", "loop0", i, &err),
+	    -1);
 	assert_int_equal(journal_load(dir, "..", on_rec, on_bad, &s), -1);
 	/* an area nobody wrote yet is empty, not an error */
 	assert_int_equal(journal_load(dir, "nothing", on_rec, on_bad, &s), 0);
 	assert_int_equal(journal_write(dir, "hotplug", "vm9", "loop0", NULL,
-	    err, sizeof err), 0);
+	    &err), 0);
 	json_decref(h);
 	json_decref(i);
 	json_decref(s.rec);
