@@ -31,6 +31,8 @@ static void	client_msg(struct chan *, json_t *, int *, size_t, void *);
 static void	client_bad(struct chan *, const struct qmp_error *, void *);
 static void	client_closed(struct chan *, const char *, void *);
 static void	client_drained(struct chan *, void *);
+static void	client_req_done(struct req *, json_t *,
+		    const struct qmp_error *, void *);
 
 static const struct chan_ops client_chan_ops = {
 	client_msg,
@@ -54,8 +56,9 @@ client_count(void)
 struct client *
 client_of(const struct req *r)
 {
-	/* every request with an owner is a client's */
-	return (req_owner(r));
+	/* A request made by someone else (the broker itself, a test, a
+	   fuzzer) has no client, whatever its arg is. */
+	return (req_owner(r, client_req_done));
 }
 
 struct client *

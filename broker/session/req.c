@@ -379,9 +379,9 @@ req_id(const struct req *r)
 }
 
 void *
-req_owner(const struct req *r)
+req_owner(const struct req *r, req_done_fn *done)
 {
-	return (r->arg);
+	return (r->done == done ? r->arg : NULL);
 }
 
 static void

@@ -35,8 +35,9 @@ struct req *req_new(struct req_list *, const struct peer *, json_t *id,
 /* The owner is gone: off its list, and the reply will go nowhere. */
 void	req_orphan(struct req *);
 json_t	*req_id(const struct req *);
-/* The owner's arg, NULL once orphaned. */
-void	*req_owner(const struct req *);
+/* The owner's arg if r was made with finisher done (so the caller knows
+   the arg's type), else NULL; NULL once orphaned too. */
+void	*req_owner(const struct req *, req_done_fn *done);
 
 /* Finishing a request; each frees it. ret is stolen (NULL means {}). */
 void	req_reply(struct req *, json_t *ret);
