@@ -4,6 +4,9 @@ an error, the VM shows disconnected, and when QEMU is back events flow
 again), and the broker itself is killed with SIGKILL (a restart comes back
 with the registry intact and reconnects)."""
 
+import ctypes
+import errno
+import os
 import signal
 
 import qb
@@ -132,5 +135,58 @@ def test_registry_many_updates():
 		env.finish()
 
 
+def grab_fd(pid, path):
+	"""A duplicate of the fd through which process pid holds path: the
+	same open file description, as a child of it holds between its
+	fork and its exec (pidfd_getfd)."""
+	fd = None
+	for n in os.listdir("/proc/%d/fd" % pid):
+		try:
+			if os.readlink("/proc/%d/fd/%s" % (pid, n)) == path:
+				fd = int(n)
+		except OSError:
+			pass
+	check(fd is not None, "no fd of pid %d on %s" % (pid, path))
+	libc = ctypes.CDLL(None, use_errno=True)
+	pfd = os.pidfd_open(pid)
+	try:
+		dup = libc.syscall(438, pfd, fd, 0)	# SYS_pidfd_getfd
+	finally:
+		os.close(pfd)
+	if dup == -1:
+		e = ctypes.get_errno()
+		if e in (errno.ENOSYS, errno.EPERM):
+			raise qb.Skip("pidfd_getfd: %s" % os.strerror(e))
+		raise OSError(e, os.strerror(e))
+	return dup
+
+
+def test_pid_lock_outlives_no_broker():
+	"""The pid file lock is the broker's alone. A process that shares
+	the pid file's open file description (a child between fork and
+	exec; a tool it started that outlives a kill -9) must not keep a
+	restarted broker out; a second broker is still refused while the
+	first lives, and told the live broker's pid."""
+	with Env("pidlock", daemon=False) as env:
+		pidf = env.h.path("qmpbrokerd.pid")
+		env.d = env.h.daemon(pid_file=pidf)
+		env.d.baseline()
+		d2 = qb.Daemon(env.h, pid_file=pidf, tag="d2", wait=False)
+		d2.wait_refused()
+		check("already running (pid %d" % env.d.pid in d2.output(),
+		    "second broker: %s" % d2.tail())
+		held = grab_fd(env.d.pid, pidf)
+		try:
+			env.d.signal(signal.SIGKILL)
+			env.d.wait()
+			env.d.start()
+		finally:
+			os.close(held)
+		with open(pidf) as f:
+			check(f.read().strip() == str(env.d.pid), "pid file")
+		env.finish()
+
+
 qb.main([test_vm_crash_and_return, test_broker_kill9_restart,
-    test_broker_sigterm_restart, test_registry_many_updates])
+    test_broker_sigterm_restart, test_registry_many_updates,
+    test_pid_lock_outlives_no_broker])
