@@ -8,6 +8,7 @@ import ctypes
 import errno
 import os
 import signal
+import socket
 
 import qb
 from qb import check, Env
@@ -187,6 +188,39 @@ def test_pid_lock_outlives_no_broker():
 		env.finish()
 
 
+def test_stale_shared_sockets():
+	"""A kill -9 can leave RUNDIR/vm/NAME.qmp of a VM the registry does
+	not keep (its vm-add not yet saved, its vm-remove saved but the
+	socket not yet gone): the next start removes the sockets no VM
+	owns, and leaves other files and a VM's own socket alone."""
+	with Env("stale") as env:
+		c = env.d.client()
+		f = env.h.fake("keep")
+		c.cmd("vm-add", {"name": "keep", "socket": f.path})
+		c.close()
+		env.d.signal(signal.SIGKILL)
+		env.d.wait()
+		vmdir = os.path.join(env.d.run_dir, "vm")
+		check(os.listdir(vmdir) == ["keep.qmp"], "after the kill: "
+		    "%r" % os.listdir(vmdir))
+		# A VM the registry does not have, as a kill can leave it
+		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		s.bind(os.path.join(vmdir, "ghost.qmp"))
+		s.close()
+		other = os.path.join(vmdir, "notes.txt")
+		with open(other, "w") as fh:
+			fh.write("not a socket\n")
+		env.d.start()
+		left = sorted(os.listdir(vmdir))
+		check(left == ["keep.qmp", "notes.txt"], "RUNDIR/vm: %r" %
+		    left)
+		os.unlink(other)
+		c = env.d.client()
+		qb.wait_vm_state(c, "keep", "ready")
+		env.h.qmp(env.d.vm_socket("keep")).cmd("query-status")
+		env.finish()
+
+
 qb.main([test_vm_crash_and_return, test_broker_kill9_restart,
     test_broker_sigterm_restart, test_registry_many_updates,
-    test_pid_lock_outlives_no_broker])
+    test_pid_lock_outlives_no_broker, test_stale_shared_sockets])
