@@ -89,7 +89,9 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		ctl_close();
 		return (-1);
 	}
-	/* After the registry: journal records wait for their VMs. */
+	/* After the registry: what a killed broker left of VMs that are
+	   gone, and journal records that wait for their VMs. */
+	share_sweep();
 	image_recover();
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());

@@ -6,7 +6,6 @@
 #include "config.h"
 
 #include <sys/types.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -54,12 +53,22 @@ main_rlimit(void)
 	}
 }
 
-/* The pid file is also the lock that keeps a second broker out. */
+/*
+ * The pid file is also the lock that keeps a second broker out: a POSIX
+ * record lock, which belongs to this process. Not flock: that lock
+ * belongs to the open file description, and every child shares the
+ * description from its fork until its exec closes it (posix_spawn's
+ * closefrom too). A child slow to get there on a loaded machine, or
+ * one that outlives a kill -9 of the broker, kept the restarted broker
+ * out as "already running" with the dead broker's pid. A record lock
+ * goes with this process, and no child ever holds it.
+ */
 static int
 main_pidfile(struct qmp_error *err)
 {
-	char	buf[32];
-	int	n;
+	struct flock	fl;
+	char		buf[32];
+	int		n;
 
 	pid_fd = open(conf.pid_file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (pid_fd == -1) {
@@ -67,12 +76,25 @@ main_pidfile(struct qmp_error *err)
 		    strerror(errno));
 		return (-1);
 	}
-	if (flock(pid_fd, LOCK_EX | LOCK_NB) == -1) {
-		n = (int)read(pid_fd, buf, sizeof buf - 1);
-		buf[n > 0 ? n : 0] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		qmp_error_set(err, QMP_CLS_GENERIC,
-		    "already running (pid %s, %s)", buf, conf.pid_file);
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(pid_fd, F_SETLK, &fl) == -1) {
+		if (errno != EACCES && errno != EAGAIN) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "lock %s: %s",
+			    conf.pid_file, strerror(errno));
+		} else if (fcntl(pid_fd, F_GETLK, &fl) == 0 &&
+		    fl.l_type != F_UNLCK) {
+			/* The holder, not what the file says. */
+			qmp_error_set(err, QMP_CLS_GENERIC, "already running "
+			    "(pid %ld, %s)", (long)fl.l_pid, conf.pid_file);
+		} else {
+			n = (int)read(pid_fd, buf, sizeof buf - 1);
+			buf[n > 0 ? n : 0] = '\0';
+			buf[strcspn(buf, "\n")] = '\0';
+			qmp_error_set(err, QMP_CLS_GENERIC, "already running "
+			    "(pid %s, %s)", buf, conf.pid_file);
+		}
 		close(pid_fd);
 		pid_fd = -1;
 		return (-1);

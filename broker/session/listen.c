@@ -112,14 +112,33 @@ lsn_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+bool
+lsn_live(const char *path)
+{
+	struct sockaddr_un	sun;
+	int			s;
+	bool			live;
+
+	if (strlen(path) >= sizeof sun.sun_path)
+		return (false);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) == -1)
+		return (true);	/* cannot tell: keep it */
+	live = connect(s, (struct sockaddr *)&sun, sizeof sun) == 0 ||
+	    errno == EAGAIN;
+	close(s);
+	return (live);
+}
+
 /* A socket file left by a dead broker is replaced; one that answers is
    another broker's and is left alone. */
 static int
 lsn_clear_path(const char *path, int check_live, struct qmp_error *err)
 {
-	struct stat		 st;
-	struct sockaddr_un	 sun;
-	int			 s, live;
+	struct stat	st;
 
 	if (lstat(path, &st) == -1) {
 		if (errno == ENOENT)
@@ -133,25 +152,10 @@ lsn_clear_path(const char *path, int check_live, struct qmp_error *err)
 		    "%s exists and is not a socket", path);
 		return (-1);
 	}
-	if (check_live) {
-		memset(&sun, 0, sizeof sun);
-		sun.sun_family = AF_UNIX;
-		memcpy(sun.sun_path, path, strlen(path));
-		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		    0);
-		if (s == -1) {
-			qmp_error_set(err, QMP_CLS_GENERIC, "socket: %s",
-			    strerror(errno));
-			return (-1);
-		}
-		live = connect(s, (struct sockaddr *)&sun, sizeof sun) == 0 ||
-		    errno == EAGAIN;
-		close(s);
-		if (live) {
-			qmp_error_set(err, QMP_CLS_GENERIC,
-			    "%s is in use by a running process", path);
-			return (-1);
-		}
+	if (check_live && lsn_live(path)) {
+		qmp_error_set(err, QMP_CLS_GENERIC,
+		    "%s is in use by a running process", path);
+		return (-1);
 	}
 	if (unlink(path) == -1 && errno != ENOENT) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "unlink %s: %s", path,

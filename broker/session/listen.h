@@ -6,6 +6,7 @@
 #ifndef BROKER_SESSION_LISTEN_H
 #define BROKER_SESSION_LISTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "proto/qmp_msg.h"
@@ -22,6 +23,9 @@ struct lsn *lsn_open(const char *path, int mode, int gid, int check_live,
 /* Closes and unlinks the socket path. NULL is a no-op. */
 void	lsn_close(struct lsn *);
 const char *lsn_path(const struct lsn *);
+/* Something listens on the socket at path (a connect is answered); true
+   when it cannot tell, so that nothing live is taken for stale. */
+bool	lsn_live(const char *path);
 /* An fd came back: listeners that ran out may accept again. */
 void	lsn_resume_all(void);
 

@@ -12,6 +12,13 @@
  */
 #include "config.h"
 
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,4 +249,50 @@ share_request(struct req *r, struct client *c, const char *name,
 		return;
 	}
 	req_vm_execute(r, c->vm, name, args);
+}
+
+/*
+ * RUNDIR/vm is the broker's own (--vm-dir may not be it). A broker
+ * killed with -9 leaves its sockets there, and one of a VM the registry
+ * did not keep (a vm-add not yet saved, a vm-remove saved before its
+ * socket went) would stay for good: at start, after the registry has
+ * opened its VMs' sockets, every socket nobody listens on that is no
+ * VM's goes. Other files are not ours to judge.
+ */
+void
+share_sweep(void)
+{
+	char		 dir[128], path[256], name[128];
+	struct dirent	*de;
+	struct stat	 st;
+	struct vm	*vm;
+	const char	*own;
+	DIR		*d;
+	size_t		 len;
+
+	if ((size_t)snprintf(dir, sizeof dir, "%s/vm", conf.run_dir) >=
+	    sizeof dir || (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (len <= 4 || len - 4 >= sizeof name ||
+		    strcmp(de->d_name + len - 4, ".qmp") != 0)
+			continue;
+		if ((size_t)snprintf(path, sizeof path, "%s/%s", dir,
+		    de->d_name) >= sizeof path)
+			continue;
+		memcpy(name, de->d_name, len - 4);
+		name[len - 4] = '\0';
+		if ((vm = vm_find(name)) != NULL &&
+		    (own = share_path(vm)) != NULL && strcmp(own, path) == 0)
+			continue;
+		if (lstat(path, &st) == -1 || !S_ISSOCK(st.st_mode) ||
+		    lsn_live(path))
+			continue;
+		if (unlink(path) == -1)
+			log_warn("unlink %s: %s", path, strerror(errno));
+		else
+			log_notice("removed %s: no VM of that name", path);
+	}
+	closedir(d);
 }

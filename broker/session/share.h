@@ -18,6 +18,9 @@ void	share_init(void);
    else conf.vm_sockets (at add, and for every VM on reload). */
 void	share_sync(struct vm *);
 void	share_sync_all(void);
+/* At start, after the registry: RUNDIR/vm's sockets that no VM owns
+   (left by a broker killed with -9) removed. */
+void	share_sweep(void);
 /* RUNDIR/vm/NAME.qmp if the VM has one, else NULL. */
 const char *share_path(const struct vm *);
 /* A negotiated shared client's request: to QEMU. */

@@ -4,7 +4,11 @@ an error, the VM shows disconnected, and when QEMU is back events flow
 again), and the broker itself is killed with SIGKILL (a restart comes back
 with the registry intact and reconnects)."""
 
+import ctypes
+import errno
+import os
 import signal
+import socket
 
 import qb
 from qb import check, Env
@@ -132,5 +136,91 @@ def test_registry_many_updates():
 		env.finish()
 
 
+def grab_fd(pid, path):
+	"""A duplicate of the fd through which process pid holds path: the
+	same open file description, as a child of it holds between its
+	fork and its exec (pidfd_getfd)."""
+	fd = None
+	for n in os.listdir("/proc/%d/fd" % pid):
+		try:
+			if os.readlink("/proc/%d/fd/%s" % (pid, n)) == path:
+				fd = int(n)
+		except OSError:
+			pass
+	check(fd is not None, "no fd of pid %d on %s" % (pid, path))
+	libc = ctypes.CDLL(None, use_errno=True)
+	pfd = os.pidfd_open(pid)
+	try:
+		dup = libc.syscall(438, pfd, fd, 0)	# SYS_pidfd_getfd
+	finally:
+		os.close(pfd)
+	if dup == -1:
+		e = ctypes.get_errno()
+		if e in (errno.ENOSYS, errno.EPERM):
+			raise qb.Skip("pidfd_getfd: %s" % os.strerror(e))
+		raise OSError(e, os.strerror(e))
+	return dup
+
+
+def test_pid_lock_outlives_no_broker():
+	"""The pid file lock is the broker's alone. A process that shares
+	the pid file's open file description (a child between fork and
+	exec; a tool it started that outlives a kill -9) must not keep a
+	restarted broker out; a second broker is still refused while the
+	first lives, and told the live broker's pid."""
+	with Env("pidlock", daemon=False) as env:
+		pidf = env.h.path("qmpbrokerd.pid")
+		env.d = env.h.daemon(pid_file=pidf)
+		env.d.baseline()
+		d2 = qb.Daemon(env.h, pid_file=pidf, tag="d2", wait=False)
+		d2.wait_refused()
+		check("already running (pid %d" % env.d.pid in d2.output(),
+		    "second broker: %s" % d2.tail())
+		held = grab_fd(env.d.pid, pidf)
+		try:
+			env.d.signal(signal.SIGKILL)
+			env.d.wait()
+			env.d.start()
+		finally:
+			os.close(held)
+		with open(pidf) as f:
+			check(f.read().strip() == str(env.d.pid), "pid file")
+		env.finish()
+
+
+def test_stale_shared_sockets():
+	"""A kill -9 can leave RUNDIR/vm/NAME.qmp of a VM the registry does
+	not keep (its vm-add not yet saved, its vm-remove saved but the
+	socket not yet gone): the next start removes the sockets no VM
+	owns, and leaves other files and a VM's own socket alone."""
+	with Env("stale") as env:
+		c = env.d.client()
+		f = env.h.fake("keep")
+		c.cmd("vm-add", {"name": "keep", "socket": f.path})
+		c.close()
+		env.d.signal(signal.SIGKILL)
+		env.d.wait()
+		vmdir = os.path.join(env.d.run_dir, "vm")
+		check(os.listdir(vmdir) == ["keep.qmp"], "after the kill: "
+		    "%r" % os.listdir(vmdir))
+		# A VM the registry does not have, as a kill can leave it
+		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		s.bind(os.path.join(vmdir, "ghost.qmp"))
+		s.close()
+		other = os.path.join(vmdir, "notes.txt")
+		with open(other, "w") as fh:
+			fh.write("not a socket\n")
+		env.d.start()
+		left = sorted(os.listdir(vmdir))
+		check(left == ["keep.qmp", "notes.txt"], "RUNDIR/vm: %r" %
+		    left)
+		os.unlink(other)
+		c = env.d.client()
+		qb.wait_vm_state(c, "keep", "ready")
+		env.h.qmp(env.d.vm_socket("keep")).cmd("query-status")
+		env.finish()
+
+
 qb.main([test_vm_crash_and_return, test_broker_kill9_restart,
-    test_broker_sigterm_restart, test_registry_many_updates])
+    test_broker_sigterm_restart, test_registry_many_updates,
+    test_pid_lock_outlives_no_broker, test_stale_shared_sockets])
