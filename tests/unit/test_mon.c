@@ -32,12 +32,7 @@
 #include "tests/unit/testutil.h"
 #include "util/defer.h"
 
-#define WAIT(base, expr) do {						\
-	int ok_;							\
-	TU_WAIT_FOR((base), TU_DEADLINE_MS, expr, ok_);			\
-	if (!ok_)							\
-		fail_msg("deadline waiting for: %s", #expr);		\
-} while (0)
+#define WAIT(base, expr)	TU_WAIT((base), expr)
 
 #define GREETING \
 	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, " \
@@ -207,32 +202,13 @@ raw_send(struct raw *r, const char *fmt, ...)
 static int
 raw_pull(struct raw *r)
 {
-	union {
-		struct cmsghdr	h;
-		char		b[CMSG_SPACE(sizeof(int) * 16)];
-	} cb;
-	struct msghdr	 mh;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-	ssize_t		 n;
-	size_t		 k;
+	ssize_t	n;
 
-	memset(&mh, 0, sizeof mh);
-	iov.iov_base = r->buf + r->len;
-	iov.iov_len = sizeof r->buf - r->len;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cb.b;
-	mh.msg_controllen = sizeof cb.b;
-	n = recvmsg(r->cfd, &mh, MSG_DONTWAIT|MSG_CMSG_CLOEXEC);
+	n = tu_recvfds(r->cfd, r->buf + r->len, sizeof r->buf - r->len,
+	    r->fds, &r->nfds, 16);
 	if (n <= 0)
 		return (0);
-	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		assert_true(r->nfds + k <= 16);
-		memcpy(r->fds + r->nfds, CMSG_DATA(cm), k * sizeof(int));
-		r->nfds += k;
-	}
+	assert_true(r->nfds <= 16);
 	r->len += (size_t)n;
 	return (1);
 }
