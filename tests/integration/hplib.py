@@ -64,6 +64,18 @@ class Tap:
 			self.name = None
 
 
+def nic_adds(env, c, vm, n):
+	"""n nic-adds on vm in flight at once, ids c0 to c<n-1>, each with a
+	tap of its own: their replies, in order."""
+	ids = []
+	for i in range(n):
+		fd = Tap(env.h).open()
+		ids.append(c.send_cmd("nic-add", {"vm": vm, "id": "c%d" % i},
+		    fds=[fd]))
+		os.close(fd)
+	return [c.wait_reply(i) for i in ids]
+
+
 def need_root_tun():
 	if os.geteuid() != 0 or not os.access("/dev/net/tun", os.R_OK):
 		raise qb.Skip("needs root and /dev/net/tun")
@@ -335,3 +347,25 @@ def baseline(d):
 	qb.wait_for(lambda: sum(1 for t in qb.fd_list(d.pid)
 	    if "->socket:" in t) == 1, "daemon idle before baseline")
 	d.baseline()
+
+
+# ---- images ----
+
+def image(path, size):
+	"""A sparse file of size bytes at path; returns path."""
+	with open(path, "wb") as fh:
+		fh.truncate(size)
+	return path
+
+
+def image_root(env, size=0, args=()):
+	"""env.d: a daemon whose image root is a fresh "images" directory,
+	holding a.raw of size bytes unless size is 0; args go to the daemon
+	too. Returns (root, a.raw's path)."""
+	root = env.h.path("images")
+	os.makedirs(root)
+	img = os.path.join(root, "a.raw")
+	if size:
+		image(img, size)
+	env.d = env.h.daemon(args=["--image-root", root] + list(args))
+	return root, img

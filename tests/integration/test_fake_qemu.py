@@ -8,6 +8,7 @@ Timeouts are deadlock guards; where a case needs to see that something does
 NOT happen (no greeting, no reply), it orders messages instead of timing
 them whenever it can, and otherwise waits a fixed grace period."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -37,6 +38,17 @@ class Fail(Exception):
 def check(cond, why):
 	if not cond:
 		raise Fail(why)
+
+
+@contextlib.contextmanager
+def pipe():
+	"""os.pipe(), both ends closed when the block ends."""
+	r, w = os.pipe()
+	try:
+		yield r, w
+	finally:
+		os.close(r)
+		os.close(w)
 
 
 class Client:
@@ -128,6 +140,12 @@ class Client:
 		r = self.cmd(name, args, fds)
 		check("error" in r, "%s did not fail: %r" % (name, r))
 		return r["error"]["class"], r["error"]["desc"]
+
+	def err_is(self, desc, name, args=None, fds=None):
+		"""name fails with exactly desc; returns the error class."""
+		cls, got = self.err(name, args, fds)
+		check(got == desc, got)
+		return cls
 
 	def negotiate(self):
 		self.ok("qmp_capabilities")
@@ -248,8 +266,8 @@ def negotiation(t):
 	check(c.ok("qmp_capabilities") == {}, "qmp_capabilities")
 	cls, desc = c.err("qmp_capabilities")
 	check(cls == "CommandNotFound" and "already complete" in desc, desc)
-	cls, desc = c.err("no-such-command")
-	check(desc == "The command no-such-command has not been found", desc)
+	c.err_is("The command no-such-command has not been found",
+	    "no-such-command")
 	c.send({"execute": "query-status", "id": {"a": [1]}})
 	r = c.recv()
 	check(r.get("id") == {"a": [1]} and r["return"]["status"] ==
@@ -286,29 +304,24 @@ def stop_cont_events(t):
 def getfd_really_passed(t):
 	f = Fake(t)
 	c = f.client().negotiate()
-	cls, desc = c.err("getfd", {"fdname": "a"})
-	check(desc == "No file descriptor supplied via SCM_RIGHTS", desc)
-	r, w = os.pipe()
-	try:
+	c.err_is("No file descriptor supplied via SCM_RIGHTS", "getfd",
+	    {"fdname": "a"})
+	with pipe() as (r, w):
 		target = os.readlink("/proc/self/fd/%d" % r)
 		check(target not in f.fd_targets(), "pipe already there")
 		c.ok("getfd", {"fdname": "a"}, fds=[r])
 		check(target in f.fd_targets(), "fake does not hold the fd")
 		c.ok("closefd", {"fdname": "a"})
 		check(target not in f.fd_targets(), "closefd kept the fd")
-		cls, desc = c.err("closefd", {"fdname": "a"})
-		check(desc == "File descriptor named 'a' not found", desc)
-	finally:
-		os.close(r)
-		os.close(w)
+		c.err_is("File descriptor named 'a' not found", "closefd",
+		    {"fdname": "a"})
 
 
 @case
 def fdsets(t):
 	f = Fake(t)
 	c = f.client().negotiate()
-	r, w = os.pipe()
-	try:
+	with pipe() as (r, w):
 		a = c.ok("add-fd", {"opaque": "x"}, fds=[r])
 		b = c.ok("add-fd", {"fdset-id": 4}, fds=[w])
 		check(a["fdset-id"] == 0 and b["fdset-id"] == 4, "%r %r" %
@@ -317,9 +330,8 @@ def fdsets(t):
 		check(sets == [{"fds": [{"fd": b["fd"]}], "fdset-id": 4},
 		    {"fds": [{"fd": a["fd"], "opaque": "x"}], "fdset-id": 0}],
 		    "query-fdsets %r" % sets)
-		cls, desc = c.err("remove-fd", {"fdset-id": 9})
-		check(desc == "File descriptor named 'fdset-id:9' not found",
-		    desc)
+		c.err_is("File descriptor named 'fdset-id:9' not found",
+		    "remove-fd", {"fdset-id": 9})
 		# Paused VM: QEMU 7.2 keeps removed fds until it runs.
 		c.ok("remove-fd", {"fdset-id": 4})
 		check(len(c.ok("query-fdsets")) == 2, "removed while paused")
@@ -327,18 +339,14 @@ def fdsets(t):
 		c.ok("remove-fd", {"fdset-id": 4})
 		check([s["fdset-id"] for s in c.ok("query-fdsets")] == [0],
 		    "removed fd still listed while running")
-	finally:
-		os.close(r)
-		os.close(w)
 
 
 @case
 def netdev_consumes_named_fd(t):
 	f = Fake(t)
 	c = f.client().negotiate()
-	cls, desc = c.err("netdev_add", {"type": "tap", "id": "n0",
-	    "fd": "nope"})
-	check(desc == "File descriptor named 'nope' has not been found", desc)
+	c.err_is("File descriptor named 'nope' has not been found",
+	    "netdev_add", {"type": "tap", "id": "n0", "fd": "nope"})
 	r, w = os.pipe()
 	c.ok("getfd", {"fdname": "p"}, fds=[r])
 	cls, desc = c.err("netdev_add", {"type": "tap", "id": "n0",
@@ -352,9 +360,8 @@ def netdev_consumes_named_fd(t):
 	c.ok("netdev_add", {"type": "tap", "id": "n0", "fd": "t0"})
 	cls, desc = c.err("closefd", {"fdname": "t0"})
 	check("not found" in desc, "netdev_add did not consume t0")
-	cls, desc = c.err("netdev_add", {"type": "tap", "id": "n0",
-	    "fd": "p"})
-	check(desc == "Duplicate ID 'n0'", desc)
+	c.err_is("Duplicate ID 'n0'", "netdev_add", {"type": "tap",
+	    "id": "n0", "fd": "p"})
 	c.ok("netdev_del", {"id": "n0"})
 	cls, desc = c.err("netdev_del", {"id": "n0"})
 	check((cls, desc) == ("DeviceNotFound", "Device 'n0' not found"), desc)
@@ -375,9 +382,8 @@ def pc_device_model(t):
 	    "id": "nic1", "addr": "5"})
 	check(desc == "PCI: slot 5 function 0 not available for "
 	    "virtio-net-pci, in use by virtio-net-pci,id=nic0", desc)
-	cls, desc = c.err("device_add", {"driver": "virtio-net-pci",
-	    "id": "nic0"})
-	check(desc == "Duplicate device ID 'nic0'", desc)
+	c.err_is("Duplicate device ID 'nic0'", "device_add",
+	    {"driver": "virtio-net-pci", "id": "nic0"})
 	c.ok("device_add", {"driver": "pci-bridge", "id": "br0",
 	    "chassis_nr": 1, "addr": "0x7"})
 	c.ok("device_add", {"driver": "virtio-net-pci", "id": "nic2",
@@ -411,8 +417,8 @@ def unplug_delay(t):
 	ev = []
 	c.ok("device_del", {"id": "n"}, events=ev)
 	check(ev == [], "events before the reply with a delay")
-	cls, desc = c.err("device_del", {"id": "n"})
-	check(desc == "Device n is already in the process of unplug", desc)
+	c.err_is("Device n is already in the process of unplug",
+	    "device_del", {"id": "n"})
 	got = [c.recv(), c.recv()]
 	check([e["event"] for e in got] == ["DEVICE_DELETED"] * 2 and
 	    got[1]["data"]["device"] == "n", "events %r" % got)
@@ -441,9 +447,8 @@ def q35_root_ports(t):
 	qom = c.ok("qom-list", {"path": "/machine/peripheral"})
 	check({"name": "rp2", "type": "child<pcie-root-port>"} in qom, "%r" %
 	    qom)
-	cls, desc = c.err("device_add", {"driver": "virtio-net-pci",
-	    "id": "x"})
-	check(desc == "Bus 'pcie.0' does not support hotplugging", desc)
+	c.err_is("Bus 'pcie.0' does not support hotplugging", "device_add",
+	    {"driver": "virtio-net-pci", "id": "x"})
 	c.ok("device_add", {"driver": "virtio-net-pci", "id": "n",
 	    "bus": "rp2", "addr": "0x0"})
 	devs = pci_devices(c.ok("query-pci"))
@@ -479,9 +484,9 @@ def block_nodes(t):
 	c.ok("blockdev-add", {"driver": "file", "node-name": "f",
 	    "filename": "/dev/fdset/1"})
 	c.ok("blockdev-add", {"driver": "raw", "node-name": "d", "file": "f"})
-	cls, desc = c.err("blockdev-add", {"driver": "qcow2", "node-name": "q",
+	c.err_is("Image is not in qcow2 format", "blockdev-add",
+	    {"driver": "qcow2", "node-name": "q",
 	    "file": {"driver": "file", "filename": img}})
-	check(desc == "Image is not in qcow2 format", desc)
 	c.ok("blockdev-add", {"driver": "nbd", "node-name": "nb", "server":
 	    {"type": "unix", "path": "/nonexistent"}, "export": "e"})
 	c.ok("device_add", {"driver": "virtio-blk-pci", "id": "disk",
@@ -493,8 +498,7 @@ def block_nodes(t):
 	    "query-block %r" % blk)
 	names = [n["node-name"] for n in c.ok("query-named-block-nodes")]
 	check(names == ["nb", "d", "f"], "nodes %r" % names)
-	cls, desc = c.err("blockdev-del", {"node-name": "d"})
-	check(desc == "Node d is in use", desc)
+	c.err_is("Node d is in use", "blockdev-del", {"node-name": "d"})
 	c.ok("device_del", {"id": "disk"})
 	c.ok("blockdev-del", {"node-name": "d"})
 	c.ok("blockdev-del", {"node-name": "f"})
@@ -556,13 +560,11 @@ def no_fd_leak(t):
 	base = len(f.fds())
 	for i in range(5):
 		c = f.client().negotiate()
-		r, w = os.pipe()
-		c.ok("getfd", {"fdname": "x%d" % i}, fds=[r])
-		c.ok("closefd", {"fdname": "x%d" % i})
-		c.send({"execute": "query-status"}, fds=[w])	# unused fd
-		c.recv()
-		os.close(r)
-		os.close(w)
+		with pipe() as (r, w):
+			c.ok("getfd", {"fdname": "x%d" % i}, fds=[r])
+			c.ok("closefd", {"fdname": "x%d" % i})
+			c.send({"execute": "query-status"}, fds=[w])	# unused fd
+			c.recv()
 		c.close()
 	c = f.client().negotiate()
 	c.close()
@@ -758,17 +760,13 @@ def fault_flood(t):
 def fault_refuse_fds(t):
 	f = Fake(t, faults="refuse-fds.fault")
 	c = f.client().negotiate()
-	r, w = os.pipe()
-	try:
+	with pipe() as (r, w):
 		target = os.readlink("/proc/self/fd/%d" % r)
-		cls, desc = c.err("getfd", {"fdname": "a"}, fds=[r])
-		check(desc == "No file descriptor supplied via SCM_RIGHTS", desc)
-		cls, desc = c.err("add-fd", {}, fds=[r])
-		check(desc == "No file descriptor supplied via SCM_RIGHTS", desc)
+		c.err_is("No file descriptor supplied via SCM_RIGHTS",
+		    "getfd", {"fdname": "a"}, fds=[r])
+		c.err_is("No file descriptor supplied via SCM_RIGHTS",
+		    "add-fd", {}, fds=[r])
 		check(target not in f.fd_targets(), "fd kept")
-	finally:
-		os.close(r)
-		os.close(w)
 
 
 @case

@@ -421,9 +421,7 @@ def test_non_tap_fd_as_tap():
 
 def test_dir_fifo_disk_fd():
 	with Env("hostile-diskfd", daemon=False) as env:
-		root = env.h.path("images")
-		os.makedirs(root)
-		env.d = env.h.daemon(args=["--image-root", root])
+		root, img = hplib.image_root(env)
 		hplib.baseline(env.d)
 		f, c = fake_vm(env)
 		fifo = env.h.path("fifo")
@@ -439,10 +437,7 @@ def test_dir_fifo_disk_fd():
 				check("regular file or a block device" in e[1],
 				    "%s as a disk: %r" % (what, e))
 			# two fds where one is taken: refused, both closed
-			img = os.path.join(root, "a.raw")
-			with open(img, "wb") as fh:
-				fh.truncate(1 << 20)
-			a = os.open(img, os.O_RDWR)
+			a = os.open(hplib.image(img, 1 << 20), os.O_RDWR)
 			try:
 				c.cmd_error("disk-add", {"vm": "vm1", "id": "d0"},
 				    fds=[a, a])
@@ -463,11 +458,9 @@ def test_disk_paths_outside_roots():
 		outside = env.h.path("outside")
 		os.makedirs(os.path.join(root, "sub"))
 		os.makedirs(outside)
-		secret = os.path.join(outside, "secret.raw")
-		with open(secret, "wb") as fh:
-			fh.truncate(1 << 20)
-		with open(os.path.join(root, "ok.raw"), "wb") as fh:
-			fh.truncate(1 << 20)
+		secret = hplib.image(os.path.join(outside, "secret.raw"),
+		    1 << 20)
+		hplib.image(os.path.join(root, "ok.raw"), 1 << 20)
 		os.symlink(secret, os.path.join(root, "link.raw"))
 		os.symlink(outside, os.path.join(root, "linkdir"))
 		os.symlink("../outside/secret.raw", os.path.join(root,

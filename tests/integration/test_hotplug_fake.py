@@ -140,14 +140,7 @@ def test_concurrent_distinct_slots():
 		with qb.Env("hpf-conc-" + machine) as env:
 			f, c, _ = start(env, machine, root_ports=4)
 			before = hplib.snapshot(c, "vm1")
-			taps = [hplib.Tap(env.h) for _ in range(4)]
-			ids = []
-			for i, t in enumerate(taps):
-				fd = t.open()
-				ids.append(c.send_cmd("nic-add", {"vm": "vm1",
-				    "id": "c%d" % i}, fds=[fd]))
-				os.close(fd)
-			got = [c.wait_reply(i) for i in ids]
+			got = hplib.nic_adds(env, c, "vm1", 4)
 			check(all("return" in r for r in got),
 			    "%s: %r" % (machine, got))
 			places = set((r["return"]["bus"], r["return"]["addr"])
@@ -201,9 +194,7 @@ def test_paths_outside_roots():
 		out = env.h.path("elsewhere")
 		os.makedirs(root)
 		os.makedirs(out)
-		secret = os.path.join(out, "secret.img")
-		with open(secret, "wb") as fh:
-			fh.truncate(1 << 20)
+		secret = hplib.image(os.path.join(out, "secret.img"), 1 << 20)
 		os.symlink(secret, os.path.join(root, "link.img"))
 		os.mkfifo(os.path.join(root, "fifo.img"))
 		os.makedirs(os.path.join(root, "dir.img"))
@@ -244,12 +235,7 @@ def test_disk_add_del():
 	"""A raw image under the root: add-fd, blockdev-add over
 	/dev/fdset/N, remove-fd, device_add; then all of it gone."""
 	with qb.Env("hpf-disk", daemon=False) as env:
-		root = env.h.path("images")
-		os.makedirs(root)
-		img = os.path.join(root, "a.raw")
-		with open(img, "wb") as fh:
-			fh.truncate(8 << 20)
-		env.d = env.h.daemon(args=["--image-root", root])
+		root, img = hplib.image_root(env, 8 << 20)
 		f, c, rec = start(env, "pc", record=True)
 		before = hplib.snapshot(c, "vm1")
 		r = c.cmd("disk-add", {"vm": "vm1", "id": "d0", "source": img})
@@ -356,12 +342,7 @@ def test_qmpctl():
 	import subprocess
 	hplib.need_root_tun()
 	with qb.Env("hpf-ctl", daemon=False) as env:
-		root = env.h.path("images")
-		os.makedirs(root)
-		img = os.path.join(root, "a.raw")
-		with open(img, "wb") as fh:
-			fh.truncate(1 << 20)
-		env.d = env.h.daemon(args=["--image-root", root])
+		root, img = hplib.image_root(env, 1 << 20)
 		f, c, rec = start(env, "pc", record=True)
 		before = hplib.snapshot(c, "vm1")
 

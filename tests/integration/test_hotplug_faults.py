@@ -54,14 +54,8 @@ def fd_shape(pid):
 def run_case(op, step, fault, directive):
 	name = "%s-%s-%s" % (op, step, fault)
 	with qb.Env("hpx-" + name, daemon=False) as env:
-		root = env.h.path("images")
-		os.makedirs(root)
-		img = os.path.join(root, "a.raw")
-		with open(img, "wb") as fh:
-			fh.truncate(4 << 20)
-		env.d = env.h.daemon(args=["--image-root", root,
-		    "--cmd-timeout-ms", str(CMD_TIMEOUT_MS),
-		    "--unplug-timeout-ms", "3000"])
+		root, img = hplib.image_root(env, 4 << 20, ["--cmd-timeout-ms",
+		    str(CMD_TIMEOUT_MS), "--unplug-timeout-ms", "3000"])
 		hplib.baseline(env.d)
 		f = hplib.fake(env.h, "vm1", faults=directive % step)
 		c = env.d.client()

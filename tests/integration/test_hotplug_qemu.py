@@ -210,14 +210,7 @@ def test_concurrent_real():
 	with qb.Env("hpq-conc") as env:
 		g, c = setup(env, "pc")
 		before = hplib.snapshot(c, "vm1")
-		taps = [hplib.Tap(env.h) for _ in range(4)]
-		ids = []
-		for i, t in enumerate(taps):
-			fd = t.open()
-			ids.append(c.send_cmd("nic-add", {"vm": "vm1",
-			    "id": "c%d" % i}, fds=[fd]))
-			os.close(fd)
-		got = [c.wait_reply(i) for i in ids]
+		got = hplib.nic_adds(env, c, "vm1", 4)
 		errs = [r for r in got if "error" in r]
 		check(not errs, "concurrent nic-add failed: %r" % errs)
 		places = set((r["return"]["bus"], r["return"]["addr"])

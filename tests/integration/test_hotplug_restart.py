@@ -24,13 +24,8 @@ def journal_path(d, vm, dev):
 
 def kill_mid(op, step, dev, args_fn, check_fn):
 	with qb.Env("hpr-%s-%s" % (op, step), daemon=False) as env:
-		root = env.h.path("images")
-		os.makedirs(root)
-		img = os.path.join(root, "a.raw")
-		with open(img, "wb") as fh:
-			fh.truncate(4 << 20)
+		root, img = hplib.image_root(env, 4 << 20)
 		dargs = ["--image-root", root]
-		env.d = env.h.daemon(args=dargs)
 		hplib.baseline(env.d)
 		first = env.d
 		f = hplib.fake(env.h, "vm1", faults="once delay-cmd %s 4000\n"

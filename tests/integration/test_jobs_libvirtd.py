@@ -6,13 +6,13 @@ events reach a subscriber through libvirt-qemu while it happens."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from jobsh import Broker, GUARD, check, run
+from qb import try_connect as usable
 
 LIBVIRTD = shutil.which("libvirtd") or "/usr/sbin/libvirtd"
 VIRTLOGD = shutil.which("virtlogd") or "/usr/sbin/virtlogd"
@@ -27,17 +27,6 @@ NAME = "qb-" + os.path.basename(tmp).split("-")[-1]
 procs = []
 uri = None
 b = None
-
-
-def usable(path):
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def wait_for(path, proc):

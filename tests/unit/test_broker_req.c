@@ -100,94 +100,17 @@ test_names(void **state)
 	assert_false(conf_vm_name_valid("x*"));
 }
 
-static void
-test_unpack_errors(void **state)
-{
-	struct done	d = { 0 };
+/* What a request's failure must be: its description equal to want, or
+   holding it, or any failure at all. */
+enum errmatch { ERR_IS, ERR_HAS, ERR_ANY };
 
-	/* vm-remove: {"name": s} */
-	run_dispatch("vm-remove", "{}", 1, &d);
-	assert_int_equal(d.calls, 1);
-	assert_true(d.failed);
-	assert_string_equal(d.err.cls, "GenericError");
-	assert_string_equal(d.err.desc, "Parameter 'name' is missing");
-
-	run_dispatch("vm-remove", "{\"name\": 5}", 1, &d);
-	assert_true(d.failed);
-	assert_string_equal(d.err.desc, "Invalid parameter type for 'name', "
-	    "expected: string");
-	/* The second member is named, not the first. */
-	run_dispatch("vm-add", "{\"name\": \"a\", \"socket\": []}", 1, &d);
-	assert_string_equal(d.err.desc, "Invalid parameter type for 'socket', "
-	    "expected: string");
-	run_dispatch("unsubscribe", "{\"subscription\": 1.5}", 1, &d);
-	assert_string_equal(d.err.desc, "Invalid parameter type for "
-	    "'subscription', expected: integer");
-
-	run_dispatch("vm-remove", "{\"name\": \"a\", \"extra\": 1}", 1, &d);
-	assert_true(d.failed);
-	assert_string_equal(d.err.desc, "Parameter 'extra' is unexpected");
-
-	run_dispatch("vm-remove", "[1]", 1, &d);
-	assert_true(d.failed);
-
-	/* No arguments counts as {}. */
-	run_dispatch("vm-remove", NULL, 1, &d);
-	assert_true(d.failed);
-	assert_string_equal(d.err.desc, "Parameter 'name' is missing");
-
-	run_dispatch("vm-remove", "{\"name\": \"nosuch\"}", 1, &d);
-	assert_int_equal(d.calls, 1);
-	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "nosuch"));
-
-	/* The dispatcher resolves a declared target only after the
-	   arguments: their errors come first, as when commands looked
-	   their VM or job up themselves. */
-	run_dispatch("vm-remove", "{\"name\": \"nosuch\", \"x\": 1}", 1,
-	    &d);
-	assert_string_equal(d.err.desc, "Parameter 'x' is unexpected");
-	run_dispatch("query-vms", "{\"name\": 1}", 1, &d);
-	assert_string_equal(d.err.desc, "Invalid parameter type for 'name', "
-	    "expected: string");
-	run_dispatch("query-vms", "{\"name\": \"nosuch\"}", 1, &d);
-	assert_string_equal(d.err.desc, "No VM named 'nosuch'");
-	run_dispatch("job-cancel", "{}", 1, &d);
-	assert_string_equal(d.err.desc, "Parameter 'id' is missing");
-	run_dispatch("job-dismiss", "{\"id\": \"x\"}", 1, &d);
-	assert_string_equal(d.err.desc, "Invalid parameter type for 'id', "
-	    "expected: integer");
-	run_dispatch("job-cancel", "{\"id\": 999999, \"x\": 1}", 1, &d);
-	assert_string_equal(d.err.desc, "Parameter 'x' is unexpected");
-	run_dispatch("job-dismiss", "{\"id\": 999999}", 1, &d);
-	assert_int_equal(d.calls, 1);
-	assert_string_equal(d.err.desc, "job 999999 not found");
-	run_dispatch("job-cancel", "{\"id\": 0}", 1, &d);
-	assert_string_equal(d.err.desc, "job 0 not found");
-
-	run_dispatch("vm-add", "{\"name\": \"bad name\", \"socket\": \"/x\"}",
-	    1, &d);
-	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "Invalid VM name"));
-	run_dispatch("vm-add", "{\"name\": \"ok\", \"socket\": \"rel\"}", 1, &d);
-	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "socket"));
-
-	run_dispatch("vm-execute", "{\"vm\": \"a\", \"command\": \"x\", "
-	    "\"arguments\": 3}", 1, &d);
-	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "arguments"));
-	run_dispatch("vm-execute", "{\"vm\": \"nosuch\", \"command\": "
-	    "\"query-status\"}", 1, &d);
-	assert_true(d.failed);
-	assert_non_null(strstr(d.err.desc, "nosuch"));
-
-	run_dispatch("subscribe", "{\"vms\": \"x\"}", 1, &d);
-	assert_true(d.failed);
-	run_dispatch("unsubscribe", "{\"subscription\": \"x\"}", 1, &d);
-	assert_true(d.failed);
-	json_decref(d.ret);
-}
+struct argerr {
+	const char	*cmd;
+	const char	*args;		/* JSON; NULL: no arguments */
+	int		 negotiated;
+	enum errmatch	 match;
+	const char	*want;
+};
 
 /* The error cmd_dispatch gives name with args_json, or "" if none. */
 static const char *
@@ -199,138 +122,217 @@ dispatch_error(const char *name, const char *args_json, int negotiated,
 	return (d->failed ? d->err.desc : "");
 }
 
+/* Dispatches each case once and checks its one completion. */
+static void
+check_errors(const struct argerr *c, size_t n)
+{
+	struct done	 d = { 0 };
+	const char	*got;
+
+	for (; n > 0; c++, n--) {
+		got = dispatch_error(c->cmd, c->args, c->negotiated, &d);
+		if (c->match != ERR_ANY && (c->match == ERR_IS ?
+		    strcmp(got, c->want) : strstr(got, c->want) == NULL))
+			print_error("%s %s: \"%s\"\n", c->cmd, c->args != NULL ?
+			    c->args : "NULL", got);
+		switch (c->match) {
+		case ERR_IS:
+			assert_string_equal(got, c->want);
+			break;
+		case ERR_HAS:
+			assert_non_null(strstr(got, c->want));
+			break;
+		case ERR_ANY:
+			assert_true(d.failed);
+			break;
+		}
+	}
+	json_decref(d.ret);
+}
+
+static const struct argerr unpack_errors[] = {
+	/* vm-remove: {"name": s} */
+	{ "vm-remove", "{\"name\": 5}", 1, ERR_IS,
+	    "Invalid parameter type for 'name', expected: string" },
+	/* The second member is named, not the first. */
+	{ "vm-add", "{\"name\": \"a\", \"socket\": []}", 1, ERR_IS,
+	    "Invalid parameter type for 'socket', expected: string" },
+	{ "unsubscribe", "{\"subscription\": 1.5}", 1, ERR_IS,
+	    "Invalid parameter type for 'subscription', expected: integer" },
+	{ "vm-remove", "{\"name\": \"a\", \"extra\": 1}", 1, ERR_IS,
+	    "Parameter 'extra' is unexpected" },
+	{ "vm-remove", "[1]", 1, ERR_ANY, NULL },
+	/* No arguments counts as {}. */
+	{ "vm-remove", NULL, 1, ERR_IS, "Parameter 'name' is missing" },
+	{ "vm-remove", "{\"name\": \"nosuch\"}", 1, ERR_HAS, "nosuch" },
+	/* The dispatcher resolves a declared target only after the
+	   arguments: their errors come first, as when commands looked
+	   their VM or job up themselves. */
+	{ "vm-remove", "{\"name\": \"nosuch\", \"x\": 1}", 1, ERR_IS,
+	    "Parameter 'x' is unexpected" },
+	{ "query-vms", "{\"name\": 1}", 1, ERR_IS,
+	    "Invalid parameter type for 'name', expected: string" },
+	{ "query-vms", "{\"name\": \"nosuch\"}", 1, ERR_IS,
+	    "No VM named 'nosuch'" },
+	{ "job-cancel", "{}", 1, ERR_IS, "Parameter 'id' is missing" },
+	{ "job-dismiss", "{\"id\": \"x\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'id', expected: integer" },
+	{ "job-cancel", "{\"id\": 999999, \"x\": 1}", 1, ERR_IS,
+	    "Parameter 'x' is unexpected" },
+	{ "job-dismiss", "{\"id\": 999999}", 1, ERR_IS,
+	    "job 999999 not found" },
+	{ "job-cancel", "{\"id\": 0}", 1, ERR_IS, "job 0 not found" },
+
+	{ "vm-add", "{\"name\": \"bad name\", \"socket\": \"/x\"}", 1,
+	    ERR_HAS, "Invalid VM name" },
+	{ "vm-add", "{\"name\": \"ok\", \"socket\": \"rel\"}", 1, ERR_HAS,
+	    "socket" },
+	{ "vm-execute", "{\"vm\": \"a\", \"command\": \"x\", "
+	    "\"arguments\": 3}", 1, ERR_HAS, "arguments" },
+	{ "vm-execute", "{\"vm\": \"nosuch\", \"command\": "
+	    "\"query-status\"}", 1, ERR_HAS, "nosuch" },
+	{ "subscribe", "{\"vms\": \"x\"}", 1, ERR_ANY, NULL },
+	{ "unsubscribe", "{\"subscription\": \"x\"}", 1, ERR_ANY, NULL },
+};
+
+static void
+test_unpack_errors(void **state)
+{
+	struct done	d = { 0 };
+
+	run_dispatch("vm-remove", "{}", 1, &d);
+	assert_int_equal(d.calls, 1);
+	assert_true(d.failed);
+	assert_string_equal(d.err.cls, "GenericError");
+	assert_string_equal(d.err.desc, "Parameter 'name' is missing");
+	json_decref(d.ret);
+
+	check_errors(unpack_errors, nitems(unpack_errors));
+}
+
 /*
  * What the dispatcher answers for wrong arguments, command by command:
  * the first member of the command's spec missing or mistyped, in the
  * spec's order whatever the request's, then every unknown member in the
  * request's order, then the command's own checks.
  */
-static void
-test_args_order(void **state)
-{
-	struct done	d = { 0 };
-
+static const struct argerr args_order[] = {
 	/* nic-add: vm, id, mac, driver, queues, vhost, ifname, bus, addr */
-	assert_string_equal(dispatch_error("nic-add", "{}", 1, &d),
-	    "Parameter 'vm' is missing");
-	assert_string_equal(dispatch_error("nic-add", "{\"zz\": 1, \"id\": 1, "
-	    "\"queues\": \"x\"}", 1, &d), "Parameter 'vm' is missing");
-	assert_string_equal(dispatch_error("nic-add", "{\"zz\": 1, \"vm\": "
-	    "\"a\", \"queues\": \"x\"}", 1, &d), "Parameter 'id' is missing");
-	assert_string_equal(dispatch_error("nic-add", "{\"zz\": 1, \"id\": 1, "
-	    "\"vm\": \"a\"}", 1, &d), "Invalid parameter type for 'id', "
-	    "expected: string");
-	assert_string_equal(dispatch_error("nic-add", "{\"vhost\": 1, "
-	    "\"queues\": \"x\", \"vm\": \"a\", \"id\": \"n\"}", 1, &d),
-	    "Invalid parameter type for 'queues', expected: integer");
-	assert_string_equal(dispatch_error("nic-add", "{\"ifname\": 1, "
-	    "\"vhost\": 1, \"vm\": \"a\", \"id\": \"n\"}", 1, &d),
-	    "Invalid parameter type for 'vhost', expected: boolean");
-	assert_string_equal(dispatch_error("nic-add", "{\"vm\": \"a\", "
-	    "\"zz\": 1, \"id\": \"n\", \"aa\": null, \"mac\": null}", 1, &d),
-	    "Invalid parameter type for 'mac', expected: string");
-	assert_string_equal(dispatch_error("nic-add", "{\"vm\": \"a\", "
-	    "\"zz\": 1, \"id\": \"n\", \"aa\": null, \"queues\": 0}", 1, &d),
-	    "Parameter 'zz, aa' is unexpected");
-	assert_string_equal(dispatch_error("nic-add", "{\"vm\": \"a\", "
-	    "\"id\": \"n\", \"queues\": 0}", 1, &d),
-	    "'queues' must be 1..8");
-	assert_string_equal(dispatch_error("nic-add", "[\"vm\"]", 1, &d),
-	    "Invalid parameter: arguments must be an object");
+	{ "nic-add", "{}", 1, ERR_IS, "Parameter 'vm' is missing" },
+	{ "nic-add", "{\"zz\": 1, \"id\": 1, \"queues\": \"x\"}", 1, ERR_IS,
+	    "Parameter 'vm' is missing" },
+	{ "nic-add", "{\"zz\": 1, \"vm\": \"a\", \"queues\": \"x\"}", 1,
+	    ERR_IS, "Parameter 'id' is missing" },
+	{ "nic-add", "{\"zz\": 1, \"id\": 1, \"vm\": \"a\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'id', expected: string" },
+	{ "nic-add", "{\"vhost\": 1, \"queues\": \"x\", \"vm\": \"a\", "
+	    "\"id\": \"n\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'queues', expected: integer" },
+	{ "nic-add", "{\"ifname\": 1, \"vhost\": 1, \"vm\": \"a\", "
+	    "\"id\": \"n\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'vhost', expected: boolean" },
+	{ "nic-add", "{\"vm\": \"a\", \"zz\": 1, \"id\": \"n\", "
+	    "\"aa\": null, \"mac\": null}", 1, ERR_IS,
+	    "Invalid parameter type for 'mac', expected: string" },
+	{ "nic-add", "{\"vm\": \"a\", \"zz\": 1, \"id\": \"n\", "
+	    "\"aa\": null, \"queues\": 0}", 1, ERR_IS,
+	    "Parameter 'zz, aa' is unexpected" },
+	{ "nic-add", "{\"vm\": \"a\", \"id\": \"n\", \"queues\": 0}", 1,
+	    ERR_IS, "'queues' must be 1..8" },
+	{ "nic-add", "[\"vm\"]", 1, ERR_IS,
+	    "Invalid parameter: arguments must be an object" },
 
 	/* disk-add: vm, id, source, format, readonly, driver, bus, addr */
-	assert_string_equal(dispatch_error("disk-add", "{\"vm\": \"a\", "
-	    "\"id\": \"n\", \"addr\": {}, \"bus\": 1, \"readonly\": 1}", 1,
-	    &d), "Invalid parameter type for 'readonly', expected: boolean");
-	assert_string_equal(dispatch_error("disk-del", "{\"id\": \"n\", "
-	    "\"vm\": \"a\", \"source\": \"/x\"}", 1, &d),
-	    "Parameter 'source' is unexpected");
-	assert_string_equal(dispatch_error("has-device", "{\"vm\": \"a\"}",
-	    1, &d), "Parameter 'id' is missing");
-	assert_string_equal(dispatch_error("query-pci-slots", "{\"vm\": "
-	    "\"a\", \"id\": \"n\"}", 1, &d), "Parameter 'id' is unexpected");
+	{ "disk-add", "{\"vm\": \"a\", \"id\": \"n\", \"addr\": {}, "
+	    "\"bus\": 1, \"readonly\": 1}", 1, ERR_IS,
+	    "Invalid parameter type for 'readonly', expected: boolean" },
+	{ "disk-del", "{\"id\": \"n\", \"vm\": \"a\", \"source\": \"/x\"}",
+	    1, ERR_IS, "Parameter 'source' is unexpected" },
+	{ "has-device", "{\"vm\": \"a\"}", 1, ERR_IS,
+	    "Parameter 'id' is missing" },
+	{ "query-pci-slots", "{\"vm\": \"a\", \"id\": \"n\"}", 1, ERR_IS,
+	    "Parameter 'id' is unexpected" },
 
 	/* vm-add: name, socket, then "shared-socket" (any value): its
 	   own check comes after the unknown members */
-	assert_string_equal(dispatch_error("vm-add", "{\"shared-socket\": 1, "
-	    "\"socket\": 2}", 1, &d), "Parameter 'name' is missing");
-	assert_string_equal(dispatch_error("vm-add", "{\"name\": \"a\", "
-	    "\"socket\": \"/x\", \"shared-socket\": 1, \"zz\": 1}", 1, &d),
-	    "Parameter 'zz' is unexpected");
-	assert_string_equal(dispatch_error("vm-add", "{\"name\": \"a\", "
-	    "\"socket\": \"/x\", \"shared-socket\": null}", 1, &d),
-	    "Invalid parameter type for 'shared-socket', expected: boolean");
+	{ "vm-add", "{\"shared-socket\": 1, \"socket\": 2}", 1, ERR_IS,
+	    "Parameter 'name' is missing" },
+	{ "vm-add", "{\"name\": \"a\", \"socket\": \"/x\", "
+	    "\"shared-socket\": 1, \"zz\": 1}", 1, ERR_IS,
+	    "Parameter 'zz' is unexpected" },
+	{ "vm-add", "{\"name\": \"a\", \"socket\": \"/x\", "
+	    "\"shared-socket\": null}", 1, ERR_IS,
+	    "Invalid parameter type for 'shared-socket', expected: boolean" },
 
 	/* vm-execute: vm, command, then "arguments" (any value) */
-	assert_string_equal(dispatch_error("vm-execute", "{\"command\": 5}",
-	    1, &d), "Parameter 'vm' is missing");
-	assert_string_equal(dispatch_error("vm-execute", "{\"command\": 5, "
-	    "\"vm\": 5}", 1, &d), "Invalid parameter type for 'vm', "
-	    "expected: string");
-	assert_string_equal(dispatch_error("vm-execute", "{\"x\": 1, "
-	    "\"command\": 5, \"vm\": \"a\"}", 1, &d),
-	    "Invalid parameter type for 'command', expected: string");
-	assert_string_equal(dispatch_error("vm-execute", "{\"arguments\": 3, "
-	    "\"command\": \"\", \"vm\": \"a\", \"x\": 1}", 1, &d),
-	    "Parameter 'x' is unexpected");
-	assert_string_equal(dispatch_error("vm-execute", "{\"arguments\": 3, "
-	    "\"command\": \"\", \"vm\": \"a\"}", 1, &d),
-	    "Invalid parameter type for 'arguments', expected: object");
-	assert_string_equal(dispatch_error("vm-execute", "{\"command\": \"\", "
-	    "\"vm\": \"a\"}", 1, &d), "Invalid command name");
-	assert_string_equal(dispatch_error("vm-execute", "7", 1, &d),
-	    "Invalid parameter: arguments must be an object");
+	{ "vm-execute", "{\"command\": 5}", 1, ERR_IS,
+	    "Parameter 'vm' is missing" },
+	{ "vm-execute", "{\"command\": 5, \"vm\": 5}", 1, ERR_IS,
+	    "Invalid parameter type for 'vm', expected: string" },
+	{ "vm-execute", "{\"x\": 1, \"command\": 5, \"vm\": \"a\"}", 1,
+	    ERR_IS, "Invalid parameter type for 'command', expected: string" },
+	{ "vm-execute", "{\"arguments\": 3, \"command\": \"\", "
+	    "\"vm\": \"a\", \"x\": 1}", 1, ERR_IS,
+	    "Parameter 'x' is unexpected" },
+	{ "vm-execute", "{\"arguments\": 3, \"command\": \"\", "
+	    "\"vm\": \"a\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'arguments', expected: object" },
+	{ "vm-execute", "{\"command\": \"\", \"vm\": \"a\"}", 1, ERR_IS,
+	    "Invalid command name" },
+	{ "vm-execute", "7", 1, ERR_IS,
+	    "Invalid parameter: arguments must be an object" },
 
 	/* domain-shutdown: domain, timeout, force */
-	assert_string_equal(dispatch_error("domain-shutdown", "{\"force\": 1, "
-	    "\"timeout\": \"x\", \"domain\": \"d\"}", 1, &d),
-	    "Invalid parameter type for 'timeout', expected: integer");
-	assert_string_equal(dispatch_error("domain-shutdown", "{\"force\": 1, "
-	    "\"domain\": 3}", 1, &d), "Invalid parameter type for 'domain', "
-	    "expected: string");
+	{ "domain-shutdown", "{\"force\": 1, \"timeout\": \"x\", "
+	    "\"domain\": \"d\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'timeout', expected: integer" },
+	{ "domain-shutdown", "{\"force\": 1, \"domain\": 3}", 1, ERR_IS,
+	    "Invalid parameter type for 'domain', expected: string" },
 	/* domain-migrate: domain, uri, live, bandwidth */
-	assert_string_equal(dispatch_error("domain-migrate", "{\"live\": 1, "
-	    "\"domain\": \"d\"}", 1, &d), "Parameter 'uri' is missing");
-	assert_string_equal(dispatch_error("domain-migrate", "{\"bandwidth\": "
-	    "\"x\", \"live\": 1, \"uri\": \"u\", \"domain\": \"d\"}", 1, &d),
-	    "Invalid parameter type for 'live', expected: boolean");
-	assert_string_equal(dispatch_error("domain-snapshot", "{\"domain\": "
-	    "\"d\", \"snap\": \"s\", \"name\": \"n\", \"force\": true}", 1,
-	    &d), "Parameter 'snap, force' is unexpected");
-	assert_string_equal(dispatch_error("domain-define", "{\"domain\": "
-	    "\"d\"}", 1, &d), "Parameter 'xml' is missing");
-	assert_string_equal(dispatch_error("domain-start", "{\"domain\": "
-	    "\"d\", \"xml\": 1}", 1, &d), "Parameter 'xml' is unexpected");
+	{ "domain-migrate", "{\"live\": 1, \"domain\": \"d\"}", 1, ERR_IS,
+	    "Parameter 'uri' is missing" },
+	{ "domain-migrate", "{\"bandwidth\": \"x\", \"live\": 1, "
+	    "\"uri\": \"u\", \"domain\": \"d\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'live', expected: boolean" },
+	{ "domain-snapshot", "{\"domain\": \"d\", \"snap\": \"s\", "
+	    "\"name\": \"n\", \"force\": true}", 1, ERR_IS,
+	    "Parameter 'snap, force' is unexpected" },
+	{ "domain-define", "{\"domain\": \"d\"}", 1, ERR_IS,
+	    "Parameter 'xml' is missing" },
+	{ "domain-start", "{\"domain\": \"d\", \"xml\": 1}", 1, ERR_IS,
+	    "Parameter 'xml' is unexpected" },
 
 	/* image-attach: path, mode, format, readonly */
-	assert_string_equal(dispatch_error("image-attach", "{\"q\": 1, "
-	    "\"readonly\": \"x\", \"format\": 1, \"mode\": \"m\", "
-	    "\"path\": \"p\"}", 1, &d),
-	    "Invalid parameter type for 'format', expected: string");
-	assert_string_equal(dispatch_error("image-detach", "{}", 1, &d),
-	    "Parameter 'device' is missing");
+	{ "image-attach", "{\"q\": 1, \"readonly\": \"x\", \"format\": 1, "
+	    "\"mode\": \"m\", \"path\": \"p\"}", 1, ERR_IS,
+	    "Invalid parameter type for 'format', expected: string" },
+	{ "image-detach", "{}", 1, ERR_IS, "Parameter 'device' is missing" },
 
 	/* the rest */
-	assert_string_equal(dispatch_error("query-jobs", "{\"id\": \"x\", "
-	    "\"y\": 1}", 1, &d), "Invalid parameter type for 'id', "
-	    "expected: integer");
-	assert_string_equal(dispatch_error("query-jobs", "{\"y\": 1, "
-	    "\"id\": 2}", 1, &d), "Parameter 'y' is unexpected");
-	assert_string_equal(dispatch_error("query-version", "{\"b\": 1, "
-	    "\"a\": 2}", 1, &d), "Parameter 'b, a' is unexpected");
-	assert_string_equal(dispatch_error("query-commands", "\"x\"", 1, &d),
-	    "Invalid parameter: arguments must be an object");
-	assert_string_equal(dispatch_error("query-subscriptions", "{\"x\": "
-	    "null}", 1, &d), "Parameter 'x' is unexpected");
-	assert_string_equal(dispatch_error("query-domains", "{\"x\": 1}", 1,
-	    &d), "Parameter 'x' is unexpected");
-	assert_string_equal(dispatch_error("subscribe", "{\"vms\": \"x\", "
-	    "\"y\": 1}", 1, &d), "Parameter 'y' is unexpected");
-	assert_string_equal(dispatch_error("unsubscribe", "{}", 1, &d),
-	    "Parameter 'subscription' is missing");
-	assert_string_equal(dispatch_error("qmp_capabilities", "{\"enable\": "
-	    "3, \"x\": 1}", 0, &d), "Parameter 'x' is unexpected");
-	json_decref(d.ret);
+	{ "query-jobs", "{\"id\": \"x\", \"y\": 1}", 1, ERR_IS,
+	    "Invalid parameter type for 'id', expected: integer" },
+	{ "query-jobs", "{\"y\": 1, \"id\": 2}", 1, ERR_IS,
+	    "Parameter 'y' is unexpected" },
+	{ "query-version", "{\"b\": 1, \"a\": 2}", 1, ERR_IS,
+	    "Parameter 'b, a' is unexpected" },
+	{ "query-commands", "\"x\"", 1, ERR_IS,
+	    "Invalid parameter: arguments must be an object" },
+	{ "query-subscriptions", "{\"x\": null}", 1, ERR_IS,
+	    "Parameter 'x' is unexpected" },
+	{ "query-domains", "{\"x\": 1}", 1, ERR_IS,
+	    "Parameter 'x' is unexpected" },
+	{ "subscribe", "{\"vms\": \"x\", \"y\": 1}", 1, ERR_IS,
+	    "Parameter 'y' is unexpected" },
+	{ "unsubscribe", "{}", 1, ERR_IS,
+	    "Parameter 'subscription' is missing" },
+	{ "qmp_capabilities", "{\"enable\": 3, \"x\": 1}", 0, ERR_IS,
+	    "Parameter 'x' is unexpected" },
+};
+
+static void
+test_args_order(void **state)
+{
+	check_errors(args_order, nitems(args_order));
 }
 
 /* Every entry's .args is a spec req_check_args can use (names unique,

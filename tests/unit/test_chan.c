@@ -50,12 +50,7 @@ struct t {
 	int			 free_in_closed;
 };
 
-#define WAIT(t, expr) do {						\
-	int ok_;							\
-	TU_WAIT_FOR((t)->base, TU_DEADLINE_MS, expr, ok_);		\
-	if (!ok_)							\
-		fail_msg("deadline waiting for: %s", #expr);		\
-} while (0)
+#define WAIT(t, expr)	TU_WAIT((t)->base, expr)
 
 static void
 t_msg(struct chan *c, json_t *msg, int *fds, size_t nfds, void *arg)
@@ -116,16 +111,11 @@ static const struct chan_ops t_ops = {
 static void
 t_open(struct t *t, const struct chan_opts *opts)
 {
-	int	sv[2];
-
 	memset(t, 0, sizeof *t);
 	t->fd0 = tu_fd_count();
 	t->base = event_base_new();
 	assert_non_null(t->base);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, sv),
-	    0);
-	t->peer = sv[1];
-	t->c = chan_new(t->base, sv[0], opts, &t_ops, t);
+	t->c = tu_chan_pair(t->base, opts, &t_ops, t, &t->peer);
 	assert_non_null(t->c);
 }
 
@@ -163,28 +153,7 @@ peer_write(struct t *t, const void *buf, size_t len)
 static void
 peer_sendfds(int fd, const char *buf, const int *fds, size_t nfds)
 {
-	union {
-		struct cmsghdr	h;
-		char		b[CMSG_SPACE(sizeof(int) * 16)];
-	} cb;
-	struct msghdr	 mh;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-
-	memset(&mh, 0, sizeof mh);
-	memset(&cb, 0, sizeof cb);
-	iov.iov_base = (void *)buf;
-	iov.iov_len = strlen(buf);
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cb.b;
-	mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)iov.iov_len);
+	assert_int_equal(tu_sendfds(fd, buf, fds, nfds), (ssize_t)strlen(buf));
 }
 
 static int
@@ -259,32 +228,21 @@ test_fds_in(void **state)
 	t_close(&t);
 }
 
-/* Read from the raw peer until 'want' bytes, noting where fds came. */
+/* Read from the raw peer until 'want' bytes, noting where fds came
+   (fds: room for TU_MAX_FDS; NULL: none may come). */
 static size_t
 peer_recv(struct t *t, char *buf, size_t want, int *fds, size_t *nfds,
     size_t *fds_at)
 {
-	union {
-		struct cmsghdr	h;
-		char		b[CMSG_SPACE(sizeof(int) * 16)];
-	} cb;
-	struct msghdr	 mh;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-	size_t		 got = 0;
+	size_t		 got = 0, none = 0, before;
 	ssize_t		 n;
 	struct tu_guard	 g;
 
 	tu_guard_init(&g, t->base, TU_DEADLINE_MS);
 	while (got < want) {
-		memset(&mh, 0, sizeof mh);
-		iov.iov_base = buf + got;
-		iov.iov_len = want - got;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cb.b;
-		mh.msg_controllen = sizeof cb.b;
-		n = recvmsg(t->peer, &mh, MSG_DONTWAIT|MSG_CMSG_CLOEXEC);
+		before = nfds != NULL ? *nfds : 0;
+		n = tu_recvfds(t->peer, buf + got, want - got, fds,
+		    nfds != NULL ? nfds : &none, nfds != NULL ? TU_MAX_FDS : 0);
 		if (n == -1 && errno == EAGAIN) {
 			if (tu_guard_step(&g) == -1)
 				break;
@@ -292,16 +250,10 @@ peer_recv(struct t *t, char *buf, size_t want, int *fds, size_t *nfds,
 		}
 		if (n <= 0)
 			break;
-		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
-		    cm = CMSG_NXTHDR(&mh, cm)) {
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			if (nfds == NULL)
-				fail_msg("unexpected fds");
-			memcpy(fds + *nfds, CMSG_DATA(cm), k * sizeof(int));
-			*nfds += k;
+		if (none != 0)
+			fail_msg("unexpected fds");
+		if (nfds != NULL && *nfds != before)
 			*fds_at = got + (size_t)n;
-		}
 		got += (size_t)n;
 	}
 	tu_guard_done(&g);

@@ -31,12 +31,7 @@
 #include "tests/unit/testutil.h"
 #include "util/defer.h"
 
-#define WAIT(base, expr) do {						\
-	int ok_;							\
-	TU_WAIT_FOR((base), TU_DEADLINE_MS, expr, ok_);			\
-	if (!ok_)							\
-		fail_msg("deadline waiting for: %s", #expr);		\
-} while (0)
+#define WAIT(base, expr)	TU_WAIT((base), expr)
 
 /* ---- libevent's allocations, failed on demand ---- */
 
@@ -395,17 +390,12 @@ static const struct chan_ops tc_ops = {
 static void
 tc_open(struct tc *t, int free_in)
 {
-	int	sv[2];
-
 	memset(t, 0, sizeof *t);
 	t->fd0 = tu_fd_count();
 	t->free_in = free_in;
 	t->base = event_base_new();
 	assert_non_null(t->base);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, sv),
-	    0);
-	t->peer = sv[1];
-	t->c = chan_new(t->base, sv[0], NULL, &tc_ops, t);
+	t->c = tu_chan_pair(t->base, NULL, &tc_ops, t, &t->peer);
 	assert_non_null(t->c);
 }
 
@@ -431,37 +421,6 @@ tc_check_released(struct tc *t)
 	assert_int_equal(tu_fd_count(), t->fd0);
 }
 
-/* sendmsg one line with one fd on its first byte */
-static void
-send_with_fd(int sock, const char *line, int fd)
-{
-	union {
-		struct cmsghdr	h;
-		char		b[CMSG_SPACE(sizeof(int))];
-	} cb;
-	struct msghdr	 mh;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-
-	memset(&mh, 0, sizeof mh);
-	memset(&cb, 0, sizeof cb);
-	iov.iov_base = (void *)line;
-	iov.iov_len = strlen(line);
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cb.b;
-	mh.msg_controllen = sizeof cb.b;
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-	assert_int_equal(sendmsg(sock, &mh, 0), (ssize_t)strlen(line));
-}
-
-/* Freed in the msg callback with more lines framed and an fd waiting for
-   a later one: nothing more is delivered, the fd is closed by the
-   release. */
 static void
 test_chan_free_in_msg(void **state)
 {
@@ -471,7 +430,8 @@ test_chan_free_in_msg(void **state)
 	tc_open(&t, 1);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(write(t.peer, "{\"n\": 1}\n{\"n\": 2}\n", 18), 18);
-	send_with_fd(t.peer, "{\"n\": 3}\n", p[1]);
+	/* one line with one fd on its first byte */
+	assert_int_equal(tu_sendfds(t.peer, "{\"n\": 3}\n", &p[1], 1), 9);
 	close(p[1]);
 	close(p[0]);
 	WAIT(t.base, t.nmsg == 1);

@@ -32,12 +32,7 @@
 #include "tests/unit/testutil.h"
 #include "util/defer.h"
 
-#define WAIT(base, expr) do {						\
-	int ok_;							\
-	TU_WAIT_FOR((base), TU_DEADLINE_MS, expr, ok_);			\
-	if (!ok_)							\
-		fail_msg("deadline waiting for: %s", #expr);		\
-} while (0)
+#define WAIT(base, expr)	TU_WAIT((base), expr)
 
 #define GREETING \
 	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, " \
@@ -102,6 +97,17 @@ assert_ok(const struct tu_reply *r)
 	if (r->failed)
 		fail_msg("unexpected error %s: %s", r->err.cls, r->err.desc);
 	assert_int_equal(r->ncalls, 1);
+}
+
+/* The last disconnect's reason mentions part. */
+static void
+assert_dropped(const struct tu_mon *tm, const char *part)
+{
+	const char	*why = tu_last_why(tm, MON_DISCONNECTED);
+
+	if (strstr(why, part) == NULL)
+		fail_msg("disconnect \"%s\" does not mention \"%s\"", why,
+		    part);
 }
 
 /* What a failed test leaves behind: its teardown removes it. */
@@ -207,32 +213,13 @@ raw_send(struct raw *r, const char *fmt, ...)
 static int
 raw_pull(struct raw *r)
 {
-	union {
-		struct cmsghdr	h;
-		char		b[CMSG_SPACE(sizeof(int) * 16)];
-	} cb;
-	struct msghdr	 mh;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-	ssize_t		 n;
-	size_t		 k;
+	ssize_t	n;
 
-	memset(&mh, 0, sizeof mh);
-	iov.iov_base = r->buf + r->len;
-	iov.iov_len = sizeof r->buf - r->len;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cb.b;
-	mh.msg_controllen = sizeof cb.b;
-	n = recvmsg(r->cfd, &mh, MSG_DONTWAIT|MSG_CMSG_CLOEXEC);
+	n = tu_recvfds(r->cfd, r->buf + r->len, sizeof r->buf - r->len,
+	    r->fds, &r->nfds, 16);
 	if (n <= 0)
 		return (0);
-	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		assert_true(r->nfds + k <= 16);
-		memcpy(r->fds + r->nfds, CMSG_DATA(cm), k * sizeof(int));
-		r->nfds += k;
-	}
+	assert_true(r->nfds <= 16);
 	r->len += (size_t)n;
 	return (1);
 }
@@ -425,7 +412,7 @@ raw_bad_reply(int with_id, const char *why)
 	    mon_state(tm.m) == MON_DISCONNECTED);
 	assert_once(&rep, 1);
 	assert_err(&rep, "GenericError", why);
-	assert_non_null(strstr(tu_last_why(&tm, MON_DISCONNECTED), why));
+	assert_dropped(&tm, why);
 	tu_spin(r.base, 5);
 	assert_int_equal(rep.ncalls, 1);
 	reply_clear(&rep, 1);
@@ -457,8 +444,7 @@ test_raw_event_before_greeting(void **state)
 	raw_send(&r, "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, "
 	    "\"microseconds\": 2}}\r\n" GREETING);
 	WAIT(r.base, mon_state(tm.m) == MON_DISCONNECTED);
-	assert_non_null(strstr(tu_last_why(&tm, MON_DISCONNECTED),
-	    "before the greeting"));
+	assert_dropped(&tm, "before the greeting");
 	assert_int_equal(json_array_size(tm.events), 0);
 	tu_mon_close(&tm);
 	raw_stop(&r);
@@ -612,8 +598,7 @@ test_raw_stop_reading(void **state)
 	}
 	assert_int_equal(ntimeout, 1);	/* the first; the rest were reset */
 	assert_int_equal(mon_state(tm.m), MON_DISCONNECTED);
-	assert_non_null(strstr(tu_last_why(&tm, MON_DISCONNECTED),
-	    "timed out"));
+	assert_dropped(&tm, "timed out");
 	reply_clear(rep, NBIG);
 	free(rep);
 	tu_mon_close(&tm);
@@ -711,6 +696,48 @@ fk_run(struct fk *k, struct tu_reply *r, const char *cmd, json_t *args)
 	tu_exec(&k->tm, r, cmd, args, NULL, 0);
 	WAIT(k->base, r->ncalls > 0);
 	assert_once(r, 1);
+}
+
+/* The n commands (NULL: all query-status) issued at once, waited for,
+   each completed once. */
+static void
+fk_batch(struct fk *k, struct tu_reply *r, size_t n,
+    const char *const *cmds)
+{
+	size_t	i;
+
+	reply_init(r, n);
+	for (i = 0; i < n; i++)
+		tu_exec(&k->tm, &r[i], cmds != NULL ? cmds[i] : "query-status",
+		    NULL, NULL, 0);
+	WAIT(k->base, all_done(r, n));
+	assert_once(r, n);
+}
+
+/* The monitor ready a second time, and cmd succeeds on it. */
+static void
+fk_back(struct fk *k, const char *cmd)
+{
+	struct tu_reply	again;
+
+	WAIT(k->base, k->tm.count[MON_READY] == 2);
+	fk_run(k, &again, cmd, NULL);
+	assert_ok(&again);
+	reply_clear(&again, 1);
+}
+
+/* getfd with the write end of a fresh pipe p, waited for; the test's
+   copy of that end is closed. */
+static void
+fk_getfd(struct fk *k, struct tu_reply *g, int p[2])
+{
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	reply_init(g, 1);
+	tu_exec(&k->tm, g, "getfd", json_pack("{s:s}", "fdname", "f0"),
+	    &p[1], 1);
+	close(p[1]);
+	WAIT(k->base, g->ncalls);
+	assert_once(g, 1);
 }
 
 static void
@@ -847,11 +874,7 @@ test_fake_delay(void **state)
 
 	k = fk_start("delay 100\n", NULL);
 	fk_ready(k);
-	reply_init(r, 4);
-	for (i = 0; i < 4; i++)
-		tu_exec(&k->tm, &r[i], "query-status", NULL, NULL, 0);
-	WAIT(k->base, all_done(r, 4));
-	assert_once(r, 4);
+	fk_batch(k, r, 4, NULL);
 	for (i = 0; i < 4; i++)
 		assert_ok(&r[i]);
 	assert_int_equal(k->tm.count[MON_DISCONNECTED], 0);
@@ -865,29 +888,22 @@ static void
 test_fake_close_after(void **state)
 {
 	struct fk	*k;
-	struct tu_reply	r[6], again;
+	struct tu_reply	r[6];
 	int		i;
 
 	k = fk_start("once close-after 5\n", NULL);
 	fk_ready(k);
-	reply_init(r, 6);
-	for (i = 0; i < 6; i++)
-		tu_exec(&k->tm, &r[i], "query-status", NULL, NULL, 0);
-	WAIT(k->base, all_done(r, 6));
-	assert_once(r, 6);
+	fk_batch(k, r, 6, NULL);
 	assert_ok(&r[0]);
 	assert_ok(&r[1]);
 	for (i = 2; i < 6; i++)
 		assert_err(&r[i], "GenericError", "connection lost");
 	assert_int_equal(mon_pending(k->tm.m), 0);
-	WAIT(k->base, k->tm.count[MON_READY] == 2);
+	fk_back(k, "query-status");
 	assert_true(k->tm.count[MON_DISCONNECTED] >= 1);
-	fk_run(k, &again, "query-status", NULL);
-	assert_ok(&again);
 	tu_spin(k->base, 5);
 	assert_once(r, 6);
 	reply_clear(r, 6);
-	reply_clear(&again, 1);
 	fk_stop(k);
 }
 
@@ -908,10 +924,7 @@ test_fake_garbage(void **state)
 	reply_init(&r, 1);
 	tu_exec(&k->tm, &r, "query-status", NULL, NULL, 0);
 	WAIT(k->base, mon_state(k->tm.m) == MON_DISCONNECTED && r.ncalls);
-	if (strstr(tu_last_why(&k->tm, MON_DISCONNECTED), "protocol error") ==
-	    NULL)
-		fail_msg("disconnect: %s", tu_last_why(&k->tm,
-		    MON_DISCONNECTED));
+	assert_dropped(&k->tm, "protocol error");
 	assert_once(&r, 1);
 	assert_err(&r, "GenericError", "protocol error");
 	assert_int_equal(k->tm.count[MON_READY], 0);
@@ -951,8 +964,7 @@ test_fake_no_greeting(void **state)
 	reply_init(&r, 1);
 	tu_exec(&k->tm, &r, "query-status", NULL, NULL, 0);
 	WAIT(k->base, mon_state(k->tm.m) == MON_DISCONNECTED && r.ncalls);
-	assert_non_null(strstr(tu_last_why(&k->tm, MON_DISCONNECTED),
-	    "no greeting"));
+	assert_dropped(&k->tm, "no greeting");
 	assert_once(&r, 1);
 	assert_err(&r, "GenericError", "");
 	assert_int_equal(k->tm.count[MON_READY], 0);
@@ -991,30 +1003,23 @@ test_fake_no_reply(void **state)
 	struct mon_opts	o = { .cmd_timeout_ms = 400, .backoff_min_ms = 10,
 			    .backoff_max_ms = 100 };
 	struct fk	*k;
-	struct tu_reply	r[4], again;
+	static const char *const cmds[] = {
+		"query-version", "query-status", "query-status", "query-pci"
+	};
+	struct tu_reply	r[4];
 
 	k = fk_start("no-reply query-status\n", &o);
 	fk_ready(k);
-	reply_init(r, 4);
-	tu_exec(&k->tm, &r[0], "query-version", NULL, NULL, 0);
-	tu_exec(&k->tm, &r[1], "query-status", NULL, NULL, 0);
-	tu_exec(&k->tm, &r[2], "query-status", NULL, NULL, 0);
-	tu_exec(&k->tm, &r[3], "query-pci", NULL, NULL, 0);
-	WAIT(k->base, all_done(r, 4));
-	assert_once(r, 4);
+	fk_batch(k, r, 4, cmds);
 	assert_ok(&r[0]);
 	assert_ok(&r[3]);
 	assert_err(&r[1], "GenericError", "timed out");
 	assert_err(&r[2], "GenericError", "connection lost");
-	assert_non_null(strstr(tu_last_why(&k->tm, MON_DISCONNECTED),
-	    "timed out"));
-	WAIT(k->base, k->tm.count[MON_READY] == 2);
-	fk_run(k, &again, "query-version", NULL);
-	assert_ok(&again);
+	assert_dropped(&k->tm, "timed out");
+	fk_back(k, "query-version");
 	tu_spin(k->base, 5);
 	assert_once(r, 4);
 	reply_clear(r, 4);
-	reply_clear(&again, 1);
 	fk_stop(k);
 }
 
@@ -1024,26 +1029,20 @@ static void
 test_fake_eof_on(void **state)
 {
 	struct fk	*k;
-	struct tu_reply	r[3], again;
+	static const char *const cmds[] = {
+		"query-status", "stop", "query-pci"
+	};
+	struct tu_reply	r[3];
 
 	k = fk_start("eof-on stop\n", NULL);
 	fk_ready(k);
-	reply_init(r, 3);
-	tu_exec(&k->tm, &r[0], "query-status", NULL, NULL, 0);
-	tu_exec(&k->tm, &r[1], "stop", NULL, NULL, 0);
-	tu_exec(&k->tm, &r[2], "query-pci", NULL, NULL, 0);
-	WAIT(k->base, all_done(r, 3));
-	assert_once(r, 3);
+	fk_batch(k, r, 3, cmds);
 	assert_ok(&r[0]);
 	assert_err(&r[1], "GenericError", "connection lost");
 	assert_err(&r[2], "GenericError", "connection lost");
-	assert_non_null(strstr(tu_last_why(&k->tm, MON_DISCONNECTED),
-	    "closed"));
-	WAIT(k->base, k->tm.count[MON_READY] == 2);
-	fk_run(k, &again, "query-status", NULL);
-	assert_ok(&again);
+	assert_dropped(&k->tm, "closed");
+	fk_back(k, "query-status");
 	reply_clear(r, 3);
-	reply_clear(&again, 1);
 	fk_stop(k);
 }
 
@@ -1114,13 +1113,7 @@ test_fake_getfd(void **state)
 
 	k = fk_start(NULL, NULL);
 	fk_ready(k);
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	reply_init(&g, 1);
-	tu_exec(&k->tm, &g, "getfd", json_pack("{s:s}", "fdname", "f0"),
-	    &p[1], 1);
-	close(p[1]);
-	WAIT(k->base, g.ncalls);
-	assert_once(&g, 1);
+	fk_getfd(k, &g, p);
 	assert_ok(&g);
 	fk_run(k, &c1, "closefd", json_pack("{s:s}", "fdname", "f0"));
 	assert_ok(&c1);
@@ -1143,13 +1136,7 @@ test_fake_refuse_fds(void **state)
 
 	k = fk_start("refuse-fds\n", NULL);
 	fk_ready(k);
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	reply_init(&g, 1);
-	tu_exec(&k->tm, &g, "getfd", json_pack("{s:s}", "fdname", "f0"),
-	    &p[1], 1);
-	close(p[1]);
-	WAIT(k->base, g.ncalls);
-	assert_once(&g, 1);
+	fk_getfd(k, &g, p);
 	assert_err(&g, "GenericError",
 	    "No file descriptor supplied via SCM_RIGHTS");
 	close(p[0]);
@@ -1170,17 +1157,12 @@ test_fake_stop_reading(void **state)
 	int		i;
 
 	k = fk_start("stop-reading\n", &o);
-	reply_init(r, 4);
-	for (i = 0; i < 4; i++)
-		tu_exec(&k->tm, &r[i], "query-status", NULL, NULL, 0);
-	WAIT(k->base, all_done(r, 4));
-	assert_once(r, 4);
+	fk_batch(k, r, 4, NULL);
 	for (i = 0; i < 4; i++)
 		assert_err(&r[i], "GenericError", "timed out");
 	WAIT(k->base, mon_state(k->tm.m) == MON_DISCONNECTED);
 	assert_int_equal(k->tm.count[MON_READY], 0);
-	assert_non_null(strstr(tu_last_why(&k->tm, MON_DISCONNECTED),
-	    "negotiation timed out"));
+	assert_dropped(&k->tm, "negotiation timed out");
 	reply_clear(r, 4);
 	fk_stop(k);
 }
@@ -1191,7 +1173,7 @@ static void
 test_fake_restart(void **state)
 {
 	struct fk	*k;
-	struct tu_reply	r, down, up;
+	struct tu_reply	r, down;
 	int		attempts;
 
 	k = fk_start(NULL, NULL);
@@ -1200,8 +1182,7 @@ test_fake_restart(void **state)
 	assert_ok(&r);
 	tu_fake_kill(&k->f);
 	WAIT(k->base, mon_state(k->tm.m) == MON_DISCONNECTED);
-	assert_non_null(strstr(tu_last_why(&k->tm, MON_DISCONNECTED),
-	    "closed"));
+	assert_dropped(&k->tm, "closed");
 	fk_run(k, &down, "query-status", NULL);
 	assert_err(&down, "GenericError", "not connected");
 	/* a few refused attempts while it is down */
@@ -1209,12 +1190,9 @@ test_fake_restart(void **state)
 	WAIT(k->base, k->tm.count[MON_CONNECTING] >= attempts + 2);
 	assert_null(strstr(tu_last_why(&k->tm, MON_DISCONNECTED), "closed"));
 	assert_int_equal(tu_fake_restart(&k->f), 0);
-	WAIT(k->base, k->tm.count[MON_READY] == 2);
-	fk_run(k, &up, "query-status", NULL);
-	assert_ok(&up);
+	fk_back(k, "query-status");
 	reply_clear(&r, 1);
 	reply_clear(&down, 1);
-	reply_clear(&up, 1);
 	fk_stop(k);
 }
 

@@ -37,28 +37,29 @@ struct q {
 	int			 fd0;
 };
 
-#define WAIT(q, expr) do {						\
-	int ok_;							\
-	TU_WAIT_FOR((q)->base, TU_DEADLINE_MS, expr, ok_);		\
-	if (!ok_)							\
-		fail_msg("deadline waiting for: %s", #expr);		\
-} while (0)
+#define WAIT(q, expr)	TU_WAIT((q)->base, expr)
 
 /* What a failed test leaves behind: its teardown removes it. */
 static struct q	*live;
 
+/* Ends the QEMU with sig and removes its socket and dir. */
+static void
+q_remove(struct q *q, int sig)
+{
+	if (q->pid > 0) {
+		kill(q->pid, sig);
+		tu_reap(q->pid, TU_DEADLINE_MS);
+	}
+	unlink(q->sock);
+	rmdir(q->dir);
+	live = NULL;
+}
+
 static int
 cleanup(void **state)
 {
-	if (live == NULL)
-		return (0);
-	if (live->pid > 0) {
-		kill(live->pid, SIGKILL);
-		tu_reap(live->pid, TU_DEADLINE_MS);
-	}
-	unlink(live->sock);
-	rmdir(live->dir);
-	live = NULL;
+	if (live != NULL)
+		q_remove(live, SIGKILL);
 	return (0);
 }
 
@@ -130,13 +131,7 @@ static void
 q_stop(struct q *q)
 {
 	tu_mon_close(&q->tm);
-	if (q->pid > 0) {
-		kill(q->pid, SIGTERM);
-		tu_reap(q->pid, TU_DEADLINE_MS);
-	}
-	unlink(q->sock);
-	rmdir(q->dir);
-	live = NULL;
+	q_remove(q, SIGTERM);
 	event_base_free(q->base);
 	/* freed monitors and channels wait for a pass that will not come */
 	defer_flush();

@@ -4,7 +4,9 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -22,6 +24,96 @@
 #include "tests/unit/testutil.h"
 
 extern char **environ;
+
+/* Room for TU_MAX_FDS fds in one control message. */
+union tu_cmsg {
+	struct cmsghdr	h;
+	char		b[CMSG_SPACE(sizeof(int) * TU_MAX_FDS)];
+};
+
+static void
+tu_msg_init(struct msghdr *mh, struct iovec *iov, void *buf, size_t len,
+    union tu_cmsg *cb, size_t ctllen)
+{
+	memset(mh, 0, sizeof *mh);
+	memset(cb, 0, sizeof *cb);
+	iov->iov_base = buf;
+	iov->iov_len = len;
+	mh->msg_iov = iov;
+	mh->msg_iovlen = 1;
+	mh->msg_control = cb->b;
+	mh->msg_controllen = ctllen;
+}
+
+ssize_t
+tu_sendfds(int sock, const char *buf, const int *fds, size_t nfds)
+{
+	union tu_cmsg	 cb;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+
+	if (nfds > TU_MAX_FDS) {
+		errno = EINVAL;
+		return (-1);
+	}
+	tu_msg_init(&mh, &iov, (void *)buf, strlen(buf), &cb,
+	    CMSG_SPACE(sizeof(int) * nfds));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	return (sendmsg(sock, &mh, 0));
+}
+
+ssize_t
+tu_recvfds(int sock, void *buf, size_t len, int *fds, size_t *nfds,
+    size_t maxfds)
+{
+	union tu_cmsg	 cb;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	ssize_t		 n;
+	size_t		 i, k;
+	int		 fd;
+
+	tu_msg_init(&mh, &iov, buf, len, &cb, sizeof cb.b);
+	n = recvmsg(sock, &mh, MSG_DONTWAIT|MSG_CMSG_CLOEXEC);
+	if (n == -1)
+		return (-1);
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+			if (*nfds < maxfds)
+				fds[*nfds] = fd;
+			else
+				close(fd);
+			(*nfds)++;
+		}
+	}
+	return (n);
+}
+
+struct chan *
+tu_chan_pair(struct event_base *base, const struct chan_opts *opts,
+    const struct chan_ops *ops, void *arg, int *peer)
+{
+	struct chan	*c;
+	int		 sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, sv) == -1)
+		return (NULL);
+	if ((c = chan_new(base, sv[0], opts, ops, arg)) == NULL) {
+		close(sv[0]);
+		close(sv[1]);
+		return (NULL);
+	}
+	*peer = sv[1];
+	return (c);
+}
 
 unsigned long long
 tu_now_ms(void)

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "hv/chan.h"
 #include "hv/mon.h"
 
 #define TU_DEADLINE_MS	20000	/* a hang, never a speed check */
@@ -48,6 +49,23 @@ pid_t		 tu_spawn_server(const char *const argv[], const char *sock);
    status, or -1 if it had to be killed. */
 int		 tu_reap(pid_t, int ms);
 
+/* sendmsg the string buf with nfds (at most TU_MAX_FDS) fds on its
+   first byte, as a QEMU client does. Returns sendmsg's result. */
+#define TU_MAX_FDS	16
+ssize_t		 tu_sendfds(int sock, const char *buf, const int *fds,
+		    size_t nfds);
+/* One recvmsg into buf, not waiting; the fds that come are close-on-exec
+   and stored at fds[*nfds] on, up to maxfds, and all counted in *nfds
+   (those past maxfds closed) so the caller can check the count.
+   Returns recvmsg's result. */
+ssize_t		 tu_recvfds(int sock, void *buf, size_t len, int *fds,
+		    size_t *nfds, size_t maxfds);
+
+/* chan_new on one end of a fresh close-on-exec socketpair; the other
+   end goes to *peer. NULL (and nothing left open) if either fails. */
+struct chan	*tu_chan_pair(struct event_base *, const struct chan_opts *,
+		    const struct chan_ops *, void *arg, int *peer);
+
 /* Number of open fds of this process. */
 int		 tu_fd_count(void);
 
@@ -73,6 +91,14 @@ void		 tu_guard_done(struct tu_guard *);
 		}							\
 	}								\
 	tu_guard_done(&g_);						\
+} while (0)
+
+/* The same in a cmocka test: fail_msg names the condition on deadline. */
+#define TU_WAIT(base, expr) do {					\
+	int tu_ok_;							\
+	TU_WAIT_FOR((base), TU_DEADLINE_MS, expr, tu_ok_);		\
+	if (!tu_ok_)							\
+		fail_msg("deadline waiting for: %s", #expr);		\
 } while (0)
 
 /* Let the loop run its ready work a few times (no waiting). */
