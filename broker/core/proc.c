@@ -263,12 +263,19 @@ struct proc *
 proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
     void *arg, struct qmp_error *err)
 {
+	return (proc_spawn_fd(argv, -1, timeout_ms, done, arg, err));
+}
+
+struct proc *
+proc_spawn_fd(char *const argv[], int fd, int timeout_ms, proc_done_fn *done,
+    void *arg, struct qmp_error *err)
+{
 	posix_spawn_file_actions_t	 fa;
 	posix_spawnattr_t		 at;
 	sigset_t			 set;
 	struct proc			*p;
 	int				 outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-	int				 error;
+	int				 error, fd3 = -1;
 	struct timeval			 tv;
 
 	if (proc_base == NULL || proc_stopping) {
@@ -288,12 +295,21 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 	/* The child's ends must block like any ordinary stdout. */
 	fcntl(outp[1], F_SETFL, 0);
 	fcntl(errp[1], F_SETFL, 0);
+	/* Above the child's 0-3, so no dup2 before it clobbers it, and
+	   never dup2(3, 3), which would leave close-on-exec set. */
+	if (fd != -1 && (fd3 = fcntl(fd, F_DUPFD_CLOEXEC, 4)) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "fcntl: %s",
+		    strerror(errno));
+		goto fail;
+	}
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	if (fd3 != -1)
+		posix_spawn_file_actions_adddup2(&fa, fd3, 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, fd3 != -1 ? 4 : 3);
 	posix_spawnattr_init(&at);
 	sigemptyset(&set);
 	posix_spawnattr_setsigmask(&at, &set);
@@ -308,6 +324,10 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 	close(outp[1]);
 	close(errp[1]);
 	outp[1] = errp[1] = -1;
+	if (fd3 != -1) {
+		close(fd3);
+		fd3 = -1;
+	}
 	if (error != 0) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "cannot run %s: %s",
 		    argv[0], strerror(error));
@@ -371,6 +391,8 @@ proc_spawn(char *const argv[], int timeout_ms, proc_done_fn *done,
 	return (p);
 
 fail:
+	if (fd3 != -1)
+		close(fd3);
 	if (outp[0] != -1)
 		close(outp[0]);
 	if (outp[1] != -1)

@@ -44,6 +44,12 @@ void		 proc_init(struct event_base *);
    shutting down). timeout_ms <= 0 means no deadline. */
 struct proc	*proc_spawn(char *const argv[], int timeout_ms,
 		    proc_done_fn *, void *arg, struct qmp_error *err);
+/* proc_spawn, and fd (unless -1) is also the child's fd 3: the same open
+   file description, so a flock on fd stays held while the child, or
+   anything it forks that keeps fd 3, runs; even after this process has
+   died. fd is borrowed: the caller may close it once this returns. */
+struct proc	*proc_spawn_fd(char *const argv[], int fd, int timeout_ms,
+		    proc_done_fn *, void *arg, struct qmp_error *err);
 /* Asks the child to stop now (TERM, then KILL after the grace period);
    done still runs, once it is reaped. */
 void		 proc_kill(struct proc *);

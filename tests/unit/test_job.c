@@ -4,10 +4,12 @@
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/types.h>
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -580,6 +582,66 @@ test_child_no_fds_inherited(void **state)
 	json_decref(o);
 }
 
+struct lockrun {
+	bool	 done;
+	char	 out[64];
+};
+
+static void
+lockrun_done(struct proc *p, const struct proc_result *r, void *arg)
+{
+	struct lockrun	*lr = arg;
+
+	snprintf(lr->out, sizeof lr->out, "%s", r->out);
+	lr->done = true;
+}
+
+static int
+lockrun_cond(void *arg)
+{
+	return (((struct lockrun *)arg)->done);
+}
+
+static bool
+flock_busy(const char *path)
+{
+	int	fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool	busy;
+
+	assert_true(fd != -1);
+	busy = flock(fd, LOCK_EX | LOCK_NB) == -1 && errno == EWOULDBLOCK;
+	close(fd);
+	return (busy);
+}
+
+/* proc_spawn_fd: the fd is the child's fd 3 (and no other is added), so
+   a flock on it stays held while the child runs, after ours is closed,
+   and goes with the child. */
+static void
+test_child_lock_fd(void **state)
+{
+	char			 path[] = "/tmp/qb-test-lock-XXXXXX";
+	char			*argv[] = { "/bin/sh", "-c",
+				    "ls /proc/self/fd | wc -l; sleep 0.5", NULL };
+	struct lockrun		 lr = { false, "" };
+	struct qmp_error	 err;
+	struct proc		*p;
+	int			 fd;
+
+	assert_true((fd = mkstemp(path)) != -1);
+	assert_int_equal(fcntl(fd, F_SETFD, FD_CLOEXEC), 0);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+	p = proc_spawn_fd(argv, fd, 10000, lockrun_done, &lr, &err);
+	assert_non_null(p);
+	close(fd);
+	assert_true(flock_busy(path));
+	run_until(lockrun_cond, &lr);
+	/* 0, 1, 2, the lock, ls's own directory fd */
+	assert_int_equal(atoi(lr.out), 5);
+	assert_false(flock_busy(path));
+	unlink(path);
+}
+
 static int
 group_gone_cond(void *arg)
 {
@@ -728,6 +790,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_no_fds_inherited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_child_lock_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_child, setup, teardown),
