@@ -15,6 +15,13 @@
  * before the detaching child; removed once nothing is left. A restarted
  * broker adopts what is attached and detaches what was half done
  * (image_recover).
+ *
+ * A child that attaches or detaches (every losetup but --find, and
+ * qemu-nbd -c) inherits the device's tool lock (imgrec.h), taken before
+ * the record of its step: a broker killed meanwhile leaves the lock
+ * held for as long as that child (its own process group, so it outlives
+ * the kill) still runs, and the next broker waits for it before it
+ * judges the device (IP_WAIT_TOOL, image_recover.c).
  */
 #include "config.h"
 
@@ -78,6 +85,7 @@ image_attach(const char *path, const char *mode, const char *format,
 		return (NULL);
 	}
 	ij->nbd.lockfd = -1;
+	ij->lockfd = -1;
 	if (img_path_check(conf.image_roots, conf.n_image_roots, path,
 	    ij->path, sizeof ij->path, err) != 0) {
 		free(ij);
@@ -97,9 +105,9 @@ image_attach(const char *path, const char *mode, const char *format,
 	return (j);
 }
 
-/* A detach job for a; NULL with err set when none could be made. */
 struct job *
-img_detach_job(struct img_att *a, bool recovery, struct qmp_error *err)
+img_detach_job(struct img_att *a, const struct imgrec *found, bool wait_tool,
+    struct qmp_error *err)
 {
 	struct img_job	*ij;
 	struct job	*j;
@@ -109,10 +117,14 @@ img_detach_job(struct img_att *a, bool recovery, struct qmp_error *err)
 		return (NULL);
 	}
 	ij->nbd.lockfd = -1;
+	ij->lockfd = -1;
 	ij->mode = a->mode;
 	ij->att = a;
 	ij->ro = a->ro;
-	ij->recovery = recovery;
+	ij->recovery = found != NULL;
+	ij->wait_tool = found != NULL && wait_tool;
+	if (found != NULL)
+		ij->found = found->state;
 	snprintf(ij->device, sizeof ij->device, "%s", a->device);
 	snprintf(ij->path, sizeof ij->path, "%s", a->path);
 	if ((j = job_new(&img_detach_ops, ij->device, ij, err)) == NULL)
@@ -140,7 +152,7 @@ image_detach(const char *dev, struct qmp_error *err)
 		    "already", a->device);
 		return (NULL);
 	}
-	return (img_detach_job(a, false, err));
+	return (img_detach_job(a, NULL, false, err));
 }
 
 int

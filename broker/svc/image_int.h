@@ -1,7 +1,8 @@
 /*
  * Internals shared by image.c (what the commands ask for), image_job.c
- * (the attach and detach jobs, step by step) and image_recover.c (what
- * a restarted broker finds in the journal). Not for outside svc/image.
+ * (the attach and detach jobs, step by step), image_tool.c (tools,
+ * records and tool locks) and image_recover.c (what a restarted broker
+ * finds in the journal). Not for outside svc/image.
  */
 #ifndef BROKER_SVC_IMAGE_INT_H
 #define BROKER_SVC_IMAGE_INT_H
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 
 #include "broker/core/job.h"
+#include "broker/svc/imgrec.h"
 #include "disk/nbd.h"
 #include "proto/qmp_msg.h"
 
@@ -38,6 +40,7 @@ enum img_phase {
 	IP_WAIT_PID,	/* qemu-nbd returned; waiting for sysfs pid */
 	IP_FLUSH,	/* BLKFLSBUF on a worker */
 	IP_CLEANUP,	/* undoing a failed or cancelled attach */
+	IP_WAIT_TOOL,	/* restart: a dead broker's tool still runs */
 };
 
 struct img_job {
@@ -52,6 +55,9 @@ struct img_job {
 	struct img_att		*att;		/* detach: what goes */
 	bool			 recorded;	/* attach: a record names it */
 	bool			 recovery;	/* detach started by a restart */
+	bool			 wait_tool;	/* recovery: IP_WAIT_TOOL first */
+	enum imgrec_state	 found;		/* recovery: the record's state */
+	int			 lockfd;	/* tool lock for the next child */
 
 	enum img_phase		 phase;
 	struct proc		*p;
@@ -71,10 +77,48 @@ struct img_job {
 /* image_job.c */
 extern const struct job_ops	img_attach_ops;
 extern const struct job_ops	img_detach_ops;
-bool	img_loop_backed(const char *, const char *);
+
+/* image_tool.c */
+const char	*img_losetup(void);
+const char	*img_qemu_nbd(void);
+/* dev is attached, to path when path is not NULL (sysfs: no wait). */
+bool	img_loop_backed(const char *dev, const char *path);
 void	img_nbd_paths(struct nbd_paths *);
+int	img_tool_ms(void);	/* tool-timeout-ms, or its default */
+/* ij->deadline: ms from now; whether it has passed. */
+void	img_deadline(struct img_job *, int ms);
+bool	img_past_deadline(const struct img_job *);
+/* Writes (replaces) the job's record, in state st; imgrec_write's
+   contract. */
+int	img_record(struct img_job *, enum imgrec_state st, struct qmp_error *);
+/* The record of a step about to be taken; false (ij->end_err says why,
+   the step is not taken) when it cannot be written. */
+bool	img_record_step(struct img_job *, enum imgrec_state st);
+/* Nothing is attached (any more) for this record: removed. One that
+   cannot be removed only costs a check at the next start. */
+void	img_unrecord(struct img_job *);
+/* Takes the device's tool lock (imgrec_tool_lock) into ij->lockfd, for
+   the next child to inherit: 0 (taken, or held already); IMGREC_BUSY (a
+   tool an earlier broker started still runs on the device) or -1, each
+   with err set. img_unlock closes it (no-op when not held). */
+int	img_lock(struct img_job *, struct qmp_error *err);
+void	img_unlock(struct img_job *);
+
+/* image_recover.c */
+/* IP_WAIT_TOOL, once per poll: 1 while the dead broker's tool may still
+   act on the device (the caller polls again); 0 when it is gone and the
+   device is there (logged; the caller detaches it); -1 when the job has
+   ended: nothing was there (record removed, attachment forgotten, job
+   concluded) or the tool outlived the deadline (job failed, record kept
+   for the next start). */
+int	img_rec_settle(struct img_job *);
 
 /* image.c */
-struct job *img_detach_job(struct img_att *, bool, struct qmp_error *);
+/* A detach job for a; found (NULL unless a restart starts it) is the
+   record it comes from, and with wait_tool the job waits for the dead
+   broker's tool (IP_WAIT_TOOL) before it judges the device. NULL with
+   err set when none could be made. */
+struct job *img_detach_job(struct img_att *a, const struct imgrec *found,
+	    bool wait_tool, struct qmp_error *err);
 
 #endif

@@ -32,12 +32,13 @@
 #define IMG_DETACH_RETRY_MS	200
 #define IMG_NBD_POLL_MS		100
 #define IMG_NBD_WAIT_MS		10000
-#define IMG_TOOL_MS		30000
+#define IMG_TOOL_POLL_MS	50	/* a dead broker's tool still runs */
 
 static void	img_start(struct job *);
 static void	img_cancel(struct job *);
 static void	img_free(void *);
 static void	img_step(struct img_job *);
+static bool	img_detach_record(struct img_job *);
 
 const struct job_ops img_attach_ops = {
 	"image-attach", "image", img_start, img_cancel, img_free
@@ -48,100 +49,6 @@ const struct job_ops img_detach_ops = {
 	"image-detach", "image", img_start, NULL, img_free
 };
 
-static const char *
-img_losetup(void)
-{
-	return (conf.losetup_path != NULL ? conf.losetup_path : LOOP_LOSETUP);
-}
-
-static const char *
-img_qemu_nbd(void)
-{
-	return (conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path : NBD_QEMU_NBD);
-}
-
-static const char *
-img_loop_sysfs(void)
-{
-	return (conf.loop_sysfs != NULL ? conf.loop_sysfs : LOOP_SYSFS);
-}
-
-/* dev is attached, to path when path is not NULL (sysfs: no wait). */
-bool
-img_loop_backed(const char *dev, const char *path)
-{
-	char	buf[PATH_MAX + 16];
-
-	if (loop_backing_file(img_loop_sysfs(), dev, buf, sizeof buf) != 0)
-		return (false);
-	return (path == NULL || loop_backing_is(buf, path));
-}
-
-void
-img_nbd_paths(struct nbd_paths *np)
-{
-	np->sysfs = conf.nbd_sysfs != NULL ? conf.nbd_sysfs : NBD_SYSFS;
-	np->devdir = conf.nbd_dev_dir != NULL ? conf.nbd_dev_dir : NBD_DEVDIR;
-	np->lockdir = conf.nbd_lock_dir != NULL ? conf.nbd_lock_dir :
-	    NBD_LOCKDIR;
-}
-
-static int
-img_tool_ms(void)
-{
-	return (conf.tool_timeout_ms > 0 ? conf.tool_timeout_ms : IMG_TOOL_MS);
-}
-
-static int
-img_record(struct img_job *ij, enum imgrec_state st, struct qmp_error *err)
-{
-	struct imgrec	r;
-
-	memset(&r, 0, sizeof r);
-	r.nbd = ij->mode == IMG_NBD;
-	snprintf(r.device, sizeof r.device, "%s", ij->device);
-	snprintf(r.path, sizeof r.path, "%s", ij->path);
-	r.ro = ij->ro;
-	if (ij->format != NULL)
-		snprintf(r.format, sizeof r.format, "%s", ij->format);
-	r.state = st;
-	return (imgrec_write(conf.state_dir, &r, err));
-}
-
-/* Writes the record of a step about to be taken; a step that cannot be
-   recorded is not taken (the job fails, saying why). */
-static bool
-img_record_step(struct img_job *ij, enum imgrec_state st)
-{
-	struct qmp_error	err;
-
-	if (img_record(ij, st, &err) == 0) {
-		if (ij->attach)
-			ij->recorded = true;
-		return (true);
-	}
-	log_err("image journal %s: %s", ij->device, err.desc);
-	qmp_error_set(&ij->end_err, QMP_CLS_GENERIC, "cannot record %s of "
-	    "%s, so not done: %s", st == IMGREC_DETACHING ? "the detach" :
-	    "the attach", ij->device, err.desc);
-	return (false);
-}
-
-/* Nothing is attached (any more) for this record. A record that cannot
-   be removed only costs a check at the next start. */
-static void
-img_unrecord(struct img_job *ij)
-{
-	struct qmp_error	err;
-
-	if (ij->attach && !ij->recorded)
-		return;
-	ij->recorded = false;
-	if (imgrec_remove(conf.state_dir, ij->mode == IMG_NBD, ij->device,
-	    &err) != 0)
-		log_err("image journal %s: %s", ij->device, err.desc);
-}
-
 static void
 img_free(void *arg)
 {
@@ -149,6 +56,7 @@ img_free(void *arg)
 
 	if (ij->timer != NULL)
 		event_free(ij->timer);
+	img_unlock(ij);
 	/* A lock still held here belongs to no attachment: let it go. */
 	nbd_release(&ij->nbd);
 	if (ij->att != NULL)
@@ -208,7 +116,15 @@ img_spawn(struct img_job *ij, char **argv)
 {
 	struct qmp_error	err;
 
-	ij->p = proc_spawn(argv, img_tool_ms(), img_proc_done, ij, &err);
+	/* Every losetup but --find holds the tool lock (nbd: only -c, taken
+	   by img_start; qemu-nbd's daemon keeps it while it serves). */
+	if (ij->mode == IMG_LOOP && ij->phase != IP_FIND &&
+	    img_lock(ij, &err) != 0)
+		ij->p = NULL;
+	else
+		ij->p = proc_spawn_fd(argv, ij->lockfd, img_tool_ms(),
+		    img_proc_done, ij, &err);
+	img_unlock(ij);	/* the child's now, if it runs */
 	if (ij->p == NULL) {
 		if (ij->phase == IP_CLEANUP) {
 			/* Cannot undo: end, and say what is left. */
@@ -295,6 +211,7 @@ img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
 	struct qmp_error	 err;
 	char			 why[256];
 	bool			 ok = r->exited && r->code == 0;
+	int			 rc;
 
 	ij->p = NULL;
 	if (ij->phase == IP_CLEANUP) {
@@ -354,6 +271,18 @@ img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
 		    &err) == -1) {
 			job_fail(ij->job, QMP_CLS_GENERIC, "losetup: %s",
 			    err.desc);
+			return;
+		}
+		/* Locked before its record, so a record is never written
+		   over one a dead broker's tool still acts on. */
+		if ((rc = img_lock(ij, &err)) == IMGREC_BUSY &&
+		    ++ij->tries < IMG_LOOP_RETRIES && !job_stopping()) {
+			ij->phase = IP_RETRY;
+			img_after(ij, IMG_LOOP_RETRY_MS);
+			return;
+		}
+		if (rc != 0) {
+			job_fail_err(ij->job, &err);
 			return;
 		}
 		if (!img_record_step(ij, IMGREC_ATTACHING)) {
@@ -418,14 +347,8 @@ img_proc_done(struct proc *p, const struct proc_result *r, void *arg)
 		return;
 	}
 	ij->phase = IP_WAIT_PID;
-	{
-		int		ms = conf.nbd_wait_ms > 0 ? conf.nbd_wait_ms :
-				    IMG_NBD_WAIT_MS;
-		struct timeval	now, tv = { ms / 1000, (ms % 1000) * 1000 };
-
-		gettimeofday(&now, NULL);
-		timeradd(&now, &tv, &ij->deadline);
-	}
+	img_deadline(ij, conf.nbd_wait_ms > 0 ? conf.nbd_wait_ms :
+	    IMG_NBD_WAIT_MS);
 	img_step(ij);
 }
 
@@ -462,7 +385,6 @@ static void
 img_step(struct img_job *ij)
 {
 	struct nbd_paths	 np;
-	struct timeval		 now;
 	char			*argv[NBD_ARGV_MAX];
 
 	switch (ij->phase) {
@@ -505,8 +427,7 @@ img_step(struct img_job *ij)
 			img_attached(ij);
 			return;
 		}
-		gettimeofday(&now, NULL);
-		if (timercmp(&now, &ij->deadline, >=)) {
+		if (img_past_deadline(ij)) {
 			qmp_error_set(&ij->end_err, QMP_CLS_GENERIC,
 			    "qemu-nbd returned but %s did not connect within "
 			    "the deadline (no pid in sysfs)", ij->device);
@@ -515,10 +436,36 @@ img_step(struct img_job *ij)
 		}
 		img_after(ij, IMG_NBD_POLL_MS);
 		return;
+	case IP_WAIT_TOOL:
+		switch (img_rec_settle(ij)) {
+		case 1:
+			img_after(ij, IMG_TOOL_POLL_MS);
+			return;
+		case -1:
+			return;
+		}
+		if (img_detach_record(ij)) {
+			ij->phase = IP_TOOL;
+			img_step(ij);
+		}
+		return;
 	case IP_FLUSH:
 	case IP_CLEANUP:
 		break;
 	}
+}
+
+/* "detaching", before the detach's first step; false when that cannot be
+   written (the job failed, the attachment is as it was). */
+static bool
+img_detach_record(struct img_job *ij)
+{
+	if (img_record_step(ij, IMGREC_DETACHING))
+		return (true);
+	ij->att->detaching = false;
+	ij->att = NULL;
+	job_fail_err(ij->job, &ij->end_err);
+	return (false);
 }
 
 static void
@@ -546,17 +493,25 @@ img_start(struct job *j)
 			return;
 		}
 		snprintf(ij->device, sizeof ij->device, "%s", ij->nbd.path);
+		if (img_lock(ij, &err) != 0) {
+			job_fail_err(j, &err);
+			return;
+		}
 		if (!img_record_step(ij, IMGREC_ATTACHING)) {
 			job_fail_err(j, &ij->end_err);
 			return;
 		}
 	}
-	if (!ij->attach && !img_record_step(ij, IMGREC_DETACHING)) {
-		ij->att->detaching = false;
-		ij->att = NULL;
-		job_fail_err(j, &ij->end_err);
+	if (ij->wait_tool) {
+		/* Judged once the dead broker's tool is gone; first
+		   looked at from the loop, not from inside image_recover. */
+		img_deadline(ij, img_tool_ms());
+		ij->phase = IP_WAIT_TOOL;
+		img_after(ij, IMG_TOOL_POLL_MS);
 		return;
 	}
+	if (!ij->attach && !img_detach_record(ij))
+		return;
 	ij->phase = ij->attach && ij->mode == IMG_LOOP ? IP_FIND : IP_TOOL;
 	img_step(ij);
 }
@@ -584,6 +539,7 @@ img_cancel(struct job *j)
 		return;
 	case IP_FLUSH:
 	case IP_CLEANUP:
+	case IP_WAIT_TOOL:	/* detach only: never cancelled */
 		return;	/* ends by itself shortly */
 	}
 }

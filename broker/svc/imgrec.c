@@ -1,10 +1,16 @@
 /*
- * Image attachment records. See image_rec.h.
+ * Image attachment records and tool locks. See imgrec.h.
  */
 #include "config.h"
 
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/core/journal.h"
 #include "broker/svc/imgrec.h"
@@ -60,6 +66,82 @@ imgrec_remove(const char *state_dir, bool nbd, const char *device,
 {
 	return (journal_write(state_dir, IMGREC_AREA, nbd ? "nbd" : "loop",
 	    imgrec_id(device), NULL, err));
+}
+
+/* STATE_DIR/images/GROUP/ID.lock; with mk, its folders are made. */
+static int
+imgrec_lock_path(const char *state_dir, bool nbd, const char *device,
+    bool mk, char *path, size_t len, struct qmp_error *err)
+{
+	const char	*group = nbd ? "nbd" : "loop";
+
+	if ((size_t)snprintf(path, len, "%s/%s/%s/%s.lock", state_dir,
+	    IMGREC_AREA, group, imgrec_id(device)) >= len) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "tool lock path of %.64s "
+		    "too long", device);
+		return (-1);
+	}
+	if (!mk)
+		return (0);
+	snprintf(path, len, "%s/%s", state_dir, IMGREC_AREA);
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		goto fail;
+	snprintf(path, len, "%s/%s/%s", state_dir, IMGREC_AREA, group);
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		goto fail;
+	snprintf(path, len, "%s/%s/%s/%s.lock", state_dir, IMGREC_AREA,
+	    group, imgrec_id(device));
+	return (0);
+fail:
+	qmp_error_set(err, QMP_CLS_GENERIC, "mkdir %s: %s", path,
+	    strerror(errno));
+	return (-1);
+}
+
+int
+imgrec_tool_lock(const char *state_dir, bool nbd, const char *device,
+    struct qmp_error *err)
+{
+	char	path[PATH_MAX];
+	int	fd;
+
+	if (imgrec_lock_path(state_dir, nbd, device, true, path, sizeof path,
+	    err) != 0)
+		return (-1);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "open %s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return (fd);
+	if (errno == EWOULDBLOCK) {
+		close(fd);
+		return (IMGREC_BUSY);
+	}
+	qmp_error_set(err, QMP_CLS_GENERIC, "flock %s: %s", path,
+	    strerror(errno));
+	close(fd);
+	return (-1);
+}
+
+bool
+imgrec_tool_busy(const char *state_dir, bool nbd, const char *device)
+{
+	struct qmp_error	err;
+	char			path[PATH_MAX];
+	int			fd;
+	bool			busy;
+
+	if (imgrec_lock_path(state_dir, nbd, device, false, path, sizeof path,
+	    &err) != 0)
+		return (false);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+		return (false);
+	busy = flock(fd, LOCK_EX | LOCK_NB) == -1 && errno == EWOULDBLOCK;
+	close(fd);
+	return (busy);
 }
 
 int

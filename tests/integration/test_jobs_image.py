@@ -360,6 +360,103 @@ def loop_restart_attaching():
         losetup_cleanup([dev], img)
 
 
+def restart_job(c, dev):
+    """The image-detach job the restart started for dev, waited for."""
+    jobs = [j for j in c.ok("query-jobs")
+            if j["kind"] == "image-detach" and j.get("target") == dev]
+    check(len(jobs) == 1, "no image-detach job for %s: %r" %
+          (dev, c.ok("query-jobs")))
+    if jobs[0]["status"] in ("concluded", "failed", "cancelled"):
+        return jobs[0]
+    return c.wait_job(jobs[0]["id"])
+
+
+def loop_restart_tool_running():
+    # A broker killed while its "losetup DEV -- PATH" runs: that child has
+    # its own process group, outlives the kill and attaches after the
+    # next broker has started. The record must not be judged before it
+    # is gone, or the device ends attached and unknown to the broker
+    # ("not attached by this broker").
+    img = tmp + "/images/disk.raw"
+    mode, pids = tmp + "/toolmode", tmp + "/toolpids"
+    with open(mode, "w") as f:
+        f.write("slowattach")
+    b2 = Broker(["--image-root", tmp + "/images", "--losetup",
+                 os.path.join(SRCDIR, "tests/integration/fake-tool")],
+                env={"FAKE_TOOL_MODE_FILE": mode, "FAKE_TOOL_PIDS": pids,
+                     "FAKE_TOOL_DELAY": "3"})
+    dev = None
+    try:
+        c = b2.client()
+        c.ok("image-attach", {"path": img, "mode": "loop"})
+        # --find, then the attaching losetup: killed once that runs
+        end = time.monotonic() + 30
+        while True:
+            try:
+                with open(pids) as f:
+                    tools = [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                tools = []
+            if len(tools) >= 2:
+                break
+            check(time.monotonic() < end, "losetup never ran")
+            time.sleep(0.01)
+        recs = os.listdir(os.path.join(b2.d.state_dir, "images", "loop"))
+        dev = "/dev/" + [r for r in recs if r.endswith(".json")][0][:-5]
+        b2.restart()
+        c = b2.client()
+        d = restart_job(c, dev)
+        check(d["status"] == "concluded", "detach at start: %r" % d)
+        for p in tools:     # long gone (the job waited): nothing to come
+            while os.path.exists("/proc/%d" % p):
+                check(time.monotonic() < end + 30, "losetup %d left" % p)
+                time.sleep(0.05)
+        check(not backs(dev, img), "%s left attached" % dev)
+        check(not [r for r in os.listdir(os.path.join(
+            b2.d.state_dir, "images", "loop")) if r.endswith(".json")],
+              "record left")
+        log = b2.log()
+        check("image journal %s (%s): attaching; interrupted, detaching" %
+              (dev, img) in log, "detach not logged: %s" % log[-2000:])
+        if not qb.VALGRIND:     # else it may start after losetup ended
+            check("still runs: waiting for it" in log, "no wait logged")
+        e = c.err("image-detach", {"device": dev})
+        check(e["class"] == "DeviceNotFound", "%r" % e)
+    finally:
+        b2.close()
+        losetup_cleanup([dev], img)
+
+
+def nbd_restart_tool_running():
+    # The same for qemu-nbd -c: connected only after the restart.
+    c = b.client()
+    nbd_mode("slow")
+    c.ok("image-attach", {"path": tmp + "/images/disk.raw", "mode": "nbd"})
+    end = time.monotonic() + 30
+    while True:
+        with open(tmp + "/nbdlog") as f:
+            if f.read().splitlines()[-1].startswith("-c "):
+                break
+        check(time.monotonic() < end, "qemu-nbd never ran")
+        time.sleep(0.01)
+    killed = time.monotonic()
+    recs = [r for r in os.listdir(os.path.join(b.d.state_dir, "images",
+            "nbd")) if r.endswith(".json")]
+    dev = read_rec("nbd", recs[0][:-5])["device"]
+    try:
+        b.restart()
+        c = b.client()
+        d = restart_job(c, dev)
+        check(d["status"] == "concluded", "detach at start: %r" % d)
+        time.sleep(max(0, killed + 3.5 - time.monotonic()))
+        check(nbd_pids() == [], "left connected: %r" % nbd_pids())
+        check(read_rec("nbd", dev) is None, "record left")
+    finally:
+        nbd_mode("ok")
+        for i in nbd_pids():
+            os.unlink(tmp + "/sys/block/nbd%d/pid" % i)
+
+
 def restart_corrupt_record():
     p = os.path.join(b.d.state_dir, "images", "nbd", "nbd2.json")
     os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -429,6 +526,10 @@ try:
          loop_restart_adopt),
         ("restart: an interrupted loop attach is detached as a job",
          loop_restart_attaching),
+        ("restart: a dead broker's losetup still running is waited for",
+         loop_restart_tool_running),
+        ("restart: a dead broker's qemu-nbd -c still running is waited "
+         "for", nbd_restart_tool_running),
         ("restart: a corrupt record is set aside", restart_corrupt_record),
         ("restart: an attached nbd device is adopted", nbd_restart_adopt),
     ]
