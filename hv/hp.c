@@ -80,6 +80,12 @@ hp_log(struct hp_vm *vm, int prio, const char *fmt, ...)
 }
 
 bool
+hp_ready(const struct hp_vm *vm)
+{
+	return (vmq_state(vm->q) == MON_READY);
+}
+
+bool
 hp_id_valid(const char *s)
 {
 	size_t	n;
@@ -110,14 +116,15 @@ hp_node_name(char *buf, size_t len, const char *prefix, const char *id)
 }
 
 struct hp_vm *
-hp_vm_new(struct event_base *base, const struct hp_ops *ops, void *ctx,
-    int unplug_timeout_ms)
+hp_vm_new(struct event_base *base, struct vmq *q, const struct hp_ops *ops,
+    void *ctx, int unplug_timeout_ms)
 {
 	struct hp_vm	*vm;
 
 	if ((vm = calloc(1, sizeof *vm)) == NULL)
 		return (NULL);
 	vm->base = base;
+	vm->q = q;
 	vm->ops = ops;
 	vm->ctx = ctx;
 	vm->unplug_timeout_ms = unplug_timeout_ms > 0 ? unplug_timeout_ms :
@@ -243,13 +250,12 @@ hp_exec(struct hp_op *op, const char *cmd, json_t *args, const int *fds,
 {
 	op->inflight = true;
 	op->exec_cb = cb;
-	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, hp_exec_done,
-	    op);
+	vmq_execute(op->vm->q, cmd, args, fds, nfds, hp_exec_done, op);
 }
 
 /* The first step is deferred to the loop and comes back as a reply
    would: callers get their completion never from inside the call, as
-   with vm_execute. */
+   with vmq_execute. */
 static void
 hp_start_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -578,7 +584,7 @@ hp_retry(struct hp_op *op)
 {
 	struct timeval	now, tv;
 
-	if (op->vm->ops->ready(op->vm->ctx))
+	if (hp_ready(op->vm))
 		return (false);
 	gettimeofday(&now, NULL);
 	if (!timerisset(&op->retry_until)) {

@@ -20,6 +20,7 @@
 
 #include "hv/hp.h"
 #include "hv/pci.h"
+#include "hv/vmq.h"
 
 #define HP_MAX_STEPS	24
 #define HP_NAME_MAX	96
@@ -69,6 +70,7 @@ struct hp_scan {
 
 struct hp_vm {
 	struct event_base	*base;
+	struct vmq		*q;
 	const struct hp_ops	*ops;
 	void			*ctx;
 	int			 unplug_timeout_ms;
@@ -149,6 +151,8 @@ void	hp_exec(struct hp_op *, const char *cmd, json_t *args,
 	    const int *fds, size_t nfds, hp_exec_fn *);
 void	hp_log(struct hp_vm *, int prio, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/* The VM's monitor (or backend) is ready for commands. */
+bool	hp_ready(const struct hp_vm *);
 
 /* hp_ops.c; hp_op_alloc says "out of memory" in err when it fails */
 struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,

@@ -38,13 +38,13 @@ hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
 		    "%d)", HP_ID_MAX);
 		return (NULL);
 	}
-	if (!vm->ops->ready(vm->ctx)) {
+	if (!hp_ready(vm)) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "the VM's monitor is not ready");
 		return (NULL);
 	}
 	for (; needs != NULL && *needs != NULL; needs++) {
-		if (!vm->ops->has_command(vm->ctx, *needs)) {
+		if (!vmq_has_command(vm->q, *needs)) {
 			qmp_error_set(err, QMP_CLS_GENERIC, "hotplug is not "
 			    "supported by this QEMU: it lacks the '%s' "
 			    "command", *needs);
