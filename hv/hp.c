@@ -139,14 +139,24 @@ hp_vm_busy(const struct hp_vm *vm)
 	return (vm->nops);
 }
 
+/* The memory, from the loop (or defer_flush): no event, no callback. */
+static void
+hp_vm_release(void *arg)
+{
+	struct hp_vm	*vm = arg;
+
+	pci_resv_free_all(&vm->resv);
+	free(vm->hist);
+	free(vm);
+}
+
+/* Once dead, the last holder to go queues the memory; nops reaches 0
+   only once then, since a dead hp_vm takes no new operation. */
 static void
 hp_vm_maybe_free(struct hp_vm *vm)
 {
-	if (vm->dead && vm->nops == 0) {
-		pci_resv_free_all(&vm->resv);
-		free(vm->hist);
-		free(vm);
-	}
+	if (vm->dead && vm->nops == 0)
+		defer_free(vm->base, &vm->reap, hp_vm_release, vm);
 }
 
 static void
@@ -207,12 +217,14 @@ hp_vm_free(struct hp_vm *vm)
 	struct hp_op		*op, *next;
 	struct qmp_error	 err;
 
-	if (vm == NULL)
+	if (vm == NULL || vm->dead)
 		return;
 	vm->dead = true;
 	qmp_error_set(&err, QMP_CLS_GENERIC, "the VM was removed while the "
 	    "hotplug operation was in progress");
-	vm->nops++;		/* hold vm across the callbacks */
+	/* held by this call too, so that freeing the last op below does
+	   not queue the memory before the walk is done */
+	vm->nops++;
 	for (op = LIST_FIRST(&vm->ops_list); op != NULL; op = next) {
 		next = LIST_NEXT(op, entry);
 		hp_answer(op, NULL, &err);
@@ -230,7 +242,8 @@ hp_vm_free(struct hp_vm *vm)
 
 /* Every reply to an operation's command starts here, so that callbacks
    need not: nothing is in flight any more, and an operation whose VM
-   was removed meanwhile was answered by hp_vm_free and is only freed. */
+   was removed meanwhile was answered by hp_vm_free and is only freed
+   (the last one lets the hp_vm go). */
 static void
 hp_exec_done(json_t *ret, const struct qmp_error *err, void *arg)
 {
@@ -547,6 +560,9 @@ hp_vm_event(struct hp_vm *vm, const json_t *event)
 	struct hp_op	*op, *next;
 	const char	*name, *dev;
 
+	/* a dead hp_vm's operations were answered: nothing to wait for */
+	if (vm->dead)
+		return;
 	name = json_string_value(json_object_get(event, "event"));
 	if (name == NULL || strcmp(name, "DEVICE_DELETED") != 0)
 		return;

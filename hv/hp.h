@@ -14,6 +14,10 @@
  * the VM's events, and tells its owner only what goes up (hp_ops): each
  * step, to a journal hook, before taking it so that a restarted broker
  * can reconcile (hp_reconcile); a late unplug; what to log.
+ *
+ * Lifetime (util/defer.h): hp_vm_free() marks the hp_vm dead and answers
+ * everything; operations whose command is still out hold it until their
+ * reply is in, and the memory then goes on a later loop pass.
  */
 #ifndef HV_HP_H
 #define HV_HP_H
@@ -63,7 +67,10 @@ struct hp_vm	*hp_vm_new(struct event_base *base, struct vmq *q,
 		    const struct hp_ops *ops, void *ctx,
 		    int unplug_timeout_ms);
 /* Answers every operation in flight with an error (callbacks run inside
-   this call), closes every fd, and issues no further command. */
+   this call), closes every fd, and issues no further command; a second
+   call does nothing. The memory goes on a later loop pass once no
+   operation's command is out (util/defer.h): a process that stops its
+   loop for good calls defer_flush() after. */
 void		 hp_vm_free(struct hp_vm *);
 /* Every QEMU event of the VM, in arrival order (borrowed). */
 void		 hp_vm_event(struct hp_vm *, const json_t *event);

@@ -21,6 +21,7 @@
 #include "hv/hp.h"
 #include "hv/pci.h"
 #include "hv/vmq.h"
+#include "util/defer.h"
 
 #define HP_MAX_STEPS	24
 #define HP_NAME_MAX	96
@@ -75,11 +76,14 @@ struct hp_vm {
 	void			*ctx;
 	int			 unplug_timeout_ms;
 	LIST_HEAD(, hp_op)	 ops_list;
-	size_t			 nops;
+	size_t			 nops;		/* ops_list, and hp_vm_free
+						   while it runs: what holds
+						   the memory once dead */
 	struct pci_resv		*resv;
 	struct pci_hist		*hist;		/* made at first allocation */
 	unsigned		 scanning;
-	bool			 dead;
+	bool			 dead;		/* hp_vm_free was called */
+	struct defer		 reap;
 	uint32_t		 seq;
 };
 

@@ -76,6 +76,12 @@ hp_op_alloc(struct hp_vm *vm, const char *name, const char *id,
 	uint32_t	 nonce;
 	size_t		 i;
 
+	/* a dead hp_vm's memory is due once its last op goes: none may
+	   come after (only an answer's callback could ask) */
+	if (vm->dead) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "the VM was removed");
+		return (NULL);
+	}
 	if ((op = calloc(1, sizeof *op)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (NULL);
