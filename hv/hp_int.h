@@ -1,6 +1,6 @@
 /*
- * Internals shared by hp.c (the step engine), hp_ops.c (the operations
- * and their step lists), hp_scan.c (reading the slot map and device
+ * Internals shared by hp.c (the step engine), hp_args.c (each step's
+ * arguments), hp_ops.c (the operations and their step lists), hp_scan.c (reading the slot map and device
  * presence from QEMU) and hp_query.c (questions and reconciliation).
  *
  * Every kind of step is one row of hp.c's hp_steps[]: its command, how
@@ -157,6 +157,17 @@ void	hp_log(struct hp_vm *, int prio, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 /* The VM's monitor (or backend) is ready for commands. */
 bool	hp_ready(const struct hp_vm *);
+
+/* hp_args.c: the argument builders of hp.c's hp_steps[] rows, and a
+   slot as QEMU's "addr" ("0x5") */
+json_t	*hp_device_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_fdname_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_getfd_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_netdev_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_addfd_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_removefd_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_blockdev_args(const struct hp_op *, int arg, const int **fds);
+void	 hp_addr(char *, size_t, int slot);
 
 /* hp_ops.c; hp_op_alloc says "out of memory" in err when it fails */
 struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,
