@@ -1001,6 +1001,31 @@ test_vm_free_inflight(void **state)
 	vmq_free(cur_q);
 }
 
+/* The endpoint itself: a command on a removed VM's fails from the loop,
+   never inside the call, with the text vm-execute has always given; and
+   the removed endpoint reads as disconnected until its memory goes. */
+static void
+test_vmq_removed(void **state)
+{
+	struct result	 r = { 0 };
+	struct vmq	*q;
+
+	model_reset();
+	q = vmq_new_backend(base, "gone", &mock_backend, NULL, NULL, NULL);
+	assert_non_null(q);
+	vmq_backend_state(q, MON_READY, NULL);
+	assert_int_equal(vmq_state(q), MON_READY);
+	vmq_free(q);
+	assert_int_equal(vmq_state(q), MON_DISCONNECTED);
+	assert_false(vmq_has_command(q, "query-status"));
+	vmq_execute(q, "query-status", NULL, NULL, 0, done_cb, &r);
+	assert_int_equal(r.n, 0);
+	run_until(&r, 1);
+	assert_string_equal(r.err.cls, "GenericError");
+	assert_string_equal(r.err.desc, "VM 'gone' has been removed");
+	assert_int_equal(json_array_size(calls), 0);
+}
+
 static void
 test_reconcile(void **state)
 {
@@ -1527,6 +1552,7 @@ main(void)
 		cmocka_unit_test(test_gate_and_refusals),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_vm_free_inflight),
+		cmocka_unit_test(test_vmq_removed),
 		cmocka_unit_test(test_reconcile),
 		cmocka_unit_test(test_transcripts),
 	};
