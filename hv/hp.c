@@ -80,6 +80,12 @@ hp_log(struct hp_vm *vm, int prio, const char *fmt, ...)
 }
 
 bool
+hp_ready(const struct hp_vm *vm)
+{
+	return (vmq_state(vm->q) == MON_READY);
+}
+
+bool
 hp_id_valid(const char *s)
 {
 	size_t	n;
@@ -110,14 +116,15 @@ hp_node_name(char *buf, size_t len, const char *prefix, const char *id)
 }
 
 struct hp_vm *
-hp_vm_new(struct event_base *base, const struct hp_ops *ops, void *ctx,
-    int unplug_timeout_ms)
+hp_vm_new(struct event_base *base, struct vmq *q, const struct hp_ops *ops,
+    void *ctx, int unplug_timeout_ms)
 {
 	struct hp_vm	*vm;
 
 	if ((vm = calloc(1, sizeof *vm)) == NULL)
 		return (NULL);
 	vm->base = base;
+	vm->q = q;
 	vm->ops = ops;
 	vm->ctx = ctx;
 	vm->unplug_timeout_ms = unplug_timeout_ms > 0 ? unplug_timeout_ms :
@@ -132,14 +139,24 @@ hp_vm_busy(const struct hp_vm *vm)
 	return (vm->nops);
 }
 
+/* The memory, from the loop (or defer_flush): no event, no callback. */
+static void
+hp_vm_release(void *arg)
+{
+	struct hp_vm	*vm = arg;
+
+	pci_resv_free_all(&vm->resv);
+	free(vm->hist);
+	free(vm);
+}
+
+/* Once dead, the last holder to go queues the memory; nops reaches 0
+   only once then, since a dead hp_vm takes no new operation. */
 static void
 hp_vm_maybe_free(struct hp_vm *vm)
 {
-	if (vm->dead && vm->nops == 0) {
-		pci_resv_free_all(&vm->resv);
-		free(vm->hist);
-		free(vm);
-	}
+	if (vm->dead && vm->nops == 0)
+		defer_free(vm->base, &vm->reap, hp_vm_release, vm);
 }
 
 static void
@@ -200,12 +217,14 @@ hp_vm_free(struct hp_vm *vm)
 	struct hp_op		*op, *next;
 	struct qmp_error	 err;
 
-	if (vm == NULL)
+	if (vm == NULL || vm->dead)
 		return;
 	vm->dead = true;
 	qmp_error_set(&err, QMP_CLS_GENERIC, "the VM was removed while the "
 	    "hotplug operation was in progress");
-	vm->nops++;		/* hold vm across the callbacks */
+	/* held by this call too, so that freeing the last op below does
+	   not queue the memory before the walk is done */
+	vm->nops++;
 	for (op = LIST_FIRST(&vm->ops_list); op != NULL; op = next) {
 		next = LIST_NEXT(op, entry);
 		hp_answer(op, NULL, &err);
@@ -223,7 +242,8 @@ hp_vm_free(struct hp_vm *vm)
 
 /* Every reply to an operation's command starts here, so that callbacks
    need not: nothing is in flight any more, and an operation whose VM
-   was removed meanwhile was answered by hp_vm_free and is only freed. */
+   was removed meanwhile was answered by hp_vm_free and is only freed
+   (the last one lets the hp_vm go). */
 static void
 hp_exec_done(json_t *ret, const struct qmp_error *err, void *arg)
 {
@@ -243,13 +263,12 @@ hp_exec(struct hp_op *op, const char *cmd, json_t *args, const int *fds,
 {
 	op->inflight = true;
 	op->exec_cb = cb;
-	op->vm->ops->execute(op->vm->ctx, cmd, args, fds, nfds, hp_exec_done,
-	    op);
+	vmq_execute(op->vm->q, cmd, args, fds, nfds, hp_exec_done, op);
 }
 
 /* The first step is deferred to the loop and comes back as a reply
    would: callers get their completion never from inside the call, as
-   with vm_execute. */
+   with vmq_execute. */
 static void
 hp_start_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -355,125 +374,6 @@ hp_fail(struct hp_op *op, const struct qmp_error *err)
 	}
 }
 
-static void
-hp_addr(char *buf, size_t len, int slot)
-{
-	snprintf(buf, len, "0x%x", slot);
-}
-
-/* --- arguments: the builders in hp_steps[] ------------------------------ */
-
-static json_t *
-hp_device_args(const struct hp_op *op, int arg, const int **fds)
-{
-	json_t	*a;
-	char	 addr[8];
-	size_t	 q;
-
-	hp_addr(addr, sizeof addr, op->slot);
-	if (op->kind == HP_NIC) {
-		a = json_pack("{s:s, s:s, s:s}", "driver",
-		    op->nic.driver[0] != '\0' ? op->nic.driver :
-		    "virtio-net-pci", "id", op->id, "netdev", op->netdev);
-		if (op->nic.mac[0] != '\0')
-			json_object_set_new(a, "mac",
-			    json_string(op->nic.mac));
-		q = op->nic.queues;
-		if (q > 1) {
-			json_object_set_new(a, "mq", json_true());
-			json_object_set_new(a, "vectors",
-			    json_integer(2 * (json_int_t)q + 2));
-		}
-	} else {
-		a = json_pack("{s:s, s:s, s:s}", "driver",
-		    op->disk.driver[0] != '\0' ? op->disk.driver :
-		    "virtio-blk-pci", "id", op->id, "drive", op->node);
-	}
-	if (op->bus[0] != '\0') {
-		json_object_set_new(a, "bus", json_string(op->bus));
-		if (op->slot >= 0)
-			json_object_set_new(a, "addr", json_string(addr));
-	}
-	return (a);
-}
-
-static json_t *
-hp_fdname_args(const struct hp_op *op, int arg, const int **fds)
-{
-	return (json_pack("{s:s}", "fdname", op->fdname[arg]));
-}
-
-static json_t *
-hp_getfd_args(const struct hp_op *op, int arg, const int **fds)
-{
-	*fds = &op->fds[arg];
-	return (hp_fdname_args(op, arg, fds));
-}
-
-static json_t *
-hp_netdev_args(const struct hp_op *op, int arg, const int **fdsp)
-{
-	char	fds[HP_MAX_FDS * HP_NAME_MAX], vfds[HP_MAX_FDS * HP_NAME_MAX];
-	size_t	q = op->nic.queues, i, nf = 0, nv = 0;
-	json_t	*a;
-
-	/* "a:b:c"; each name is shorter than HP_NAME_MAX, so it fits */
-	fds[0] = vfds[0] = '\0';
-	for (i = 0; i < q; i++) {
-		nf += snprintf(fds + nf, sizeof fds - nf, "%s%s",
-		    i > 0 ? ":" : "", op->fdname[i]);
-		if (op->nic.vhost)
-			nv += snprintf(vfds + nv, sizeof vfds - nv, "%s%s",
-			    i > 0 ? ":" : "", op->fdname[q + i]);
-	}
-	a = json_pack("{s:s, s:s}", "type", "tap", "id", op->netdev);
-	json_object_set_new(a, q > 1 ? "fds" : "fd", json_string(fds));
-	if (op->nic.vhost) {
-		json_object_set_new(a, "vhost", json_true());
-		json_object_set_new(a, q > 1 ? "vhostfds" : "vhostfd",
-		    json_string(vfds));
-	}
-	return (a);
-}
-
-static json_t *
-hp_addfd_args(const struct hp_op *op, int arg, const int **fds)
-{
-	*fds = &op->disk.fd;
-	return (json_pack("{s:s}", "opaque", op->opaque));
-}
-
-static json_t *
-hp_removefd_args(const struct hp_op *op, int arg, const int **fds)
-{
-	return (json_pack("{s:I}", "fdset-id", (json_int_t)op->fdset));
-}
-
-static json_t *
-hp_blockdev_args(const struct hp_op *op, int arg, const int **fds)
-{
-	json_t	*file, *a;
-	char	 path[64];
-
-	if (op->disk.node != NULL) {
-		file = json_deep_copy(op->disk.node);
-		json_object_set_new(file, "node-name",
-		    json_string(op->fnode));
-	} else {
-		snprintf(path, sizeof path, "/dev/fdset/%lld", op->fdset);
-		file = json_pack("{s:s, s:s, s:s}", "driver",
-		    op->disk.blkdev ? "host_device" : "file", "node-name",
-		    op->fnode, "filename", path);
-	}
-	json_object_set_new(file, "read-only",
-	    json_boolean(op->disk.readonly));
-	a = json_pack("{s:s, s:s, s:b, s:o}", "driver",
-	    op->disk.format[0] != '\0' ? op->disk.format : "raw",
-	    "node-name", op->node, "read-only", op->disk.readonly,
-	    "file", file);
-	return (a);
-}
-
 /* --- device_del and its DEVICE_DELETED --------------------------------- */
 
 /* Listens before device_del goes out: DEVICE_DELETED may come first. */
@@ -541,6 +441,9 @@ hp_vm_event(struct hp_vm *vm, const json_t *event)
 	struct hp_op	*op, *next;
 	const char	*name, *dev;
 
+	/* a dead hp_vm's operations were answered: nothing to wait for */
+	if (vm->dead)
+		return;
 	name = json_string_value(json_object_get(event, "event"));
 	if (name == NULL || strcmp(name, "DEVICE_DELETED") != 0)
 		return;
@@ -578,7 +481,7 @@ hp_retry(struct hp_op *op)
 {
 	struct timeval	now, tv;
 
-	if (op->vm->ops->ready(op->vm->ctx))
+	if (hp_ready(op->vm))
 		return (false);
 	gettimeofday(&now, NULL);
 	if (!timerisset(&op->retry_until)) {

@@ -9,10 +9,15 @@
  * step whose reply was lost (disconnect, timeout) is undone too: its undo
  * tolerates "not found".
  *
- * hp knows nothing of the daemon: it reaches QEMU through hp_ops (the
- * broker wires them to vm_execute), is fed the VM's events, and reports
- * each step to a journal hook before taking it so a restarted broker can
- * reconcile (hp_reconcile).
+ * hp knows nothing of the daemon: it reaches QEMU through the VM's
+ * endpoint (hv/vmq.h: vmq_execute, vmq_has_command, vmq_state), is fed
+ * the VM's events, and tells its owner only what goes up (hp_ops): each
+ * step, to a journal hook, before taking it so that a restarted broker
+ * can reconcile (hp_reconcile); a late unplug; what to log.
+ *
+ * Lifetime (util/defer.h): hp_vm_free() marks the hp_vm dead and answers
+ * everything; operations whose command is still out hold it until their
+ * reply is in, and the memory then goes on a later loop pass.
  */
 #ifndef HV_HP_H
 #define HV_HP_H
@@ -23,21 +28,15 @@
 #include <jansson.h>
 
 #include "hv/tap.h"
+#include "hv/vmq.h"
 #include "proto/qmp_msg.h"
 
 #define HP_ID_MAX	64
 #define HP_MAX_FDS	(2 * TAP_MAX_QUEUES)
 
-typedef void hp_reply_fn(json_t *ret, const struct qmp_error *err,
-		    void *arg);
-
+/* What goes up to the owner; any member may be NULL. ctx is the one
+   given to hp_vm_new. */
 struct hp_ops {
-	/* As vm_execute: args stolen, fds dup'd, exactly one completion,
-	   never from inside the call. ret is borrowed. */
-	void	(*execute)(void *ctx, const char *cmd, json_t *args,
-		    const int *fds, size_t nfds, hp_reply_fn *, void *arg);
-	bool	(*has_command)(void *ctx, const char *cmd);
-	bool	(*ready)(void *ctx);
 	/* Called before each step with the operation's record (borrowed),
 	   and with NULL once it is over. Returns -1 if the record could
 	   not be made durable: the step is then not taken. */
@@ -54,10 +53,24 @@ typedef void hp_done_fn(json_t *ret, const struct qmp_error *err,
 
 struct hp_vm;
 
-struct hp_vm	*hp_vm_new(struct event_base *, const struct hp_ops *,
-		    void *ctx, int unplug_timeout_ms);
+/*
+ *   base: borrowed; the loop of q's.
+ *   q: borrowed, the VM's endpoint; must stay valid until hp_vm_free
+ *	(hp issues nothing on it after that; replies still out come back
+ *	to hp, which needs nothing more of q for them).
+ *   ops: borrowed, must outlive the hp_vm; ctx is given to them.
+ *   unplug_timeout_ms: how long device_del waits for DEVICE_DELETED
+ *	(0: 10000).
+ * NULL if out of memory.
+ */
+struct hp_vm	*hp_vm_new(struct event_base *base, struct vmq *q,
+		    const struct hp_ops *ops, void *ctx,
+		    int unplug_timeout_ms);
 /* Answers every operation in flight with an error (callbacks run inside
-   this call), closes every fd, and issues no further command. */
+   this call), closes every fd, and issues no further command; a second
+   call does nothing. The memory goes on a later loop pass once no
+   operation's command is out (util/defer.h): a process that stops its
+   loop for good calls defer_flush() after. */
 void		 hp_vm_free(struct hp_vm *);
 /* Every QEMU event of the VM, in arrival order (borrowed). */
 void		 hp_vm_event(struct hp_vm *, const json_t *event);

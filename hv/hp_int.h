@@ -1,6 +1,6 @@
 /*
- * Internals shared by hp.c (the step engine), hp_ops.c (the operations
- * and their step lists), hp_scan.c (reading the slot map and device
+ * Internals shared by hp.c (the step engine), hp_args.c (each step's
+ * arguments), hp_ops.c (the operations and their step lists), hp_scan.c (reading the slot map and device
  * presence from QEMU) and hp_query.c (questions and reconciliation).
  *
  * Every kind of step is one row of hp.c's hp_steps[]: its command, how
@@ -20,6 +20,8 @@
 
 #include "hv/hp.h"
 #include "hv/pci.h"
+#include "hv/vmq.h"
+#include "util/defer.h"
 
 #define HP_MAX_STEPS	24
 #define HP_NAME_MAX	96
@@ -69,15 +71,19 @@ struct hp_scan {
 
 struct hp_vm {
 	struct event_base	*base;
+	struct vmq		*q;
 	const struct hp_ops	*ops;
 	void			*ctx;
 	int			 unplug_timeout_ms;
 	LIST_HEAD(, hp_op)	 ops_list;
-	size_t			 nops;
+	size_t			 nops;		/* ops_list, and hp_vm_free
+						   while it runs: what holds
+						   the memory once dead */
 	struct pci_resv		*resv;
 	struct pci_hist		*hist;		/* made at first allocation */
 	unsigned		 scanning;
-	bool			 dead;
+	bool			 dead;		/* hp_vm_free was called */
+	struct defer		 reap;
 	uint32_t		 seq;
 };
 
@@ -149,6 +155,19 @@ void	hp_exec(struct hp_op *, const char *cmd, json_t *args,
 	    const int *fds, size_t nfds, hp_exec_fn *);
 void	hp_log(struct hp_vm *, int prio, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/* The VM's monitor (or backend) is ready for commands. */
+bool	hp_ready(const struct hp_vm *);
+
+/* hp_args.c: the argument builders of hp.c's hp_steps[] rows, and a
+   slot as QEMU's "addr" ("0x5") */
+json_t	*hp_device_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_fdname_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_getfd_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_netdev_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_addfd_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_removefd_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_blockdev_args(const struct hp_op *, int arg, const int **fds);
+void	 hp_addr(char *, size_t, int slot);
 
 /* hp_ops.c; hp_op_alloc says "out of memory" in err when it fails */
 struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,

@@ -38,13 +38,13 @@ hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
 		    "%d)", HP_ID_MAX);
 		return (NULL);
 	}
-	if (!vm->ops->ready(vm->ctx)) {
+	if (!hp_ready(vm)) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "the VM's monitor is not ready");
 		return (NULL);
 	}
 	for (; needs != NULL && *needs != NULL; needs++) {
-		if (!vm->ops->has_command(vm->ctx, *needs)) {
+		if (!vmq_has_command(vm->q, *needs)) {
 			qmp_error_set(err, QMP_CLS_GENERIC, "hotplug is not "
 			    "supported by this QEMU: it lacks the '%s' "
 			    "command", *needs);
@@ -76,6 +76,12 @@ hp_op_alloc(struct hp_vm *vm, const char *name, const char *id,
 	uint32_t	 nonce;
 	size_t		 i;
 
+	/* a dead hp_vm's memory is due once its last op goes: none may
+	   come after (only an answer's callback could ask) */
+	if (vm->dead) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "the VM was removed");
+		return (NULL);
+	}
 	if ((op = calloc(1, sizeof *op)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		return (NULL);

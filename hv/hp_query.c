@@ -18,7 +18,7 @@ hp_query_new(struct hp_vm *vm, const char *name, const char *id,
 	struct hp_op		*op;
 	struct qmp_error	 err;
 
-	if (!vm->ops->ready(vm->ctx) || !vm->ops->has_command(vm->ctx, cmd)) {
+	if (!hp_ready(vm) || !vmq_has_command(vm->q, cmd)) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "the VM's monitor is "
 		    "not ready or lacks %s", cmd);
 		goto refuse;
@@ -105,8 +105,7 @@ hp_has_periph_done(struct hp_op *op, json_t *ret,
 {
 	if (err == NULL && hp_list_has(ret, "name", op->id, NULL))
 		hp_has_answer(op, true);
-	else if (!op->vm->ops->has_command(op->vm->ctx,
-	    "query-named-block-nodes"))
+	else if (!vmq_has_command(op->vm->q, "query-named-block-nodes"))
 		hp_has_answer(op, false);
 	else
 		hp_exec(op, "query-named-block-nodes", NULL, NULL, 0,
@@ -209,8 +208,8 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	for (n = 0; n < 4; n++)
 		if (strcmp(names[n], opname) == 0)
 			break;
-	if (n == 4 || !vm->ops->ready(vm->ctx) ||
-	    !vm->ops->has_command(vm->ctx, "qom-list")) {
+	if (n == 4 || !hp_ready(vm) ||
+	    !vmq_has_command(vm->q, "qom-list")) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "cannot reconcile %s "
 		    "now", id);
 		goto refuse;

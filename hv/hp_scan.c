@@ -199,7 +199,7 @@ hp_scan_pci_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 		return;
 	}
 	s->query_pci = json_incref(ret);
-	if (!op->vm->ops->has_command(op->vm->ctx, "qom-list")) {
+	if (!vmq_has_command(op->vm->q, "qom-list")) {
 		hp_scan_periph_done(op, NULL, NULL);
 		return;
 	}

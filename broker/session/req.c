@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "broker/session/req.h"
+#include "broker/vm/vm.h"
+#include "hv/vmq.h"
 
 /* fds one request may pass on to QEMU at once */
 #define REQ_FDS_MAX	16
@@ -385,8 +387,7 @@ req_owner(const struct req *r, req_done_fn *done)
 }
 
 static void
-req_vm_reply(struct vm *vm, json_t *ret, const struct qmp_error *err,
-    void *arg)
+req_vm_reply(json_t *ret, const struct qmp_error *err, void *arg)
 {
 	struct req	*r = arg;
 
@@ -408,7 +409,8 @@ req_vm_execute(struct req *r, struct vm *vm, const char *cmd, json_t *args)
 	}
 	for (i = 0; i < n; i++)
 		fds[i] = req_take_fd(r, i);
-	vm_execute(vm, cmd, json_incref(args), fds, n, req_vm_reply, r);
+	vmq_execute(vm_vmq(vm), cmd, json_incref(args), fds, n, req_vm_reply,
+	    r);
 	/* The monitor dups what it sends, so ours close at once. */
 	for (i = 0; i < n; i++)
 		close(fds[i]);

@@ -1,7 +1,8 @@
 /*
- * Hotplug as a service: each VM's hp state (hv/hp.c), wired to the VM
- * registry (vm_execute, vm_listen), the journal and the publish bus, and
- * the reconciliation of a journal left by a broker that died.
+ * Hotplug as a service: each VM's hp state (hv/hp.c) on the VM's
+ * endpoint (vm_vmq), fed the VM's events (vm_listen), its hooks wired to
+ * the journal, the publish bus and the log; and the reconciliation of a
+ * journal left by a broker that died.
  */
 #include <sys/stat.h>
 
@@ -48,52 +49,7 @@ static struct hp_stash	*stash_list;
 static struct event	*stash_ev;
 static bool		 hp_inited;
 
-/* --- hp_ops over the VM registry ------------------------------------------ */
-
-struct hp_call {
-	hp_reply_fn	*cb;
-	void		*arg;
-};
-
-static void
-hpv_reply(struct vm *vm, json_t *ret, const struct qmp_error *err, void *arg)
-{
-	struct hp_call	*c = arg;
-
-	c->cb(ret, err, c->arg);
-	free(c);
-}
-
-static void
-hpv_execute(void *ctx, const char *cmd, json_t *args, const int *fds,
-    size_t nfds, hp_reply_fn *cb, void *arg)
-{
-	struct hpv	*h = ctx;
-	struct hp_call	*c;
-
-	if ((c = malloc(sizeof *c)) == NULL) {
-		/* vm_execute's contract forbids an inline reply, and
-		   without memory there is no deferring: give up loudly */
-		log_err("hotplug: out of memory for %s", cmd);
-		json_decref(args);
-		return;
-	}
-	c->cb = cb;
-	c->arg = arg;
-	vm_execute(h->vm, cmd, args, fds, nfds, hpv_reply, c);
-}
-
-static bool
-hpv_has_command(void *ctx, const char *cmd)
-{
-	return (vm_has_command(((struct hpv *)ctx)->vm, cmd));
-}
-
-static bool
-hpv_ready(void *ctx)
-{
-	return (vm_state(((struct hpv *)ctx)->vm) == MON_READY);
-}
+/* --- what hp tells us ---------------------------------------------------- */
 
 static int
 hpv_journal(void *ctx, const char *id, const json_t *rec)
@@ -126,8 +82,7 @@ hpv_log(void *ctx, int prio, const char *msg)
 }
 
 static const struct hp_ops hpv_ops = {
-	hpv_execute, hpv_has_command, hpv_ready, hpv_journal, hpv_unplugged,
-	hpv_log,
+	hpv_journal, hpv_unplugged, hpv_log,
 };
 
 static void
@@ -174,7 +129,8 @@ hpv_get(struct vm *vm)
 		return (NULL);
 	h->vm = vm;
 	snprintf(h->name, sizeof h->name, "%s", vm_name(vm));
-	h->hp = hp_vm_new(loop_base, &hpv_ops, h, conf.unplug_timeout_ms);
+	h->hp = hp_vm_new(loop_base, vm_vmq(vm), &hpv_ops, h,
+	    conf.unplug_timeout_ms);
 	h->listener = vm_listen(vm, hpv_event, h);
 	if (h->hp == NULL || h->listener == NULL) {
 		if (h->listener != NULL)

@@ -1,9 +1,9 @@
 /*
  * Domains libvirt runs, as VMs of the broker: their QMP goes through
  * libvirt-qemu (virDomainQemuMonitorCommand on a worker, monitor events
- * from libvirt's event loop on ours), behind the VM registry's backend
- * interface, so vm-execute, subscriptions, shared sockets and query-vms
- * treat them as socket VMs.
+ * from libvirt's event loop on ours), behind a VM endpoint's backend
+ * interface (hv/vmq.h), so vm-execute, hotplug, subscriptions, shared
+ * sockets and query-vms treat them as socket VMs.
  *
  * Only drivers that run QEMU take part (not test://). A domain is a VM
  * while its QEMU runs: added when it starts (or is found running when the
@@ -31,6 +31,7 @@
 #include "broker/svc/domain.h"
 #include "broker/vm/vm.h"
 #include "hv/virt.h"
+#include "hv/vmq.h"
 
 struct lv_vm {
 	struct vm		*vm;
@@ -58,12 +59,11 @@ lv_find(const char *name)
 /* ---- commands through libvirt-qemu ---- */
 
 struct lv_call {
-	struct vm		*vm;
 	char			*domain;
 	char			*cmd;
 	json_t			*reply;
 	struct qmp_error	 err;
-	vm_reply_fn		*fn;
+	vmq_reply_fn		*fn;
 	void			*cbarg;
 };
 
@@ -82,13 +82,12 @@ lv_call_finish(struct lv_call *c)
 	json_t			*e;
 
 	if (c->reply == NULL)
-		c->fn(c->vm, NULL, &c->err, c->cbarg);
+		c->fn(NULL, &c->err, c->cbarg);
 	else if ((e = json_object_get(c->reply, "error")) != NULL) {
 		qmp_error_from_json(&err, e);
-		c->fn(c->vm, NULL, &err, c->cbarg);
+		c->fn(NULL, &err, c->cbarg);
 	} else
-		c->fn(c->vm, json_object_get(c->reply, "return"), NULL,
-		    c->cbarg);
+		c->fn(json_object_get(c->reply, "return"), NULL, c->cbarg);
 	json_decref(c->reply);
 	free(c->domain);
 	free(c->cmd);
@@ -116,23 +115,22 @@ lv_call_later(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-lv_execute(struct vm *vm, void *arg, const char *cmd, json_t *args,
-    const int *fds, size_t nfds, vm_reply_fn *fn, void *cbarg)
+lv_execute(struct vmq *q, void *arg, const char *cmd, json_t *args,
+    const int *fds, size_t nfds, vmq_reply_fn *fn, void *cbarg)
 {
 	struct timeval	 tv = { 0, 0 };
 	struct lv_call	*c;
 	json_t		*msg;
 
 	if ((c = calloc(1, sizeof *c)) == NULL) {
-		log_err("vm %s: out of memory, command %s lost", vm_name(vm),
+		log_err("vm %s: out of memory, command %s lost", vmq_name(q),
 		    cmd);
 		json_decref(args);
 		return;
 	}
-	c->vm = vm;
 	c->fn = fn;
 	c->cbarg = cbarg;
-	c->domain = strdup(vm_name(vm));
+	c->domain = strdup(vmq_name(q));
 	msg = json_pack("{s:s}", "execute", cmd);
 	if (msg != NULL && args != NULL)
 		json_object_set(msg, "arguments", args);
@@ -143,7 +141,7 @@ lv_execute(struct vm *vm, void *arg, const char *cmd, json_t *args,
 
 	if (nfds > 0)
 		qmp_error_set(&c->err, QMP_CLS_GENERIC, "VM '%s' runs under "
-		    "libvirt: passing fds is not supported", vm_name(vm));
+		    "libvirt: passing fds is not supported", vmq_name(q));
 	else if (c->domain == NULL || c->cmd == NULL)
 		qmp_error_set(&c->err, QMP_CLS_GENERIC, "out of memory");
 	else if (work_submit(lv_call_fn, lv_call_done, c) != NULL)
@@ -154,7 +152,7 @@ lv_execute(struct vm *vm, void *arg, const char *cmd, json_t *args,
 	/* Never from inside the call. */
 	if (event_base_once(loop_base, -1, EV_TIMEOUT, lv_call_later, c,
 	    &tv) == -1)
-		log_err("vm %s: cannot schedule a reply", vm_name(vm));
+		log_err("vm %s: cannot schedule a reply", vmq_name(q));
 }
 
 static const struct qmp_version *
@@ -183,7 +181,7 @@ lv_gone(void *arg)
 	free(l);
 }
 
-static const struct vm_backend lv_backend = {
+static const struct vmq_backend lv_backend = {
 	lv_execute, lv_version, lv_has_command, lv_gone
 };
 
@@ -221,7 +219,7 @@ lv_nego_done(void *arg, bool ran)
 	if (l == NULL || l->vm == NULL || !ran)
 		goto out;
 	if (n->commands == NULL) {
-		vm_backend_state(l->vm, MON_DISCONNECTED, n->err.desc);
+		vmq_backend_state(vm_vmq(l->vm), MON_DISCONNECTED, n->err.desc);
 		goto out;
 	}
 	ret = json_object_get(json_object_get(n->version, "return"), "qemu");
@@ -238,7 +236,7 @@ lv_nego_done(void *arg, bool ran)
 		if (json_is_string(json_object_get(c, "name")))
 			json_object_set_new(l->commands, json_string_value(
 			    json_object_get(c, "name")), json_true());
-	vm_backend_state(l->vm, MON_READY, NULL);
+	vmq_backend_state(vm_vmq(l->vm), MON_READY, NULL);
 out:
 	json_decref(n->version);
 	json_decref(n->commands);
@@ -257,7 +255,7 @@ lv_negotiate(struct lv_vm *l)
 		free(n);
 		return;
 	}
-	vm_backend_state(l->vm, MON_NEGOTIATING, NULL);
+	vmq_backend_state(vm_vmq(l->vm), MON_NEGOTIATING, NULL);
 	if (work_submit(lv_nego_fn, lv_nego_done, n) == NULL) {
 		free(n->domain);
 		free(n);
@@ -308,7 +306,7 @@ lv_stopped(const char *domain)
 	struct lv_vm	*l;
 
 	if ((l = lv_find(domain)) != NULL && l->vm != NULL)
-		vm_remove(l->vm);	/* lv_gone follows from the reaper */
+		vm_remove(l->vm);	/* lv_gone frees l, inside */
 }
 
 static void
@@ -387,7 +385,7 @@ virt_vm_lost(const char *why)
 
 	LIST_FOREACH(l, &lv_all, entry)
 		if (l->vm != NULL)
-			vm_backend_state(l->vm, MON_DISCONNECTED, why);
+			vmq_backend_state(vm_vmq(l->vm), MON_DISCONNECTED, why);
 }
 
 /* Returns false if no VM took the event (the caller publishes it). */
@@ -407,7 +405,7 @@ virt_vm_event(const char *domain, const char *event, long long seconds,
 	    (json_int_t)micros);
 	if (ev == NULL)
 		return (false);
-	vm_backend_event(l->vm, ev);
+	vmq_backend_event(vm_vmq(l->vm), ev);
 	json_decref(ev);
 	return (true);
 }

@@ -1,13 +1,15 @@
 /*
- * The VM registry: name -> VM, each with its monitor
+ * The VM registry: name -> VM, each with its QMP endpoint (hv/vmq.c)
  * and its event listeners.
  *
- * An idle VM is one allocation here (name inline) and its monitor: no
- * timers, nothing polled. Removal unlinks the VM at
- * once (its name is free again) but frees it from the loop, once its
- * monitor has failed every pending command and every callback that holds
- * it has run, so a VM removed from inside one of its own callbacks is
- * safe.
+ * An idle VM is one allocation here (name inline) and its endpoint: no
+ * timers, nothing polled. Removal is util/defer.h's idiom: the VM is
+ * marked removed and unlinked at once (its name is free again), its
+ * endpoint freed (which fails every pending command, then and there) and
+ * its listeners dropped; the memory goes on a later loop pass, so a VM
+ * removed from inside one of its own callbacks is safe. Nothing in
+ * flight points at a VM: completions go to their callers through the
+ * endpoint, so the VM has nothing to wait for.
  */
 #include "config.h"
 
@@ -21,15 +23,15 @@
 #include "broker/vm/vm.h"
 #include "broker/vm/vm_int.h"
 #include "hv/mon.h"
+#include "hv/vmq.h"
+#include "util/defer.h"
 
 #define VM_SOCKET_MAX	107	/* sun_path less its NUL */
 
 static TAILQ_HEAD(, vm) vm_all = TAILQ_HEAD_INITIALIZER(vm_all);
-static TAILQ_HEAD(, vm) vm_grave = TAILQ_HEAD_INITIALIZER(vm_grave);
 static struct vm	**vm_hash;
 static size_t		  vm_hash_size;
 static size_t		  vm_n;
-struct event		 *vm_reaper;
 
 struct vm_obs_slot	vm_obs[VM_OBSERVERS];
 size_t			vm_nobs;
@@ -96,39 +98,23 @@ vm_hash_remove(struct vm *vm)
 	vm->hnext = NULL;
 }
 
+/* The memory: from the loop (or defer_flush), or at once for a VM that
+   never was visible. Everything else went in vm_remove. */
 static void
-vm_free(struct vm *vm)
+vm_release(void *arg)
 {
-	struct vm_listener	*l;
+	struct vm	*vm = arg;
 
-	while ((l = LIST_FIRST(&vm->listeners)) != NULL) {
-		LIST_REMOVE(l, entry);
-		free(l);
-	}
 	free(vm->socket);
 	free(vm);
 }
 
 static void
-vm_reap(evutil_socket_t fd, short what, void *arg)
+vm_unlink(struct vm *vm)
 {
-	struct vm	*vm, *vm1;
-	struct mon	*mon;
-
-	TAILQ_FOREACH_SAFE(vm, &vm_grave, entry, vm1) {
-		if ((mon = vm->mon) != NULL) {
-			vm->mon = NULL;
-			mon_free(mon);	/* fails what is pending, now */
-		}
-		if (vm->be != NULL) {
-			vm->be->gone(vm->be_arg);
-			vm->be = NULL;
-		}
-		if (vm->calls == 0) {
-			TAILQ_REMOVE(&vm_grave, vm, entry);
-			vm_free(vm);
-		}
-	}
+	vm_hash_remove(vm);
+	TAILQ_REMOVE(&vm_all, vm, entry);
+	vm_n--;
 }
 
 /* The registry part of adding a VM, common to both kinds. */
@@ -144,9 +130,6 @@ vm_insert(const char *name, const char *socket, unsigned origin,
 		    name);
 		return (NULL);
 	}
-	if (vm_reaper == NULL &&
-	    (vm_reaper = event_new(loop_base, -1, 0, vm_reap, NULL)) == NULL)
-		goto nomem;
 	if (vm_n >= vm_hash_size && vm_hash_grow() == -1)
 		goto nomem;
 	if ((vm = calloc(1, sizeof *vm + len + 1)) == NULL)
@@ -171,7 +154,7 @@ nomem:
 
 struct vm *
 vm_add_backend(const char *name, const char *where,
-    const struct vm_backend *be, void *arg, struct qmp_error *err)
+    const struct vmq_backend *be, void *arg, struct qmp_error *err)
 {
 	struct vm	*vm;
 
@@ -182,9 +165,13 @@ vm_add_backend(const char *name, const char *where,
 	}
 	if ((vm = vm_insert(name, where, VM_ORIGIN_LIBVIRT, err)) == NULL)
 		return (NULL);
-	vm->be = be;
-	vm->be_arg = arg;
-	vm->be_state = MON_NEGOTIATING;
+	if ((vm->q = vmq_new_backend(loop_base, name, be, arg, &vm_vmq_ops,
+	    vm)) == NULL) {
+		vm_unlink(vm);
+		vm_release(vm);
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (NULL);
+	}
 	VM_NOTIFY(added, vm);
 	log_info("vm %s: added (%s)", name, where);
 	return (vm);
@@ -213,12 +200,10 @@ vm_add(const char *name, const char *socket, unsigned origin,
 	memset(&o, 0, sizeof o);
 	o.max_msg = conf.max_msg;
 	o.cmd_timeout_ms = conf.cmd_timeout_ms;
-	if ((vm->mon = mon_new(loop_base, socket, &o, &vm_mon_ops,
+	if ((vm->q = vmq_new_mon(loop_base, name, socket, &o, &vm_vmq_ops,
 	    vm)) == NULL) {
-		TAILQ_REMOVE(&vm_all, vm, entry);
-		vm_hash_remove(vm);
-		vm_n--;
-		vm_free(vm);
+		vm_unlink(vm);
+		vm_release(vm);
 		goto nomem;
 	}
 	vm->share_pref = share;
@@ -233,16 +218,21 @@ nomem:
 void
 vm_remove(struct vm *vm)
 {
+	struct vm_listener	*l;
+
 	if (vm->removed)
 		return;
 	log_info("vm %s: removed", vm->name);
 	VM_NOTIFY(removing, vm);
 	vm->removed = 1;
-	vm_hash_remove(vm);
-	TAILQ_REMOVE(&vm_all, vm, entry);
-	vm_n--;
-	TAILQ_INSERT_TAIL(&vm_grave, vm, entry);
-	event_active(vm_reaper, EV_TIMEOUT, 0);
+	vm_unlink(vm);
+	while ((l = LIST_FIRST(&vm->listeners)) != NULL)
+		vm_unlisten(l);
+	/* Stops it: no state or event from here on, and what is pending
+	   fails now, while the VM is still readable. vm->q stays, dead,
+	   for callers still holding the VM. */
+	vmq_free(vm->q);
+	defer_free(loop_base, &vm->reap, vm_release, vm);
 }
 
 void
@@ -250,20 +240,16 @@ vm_remove_all(void)
 {
 	struct vm	*vm;
 
+	/* Each fails what is pending inside the call: shutdown wants the
+	   errors out. */
 	while ((vm = TAILQ_FIRST(&vm_all)) != NULL)
 		vm_remove(vm);
-	/* Now, not from the loop: shutdown wants the errors out. */
-	vm_reap(-1, 0, NULL);
 }
 
 void
 vm_cleanup(void)
 {
 	vm_remove_all();
-	if (TAILQ_EMPTY(&vm_grave) && vm_reaper != NULL) {
-		event_free(vm_reaper);
-		vm_reaper = NULL;
-	}
 	free(vm_hash);
 	vm_hash = NULL;
 	vm_hash_size = 0;
@@ -334,32 +320,28 @@ vm_share_pref(const struct vm *vm)
 	return (vm->share_pref);
 }
 
+struct vmq *
+vm_vmq(const struct vm *vm)
+{
+	return (vm->q);
+}
+
 enum mon_state
 vm_state(const struct vm *vm)
 {
-	if (vm->be != NULL)
-		return (vm->be_state);
-	if (vm->mon == NULL)
-		return (MON_DISCONNECTED);
-	return (mon_state(vm->mon));
+	return (vmq_state(vm->q));
 }
 
 const struct qmp_version *
 vm_version(const struct vm *vm)
 {
-	if (vm->be != NULL)
-		return (vm->be->version(vm->be_arg));
-	if (vm->mon == NULL)
-		return (NULL);
-	return (mon_version(vm->mon));
+	return (vmq_version(vm->q));
 }
 
 bool
 vm_has_command(const struct vm *vm, const char *cmd)
 {
-	if (vm->be != NULL)
-		return (vm->be->has_command(vm->be_arg, cmd));
-	return (vm->mon != NULL && mon_has_command(vm->mon, cmd));
+	return (vmq_has_command(vm->q, cmd));
 }
 
 size_t

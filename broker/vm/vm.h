@@ -1,7 +1,10 @@
 /*
- * The VM registry: every VM the broker knows, by name, with its monitor.
- * Services (hotplug, jobs) reach QEMU only through this interface, so a
- * VM whose QMP goes through libvirt looks the same as a socket VM.
+ * The VM registry: every VM the broker knows, by name, each with its QMP
+ * endpoint (hv/vmq.h: a monitor, or a backend such as libvirt-qemu).
+ * Services (hotplug, jobs) reach QEMU only through that endpoint,
+ * vm_vmq(), so a VM whose QMP goes through libvirt looks the same as a
+ * socket VM. The registry keeps what is about the set of VMs: names,
+ * origin, observers, listeners, slots and the share preference.
  *
  * The registry knows nothing of clients: modules above it learn of VMs
  * through observers that the daemon registers at start (the shared
@@ -17,6 +20,7 @@
 
 #include "broker/core/conf.h"
 #include "hv/mon.h"
+#include "hv/vmq.h"
 
 struct vm;
 
@@ -36,8 +40,11 @@ enum vm_share_pref {
 /* Validates; err says why on failure (NULL returned). */
 struct vm	*vm_add(const char *name, const char *socket, unsigned origin,
 		    enum vm_share_pref, struct qmp_error *err);
-/* Unlinks the VM at once (its name is free again); its memory goes on a
-   later loop pass, once every command in flight has completed. */
+/* Unlinks the VM at once (its name is free again), after the observers'
+   removing; its endpoint is freed (vmq_free: what is pending fails now)
+   and its listeners dropped. The memory goes on a later loop pass
+   (util/defer.h), so a VM may be removed from inside its own callbacks;
+   a process that stops its loop for good calls defer_flush() after. */
 void		 vm_remove(struct vm *);
 void		 vm_remove_all(void);
 void		 vm_cleanup(void);		/* at exit */
@@ -48,27 +55,23 @@ const char	*vm_socket(const struct vm *);
 unsigned	 vm_origin(const struct vm *);
 void		 vm_set_origin(struct vm *, unsigned);
 enum vm_share_pref vm_share_pref(const struct vm *);
+/* The VM's QMP endpoint: borrowed, valid as long as the VM. Execute on
+   it with vmq_execute(). */
+struct vmq	*vm_vmq(const struct vm *);
+/* vmq_state(), vmq_version(), vmq_has_command() of the VM's endpoint. */
 enum mon_state	 vm_state(const struct vm *);
 const struct qmp_version *vm_version(const struct vm *);
-/* True if the VM's QEMU offers that command (false while not ready). */
 bool		 vm_has_command(const struct vm *, const char *);
 size_t		 vm_count(void);
 /* All VMs, sorted by name; caller frees the array. */
 struct vm	**vm_list(size_t *n);
 void		 vm_foreach(void (*)(struct vm *, void *), void *);
 
-/* As mon_execute(): exactly one completion, never from inside the call.
-   The vm passed to the callback is the same object (a VM removed while
-   commands are pending completes them with an error first). */
-typedef void vm_reply_fn(struct vm *, json_t *ret,
-		    const struct qmp_error *err, void *arg);
-void		 vm_execute(struct vm *, const char *cmd, json_t *args,
-		    const int *fds, size_t nfds, vm_reply_fn *, void *arg);
-
 /* Listeners of one VM's QEMU events (hotplug waits for DEVICE_DELETED
    this way). Called in arrival order, before observers and subscribers
    see the event. The event is borrowed. A listener may remove itself
-   from inside the call. */
+   or another from inside the call: vm_unlisten marks it dead and frees
+   it on a later loop pass (util/defer.h). NULL if out of memory. */
 typedef void vm_event_fn(struct vm *, json_t *event, void *arg);
 struct vm_listener;
 struct vm_listener *vm_listen(struct vm *, vm_event_fn *, void *arg);
@@ -93,26 +96,15 @@ int		 vm_slot_key(void);
 void		*vm_slot(const struct vm *, int key);
 void		 vm_slot_set(struct vm *, int key, void *);
 
-/* A second kind of VM, whose QMP goes through something other than a
-   socket (libvirt-qemu for domains libvirt runs). The backend answers
-   each execute exactly once, never from inside the call, and feeds the
-   VM's events and state changes back through vm_backend_event() and
-   vm_backend_state(); the registry does the rest (listeners, observers,
-   subscribers) as for socket VMs. gone is called once, when the VM is
-   removed; calls in flight must still complete. where is shown as the
-   VM's socket in query-vms. */
-struct vm_backend {
-	void	(*execute)(struct vm *, void *arg, const char *cmd,
-		    json_t *args, const int *fds, size_t nfds, vm_reply_fn *,
-		    void *cbarg);
-	const struct qmp_version *(*version)(void *arg);
-	bool	(*has_command)(void *arg, const char *cmd);
-	void	(*gone)(void *arg);
-};
+/* A second kind of VM, whose QMP goes through a backend (hv/vmq.h:
+   libvirt-qemu for domains libvirt runs), fed through
+   vmq_backend_event() and vmq_backend_state() of vm_vmq(); the registry
+   does the rest (listeners, observers, subscribers) as for socket VMs.
+   be and arg: as vmq_new_backend(); be->gone is called once, when the
+   VM is removed (not if this fails). where is shown as the VM's socket
+   in query-vms. */
 struct vm	*vm_add_backend(const char *name, const char *where,
-		    const struct vm_backend *, void *arg,
+		    const struct vmq_backend *be, void *arg,
 		    struct qmp_error *err);
-void		 vm_backend_event(struct vm *, json_t *event);
-void		 vm_backend_state(struct vm *, enum mon_state, const char *why);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * Internals shared by vm.c (the set of VMs) and vm_exec.c (commands,
- * events and state through them). Not for outside vm/vm.
+ * Internals shared by vm.c (the set of VMs) and vm_event.c (what comes
+ * in through a VM's endpoint: events and state, to its listeners, the
+ * observers and the bus). Not for outside vm/vm.
  */
 #ifndef BROKER_VM_VM_INT_H
 #define BROKER_VM_VM_INT_H
@@ -11,33 +12,31 @@
 
 #include "broker/vm/vm.h"
 #include "hv/mon.h"
+#include "hv/vmq.h"
+#include "util/defer.h"
 
 #define VM_OBSERVERS	4
 #define VM_SLOTS	4
 
 struct vm_listener {
-	struct vm		*vm;
 	vm_event_fn		*fn;
 	void			*arg;
-	int			 dead;
+	int			 dead;		/* vm_unlisten was called */
+	struct defer		 reap;
 	LIST_ENTRY(vm_listener)	 entry;
 };
 
 struct vm {
 	struct vm		*hnext;
 	TAILQ_ENTRY(vm)		 entry;
-	struct mon		*mon;
-	const struct vm_backend	*be;		/* instead of mon */
-	void			*be_arg;
-	enum mon_state		 be_state;
+	struct vmq		*q;		/* dead once removed */
 	void			*slots[VM_SLOTS];
 	LIST_HEAD(, vm_listener) listeners;
 	char			*socket;
 	unsigned		 origin;
 	enum vm_share_pref	 share_pref;
-	unsigned		 calls;		/* vm_execute in flight */
-	int			 removed;
-	int			 dispatching;
+	int			 removed;	/* vm_remove was called */
+	struct defer		 reap;
 	int			 was_ready;
 	int			 said_down;
 	char			 name[];
@@ -51,10 +50,9 @@ struct vm_obs_slot {
 /* vm.c */
 extern struct vm_obs_slot	vm_obs[VM_OBSERVERS];
 extern size_t			vm_nobs;
-extern struct event		*vm_reaper;	/* frees removed VMs */
 
-/* vm_exec.c */
-extern const struct mon_ops	vm_mon_ops;
+/* vm_event.c: the owner's side of every VM's endpoint */
+extern const struct vmq_ops	vm_vmq_ops;
 
 /* Calls member fn of every observer that has one, with these
    arguments and the observer's own. */

@@ -26,6 +26,7 @@
 #include "broker/core/loop.h"
 #include "broker/vm/registry.h"
 #include "broker/vm/vm.h"
+#include "util/defer.h"
 
 static char	dir[] = "/tmp/qb-reg-XXXXXX";
 
@@ -200,6 +201,7 @@ test_start_corrupt(void **state)
 	free(back);
 	registry_stop();
 	vm_cleanup();
+	defer_flush();	/* the removed VMs' memory */
 }
 
 static void
@@ -218,6 +220,7 @@ test_start_garbage(void **state)
 	assert_true(count_files("vms.json.bad-") >= 1);
 	registry_stop();
 	vm_cleanup();
+	defer_flush();	/* the removed VMs' memory */
 }
 
 int

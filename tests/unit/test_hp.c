@@ -5,6 +5,9 @@
  * after, and every command's arguments can be looked at. Faults: an
  * error reply at the Nth command of a name, or a "lost" reply (the
  * command takes effect but the answer is a monitor error).
+ *
+ * The model is QEMU behind a VM endpoint (hv/vmq.h) with a test backend,
+ * as libvirt-qemu is one: hp drives it as it drives any VM.
  */
 #include <sys/stat.h>
 
@@ -23,6 +26,8 @@
 #include <event2/event.h>
 
 #include "hv/hp.h"
+#include "hv/vmq.h"
+#include "util/defer.h"
 
 static struct event_base *base;
 
@@ -48,7 +53,7 @@ static json_t	*trace;		/* when set: what went out, a line each
 				   (see test_transcripts) */
 
 struct pending {
-	hp_reply_fn		*cb;
+	vmq_reply_fn		*cb;
 	void			*arg;
 	json_t			*ret;
 	struct qmp_error	 err;
@@ -59,6 +64,7 @@ struct pending {
 };
 
 static struct hp_vm	*cur_vm;
+static struct vmq	*cur_q;		/* cur_vm's endpoint */
 
 static void
 deliver(evutil_socket_t fd, short ev, void *arg)
@@ -290,8 +296,8 @@ trace_add(const char *what, const char *cmd, const json_t *v, int nfds)
 }
 
 static void
-mock_execute(void *ctx, const char *cmd, json_t *args, const int *fds,
-    size_t nfds, hp_reply_fn *cb, void *arg)
+mock_execute(struct vmq *q, void *be_arg, const char *cmd, json_t *args,
+    const int *fds, size_t nfds, vmq_reply_fn *cb, void *arg)
 {
 	struct pending	*p = calloc(1, sizeof *p);
 	const char	*id;
@@ -344,7 +350,7 @@ mock_execute(void *ctx, const char *cmd, json_t *args, const int *fds,
 }
 
 static bool
-mock_has(void *ctx, const char *cmd)
+mock_has(void *be_arg, const char *cmd)
 {
 	size_t	 i;
 	json_t	*v;
@@ -355,10 +361,28 @@ mock_has(void *ctx, const char *cmd)
 	return (true);
 }
 
-static bool
-mock_ready(void *ctx)
+static const struct qmp_version *
+mock_version(void *be_arg)
 {
-	return (ready);
+	return (NULL);
+}
+
+static void
+mock_gone(void *be_arg)
+{
+}
+
+static const struct vmq_backend mock_backend = {
+	mock_execute, mock_version, mock_has, mock_gone
+};
+
+/* What the monitor would say: its state, and the model's replies. */
+static void
+set_ready(bool r)
+{
+	ready = r;
+	vmq_backend_state(cur_q, r ? MON_READY : MON_DISCONNECTED,
+	    r ? NULL : "test");
 }
 
 static int
@@ -393,8 +417,7 @@ mock_log(void *ctx, int prio, const char *msg)
 }
 
 static const struct hp_ops mock_ops = {
-	mock_execute, mock_has, mock_ready, mock_journal, mock_unplugged,
-	mock_log
+	mock_journal, mock_unplugged, mock_log
 };
 
 /* --- helpers --------------------------------------------------------------- */
@@ -493,9 +516,21 @@ assert_closed(const int *fds, size_t n)
 static struct hp_vm *
 new_vm(int timeout_ms)
 {
-	cur_vm = hp_vm_new(base, &mock_ops, NULL, timeout_ms);
+	cur_q = vmq_new_backend(base, "test", &mock_backend, NULL, NULL,
+	    NULL);
+	assert_non_null(cur_q);
+	set_ready(true);
+	cur_vm = hp_vm_new(base, cur_q, &mock_ops, NULL, timeout_ms);
 	assert_non_null(cur_vm);
 	return (cur_vm);
+}
+
+/* As the broker removes a VM: its hotplug state, then its endpoint. */
+static void
+free_vm(struct hp_vm *vm)
+{
+	hp_vm_free(vm);
+	vmq_free(cur_q);
 }
 
 static void
@@ -574,7 +609,7 @@ test_nic_add(void **state)
 	assert_int_equal(json_object_size(set_of("devices")), 0);
 	assert_int_equal(json_object_size(set_of("netdevs")), 0);
 	assert_int_equal(json_array_size(unplugged), 0);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 }
 
@@ -612,7 +647,7 @@ test_nic_mq_vhost(void **state)
 	d = call_args(find_call("device_add", 0));
 	assert_true(json_is_true(json_object_get(d, "mq")));
 	assert_int_equal(json_integer_value(json_object_get(d, "vectors")), 6);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 }
 
@@ -687,7 +722,7 @@ fault_matrix(bool disk)
 			assert_string_equal(json_string_value(json_object_get(
 			    r.ret, "addr")), "0x2");
 		}
-		hp_vm_free(vm);
+		free_vm(vm);
 		json_decref(before);
 		json_decref(r.ret);
 	}
@@ -771,7 +806,7 @@ test_disk_add(void **state)
 	run_until(&r, 3);
 	assert_true(r.ok);
 	assert_int_equal(json_object_size(set_of("nodes")), 0);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 }
 
@@ -822,7 +857,7 @@ test_unplug_pending(void **state)
 	assert_int_equal(json_array_size(unplugged), 1);
 	assert_int_equal(r.n, 2);		/* answered once only */
 	assert_int_equal(hp_vm_busy(vm), 0);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 	json_decref(r2.ret);
 }
@@ -844,7 +879,7 @@ test_deleted_before_reply(void **state)
 	run_until(&r, 2);
 	assert_true(r.ok);
 	assert_int_equal(json_object_size(set_of("netdevs")), 0);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 }
 
@@ -886,12 +921,12 @@ test_gate_and_refusals(void **state)
 	run_until(&r, 4);
 	assert_non_null(strstr(r.err.desc, "mac"));
 
-	ready = false;
+	set_ready(false);
 	nic_init(&nic, "g3", 1, false);
 	hp_nic_add(vm, &nic, done_cb, &r);
 	run_until(&r, 5);
 	assert_non_null(strstr(r.err.desc, "not ready"));
-	ready = true;
+	set_ready(true);
 
 	journal_fail = 1;
 	nic_init(&nic, "g4", 1, false);
@@ -906,7 +941,7 @@ test_gate_and_refusals(void **state)
 	assert_non_null(strstr(r.err.desc, "not found"));
 	assert_int_equal(json_array_size(calls), 1);	/* device_del only */
 	assert_int_equal(hp_vm_busy(vm), 0);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 }
 
@@ -941,7 +976,7 @@ test_concurrent(void **state)
 		json_decref(r[i].ret);
 	}
 	json_decref(r[4].ret);
-	hp_vm_free(vm);
+	free_vm(vm);
 }
 
 static void
@@ -963,6 +998,32 @@ test_vm_free_inflight(void **state)
 	assert_closed(fds, 1);
 	run_idle();
 	assert_int_equal(r.n, 1);
+	vmq_free(cur_q);
+}
+
+/* The endpoint itself: a command on a removed VM's fails from the loop,
+   never inside the call, with the text vm-execute has always given; and
+   the removed endpoint reads as disconnected until its memory goes. */
+static void
+test_vmq_removed(void **state)
+{
+	struct result	 r = { 0 };
+	struct vmq	*q;
+
+	model_reset();
+	q = vmq_new_backend(base, "gone", &mock_backend, NULL, NULL, NULL);
+	assert_non_null(q);
+	vmq_backend_state(q, MON_READY, NULL);
+	assert_int_equal(vmq_state(q), MON_READY);
+	vmq_free(q);
+	assert_int_equal(vmq_state(q), MON_DISCONNECTED);
+	assert_false(vmq_has_command(q, "query-status"));
+	vmq_execute(q, "query-status", NULL, NULL, 0, done_cb, &r);
+	assert_int_equal(r.n, 0);
+	run_until(&r, 1);
+	assert_string_equal(r.err.cls, "GenericError");
+	assert_string_equal(r.err.desc, "VM 'gone' has been removed");
+	assert_int_equal(json_array_size(calls), 0);
 }
 
 static void
@@ -1024,7 +1085,7 @@ test_reconcile(void **state)
 	assert_int_equal(json_array_size(unplugged), 1);
 	json_decref(rec);
 	json_decref(r.ret);
-	hp_vm_free(vm);
+	free_vm(vm);
 }
 
 /* The transcript as text, a line each, with every operation's random
@@ -1435,7 +1496,7 @@ test_transcripts(void **state)
 	json_decref(rec);
 	trace_check("reconcile", trace_reconcile);
 	assert_int_equal(hp_vm_busy(vm), 0);
-	hp_vm_free(vm);
+	free_vm(vm);
 	json_decref(r.ret);
 	json_decref(trace);
 	trace = NULL;
@@ -1471,6 +1532,8 @@ teardown(void **state)
 	json_decref(journal);
 	json_decref(unplugged);
 	json_decref(missing_cmds);
+	/* what hp_vm_free and vmq_free left for a later pass */
+	defer_flush();
 	event_base_free(base);
 	return (0);
 }
@@ -1489,6 +1552,7 @@ main(void)
 		cmocka_unit_test(test_gate_and_refusals),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_vm_free_inflight),
+		cmocka_unit_test(test_vmq_removed),
 		cmocka_unit_test(test_reconcile),
 		cmocka_unit_test(test_transcripts),
 	};
