@@ -631,34 +631,34 @@ hp_addfd_took(struct hp_op *op, const json_t *ret)
  * have been lost after QEMU acted (every undo tolerates "not found").
  */
 static const struct hp_stepdef hp_steps[ST_NKINDS] = {
-	[ST_SCAN] =		{ "query-pci", .send = hp_scan_send },
-	[ST_GETFD] =		{ "getfd", hp_getfd_args,
+	[ST_SCAN] =		{ .cmd = "query-pci", .send = hp_scan_send },
+	[ST_GETFD] =		{ .cmd = "getfd", .args = hp_getfd_args,
 	    .undo = { ST_CLOSEFD } },
-	[ST_CLOSEFD] =		{ "closefd", hp_fdname_args },
+	[ST_CLOSEFD] =		{ .cmd = "closefd", .args = hp_fdname_args },
 	/* QEMU took the named fds out of the monitor's list */
-	[ST_NETDEV_ADD] =	{ "netdev_add", hp_netdev_args,
+	[ST_NETDEV_ADD] =	{ .cmd = "netdev_add", .args = hp_netdev_args,
 	    .undo = { ST_NETDEV_DEL }, .drops = ST_CLOSEFD },
-	[ST_NETDEV_DEL] =	{ "netdev_del", HP_NAME("id", netdev),
+	[ST_NETDEV_DEL] =	{ .cmd = "netdev_del", HP_NAME("id", netdev),
 	    .flags = SF_RETRY },
-	[ST_ADDFD] =		{ "add-fd", hp_addfd_args,
+	[ST_ADDFD] =		{ .cmd = "add-fd", .args = hp_addfd_args,
 	    .undo = { ST_REMOVEFD_OPAQUE }, .took = hp_addfd_took },
 	/* the fdset now lives exactly as long as the node */
-	[ST_REMOVEFD] =		{ "remove-fd", hp_removefd_args,
+	[ST_REMOVEFD] =		{ .cmd = "remove-fd", .args = hp_removefd_args,
 	    .drops = ST_REMOVEFD_OPAQUE },
 	/* query-fdsets, then remove-fd of each fdset with our opaque */
-	[ST_REMOVEFD_OPAQUE] =	{ "remove-fd", .send = hp_fdsets_send },
-	[ST_BLOCKDEV_ADD] =	{ "blockdev-add", hp_blockdev_args,
+	[ST_REMOVEFD_OPAQUE] =	{ .cmd = "remove-fd", .send = hp_fdsets_send },
+	[ST_BLOCKDEV_ADD] =	{ .cmd = "blockdev-add", .args = hp_blockdev_args,
 	    .undo = { ST_BLOCKDEV_DEL, ST_BLOCKDEV_DEL_FILE } },
-	[ST_BLOCKDEV_DEL] =	{ "blockdev-del", HP_NAME("node-name", node),
+	[ST_BLOCKDEV_DEL] =	{ .cmd = "blockdev-del", HP_NAME("node-name", node),
 	    .flags = SF_RETRY },
 	/* QEMU deletes the file node along with the format node it was
 	   created under; asked again so that a QEMU (or fake) that keeps
 	   it does not keep it for long */
-	[ST_BLOCKDEV_DEL_FILE] = { "blockdev-del", HP_NAME("node-name", fnode),
+	[ST_BLOCKDEV_DEL_FILE] = { .cmd = "blockdev-del", HP_NAME("node-name", fnode),
 	    .flags = SF_GONE_OK },
-	[ST_DEVICE_ADD] =	{ "device_add", hp_device_args,
+	[ST_DEVICE_ADD] =	{ .cmd = "device_add", .args = hp_device_args,
 	    .undo = { ST_DEVICE_DEL } },
-	[ST_DEVICE_DEL] =	{ "device_del", HP_NAME("id", id),
+	[ST_DEVICE_DEL] =	{ .cmd = "device_del", HP_NAME("id", id),
 	    .flags = SF_UNPLUG },
 };
 

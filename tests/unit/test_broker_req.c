@@ -442,7 +442,7 @@ unpack_badletter(struct req *r, json_t *a)
 }
 
 static const struct argcase argcases[] = {
-	{ "{}", unpack_none, { { NULL } } },
+	{ "{}", unpack_none, { { NULL, 0, false } } },
 	{ "{s:s,s:s,s?o}", unpack_vm_add, { { "name", 's', true },
 	    { "socket", 's', true }, { "shared-socket", 'o', false } } },
 	{ "{s:s,s?I,s?b}", unpack_shutdown, { { "domain", 's', true },
