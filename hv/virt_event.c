@@ -9,6 +9,11 @@
  * before the base is made). Callbacks are made with the mutex released,
  * so they may add and remove watches. Removal frees on the loop, in a
  * later iteration, as libvirt asks of its free callbacks.
+ *
+ * That is util/defer's idiom, but not its code: defer's queue belongs to
+ * the loop's thread, and libvirt removes watches from its own threads.
+ * So removed watches wait on a list under the mutex, and the reaper is
+ * woken with event_active(), which libevent allows from any thread.
  */
 #include "config.h"
 
