@@ -10,6 +10,7 @@ framer's unit test replays that file, so re-record it only on purpose.
 """
 import json
 import os
+import stat
 import select
 import shutil
 import socket
@@ -48,7 +49,9 @@ def main():
     qemu = sys.argv[2] if len(sys.argv) > 2 else "qemu-system-x86_64"
     tmp = tempfile.mkdtemp(prefix="qb-record-")
     sock_path = os.path.join(tmp, "qmp.sock")
-    accel = "kvm:tcg" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+    accel = "kvm:tcg" if (os.path.exists("/dev/kvm") and
+                      stat.S_ISCHR(os.stat("/dev/kvm").st_mode) and
+                      os.access("/dev/kvm", os.R_OK | os.W_OK)) else "tcg"
     proc = subprocess.Popen([
         qemu, "-nodefaults", "-display", "none", "-S",
         "-machine", "pc,accel=" + accel,

@@ -12,6 +12,7 @@ import errno
 import fnmatch
 import json
 import os
+import stat
 import pwd
 import grp
 import select
@@ -152,12 +153,16 @@ def rss_kib(pid):
 
 
 def kvm_usable():
+	"""/dev/kvm is a character device that opens read-write (a regular
+	file of that name, left by some probe that created it, is not)."""
 	try:
 		fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
 	except OSError:
 		return False
-	os.close(fd)
-	return True
+	try:
+		return stat.S_ISCHR(os.fstat(fd).st_mode)
+	finally:
+		os.close(fd)
 
 
 # ---- a QMP client ----

@@ -82,11 +82,15 @@ q_start(void)
 	char		 qmp[160];
 	int		 argc = 0, fd;
 	const char	*accel = "tcg";
+	struct stat	 st;
 
 	memset(q, 0, sizeof *q);
 	q->fd0 = tu_fd_count();
+	/* A character device that opens: a regular file of that name
+	   (some probe created it) is no KVM. */
 	if ((fd = open("/dev/kvm", O_RDWR|O_CLOEXEC)) != -1) {
-		accel = "kvm";
+		if (fstat(fd, &st) == 0 && S_ISCHR(st.st_mode))
+			accel = "kvm";
 		close(fd);
 	}
 	snprintf(q->dir, sizeof q->dir, "/tmp/qb-qemu.XXXXXX");
