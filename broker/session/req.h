@@ -47,7 +47,11 @@ void	req_error_qmp(struct req *, const struct qmp_error *);
 
 /* Unpacks args (NULL counts as {}) with json_unpack_ex(JSON_STRICT, fmt):
    unknown members are refused. On failure finishes the request with a
-   GenericError naming the problem, in QEMU's words, and returns -1. */
+   GenericError naming the problem, in QEMU's words, and returns -1.
+   No command calls it any more (the dispatcher checks declared
+   arguments with req_check_args); it stays as the reference
+   req_check_args is held to: test_broker_req feeds both the same random
+   requests and wants the same answer. */
 int	req_unpack(struct req *, json_t *args, const char *fmt, ...);
 
 /* One member of a spec for req_check_args: its name, its type as
