@@ -74,6 +74,8 @@ client_new(int fd, enum client_kind kind, const struct peer *p,
 	o.max_msg = conf.max_msg;
 	o.line_timeout_ms = conf.line_timeout_ms;
 	o.max_fds = conf.max_fds;
+	/* clients talk to the broker as to QEMU's monitor */
+	o.qemu_grammar = 1;
 	if ((c->chan = chan_new(loop_base, fd, &o, &client_chan_ops,
 	    c)) == NULL) {
 		free(c);
