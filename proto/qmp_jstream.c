@@ -70,6 +70,7 @@ enum js_tok {
 #define JS_SLOW_QUOTE	0x1	/* single-quoted string */
 #define JS_SLOW_HIGH	0x2	/* non-ASCII byte: noncharacters, C0 80 */
 #define JS_SLOW_UESC	0x4	/* \u escape: noncharacters */
+#define JS_SLOW_ZEXP	0x8	/* 0 then e: no exponent to QEMU */
 
 enum js_event {
 	JE_NONE,
@@ -503,6 +504,9 @@ js_lex(struct qmp_jstream *s, size_t *mend, struct qmp_error *err)
 				p++;
 				continue;
 			}
+			/* "0e5" is three tokens to QEMU, a number to jansson */
+			if (c == 'e' || c == 'E')
+				s->slow |= JS_SLOW_ZEXP;
 			t = JT_INTEGER;
 			s->state = JS_START;
 			goto token;
