@@ -66,7 +66,9 @@ def test_capabilities_first():
 def test_bad_json():
 	with Env("badjson") as env:
 		c = env.d.client()
-		for junk in (b"this is not json", b"{\"execute\": ", b"[1, 2]",
+		# (QEMU's grammar: an unfinished object waits for its end,
+		# so the unfinished one here is closed wrongly)
+		for junk in (b"this is not json", b"{\"execute\": }", b"[1, 2]",
 		    b"42", b"\"query-vms\"", b"\xff\xfe{}"):
 			c.send_raw(junk + b"\r\n")
 			r = c.wait_noid()
