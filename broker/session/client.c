@@ -205,7 +205,9 @@ client_greet(struct client *c)
 		v = loop_version();
 	else if (c->vm == NULL || (v = vm_version(c->vm)) == NULL)
 		return;
-	if ((g = qmp_greeting_new(v, json_array())) == NULL)
+	/* exactly the capabilities we can honour */
+	if ((g = qmp_greeting_new(v, client_oob_offered(c) ?
+	    json_pack("[s]", "oob") : json_array())) == NULL)
 		return;
 	client_send_json(c, g);
 	json_decref(g);
@@ -213,9 +215,18 @@ client_greet(struct client *c)
 }
 
 void
-client_set_negotiated(struct client *c)
+client_set_negotiated(struct client *c, bool oob)
 {
 	c->negotiated = true;
+	c->oob = oob;
+}
+
+bool
+client_oob_offered(const struct client *c)
+{
+	if (c->kind == CLIENT_CONTROL)
+		return (true);
+	return (c->vm != NULL && vm_oob_offered(c->vm));
 }
 
 static void
@@ -443,20 +454,16 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	struct req		*r;
 	const char		*name;
 	json_t			*args, *id = NULL;
+	bool			 oob;
 
 	if (c->closing || c->draining) {
 		client_close_fds(fds, nfds);
 		return;
 	}
-	if (qmp_cmd_parse(msg, &name, &args, &id, &err) == -1) {
+	/* exec-oob only once the client enabled oob, as in QEMU */
+	if (qmp_cmd_parse_oob(msg, c->oob, &name, &args, &id, &oob,
+	    &err) == -1) {
 		client_close_fds(fds, nfds);
-		client_reply_now(c, id, NULL, &err);
-		return;
-	}
-	if (json_object_get(msg, "exec-oob") != NULL) {
-		client_close_fds(fds, nfds);
-		qmp_error_set(&err, QMP_CLS_GENERIC, "Out-of-band execution "
-		    "is not supported by qmpbroker");
 		client_reply_now(c, id, NULL, &err);
 		return;
 	}
@@ -477,8 +484,11 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 		return;
 	}
 	c->nreqs++;
-	/* a shared socket answers in input order, as QEMU does */
-	if (c->kind == CLIENT_SHARE)
+	/* a shared socket answers in input order, as QEMU does; out of
+	   band is answered as soon as it is done, past the others */
+	if (oob)
+		req_set_oob(r);
+	else if (c->kind == CLIENT_SHARE)
 		client_slot_new(c, r);
 	if (c->kind == CLIENT_SHARE && c->negotiated)
 		share_request(r, c, name, args);
