@@ -20,6 +20,9 @@
 #include "hv/chan.h"
 
 #define CLIENT_MAX_INFLIGHT	1024
+/* QEMU 7.2 with oob on: one in-band command at work and 8 queued, then
+   it stops reading the client (exec-oob included) until one is done */
+#define CLIENT_OOB_INBAND_MAX	9
 #define CLIENT_OUTQ_PAUSE	(8u * 1024 * 1024)
 
 static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
@@ -113,6 +116,7 @@ client_slots_free(struct client *c)
 		free(s->buf);
 		free(s);
 	}
+	c->nslots = 0;
 }
 
 void
@@ -339,6 +343,7 @@ client_reply(struct client *c, json_t *id, json_t *ret,
 
 static void	client_req_finished(struct client *);
 static void	client_note_reply(struct client *);
+static void	client_pause_check(struct client *);
 
 /* A new slot at the end of the order; NULL if out of memory (the
    answer then goes out at once). */
@@ -351,6 +356,7 @@ client_slot_new(struct client *c, struct req *r)
 		return (NULL);
 	s->r = r;
 	TAILQ_INSERT_TAIL(&c->slots, s, entry);
+	c->nslots++;
 	return (s);
 }
 
@@ -363,14 +369,18 @@ client_slots_flush(struct client *c)
 
 	while ((s = TAILQ_FIRST(&c->slots)) != NULL && s->r == NULL) {
 		TAILQ_REMOVE(&c->slots, s, entry);
+		c->nslots--;
 		if (s->len > 0)
 			client_send_buf(c, s->buf, s->len);
 		free(s->buf);
 		free(s);
 		sent = 1;
 	}
-	if (sent)
+	if (sent) {
 		client_note_reply(c);
+		if (c->paused)
+			client_pause_check(c);
+	}
 }
 
 /* An answer that is not a request's (a parse error, a refused
@@ -386,8 +396,10 @@ client_reply_now(struct client *c, json_t *id, json_t *ret,
 	c->hold = s;
 	client_reply(c, id, ret, err);
 	c->hold = NULL;
-	if (s != NULL)
+	if (s != NULL) {
 		client_slots_flush(c);
+		client_pause_check(c);
+	}
 }
 
 static void
@@ -418,7 +430,8 @@ client_pause_check(struct client *c)
 	int	want;
 
 	want = c->nreqs >= CLIENT_MAX_INFLIGHT ||
-	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE;
+	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE ||
+	    (c->oob && c->nslots >= CLIENT_OOB_INBAND_MAX);
 	if (want != c->paused && !c->closing) {
 		c->paused = want;
 		chan_pause_read(c->chan, want);
@@ -433,7 +446,7 @@ client_req_finished(struct client *c)
 		client_shutdown(c);
 		return;
 	}
-	if (c->paused && c->nreqs < CLIENT_MAX_INFLIGHT / 2)
+	if (c->paused && (c->nreqs < CLIENT_MAX_INFLIGHT / 2 || c->oob))
 		client_pause_check(c);
 }
 

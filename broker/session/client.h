@@ -80,6 +80,7 @@ struct client {
 	/* shared sockets: answers in input order; hold: the slot the
 	   answer being written goes to */
 	TAILQ_HEAD(, client_slot) slots;
+	size_t			 nslots;
 	struct client_slot	*hold;
 
 	/* Output accounting: bytes ever queued, so "was this reply

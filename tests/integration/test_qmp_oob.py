@@ -187,5 +187,46 @@ def test_oob_past_stuck_inband():
 		env.finish()
 
 
+def oob_behind(env, n):
+	"""A fresh oob client sends n in-band query-status (held by the
+	fake's delay) then exec-oob yank; returns the ids in the order the
+	replies came."""
+	sh = env.h.qmp(env.d.vm_socket("f1"), negotiate=False)
+	sh.read_greeting()
+	sh.cmd("qmp_capabilities", {"enable": ["oob"]})
+	ids = [sh.send_cmd("query-status") for _ in range(n)]
+	sh.send_msg({"exec-oob": "yank", "arguments": {"instances": []},
+	    "id": "oob"})
+	order = []
+	while len(order) < n + 1:
+		sh.pump(qb.TIMEOUT)
+		for k in list(sh.replies):
+			order.append(json.loads(k))
+			sh.replies.pop(k)
+	check(sorted(order, key=str) == sorted(ids + ["oob"], key=str),
+	    "replies %r" % order)
+	sh.close()
+	return order
+
+
+def test_oob_inband_queue_limit():
+	"""QEMU 7.2 with oob on holds one in-band command at work and 8
+	queued, then stops reading that client, exec-oob included, until
+	one is done: exec-oob behind 9 in-band commands is answered after
+	the first of them, behind 8 at once (it has no COMMAND_DROPPED)."""
+	with Env("oob-limit") as env:
+		c = env.d.client()
+		f = env.h.fake("f1", faults="delay-cmd query-status 3000\n")
+		c.cmd("vm-add", {"name": "f1", "socket": f.path})
+		qb.wait_vm_state(c, "f1", "ready")
+		order = oob_behind(env, 8)
+		check(order[0] == "oob", "behind 8: %r" % order)
+		order = oob_behind(env, 9)
+		check(order[0] != "oob" and order.index("oob") >= 1,
+		    "behind 9, read before QEMU would: %r" % order)
+		env.finish()
+
+
 if __name__ == "__main__":
-	qb.main([test_shared_oob_like_qemu, test_oob_past_stuck_inband])
+	qb.main([test_shared_oob_like_qemu, test_oob_past_stuck_inband,
+	    test_oob_inband_queue_limit])
