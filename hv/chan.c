@@ -11,7 +11,8 @@
  * one read up to and including the first skb that carries fds, then stops.
  * So fds always arrive with the last byte of the read that brought them;
  * they are tagged with that byte's stream offset and handed to the first
- * line that ends after it. A sender that puts fds on a message's first
+ * line (or message, with QEMU's grammar: the whitespace right after a
+ * message is part of it) that ends after it. A sender that puts fds on a message's first
  * byte (as QEMU's clients and chan_send do) thus gets them matched to that
  * message even when earlier messages came in the same read.
  *

@@ -1,7 +1,9 @@
 /*
  * A QMP channel: one connected unix stream socket on the event loop that
- * frames incoming JSON lines and queues outgoing bytes, with file
- * descriptors travelling both ways as SCM_RIGHTS.
+ * frames incoming JSON lines (QEMU's output) or reads QEMU's own input
+ * grammar (clients', opts.qemu_grammar: proto/qmp_jstream.h) and queues
+ * outgoing bytes, with file descriptors travelling both ways as
+ * SCM_RIGHTS.
  *
  * Used by the per-VM monitor (broker <-> QEMU) and by every client
  * connection of the daemon (client <-> broker), so both get the same
