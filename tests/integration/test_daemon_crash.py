@@ -34,13 +34,17 @@ def test_vm_crash_and_return():
 		p1 = c.send_cmd("vm-execute", {"vm": "v1", "command": "query-pci"})
 		p2 = shared.send_cmd("query-pci")
 		c.cmd("query-vms")	# both reached the broker
-		shared.cmd("query-status")
+		# in order, as QEMU: this one waits behind the stuck query-pci
+		q2 = shared.send_cmd("query-status")
 		f.signal(signal.SIGKILL)
 		f.wait()
 		for cl, p in ((c, p1), (shared, p2)):
 			r = cl.wait_reply(p)
 			check("error" in r and r["error"]["class"] ==
 			    "GenericError", "pending on crash: %r" % r)
+		# answered by QEMU before the crash, or failed with it
+		r = shared.wait_reply(q2)
+		check("error" in r or "return" in r, "behind: %r" % r)
 		qb.wait_vm_state(c, "v1", "disconnected")
 		cls, _ = c.cmd_error("vm-execute", {"vm": "v1",
 		    "command": "query-status"})
