@@ -8,8 +8,6 @@
  */
 #include "config.h"
 
-#include <stdlib.h>
-
 #include "broker/cmd/cmd.h"
 #include "broker/core/job.h"
 #include "broker/core/metrics.h"
@@ -122,23 +120,11 @@ static void
 cmd_query_stats(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	struct vm	**l;
-	size_t		  n, i;
-	json_t		 *a;
+	json_t	*a;
 
-	if (t->vm != NULL) {
-		a = json_array();
-		json_array_append_new(a, cmd_stats_vm(t->vm));
-	} else {
-		if ((l = vm_list(&n)) == NULL) {
-			req_error(r, QMP_CLS_GENERIC, "out of memory");
-			return;
-		}
-		a = json_array();
-		for (i = 0; i < n; i++)
-			if (req_vm_allowed(r, vm_name(l[i])))
-				json_array_append_new(a, cmd_stats_vm(l[i]));
-		free(l);
+	if ((a = cmd_vms_json(r, t, cmd_stats_vm)) == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "out of memory");
+		return;
 	}
 	req_reply(r, json_pack("{s:o, s:o}", "process", cmd_stats_process(),
 	    "vms", a));

@@ -51,8 +51,9 @@ void	metrics_family(struct metrics_out *, const char *name,
 	    const char *type, const char *help);
 void	metrics_u64(struct metrics_out *, const char *name,
 	    const char *const *kv, uint64_t v);
-void	metrics_dbl(struct metrics_out *, const char *name,
-	    const char *const *kv, double v);
+/* A family of one sample without labels. */
+void	metrics_one(struct metrics_out *, const char *name,
+	    const char *type, const char *help, uint64_t v);
 /* name_bucket{...,le=...} (cumulative), name_sum (seconds),
    name_count. */
 void	metrics_hist(struct metrics_out *, const char *name,

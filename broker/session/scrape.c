@@ -370,26 +370,25 @@ scrape_collect(struct metrics_out *o, void *arg)
 	metrics_u64(o, "clients", kv, st.control);
 	kv[1] = "shared";
 	metrics_u64(o, "clients", kv, st.shared);
-	metrics_family(o, "subscriptions", "gauge", "Event subscriptions of "
-	    "every client.");
-	metrics_u64(o, "subscriptions", NULL, st.subscriptions);
-	metrics_family(o, "events_out_total", "counter", "Events queued to "
-	    "clients.");
-	metrics_u64(o, "events_out_total", NULL, st.events_out);
-	metrics_family(o, "events_dropped_total", "counter", "Events not "
-	    "queued to a client because its queue was full.");
-	metrics_u64(o, "events_dropped_total", NULL, st.events_dropped);
-	metrics_family(o, "client_queued_bytes", "gauge", "Bytes queued to "
-	    "clients and not yet written.");
-	metrics_u64(o, "client_queued_bytes", NULL, st.queued_bytes);
+	metrics_one(o, "subscriptions", "gauge", "Event subscriptions of "
+	    "every client.",
+	    st.subscriptions);
+	metrics_one(o, "events_out_total", "counter", "Events queued to "
+	    "clients.",
+	    st.events_out);
+	metrics_one(o, "events_dropped_total", "counter", "Events not "
+	    "queued to a client because its queue was full.",
+	    st.events_dropped);
+	metrics_one(o, "client_queued_bytes", "gauge", "Bytes queued to "
+	    "clients and not yet written.",
+	    st.queued_bytes);
 
-	metrics_family(o, "http_connections", "gauge", "Open connections to "
-	    "this metrics server.");
-	metrics_u64(o, "http_connections", NULL, scrape_conns);
-	metrics_family(o, "http_connection_cap_hits_total", "counter",
+	metrics_one(o, "http_connections", "gauge", "Open connections to "
+	    "this metrics server.",
+	    scrape_conns);
+	metrics_one(o, "http_connection_cap_hits_total", "counter",
 	    "Times the metrics server reached metrics-max-conns and stopped "
-	    "accepting.");
-	metrics_u64(o, "http_connection_cap_hits_total", NULL,
+	    "accepting.",
 	    scrape_cap_hits);
 	metrics_family(o, "http_requests_total", "counter", "Requests to the "
 	    "metrics server, by HTTP status.");

@@ -201,18 +201,18 @@ vm_metrics_collect(struct metrics_out *o, void *arg)
 	metrics_family(o, "command_duration_seconds", "histogram", "Time "
 	    "from executing a command on a VM to its completion, every VM.");
 	metrics_hist(o, "command_duration_seconds", NULL, &w.latency);
-	metrics_family(o, "command_timeouts_total", "counter", "Commands "
-	    "that timed out on a VM's monitor, every VM.");
-	metrics_u64(o, "command_timeouts_total", NULL, w.timeouts);
-	metrics_family(o, "commands_in_flight", "gauge", "Commands executed "
-	    "and not yet completed, every VM.");
-	metrics_u64(o, "commands_in_flight", NULL, w.inflight);
-	metrics_family(o, "monitor_reconnects_total", "counter", "Connections "
-	    "to a VM's monitor after its first, every VM.");
-	metrics_u64(o, "monitor_reconnects_total", NULL, w.reconnects);
-	metrics_family(o, "events_in_total", "counter", "QEMU events "
-	    "received, every VM.");
-	metrics_u64(o, "events_in_total", NULL, w.events_in);
+	metrics_one(o, "command_timeouts_total", "counter", "Commands "
+	    "that timed out on a VM's monitor, every VM.",
+	    w.timeouts);
+	metrics_one(o, "commands_in_flight", "gauge", "Commands executed "
+	    "and not yet completed, every VM.",
+	    w.inflight);
+	metrics_one(o, "monitor_reconnects_total", "counter", "Connections "
+	    "to a VM's monitor after its first, every VM.",
+	    w.reconnects);
+	metrics_one(o, "events_in_total", "counter", "QEMU events "
+	    "received, every VM.",
+	    w.events_in);
 
 	if (conf.metrics_per_vm)
 		vmm_per_vm(&w);
