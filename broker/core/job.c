@@ -99,12 +99,13 @@ job_count(const struct job *j)
 		if (job_st[i].kind == j->ops->kind)
 			break;
 	if (i == job_nst) {
-		if (job_nst == JOB_STAT_KINDS - 1)
-			job_st[i].kind = "other";
-		else
+		if (job_nst < JOB_STAT_KINDS - 1) {
 			job_st[job_nst++].kind = j->ops->kind;
-		if (i == JOB_STAT_KINDS - 1)
+		} else {		/* the last row, for good */
+			i = JOB_STAT_KINDS - 1;
+			job_st[i].kind = "other";
 			job_nst = JOB_STAT_KINDS;
+		}
 	}
 	job_st[i].entered[j->status]++;
 }
