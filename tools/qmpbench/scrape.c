@@ -1,7 +1,8 @@
 /*
  * Scrape: GET /metrics from the broker's metrics server (HOST:PORT),
- * timed from connect to the last byte, the reply checked for a 200 and
- * the exposition's own text. Either --n scrapes back to back (the
+ * timed from connect to the last byte, the reply checked for a 200;
+ * with --pid, also the broker's CPU time per scrape, which a loaded
+ * machine stretches less than the wall clock. Either --n scrapes back to back (the
  * figure: median and worst), or one every --every-ms for --secs (the
  * load of a Prometheus that scrapes while another scenario measures; no
  * figure).
@@ -67,6 +68,8 @@ bench_scrape(int argc, char **argv)
 	long			 n = qb_arg_l(argc, argv, "n", 5);
 	long			 every = qb_arg_l(argc, argv, "every-ms", 0);
 	long			 secs = qb_arg_l(argc, argv, "secs", 0);
+	long			 pid = qb_arg_l(argc, argv, "pid", 0);
+	double			 cpu0 = 0;
 	struct sockaddr_in	 sin;
 	struct qb_samples	 qs;
 	const char		*colon;
@@ -94,14 +97,17 @@ bench_scrape(int argc, char **argv)
 		return (0);
 	}
 	memset(&qs, 0, sizeof qs);
+	if (pid > 0)
+		cpu0 = qb_cpu_s(pid);
 	for (i = 0; i < n; i++) {
 		if ((t = scrape_once(&sin, &bytes)) < 0)
 			qb_fatal("scrape: failed");
 		qb_samples_add(&qs, t);
 	}
-	printf("R scrape %s bytes=%zu median_ms=%.2f max_ms=%.2f n=%ld\n",
-	    label, bytes, qb_samples_pct(&qs, 50) * 1e3,
-	    qb_samples_pct(&qs, 100) * 1e3, n);
+	printf("R scrape %s bytes=%zu median_ms=%.2f max_ms=%.2f "
+	    "cpu_ms=%.2f n=%ld\n", label, bytes, qb_samples_pct(&qs, 50) * 1e3,
+	    qb_samples_pct(&qs, 100) * 1e3,
+	    pid > 0 ? (qb_cpu_s(pid) - cpu0) / (double)n * 1e3 : -1.0, n);
 	qb_samples_free(&qs);
 	return (0);
 }
