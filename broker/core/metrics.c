@@ -171,6 +171,18 @@ metrics_one(struct metrics_out *o, const char *name, const char *type,
 	metrics_u64(o, name, NULL, v);
 }
 
+void
+metrics_table(struct metrics_out *o, const struct metrics_def *d, size_t n,
+    const void *base)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		metrics_one(o, d[i].name, d[i].type, d[i].help,
+		    *(const uint64_t *)(const void *)((const char *)base +
+		    d[i].off));
+}
+
 static void
 mo_dbl(struct metrics_out *o, double v)
 {
@@ -279,6 +291,13 @@ metrics_lag_cb(evutil_socket_t fd, short what, void *arg)
 	metrics_lag_arm();
 }
 
+static const struct metrics_def metrics_jobs[2] = {
+	{ "jobs_total", "counter", "Jobs that entered each status, by kind.",
+	    0 },
+	{ "jobs", "gauge", "Jobs known now (finished ones until dismissed), "
+	    "by kind and status.", 0 },
+};
+
 static void
 metrics_collect_proc(struct metrics_out *o, void *arg)
 {
@@ -323,23 +342,17 @@ metrics_collect_proc(struct metrics_out *o, void *arg)
 	kv[0] = "kind";
 	kv[2] = "status";
 	kv[4] = NULL;
-	metrics_family(o, "jobs_total", "counter",
-	    "Jobs that entered each status, by kind.");
-	for (i = 0; i < n; i++)
-		for (s = 0; s < JOB_NSTATUS; s++) {
-			kv[1] = js[i].kind;
-			kv[3] = job_status_name((enum job_status)s);
-			metrics_u64(o, "jobs_total", kv, js[i].entered[s]);
-		}
-	metrics_family(o, "jobs", "gauge",
-	    "Jobs known now (finished ones until dismissed), by kind and "
-	    "status.");
-	for (i = 0; i < n; i++)
-		for (s = 0; s < JOB_NSTATUS; s++) {
-			kv[1] = js[i].kind;
-			kv[3] = job_status_name((enum job_status)s);
-			metrics_u64(o, "jobs", kv, js[i].now[s]);
-		}
+	for (k = 0; k < 2; k++) {
+		metrics_family(o, metrics_jobs[k].name, metrics_jobs[k].type,
+		    metrics_jobs[k].help);
+		for (i = 0; i < n; i++)
+			for (s = 0; s < JOB_NSTATUS; s++) {
+				kv[1] = js[i].kind;
+				kv[3] = job_status_name((enum job_status)s);
+				metrics_u64(o, metrics_jobs[k].name, kv, k == 0 ?
+				    js[i].entered[s] : js[i].now[s]);
+			}
+	}
 }
 
 /* ---- registry ---- */

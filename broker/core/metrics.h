@@ -51,6 +51,16 @@ void	metrics_family(struct metrics_out *, const char *name,
 	    const char *type, const char *help);
 void	metrics_u64(struct metrics_out *, const char *name,
 	    const char *const *kv, uint64_t v);
+/* Families of one sample without labels, as a table: each row's value
+   is the uint64_t at off in base. */
+struct metrics_def {
+	const char	*name;
+	const char	*type;
+	const char	*help;
+	size_t		 off;
+};
+void	metrics_table(struct metrics_out *, const struct metrics_def *,
+	    size_t n, const void *base);
 /* A family of one sample without labels. */
 void	metrics_one(struct metrics_out *, const char *name,
 	    const char *type, const char *help, uint64_t v);

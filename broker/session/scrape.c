@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +357,19 @@ scrape_close(void)
 
 /* ---- the sessions' figures ---- */
 
+#define C(m)	offsetof(struct client_stats, m)
+static const struct metrics_def scrape_defs[] = {
+	{ "subscriptions", "gauge", "Event subscriptions of every client.",
+	    C(subscriptions) },
+	{ "events_out_total", "counter", "Events queued to clients.",
+	    C(events_out) },
+	{ "events_dropped_total", "counter", "Events not queued to a client "
+	    "because its queue was full.", C(events_dropped) },
+	{ "client_queued_bytes", "gauge", "Bytes queued to clients and not "
+	    "yet written.", C(queued_bytes) },
+};
+#undef C
+
 void
 scrape_collect(struct metrics_out *o, void *arg)
 {
@@ -370,26 +384,13 @@ scrape_collect(struct metrics_out *o, void *arg)
 	metrics_u64(o, "clients", kv, st.control);
 	kv[1] = "shared";
 	metrics_u64(o, "clients", kv, st.shared);
-	metrics_one(o, "subscriptions", "gauge", "Event subscriptions of "
-	    "every client.",
-	    st.subscriptions);
-	metrics_one(o, "events_out_total", "counter", "Events queued to "
-	    "clients.",
-	    st.events_out);
-	metrics_one(o, "events_dropped_total", "counter", "Events not "
-	    "queued to a client because its queue was full.",
-	    st.events_dropped);
-	metrics_one(o, "client_queued_bytes", "gauge", "Bytes queued to "
-	    "clients and not yet written.",
-	    st.queued_bytes);
-
+	metrics_table(o, scrape_defs, sizeof scrape_defs /
+	    sizeof scrape_defs[0], &st);
 	metrics_one(o, "http_connections", "gauge", "Open connections to "
-	    "this metrics server.",
-	    scrape_conns);
-	metrics_one(o, "http_connection_cap_hits_total", "counter",
-	    "Times the metrics server reached metrics-max-conns and stopped "
-	    "accepting.",
-	    scrape_cap_hits);
+	    "this metrics server.", scrape_conns);
+	metrics_one(o, "http_connection_cap_hits_total", "counter", "Times "
+	    "the metrics server reached metrics-max-conns and stopped "
+	    "accepting.", scrape_cap_hits);
 	metrics_family(o, "http_requests_total", "counter", "Requests to the "
 	    "metrics server, by HTTP status.");
 	kv[0] = "code";

@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "broker/core/conf.h"
@@ -164,6 +165,19 @@ vmm_per_vm(struct vmm_walk *w)
 	    "from the VM.", vmm_one);
 }
 
+#define W(m)	offsetof(struct vmm_walk, m)
+static const struct metrics_def vmm_totals[] = {
+	{ "command_timeouts_total", "counter", "Commands that timed out on a "
+	    "VM's monitor, every VM.", W(timeouts) },
+	{ "commands_in_flight", "gauge", "Commands executed and not yet "
+	    "completed, every VM.", W(inflight) },
+	{ "monitor_reconnects_total", "counter", "Connections to a VM's "
+	    "monitor after its first, every VM.", W(reconnects) },
+	{ "events_in_total", "counter", "QEMU events received, every VM.",
+	    W(events_in) },
+};
+#undef W
+
 void
 vm_metrics_collect(struct metrics_out *o, void *arg)
 {
@@ -201,18 +215,8 @@ vm_metrics_collect(struct metrics_out *o, void *arg)
 	metrics_family(o, "command_duration_seconds", "histogram", "Time "
 	    "from executing a command on a VM to its completion, every VM.");
 	metrics_hist(o, "command_duration_seconds", NULL, &w.latency);
-	metrics_one(o, "command_timeouts_total", "counter", "Commands "
-	    "that timed out on a VM's monitor, every VM.",
-	    w.timeouts);
-	metrics_one(o, "commands_in_flight", "gauge", "Commands executed "
-	    "and not yet completed, every VM.",
-	    w.inflight);
-	metrics_one(o, "monitor_reconnects_total", "counter", "Connections "
-	    "to a VM's monitor after its first, every VM.",
-	    w.reconnects);
-	metrics_one(o, "events_in_total", "counter", "QEMU events "
-	    "received, every VM.",
-	    w.events_in);
+	metrics_table(o, vmm_totals, sizeof vmm_totals / sizeof vmm_totals[0],
+	    &w);
 
 	if (conf.metrics_per_vm)
 		vmm_per_vm(&w);

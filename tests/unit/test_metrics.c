@@ -57,15 +57,33 @@ t_scrape(void)
 	return (s);
 }
 
-static void
-test_escapes(void **state)
+/* A registry with the process' collector and t_collect, on a base of
+   its own. */
+static int
+t_setup(void **state)
 {
 	struct event_base	*base = event_base_new();
-	char			*s;
 
 	assert_non_null(base);
 	assert_int_equal(metrics_init(base), 0);
 	assert_int_equal(metrics_register(t_collect, NULL), 0);
+	*state = base;
+	return (0);
+}
+
+static int
+t_teardown(void **state)
+{
+	metrics_shutdown();
+	event_base_free(*state);
+	return (0);
+}
+
+static void
+test_escapes(void **state)
+{
+	char	*s;
+
 	t_value = "a\"b\\c\nd";
 	memset(&t_hist, 0, sizeof t_hist);
 	s = t_scrape();
@@ -75,19 +93,13 @@ test_escapes(void **state)
 	    "18446744073709551615\n"
 	    "qmpbroker_t_total 0\n"));
 	free(s);
-	metrics_shutdown();
-	event_base_free(base);
 }
 
 static void
 test_histogram(void **state)
 {
-	struct event_base	*base = event_base_new();
-	char			*s;
+	char	*s;
 
-	assert_non_null(base);
-	assert_int_equal(metrics_init(base), 0);
-	assert_int_equal(metrics_register(t_collect, NULL), 0);
 	t_value = "v";
 	memset(&t_hist, 0, sizeof t_hist);
 	hist_observe(&t_hist, 50);		/* <= 100 us */
@@ -110,8 +122,6 @@ test_histogram(void **state)
 	assert_int_equal(hist_quantile_us(&t_hist, 0.5), 100);
 	assert_int_equal(hist_quantile_us(&t_hist, 0.75), 5000);
 	assert_true(hist_quantile_us(&t_hist, 1.0) == UINT64_MAX);
-	metrics_shutdown();
-	event_base_free(base);
 }
 
 static void
@@ -143,8 +153,10 @@ int
 main(void)
 {
 	const struct CMUnitTest	tests[] = {
-		cmocka_unit_test(test_escapes),
-		cmocka_unit_test(test_histogram),
+		cmocka_unit_test_setup_teardown(test_escapes, t_setup,
+		    t_teardown),
+		cmocka_unit_test_setup_teardown(test_histogram, t_setup,
+		    t_teardown),
 		cmocka_unit_test(test_cmd_names),
 	};
 
