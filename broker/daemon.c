@@ -18,15 +18,18 @@
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
+#include "broker/core/metrics.h"
 #include "broker/daemon.h"
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
+#include "broker/session/scrape.h"
 #include "broker/session/share.h"
 #include "broker/session/sub.h"
 #include "broker/svc/hotplug.h"
 #include "broker/svc/jobs.h"
 #include "broker/vm/registry.h"
 #include "broker/vm/vm.h"
+#include "broker/vm/vm_metrics.h"
 
 #define DAEMON_FLUSH_MS	2000	/* clients get this long to read */
 
@@ -75,6 +78,14 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	hotplug_init();
 	share_init();
 	client_set_hooks(&daemon_client_hooks);
+	/* The metrics read the layers above core through these, at scrape
+	   time: the VMs' counters, then the sessions'. */
+	if (metrics_init(loop_base) == -1 ||
+	    metrics_register(vm_metrics_collect, NULL) == -1 ||
+	    metrics_register(scrape_collect, NULL) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "cannot start the metrics");
+		return (-1);
+	}
 	if (jobs_start(loop_base) == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "cannot start %d job workers or libvirt's event loop",
@@ -86,6 +97,12 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	if (ctl_open(err) == -1)
 		return (-1);
 	if (registry_start(err) == -1) {
+		ctl_close();
+		return (-1);
+	}
+	/* After the registry, so that the first scrape sees every VM. */
+	if (scrape_open(err) == -1) {
+		registry_stop();
 		ctl_close();
 		return (-1);
 	}
@@ -117,6 +134,7 @@ daemon_stop(void)
 	loop_set_stopping();
 	log_notice("shutting down");
 	ctl_close();
+	scrape_close();
 	registry_stop();
 	/* Every pending command and job fails now, into the clients'
 	   queues. */
@@ -139,12 +157,14 @@ daemon_cleanup(void)
 	if (!loop_stopping()) {
 		loop_set_stopping();
 		ctl_close();
+		scrape_close();
 		registry_stop();
 		jobs_stop();
 	}
 	client_free_all();
 	vm_cleanup();
 	hotplug_shutdown();
+	metrics_shutdown();
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;
@@ -180,7 +200,8 @@ daemon_reload(void)
 	    !daemon_same(n.run_dir, conf.run_dir) ||
 	    !daemon_same(n.state_dir, conf.state_dir) ||
 	    !daemon_same(n.vm_dir, conf.vm_dir) ||
-	    !daemon_same(n.pid_file, conf.pid_file))
+	    !daemon_same(n.pid_file, conf.pid_file) ||
+	    !daemon_same(n.metrics_listen, conf.metrics_listen))
 		log_warn("reload: paths changed; they take effect on restart");
 	/* The paths in use stay; the old struct frees the new ones. */
 	keep[0] = n.control_path;

@@ -194,6 +194,43 @@ hp_op_free(struct hp_op *op)
 	hp_vm_maybe_free(vm);
 }
 
+static struct hp_stats	hp_st;
+static const char *const hp_st_names[HP_NSTATKINDS] = {
+	"nic-add", "nic-del", "disk-add", "disk-del", "reconcile", "query",
+};
+
+const struct hp_stats *
+hp_stats(void)
+{
+	return (&hp_st);
+}
+
+const char *
+hp_stat_kind_name(enum hp_stat_kind k)
+{
+	return ((unsigned)k < HP_NSTATKINDS ? hp_st_names[k] : NULL);
+}
+
+static void
+hp_count(const struct hp_op *op, bool ok)
+{
+	enum hp_stat_kind	k;
+
+	if (op->reconcile)
+		k = HP_ST_RECONCILE;
+	else if (op->query)
+		k = HP_ST_QUERY;
+	else
+		k = op->kind == HP_NIC ? (op->add ? HP_ST_NIC_ADD :
+		    HP_ST_NIC_DEL) : (op->add ? HP_ST_DISK_ADD :
+		    HP_ST_DISK_DEL);
+	if (ok)
+		hp_st.ok[k]++;
+	else
+		hp_st.error[k]++;
+	hist_observe(&hp_st.latency[k], hist_now_us() - op->start_us);
+}
+
 void
 hp_answer(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
@@ -203,6 +240,7 @@ hp_answer(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 		json_decref(ret);
 		return;
 	}
+	hp_count(op, err == NULL);
 	op->answered = true;
 	op->done = NULL;
 	if (done != NULL)

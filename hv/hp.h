@@ -30,6 +30,7 @@
 #include "hv/tap.h"
 #include "hv/vmq.h"
 #include "proto/qmp_msg.h"
+#include "util/hist.h"
 
 #define HP_ID_MAX	64
 #define HP_MAX_FDS	(2 * TAP_MAX_QUEUES)
@@ -126,5 +127,27 @@ void	hp_has_device(struct hp_vm *, const char *id, hp_done_fn *, void *);
    against what QEMU shows (query-pci/QOM, query-block, query-fdsets).
    done gets {"id", "action": "finished"|"undone"|"pending"}. */
 void	hp_reconcile(struct hp_vm *, const json_t *rec, hp_done_fn *, void *);
+
+/* Operations answered, of every VM since start, by kind and outcome,
+   with the time from the request to the answer (a pending unplug is
+   answered when QEMU took device_del). Refusals before an operation
+   starts (bad id, monitor not ready, busy device) are not counted. */
+enum hp_stat_kind {
+	HP_ST_NIC_ADD,
+	HP_ST_NIC_DEL,
+	HP_ST_DISK_ADD,
+	HP_ST_DISK_DEL,
+	HP_ST_RECONCILE,	/* a dead broker's journal record */
+	HP_ST_QUERY,		/* slots, device presence */
+	HP_NSTATKINDS
+};
+struct hp_stats {
+	uint64_t	ok[HP_NSTATKINDS];
+	uint64_t	error[HP_NSTATKINDS];
+	struct hist	latency[HP_NSTATKINDS];
+};
+const struct hp_stats *hp_stats(void);
+/* "nic-add", ..., "reconcile", "query"; static. */
+const char	*hp_stat_kind_name(enum hp_stat_kind);
 
 #endif

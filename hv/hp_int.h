@@ -140,6 +140,7 @@ struct hp_op {
 	hp_exec_fn		*exec_cb;	/* the reply's, once in */
 	bool			 query;		/* read-only: takes no lock */
 	bool			 reconcile;	/* a dead broker's journal */
+	uint64_t		 start_us;	/* hp_stats' latency */
 };
 
 /* hp.c */

@@ -88,6 +88,7 @@ hp_op_alloc(struct hp_vm *vm, const char *name, const char *id,
 	}
 	op->vm = vm;
 	op->name = name;
+	op->start_us = hist_now_us();
 	snprintf(op->id, sizeof op->id, "%s", id);
 	op->fdset = -1;
 	op->slot = -1;

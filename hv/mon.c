@@ -114,6 +114,7 @@ struct mon {
 	struct mon_cmdq		 done;		/* failed locally, to report */
 	struct mon_cmd		*fdblock;	/* fd command awaiting reply */
 	size_t			 npending;	/* owner's commands not completed */
+	uint64_t		 timeouts;	/* commands that timed out */
 	uint64_t		 next_id;
 
 	struct defer		 reap;
@@ -367,6 +368,7 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 	   not to blame. */
 	while ((c = TAILQ_FIRST(&m->queue)) != NULL && c->deadline <= now) {
 		TAILQ_REMOVE(&m->queue, c, entry);
+		m->timeouts++;
 		if (mon_fail(m, c, "command '%s' timed out after %d ms "
 		    "waiting for the monitor (%s)", c->name, m->timeout_ms,
 		    mon_state_name(m->state)) == -1)
@@ -379,6 +381,7 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 		snprintf(why, sizeof why, "command '%s' timed out after %d ms",
 		    c->name, m->timeout_ms);
+		m->timeouts++;
 		mon_drop(m, why, c);
 		if (m->dead)
 			return;
@@ -1178,4 +1181,10 @@ size_t
 mon_pending(const struct mon *m)
 {
 	return (m->npending);
+}
+
+uint64_t
+mon_timeouts(const struct mon *m)
+{
+	return (m->timeouts);
 }

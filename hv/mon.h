@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <event2/event.h>
 #include <jansson.h>
 
@@ -108,5 +109,7 @@ const struct qmp_version *mon_version(const struct mon *);
 bool		 mon_has_command(const struct mon *, const char *);
 size_t		 mon_command_count(const struct mon *);
 size_t		 mon_pending(const struct mon *);
+/* Commands that timed out (queued or unanswered), since mon_new. */
+uint64_t	 mon_timeouts(const struct mon *);
 
 #endif

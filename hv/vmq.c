@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include <sys/queue.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +20,7 @@
 #include "hv/mon.h"
 #include "hv/vmq.h"
 #include "util/defer.h"
+#include "util/hist.h"
 
 struct vmq {
 	struct event_base		*base;
@@ -29,15 +32,100 @@ struct vmq {
 	enum mon_state			 be_state;
 	struct defer			 reap;
 	int				 dead;	/* vmq_free was called */
+	struct vmq_stats		 st;
+	int				 connected;	/* once */
+	LIST_HEAD(, vmq_call)		 calls;		/* in flight */
 	char				 name[];
 };
 
-/* One command: the caller's completion, and a local failure's error. */
+/* One command: the caller's completion, and a local failure's error;
+   what the stats need (start, row). q is for the stats only, and
+   vmq_free() clears it in every call still out (a backend's may
+   complete after the endpoint's memory went), so nothing in flight
+   holds the endpoint. */
 struct vmq_call {
 	vmq_reply_fn		*fn;
 	void			*arg;
 	struct qmp_error	 err;
+	struct vmq		*q;		/* NULL: not counted */
+	LIST_ENTRY(vmq_call)	 entry;		/* q's, while q is set */
+	uint64_t		 start_us;
+	size_t			 row;
 };
+
+/* QEMU's commands, sorted (bsearch); the last row is "other". */
+static const char *const vmq_cmds[] = {
+	"add-fd",
+	"balloon",
+	"block-commit",
+	"block-job-cancel",
+	"block-job-complete",
+	"block-job-pause",
+	"block-job-resume",
+	"block-stream",
+	"block_resize",
+	"blockdev-add",
+	"blockdev-backup",
+	"blockdev-del",
+	"blockdev-mirror",
+	"chardev-add",
+	"chardev-remove",
+	"closefd",
+	"cont",
+	"device_add",
+	"device_del",
+	"drive-backup",
+	"drive-mirror",
+	"dump-guest-memory",
+	"getfd",
+	"human-monitor-command",
+	"job-cancel",
+	"job-dismiss",
+	"job-finalize",
+	"migrate",
+	"migrate-incoming",
+	"migrate-set-capabilities",
+	"migrate-set-parameters",
+	"migrate_cancel",
+	"netdev_add",
+	"netdev_del",
+	"object-add",
+	"object-del",
+	"qmp_capabilities",
+	"qom-get",
+	"qom-list",
+	"qom-set",
+	"query-balloon",
+	"query-block",
+	"query-block-jobs",
+	"query-blockstats",
+	"query-chardev",
+	"query-commands",
+	"query-cpus-fast",
+	"query-fdsets",
+	"query-hotpluggable-cpus",
+	"query-jobs",
+	"query-kvm",
+	"query-machines",
+	"query-memory-devices",
+	"query-migrate",
+	"query-name",
+	"query-pci",
+	"query-status",
+	"query-version",
+	"quit",
+	"remove-fd",
+	"screendump",
+	"set_link",
+	"stop",
+	"system_powerdown",
+	"system_reset",
+	"system_wakeup",
+	"transaction",
+	"other",
+};
+_Static_assert(sizeof vmq_cmds / sizeof vmq_cmds[0] == VMQ_NCMDS,
+    "VMQ_NCMDS counts vmq_cmds");
 
 static void	vmq_mon_state(struct mon *, enum mon_state, const char *,
 		    void *);
@@ -58,6 +146,7 @@ vmq_alloc(struct event_base *base, const char *name,
 	if ((q = calloc(1, sizeof *q + len + 1)) == NULL)
 		return (NULL);
 	memcpy(q->name, name, len + 1);
+	LIST_INIT(&q->calls);
 	q->base = base;
 	q->ops = ops;
 	q->arg = arg;
@@ -96,12 +185,47 @@ vmq_new_backend(struct event_base *base, const char *name,
 	return (q);
 }
 
+/* The totals of endpoints gone, so that totals over every VM never go
+   down when a VM is removed (they are counters). */
+static struct vmq_stats	vmq_gone;
+static uint64_t		vmq_gone_cmds[VMQ_NCMDS][VMQ_NOUTCOMES];
+
+static void
+vmq_retire(const struct vmq_stats *st)
+{
+	size_t	i;
+	int	k;
+
+	vmq_gone.events_in += st->events_in;
+	vmq_gone.reconnects += st->reconnects;
+	vmq_gone.timeouts += st->timeouts;
+	vmq_gone.commands += st->commands;
+	for (k = 0; k <= HIST_NBOUNDS; k++)
+		vmq_gone.latency.n[k] += st->latency.n[k];
+	vmq_gone.latency.count += st->latency.count;
+	vmq_gone.latency.sum_us += st->latency.sum_us;
+	for (i = 0; st->by_cmd != NULL && i < VMQ_NCMDS; i++) {
+		vmq_gone_cmds[i][VMQ_OK] += st->by_cmd[i][VMQ_OK];
+		vmq_gone_cmds[i][VMQ_ERROR] += st->by_cmd[i][VMQ_ERROR];
+	}
+}
+
+void
+vmq_stats_gone(struct vmq_stats *out)
+{
+	*out = vmq_gone;
+	out->by_cmd = vmq_gone_cmds;
+}
+
 /* The memory, from the loop or defer_flush(): all else went in
    vmq_free. */
 static void
 vmq_release(void *arg)
 {
-	free(arg);
+	struct vmq	*q = arg;
+
+	free(q->st.by_cmd);
+	free(q);
 }
 
 void
@@ -109,12 +233,14 @@ vmq_free(struct vmq *q)
 {
 	const struct vmq_backend	*be;
 	struct mon			*m;
+	struct vmq_call			*call;
 
 	if (q == NULL || q->dead)
 		return;
 	/* first: what the completions below execute fails as removed */
 	q->dead = 1;
 	if ((m = q->mon) != NULL) {
+		q->st.timeouts += mon_timeouts(m);
 		q->mon = NULL;
 		mon_free(m);	/* fails what is pending, now */
 	}
@@ -122,6 +248,13 @@ vmq_free(struct vmq *q)
 		q->be = NULL;
 		be->gone(q->be_arg);
 	}
+	/* a backend's calls may complete after the memory went */
+	while ((call = LIST_FIRST(&q->calls)) != NULL) {
+		LIST_REMOVE(call, entry);
+		call->q = NULL;
+		q->st.inflight--;
+	}
+	vmq_retire(&q->st);
 	/* the caller may be one of q's callbacks, or a completion that
 	   mon_free made: the memory waits for the loop */
 	defer_free(q->base, &q->reap, vmq_release, q);
@@ -129,14 +262,92 @@ vmq_free(struct vmq *q)
 
 /* ---- commands ---- */
 
+static int
+vmq_cmd_cmp(const void *key, const void *elt)
+{
+	return (strcmp(key, *(const char *const *)elt));
+}
+
+size_t
+vmq_cmd_index(const char *cmd)
+{
+	const char *const	*p;
+
+	p = bsearch(cmd, vmq_cmds, VMQ_NCMDS - 1, sizeof vmq_cmds[0],
+	    vmq_cmd_cmp);
+	return (p == NULL ? VMQ_NCMDS - 1 : (size_t)(p - vmq_cmds));
+}
+
+const char *
+vmq_cmd_name(size_t i)
+{
+	return (i < VMQ_NCMDS ? vmq_cmds[i] : NULL);
+}
+
+void
+vmq_stats(const struct vmq *q, struct vmq_stats *out)
+{
+	*out = q->st;
+	if (q->mon != NULL)
+		out->timeouts += mon_timeouts(q->mon);
+	if (q->dead)	/* counted in vmq_stats_gone() now */
+		memset(out, 0, sizeof *out);
+}
+
+static struct vmq_call *
+vmq_call_new(struct vmq *q, const char *cmd, vmq_reply_fn *fn, void *arg)
+{
+	struct vmq_call	*call;
+
+	if ((call = malloc(sizeof *call)) == NULL)
+		return (NULL);
+	call->fn = fn;
+	call->arg = arg;
+	call->q = NULL;
+	if (!q->dead) {
+		call->q = q;
+		call->row = vmq_cmd_index(cmd);
+		call->start_us = hist_now_us();
+		LIST_INSERT_HEAD(&q->calls, call, entry);
+		q->st.inflight++;
+	}
+	return (call);
+}
+
+/* The caller's completion, counted while the endpoint lives. */
+static void
+vmq_call_done(struct vmq_call *call, json_t *ret,
+    const struct qmp_error *err)
+{
+	struct vmq	*q = call->q;
+
+	if (q != NULL) {
+		LIST_REMOVE(call, entry);
+		q->st.inflight--;
+		q->st.commands++;
+		hist_observe(&q->st.latency, hist_now_us() - call->start_us);
+		if (q->st.by_cmd == NULL)
+			q->st.by_cmd = calloc(VMQ_NCMDS,
+			    sizeof q->st.by_cmd[0]);
+		if (q->st.by_cmd != NULL)
+			q->st.by_cmd[call->row][err == NULL ? VMQ_OK :
+			    VMQ_ERROR]++;
+	}
+	call->fn(ret, err, call->arg);
+	free(call);
+}
+
 static void
 vmq_mon_done(struct mon *mon, json_t *ret, const struct qmp_error *err,
     void *arg)
 {
-	struct vmq_call	*call = arg;
+	vmq_call_done(arg, ret, err);
+}
 
-	call->fn(ret, err, call->arg);
-	free(call);
+static void
+vmq_be_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	vmq_call_done(arg, ret, err);
 }
 
 static void
@@ -156,14 +367,13 @@ vmq_execute(struct vmq *q, const char *cmd, json_t *args, const int *fds,
 	struct qmp_error	 oom;
 	struct timeval		 tv = { 0, 0 };
 
+	if ((call = vmq_call_new(q, cmd, fn, arg)) == NULL)
+		goto nomem;
 	if (q->be != NULL) {
-		q->be->execute(q, q->be_arg, cmd, args, fds, nfds, fn, arg);
+		q->be->execute(q, q->be_arg, cmd, args, fds, nfds, vmq_be_done,
+		    call);
 		return;
 	}
-	if ((call = malloc(sizeof *call)) == NULL)
-		goto nomem;
-	call->fn = fn;
-	call->arg = arg;
 	if (!q->dead) {
 		mon_execute(q->mon, cmd, args, fds, nfds, vmq_mon_done, call);
 		return;
@@ -263,6 +473,11 @@ vmq_name(const struct vmq *q)
 static void
 vmq_tell_state(struct vmq *q, enum mon_state st, const char *why)
 {
+	if (st == MON_READY) {
+		if (q->connected)
+			q->st.reconnects++;
+		q->connected = 1;
+	}
 	if (!q->dead && q->ops != NULL && q->ops->state != NULL)
 		q->ops->state(q, st, why, q->arg);
 }
@@ -270,6 +485,7 @@ vmq_tell_state(struct vmq *q, enum mon_state st, const char *why)
 static void
 vmq_tell_event(struct vmq *q, json_t *ev)
 {
+	q->st.events_in++;
 	if (!q->dead && q->ops != NULL && q->ops->event != NULL)
 		q->ops->event(q, ev, q->arg);
 }

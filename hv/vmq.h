@@ -25,6 +25,7 @@
 
 #include "hv/mon.h"
 #include "proto/qmp_msg.h"
+#include "util/hist.h"
 
 struct vmq;
 
@@ -136,6 +137,42 @@ void		 vmq_execute_oob(struct vmq *, const char *cmd, json_t *args,
 		    vmq_reply_fn *, void *arg);
 /* The name given at creation; borrowed, valid as long as q. */
 const char	*vmq_name(const struct vmq *q);
+
+/*
+ * What an endpoint counts, for the metrics and query-stats: plain
+ * integers bumped where things happen (no allocation, no lock: one
+ * loop). Command names are a client's choice, so they are counted in a
+ * fixed table of QEMU's commands plus one "other" bucket: however many
+ * names clients invent, an endpoint keeps VMQ_NCMDS rows.
+ */
+#define VMQ_NCMDS	68		/* vmq_cmd_name(VMQ_NCMDS - 1): "other" */
+enum vmq_outcome {
+	VMQ_OK,
+	VMQ_ERROR,			/* QEMU's error or the monitor's */
+	VMQ_NOUTCOMES
+};
+struct vmq_stats {
+	uint64_t	 events_in;
+	uint64_t	 inflight;	/* executed, not yet completed */
+	uint64_t	 reconnects;	/* connects after the first */
+	uint64_t	 timeouts;	/* the monitor's, this endpoint's life */
+	uint64_t	 commands;	/* completed */
+	struct hist	 latency;	/* execute to completion */
+	/* [VMQ_NCMDS][VMQ_NOUTCOMES], made at the first completion (NULL
+	   before, and if out of memory: then only the totals count). */
+	uint64_t	(*by_cmd)[VMQ_NOUTCOMES];
+};
+/* A snapshot of q's figures; by_cmd is borrowed (valid as long as q).
+   All zero once q is dead: its figures went to vmq_stats_gone(). */
+void		 vmq_stats(const struct vmq *q, struct vmq_stats *out);
+/* The sum of every freed endpoint's figures (inflight 0), so that
+   totals over all endpoints, live and gone, never go down. by_cmd is
+   static. */
+void		 vmq_stats_gone(struct vmq_stats *out);
+/* The row of a command name (VMQ_NCMDS - 1 for any unknown name) and
+   back; vmq_cmd_name's string is static. */
+size_t		 vmq_cmd_index(const char *cmd);
+const char	*vmq_cmd_name(size_t i);
 
 /* A backend's feed (not for monitor endpoints; ignored once dead).
    event is borrowed. A state equal to the current one is not news and

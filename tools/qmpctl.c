@@ -376,6 +376,121 @@ ctl_result_vms(struct ctl *ctl, json_t *ret)
 }
 
 static int
+ctl_prep_stats(struct ctl *ctl, int argc, char **argv)
+{
+	json_t	*args = NULL;
+
+	if (argc > 1) {
+		ctl_warn("usage: stats [VM]");
+		return (-1);
+	}
+	if (argc == 1 && (args = json_pack("{s:s}", "name", argv[0])) == NULL)
+		return (-1);
+	return (ctl_request(ctl, "query-stats", args));
+}
+
+/* A latency member of query-stats in ms; -1 when unknown (null). */
+static double
+ctl_ms(const json_t *lat, const char *key)
+{
+	const json_t	*v = json_object_get(lat, key);
+
+	return (json_is_number(v) ? json_number_value(v) * 1000 : -1);
+}
+
+static long long
+ctl_int(const json_t *o, const char *key)
+{
+	return ((long long)json_integer_value(json_object_get(o, key)));
+}
+
+/* Slowest first: by p99, then by mean, then by name. */
+static int
+ctl_stats_cmp(const void *a, const void *b)
+{
+	const json_t	*x = *(const json_t *const *)a;
+	const json_t	*y = *(const json_t *const *)b;
+	const json_t	*lx = json_object_get(x, "latency");
+	const json_t	*ly = json_object_get(y, "latency");
+	double		 px = ctl_ms(lx, "p99"), py = ctl_ms(ly, "p99");
+
+	if (px < 0)	/* beyond the last bucket: slowest */
+		px = 1e12;
+	if (py < 0)
+		py = 1e12;
+	if (ctl_int(lx, "count") == 0)
+		px = -1;
+	if (ctl_int(ly, "count") == 0)
+		py = -1;
+	if (px != py)
+		return (px < py ? 1 : -1);
+	px = ctl_ms(lx, "mean");
+	py = ctl_ms(ly, "mean");
+	if (px != py)
+		return (px < py ? 1 : -1);
+	return (strcmp(ctl_str(json_object_get(x, "name"), ""),
+	    ctl_str(json_object_get(y, "name"), "")));
+}
+
+static void
+ctl_print_ms(double ms)
+{
+	if (ms < 0)
+		printf(" %9s", ">10000");
+	else
+		printf(" %9.3f", ms);
+}
+
+static void
+ctl_result_stats(struct ctl *ctl, json_t *ret)
+{
+	const json_t	*p = json_object_get(ret, "process");
+	const json_t	*vms = json_object_get(ret, "vms");
+	const json_t	*lat, *lag;
+	const json_t	**l;
+	size_t		 i, n;
+
+	if (ctl->json || !json_is_object(p) || !json_is_array(vms)) {
+		ctl_print_return(ctl, ret);
+		return;
+	}
+	lag = json_object_get(p, "loop-lag");
+	printf("clients %lld control, %lld shared; subscriptions %lld; "
+	    "events out %lld, dropped %lld; queued %lld bytes\n",
+	    ctl_int(p, "clients-control"), ctl_int(p, "clients-shared"),
+	    ctl_int(p, "subscriptions"), ctl_int(p, "events-out"),
+	    ctl_int(p, "events-dropped"), ctl_int(p, "queued-bytes"));
+	printf("open fds %lld; rss %lld KiB; loop lag p99 %.3f ms\n\n",
+	    ctl_int(p, "open-fds"), ctl_int(p, "rss-bytes") / 1024,
+	    ctl_ms(lag, "p99"));
+	n = json_array_size(vms);
+	if ((l = calloc(n + 1, sizeof *l)) == NULL) {
+		ctl_print_return(ctl, ret);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		l[i] = json_array_get(vms, i);
+	qsort(l, n, sizeof *l, ctl_stats_cmp);
+	printf("%-20s %-13s %8s %6s %5s %5s %5s %8s %9s %9s %9s\n", "NAME",
+	    "STATE", "CMDS", "ERRS", "TMOUT", "INFL", "RECON", "EVENTS",
+	    "MEAN_MS", "P50_MS", "P99_MS");
+	for (i = 0; i < n; i++) {
+		lat = json_object_get(l[i], "latency");
+		printf("%-20s %-13s %8lld %6lld %5lld %5lld %5lld %8lld",
+		    ctl_str(json_object_get(l[i], "name"), "?"),
+		    ctl_str(json_object_get(l[i], "state"), "?"),
+		    ctl_int(l[i], "commands"), ctl_int(l[i], "errors"),
+		    ctl_int(l[i], "timeouts"), ctl_int(l[i], "in-flight"),
+		    ctl_int(l[i], "reconnects"), ctl_int(l[i], "events-in"));
+		printf(" %9.3f", ctl_ms(lat, "mean"));
+		ctl_print_ms(ctl_ms(lat, "p50"));
+		ctl_print_ms(ctl_ms(lat, "p99"));
+		printf("\n");
+	}
+	free(l);
+}
+
+static int
 ctl_prep_exec(struct ctl *ctl, int argc, char **argv)
 {
 	json_t	*args, *cargs;
@@ -469,6 +584,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  ctl_prep_disk_add, NULL, NULL, 0 },
 	{ "disk-del", "disk-del VM ID", ctl_prep_disk_del, NULL, NULL, 0 },
 	{ "slots", "slots VM", ctl_prep_slots, NULL, NULL, 0 },
+	{ "stats", "stats [VM]", ctl_prep_stats, ctl_result_stats, NULL, 0 },
 	/* @qmpctl-commands@ (hotplug, jobs add here) */
 	{ NULL, NULL, NULL, NULL, NULL, 0 }
 };

@@ -25,6 +25,7 @@ static const struct cmd_entry *const cmd_tables[] = {
 	cmd_domain_table,
 	cmd_image_table,
 	cmd_hp_table,
+	cmd_stats_table,
 	NULL
 };
 
@@ -184,4 +185,32 @@ void
 cmd_reply_job(struct req *r, struct job *j)
 {
 	req_reply(r, json_pack("{s:I}", "job", (json_int_t)job_id(j)));
+}
+
+json_t *
+cmd_vms_json(struct req *r, const struct cmd_target *t,
+    json_t *(*fn)(struct vm *))
+{
+	struct vm	**l;
+	size_t		  n, i;
+	json_t		 *a;
+
+	/* the dispatcher found the VM "name" names, if it is given */
+	if (t->vm != NULL) {
+		if ((l = calloc(1, sizeof *l)) == NULL)
+			return (NULL);
+		l[0] = t->vm;
+		n = 1;
+	} else if ((l = vm_list(&n)) == NULL)
+		return (NULL);
+	/* The list is what this peer may see: another tenant's VM names
+	   and sockets are not its business (vm-allow). With a name, the
+	   dispatcher has already refused a VM the peer may not see. */
+	a = json_array();
+	for (i = 0; a != NULL && i < n; i++) {
+		if (req_vm_allowed(r, vm_name(l[i])))
+			json_array_append_new(a, fn(l[i]));
+	}
+	free(l);
+	return (a);
 }

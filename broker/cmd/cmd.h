@@ -97,6 +97,12 @@ bool	cmd_arg_bool(json_t *args, const char *name);
 /* The job numbered id, or NULL with r finished: "job ID not found". */
 struct job *cmd_find_job(struct req *, json_int_t id);
 
+/* fn(vm) of each VM a request may see, sorted by name: t->vm alone
+   when the target named one, else every VM vm-allow lets its peer see.
+   NULL if out of memory. */
+json_t	*cmd_vms_json(struct req *, const struct cmd_target *t,
+	    json_t *(*fn)(struct vm *));
+
 /* A started job's reply, {"job": ID}. */
 void	cmd_reply_job(struct req *, struct job *);
 
@@ -107,5 +113,6 @@ extern const struct cmd_entry cmd_job_table[];
 extern const struct cmd_entry cmd_domain_table[];
 extern const struct cmd_entry cmd_image_table[];
 extern const struct cmd_entry cmd_hp_table[];
+extern const struct cmd_entry cmd_stats_table[];
 
 #endif

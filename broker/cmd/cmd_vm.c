@@ -52,32 +52,12 @@ static void
 cmd_query_vms(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
-	struct vm	**l;
-	size_t		  n, i;
-	json_t		 *a;
+	json_t	*a;
 
-	/* the dispatcher found the VM "name" names, if it is given */
-	if (t->vm != NULL) {
-		if ((l = calloc(1, sizeof *l)) == NULL) {
-			req_error(r, QMP_CLS_GENERIC, "out of memory");
-			return;
-		}
-		l[0] = t->vm;
-		n = 1;
-	} else if ((l = vm_list(&n)) == NULL) {
+	if ((a = cmd_vms_json(r, t, cmd_vm_json)) == NULL)
 		req_error(r, QMP_CLS_GENERIC, "out of memory");
-		return;
-	}
-	/* The list is what this peer may see: another tenant's VM names
-	   and sockets are not its business (vm-allow). With a name, the
-	   dispatcher has already refused a VM the peer may not see. */
-	a = json_array();
-	for (i = 0; i < n; i++) {
-		if (req_vm_allowed(r, vm_name(l[i])))
-			json_array_append_new(a, cmd_vm_json(l[i]));
-	}
-	free(l);
-	req_reply(r, a);
+	else
+		req_reply(r, a);
 }
 
 static void

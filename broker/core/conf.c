@@ -69,6 +69,11 @@ static const struct conf_opt conf_opts[] = {
 	{ "nbd-lock-dir", CT_STR, O(nbd_lock_dir), 0, "nbd device lock files" },
 	{ "nbd-wait-ms", CT_INT, O(nbd_wait_ms), 1, "qemu-nbd connect deadline" },
 	{ "tool-timeout-ms", CT_INT, O(tool_timeout_ms), 1, "losetup/qemu-nbd deadline" },
+	{ "metrics-listen", CT_STR, O(metrics_listen), 0, "unix:PATH or HOST:PORT: serve GET /metrics (off by default)" },
+	{ "metrics-remote", CT_BOOL, O(metrics_remote), 0, "metrics-listen may be a non-loopback address (yes|no)" },
+	{ "metrics-per-vm", CT_BOOL, O(metrics_per_vm), 0, "per-VM series in /metrics (yes|no)" },
+	{ "metrics-max-conns", CT_SIZE, O(metrics_max_conns), 1, "metrics HTTP connections at once" },
+	{ "metrics-timeout-ms", CT_INT, O(metrics_timeout_ms), 1, "metrics HTTP idle or slow request: close after" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
 	{ "vm-allow", CT_VMALLOW, 0, 0, "NAME uid:N,gid:M,...: only they act on that VM (repeatable)" },
 };
@@ -118,6 +123,9 @@ conf_init(struct conf *c)
 	c->unplug_timeout_ms = 10000;
 	c->libvirt_uri = conf_xstrdup("test:///default");
 	c->workers = 4;
+	c->metrics_per_vm = 1;
+	c->metrics_max_conns = 64;
+	c->metrics_timeout_ms = 10000;
 	c->job_keep_s = 600;
 	c->max_jobs = 256;
 }

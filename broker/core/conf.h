@@ -79,6 +79,13 @@ struct conf {
 	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */
 	int	 nbd_wait_ms;		/* pid file must appear, default 10000 */
 	int	 tool_timeout_ms;	/* losetup, qemu-nbd, default 30000 */
+
+	/* metrics (session/scrape.c); NULL: no HTTP listener */
+	char	*metrics_listen;	/* unix:PATH or HOST:PORT */
+	int	 metrics_remote;	/* a non-loopback HOST is allowed */
+	int	 metrics_per_vm;	/* default yes */
+	size_t	 metrics_max_conns;	/* default 64 */
+	int	 metrics_timeout_ms;	/* default 10000 */
 };
 
 extern struct conf conf;

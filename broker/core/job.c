@@ -84,10 +84,60 @@ job_time_json(const struct timeval *tv)
 	    "microseconds", (json_int_t)tv->tv_usec));
 }
 
+/* Jobs that entered each status, by kind: a kind is a job_ops, of
+   which the broker has a handful; any beyond the table count as one
+   "other" row, so the table never grows. */
+static struct job_stat	job_st[JOB_STAT_KINDS];
+static size_t		job_nst;
+
+static void
+job_count(const struct job *j)
+{
+	size_t	i;
+
+	for (i = 0; i < job_nst; i++)
+		if (job_st[i].kind == j->ops->kind)
+			break;
+	if (i == job_nst) {
+		if (job_nst < JOB_STAT_KINDS - 1) {
+			job_st[job_nst++].kind = j->ops->kind;
+		} else {		/* the last row, for good */
+			i = JOB_STAT_KINDS - 1;
+			job_st[i].kind = "other";
+			job_nst = JOB_STAT_KINDS;
+		}
+	}
+	job_st[i].entered[j->status]++;
+}
+
+size_t
+job_stats(struct job_stat *out, size_t max)
+{
+	const struct job	*j;
+	size_t			 i, n = job_nst < max ? job_nst : max;
+
+	for (i = 0; i < n; i++) {
+		out[i] = job_st[i];
+		memset(out[i].now, 0, sizeof out[i].now);
+	}
+	TAILQ_FOREACH(j, &job_all, entry) {
+		for (i = 0; i < n; i++)
+			if (out[i].kind == j->ops->kind)
+				break;
+		if (i == n && n == JOB_STAT_KINDS)
+			i = n - 1;
+		if (i < n)
+			out[i].now[j->status]++;
+	}
+	return (n);
+}
+
 static void
 job_publish(struct job *j)
 {
 	json_t	*data;
+
+	job_count(j);
 
 	data = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)j->id,
 	    "kind", j->ops->kind, "status", job_status_name(j->status));

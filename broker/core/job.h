@@ -84,4 +84,17 @@ json_t		*job_json(const struct job *);
 json_t		*job_list_json(void);
 size_t		 job_count_active(void);
 
+/* Per kind: how many jobs entered each status since start, and how many
+   are in it now (finished ones until dismissed or expired). Kinds past
+   JOB_STAT_KINDS - 1 share one row, "other". */
+#define JOB_STAT_KINDS	16
+#define JOB_NSTATUS	5
+struct job_stat {
+	const char	*kind;		/* static */
+	uint64_t	 entered[JOB_NSTATUS];
+	uint64_t	 now[JOB_NSTATUS];
+};
+/* Fills out (max rows); returns the rows filled. */
+size_t		 job_stats(struct job_stat *out, size_t max);
+
 #endif

@@ -29,6 +29,9 @@ static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static size_t			nclients;
 static uint64_t			client_next_id;
 static const struct client_hooks *client_hooks;
+/* Since start, over every client (the metrics' events out/dropped). */
+static uint64_t			client_events_out;
+static uint64_t			client_events_dropped;
 
 static void	client_msg(struct chan *, json_t *, int *, size_t, void *);
 static void	client_bad(struct chan *, const struct qmp_error *, void *);
@@ -54,6 +57,26 @@ size_t
 client_count(void)
 {
 	return (nclients);
+}
+
+void
+client_stats(struct client_stats *st)
+{
+	const struct client	*c;
+
+	memset(st, 0, sizeof *st);
+	st->events_out = client_events_out;
+	st->events_dropped = client_events_dropped;
+	TAILQ_FOREACH(c, &clients, entry) {
+		if (c->dead)
+			continue;
+		if (c->kind == CLIENT_CONTROL)
+			st->control++;
+		else
+			st->shared++;
+		st->subscriptions += c->nsubs;
+		st->queued_bytes += chan_outq(c->chan);
+	}
 }
 
 struct client *
@@ -560,8 +583,10 @@ client_send_event(struct client *c, const char *buf, size_t len)
 	if (chan_outq(c->chan) + len > conf.client_queue_max) {
 		c->dropped++;
 		c->dropped_total++;
+		client_events_dropped++;
 		return;
 	}
+	client_events_out++;
 	client_send_buf(c, buf, len);
 }
 

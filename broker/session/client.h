@@ -111,6 +111,18 @@ struct client *client_new(int fd, enum client_kind, const struct peer *,
 	    struct vm *);
 void	client_free(struct client *);
 size_t	client_count(void);
+/* What the metrics show of the sessions: connected clients by kind,
+   their subscriptions and queued output now; events queued and dropped
+   (queue full) since start, over every client. */
+struct client_stats {
+	uint64_t	control;
+	uint64_t	shared;
+	uint64_t	subscriptions;
+	uint64_t	queued_bytes;
+	uint64_t	events_out;
+	uint64_t	events_dropped;
+};
+void	client_stats(struct client_stats *);
 /* The client of a request, NULL once it has gone. */
 struct client *client_of(const struct req *);
 void	client_greet(struct client *);

@@ -165,11 +165,10 @@ lsn_clear_path(const char *path, int check_live, struct qmp_error *err)
 	return (0);
 }
 
-struct lsn *
-lsn_open(const char *path, int mode, int gid, int check_live,
-    lsn_accept_fn *fn, void *arg, struct qmp_error *err)
+int
+lsn_bind(const char *path, int mode, int gid, int check_live,
+    struct qmp_error *err)
 {
-	struct lsn		*l;
 	struct sockaddr_un	 sun;
 	size_t			 len = strlen(path);
 	int			 fd;
@@ -177,15 +176,15 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 	if (len == 0 || len >= sizeof sun.sun_path) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "socket path too long: %s",
 		    path);
-		return (NULL);
+		return (-1);
 	}
 	if (lsn_clear_path(path, check_live, err) == -1)
-		return (NULL);
+		return (-1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "socket: %s",
 		    strerror(errno));
-		return (NULL);
+		return (-1);
 	}
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -195,7 +194,7 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 		qmp_error_set(err, QMP_CLS_GENERIC, "bind %s: %s", path,
 		    strerror(errno));
 		close(fd);
-		return (NULL);
+		return (-1);
 	}
 	if (chmod(sun.sun_path, (mode_t)mode) == -1 ||
 	    (gid != -1 && chown(sun.sun_path, (uid_t)-1, (gid_t)gid) == -1) ||
@@ -204,8 +203,21 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 		    strerror(errno));
 		unlink(path);
 		close(fd);
-		return (NULL);
+		return (-1);
 	}
+	return (fd);
+}
+
+struct lsn *
+lsn_open(const char *path, int mode, int gid, int check_live,
+    lsn_accept_fn *fn, void *arg, struct qmp_error *err)
+{
+	struct lsn		*l;
+	size_t			 len = strlen(path);
+	int			 fd;
+
+	if ((fd = lsn_bind(path, mode, gid, check_live, err)) == -1)
+		return (NULL);
 	if ((l = calloc(1, sizeof *l + len + 1)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 		unlink(path);

@@ -20,6 +20,11 @@ typedef void lsn_accept_fn(int fd, void *arg);
    NULL with err (GenericError) naming the path or call that failed. */
 struct lsn *lsn_open(const char *path, int mode, int gid, int check_live,
 	    lsn_accept_fn *, void *arg, struct qmp_error *err);
+/* The socket of lsn_open, bound and listening (non-blocking,
+   close-on-exec), for a caller that accepts on it by other means (the
+   metrics' HTTP server): the fd, or -1 with err. */
+int	lsn_bind(const char *path, int mode, int gid, int check_live,
+	    struct qmp_error *err);
 /* Closes and unlinks the socket path. NULL is a no-op. */
 void	lsn_close(struct lsn *);
 const char *lsn_path(const struct lsn *);

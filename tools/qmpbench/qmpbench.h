@@ -68,5 +68,6 @@ int	bench_fanout(int, char **);
 int	bench_hotplug(int, char **);
 int	bench_parse(int, char **);
 int	bench_soak(int, char **);
+int	bench_scrape(int, char **);
 
 #endif

@@ -224,6 +224,9 @@ static const struct {
 	    "[--ms MS] [--image FILE]" },
 	{ "parse", bench_parse, "--file F [--mb N]" },
 	{ "soak", bench_soak, "--control P --vms N --pid PID [--ms MS]" },
+	{ "scrape", bench_scrape, "--addr HOST:PORT [--n N] [--pid PID] "
+	    "[--label L] | "
+	    "--addr HOST:PORT --every-ms MS --secs S" },
 };
 
 static void

@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Metrics: GET /metrics (--metrics-listen) and query-stats/qmpctl stats.
+
+The exposition is checked by promtool and scraped by a real Prometheus,
+whose HTTP API must then show a counter this test moved; counters are
+compared with what the test did (commands sent, their outcome), never
+with a hard-coded figure. Bad HTTP input gets a clear status, and idle or
+slow HTTP clients neither block the control socket nor hold more than
+metrics-max-conns of the daemon's fds. Every case ends the standard way
+(qb.Env.finish: fds back to the baseline, exit 0 on SIGTERM).
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import qb
+from qb import check, Env
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def free_port():
+	s = socket.socket()
+	s.bind(("127.0.0.1", 0))
+	port = s.getsockname()[1]
+	s.close()
+	return port
+
+
+def http_req(port, path="/metrics", method="GET", body=None):
+	"""(status, headers, body) of one request on a fresh connection."""
+	c = http.client.HTTPConnection("127.0.0.1", port, timeout=qb.TIMEOUT)
+	try:
+		c.request(method, path, body=body)
+		r = c.getresponse()
+		return r.status, dict(r.getheaders()), r.read().decode()
+	finally:
+		c.close()
+
+
+def parse(text):
+	"""{(name, frozenset(labels)): value} of every sample; TYPE lines
+	by family."""
+	samples, types = {}, {}
+	for line in text.splitlines():
+		if line.startswith("# TYPE "):
+			_, _, fam, t = line.split(" ", 3)
+			types[fam] = t
+			continue
+		if not line or line.startswith("#"):
+			continue
+		m = SAMPLE.match(line)
+		check(m is not None, "not a sample line: %r" % line)
+		labels = frozenset(LABEL.findall(m.group(3) or ""))
+		samples[(m.group(1), labels)] = float(m.group(4))
+	return samples, types
+
+
+def value(samples, name, **labels):
+	return samples.get((name, frozenset(labels.items())))
+
+
+def series(samples, name):
+	return [dict(k[1]) for k in samples if k[0] == name]
+
+
+def promtool_ok(text):
+	p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+	    capture_output=True, timeout=qb.TIMEOUT)
+	check(p.returncode == 0, "promtool check metrics: %s %s" %
+	    (p.stdout.decode(), p.stderr.decode()))
+
+
+def metrics_env(name, extra=(), **kw):
+	port = free_port()
+	env = Env(name, args=["--metrics-listen", "127.0.0.1:%d" % port] +
+	    list(extra), **kw)
+	env.port = port
+	return env
+
+
+def add_vm(env, c, name, **kw):
+	f = env.h.fake(name, **kw)
+	c.cmd("vm-add", {"name": name, "socket": f.path})
+	qb.wait_vm_state(c, name, "ready")
+	return f
+
+
+def scrape(env):
+	st, hdrs, body = http_req(env.port)
+	check(st == 200, "GET /metrics: %d %s" % (st, body[:200]))
+	check(hdrs.get("Content-Type", "").startswith("text/plain; "
+	    "version=0.0.4"), "content type: %r" % hdrs)
+	return body
+
+
+def test_promtool_and_counts():
+	"""Counters move by what was done, per VM and in total, and the
+	whole exposition passes promtool; a removed VM's commands stay in
+	the totals (a counter never goes down)."""
+	with metrics_env("metrics_counts") as env:
+		c = env.d.client()
+		add_vm(env, c, "vm1")
+		add_vm(env, c, "vm-2")
+		n_ok = random.randint(3, 9)
+		for _ in range(n_ok):
+			c.cmd("vm-execute", {"vm": "vm1", "command":
+			    "query-status"})
+		n_err = random.randint(1, 4)
+		for _ in range(n_err):
+			c.cmd_error("vm-execute", {"vm": "vm1", "command":
+			    "no-such-command"})
+		c.cmd("vm-execute", {"vm": "vm-2", "command": "query-status"})
+		text = scrape(env)
+		promtool_ok(text)
+		s, types = parse(text)
+		check(value(s, "qmpbroker_vm_commands_total", vm="vm1",
+		    command="query-status", outcome="ok") == n_ok,
+		    "vm1 query-status ok")
+		check(value(s, "qmpbroker_vm_commands_total", vm="vm1",
+		    command="other", outcome="error") == n_err,
+		    "vm1 unknown commands counted as other/error")
+		check(value(s, "qmpbroker_commands_total",
+		    command="query-status", outcome="ok") == n_ok + 1,
+		    "query-status total over both VMs")
+		check(value(s, "qmpbroker_vm_command_duration_seconds_count",
+		    vm="vm1") == n_ok + n_err, "vm1 latency count")
+		check(value(s, "qmpbroker_vm_monitor_state", vm="vm-2",
+		    state="ready") == 1, "vm-2 ready")
+		check(value(s, "qmpbroker_vm_monitor_state", vm="vm-2",
+		    state="disconnected") == 0, "vm-2 not disconnected")
+		check(value(s, "qmpbroker_vms", state="ready") == 2, "2 ready")
+		check(value(s, "qmpbroker_clients", kind="control") >= 1,
+		    "control clients")
+		check(value(s, "qmpbroker_open_fds") > 0, "open fds")
+		check(value(s, "qmpbroker_resident_memory_bytes") > 0, "rss")
+		for fam, t in (("qmpbroker_vm_commands_total", "counter"),
+		    ("qmpbroker_vm_command_duration_seconds", "histogram"),
+		    ("qmpbroker_loop_lag_seconds", "histogram"),
+		    ("qmpbroker_hotplug_operations_total", "counter"),
+		    ("qmpbroker_events_dropped_total", "counter"),
+		    ("qmpbroker_client_queued_bytes", "gauge")):
+			check(types.get(fam) == t, "%s is a %s" % (fam, t))
+		c.cmd("vm-remove", {"name": "vm1"})
+		s, _ = parse(scrape(env))
+		check(series(s, "qmpbroker_vm_commands_total") ==
+		    [{"vm": "vm-2", "command": "query-status", "outcome": "ok"}],
+		    "vm1's series gone with it")
+		check(value(s, "qmpbroker_commands_total",
+		    command="query-status", outcome="ok") == n_ok + 1,
+		    "a removed VM's commands stay in the total")
+		c.close()
+		env.finish()
+
+
+def test_cardinality():
+	"""Random command names cannot grow the series: they all land in
+	"other", and the exposition keeps its size."""
+	with metrics_env("metrics_card") as env:
+		c = env.d.client()
+		add_vm(env, c, "vm1")
+		def burst(n):
+			for _ in range(n):
+				name = "x-%08x" % random.getrandbits(32)
+				c.cmd_error("vm-execute", {"vm": "vm1",
+				    "command": name})
+		burst(100)
+		s1, _ = parse(scrape(env))
+		burst(300)
+		s2, _ = parse(scrape(env))
+		check(set(s1) == set(s2), "300 more names added series: %r" %
+		    (set(s2) - set(s1)))
+		check(value(s2, "qmpbroker_vm_commands_total", vm="vm1",
+		    command="other", outcome="error") == 400,
+		    "400 invented names in other")
+		names = {d["command"] for d in
+		    series(s2, "qmpbroker_commands_total")}
+		check(len(names) < 100 and "other" in names,
+		    "command label values: %d" % len(names))
+		c.close()
+		env.finish()
+
+
+def test_per_vm_off():
+	"""--metrics-per-vm no: totals only, whatever the number of VMs."""
+	with metrics_env("metrics_novm", extra=["--metrics-per-vm=no"]) \
+	    as env:
+		c = env.d.client()
+		add_vm(env, c, "vm1")
+		c.cmd("vm-execute", {"vm": "vm1", "command": "query-status"})
+		text = scrape(env)
+		promtool_ok(text)
+		check("qmpbroker_vm_" not in text, "per-VM series present")
+		s, _ = parse(text)
+		check(value(s, "qmpbroker_commands_total",
+		    command="query-status", outcome="ok") == 1, "total")
+		c.close()
+		env.finish()
+
+
+def test_bad_http():
+	"""Another path: 404; another method: 405 with Allow; garbage: an
+	HTTP error or a close; each counted; the daemon carries on."""
+	with metrics_env("metrics_bad") as env:
+		st, _, body = http_req(env.port, "/")
+		check(st == 404 and "/metrics" in body, "GET /: %d" % st)
+		st, _, _ = http_req(env.port, "/metrics/x")
+		check(st == 404, "GET /metrics/x: %d" % st)
+		st, hdrs, _ = http_req(env.port, "/metrics", "POST", b"x=1")
+		check(st == 405 and hdrs.get("Allow") == "GET, HEAD",
+		    "POST: %d %r" % (st, hdrs))
+		st, _, _ = http_req(env.port, "/metrics", "DELETE")
+		check(st == 405, "DELETE: %d" % st)
+		st, _, body = http_req(env.port, "/metrics", "HEAD")
+		check(st == 200 and body == "", "HEAD: %d" % st)
+		for junk in (b"\x00\xff garbage\r\n\r\n",
+		    b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"a" * 20000 +
+		    b"\r\n\r\n"):
+			s = socket.create_connection(("127.0.0.1", env.port))
+			s.settimeout(qb.TIMEOUT)
+			try:
+				s.sendall(junk)
+			except OSError:
+				pass	# closed on us while sending: fine
+			got = b""
+			try:
+				while True:
+					b = s.recv(4096)
+					if not b:
+						break
+					got += b
+			except OSError:
+				pass
+			s.close()
+			check(got == b"" or re.match(rb"HTTP/1\.[01] 4\d\d", got),
+			    "junk answered with %r" % got[:80])
+		s, _ = parse(scrape(env))
+		check(value(s, "qmpbroker_http_requests_total", code="404") == 2,
+		    "404s counted")
+		check(value(s, "qmpbroker_http_requests_total", code="405") == 2,
+		    "405s counted")
+		env.finish()
+
+
+def test_slow_and_idle_clients():
+	"""A slowloris and 1,000 idle HTTP connections: the control socket
+	still answers while they are open, the daemon holds at most
+	metrics-max-conns of them, the idle ones are closed after
+	metrics-timeout-ms, and a scrape works once they are gone."""
+	cap = 16
+	soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+	if soft < 1200:
+		resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096),
+		    hard))
+	with metrics_env("metrics_idle", extra=["--metrics-max-conns",
+	    str(cap), "--metrics-timeout-ms", "1000"]) as env:
+		c = env.d.client()
+		add_vm(env, c, "vm1")
+		base = qb.fd_count(env.d.pid)
+		slow = socket.create_connection(("127.0.0.1", env.port))
+		slow.sendall(b"GET /metr")
+		# evhttp closes it after the timeout: EOF, with no reply
+		slow.settimeout(qb.TIMEOUT)
+		check(slow.recv(100) == b"", "slowloris got an answer")
+		slow.close()
+		idle = []
+		for _ in range(1000):
+			s = socket.socket()
+			s.setblocking(False)
+			try:
+				s.connect(("127.0.0.1", env.port))
+			except (BlockingIOError, InterruptedError):
+				pass
+			except OSError:
+				s.close()
+				continue
+			idle.append(s)
+		# the loop serves the control socket meanwhile
+		for _ in range(5):
+			check(c.cmd("vm-execute", {"vm": "vm1", "command":
+			    "query-status"}) is not None, "control command")
+		now = qb.fd_count(env.d.pid)
+		check(now <= base + cap + 2, "daemon holds %d fds for HTTP "
+		    "(cap %d)" % (now - base, cap))
+		for s in idle:
+			s.close()
+		s, _ = parse(scrape(env))
+		check(value(s, "qmpbroker_http_connection_cap_hits_total") >= 1,
+		    "the cap was never reached")
+		check(value(s, "qmpbroker_http_connections") <= cap,
+		    "connections over the cap")
+		c.close()
+		env.finish()
+
+
+def test_unix_and_loopback():
+	"""unix:PATH serves the same; a non-loopback HOST is refused at
+	start unless metrics-remote, and a malformed ADDR too."""
+	h = qb.Harness("metrics_addr")
+	try:
+		for addr, why in (("192.0.2.1:9100", "not a loopback"),
+		    ("nonsense", "expected unix:PATH or HOST:PORT"),
+		    ("unix:", "socket path")):
+			d = h.daemon(args=["--metrics-listen", addr], wait=False,
+			    tag="bad%d" % h.next_seq())
+			d.wait_refused()
+			check(why in d.output(), "%s: %s" % (addr, d.tail()))
+	finally:
+		h.cleanup()
+	with qb.Harness("metrics_unix2") as h:
+		path = h.path("metrics.sock")
+		d = h.daemon(args=["--metrics-listen", "unix:" + path])
+		check(os.stat(path).st_mode & 0o777 == 0o660, "socket mode")
+		s = socket.socket(socket.AF_UNIX)
+		s.settimeout(qb.TIMEOUT)
+		s.connect(path)
+		s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+		got = b""
+		while True:
+			b = s.recv(65536)
+			if not b:
+				break
+			got += b
+		s.close()
+		head, _, body = got.partition(b"\r\n\r\n")
+		check(head.startswith(b"HTTP/1.0 200") or
+		    head.startswith(b"HTTP/1.1 200"), "unix: %r" % head[:60])
+		promtool_ok(body.decode())
+		d.terminate()
+		check(not os.path.exists(path), "metrics socket left behind")
+
+
+def test_prometheus():
+	"""A real Prometheus scrapes the broker every second; its HTTP API
+	then shows the counter this test moved, and its new value after the
+	test moved it again."""
+	prom = shutil.which("prometheus")
+	if prom is None:
+		raise qb.Skip("prometheus not installed")
+	with metrics_env("metrics_prom") as env:
+		c = env.d.client()
+		add_vm(env, c, "vm1")
+		n = random.randint(2, 6)
+		for _ in range(n):
+			c.cmd("vm-execute", {"vm": "vm1", "command":
+			    "query-status"})
+		ppath = env.h.path("prometheus.yml")
+		with open(ppath, "w") as f:
+			f.write("global:\n  scrape_interval: 1s\n"
+			    "  scrape_timeout: 1s\n"
+			    "scrape_configs:\n  - job_name: qmpbroker\n"
+			    "    static_configs:\n"
+			    "      - targets: ['127.0.0.1:%d']\n" % env.port)
+		pport = free_port()
+		p = qb.Proc(env.h, [prom, "--config.file=" + ppath,
+		    "--storage.tsdb.path=" + env.h.path("tsdb"),
+		    "--web.listen-address=127.0.0.1:%d" % pport,
+		    "--log.level=warn"], "prometheus")
+		q = 'qmpbroker_vm_commands_total{vm="vm1",' \
+		    'command="query-status",outcome="ok"}'
+
+		def prom_value():
+			url = "http://127.0.0.1:%d/api/v1/query?%s" % (pport,
+			    urllib.parse.urlencode({"query": q}))
+			try:
+				with urllib.request.urlopen(url,
+				    timeout=5) as r:
+					j = json.load(r)
+			except OSError:
+				return None
+			res = j.get("data", {}).get("result", [])
+			return float(res[0]["value"][1]) if res else None
+
+		qb.wait_for(lambda: prom_value() == n,
+		    "Prometheus to show %s = %d" % (q, n), interval=0.5)
+		for _ in range(3):
+			c.cmd("vm-execute", {"vm": "vm1", "command":
+			    "query-status"})
+		qb.wait_for(lambda: prom_value() == n + 3,
+		    "Prometheus to show %s = %d" % (q, n + 3), interval=0.5)
+		p.kill()	# its keep-alive connection goes with it
+		c.close()
+		env.finish()
+
+
+def test_qmpctl_stats():
+	"""qmpctl stats lists every VM, slowest first; --json gives the
+	figures /metrics shows."""
+	with metrics_env("metrics_stats") as env:
+		c = env.d.client()
+		add_vm(env, c, "fast")
+		add_vm(env, c, "slow", fault_file="delay-cmd.fault")
+		add_vm(env, c, "idle")
+		for vm in ("fast", "slow", "fast"):
+			c.cmd("vm-execute", {"vm": vm, "command":
+			    "query-status"})
+		rc, out, err = qb.qmpctl(["stats"], sock=env.d.control)
+		check(rc == 0, "qmpctl stats: %d %s" % (rc, err))
+		rows = [l.split() for l in out.splitlines()]
+		hdr = [i for i, r in enumerate(rows) if r and r[0] == "NAME"]
+		check(len(hdr) == 1, "no table header: %r" % out)
+		names = [r[0] for r in rows[hdr[0] + 1:] if r]
+		check(names == ["slow", "fast", "idle"], "order: %r" % names)
+		rc, out, err = qb.qmpctl(["--json", "stats"],
+		    sock=env.d.control)
+		check(rc == 0, "qmpctl --json stats: %d %s" % (rc, err))
+		j = json.loads(out)
+		s, _ = parse(scrape(env))
+		for vm in j["vms"]:
+			check(vm["commands"] == value(s,
+			    "qmpbroker_vm_command_duration_seconds_count",
+			    vm=vm["name"]), "%s: commands differ" % vm["name"])
+		check({v["name"]: v["commands"] for v in j["vms"]} ==
+		    {"fast": 2, "slow": 1, "idle": 0}, "commands: %r" % j)
+		rc, out, err = qb.qmpctl(["stats", "nosuch"], sock=env.d.control)
+		check(rc == 1, "stats of an unknown VM: %d" % rc)
+		c.close()
+		env.finish()
+
+
+if __name__ == "__main__":
+	qb.main([test_promtool_and_counts, test_cardinality, test_per_vm_off,
+	    test_bad_http, test_slow_and_idle_clients, test_unix_and_loopback,
+	    test_prometheus, test_qmpctl_stats])
