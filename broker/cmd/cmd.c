@@ -25,6 +25,7 @@ static const struct cmd_entry *const cmd_tables[] = {
 	cmd_domain_table,
 	cmd_image_table,
 	cmd_hp_table,
+	cmd_migrate_table,
 	NULL
 };
 

@@ -17,6 +17,7 @@
 
 #include "broker/cmd/cmd.h"
 #include "broker/svc/hotplug.h"
+#include "broker/svc/migrate.h"
 #include "disk/uri.h"
 #include "hv/hp.h"
 #include "hv/pci.h"
@@ -41,6 +42,12 @@ hp_req_vm(struct req *r, const char *name, const char *id)
 	struct qmp_error	 err;
 	struct hp_vm		*hp;
 
+	/* a device added or removed mid-migration would not be on the
+	   other end: QEMU's device state must match on both */
+	if (id != NULL && migrate_busy(name, &err)) {
+		req_error_qmp(r, &err);
+		return (NULL);
+	}
 	if ((hp = hotplug_vm(name, id, &err)) == NULL)
 		req_error_qmp(r, &err);
 	return (hp);
