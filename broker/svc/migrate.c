@@ -43,6 +43,8 @@
 #include "broker/vm/vm.h"
 
 #define MIG_POLL_MS	250
+#define MIG_SETTLE_MS	20	/* finish-migrate -> postmigrate */
+#define MIG_SETTLE_MAX	250
 #define MIG_URI_MAX	1024
 #define MIG_CAPS_MAX	32
 
@@ -56,8 +58,8 @@ enum mig_phase {
 	P_SRC_PARAMS,
 	P_MIGRATE,
 	P_RUN,		/* watching */
-	P_END_QUERY,	/* QEMU said it is over: the totals */
-	P_SRC_FINAL,
+	P_SRC_FINAL,	/* QEMU said it is over: the source's state */
+	P_END_QUERY,	/* the totals */
 	P_DST_FINAL,
 	P_QUIT,
 	P_DONE,
@@ -76,6 +78,7 @@ struct mig {
 	int			 inflight;	/* replies still out */
 	bool			 polling;	/* a poll's reply is out */
 	bool			 cancel_sent, postcopy_started, incoming;
+	int			 settle;	/* query-status retries */
 	char			 qstatus[32];	/* QEMU's last word */
 	char			*dst_lost;	/* why the destination went */
 	json_t			*prog;		/* the job's progress */
@@ -290,7 +293,8 @@ mig_over(struct mig *m)
 		return;
 	if (m->poll_ev != NULL)
 		evtimer_del(m->poll_ev);
-	m->phase = P_END_QUERY;
+	m->result = mig_result(m);
+	m->phase = P_SRC_FINAL;
 	mig_next(m);
 }
 
@@ -322,6 +326,11 @@ mig_poll_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct mig	*m = arg;
 
+	if (m->phase == P_SRC_FINAL) {
+		/* settled a little more: ask again */
+		mig_next(m);
+		return;
+	}
 	if (m->phase != P_RUN || m->polling || m->srcvm == NULL)
 		return;
 	m->polling = true;
@@ -502,15 +511,26 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 			return;
 		}
 		break;
+	case P_SRC_FINAL:
+		/* QEMU says completed before the source leaves
+		   finish-migrate, and its totals come only then */
+		if (err == NULL && st != NULL &&
+		    strcmp(st, "finish-migrate") == 0 &&
+		    m->settle++ < MIG_SETTLE_MAX && m->poll_ev != NULL) {
+			struct timeval	tv = { 0, MIG_SETTLE_MS * 1000 };
+
+			evtimer_add(m->poll_ev, &tv);
+			return;
+		}
+		mig_set_status(m->result, "source-status", ret, err);
+		break;
 	case P_END_QUERY:
 		if (err == NULL) {
 			m->final = json_incref(ret);
 			mig_progress(m, ret);
+			json_object_set_new(m->result, "status",
+			    json_string(m->qstatus));
 		}
-		m->result = mig_result(m);
-		break;
-	case P_SRC_FINAL:
-		mig_set_status(m->result, "source-status", ret, err);
 		break;
 	case P_DST_FINAL:
 		mig_set_status(m->result, "destination-status", ret, err);
@@ -620,18 +640,12 @@ mig_next(struct mig *m)
 			evtimer_add(m->poll_ev, &tv);
 			mig_progress(m, NULL);
 			return;
-		case P_END_QUERY:
-			if (m->srcvm == NULL) {
-				m->result = mig_result(m);
-				break;
-			}
-			mig_exec(m, m->srcvm, "query-migrate", NULL,
-			    mig_step_done);
-			return;
 		case P_SRC_FINAL:
+		case P_END_QUERY:
 			if (m->srcvm == NULL)
 				break;
-			mig_exec(m, m->srcvm, "query-status", NULL,
+			mig_exec(m, m->srcvm, m->phase == P_SRC_FINAL ?
+			    "query-status" : "query-migrate", NULL,
 			    mig_step_done);
 			return;
 		case P_DST_FINAL:

@@ -49,7 +49,7 @@ def status(c, vm):
 
 
 def ticks(g):
-	return [int(m) for m in re.findall(r"^TICK (\d+)$", g.serial(), re.M)]
+	return [int(m) for m in re.findall(r"^TICK (\d+)\r?$", g.serial(), re.M)]
 
 
 def wait_ticks_after(g, n, more=2):
