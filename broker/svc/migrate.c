@@ -413,8 +413,13 @@ mig_finish(struct mig *m)
 		job_conclude(m->job, r);
 		return;
 	}
-	if (strcmp(m->qstatus, "cancelled") == 0 && m->dst_lost == NULL &&
+	if (m->dst_lost != NULL && m->dst != NULL)
+		json_object_set_new(r, "destination-status", json_sprintf(
+		    "gone (%s)", m->dst_lost));
+	if (strcmp(m->qstatus, "cancelled") == 0 &&
 	    job_cancel_requested(m->job)) {
+		/* a QEMU whose incoming migration breaks off exits: the
+		   destination going away is then the cancel's doing */
 		job_cancelled(m->job, r);
 		return;
 	}
