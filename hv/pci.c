@@ -518,8 +518,12 @@ pci_map_json(const struct pci_map *m)
 	for (i = 0; i < m->n; i++) {
 		p = &m->place[i];
 		snprintf(addr, sizeof addr, "0x%x", p->slot);
-		o = json_pack("{s:s, s:s, s:s}", "bus", p->bus, "addr", addr,
-		    "state", pci_state_name(p->state));
+		/* the kind of place, for capacity by kind (pci-plan makes
+		   them): q35 hotplugs only into root ports */
+		o = json_pack("{s:s, s:s, s:s, s:s}", "bus", p->bus, "addr",
+		    addr, "state", pci_state_name(p->state), "kind", m->q35 ?
+		    "pcie-root-port" : strcmp(p->bus, "pci.0") == 0 ?
+		    "pci-root" : "pci-bridge");
 		if (o != NULL && p->owner[0] != '\0')
 			json_object_set_new(o, "device",
 			    json_string(p->owner));

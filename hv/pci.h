@@ -126,4 +126,11 @@ int	 pci_parse_addr(const json_t *, struct qmp_error *err);
 /* [{"bus","addr","state","device"?}] for query-pci-slots. */
 json_t	*pci_map_json(const struct pci_map *);
 
+/* pci-plan (pci_plan.c): the QEMU arguments (["-device", "...", ...])
+   that give machine "pc" or "q35" hotplug places for nics + disks +
+   spare devices at boot: {"args", "places", "budget"}. NULL with err on
+   a bad machine, a negative count or a budget past what a plan gives. */
+json_t	*pci_plan(const char *machine, long long nics, long long disks,
+	    long long spare, struct qmp_error *err);
+
 #endif

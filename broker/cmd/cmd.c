@@ -26,6 +26,7 @@ static const struct cmd_entry *const cmd_tables[] = {
 	cmd_image_table,
 	cmd_hp_table,
 	cmd_stats_table,
+	cmd_migrate_table,
 	NULL
 };
 

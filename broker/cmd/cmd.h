@@ -114,5 +114,6 @@ extern const struct cmd_entry cmd_domain_table[];
 extern const struct cmd_entry cmd_image_table[];
 extern const struct cmd_entry cmd_hp_table[];
 extern const struct cmd_entry cmd_stats_table[];
+extern const struct cmd_entry cmd_migrate_table[];
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "broker/cmd/cmd.h"
 #include "broker/svc/hotplug.h"
+#include "broker/svc/migrate.h"
 #include "disk/uri.h"
 #include "hv/hp.h"
 #include "hv/pci.h"
@@ -41,6 +42,12 @@ hp_req_vm(struct req *r, const char *name, const char *id)
 	struct qmp_error	 err;
 	struct hp_vm		*hp;
 
+	/* a device added or removed mid-migration would not be on the
+	   other end: QEMU's device state must match on both */
+	if (id != NULL && migrate_busy(name, &err)) {
+		req_error_qmp(r, &err);
+		return (NULL);
+	}
 	if ((hp = hotplug_vm(name, id, &err)) == NULL)
 		req_error_qmp(r, &err);
 	return (hp);
@@ -266,6 +273,23 @@ cmd_has_device(struct req *r, json_t *args, const struct cmd_entry *e,
 	hp_has_device(hp, cmd_arg_str(args, "id"), hp_req_done, r);
 }
 
+/* No VM: what to boot one with for a hotplug budget (hv/pci_plan.c). */
+static void
+cmd_pci_plan(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	struct qmp_error	 err;
+	json_t			*plan;
+
+	plan = pci_plan(cmd_arg_str(args, "machine"), cmd_arg_int(args,
+	    "nics", 0), cmd_arg_int(args, "disks", 0), cmd_arg_int(args,
+	    "spare", 0), &err);
+	if (plan == NULL)
+		req_error_qmp(r, &err);
+	else
+		req_reply(r, plan);
+}
+
 /* vm-allow only: hotplug_vm looks the VM up ("unknown VM"), after
    refusing an operation while a reconcile runs */
 #define HP_TARGET	{ "vm", CMD_ALLOW_VM }
@@ -295,5 +319,8 @@ const struct cmd_entry cmd_hp_table[] = {
 	    .target = HP_TARGET, .args = { HP_VM } },
 	{ .name = "has-device", .exec = cmd_has_device,
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
+	{ .name = "pci-plan", .exec = cmd_pci_plan,
+	    .args = { { "machine", 's', true }, { "nics", 'I', false },
+	    { "disks", 'I', false }, { "spare", 'I', false } } },
 	{ .name = NULL }
 };

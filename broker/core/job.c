@@ -26,6 +26,7 @@ struct job {
 	bool			 cancel_requested;
 	struct timeval		 created, started, finished;
 	json_t			*result;
+	json_t			*progress;	/* job_progress(), or NULL */
 	struct qmp_error	 err;
 	struct event		*expire_ev;
 	TAILQ_ENTRY(job)	 entry;
@@ -145,6 +146,8 @@ job_publish(struct job *j)
 		return;
 	if (j->target != NULL)
 		json_object_set_new(data, "target", json_string(j->target));
+	if (j->progress != NULL)
+		json_object_set(data, "progress", j->progress);
 	if (j->result != NULL)
 		json_object_set(data, "result", j->result);
 	if (j->status == JOB_FAILED)
@@ -161,6 +164,7 @@ job_free(struct job *j)
 	if (j->ops->free != NULL && j->data != NULL)
 		j->ops->free(j->data);
 	json_decref(j->result);
+	json_decref(j->progress);
 	free(j->target);
 	free(j);
 }
@@ -293,6 +297,23 @@ job_end(struct job *j, enum job_status s, json_t *result)
 }
 
 void
+job_progress(struct job *j, json_t *progress)
+{
+	if (j->status != JOB_RUNNING || progress == NULL) {
+		json_decref(progress);
+		return;
+	}
+	if (j->progress != NULL && json_equal(j->progress, progress)) {
+		/* no news: subscribers hear of changes only */
+		json_decref(progress);
+		return;
+	}
+	json_decref(j->progress);
+	j->progress = progress;
+	job_publish(j);
+}
+
+void
 job_conclude(struct job *j, json_t *result)
 {
 	job_end(j, JOB_CONCLUDED, result);
@@ -394,6 +415,8 @@ job_json(const struct job *j)
 		json_object_set_new(o, "finished", job_time_json(&j->finished));
 	if (j->cancel_requested)
 		json_object_set_new(o, "cancel-requested", json_true());
+	if (j->progress != NULL)
+		json_object_set(o, "progress", j->progress);
 	if (j->result != NULL)
 		json_object_set(o, "result", j->result);
 	if (j->status == JOB_FAILED)

@@ -65,6 +65,12 @@ void		*job_data(const struct job *);
 enum job_status	 job_status(const struct job *);
 bool		 job_cancel_requested(const struct job *);
 
+/* A running job's progress (stolen; ignored unless running): kept for
+   query-jobs ("progress", also after the job ends) and published as a
+   JOB_STATUS_CHANGE whose status is unchanged, when it differs from the
+   last one. */
+void		 job_progress(struct job *, json_t *progress);
+
 /* Ending; result is stolen (NULL means none). */
 void		 job_conclude(struct job *, json_t *result);
 void		 job_fail(struct job *, const char *cls, const char *fmt, ...)

@@ -179,6 +179,21 @@ hotplug_vm(const char *name, const char *id, struct qmp_error *err)
 	return (h->hp);
 }
 
+bool
+hotplug_busy(const char *name)
+{
+	struct hp_stash	*s;
+	struct hpv	*h;
+
+	for (s = stash_list; s != NULL; s = s->next)
+		if (strcmp(s->vm, name) == 0)
+			return (true);
+	for (h = hpv_list; h != NULL; h = h->next)
+		if (strcmp(h->name, name) == 0 && hp_vm_busy(h->hp) > 0)
+			return (true);
+	return (false);
+}
+
 /* Opens a local image after proving it lies under the image roots. */
 int
 hotplug_open_image(const char *src, bool readonly, int *fdp, bool *blk,

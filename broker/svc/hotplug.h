@@ -21,6 +21,9 @@ void	hotplug_shutdown(void);
    operation on that id from before a restart is being reconciled. */
 struct hp_vm *hotplug_vm(const char *name, const char *id,
 	    struct qmp_error *err);
+/* Whether VM name has a hotplug operation in flight, a pending unplug,
+   or a record from before a restart still to reconcile. */
+bool	hotplug_busy(const char *name);
 /* Opens a local image after proving it lies under the image roots:
    0 with *fdp (owned by the caller) and *blk (a block device), or -1. */
 int	hotplug_open_image(const char *src, bool readonly, int *fdp,

@@ -15,7 +15,7 @@
 #include "hv/vmq.h"
 #include "util/defer.h"
 
-#define VM_OBSERVERS	4
+#define VM_OBSERVERS	8	/* share, hotplug, migrate, and room */
 #define VM_SLOTS	4
 
 struct vm_listener {

@@ -160,10 +160,13 @@ def guest_dir():
 class Guest(qb.Proc):
 	"""The test guest booted under TCG (a nested KVM stalls Linux boots
 	here), its QMP monitor on a unix socket, its serial console in a
-	file. q35 gets `root_ports` pcie-root-ports rp0.. for hotplug."""
+	file. q35 gets `root_ports` pcie-root-ports rp0.. for hotplug.
+	append: more kernel arguments ("qb.tick": TICK N every second);
+	wait=False: do not wait for the guest to boot (a migration's
+	destination, started with -incoming defer, never does by itself)."""
 
 	def __init__(self, h, name, gdir, machine="pc", root_ports=4,
-	    extra=()):
+	    extra=(), append="", wait=True):
 		self.path = h.path(name + ".qmp")
 		self.serial_log = h.path(name + ".serial")
 		argv = [shutil.which("qemu-system-x86_64"), "-machine",
@@ -171,7 +174,7 @@ class Guest(qb.Proc):
 		    "-display", "none", "-m", "256", "-no-reboot",
 		    "-kernel", os.path.join(gdir, "vmlinuz"),
 		    "-initrd", os.path.join(gdir, "initrd.img"),
-		    "-append", "console=ttyS0 quiet panic=-1",
+		    "-append", ("console=ttyS0 quiet panic=-1 " + append).strip(),
 		    "-serial", "file:" + self.serial_log,
 		    "-qmp", "unix:%s,server=on,wait=off" % self.path]
 		if machine == "q35":
@@ -182,6 +185,11 @@ class Guest(qb.Proc):
 		argv += list(extra)
 		qb.Proc.__init__(self, h, argv, "guest-" + name)
 		self.seen = 0
+		if not wait:
+			qb.wait_for(lambda: not self.alive() or
+			    os.path.exists(self.path), "qemu monitor " + self.path)
+			qb.check(self.alive(), "qemu exited: " + self.tail())
+			return
 		self.wait_line("GUEST-READY", timeout=120)
 
 	def serial(self):

@@ -475,6 +475,41 @@ test_family_exclusion(void **state)
 	wait_job(job_id(b));
 }
 
+/* job_progress: published (status unchanged) only when it changes,
+   shown by query-jobs, kept after the end, ignored unless running. */
+static void
+test_progress(void **state)
+{
+	struct job	*a;
+	const char	*last = NULL;
+	json_t		*o;
+	uint64_t	 id;
+
+	a = wjob_new(100, false, false, "p1");
+	id = job_id(a);
+	job_progress(a, json_pack("{s:i}", "pass", 1));	/* created */
+	assert_int_equal(events_for(id, NULL), 1);
+	job_start(a);
+	assert_int_equal(events_for(id, NULL), 2);
+	job_progress(a, json_pack("{s:i}", "pass", 1));
+	job_progress(a, json_pack("{s:i}", "pass", 1));	/* no news */
+	job_progress(a, json_pack("{s:i}", "pass", 2));
+	assert_int_equal(events_for(id, &last), 4);
+	assert_string_equal(last, "running");
+	o = job_json(a);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o,
+	    "progress"), "pass")), 2);
+	json_decref(o);
+	wait_job(id);
+	job_progress(a, json_pack("{s:i}", "pass", 3));	/* ended */
+	assert_int_equal(events_for(id, &last), 5);
+	assert_string_equal(last, "concluded");
+	o = job_json(a);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o,
+	    "progress"), "pass")), 2);
+	json_decref(o);
+}
+
 /* max-jobs: unfinished jobs past the limit are refused with a reason;
    finished ones do not count. */
 static void
@@ -787,6 +822,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_queued_and_running, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_wakeup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_family_exclusion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_no_fds_inherited, setup, teardown),

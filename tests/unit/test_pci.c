@@ -357,6 +357,8 @@ test_json(void **state)
 	    "reserved");
 	assert_string_equal(json_string_value(json_object_get(e, "device")),
 	    "nic9");
+	assert_string_equal(json_string_value(json_object_get(e, "kind")),
+	    "pcie-root-port");
 	json_decref(j);
 	free(m);
 }

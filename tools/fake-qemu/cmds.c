@@ -129,7 +129,8 @@ cmd_query_status(struct cmdctx *x, json_t *args, struct qmp_error *err)
 {
 	const char	*st;
 
-	st = x->vm->running ? "running" :
+	st = x->vm->running ? "running" : x->vm->inmigrate ? "inmigrate" :
+	    mig_postmigrate(x->vm) ? "postmigrate" :
 	    (x->vm->started ? "paused" : "prelaunch");
 	return (json_pack("{s:s,s:b,s:b}", "status", st, "singlestep", 0,
 	    "running", x->vm->running));
@@ -615,6 +616,7 @@ vm_free_state(struct vm *vm)
 
 	pci_free(vm);
 	blk_free(vm);
+	mig_free(vm);
 	for (i = 0; i < vm->nnetdevs; i++)
 		netdev_free(&vm->netdevs[i]);
 	free(vm->netdevs);
@@ -665,6 +667,14 @@ static const struct cmd_entry cmd_table[] = {
 	{ "query-block",		blk_query_block,	1 },
 	{ "query-named-block-nodes",	blk_query_nodes,	0 },
 	{ "x-fake-event",		cmd_x_fake_event,	0 },
+	{ "migrate",			mig_migrate,		0 },
+	{ "migrate-incoming",		mig_incoming,		0 },
+	{ "migrate_cancel",		mig_cancel,		1 },
+	{ "migrate-start-postcopy",	mig_start_postcopy,	1 },
+	{ "query-migrate",		mig_query,		1 },
+	{ "migrate-set-capabilities",	mig_set_caps,		0 },
+	{ "migrate-set-parameters",	mig_set_params,		0 },
+	{ "query-migrate-parameters",	mig_query_params,	1 },
 };
 
 const struct cmd_entry *

@@ -37,6 +37,7 @@ enum fault_type {
 	F_FLOOD,
 	F_REFUSE_FDS,
 	F_STOP_READING,
+	F_MIGRATE_FAIL,
 };
 
 struct fault {
@@ -89,6 +90,7 @@ struct netdev {
 
 struct bus;
 struct dev;
+struct fmig;
 struct bnode;
 
 struct vm {
@@ -101,6 +103,8 @@ struct vm {
 	int		 running;	/* 0: prelaunch/paused */
 	int		 started;	/* left prelaunch once */
 	int		 quitting;
+	int		 inmigrate;	/* --incoming-defer, until migrated in */
+	struct fmig	*mig;		/* migrate.c's, or NULL */
 
 	struct named_fd	*nfds;	size_t nnfds;
 	struct fdset	*fdsets; size_t nfdsets;
@@ -119,6 +123,7 @@ struct fake {
 	int		 root_ports;
 	long		 unplug_delay;	/* ms; -1 never */
 	int		 start_running;
+	int		 incoming_defer;
 	struct vm	**vms;
 	size_t		 nvms;
 	size_t		 live;		/* VMs not yet quit */
@@ -179,6 +184,12 @@ struct bnode *blk_find(struct vm *, const char *name);
 int	 blk_in_use(struct bnode *);
 void	 blk_set_user(struct bnode *, const char *qdev);
 void	 blk_free(struct vm *);
+
+/* migrate.c */
+cmd_fn	 mig_migrate, mig_incoming, mig_cancel, mig_start_postcopy,
+	 mig_query, mig_set_caps, mig_set_params, mig_query_params;
+int	 mig_postmigrate(const struct vm *);
+void	 mig_free(struct vm *);
 
 /* misc */
 void	*xcalloc(size_t, size_t);

@@ -40,6 +40,7 @@ static const struct fault_syntax fault_syntax[] = {
 	{ "flood",		F_FLOOD,		0, 1, 1, 10000000 },
 	{ "refuse-fds",		F_REFUSE_FDS,		0, 0, 0, 0 },
 	{ "stop-reading",	F_STOP_READING,		0, 0, 0, 0 },
+	{ "migrate-fail",	F_MIGRATE_FAIL,		0, 1, 0, 100 },
 };
 
 /* A QMP command or event name: what QEMU's schema allows. */

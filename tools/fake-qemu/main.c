@@ -3,6 +3,7 @@
  *
  *   fake-qemu --socket PATH [--faults FILE] [--machine pc|q35]
  *             [--root-ports N] [--unplug-delay MS] [--running]
+ *             [--incoming-defer]
  *   fake-qemu --sockets DIR --count N [--first F] [same options]
  *
  * The second form serves DIR/vm{F}.qmp .. DIR/vm{F+N-1}.qmp (F is 0 by
@@ -25,7 +26,10 @@
  *   QEMU does); vhostfds are taken as they come (no /dev/vhost-net);
  * - blockdev-add really opens files and dups fdset fds, reads qcow2
  *   headers, records nbd/gluster without connecting, takes no locks;
- * - error, no-reply and eof-on faults swallow the command unexecuted.
+ * - error, no-reply and eof-on faults swallow the command unexecuted;
+ * - migration (migrate.c, --incoming-defer for a destination) sends 16 MiB
+ *   of zeros paced by max-bandwidth over a real socket, in one pass plus
+ *   a final one; the fault "migrate-fail N" fails it at N%.
  */
 #include "config.h"
 
@@ -201,7 +205,8 @@ usage(void)
 	fprintf(stderr, "usage: fake-qemu --socket PATH | --sockets DIR "
 	    "--count N [--first F]\n"
 	    "       [--faults FILE] [--machine pc|q35] [--root-ports N]\n"
-	    "       [--unplug-delay MS] [--running]\n");
+	    "       [--unplug-delay MS] [--running]\n"
+	    "       [--incoming-defer]\n");
 	exit(2);
 }
 
@@ -234,6 +239,7 @@ main(int argc, char **argv)
 		{ "root-ports",	  required_argument, NULL, 'r' },
 		{ "unplug-delay", required_argument, NULL, 'u' },
 		{ "running",	  no_argument,	     NULL, 'R' },
+		{ "incoming-defer", no_argument,     NULL, 'I' },
 		{ NULL,		  0,		     NULL, 0 },
 	};
 	struct fake	 fake;
@@ -288,6 +294,9 @@ main(int argc, char **argv)
 		case 'R':
 			fake.start_running = 1;
 			break;
+		case 'I':
+			fake.incoming_defer = 1;
+			break;
 		default:
 			usage();
 		}
@@ -329,7 +338,9 @@ main(int argc, char **argv)
 		vm = fake.vms[i] = xcalloc(1, sizeof *vm);
 		vm->fake = &fake;
 		vm->lfd = -1;
-		vm->running = vm->started = fake.start_running;
+		vm->running = vm->started = fake.start_running &&
+		    !fake.incoming_defer;
+		vm->inmigrate = fake.incoming_defer;
 		if (sock != NULL)
 			vm->path = xstrdup(sock);
 		else {

@@ -1,0 +1,993 @@
+/*
+ * vm-migrate jobs: QEMU's live migration driven over the VMs' endpoints.
+ *
+ * A job walks a fixed list of steps, one QMP command at a time:
+ *
+ *   destination (to a VM): query-status (must be inmigrate, i.e. started
+ *	with -incoming defer), then after the source's checks
+ *	migrate-set-capabilities and migrate-incoming;
+ *   source: query-status, query-migrate (no migration of its own
+ *	running), migrate-set-capabilities (events, postcopy-ram, the
+ *	client's), migrate-set-parameters (bandwidth, downtime), migrate;
+ *   then it watches: MIGRATION/MIGRATION_PASS events and a query-migrate
+ *	poll, until QEMU says completed, failed or cancelled; then a last
+ *	query-migrate (the totals, QEMU's error) and query-status on each
+ *	end for the result, and quit on the source if asked.
+ *
+ * Nothing before migrate changes what a guest runs: a failing check
+ * leaves both ends as they were, except that a destination whose
+ * migrate-incoming was accepted keeps listening (QEMU has no way to stop
+ * it; the result says so).
+ *
+ * Lifetime: the job owns the struct (job data); replies still out when
+ * the job is freed hold it (inflight) and free it when the last one is
+ * in. A VM removed mid-job drops the job's hold on it first (observer).
+ */
+#include "config.h"
+
+#include <sys/queue.h>
+#include <sys/un.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/core/conf.h"
+#include "broker/core/job.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/svc/hotplug.h"
+#include "broker/svc/migrate.h"
+#include "broker/vm/vm.h"
+
+#define MIG_POLL_MS	250
+#define MIG_SETTLE_MS	20	/* finish-migrate -> postmigrate */
+#define MIG_SETTLE_MAX	250
+#define MIG_URI_MAX	1024
+#define MIG_CAPS_MAX	32
+
+enum mig_phase {
+	P_DST_STATUS,
+	P_SRC_STATUS,
+	P_SRC_QUERY,
+	P_DST_CAPS,
+	P_DST_INCOMING,
+	P_SRC_CAPS,
+	P_SRC_PARAMS,
+	P_MIGRATE,
+	P_RUN,		/* watching */
+	P_SRC_FINAL,	/* QEMU said it is over: the source's state */
+	P_END_QUERY,	/* the totals */
+	P_DST_FINAL,
+	P_QUIT,
+	P_DONE,
+};
+
+struct mig {
+	struct job		*job;		/* NULL once the job freed us */
+	char			*src, *dst, *uri;
+	struct vm		*srcvm, *dstvm;	/* NULL once removed */
+	struct vm_listener	*listener;	/* the source's events */
+	bool			 postcopy, quit_source, own_sock;
+	long long		 bandwidth, downtime_ms;
+	json_t			*caps;		/* what both ends get */
+
+	enum mig_phase		 phase;
+	int			 inflight;	/* replies still out */
+	bool			 polling;	/* a poll's reply is out */
+	bool			 cancel_sent, postcopy_started, incoming;
+	int			 settle;	/* query-status retries */
+	char			 qstatus[32];	/* QEMU's last word */
+	char			*dst_lost;	/* why the destination went */
+	json_t			*prog;		/* the job's progress */
+	json_t			*final;		/* last query-migrate */
+	json_t			*result;
+	struct event		*poll_ev;
+	bool			 active;	/* in mig_all */
+	LIST_ENTRY(mig)		 entry;
+};
+
+static LIST_HEAD(, mig)	mig_all = LIST_HEAD_INITIALIZER(mig_all);
+static bool		mig_observing;
+
+static void	mig_start(struct job *);
+static void	mig_cancel(struct job *);
+static void	mig_release(void *);
+static void	mig_next(struct mig *);
+
+static const struct job_ops mig_ops = {
+	"vm-migrate", "vm-migrate", mig_start, mig_cancel, mig_release,
+};
+
+static bool
+mig_terminal(const char *st)
+{
+	return (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
+	    strcmp(st, "cancelled") == 0);
+}
+
+static void
+mig_free(struct mig *m)
+{
+	json_decref(m->caps);
+	json_decref(m->prog);
+	json_decref(m->final);
+	json_decref(m->result);
+	free(m->src);
+	free(m->dst);
+	free(m->uri);
+	free(m->dst_lost);
+	free(m);
+}
+
+/* Lets go of the VMs, the timer and the socket: the job is over (or
+   being freed). Idempotent. */
+static void
+mig_detach(struct mig *m)
+{
+	if (m->active) {
+		LIST_REMOVE(m, entry);
+		m->active = false;
+	}
+	if (m->listener != NULL) {
+		vm_unlisten(m->listener);
+		m->listener = NULL;
+	}
+	if (m->poll_ev != NULL) {
+		event_free(m->poll_ev);
+		m->poll_ev = NULL;
+	}
+	if (m->own_sock) {
+		/* QEMU leaves its listening socket behind */
+		unlink(m->uri + strlen("unix:"));
+		m->own_sock = false;
+	}
+	m->phase = P_DONE;
+}
+
+static void
+mig_release(void *arg)
+{
+	struct mig	*m = arg;
+
+	mig_detach(m);
+	m->job = NULL;
+	if (m->inflight == 0)
+		mig_free(m);
+}
+
+/* ---- ending ---- */
+
+static json_t *
+mig_result(struct mig *m)
+{
+	json_t	*r = json_pack("{s:s,s:s}", "vm", m->src, "uri", m->uri);
+
+	if (m->dst != NULL)
+		json_object_set_new(r, "to", json_string(m->dst));
+	if (m->qstatus[0] != '\0')
+		json_object_set_new(r, "status", json_string(m->qstatus));
+	return (r);
+}
+
+static void
+mig_fail(struct mig *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+mig_fail(struct mig *m, const char *fmt, ...)
+{
+	struct qmp_error	err;
+	va_list			ap;
+
+	va_start(ap, fmt);
+	qmp_error_vset(&err, QMP_CLS_GENERIC, fmt, ap);
+	va_end(ap);
+	mig_detach(m);
+	if (m->job != NULL)
+		job_fail_err(m->job, &err);
+}
+
+static void
+mig_fail_err(struct mig *m, const char *what, const struct qmp_error *e)
+{
+	mig_fail(m, "%s: %s", what, e->desc);
+}
+
+/* Cancelled before migrate was sent: say what stays. */
+static void
+mig_cancelled_early(struct mig *m)
+{
+	json_t	*r = mig_result(m);
+
+	if (m->incoming)
+		json_object_set_new(r, "left", json_sprintf("VM '%s' keeps "
+		    "listening for an incoming migration on %s", m->dst,
+		    m->uri));
+	mig_detach(m);
+	job_cancelled(m->job, r);
+}
+
+/* ---- QMP ---- */
+
+static void	mig_step_done(json_t *, const struct qmp_error *, void *);
+
+static void
+mig_exec(struct mig *m, struct vm *vm, const char *cmd, json_t *args,
+    vmq_reply_fn *fn)
+{
+	m->inflight++;
+	vmq_execute(vm_vmq(vm), cmd, args, NULL, 0, fn, m);
+}
+
+/* A reply came back: false if the job is gone (m may be freed). */
+static bool
+mig_back(struct mig *m)
+{
+	m->inflight--;
+	if (m->job != NULL)
+		return (true);
+	if (m->inflight == 0)
+		mig_free(m);
+	return (false);
+}
+
+static json_t *
+mig_caps_json(struct mig *m)
+{
+	json_t		*a = json_array(), *v;
+	const char	*k;
+
+	json_object_foreach(m->caps, k, v)
+		json_array_append_new(a, json_pack("{s:s,s:O}", "capability",
+		    k, "state", v));
+	return (json_pack("{s:o}", "capabilities", a));
+}
+
+/* The progress from a query-migrate reply (ret) and the events. */
+static void
+mig_progress(struct mig *m, const json_t *ret)
+{
+	json_t		*ram, *v;
+	json_int_t	 rate, psize;
+
+	if (ret != NULL) {
+		ram = json_object_get(ret, "ram");
+		if ((v = json_object_get(ret, "status")) != NULL &&
+		    json_is_string(v))
+			snprintf(m->qstatus, sizeof m->qstatus, "%s",
+			    json_string_value(v));
+		if (json_is_object(ram)) {
+			json_object_set(m->prog, "transferred",
+			    json_object_get(ram, "transferred"));
+			json_object_set(m->prog, "remaining",
+			    json_object_get(ram, "remaining"));
+			json_object_set(m->prog, "total",
+			    json_object_get(ram, "total"));
+			if ((v = json_object_get(ram, "dirty-sync-count")) !=
+			    NULL && json_integer_value(v) >
+			    json_integer_value(json_object_get(m->prog, "pass")))
+				json_object_set(m->prog, "pass", v);
+			rate = json_integer_value(json_object_get(ram,
+			    "dirty-pages-rate"));
+			psize = json_integer_value(json_object_get(ram,
+			    "page-size"));
+			json_object_set_new(m->prog, "dirty-rate",
+			    json_integer(rate * (psize > 0 ? psize : 4096)));
+		}
+		if ((v = json_object_get(ret, "expected-downtime")) != NULL)
+			json_object_set(m->prog, "expected-downtime", v);
+	}
+	json_object_set_new(m->prog, "status", json_string(m->qstatus));
+	if (m->job != NULL && job_status(m->job) == JOB_RUNNING)
+		job_progress(m->job, json_deep_copy(m->prog));
+}
+
+/* QEMU said it is over: collect the totals, then the ends' states. */
+static void
+mig_over(struct mig *m)
+{
+	if (m->phase != P_RUN)
+		return;
+	if (m->poll_ev != NULL)
+		evtimer_del(m->poll_ev);
+	m->result = mig_result(m);
+	m->phase = P_SRC_FINAL;
+	mig_next(m);
+}
+
+static void
+mig_poll_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig	*m = arg;
+	struct timeval	 tv = { 0, MIG_POLL_MS * 1000 };
+
+	if (!mig_back(m))
+		return;
+	m->polling = false;
+	if (m->phase != P_RUN)
+		return;
+	if (err != NULL) {
+		mig_fail(m, "VM '%s': query-migrate failed: %s; the migration "
+		    "may still run in QEMU", m->src, err->desc);
+		return;
+	}
+	mig_progress(m, ret);
+	if (mig_terminal(m->qstatus))
+		mig_over(m);
+	else if (m->poll_ev != NULL)
+		evtimer_add(m->poll_ev, &tv);
+}
+
+static void
+mig_poll_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct mig	*m = arg;
+
+	if (m->phase == P_SRC_FINAL) {
+		/* settled a little more: ask again */
+		mig_next(m);
+		return;
+	}
+	if (m->phase != P_RUN || m->polling || m->srcvm == NULL)
+		return;
+	m->polling = true;
+	mig_exec(m, m->srcvm, "query-migrate", NULL, mig_poll_done);
+}
+
+static void
+mig_cancel_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig	*m = arg;
+
+	if (!mig_back(m))
+		return;
+	if (err != NULL && m->phase == P_RUN)
+		log_warn("vm %s: migrate_cancel: %s", m->src, err->desc);
+	/* the outcome comes as a MIGRATION event or from the poll */
+}
+
+static void
+mig_send_cancel(struct mig *m)
+{
+	if (m->cancel_sent || m->srcvm == NULL || m->postcopy_started)
+		return;
+	m->cancel_sent = true;
+	mig_exec(m, m->srcvm, "migrate_cancel", NULL, mig_cancel_done);
+}
+
+static void
+mig_event(struct vm *vm, json_t *ev, void *arg)
+{
+	struct mig	*m = arg;
+	const char	*name = json_string_value(json_object_get(ev, "event"));
+	json_t		*data = json_object_get(ev, "data");
+	const char	*st;
+
+	if (name == NULL || m->phase < P_MIGRATE || m->phase > P_RUN)
+		return;
+	if (strcmp(name, "MIGRATION_PASS") == 0) {
+		json_object_set(m->prog, "pass", json_object_get(data,
+		    "pass"));
+		mig_progress(m, NULL);
+		return;
+	}
+	if (strcmp(name, "MIGRATION") != 0 ||
+	    (st = json_string_value(json_object_get(data, "status"))) == NULL)
+		return;
+	snprintf(m->qstatus, sizeof m->qstatus, "%s", st);
+	if (strcmp(st, "postcopy-active") == 0)
+		m->postcopy_started = true;
+	mig_progress(m, NULL);
+	if (mig_terminal(st))
+		mig_over(m);
+}
+
+/* Builds the end result from the final query-migrate and the states. */
+static void
+mig_finish(struct mig *m)
+{
+	json_t		*r = m->result;
+	const char	*desc;
+
+	m->result = NULL;
+	if (m->final != NULL) {
+		static const char *const keep[] = { "total-time", "downtime",
+		    "setup-time", "ram" };
+		size_t	i;
+
+		for (i = 0; i < sizeof keep / sizeof keep[0]; i++)
+			if (json_object_get(m->final, keep[i]) != NULL)
+				json_object_set(r, keep[i],
+				    json_object_get(m->final, keep[i]));
+	}
+	mig_detach(m);
+	if (strcmp(m->qstatus, "completed") == 0) {
+		if (job_cancel_requested(m->job))
+			json_object_set_new(r, "cancel", json_string(
+			    m->postcopy_started ? "too late: postcopy had "
+			    "started, the destination runs the guest" :
+			    "too late: the migration had completed"));
+		job_conclude(m->job, r);
+		return;
+	}
+	if (m->dst_lost != NULL && m->dst != NULL)
+		json_object_set_new(r, "destination-status", json_sprintf(
+		    "gone (%s)", m->dst_lost));
+	if (strcmp(m->qstatus, "cancelled") == 0 &&
+	    job_cancel_requested(m->job)) {
+		/* a QEMU whose incoming migration breaks off exits: the
+		   destination going away is then the cancel's doing */
+		job_cancelled(m->job, r);
+		return;
+	}
+	desc = json_string_value(json_object_get(m->final, "error-desc"));
+	if (m->dst_lost != NULL)
+		mig_fail(m, "destination VM '%s' went away mid-migration "
+		    "(%s); migration %s, VM '%s' is %s", m->dst, m->dst_lost,
+		    m->qstatus, m->src, json_string_value(json_object_get(r,
+		    "source-status")));
+	else
+		mig_fail(m, "migration of VM '%s' %s%s%s; VM '%s' is %s",
+		    m->src, m->qstatus, desc != NULL ? ": " : "",
+		    desc != NULL ? desc : "", m->src,
+		    json_string_value(json_object_get(r, "source-status")));
+	json_decref(r);
+}
+
+static void
+mig_set_status(json_t *r, const char *key, const json_t *ret,
+    const struct qmp_error *err)
+{
+	const char	*st = json_string_value(json_object_get(ret, "status"));
+
+	json_object_set_new(r, key, json_string(err != NULL ? "unknown" :
+	    st != NULL ? st : "unknown"));
+}
+
+/* One step's reply. */
+static void
+mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig	*m = arg;
+	const char	*st;
+
+	if (!mig_back(m))
+		return;
+	st = json_string_value(json_object_get(ret, "status"));
+	switch (m->phase) {
+	case P_DST_STATUS:
+		if (err != NULL) {
+			mig_fail_err(m, "destination", err);
+			return;
+		}
+		if (st == NULL || strcmp(st, "inmigrate") != 0) {
+			mig_fail(m, "VM '%s' is not waiting for an incoming "
+			    "migration (status %s): start it with -incoming "
+			    "defer", m->dst, st != NULL ? st : "unknown");
+			return;
+		}
+		break;
+	case P_SRC_STATUS:
+		if (err != NULL) {
+			mig_fail_err(m, "source", err);
+			return;
+		}
+		if (st != NULL && strcmp(st, "inmigrate") == 0) {
+			mig_fail(m, "VM '%s' is itself waiting for an incoming "
+			    "migration: nothing to migrate", m->src);
+			return;
+		}
+		break;
+	case P_SRC_QUERY:
+		if (err != NULL) {
+			mig_fail_err(m, "source", err);
+			return;
+		}
+		if (st != NULL && !mig_terminal(st) &&
+		    strcmp(st, "none") != 0) {
+			mig_fail(m, "VM '%s' is already migrating (status %s), "
+			    "started outside this job", m->src, st);
+			return;
+		}
+		break;
+	case P_DST_CAPS:
+	case P_DST_INCOMING:
+		if (err != NULL) {
+			mig_fail(m, "destination VM '%s': %s: %s", m->dst,
+			    m->phase == P_DST_CAPS ?
+			    "migrate-set-capabilities" : "migrate-incoming",
+			    err->desc);
+			return;
+		}
+		if (m->phase == P_DST_INCOMING)
+			m->incoming = true;
+		break;
+	case P_SRC_CAPS:
+	case P_SRC_PARAMS:
+	case P_MIGRATE:
+		if (err != NULL) {
+			mig_fail(m, "VM '%s': %s: %s", m->src,
+			    m->phase == P_SRC_CAPS ? "migrate-set-capabilities"
+			    : m->phase == P_SRC_PARAMS ?
+			    "migrate-set-parameters" : "migrate", err->desc);
+			return;
+		}
+		break;
+	case P_SRC_FINAL:
+		/* QEMU says completed before the source leaves
+		   finish-migrate, and its totals come only then */
+		if (err == NULL && st != NULL &&
+		    strcmp(st, "finish-migrate") == 0 &&
+		    m->settle++ < MIG_SETTLE_MAX && m->poll_ev != NULL) {
+			struct timeval	tv = { 0, MIG_SETTLE_MS * 1000 };
+
+			evtimer_add(m->poll_ev, &tv);
+			return;
+		}
+		mig_set_status(m->result, "source-status", ret, err);
+		break;
+	case P_END_QUERY:
+		if (err == NULL) {
+			m->final = json_incref(ret);
+			mig_progress(m, ret);
+			json_object_set_new(m->result, "status",
+			    json_string(m->qstatus));
+		}
+		break;
+	case P_DST_FINAL:
+		mig_set_status(m->result, "destination-status", ret, err);
+		break;
+	case P_QUIT:
+		json_object_set_new(m->result, "source-status", json_string(
+		    err == NULL ? "quit" : "postmigrate"));
+		if (err != NULL)
+			json_object_set_new(m->result, "quit-error",
+			    json_string(err->desc));
+		break;
+	case P_RUN:
+	case P_DONE:
+		return;
+	}
+	m->phase++;
+	mig_next(m);
+}
+
+/* Issues the current phase's command, skipping phases that do not
+   apply. */
+static void
+mig_next(struct mig *m)
+{
+	struct timeval	 tv = { 0, MIG_POLL_MS * 1000 };
+	json_t		*a;
+
+	for (;;) {
+		if (m->phase <= P_MIGRATE && job_cancel_requested(m->job)) {
+			mig_cancelled_early(m);
+			return;
+		}
+		if (m->phase < P_RUN && (m->srcvm == NULL ||
+		    (m->dst != NULL && m->dstvm == NULL))) {
+			mig_fail(m, "VM '%s' was removed", m->srcvm == NULL ?
+			    m->src : m->dst);
+			return;
+		}
+		switch (m->phase) {
+		case P_DST_STATUS:
+		case P_DST_CAPS:
+		case P_DST_INCOMING:
+			if (m->dst == NULL)
+				break;
+			if (m->phase == P_DST_STATUS)
+				mig_exec(m, m->dstvm, "query-status", NULL,
+				    mig_step_done);
+			else if (m->phase == P_DST_CAPS)
+				mig_exec(m, m->dstvm,
+				    "migrate-set-capabilities",
+				    mig_caps_json(m), mig_step_done);
+			else
+				mig_exec(m, m->dstvm, "migrate-incoming",
+				    json_pack("{s:s}", "uri", m->uri),
+				    mig_step_done);
+			return;
+		case P_SRC_STATUS:
+			mig_exec(m, m->srcvm, "query-status", NULL,
+			    mig_step_done);
+			return;
+		case P_SRC_QUERY:
+			mig_exec(m, m->srcvm, "query-migrate", NULL,
+			    mig_step_done);
+			return;
+		case P_SRC_CAPS:
+			mig_exec(m, m->srcvm, "migrate-set-capabilities",
+			    mig_caps_json(m), mig_step_done);
+			return;
+		case P_SRC_PARAMS:
+			if (m->bandwidth == 0 && m->downtime_ms == 0)
+				break;
+			a = json_object();
+			if (m->bandwidth > 0)
+				json_object_set_new(a, "max-bandwidth",
+				    json_integer(m->bandwidth));
+			if (m->downtime_ms > 0)
+				json_object_set_new(a, "downtime-limit",
+				    json_integer(m->downtime_ms));
+			mig_exec(m, m->srcvm, "migrate-set-parameters", a,
+			    mig_step_done);
+			return;
+		case P_MIGRATE:
+			snprintf(m->qstatus, sizeof m->qstatus, "setup");
+			if ((m->listener = vm_listen(m->srcvm, mig_event,
+			    m)) == NULL) {
+				mig_fail(m, "out of memory");
+				return;
+			}
+			mig_exec(m, m->srcvm, "migrate", json_pack("{s:s}",
+			    "uri", m->uri), mig_step_done);
+			return;
+		case P_RUN:
+			/* the events may have said it all already */
+			if (m->dst_lost != NULL || job_cancel_requested(m->job))
+				mig_send_cancel(m);
+			if (mig_terminal(m->qstatus)) {
+				m->phase = P_RUN;
+				mig_over(m);
+				return;
+			}
+			if ((m->poll_ev = evtimer_new(loop_base, mig_poll_cb,
+			    m)) == NULL) {
+				mig_fail(m, "out of memory; the migration runs "
+				    "on in QEMU");
+				return;
+			}
+			evtimer_add(m->poll_ev, &tv);
+			mig_progress(m, NULL);
+			return;
+		case P_SRC_FINAL:
+		case P_END_QUERY:
+			if (m->srcvm == NULL)
+				break;
+			mig_exec(m, m->srcvm, m->phase == P_SRC_FINAL ?
+			    "query-status" : "query-migrate", NULL,
+			    mig_step_done);
+			return;
+		case P_DST_FINAL:
+			if (m->dstvm == NULL || m->dst_lost != NULL)
+				break;
+			mig_exec(m, m->dstvm, "query-status", NULL,
+			    mig_step_done);
+			return;
+		case P_QUIT:
+			if (!m->quit_source || m->srcvm == NULL ||
+			    strcmp(m->qstatus, "completed") != 0)
+				break;
+			mig_exec(m, m->srcvm, "quit", NULL, mig_step_done);
+			return;
+		case P_DONE:
+			mig_finish(m);
+			return;
+		}
+		m->phase++;
+	}
+}
+
+/* ---- job ops ---- */
+
+static void
+mig_start(struct job *j)
+{
+	struct mig	*m = job_data(j);
+
+	m->job = j;
+	mig_next(m);
+}
+
+static void
+mig_cancel(struct job *j)
+{
+	struct mig	*m = job_data(j);
+
+	/* A broker that stops leaves QEMU's migration alone: the broker
+	   only watches it. Before migrate, the next step sees the
+	   request. */
+	if (job_stopping() || m->phase != P_RUN)
+		return;
+	mig_send_cancel(m);
+}
+
+/* ---- the VMs going away ---- */
+
+static void
+mig_vm_lost(struct mig *m, struct vm *vm, const char *why)
+{
+	if (vm == m->dstvm && m->dst_lost == NULL) {
+		m->dst_lost = strdup(why);
+		/* the source may notice late (a TCP peer that does not
+		   answer): it gives up now */
+		if (m->phase == P_RUN)
+			mig_send_cancel(m);
+	}
+	if (vm == m->srcvm && m->phase <= P_RUN) {
+		mig_fail(m, "source VM '%s' went away mid-migration (%s)",
+		    m->src, why);
+	}
+}
+
+static void
+mig_vm_removing(struct vm *vm, void *arg)
+{
+	struct mig	*m, *m1;
+
+	LIST_FOREACH_SAFE(m, &mig_all, entry, m1) {
+		if (vm != m->srcvm && vm != m->dstvm)
+			continue;
+		mig_vm_lost(m, vm, "removed from the broker");
+		if (vm == m->srcvm) {
+			if (m->listener != NULL)
+				vm_unlisten(m->listener);
+			m->listener = NULL;
+			m->srcvm = NULL;
+		}
+		if (vm == m->dstvm)
+			m->dstvm = NULL;
+	}
+}
+
+static void
+mig_vm_state(struct vm *vm, enum mon_state st, const char *why, void *arg)
+{
+	struct mig	*m, *m1;
+
+	if (st == MON_READY)
+		return;
+	LIST_FOREACH_SAFE(m, &mig_all, entry, m1)
+		if (vm == m->srcvm || vm == m->dstvm)
+			mig_vm_lost(m, vm, why != NULL ? why :
+			    "monitor disconnected");
+}
+
+static const struct vm_observer mig_observer = {
+	NULL,
+	mig_vm_removing,
+	mig_vm_state,
+	NULL,
+};
+
+/* ---- what the commands ask for ---- */
+
+static struct mig *
+mig_of(const char *name)
+{
+	struct mig	*m;
+
+	LIST_FOREACH(m, &mig_all, entry)
+		if (strcmp(m->src, name) == 0 ||
+		    (m->dst != NULL && strcmp(m->dst, name) == 0))
+			return (m);
+	return (NULL);
+}
+
+bool
+migrate_busy(const char *name, struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_of(name)) == NULL || m->job == NULL)
+		return (false);
+	qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' is %s of migration "
+	    "job %llu: hotplug waits until it ends", name,
+	    strcmp(m->src, name) == 0 ? "the source" : "the destination",
+	    (unsigned long long)job_id(m->job));
+	return (true);
+}
+
+/* The URI policy: a unix socket path or a TCP address, nothing that
+   makes QEMU run a command (exec:) or use what it holds (fd:). */
+static int
+mig_uri_ok(const char *uri, struct qmp_error *err)
+{
+	const char	*p;
+
+	if (strlen(uri) > MIG_URI_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "uri longer than %d bytes",
+		    MIG_URI_MAX);
+		return (-1);
+	}
+	for (p = uri; *p != '\0'; p++)
+		if (iscntrl((unsigned char)*p)) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "uri has control "
+			    "characters");
+			return (-1);
+		}
+	if (strncmp(uri, "unix:", 5) == 0) {
+		if (uri[5] != '/' ||
+		    strlen(uri + 5) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "unix: uri needs an "
+			    "absolute socket path shorter than %zu bytes",
+			    sizeof ((struct sockaddr_un *)0)->sun_path);
+			return (-1);
+		}
+		return (0);
+	}
+	if (strncmp(uri, "tcp:", 4) == 0 && strchr(uri + 4, ':') != NULL)
+		return (0);
+	qmp_error_set(err, QMP_CLS_GENERIC, "migration uri '%.64s' not "
+	    "allowed: only unix:PATH and tcp:HOST:PORT", uri);
+	return (-1);
+}
+
+static int
+mig_caps_ok(json_t *caps, struct qmp_error *err)
+{
+	const char	*k, *p;
+	json_t		*v;
+
+	if (caps == NULL)
+		return (0);
+	if (!json_is_object(caps) || json_object_size(caps) > MIG_CAPS_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "'capabilities' must be an "
+		    "object of at most %d capability: bool", MIG_CAPS_MAX);
+		return (-1);
+	}
+	json_object_foreach(caps, k, v) {
+		for (p = k; *p != '\0'; p++)
+			if (!islower((unsigned char)*p) &&
+			    !isdigit((unsigned char)*p) && *p != '-')
+				break;
+		if (*p != '\0' || *k == '\0' || strlen(k) > 64 ||
+		    !json_is_boolean(v)) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "capability "
+			    "'%.64s' must be a lower-case name with a bool", k);
+			return (-1);
+		}
+		if (strcmp(k, "events") == 0 && !json_is_true(v)) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "capability "
+			    "'events' stays on: the job follows the migration "
+			    "through them");
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* A VM that exists, is connected and has no hotplug running. */
+static struct vm *
+mig_vm(const char *name, struct qmp_error *err)
+{
+	struct vm	*vm;
+	struct mig	*m;
+
+	if ((vm = vm_find(name)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "unknown VM '%s'", name);
+		return (NULL);
+	}
+	if (vm_state(vm) != MON_READY) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' is not connected",
+		    name);
+		return (NULL);
+	}
+	if ((m = mig_of(name)) != NULL && m->job != NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' is already an end "
+		    "of migration job %llu", name,
+		    (unsigned long long)job_id(m->job));
+		return (NULL);
+	}
+	if (hotplug_busy(name)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' has a hotplug "
+		    "operation running: migrate once it is over", name);
+		return (NULL);
+	}
+	return (vm);
+}
+
+struct job *
+migrate_job(const struct migrate_req *q, struct qmp_error *err)
+{
+	struct vm	*src, *dst = NULL;
+	struct mig	*m;
+	struct job	*j;
+	char		 path[sizeof ((struct sockaddr_un *)0)->sun_path];
+	bool		 own = false;
+
+	if (!mig_observing) {
+		vm_observe(&mig_observer, NULL);
+		mig_observing = true;
+	}
+	if (q->to == NULL && q->uri == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "vm-migrate needs 'to' (a "
+		    "VM of this broker) or 'uri'");
+		return (NULL);
+	}
+	if (q->to != NULL && strcmp(q->to, q->vm) == 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "cannot migrate VM '%s' to "
+		    "itself", q->vm);
+		return (NULL);
+	}
+	if (q->bandwidth < 0 || q->downtime_ms < 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "'%s' must not be negative",
+		    q->bandwidth < 0 ? "bandwidth" : "downtime-ms");
+		return (NULL);
+	}
+	if ((q->uri != NULL && mig_uri_ok(q->uri, err) != 0) ||
+	    mig_caps_ok(q->caps, err) != 0)
+		return (NULL);
+	if ((src = mig_vm(q->vm, err)) == NULL ||
+	    (q->to != NULL && (dst = mig_vm(q->to, err)) == NULL))
+		return (NULL);
+	if (q->uri == NULL) {
+		if ((size_t)snprintf(path, sizeof path, "unix:%s/migrate-%s."
+		    "sock", conf.run_dir, q->to) >= sizeof path) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "run directory too "
+			    "long for a migration socket: pass 'uri'");
+			return (NULL);
+		}
+		own = true;
+	}
+	if ((m = calloc(1, sizeof *m)) == NULL)
+		goto nomem;
+	m->src = strdup(q->vm);
+	m->dst = q->to != NULL ? strdup(q->to) : NULL;
+	m->uri = strdup(own ? path : q->uri);
+	m->caps = q->caps != NULL ? json_deep_copy(q->caps) : json_object();
+	m->prog = json_pack("{s:i}", "pass", 0);
+	if (m->src == NULL || (q->to != NULL && m->dst == NULL) ||
+	    m->uri == NULL || m->caps == NULL || m->prog == NULL) {
+		mig_free(m);
+		goto nomem;
+	}
+	json_object_set_new(m->caps, "events", json_true());
+	if (q->postcopy)
+		json_object_set_new(m->caps, "postcopy-ram", json_true());
+	m->srcvm = src;
+	m->dstvm = dst;
+	m->postcopy = q->postcopy || json_is_true(json_object_get(m->caps,
+	    "postcopy-ram"));
+	m->quit_source = q->quit_source;
+	m->bandwidth = q->bandwidth;
+	m->downtime_ms = q->downtime_ms;
+	if (own) {
+		/* a socket left by a broker that died */
+		unlink(m->uri + strlen("unix:"));
+		m->own_sock = true;
+	}
+	if ((j = job_new(&mig_ops, q->vm, m, err)) == NULL)
+		return (NULL);
+	LIST_INSERT_HEAD(&mig_all, m, entry);
+	m->active = true;
+	job_start(j);
+	return (j);
+nomem:
+	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+	return (NULL);
+}
+
+int
+migrate_postcopy(const char *vm, vmq_reply_fn *fn, void *arg,
+    struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_of(vm)) == NULL || strcmp(m->src, vm) != 0 ||
+	    m->job == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' is not the source "
+		    "of a running migration job", vm);
+		return (-1);
+	}
+	if (!m->postcopy) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu was "
+		    "not started with postcopy", (unsigned long long)
+		    job_id(m->job));
+		return (-1);
+	}
+	if (m->phase != P_RUN || m->srcvm == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is not "
+		    "transferring yet (or any more)", (unsigned long long)
+		    job_id(m->job));
+		return (-1);
+	}
+	vmq_execute(vm_vmq(m->srcvm), "migrate-start-postcopy", NULL, NULL, 0,
+	    fn, arg);
+	return (0);
+}
