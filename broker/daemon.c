@@ -19,6 +19,7 @@
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
 #include "broker/daemon.h"
+#include "broker/fleet/fleet.h"
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
 #include "broker/session/share.h"
@@ -93,6 +94,12 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	   gone, and journal records that wait for their VMs. */
 	share_sweep();
 	image_recover();
+	/* After the event log: the fleet publishes what it holds. */
+	if (fleet_start(err) == -1) {
+		registry_stop();
+		ctl_close();
+		return (-1);
+	}
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());
 	return (0);
@@ -117,6 +124,7 @@ daemon_stop(void)
 	loop_set_stopping();
 	log_notice("shutting down");
 	ctl_close();
+	fleet_stop();
 	registry_stop();
 	/* Every pending command and job fails now, into the clients'
 	   queues. */
@@ -143,6 +151,8 @@ daemon_cleanup(void)
 		jobs_stop();
 	}
 	client_free_all();
+	/* Before the event log closes: its cursors. */
+	fleet_cleanup();
 	vm_cleanup();
 	hotplug_shutdown();
 	if (daemon_flush_ev != NULL)

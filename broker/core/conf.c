@@ -69,6 +69,25 @@ static const struct conf_opt conf_opts[] = {
 	{ "nbd-lock-dir", CT_STR, O(nbd_lock_dir), 0, "nbd device lock files" },
 	{ "nbd-wait-ms", CT_INT, O(nbd_wait_ms), 1, "qemu-nbd connect deadline" },
 	{ "tool-timeout-ms", CT_INT, O(tool_timeout_ms), 1, "losetup/qemu-nbd deadline" },
+	{ "nats", CT_STR, O(nats_url), 0, "NATS URL(s): stream events to JetStream" },
+	{ "nats-creds", CT_STR, O(nats_creds), 0, "NATS user credentials file" },
+	{ "nats-nkey", CT_STR, O(nats_nkey), 0, "NATS user nkey (public key)" },
+	{ "nats-nkey-seed", CT_STR, O(nats_nkey_seed), 0, "file with that nkey's seed" },
+	{ "nats-tls-ca", CT_STR, O(nats_tls_ca), 0, "CA file for NATS TLS" },
+	{ "nats-tls-cert", CT_STR, O(nats_tls_cert), 0, "client certificate for NATS TLS" },
+	{ "nats-tls-key", CT_STR, O(nats_tls_key), 0, "client key for NATS TLS" },
+	{ "host-id", CT_STR, O(host_id), 0, "this host's name in NATS subjects" },
+	{ "nats-stream", CT_STR, O(nats_stream), 0, "JetStream stream name" },
+	{ "nats-subjects", CT_STR, O(nats_subjects), 0, "stream subjects (comma list)" },
+	{ "nats-retention", CT_STR, O(nats_retention), 0, "limits|interest|workqueue" },
+	{ "nats-replicas", CT_INT, O(nats_replicas), 1, "stream replicas" },
+	{ "nats-dup-window-s", CT_INT, O(nats_dup_window_s), 1, "JetStream duplicate window" },
+	{ "nats-max-bytes", CT_SIZE, O(nats_max_bytes), 0, "stream byte cap (0: none)" },
+	{ "nats-max-age-s", CT_INT, O(nats_max_age_s), 0, "stream age cap (0: none)" },
+	{ "nats-window", CT_INT, O(nats_window), 1, "unacknowledged publishes at once" },
+	{ "nats-ack-timeout-ms", CT_INT, O(nats_ack_timeout_ms), 1, "republish unacked after" },
+	{ "nats-control", CT_BOOL, O(nats_control), 0, "serve qmp.HOST.control requests (yes|no)" },
+	{ "nats-control-allow", CT_STR, O(nats_control_allow), 0, "commands allowed over NATS (comma list)" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
 	{ "vm-allow", CT_VMALLOW, 0, 0, "NAME uid:N,gid:M,...: only they act on that VM (repeatable)" },
 };
@@ -120,6 +139,13 @@ conf_init(struct conf *c)
 	c->workers = 4;
 	c->job_keep_s = 600;
 	c->max_jobs = 256;
+	c->nats_stream = conf_xstrdup("QMP_EVENTS");
+	c->nats_subjects = conf_xstrdup("qmp.*.*.event.*");
+	c->nats_retention = conf_xstrdup("limits");
+	c->nats_replicas = 1;
+	c->nats_dup_window_s = 120;
+	c->nats_window = 256;
+	c->nats_ack_timeout_ms = 5000;
 }
 
 /* Paths whose defaults depend on who runs us and on other paths. */
@@ -140,6 +166,14 @@ conf_fill_paths(struct conf *c)
 	}
 	if (c->control_path == NULL)
 		c->control_path = dir_join(c->run_dir, "control.sock");
+	if (c->host_id == NULL) {
+		char	host[256];
+
+		if (gethostname(host, sizeof host) == -1)
+			snprintf(host, sizeof host, "localhost");
+		host[sizeof host - 1] = '\0';
+		c->host_id = conf_xstrdup(host);
+	}
 	if (c->pid_file == NULL)
 		c->pid_file = dir_join(c->run_dir, "qmpbrokerd.pid");
 	if (c->state_dir == NULL) {

@@ -79,6 +79,28 @@ struct conf {
 	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */
 	int	 nbd_wait_ms;		/* pid file must appear, default 10000 */
 	int	 tool_timeout_ms;	/* losetup, qemu-nbd, default 30000 */
+
+	/* fleet streaming on NATS JetStream (docs/nats.md); NULL nats_url:
+	   off */
+	char	*nats_url;		/* --nats nats://HOST:PORT[,...] */
+	char	*nats_creds;		/* user credentials file (JWT+seed) */
+	char	*nats_nkey;		/* user nkey (public) */
+	char	*nats_nkey_seed;	/* file holding its seed */
+	char	*nats_tls_ca;		/* CA bundle; implies TLS */
+	char	*nats_tls_cert;		/* client certificate (with key) */
+	char	*nats_tls_key;
+	char	*host_id;		/* default: the host name */
+	char	*nats_stream;		/* default QMP_EVENTS */
+	char	*nats_subjects;		/* default qmp.*.*.event.* */
+	char	*nats_retention;	/* limits|interest|workqueue */
+	int	 nats_replicas;		/* default 1 */
+	int	 nats_dup_window_s;	/* JetStream dedup window, default 120 */
+	size_t	 nats_max_bytes;	/* stream cap; 0: none */
+	int	 nats_max_age_s;	/* stream cap; 0: none */
+	int	 nats_window;		/* unacked publishes, default 256 */
+	int	 nats_ack_timeout_ms;	/* republish after, default 5000 */
+	int	 nats_control;		/* serve qmp.HOST.control */
+	char	*nats_control_allow;	/* comma list of commands; NULL: none */
 };
 
 extern struct conf conf;
