@@ -262,38 +262,6 @@ fleet_cb_error(natsConnection *nc, natsSubscription *sub, natsStatus s,
 	fleet_post_news(0, buf);
 }
 
-size_t
-fleet_token(char *dst, size_t len, const char *s)
-{
-	static const char	hex[] = "0123456789ABCDEF";
-	size_t			n = 0;
-	unsigned char		c;
-
-	if (*s == '\0' || strcmp(s, "_") == 0) {
-		if (len < 4)
-			return (0);
-		memcpy(dst, *s == '\0' ? "%" : "%5F", *s == '\0' ? 2 : 4);
-		return (*s == '\0' ? 1 : 3);
-	}
-	for (; *s != '\0'; s++) {
-		c = (unsigned char)*s;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_' || c == '-') {
-			if (n + 2 > len)
-				return (0);
-			dst[n++] = (char)c;
-		} else {
-			if (n + 4 > len)
-				return (0);
-			dst[n++] = '%';
-			dst[n++] = hex[c >> 4];
-			dst[n++] = hex[c & 15];
-		}
-	}
-	dst[n] = '\0';
-	return (n);
-}
-
 /* Options whose files libnats reads now (TLS) or at connect (creds). */
 static int
 fleet_options(struct qmp_error *err)
@@ -322,6 +290,12 @@ fleet_options(struct qmp_error *err)
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(o, FLEET_RECONNECT_MS);
+	/* Publishing while reconnecting fails at once rather than going
+	   into libnats' buffer: a record stays in the event log until a
+	   live connection takes it, so no record can overtake an earlier
+	   one lost with the old connection. */
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectBufSize(o, 1);
 	if (s == NATS_OK)
 		s = natsOptions_SetRetryOnFailedConnect(o, true,
 		    fleet_cb_connected, NULL);
@@ -479,7 +453,7 @@ fleet_start(struct qmp_error *err)
 	if (conf.nats_url == NULL)
 		return (0);
 	memset(&fleet, 0, sizeof fleet);
-	if (fleet_token(fleet.host_tok, sizeof fleet.host_tok,
+	if (subject_token(fleet.host_tok, sizeof fleet.host_tok,
 	    conf.host_id) == 0) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "--host-id: too long");
 		return (-1);

@@ -29,15 +29,4 @@ void	fleet_stop(void);
 /* After fleet_stop and the loop's end: libnats' threads. */
 void	fleet_cleanup(void);
 
-/*
- * One NATS subject token from any string: every byte outside
- * [A-Za-z0-9_-] becomes %XX (upper-case hex), '%' included, and a token
- * that is exactly "_" (the broker-wide VM token) becomes "%5F", so two
- * different names never give the same token and no name can add a
- * level ('.') or a wildcard ('*', '>'). The empty string (which NATS
- * forbids as a token) gives "%", which no escape can produce. Returns
- * the length written, or 0 if dst (size len) is too small.
- */
-size_t	fleet_token(char *dst, size_t len, const char *s);
-
 #endif

@@ -11,6 +11,7 @@
 #include <nats/nats.h>
 
 #include "broker/fleet/fleet.h"
+#include "util/subject.h"
 
 #define FLEET_TOKEN_MAX		(3 * 256 + 1)	/* an escaped token */
 

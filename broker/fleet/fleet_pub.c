@@ -167,9 +167,9 @@ pub_send(const struct evlog_rec *rec)
 
 	if (rec->vm == NULL)
 		strcpy(vm, "_");
-	else if (fleet_token(vm, sizeof vm, rec->vm) == 0)
+	else if (subject_token(vm, sizeof vm, rec->vm) == 0)
 		strcpy(vm, "%");
-	if (fleet_token(ev, sizeof ev, rec->event) == 0)
+	if (subject_token(ev, sizeof ev, rec->event) == 0)
 		strcpy(ev, "%");
 	snprintf(subj, sizeof subj, "qmp.%s.%s.event.%s", fleet.host_tok, vm,
 	    ev);
