@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "broker/cmd/cmd.h"
+#include "broker/core/bus.h"
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
@@ -73,6 +74,8 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	   happen: events to subscriptions, VMs to their shared sockets and
 	   their hotplug state, requests to the command tables. */
 	sub_init();
+	if (bus_log_start(loop_base, err) == -1)
+		return (-1);
 	hotplug_init();
 	share_init();
 	client_set_hooks(&daemon_client_hooks);
@@ -155,6 +158,8 @@ daemon_cleanup(void)
 	fleet_cleanup();
 	vm_cleanup();
 	hotplug_shutdown();
+	/* last: what the above published is written */
+	bus_log_stop();
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;

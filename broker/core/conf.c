@@ -54,6 +54,11 @@ static const struct conf_opt conf_opts[] = {
 	{ "max-clients", CT_SIZE, O(max_clients), 1, "connections at once" },
 	{ "max-subscriptions", CT_SIZE, O(max_subs), 1, "subscriptions per client" },
 	{ "max-fds", CT_SIZE, O(max_fds), 1, "fds per message (at most 253)" },
+	{ "event-log", CT_BOOL, O(event_log), 0, "number, keep and replay events (yes|no)" },
+	{ "event-log-memory", CT_SIZE, O(event_log_memory), 4096, "event log bytes in memory" },
+	{ "event-log-segment-size", CT_SIZE, O(event_log_segment), 4096, "event log segment file rotates past" },
+	{ "event-log-max-size", CT_SIZE, O(event_log_max), 4096, "event log bytes on disk at most" },
+	{ "event-log-max-age-s", CT_INT, O(event_log_max_age_s), 0, "event log segments older go (0: never)" },
 	{ "cmd-timeout-ms", CT_INT, O(cmd_timeout_ms), 1, "QEMU command timeout" },
 	{ "image-root", CT_ROOTS, 0, 0, "allowed image dir (repeatable)" },
 	{ "unplug-timeout-ms", CT_INT, O(unplug_timeout_ms), 1, "DEVICE_DELETED wait" },
@@ -133,6 +138,11 @@ conf_init(struct conf *c)
 	c->max_clients = 1024;
 	c->max_subs = 64;
 	c->max_fds = 16;
+	c->event_log = 1;
+	c->event_log_memory = 16 * 1024 * 1024;
+	c->event_log_segment = 16 * 1024 * 1024;
+	c->event_log_max = 256 * 1024 * 1024;
+	c->event_log_max_age_s = 7 * 24 * 3600;
 	c->cmd_timeout_ms = 30000;
 	c->unplug_timeout_ms = 10000;
 	c->libvirt_uri = conf_xstrdup("test:///default");

@@ -54,6 +54,12 @@ struct conf {
 	int	 log_syslog;		/* -1: syslog unless --foreground */
 	size_t	 max_subs;		/* subscriptions per client */
 	size_t	 max_fds;		/* fds accepted with one message */
+	/* the event log (core/evlog.h), STATE_DIR/events */
+	int	 event_log;		/* default yes */
+	size_t	 event_log_memory;	/* ring, default 16M */
+	size_t	 event_log_segment;	/* segment rotates past, default 16M */
+	size_t	 event_log_max;		/* all segments, default 256M */
+	int	 event_log_max_age_s;	/* segments older go, default 7 days */
 	struct conf_vm *vms;
 	size_t	 n_vms;
 	struct conf_vm_allow *vm_allows;	/* none for a VM: every peer */

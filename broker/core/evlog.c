@@ -361,9 +361,10 @@ evlog_flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (L.stopped && !stopped && L.full_cb != NULL)
 		L.full_cb(L.stop_why, L.on_disk, L.full_arg);
 	if (last > L.notified) {
+		/* first: cursors of the listeners may read up to it */
+		L.notified = last;
 		for (i = 0; i < L.nlis; i++)
 			L.lis[i].fn(last, L.lis[i].arg);
-		L.notified = last;
 	}
 	evlog_ring_trim();
 }
@@ -817,6 +818,12 @@ evlog_last(void)
 }
 
 uint64_t
+evlog_written(void)
+{
+	return (L.on ? L.notified : 0);
+}
+
+uint64_t
 evlog_mem_first(void)
 {
 	return (L.rcount > 0 ? L.ring[L.rhead]->seq : 0);
@@ -1006,7 +1013,7 @@ evlog_cur_next(struct evlog_cur *c, struct evlog_rec *rec,
 	size_t		 vl, el;
 	int		 k;
 
-	if (!L.on || c->pos >= L.next)
+	if (!L.on || c->pos > L.notified)
 		return (EVLOG_CUR_END);
 	if ((r = evlog_ring_at(c->pos)) != NULL) {
 		evlog_cur_close(c);

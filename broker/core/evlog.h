@@ -83,6 +83,9 @@ int	evlog_append(const char *vm, const char *event, const char *body,
 const char *evlog_epoch(void);	/* "" when off */
 uint64_t evlog_first(void);	/* oldest seq held (memory or disk); 0: none */
 uint64_t evlog_last(void);	/* newest seq given; 0: none yet */
+/* Newest seq written and told to the listeners: cursors read up to it
+   (a subscriber or publisher never sees a record a kill -9 can lose). */
+uint64_t evlog_written(void);
 uint64_t evlog_mem_first(void);	/* oldest seq in memory; 0: none */
 /* Bytes on disk and in memory, and the number of segment files. */
 void	evlog_stats(uint64_t *disk_bytes, uint64_t *mem_bytes,
@@ -100,7 +103,7 @@ struct evlog_cur;
 struct evlog_cur *evlog_cur_new(uint64_t after);
 void	evlog_cur_free(struct evlog_cur *);
 /* 1: rec filled (borrowed until the next step or free); 0: caught up
-   with evlog_last(); 2: records were lost (deleted by a cap, corrupt):
+   with evlog_written(); 2: records were lost (deleted by a cap, corrupt):
    *lost_from..*lost_to (inclusive) will never come, the cursor moved
    past them. */
 #define EVLOG_CUR_REC	1
