@@ -40,7 +40,7 @@ static const char	*opt_filter = "qmp.>";
 static const char	*opt_host;
 static long		 opt_count = -1;
 static long		 opt_idle_ms = -1;
-static long		 opt_timeout_ms = 5000;
+static long		 opt_timeout_ms = 5000;	/* x6 for a stream */
 static long		 opt_batch = 256;
 static long		 opt_window = 256;
 static long		 opt_rate;
@@ -201,8 +201,13 @@ cmd_events(void)
 	so.Config.DeliverPolicy = js_DeliverAll;
 	so.Config.MaxAckPending = 65536;
 	so.Config.AckWait = 30LL * 1000000000;
-	if ((s = js_PullSubscribe(&sub, js, opt_filter, opt_durable, NULL, &so,
-	    &jerr)) != NATS_OK)
+	/* The brokers create the stream: a consumer started first waits
+	   for it (--timeout-ms). */
+	while ((s = js_PullSubscribe(&sub, js, opt_filter, opt_durable, NULL,
+	    &so, &jerr)) != NATS_OK && !stop &&
+	    (now_ns() - last_msg) / 1000000 < opt_timeout_ms * 6)
+		usleep(250000);
+	if (s != NATS_OK)
 		die("pull subscribe", s);
 	while (!stop && (opt_count < 0 || printed < opt_count)) {
 		s = natsSubscription_Fetch(&list, sub, (int)opt_batch, 500,

@@ -5,10 +5,12 @@
  *
  * Which libnats calls block, and where they run here:
  * - natsConnection_Connect: DNS, TCP connect, TLS and the INFO/CONNECT
- *   handshake, synchronously, up to its timeout: a core/work thread.
- *   With retry-on-failed-connect it returns NATS_NOT_YET_CONNECTED and
- *   keeps trying on libnats' reconnect thread; reconnects too happen
- *   there.
+ *   handshake, synchronously, up to its timeout: a core/work thread,
+ *   again every FLEET_RETRY_MS while it fails. Not libnats'
+ *   retry-on-failed-connect: that reports every failure, bad
+ *   credentials included, as "not yet connected", and the operator
+ *   would never read why. Once connected, libnats reconnects on its
+ *   own thread, forever.
  * - the stream's lookup and creation (JetStream API request/reply):
  *   a core/work thread (fleet_pub.c).
  * - publishing (js_PublishMsgAsync with its pending count kept below
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 /* The adapter's header defines its functions, without prototypes:
@@ -43,7 +46,8 @@
 #include "broker/fleet/fleet_int.h"
 
 #define FLEET_TICK_MS		250
-#define FLEET_RETRY_MS		5000	/* connect refused for good */
+#define FLEET_RETRY_MS		2000	/* a first connect that failed */
+#define FLEET_RELOG_S		60	/* the same failure, logged again */
 #define FLEET_RECONNECT_MS	1000
 #define FLEET_CONNECT_MS	2000
 #define FLEET_REQUESTS_MAX	256	/* queued fleet commands */
@@ -82,6 +86,7 @@ static struct {
 } mbox = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static struct event	*fleet_tick_ev, *fleet_retry_ev;
+static char		 fleet_url[512];	/* for logs: no passwords */
 static bool		 fleet_connecting;
 
 static void	fleet_connect(void);
@@ -183,16 +188,16 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 	if (has_text && news == 0 && n == 0)
 		log_warn("nats: %s", text);
 	if (news & FN_DISCONNECTED) {
-		if (fleet.connected)
+		if (fleet.connected && !fleet.stopping)
 			log_warn("nats: disconnected from %s%s%s; events wait "
-			    "in the event log", conf.nats_url,
+			    "in the event log", fleet_url,
 			    has_text ? ": " : "", has_text ? text : "");
 		fleet.connected = false;
 		fleet_pub_disconnected();
 	}
 	if ((news & FN_CLOSED) && !fleet.stopping) {
 		log_err("nats: connection to %s closed for good%s%s; "
-		    "starting over in %d s", conf.nats_url,
+		    "starting over in %d s", fleet_url,
 		    has_text ? ": " : "", has_text ? text : "",
 		    FLEET_RETRY_MS / 1000);
 		fleet.connected = false;
@@ -200,7 +205,7 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 	}
 	if ((news & FN_CONNECTED) && !fleet.stopping) {
 		if (!fleet.connected)
-			log_notice("nats: connected to %s", conf.nats_url);
+			log_notice("nats: connected to %s", fleet_url);
 		fleet.connected = true;
 		fleet_ctl_connected();
 		fleet_pub_connected();
@@ -229,7 +234,7 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 
 /* libnats' threads */
 static void
-fleet_cb_connected(natsConnection *nc, void *arg)
+fleet_cb_reconnected(natsConnection *nc, void *arg)
 {
 	fleet_post_news(FN_CONNECTED, NULL);
 }
@@ -260,6 +265,52 @@ fleet_cb_error(natsConnection *nc, natsSubscription *sub, natsStatus s,
 
 	snprintf(buf, sizeof buf, "async error: %s", natsStatus_GetText(s));
 	fleet_post_news(0, buf);
+}
+
+/* The URLs without their user:password@ parts. */
+static void
+fleet_redact(char *dst, size_t len, const char *urls)
+{
+	const char	*p = urls, *at, *end, *scheme;
+	size_t		 n = 0, k;
+
+	dst[0] = '\0';
+	while (*p != '\0' && n + 1 < len) {
+		end = p + strcspn(p, ",");
+		scheme = strstr(p, "://");
+		scheme = scheme != NULL && scheme < end ? scheme + 3 : p;
+		at = memchr(scheme, '@', (size_t)(end - scheme));
+		k = (size_t)(scheme - p);
+		if (at != NULL) {
+			n += (size_t)snprintf(dst + n, len - n, "%.*s***@",
+			    (int)k, p);
+			p = at + 1;
+		}
+		if (n >= len)
+			break;
+		n += (size_t)snprintf(dst + n, len - n, "%.*s",
+		    (int)(end - p), p);
+		if (n >= len)
+			break;
+		p = end;
+		if (*p == ',') {
+			n += (size_t)snprintf(dst + n, len - n, ",");
+			p++;
+		}
+	}
+}
+
+/* libnats' last error without its "(file.c:123): " prefix. */
+const char *
+fleet_last_error(natsStatus s)
+{
+	const char	*t = nats_GetLastError(NULL), *q;
+
+	if (t == NULL || *t == '\0')
+		return (natsStatus_GetText(s));
+	if (*t == '(' && (q = strstr(t, "): ")) != NULL)
+		return (q + 3);
+	return (t);
 }
 
 /* Options whose files libnats reads now (TLS) or at connect (creds). */
@@ -297,10 +348,8 @@ fleet_options(struct qmp_error *err)
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(o, 1);
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true,
-		    fleet_cb_connected, NULL);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectedCB(o, fleet_cb_connected, NULL);
+		s = natsOptions_SetReconnectedCB(o, fleet_cb_reconnected,
+		    NULL);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(o, fleet_cb_disconnected,
 		    NULL);
@@ -339,8 +388,7 @@ fleet_options(struct qmp_error *err)
 	}
 	if (s != NATS_OK) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "nats: %s: %s", what,
-		    nats_GetLastError(NULL) != NULL ?
-		    nats_GetLastError(NULL) : natsStatus_GetText(s));
+		    fleet_last_error(s));
 		natsOptions_Destroy(o);
 		return (-1);
 	}
@@ -358,36 +406,46 @@ static void
 fleet_connect_work(void *arg)
 {
 	struct fleet_conn	*c = arg;
-	const char		*t;
 
 	c->s = natsConnection_Connect(&c->nc, fleet.opts);
-	if (c->s != NATS_OK && c->s != NATS_NOT_YET_CONNECTED) {
-		t = nats_GetLastError(NULL);
+	if (c->s != NATS_OK)
 		snprintf(c->text, sizeof c->text, "%s",
-		    t != NULL ? t : natsStatus_GetText(c->s));
-	}
+		    fleet_last_error(c->s));
 }
 
 static void
 fleet_connect_done(void *arg, bool ran)
 {
-	struct fleet_conn	*c = arg;
+	static char	 last[256];
+	static time_t	 last_t;
+	struct fleet_conn *c = arg;
+	time_t		 now = time(NULL);
 
 	fleet_connecting = false;
 	if (!ran) {
 		free(c);
 		return;
 	}
-	if (c->s != NATS_OK && c->s != NATS_NOT_YET_CONNECTED) {
-		log_err("nats: cannot connect to %s: %s; local clients are "
-		    "served, events wait in the event log; retrying in %d s",
-		    conf.nats_url, c->text, FLEET_RETRY_MS / 1000);
+	if (c->s != NATS_OK) {
+		/* Once, then again only if it changes or a minute passed:
+		   a server away for hours is one line, not thousands. */
+		if (strcmp(last, c->text) != 0 || now - last_t >=
+		    FLEET_RELOG_S) {
+			log_err("nats: cannot connect to %s: %s; local clients "
+			    "are served, events wait in the event log; "
+			    "retrying every %d ms", fleet_url, c->text,
+			    FLEET_RETRY_MS);
+			snprintf(last, sizeof last, "%s", c->text);
+			last_t = now;
+		}
 		if (!fleet.stopping)
 			event_add(fleet_retry_ev, &(struct timeval){
-			    FLEET_RETRY_MS / 1000, 0 });
+			    FLEET_RETRY_MS / 1000,
+			    (FLEET_RETRY_MS % 1000) * 1000 });
 		free(c);
 		return;
 	}
+	last[0] = '\0';
 	if (fleet.stopping) {
 		natsConnection_Close(c->nc);
 		natsConnection_Destroy(c->nc);
@@ -395,12 +453,7 @@ fleet_connect_done(void *arg, bool ran)
 		return;
 	}
 	fleet.nc = c->nc;
-	if (c->s == NATS_NOT_YET_CONNECTED)
-		log_warn("nats: %s does not answer; local clients are served, "
-		    "events wait in the event log; retrying every %d ms",
-		    conf.nats_url, FLEET_RECONNECT_MS);
-	else
-		fleet_post_news(FN_CONNECTED, NULL);
+	fleet_post_news(FN_CONNECTED, NULL);
 	free(c);
 }
 
@@ -453,6 +506,7 @@ fleet_start(struct qmp_error *err)
 	if (conf.nats_url == NULL)
 		return (0);
 	memset(&fleet, 0, sizeof fleet);
+	fleet_redact(fleet_url, sizeof fleet_url, conf.nats_url);
 	if (subject_token(fleet.host_tok, sizeof fleet.host_tok,
 	    conf.host_id) == 0) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "--host-id: too long");
@@ -483,7 +537,7 @@ fleet_start(struct qmp_error *err)
 	}
 	fleet.started = true;
 	log_notice("nats: streaming events of host '%s' to %s, stream %s",
-	    conf.host_id, conf.nats_url, conf.nats_stream);
+	    conf.host_id, fleet_url, conf.nats_stream);
 	fleet_connect();
 	return (0);
 }

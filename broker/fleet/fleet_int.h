@@ -27,6 +27,9 @@ struct fleet {
 };
 extern struct fleet fleet;
 
+/* libnats' last error of this thread, without its source position. */
+const char *fleet_last_error(natsStatus);
+
 /* From any thread: wake the loop with news. text may be NULL. */
 void	fleet_post_ack(uint64_t seq, bool ok, int errcode, const char *text);
 /* m is taken (a request on qmp.HOST.control). */

@@ -415,7 +415,7 @@ pub_ensure_work(void *arg)
 	jsStreamInfo		*si = NULL;
 	jsErrCode		 jerr = 0;
 	jsCtx			*js = NULL;
-	const char		*subj[16], *t;
+	const char		*subj[16];
 	char			*list, *p, *tok, *save = NULL;
 	int			 n = 0;
 
@@ -445,11 +445,9 @@ pub_ensure_work(void *arg)
 		e->s = js_AddStream(&si, js, &cfg, NULL, &jerr);
 		e->created = e->s == NATS_OK;
 	}
-	if (e->s != NATS_OK) {
-		t = nats_GetLastError(NULL);
+	if (e->s != NATS_OK)
 		snprintf(e->text, sizeof e->text, "%s (JetStream error %d)",
-		    t != NULL ? t : natsStatus_GetText(e->s), (int)jerr);
-	}
+		    fleet_last_error(e->s), (int)jerr);
 	jsStreamInfo_Destroy(si);
 	jsCtx_Destroy(js);
 	free(list);

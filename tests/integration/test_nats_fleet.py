@@ -81,13 +81,15 @@ class Load:
 
 
 class Fleet:
-	def __init__(self, h, url, hosts=("h1", "h2", "h3"), extra=()):
+	def __init__(self, h, url, hosts=("h1", "h2", "h3"), extra=(),
+	    host_extra=None):
 		self.h = h
 		self.url = url
 		self.brokers = {}
 		self.vms = {}
 		self.fakes = {}
 		self.extra = list(extra)
+		self.host_extra = host_extra or {}
 		for host in hosts:
 			self.start_broker(host)
 			c = self.brokers[host].client()
@@ -102,7 +104,8 @@ class Fleet:
 
 	def start_broker(self, host, **kw):
 		d = self.h.daemon(tag=host, args=["--nats", self.url, "--host-id",
-		    host, "--nats-ack-timeout-ms", "2000"] + self.extra, **kw)
+		    host, "--nats-ack-timeout-ms", "2000"] + self.extra +
+		    self.host_extra.get(host, []), **kw)
 		self.brokers[host] = d
 		return d
 
@@ -221,9 +224,9 @@ def test_cluster_node_killed():
 def test_fleet_command():
 	with qb.Harness("natsctl") as h:
 		n = natsh.single(h)
-		fl = Fleet(h, n.url, hosts=("h1", "h2"), extra=[
-		    "--nats-control", "yes",
-		    "--nats-control-allow", "vm-execute,query-vms"])
+		fl = Fleet(h, n.url, hosts=("h1", "h2"), host_extra={"h2": [
+		    "--nats-control=yes",
+		    "--nats-control-allow", "vm-execute,query-vms"]})
 		d = fl.brokers["h2"]
 		c = d.client()
 		cmd = {"execute": "vm-execute", "arguments": {"vm": "h2a",
@@ -312,6 +315,7 @@ def test_bad_nats():
 		    "ha"])
 		wait_for(lambda: "uthorization" in d.output(),
 		    "a log line for bad credentials")
+		check("wrong" not in d.output(), "the password is in the log")
 		local_ok(d)
 		d.terminate()
 
