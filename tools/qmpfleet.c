@@ -94,10 +94,16 @@ connect_nats(void)
 	natsConnection	*nc = NULL;
 	natsOptions	*o = NULL;
 	natsStatus	 s;
+	const char	*urls[SUBJECT_URLS_MAX];
+	char		*list = strdup(opt_url);
+	int		 n;
 
+	if (list == NULL || (n = subject_urls(list, urls,
+	    SUBJECT_URLS_MAX)) <= 0)
+		usage();
 	s = natsOptions_Create(&o);
 	if (s == NATS_OK)
-		s = natsOptions_SetURL(o, opt_url);
+		s = natsOptions_SetServers(o, urls, n);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
@@ -107,6 +113,7 @@ connect_nats(void)
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, o);
 	natsOptions_Destroy(o);
+	free(list);
 	if (s != NATS_OK)
 		die(opt_url, s);
 	return (nc);
@@ -200,7 +207,9 @@ cmd_events(void)
 	so.Config.AckPolicy = js_AckExplicit;
 	so.Config.DeliverPolicy = js_DeliverAll;
 	so.Config.MaxAckPending = 65536;
-	so.Config.AckWait = 30LL * 1000000000;
+	/* Acked as soon as printed: a delivery a dead server lost comes
+	   again this soon. */
+	so.Config.AckWait = 5LL * 1000000000;
 	/* The brokers create the stream: a consumer started first waits
 	   for it (--timeout-ms). */
 	while ((s = js_PullSubscribe(&sub, js, opt_filter, opt_durable, NULL,

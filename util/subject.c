@@ -38,3 +38,17 @@ subject_token(char *dst, size_t len, const char *s)
 	dst[n] = '\0';
 	return (n);
 }
+
+int
+subject_urls(char *list, const char **urls, int max)
+{
+	char	*p, *tok, *save = NULL;
+	int	 n = 0;
+
+	for (p = list; (tok = strtok_r(p, ", \t", &save)) != NULL; p = NULL) {
+		if (n == max)
+			return (-1);
+		urls[n++] = tok;
+	}
+	return (n);
+}

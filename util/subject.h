@@ -19,4 +19,9 @@
  */
 size_t	subject_token(char *dst, size_t len, const char *s);
 
+/* Splits a comma list of NATS URLs in place (libnats takes a list only
+   as an array): the count, or -1 if there are more than max. */
+#define SUBJECT_URLS_MAX	32
+int	subject_urls(char *list, const char **urls, int max);
+
 #endif

@@ -320,15 +320,25 @@ fleet_options(struct qmp_error *err)
 	natsOptions	*o;
 	natsStatus	 s;
 	char		 name[300];
-	const char	*what = "options";
+	const char	*what = "options", *urls[SUBJECT_URLS_MAX];
+	char		*list;
+	int		 nurls;
 
+	if ((list = strdup(conf.nats_url)) == NULL ||
+	    (nurls = subject_urls(list, urls, SUBJECT_URLS_MAX)) <= 0) {
+		free(list);
+		qmp_error_set(err, QMP_CLS_GENERIC, "--nats: not 1 to %d URLs",
+		    SUBJECT_URLS_MAX);
+		return (-1);
+	}
 	if ((s = natsOptions_Create(&o)) != NATS_OK) {
+		free(list);
 		qmp_error_set(err, QMP_CLS_GENERIC, "nats: %s",
 		    natsStatus_GetText(s));
 		return (-1);
 	}
 	snprintf(name, sizeof name, "qmpbrokerd %s", conf.host_id);
-	s = natsOptions_SetURL(o, conf.nats_url);
+	s = natsOptions_SetServers(o, urls, nurls);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, name);
 	if (s == NATS_OK)
@@ -386,6 +396,7 @@ fleet_options(struct qmp_error *err)
 			    conf.nats_tls_key : conf.nats_tls_cert);
 		}
 	}
+	free(list);
 	if (s != NATS_OK) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "nats: %s: %s", what,
 		    fleet_last_error(s));

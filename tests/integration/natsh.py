@@ -184,14 +184,15 @@ def event_log_last(d):
 
 def wait_all(cons, expect, what="the fleet consumer to have every event"):
 	"""expect: {host: (epoch, last)}; waits until the consumer has seen
-	the last seq of every host."""
+	every seq 1..last of every host (a message whose delivery a dead
+	server lost comes again after the consumer's ack wait)."""
 	def done():
 		seen = {}
-		for l in cons.lines:
+		for l in list(cons.lines):
 			e = l["event"]
 			k = (host_of(l), e.get("epoch"))
-			seen[k] = max(seen.get(k, 0), e.get("seq", 0))
-		return all(seen.get((hst, ep), 0) >= last
+			seen.setdefault(k, set()).add(e.get("seq", 0))
+		return all(seen.get((hst, ep), set()) >= set(range(1, last + 1))
 		    for hst, (ep, last) in expect.items())
 	wait_for(done, what, timeout=qb.TIMEOUT * 4, interval=0.2)
 
