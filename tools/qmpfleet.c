@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -196,6 +197,7 @@ cmd_events(void)
 	json_t		*ev, *line;
 	char		*out;
 	int64_t		 last_msg = now_ns(), *lat = NULL, recv;
+	int64_t		 st_min = INT64_MAX, st_max = 0;
 	size_t		 nlat = 0, latcap = 0;
 	long		 printed = 0;
 	int		 i;
@@ -253,6 +255,10 @@ cmd_events(void)
 				if (ev == NULL)
 					ev = json_stringn(natsMsg_GetData(m),
 					    (size_t)natsMsg_GetDataLength(m));
+				if (meta->Timestamp < st_min)
+					st_min = meta->Timestamp;
+				if (meta->Timestamp > st_max)
+					st_max = meta->Timestamp;
 				if (opt_latency && event_time_ns(ev) > 0) {
 					if (nlat == latcap) {
 						latcap = latcap ? 2 * latcap :
@@ -287,9 +293,13 @@ cmd_events(void)
 	natsConnection_FlushTimeout(nc, 5000);
 	if (opt_latency && nlat > 0) {
 		qsort(lat, nlat, sizeof *lat, cmp_i64);
-		printf("{\"count\":%zu,\"p50_us\":%.1f,\"p99_us\":%.1f}\n", nlat,
+		/* stored_per_s: how fast the stream took them, from its own
+		   timestamps (the publisher's rate, whoever it was). */
+		printf("{\"count\":%zu,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+		    "\"stored_per_s\":%.0f}\n", nlat,
 		    (double)lat[nlat / 2] / 1000,
-		    (double)lat[nlat * 99 / 100] / 1000);
+		    (double)lat[nlat * 99 / 100] / 1000, st_max > st_min ?
+		    (double)(nlat - 1) * 1e9 / (double)(st_max - st_min) : 0.0);
 	}
 	fflush(stdout);
 	free(lat);
