@@ -53,7 +53,6 @@ static struct {
 	struct timespec	 progress;	/* base last moved, or a restart */
 	time_t		 err_logged;
 	char		*path;
-	struct event	*pump_ev;
 	struct event	*ensure_ev;	/* retry of the stream's creation */
 } pub;
 
@@ -230,17 +229,12 @@ pub_pump(void)
 	}
 }
 
-static void
-pub_pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-	pub_pump();
-}
-
+/* The log calls this once per loop pass, outside its appends: publish
+   now, not a pass later (that pass is emit->fleet latency). */
 static void
 pub_appended(uint64_t last, void *arg)
 {
-	if (pub.pump_ev != NULL && pub.ready && fleet.connected)
-		event_active(pub.pump_ev, EV_READ, 0);
+	pub_pump();
 }
 
 /* libnats' thread: the ack of one record, or its error. */
@@ -533,8 +527,6 @@ fleet_pub_start(struct qmp_error *err)
 	pub.window = (uint64_t)conf.nats_window;
 	if ((pub.bits = calloc((size_t)(pub.window + 7) / 8, 1)) == NULL ||
 	    asprintf(&pub.path, "%s/%s", conf.state_dir, PUB_FILE) == -1 ||
-	    (pub.pump_ev = event_new(loop_base, -1, 0, pub_pump_cb, NULL)) ==
-	    NULL ||
 	    (pub.ensure_ev = evtimer_new(loop_base, pub_ensure_cb, NULL)) ==
 	    NULL || evlog_listen(pub_appended, NULL) == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "nats: out of memory");
@@ -570,8 +562,6 @@ fleet_pub_cleanup(void)
 		jsCtx_Destroy(pub.js);
 	if (pub.cur != NULL)
 		evlog_cur_free(pub.cur);
-	if (pub.pump_ev != NULL)
-		event_free(pub.pump_ev);
 	if (pub.ensure_ev != NULL)
 		event_free(pub.ensure_ev);
 	free(pub.bits);
