@@ -94,7 +94,7 @@ def test_resume_under_load():
 	nothing twice, across the seam between replay and live."""
 	# A small queue: the replay pauses for the client to drain many
 	# times, so live events arrive while it runs.
-	with Env("evlog-load", args=["--event-log-memory", "64K",
+	with Env("evlog-load", args=["--event-log-memory=64K",
 	    "--client-queue-max", "64K"]) as env:
 		c = env.d.client()
 		ref = env.d.client(negotiate=False)
