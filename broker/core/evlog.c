@@ -11,6 +11,7 @@
 
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 #include <dirent.h>
@@ -30,6 +31,10 @@
 #define EVLOG_SEG_NAME	20		/* digits of a segment's name */
 #define EVLOG_READ_BUF	(256 * 1024)
 #define EVLOG_AGE_TICK	60		/* s between age checks */
+/* Writes at most this often: a flood becomes one write() per batch
+   instead of one per loop pass, for at most this much more latency
+   (a quiet log writes at once). */
+#define EVLOG_FLUSH_GAP_US	500
 
 struct erec {
 	uint64_t	 seq;
@@ -75,6 +80,7 @@ static struct {
 	struct event	*flush_ev;
 	struct event	*age_ev;
 	bool		 flush_on;
+	struct timeval	 last_flush;
 	evlog_full_fn	*full_cb;
 	void		*full_arg;
 	struct {
@@ -357,6 +363,7 @@ evlog_flush_cb(evutil_socket_t fd, short what, void *arg)
 	bool		stopped = L.stopped;
 
 	L.flush_on = false;
+	event_base_gettimeofday_cached(L.base, &L.last_flush);
 	evlog_write_pending();
 	if (L.stopped && !stopped && L.full_cb != NULL)
 		L.full_cb(L.stop_why, L.on_disk, L.full_arg);
@@ -758,6 +765,27 @@ evlog_pend_add(const struct erec *r)
 	return (0);
 }
 
+static void
+evlog_schedule(void)
+{
+	struct timeval	now, d;
+	long		us;
+
+	L.flush_on = true;
+	event_base_gettimeofday_cached(L.base, &now);
+	timersub(&now, &L.last_flush, &d);
+	us = d.tv_sec > 0 || d.tv_sec < 0 ? EVLOG_FLUSH_GAP_US :
+	    (long)d.tv_usec;
+	if (us >= EVLOG_FLUSH_GAP_US || d.tv_sec < 0) {
+		event_active(L.flush_ev, 0, 1);
+		return;
+	}
+	d.tv_sec = 0;
+	d.tv_usec = EVLOG_FLUSH_GAP_US - us;
+	if (event_add(L.flush_ev, &d) == -1)
+		event_active(L.flush_ev, 0, 1);
+}
+
 int
 evlog_append(const char *vm, const char *event, const char *body,
     size_t blen, struct evlog_rec *rec)
@@ -796,10 +824,8 @@ evlog_append(const char *vm, const char *event, const char *body,
 	if (L.disk && evlog_pend_add(r) == -1)
 		evlog_stop_disk("out of memory");
 	L.next++;
-	if (!L.flush_on) {
-		L.flush_on = true;
-		event_active(L.flush_ev, 0, 1);
-	}
+	if (!L.flush_on)
+		evlog_schedule();
 	if (rec != NULL)
 		evlog_fill(rec, r->seq, r->p, r->plen, r->vlen, r->elen);
 	return (0);

@@ -94,10 +94,14 @@ append_n(int n, int from)
 	}
 }
 
+/* Until what was appended is written and heard (a flush may wait on
+   a timer when the last one was recent). */
 static void
 run_loop(void)
 {
-	event_base_loop(base, EVLOG_LISTENERS_MAX > 0 ? EVLOOP_NONBLOCK : 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	while (evlog_written() != evlog_last())
+		event_base_loop(base, EVLOOP_ONCE);
 }
 
 /* Reads every record after `after`; checks the text parses, holds seq
