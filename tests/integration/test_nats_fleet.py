@@ -169,6 +169,14 @@ def test_three_hosts_failures():
 		load.stop()
 		k = fl.settle(cons, "after kill -9 of h1")
 		print("# after kill -9: %d events" % k)
+		# The acked seq, persisted: the log's epoch and, once the
+		# stream has everything, its last seq.
+		ep, last = natsh.event_log_last(d)
+		acked = os.path.join(d.state_dir, "nats-acked")
+		def persisted():
+			with open(acked) as f:
+				return f.read().split() == [ep, str(last)]
+		wait_for(persisted, "nats-acked at %s %d" % (ep, last))
 
 		# nats-server down for 10 s under load
 		load = Load(fl)
