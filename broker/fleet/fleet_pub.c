@@ -346,6 +346,12 @@ fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
 	if (pub.stopped)
 		return;
 	if (!ok) {
+		/* Not JetStream's own error (no responders, a timeout):
+		   maybe no stream any more. Look, and create it again. */
+		if (errcode == 0 && pub.ready && !pub.ensuring) {
+			pub.ready = false;
+			pub_ensure();
+		}
 		now = time(NULL);
 		if (now - pub.err_logged >= PUB_ERR_LOG_S) {
 			log_err("nats: stream %s refused seq %" PRIu64 ": %s; "

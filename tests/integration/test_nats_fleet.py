@@ -274,6 +274,16 @@ def test_fleet_command():
 		    "--host", "h1", "--timeout-ms", "1000",
 		    json.dumps({"execute": "query-vms"})])
 		check(rc != 0, "h1 answered without --nats-control: %s" % out)
+		# After nats-server went away and came back, h2 serves again
+		# (its subscription is renewed on the new connection).
+		n.stop(signal.SIGTERM)
+		n.start()
+		wait_for(lambda: d.output().count("nats: connected to") >= 2,
+		    "h2 back on NATS")
+		r = natsh.request(n.url, "h2", {"execute": "query-vms",
+		    "id": 2})
+		check(r.get("id") == 2 and len(r.get("return", [])) == 2,
+		    "query-vms over NATS after its restart: %r" % r)
 		c.close()
 		for d in fl.brokers.values():
 			d.terminate()
