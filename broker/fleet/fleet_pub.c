@@ -395,7 +395,20 @@ struct pub_ensure {
 	natsStatus	 s;
 	bool		 created;
 	char		 text[300];
+	/* Copies: a reload may free conf's while the work runs. */
+	char		*stream, *subjects;
+	jsRetentionPolicy retention;
+	int		 replicas;
+	int64_t		 dup_ns, max_bytes, max_age_ns;
 };
+
+static void
+pub_ensure_free(struct pub_ensure *e)
+{
+	free(e->stream);
+	free(e->subjects);
+	free(e);
+}
 
 static jsRetentionPolicy
 pub_retention(void)
@@ -419,7 +432,7 @@ pub_ensure_work(void *arg)
 	char			*list, *p, *tok, *save = NULL;
 	int			 n = 0;
 
-	if ((list = strdup(conf.nats_subjects)) == NULL) {
+	if ((list = strdup(e->subjects)) == NULL) {
 		e->s = NATS_NO_MEMORY;
 		return;
 	}
@@ -428,18 +441,17 @@ pub_ensure_work(void *arg)
 		subj[n++] = tok;
 	e->s = natsConnection_JetStream(&js, e->nc, NULL);
 	if (e->s == NATS_OK)
-		e->s = js_GetStreamInfo(&si, js, conf.nats_stream, NULL, &jerr);
+		e->s = js_GetStreamInfo(&si, js, e->stream, NULL, &jerr);
 	if (e->s == NATS_NOT_FOUND) {
 		jsStreamConfig_Init(&cfg);
-		cfg.Name = conf.nats_stream;
+		cfg.Name = e->stream;
 		cfg.Subjects = subj;
 		cfg.SubjectsLen = n;
-		cfg.Retention = pub_retention();
-		cfg.Replicas = conf.nats_replicas;
-		cfg.Duplicates = (int64_t)conf.nats_dup_window_s * 1000000000;
-		cfg.MaxBytes = conf.nats_max_bytes > 0 ?
-		    (int64_t)conf.nats_max_bytes : -1;
-		cfg.MaxAge = (int64_t)conf.nats_max_age_s * 1000000000;
+		cfg.Retention = e->retention;
+		cfg.Replicas = e->replicas;
+		cfg.Duplicates = e->dup_ns;
+		cfg.MaxBytes = e->max_bytes;
+		cfg.MaxAge = e->max_age_ns;
 		cfg.Storage = js_FileStorage;
 		jerr = 0;
 		e->s = js_AddStream(&si, js, &cfg, NULL, &jerr);
@@ -460,7 +472,7 @@ pub_ensure_done(void *arg, bool ran)
 
 	pub.ensuring = false;
 	if (!ran || pub.stopped) {
-		free(e);
+		pub_ensure_free(e);
 		return;
 	}
 	if (e->s != NATS_OK) {
@@ -470,7 +482,7 @@ pub_ensure_done(void *arg, bool ran)
 		event_add(pub.ensure_ev, &(struct timeval){
 		    conf.nats_ack_timeout_ms / 1000,
 		    (conf.nats_ack_timeout_ms % 1000) * 1000 });
-		free(e);
+		pub_ensure_free(e);
 		return;
 	}
 	if (e->created)
@@ -480,7 +492,7 @@ pub_ensure_done(void *arg, bool ran)
 		    conf.nats_replicas, conf.nats_dup_window_s);
 	else
 		log_info("nats: stream %s is there", conf.nats_stream);
-	free(e);
+	pub_ensure_free(e);
 	pub.ready = true;
 	if (fleet.connected) {
 		pub_restart();
@@ -500,8 +512,17 @@ pub_ensure(void)
 	/* fleet.c destroys no connection while this runs
 	   (fleet_pub_busy). */
 	e->nc = fleet.nc;
-	if (work_submit(pub_ensure_work, pub_ensure_done, e) == NULL) {
-		free(e);
+	e->stream = strdup(conf.nats_stream);
+	e->subjects = strdup(conf.nats_subjects);
+	e->retention = pub_retention();
+	e->replicas = conf.nats_replicas;
+	e->dup_ns = (int64_t)conf.nats_dup_window_s * 1000000000;
+	e->max_bytes = conf.nats_max_bytes > 0 ?
+	    (int64_t)conf.nats_max_bytes : -1;
+	e->max_age_ns = (int64_t)conf.nats_max_age_s * 1000000000;
+	if (e->stream == NULL || e->subjects == NULL ||
+	    work_submit(pub_ensure_work, pub_ensure_done, e) == NULL) {
+		pub_ensure_free(e);
 		return;
 	}
 	pub.ensuring = true;
