@@ -398,7 +398,7 @@ int
 main(int argc, char **argv)
 {
 	const char	*cmd, *body = NULL;
-	int		 i, rc;
+	int		 i, rc = 2;
 
 	if (argc < 2)
 		usage();
