@@ -9,6 +9,7 @@ stops the disk log with EVENT_LOG_FULL and the broker keeps serving."""
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -353,7 +354,86 @@ def test_full_disk():
 		h.cleanup()
 
 
+def test_qmpctl_since_follow():
+	"""qmpctl events --since replays; --follow-from FILE resumes a
+	restarted qmpctl right after the last event it printed."""
+	with Env("evlog-ctl") as env:
+		c = env.d.client()
+		add_vm(env, c, "v")
+		cursor = env.h.path("cursor")
+
+		def emit(names):
+			for n in names:
+				c.cmd("vm-execute", {"vm": "v", "command":
+				    "x-fake-event", "arguments": {"event": n}})
+
+		def start():
+			return subprocess.Popen([qb.program("qmpctl"), "-S",
+			    env.d.control, "--json", "events", "--event", "EV_*",
+			    "--follow-from", cursor], stdout=subprocess.PIPE,
+			    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+		bufs = {}
+
+		def read_n(p, n):
+			"""n lines of p's stdout, parsed (raw reads: a buffered
+			reader would hide lines from select)."""
+			out = []
+			buf = bufs.get(p, b"")
+			while len(out) < n:
+				if b"\n" in buf:
+					line, buf = buf.split(b"\n", 1)
+					out.append(json.loads(line))
+					continue
+				r, _, _ = select.select([p.stdout], [], [], 30)
+				if not r:
+					p.kill()
+					raise qb.Failure("qmpctl printed %r, then "
+					    "nothing" % out)
+				data = os.read(p.stdout.fileno(), 65536)
+				check(data, "qmpctl ended after %r" % out)
+				buf += data
+			bufs[p] = buf
+			return out
+
+		p = start()
+		# streaming once it said so on stderr
+		check(b"streaming" in p.stderr.readline(), "no start line")
+		emit(["EV_1", "EV_2", "EV_3"])
+		got = read_n(p, 3)
+		check([e["event"] for e in got] == ["EV_1", "EV_2", "EV_3"],
+		    "first run: %r" % got)
+		p.send_signal(signal.SIGINT)
+		p.wait(timeout=30)
+		with open(cursor) as f:
+			ep, seq = f.read().split()
+		check(ep == got[-1]["epoch"] and int(seq) == got[-1]["seq"],
+		    "cursor %s %s, last %r" % (ep, seq, got[-1]))
+		emit(["EV_4", "EV_5"])		# while it is down
+		p = start()
+		got2 = read_n(p, 2)
+		emit(["EV_6"])
+		got2 += read_n(p, 1)
+		check([e["event"] for e in got2] == ["EV_4", "EV_5", "EV_6"],
+		    "resumed run: %r" % got2)
+		p.send_signal(signal.SIGINT)
+		p.wait(timeout=30)
+		# --since on its own: the replay after that seq
+		r = subprocess.run([qb.program("qmpctl"), "-S", env.d.control,
+		    "--json", "-t", "2", "events", "--event", "EV_*", "--since",
+		    str(got[0]["seq"])], capture_output=True, timeout=60)
+		evs = [json.loads(l)["event"] for l in r.stdout.splitlines()]
+		check(evs == ["EV_2", "EV_3", "EV_4", "EV_5", "EV_6"],
+		    "--since: %r %s" % (evs, r.stderr))
+		r = subprocess.run([qb.program("qmpctl"), "-S", env.d.control,
+		    "events", "--since", "999999999"], capture_output=True,
+		    timeout=60)
+		check(r.returncode == 1 and b"future" in r.stderr,
+		    "future since: %r" % (r,))
+		env.finish()
+
+
 if __name__ == "__main__":
 	qb.main([test_seq_and_query, test_resume_under_load,
 	    test_filtered_replay, test_kill9_restart, test_lost,
-	    test_dropped_range, test_full_disk])
+	    test_dropped_range, test_full_disk, test_qmpctl_since_follow])
