@@ -354,6 +354,8 @@ cmd_publish(void)
 	snprintf(run, sizeof run, "%lld", (long long)now_ns());
 	jsOptions_Init(&o);
 	o.PublishAsync.MaxPending = opt_window;
+	/* A full window waits for room, however loaded the machine. */
+	o.PublishAsync.StallWait = 60000;
 	if ((s = natsConnection_JetStream(&js, nc, &o)) != NATS_OK)
 		die("JetStream", s);
 	jsPubOptions_Init(&po);
@@ -384,7 +386,8 @@ cmd_publish(void)
 		if (s != NATS_OK)
 			die("publish", s);
 	}
-	if ((s = js_PublishAsyncComplete(js, NULL)) != NATS_OK)
+	po.MaxWait = 60000;
+	if ((s = js_PublishAsyncComplete(js, &po)) != NATS_OK)
 		die("publish complete", s);
 	t = now_ns();
 	printf("{\"count\":%ld,\"seconds\":%.3f,\"per_s\":%.0f}\n", opt_count,
