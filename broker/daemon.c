@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include "broker/cmd/cmd.h"
+#include "broker/core/bus.h"
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
 #include "broker/core/metrics.h"
 #include "broker/daemon.h"
+#include "broker/fleet/fleet.h"
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
 #include "broker/session/scrape.h"
@@ -75,6 +77,8 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	   happen: events to subscriptions, VMs to their shared sockets and
 	   their hotplug state, requests to the command tables. */
 	sub_init();
+	if (bus_log_start(loop_base, err) == -1)
+		return (-1);
 	hotplug_init();
 	share_init();
 	client_set_hooks(&daemon_client_hooks);
@@ -110,6 +114,13 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	   gone, and journal records that wait for their VMs. */
 	share_sweep();
 	image_recover();
+	/* After the event log: the fleet publishes what it holds. */
+	if (fleet_start(err) == -1) {
+		scrape_close();
+		registry_stop();
+		ctl_close();
+		return (-1);
+	}
 	log_notice("qmpbrokerd %s ready on %s (%zu VMs)", PACKAGE_VERSION,
 	    conf.control_path, vm_count());
 	return (0);
@@ -135,6 +146,7 @@ daemon_stop(void)
 	log_notice("shutting down");
 	ctl_close();
 	scrape_close();
+	fleet_stop();
 	registry_stop();
 	/* Every pending command and job fails now, into the clients'
 	   queues. */
@@ -162,9 +174,13 @@ daemon_cleanup(void)
 		jobs_stop();
 	}
 	client_free_all();
+	/* Before the event log closes: its cursors. */
+	fleet_cleanup();
 	vm_cleanup();
 	hotplug_shutdown();
 	metrics_shutdown();
+	/* last: what the above published is written */
+	bus_log_stop();
 	if (daemon_flush_ev != NULL)
 		event_free(daemon_flush_ev);
 	daemon_flush_ev = NULL;

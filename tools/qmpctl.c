@@ -4,7 +4,15 @@
  *	qmpctl [-S SOCK] [--json] COMMAND [key=value ...]
  *	qmpctl vms
  *	qmpctl exec VM COMMAND [key=value ...]
- *	qmpctl events [--vm GLOB]... [--event GLOB]...
+ *	qmpctl events [--vm GLOB]... [--event GLOB]... [--since SEQ
+ *	    [--epoch E]] [--follow-from FILE]
+ *
+ * events --since replays the broker's event log after SEQ, then goes on
+ * live; --follow-from keeps "EPOCH SEQ" of the last event printed in
+ * FILE (updated after each event is written to stdout), and starts
+ * from there when FILE exists, so a restarted qmpctl resumes where it
+ * stopped: at least once, exactly once unless killed between printing
+ * an event and updating FILE.
  *
  * The control socket speaks QMP, so a command that is not in the table
  * below goes to the broker as it is; the table only adds shapes that are
@@ -20,6 +28,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -91,7 +100,13 @@ struct ctl {
 	size_t			 n_vm_globs;
 	const char		*event_globs[CTL_MAX_GLOBS];
 	size_t			 n_event_globs;
+	const char		*since;		/* --since, NULL: none */
+	const char		*epoch;		/* --epoch */
+	const char		*follow;	/* --follow-from FILE */
+	int			 follow_fd;
 };
+
+#define CTL_EPOCH_MAX	32
 
 static const char *ctl_prog = "qmpctl";
 
@@ -531,6 +546,94 @@ ctl_globs(const char **globs, size_t n)
 	return (a);
 }
 
+/* Where to start: --since/--epoch, else the cursor file's "EPOCH SEQ"
+   if it exists (a missing file: live only, as without it). */
+static int
+ctl_prep_since(struct ctl *ctl, json_t *args)
+{
+	static char	 ep[CTL_EPOCH_MAX + 1];
+	char		 line[128], *end;
+	unsigned long long seq;
+	FILE		*f;
+	int		 n;
+
+	if (ctl->follow != NULL) {
+		ctl->follow_fd = open(ctl->follow, O_RDWR|O_CREAT|O_CLOEXEC,
+		    0600);
+		if (ctl->follow_fd == -1) {
+			ctl_warn("%s: %s", ctl->follow, strerror(errno));
+			return (-1);
+		}
+		if (ctl->since == NULL && (f = fdopen(dup(ctl->follow_fd),
+		    "r")) != NULL) {
+			n = fgets(line, sizeof line, f) == NULL ? -1 :
+			    sscanf(line, "%32s %llu", ep, &seq);
+			fclose(f);
+			if (n == 2) {
+				if (json_object_set_new(args, "since",
+				    json_integer((json_int_t)seq)) != 0 ||
+				    json_object_set_new(args, "epoch",
+				    json_string(ep)) != 0)
+					return (-1);
+				ctl_warn("%s: resuming after seq %llu of epoch "
+				    "%s", ctl->follow, seq, ep);
+			} else if (n != -1) {
+				ctl_warn("%s: not a cursor (EPOCH SEQ)",
+				    ctl->follow);
+				return (-1);
+			}
+		}
+	}
+	if (ctl->since != NULL) {
+		errno = 0;
+		seq = strtoull(ctl->since, &end, 10);
+		if (errno != 0 || *end != '\0' || *ctl->since == '-' ||
+		    seq > (unsigned long long)LLONG_MAX) {
+			ctl_warn("bad --since '%s': a seq", ctl->since);
+			return (-1);
+		}
+		if (json_object_set_new(args, "since",
+		    json_integer((json_int_t)seq)) != 0)
+			return (-1);
+	}
+	if (ctl->epoch != NULL) {
+		if (ctl->since == NULL) {
+			ctl_warn("--epoch goes with --since");
+			return (-1);
+		}
+		if (json_object_set_new(args, "epoch",
+		    json_string(ctl->epoch)) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+/* Prints, then moves the cursor file past the event: same length
+   every time, written in place. */
+static int
+ctl_event_follow(struct ctl *ctl, json_t *ev)
+{
+	char		 line[CTL_EPOCH_MAX + 32];
+	const char	*ep;
+	json_int_t	 seq;
+	int		 n;
+
+	ctl_print_event(ctl, ev);
+	if (ctl->follow_fd < 0)
+		return (0);
+	ep = json_string_value(json_object_get(ev, "epoch"));
+	seq = json_integer_value(json_object_get(ev, "seq"));
+	if (ep == NULL || seq <= 0 || strlen(ep) > CTL_EPOCH_MAX)
+		return (0);
+	if (fflush(stdout) == EOF)
+		return (0);
+	n = snprintf(line, sizeof line, "%s %020lld\n", ep, (long long)seq);
+	if (pwrite(ctl->follow_fd, line, (size_t)n, 0) != n ||
+	    ftruncate(ctl->follow_fd, n) == -1)
+		ctl_warn("%s: %s", ctl->follow, strerror(errno));
+	return (0);
+}
+
 static int
 ctl_prep_events(struct ctl *ctl, int argc, char **argv)
 {
@@ -551,6 +654,10 @@ ctl_prep_events(struct ctl *ctl, int argc, char **argv)
 		a = ctl_globs(ctl->event_globs, ctl->n_event_globs);
 		if (a == NULL || json_object_set_new(args, "events", a) != 0)
 			goto bad;
+	}
+	if (ctl_prep_since(ctl, args) == -1) {
+		json_decref(args);
+		return (-1);
 	}
 	return (ctl_request(ctl, "subscribe", args));
 bad:
@@ -573,8 +680,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "vms", "vms", ctl_prep_vms, ctl_result_vms, NULL, 0 },
 	{ "exec", "exec VM COMMAND [key=value ...]", ctl_prep_exec, NULL,
 	  NULL, 0 },
-	{ "events", "events [--vm GLOB]... [--event GLOB]...",
-	  ctl_prep_events, ctl_result_events, NULL, CTL_STREAM },
+	{ "events", "events [--vm GLOB]... [--event GLOB]... [--since SEQ "
+	  "[--epoch E]] [--follow-from FILE]",
+	  ctl_prep_events, ctl_result_events, ctl_event_follow, CTL_STREAM },
 	{ "nic-add", "nic-add VM ID (--tap IFNAME | --fd N...) [--mac MAC] "
 	  "[--queues N] [--vhost] [--driver D] [--bus BUS] [--addr A]",
 	  ctl_prep_nic_add, NULL, NULL, 0 },
@@ -903,6 +1011,9 @@ main(int argc, char **argv)
 		{ "timeout",	required_argument,	NULL, 't' },
 		{ "vm",		required_argument,	NULL, 'V' },
 		{ "event",	required_argument,	NULL, 'E' },
+		{ "since",	required_argument,	NULL, 'Q' },
+		{ "epoch",	required_argument,	NULL, 'P' },
+		{ "follow-from", required_argument,	NULL, 'F' },
 		{ "help",	no_argument,		NULL, 'h' },
 		/* hotplug subcommands' options, handed on to them */
 		{ "tap",	required_argument,	NULL, 0x100 },
@@ -930,6 +1041,7 @@ main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
+	ctl.follow_fd = -1;
 
 	/* Options may come anywhere (getopt permutes), so "qmpctl vms
 	   --json" works; key=value words never start with '-'. */
@@ -977,6 +1089,15 @@ main(int argc, char **argv)
 			}
 			ctl.event_globs[ctl.n_event_globs++] = optarg;
 			break;
+		case 'Q':
+			ctl.since = optarg;
+			break;
+		case 'P':
+			ctl.epoch = optarg;
+			break;
+		case 'F':
+			ctl.follow = optarg;
+			break;
 		case 'h':
 			ctl_usage(0);
 		default:
@@ -1012,9 +1133,11 @@ main(int argc, char **argv)
 		ctl.cmd = &ctl_raw;
 		rc = ctl_prep_raw(&ctl, argc, argv);
 	}
-	if (rc == 0 && (ctl.n_vm_globs != 0 || ctl.n_event_globs != 0) &&
+	if (rc == 0 && (ctl.n_vm_globs != 0 || ctl.n_event_globs != 0 ||
+	    ctl.since != NULL || ctl.epoch != NULL || ctl.follow != NULL) &&
 	    !(ctl.cmd->flags & CTL_STREAM)) {
-		ctl_warn("--vm and --event go with 'events'");
+		ctl_warn("--vm, --event, --since, --epoch and --follow-from go "
+		    "with 'events'");
 		rc = -1;
 	}
 	if (rc != 0 || ctl.nreqs == 0) {

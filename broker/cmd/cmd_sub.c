@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "broker/cmd/cmd.h"
+#include "broker/core/evlog.h"
 #include "broker/session/client.h"
 #include "broker/session/sub.h"
 
@@ -18,7 +19,8 @@ cmd_subscribe(struct req *r, json_t *args, const struct cmd_entry *e,
 		return;
 	}
 	sub_subscribe(r, c, json_object_get(args, "vms"),
-	    json_object_get(args, "events"));
+	    json_object_get(args, "events"), json_object_get(args, "since"),
+	    json_object_get(args, "epoch"));
 }
 
 static void
@@ -43,10 +45,33 @@ cmd_query_subscriptions(struct req *r, json_t *args, const struct cmd_entry *e,
 	req_reply(r, c != NULL ? sub_list_json(c) : json_array());
 }
 
+static void
+cmd_query_event_log(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	uint64_t	disk, mem;
+	size_t		segs;
+
+	if (!evlog_on()) {
+		req_error(r, QMP_CLS_GENERIC, "The event log is off "
+		    "(event-log no)");
+		return;
+	}
+	evlog_stats(&disk, &mem, &segs);
+	req_reply(r, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:b}", "epoch",
+	    evlog_epoch(), "first", (json_int_t)evlog_first(), "last",
+	    (json_int_t)evlog_last(), "bytes", (json_int_t)disk,
+	    "memory-bytes", (json_int_t)mem, "segments", (json_int_t)segs,
+	    "disk-stopped", evlog_disk_stopped()));
+}
+
 const struct cmd_entry cmd_sub_table[] = {
-	/* sub_subscribe checks what "vms" and "events" hold */
+	/* sub_subscribe checks what "vms", "events", "since" and "epoch"
+	   hold */
 	{ .name = "subscribe", .exec = cmd_subscribe,
-	    .args = { { "vms", 'o', false }, { "events", 'o', false } } },
+	    .args = { { "vms", 'o', false }, { "events", 'o', false },
+	    { "since", 'o', false }, { "epoch", 'o', false } } },
+	{ .name = "query-event-log", .exec = cmd_query_event_log },
 	{ .name = "unsubscribe", .exec = cmd_unsubscribe,
 	    .args = { { "subscription", 'I', true } } },
 	{ .name = "query-subscriptions", .exec = cmd_query_subscriptions },

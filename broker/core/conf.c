@@ -54,6 +54,11 @@ static const struct conf_opt conf_opts[] = {
 	{ "max-clients", CT_SIZE, O(max_clients), 1, "connections at once" },
 	{ "max-subscriptions", CT_SIZE, O(max_subs), 1, "subscriptions per client" },
 	{ "max-fds", CT_SIZE, O(max_fds), 1, "fds per message (at most 253)" },
+	{ "event-log", CT_BOOL, O(event_log), 0, "number, keep and replay events (yes|no)" },
+	{ "event-log-memory", CT_SIZE, O(event_log_memory), 4096, "event log bytes in memory" },
+	{ "event-log-segment-size", CT_SIZE, O(event_log_segment), 4096, "event log segment file rotates past" },
+	{ "event-log-max-size", CT_SIZE, O(event_log_max), 4096, "event log bytes on disk at most" },
+	{ "event-log-max-age-s", CT_INT, O(event_log_max_age_s), 0, "event log segments older go (0: never)" },
 	{ "cmd-timeout-ms", CT_INT, O(cmd_timeout_ms), 1, "QEMU command timeout" },
 	{ "image-root", CT_ROOTS, 0, 0, "allowed image dir (repeatable)" },
 	{ "unplug-timeout-ms", CT_INT, O(unplug_timeout_ms), 1, "DEVICE_DELETED wait" },
@@ -74,6 +79,25 @@ static const struct conf_opt conf_opts[] = {
 	{ "metrics-per-vm", CT_BOOL, O(metrics_per_vm), 0, "per-VM series in /metrics (yes|no)" },
 	{ "metrics-max-conns", CT_SIZE, O(metrics_max_conns), 1, "metrics HTTP connections at once" },
 	{ "metrics-timeout-ms", CT_INT, O(metrics_timeout_ms), 1, "metrics HTTP idle or slow request: close after" },
+	{ "nats", CT_STR, O(nats_url), 0, "NATS URL(s): stream events to JetStream" },
+	{ "nats-creds", CT_STR, O(nats_creds), 0, "NATS user credentials file" },
+	{ "nats-nkey", CT_STR, O(nats_nkey), 0, "NATS user nkey (public key)" },
+	{ "nats-nkey-seed", CT_STR, O(nats_nkey_seed), 0, "file with that nkey's seed" },
+	{ "nats-tls-ca", CT_STR, O(nats_tls_ca), 0, "CA file for NATS TLS" },
+	{ "nats-tls-cert", CT_STR, O(nats_tls_cert), 0, "client certificate for NATS TLS" },
+	{ "nats-tls-key", CT_STR, O(nats_tls_key), 0, "client key for NATS TLS" },
+	{ "host-id", CT_STR, O(host_id), 0, "this host's name in NATS subjects" },
+	{ "nats-stream", CT_STR, O(nats_stream), 0, "JetStream stream name" },
+	{ "nats-subjects", CT_STR, O(nats_subjects), 0, "stream subjects (comma list)" },
+	{ "nats-retention", CT_STR, O(nats_retention), 0, "limits|interest|workqueue" },
+	{ "nats-replicas", CT_INT, O(nats_replicas), 1, "stream replicas" },
+	{ "nats-dup-window-s", CT_INT, O(nats_dup_window_s), 1, "JetStream duplicate window" },
+	{ "nats-max-bytes", CT_SIZE, O(nats_max_bytes), 0, "stream byte cap (0: none)" },
+	{ "nats-max-age-s", CT_INT, O(nats_max_age_s), 0, "stream age cap (0: none)" },
+	{ "nats-window", CT_INT, O(nats_window), 1, "unacknowledged publishes at once" },
+	{ "nats-ack-timeout-ms", CT_INT, O(nats_ack_timeout_ms), 1, "republish unacked after" },
+	{ "nats-control", CT_BOOL, O(nats_control), 0, "serve qmp.HOST.control requests (yes|no)" },
+	{ "nats-control-allow", CT_STR, O(nats_control_allow), 0, "commands allowed over NATS (comma list)" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
 	{ "vm-allow", CT_VMALLOW, 0, 0, "NAME uid:N,gid:M,...: only they act on that VM (repeatable)" },
 };
@@ -119,6 +143,11 @@ conf_init(struct conf *c)
 	c->max_clients = 1024;
 	c->max_subs = 64;
 	c->max_fds = 16;
+	c->event_log = 1;
+	c->event_log_memory = 16 * 1024 * 1024;
+	c->event_log_segment = 16 * 1024 * 1024;
+	c->event_log_max = 256 * 1024 * 1024;
+	c->event_log_max_age_s = 7 * 24 * 3600;
 	c->cmd_timeout_ms = 30000;
 	c->unplug_timeout_ms = 10000;
 	c->libvirt_uri = conf_xstrdup("test:///default");
@@ -128,6 +157,13 @@ conf_init(struct conf *c)
 	c->metrics_timeout_ms = 10000;
 	c->job_keep_s = 600;
 	c->max_jobs = 256;
+	c->nats_stream = conf_xstrdup("QMP_EVENTS");
+	c->nats_subjects = conf_xstrdup("qmp.*.*.event.*");
+	c->nats_retention = conf_xstrdup("limits");
+	c->nats_replicas = 1;
+	c->nats_dup_window_s = 120;
+	c->nats_window = 256;
+	c->nats_ack_timeout_ms = 5000;
 }
 
 /* Paths whose defaults depend on who runs us and on other paths. */
@@ -148,6 +184,14 @@ conf_fill_paths(struct conf *c)
 	}
 	if (c->control_path == NULL)
 		c->control_path = dir_join(c->run_dir, "control.sock");
+	if (c->host_id == NULL) {
+		char	host[256];
+
+		if (gethostname(host, sizeof host) == -1)
+			snprintf(host, sizeof host, "localhost");
+		host[sizeof host - 1] = '\0';
+		c->host_id = conf_xstrdup(host);
+	}
 	if (c->pid_file == NULL)
 		c->pid_file = dir_join(c->run_dir, "qmpbrokerd.pid");
 	if (c->state_dir == NULL) {

@@ -54,6 +54,12 @@ struct conf {
 	int	 log_syslog;		/* -1: syslog unless --foreground */
 	size_t	 max_subs;		/* subscriptions per client */
 	size_t	 max_fds;		/* fds accepted with one message */
+	/* the event log (core/evlog.h), STATE_DIR/events */
+	int	 event_log;		/* default yes */
+	size_t	 event_log_memory;	/* ring, default 16M */
+	size_t	 event_log_segment;	/* segment rotates past, default 16M */
+	size_t	 event_log_max;		/* all segments, default 256M */
+	int	 event_log_max_age_s;	/* segments older go, default 7 days */
 	struct conf_vm *vms;
 	size_t	 n_vms;
 	struct conf_vm_allow *vm_allows;	/* none for a VM: every peer */
@@ -86,6 +92,27 @@ struct conf {
 	int	 metrics_per_vm;	/* default yes */
 	size_t	 metrics_max_conns;	/* default 64 */
 	int	 metrics_timeout_ms;	/* default 10000 */
+	/* fleet streaming on NATS JetStream (docs/nats.md); NULL nats_url:
+	   off */
+	char	*nats_url;		/* --nats nats://HOST:PORT[,...] */
+	char	*nats_creds;		/* user credentials file (JWT+seed) */
+	char	*nats_nkey;		/* user nkey (public) */
+	char	*nats_nkey_seed;	/* file holding its seed */
+	char	*nats_tls_ca;		/* CA bundle; implies TLS */
+	char	*nats_tls_cert;		/* client certificate (with key) */
+	char	*nats_tls_key;
+	char	*host_id;		/* default: the host name */
+	char	*nats_stream;		/* default QMP_EVENTS */
+	char	*nats_subjects;		/* default qmp.*.*.event.* */
+	char	*nats_retention;	/* limits|interest|workqueue */
+	int	 nats_replicas;		/* default 1 */
+	int	 nats_dup_window_s;	/* JetStream dedup window, default 120 */
+	size_t	 nats_max_bytes;	/* stream cap; 0: none */
+	int	 nats_max_age_s;	/* stream cap; 0: none */
+	int	 nats_window;		/* unacked publishes, default 256 */
+	int	 nats_ack_timeout_ms;	/* republish after, default 5000 */
+	int	 nats_control;		/* serve qmp.HOST.control */
+	char	*nats_control_allow;	/* comma list of commands; NULL: none */
 };
 
 extern struct conf conf;

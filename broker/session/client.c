@@ -565,7 +565,15 @@ client_drained(struct chan *ch, void *arg)
 		j = json_pack("{s:s,s:{s:I},s:o}", "event", "EVENTS_DROPPED",
 		    "data", "count", (json_int_t)c->dropped, "timestamp",
 		    bus_timestamp_now());
+		/* the seq range to replay with "since": from - 1 */
+		if (j != NULL && c->drop_from != 0) {
+			json_object_set_new(json_object_get(j, "data"), "from",
+			    json_integer((json_int_t)c->drop_from));
+			json_object_set_new(json_object_get(j, "data"), "to",
+			    json_integer((json_int_t)c->drop_to));
+		}
 		c->dropped = 0;
+		c->drop_from = c->drop_to = 0;
 		if (j != NULL) {
 			client_send_json(c, j);
 			json_decref(j);
@@ -573,14 +581,21 @@ client_drained(struct chan *ch, void *arg)
 	}
 	if (c->paused)
 		client_pause_check(c);
+	sub_drained(c);
 }
 
 void
-client_send_event(struct client *c, const char *buf, size_t len)
+client_send_event(struct client *c, const char *buf, size_t len,
+    uint64_t seq)
 {
 	if (!c->negotiated || c->closing)
 		return;
 	if (chan_outq(c->chan) + len > conf.client_queue_max) {
+		if (seq != 0) {
+			if (c->dropped == 0 || c->drop_from == 0)
+				c->drop_from = seq;
+			c->drop_to = seq;
+		}
 		c->dropped++;
 		c->dropped_total++;
 		client_events_dropped++;

@@ -42,6 +42,7 @@ struct client_hooks {
 void	client_set_hooks(const struct client_hooks *);
 
 struct sub;
+struct sub_replay;
 struct share;
 
 /* The session's state. client.c writes it; the two other modules of
@@ -91,6 +92,8 @@ struct client {
 	struct event		*stall_ev;
 	uint64_t		 dropped;	/* events not queued */
 	uint64_t		 dropped_total;
+	uint64_t		 drop_from;	/* their seqs (0: unknown) */
+	uint64_t		 drop_to;
 
 	/* share.c's: the VM of a shared client, NULL once gone */
 	struct vm		*vm;
@@ -102,6 +105,7 @@ struct client {
 	uint32_t		 next_sub;
 	size_t			 nsubs;
 	TAILQ_ENTRY(client)	 sub_entry;	/* clients with subs */
+	struct sub_replay	*replay;	/* subscribe "since" running */
 
 	TAILQ_ENTRY(client)	 entry;		/* all clients */
 };
@@ -131,8 +135,10 @@ void	client_set_negotiated(struct client *, bool oob);
 /* Does c's greeting offer oob? The control socket's always does; a
    shared socket's when its QEMU does. */
 bool	client_oob_offered(const struct client *);
-/* Queue an event's bytes, subject to the queue limit. */
-void	client_send_event(struct client *, const char *, size_t);
+/* Queue an event's bytes, subject to the queue limit. seq: its place in
+   the event log (0: none), so EVENTS_DROPPED can say what was missed. */
+void	client_send_event(struct client *, const char *, size_t,
+	    uint64_t seq);
 /* Stop reading, flush, then go (shutdown, shared VM gone). */
 void	client_shutdown(struct client *);
 /* The same, once every request in flight has been answered. */

@@ -220,7 +220,7 @@ share_vm_event(struct vm *vm, json_t *ev, void *arg)
 			continue;
 		if (buf == NULL && (buf = qmp_dump(ev, &len)) == NULL)
 			return;
-		client_send_event(c, buf, len);
+		client_send_event(c, buf, len, 0);
 	}
 	free(buf);
 }

@@ -17,9 +17,11 @@
 
 #include "broker/core/bus.h"
 #include "broker/core/conf.h"
+#include "broker/core/evlog.h"
 #include "broker/core/loop.h"
 #include "broker/session/client.h"
 #include "broker/session/sub.h"
+#include "hv/chan.h"
 
 #define SUB_GLOB_MAX	256	/* bytes per glob */
 #define SUB_GLOBS_MAX	64	/* globs per list */
@@ -34,6 +36,8 @@ struct sub {
 };
 
 static TAILQ_HEAD(, client) sub_clients = TAILQ_HEAD_INITIALIZER(sub_clients);
+
+static void	sub_replay_end(struct client *);
 
 bool
 sub_glob_ok(const char *g)
@@ -123,6 +127,7 @@ sub_client_free(struct client *c)
 {
 	struct sub	*s;
 
+	sub_replay_end(c);
 	if (TAILQ_EMPTY(&c->subs))
 		return;
 	while ((s = TAILQ_FIRST(&c->subs)) != NULL) {
@@ -133,116 +138,20 @@ sub_client_free(struct client *c)
 	TAILQ_REMOVE(&sub_clients, c, sub_entry);
 }
 
-/*
- * A QEMU event with "vm" added, serialised by hand into buf: the names
- * need no escaping (a VM name is [A-Za-z0-9_.-], the event's is checked)
- * and QEMU's timestamp is two integers, so only "data" goes through
- * jansson. Member order as before: event, vm, data, timestamp. Returns
- * the length, or 0 if the event needs the general path.
- */
-static size_t
-sub_format_vm_event(char *buf, size_t cap, const char *vm, const char *name,
-    json_t *ev)
-{
-	json_t	*data, *ts, *sec, *usec;
-	size_t	 n, k;
-	int	 r;
-	const char *p;
-
-	for (p = name; *p != '\0'; p++) {
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
-		    *p == '.'))
-			return (0);
-	}
-	r = snprintf(buf, cap, "{\"event\":\"%s\",\"vm\":\"%s\"", name, vm);
-	if (r < 0 || (size_t)r >= cap)
-		return (0);
-	n = (size_t)r;
-	if ((data = json_object_get(ev, "data")) != NULL) {
-		if (cap - n < 16)
-			return (0);
-		memcpy(buf + n, ",\"data\":", 8);
-		n += 8;
-		k = json_dumpb(data, buf + n, cap - n, JSON_COMPACT|
-		    JSON_ENCODE_ANY);
-		if (k == 0 || k >= cap - n)
-			return (0);
-		n += k;
-	}
-	if ((ts = json_object_get(ev, "timestamp")) != NULL) {
-		sec = json_object_get(ts, "seconds");
-		usec = json_object_get(ts, "microseconds");
-		if (!json_is_integer(sec) || !json_is_integer(usec) ||
-		    json_object_size(ts) != 2)
-			return (0);
-		r = snprintf(buf + n, cap - n, ",\"timestamp\":{\"seconds\":"
-		    "%" JSON_INTEGER_FORMAT ",\"microseconds\":%"
-		    JSON_INTEGER_FORMAT "}", json_integer_value(sec),
-		    json_integer_value(usec));
-		if (r < 0 || (size_t)r >= cap - n)
-			return (0);
-		n += (size_t)r;
-	}
-	if (cap - n < 4)
-		return (0);
-	memcpy(buf + n, "}\r\n", 3);
-	return (n + 3);
-}
-
-/* build makes the event on the first match only: most events of a busy
-   broker have no subscriber at all. With ev (a QEMU event) the bytes are
-   made by hand when they can be. */
+/* One event, as the log (or the bus, log off) made it: the same bytes
+   to every connection that wants it, once per connection. A connection
+   replaying the log gets it from there instead, in order. */
 static void
-sub_fanout(const char *vm, const char *name,
-    json_t *(*build)(const char *, const char *, void *), void *arg,
-    json_t *ev)
+sub_deliver(const struct evlog_rec *rec, void *arg)
 {
 	struct client	*c;
-	json_t		*j = NULL;
-	char		*buf = NULL, stack[2048];
-	size_t		 len = 0;
-	int		 heap = 0;
 
 	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
-		if (!sub_wants(c, vm, name) ||
-		    (vm != NULL && !peer_vm_allowed(&c->peer, vm)))
+		if (c->replay != NULL || !sub_wants(c, rec->vm, rec->event) ||
+		    (rec->vm != NULL && !peer_vm_allowed(&c->peer, rec->vm)))
 			continue;
-		if (buf == NULL) {
-			if (ev != NULL && vm != NULL && (len =
-			    sub_format_vm_event(stack, sizeof stack, vm, name,
-			    ev)) > 0)
-				buf = stack;
-			else {
-				if ((j = build(vm, name, arg)) == NULL)
-					return;
-				buf = qmp_dump(j, &len);
-				json_decref(j);
-				if (buf == NULL)
-					return;
-				heap = 1;
-			}
-		}
-		client_send_event(c, buf, len);
+		client_send_event(c, rec->json, rec->len + 2, rec->seq);
 	}
-	if (heap)
-		free(buf);
-}
-
-static json_t *
-sub_build_vm_event(const char *vm, const char *name, void *arg)
-{
-	json_t	*ev = arg, *j, *v;
-
-	if ((j = json_object()) == NULL)
-		return (NULL);
-	json_object_set_new(j, "event", json_string(name));
-	json_object_set_new(j, "vm", json_string(vm));
-	if ((v = json_object_get(ev, "data")) != NULL)
-		json_object_set(j, "data", v);
-	if ((v = json_object_get(ev, "timestamp")) != NULL)
-		json_object_set(j, "timestamp", v);
-	return (j);
 }
 
 static bool
@@ -251,52 +160,204 @@ sub_active(void *arg)
 	return (!TAILQ_EMPTY(&sub_clients));
 }
 
-static void
-sub_vm_event(const char *vm, json_t *event, void *arg)
-{
-	const char	*name;
-
-	if ((name = qmp_event_name(event)) == NULL)
-		return;
-	sub_fanout(vm, name, sub_build_vm_event, event, event);
-}
-
-struct sub_own {
-	json_t	*data;
-};
-
-static json_t *
-sub_build_own(const char *vm, const char *name, void *arg)
-{
-	struct sub_own	*o = arg;
-	json_t		*j;
-
-	j = json_pack("{s:s,s:O,s:o}", "event", name, "data", o->data,
-	    "timestamp", bus_timestamp_now());
-	if (j != NULL && vm != NULL)
-		json_object_set_new(j, "vm", json_string(vm));
-	return (j);
-}
-
-static void
-sub_publish(const char *vm, const char *event, json_t *data, void *arg)
-{
-	struct sub_own	o;
-
-	o.data = data;
-	sub_fanout(vm, event, sub_build_own, &o, NULL);
-}
-
 static const struct bus_sink sub_sink = {
 	sub_active,
-	sub_vm_event,
-	sub_publish,
+	sub_deliver,
 };
 
 void
 sub_init(void)
 {
 	bus_plug(&sub_sink, NULL);
+}
+
+/* ---- replay: subscribe with "since" ---- */
+
+#define SUB_REPLAY_STEP	8192	/* records read per loop pass */
+
+/*
+ * A connection replaying the log: it is skipped by the live fan-out,
+ * and this reads the log from its cursor while its queue has room,
+ * a bounded number of records per loop pass, until the cursor has
+ * caught up with what the fan-out delivered: from then on it is live.
+ * One loop thread, so nothing comes between the last record replayed
+ * and the first delivered live.
+ */
+struct sub_replay {
+	struct evlog_cur	*cur;
+	struct sub		*s;		/* the subscription that asked */
+	uint64_t		 live_upto;	/* others' matches sent live */
+	/* a wrong epoch: EVENTS_LOST to send before anything else */
+	bool			 lost_first;
+	uint64_t		 lost_to;
+	char			 old_epoch[EVLOG_EPOCH_MAX];
+	struct event		*ev;
+	struct client		*c;
+};
+
+static void
+sub_send_lost(struct client *c, uint64_t from, uint64_t to,
+    const char *reason, const char *old_epoch)
+{
+	json_t	*j;
+	char	*buf;
+	size_t	 len;
+
+	j = json_pack("{s:s,s:{s:I,s:I,s:s,s:s},s:o}", "event", "EVENTS_LOST",
+	    "data", "from", (json_int_t)from, "to", (json_int_t)to, "reason",
+	    reason, "epoch", evlog_epoch(), "timestamp", bus_timestamp_now());
+	if (j == NULL)
+		return;
+	if (old_epoch != NULL)
+		json_object_set_new(json_object_get(j, "data"), "old-epoch",
+		    json_string(old_epoch));
+	if ((buf = qmp_dump(j, &len)) != NULL)
+		client_send_event(c, buf, len, 0);
+	free(buf);
+	json_decref(j);
+}
+
+static void
+sub_replay_end(struct client *c)
+{
+	struct sub_replay	*rp = c->replay;
+
+	if (rp == NULL)
+		return;
+	c->replay = NULL;
+	evlog_cur_free(rp->cur);
+	event_free(rp->ev);
+	free(rp);
+}
+
+static bool
+sub_one_wants(const struct sub *s, const struct evlog_rec *rec)
+{
+	return (sub_match_list(s->vms, s->nvms, rec->vm) &&
+	    sub_match_list(s->events, s->nevents, rec->event));
+}
+
+static void
+sub_replay_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct client		*c = arg;
+	struct sub_replay	*rp = c->replay;
+	struct evlog_rec	 rec;
+	uint64_t		 lf, lt;
+	int			 n, k;
+
+	if (rp == NULL || c->closing || c->dead) {
+		sub_replay_end(c);
+		return;
+	}
+	if (rp->lost_first) {
+		rp->lost_first = false;
+		sub_send_lost(c, rp->lost_to > 0 ? 1 : 0, rp->lost_to,
+		    "epoch", rp->old_epoch);
+	}
+	for (n = 0; n < SUB_REPLAY_STEP; n++) {
+		/* room first: the queue drains, then client_drained
+		   calls us again */
+		if (chan_outq(c->chan) >= conf.client_queue_max / 2)
+			return;
+		k = evlog_cur_next(rp->cur, &rec, &lf, &lt);
+		if (k == EVLOG_CUR_END) {
+			sub_replay_end(c);
+			return;
+		}
+		if (k == EVLOG_CUR_LOST) {
+			sub_send_lost(c, lf, lt, "not-held", NULL);
+			continue;
+		}
+		if (rec.vm != NULL && !peer_vm_allowed(&c->peer, rec.vm))
+			continue;
+		if (sub_one_wants(rp->s, &rec) || (rec.seq > rp->live_upto &&
+		    sub_wants(c, rec.vm, rec.event)))
+			client_send_event(c, rec.json, rec.len + 2, rec.seq);
+	}
+	event_active(rp->ev, 0, 1);
+}
+
+void
+sub_drained(struct client *c)
+{
+	if (c->replay != NULL)
+		event_active(c->replay->ev, 0, 1);
+}
+
+/* Checks since/epoch and starts the replay; -1 with r answered. */
+static int
+sub_replay_start(struct req *r, struct client *c, struct sub *s,
+    json_t *since, json_t *epoch)
+{
+	struct sub_replay	*rp;
+	json_int_t		 n;
+	uint64_t		 after, first;
+	const char		*ep = NULL;
+	bool			 other = false;
+
+	if (!evlog_on()) {
+		req_error(r, QMP_CLS_GENERIC, "The event log is off "
+		    "(event-log no): 'since' cannot be served");
+		return (-1);
+	}
+	if (!json_is_integer(since) || (n = json_integer_value(since)) < 0) {
+		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
+		    "'since', expected: a seq (integer >= 0)");
+		return (-1);
+	}
+	if (epoch != NULL) {
+		if (!json_is_string(epoch) || json_string_length(epoch) == 0 ||
+		    json_string_length(epoch) >= EVLOG_EPOCH_MAX) {
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
+			    "for 'epoch', expected: the string of an epoch");
+			return (-1);
+		}
+		ep = json_string_value(epoch);
+		other = strcmp(ep, evlog_epoch()) != 0;
+	}
+	if (!other && (uint64_t)n > evlog_last()) {
+		req_error(r, QMP_CLS_GENERIC, "'since' %lld is in the future: "
+		    "the last seq of epoch %s is %llu", (long long)n,
+		    evlog_epoch(), (unsigned long long)evlog_last());
+		return (-1);
+	}
+	if (c->replay != NULL) {
+		req_error(r, QMP_CLS_GENERIC, "A replay is already running on "
+		    "this connection: subscribe with 'since' once it is done");
+		return (-1);
+	}
+	if ((rp = calloc(1, sizeof *rp)) == NULL)
+		goto nomem;
+	after = (uint64_t)n;
+	first = evlog_first();
+	if (other) {
+		/* Nothing the subscriber holds can be matched to this
+		   log: all of it, after saying what is not held. */
+		after = first > 0 ? first - 1 : evlog_last();
+	}
+	rp->s = s;
+	rp->c = c;
+	rp->live_upto = evlog_written();
+	if ((rp->cur = evlog_cur_new(after)) == NULL ||
+	    (rp->ev = event_new(loop_base, -1, 0, sub_replay_run, c)) ==
+	    NULL) {
+		evlog_cur_free(rp->cur);
+		free(rp);
+		goto nomem;
+	}
+	if (other) {
+		rp->lost_first = true;
+		rp->lost_to = after;
+		snprintf(rp->old_epoch, sizeof rp->old_epoch, "%s", ep);
+	}
+	c->replay = rp;
+	/* runs after this pass's reply is queued: the reply comes first */
+	event_active(rp->ev, 0, 1);
+	return (0);
+nomem:
+	req_error(r, QMP_CLS_GENERIC, "out of memory");
+	return (-1);
 }
 
 /* ---- what the commands do ---- */
@@ -346,7 +407,8 @@ nomem:
 }
 
 void
-sub_subscribe(struct req *r, struct client *c, json_t *vms, json_t *events)
+sub_subscribe(struct req *r, struct client *c, json_t *vms, json_t *events,
+    json_t *since, json_t *epoch)
 {
 	struct sub	*s;
 
@@ -364,11 +426,23 @@ sub_subscribe(struct req *r, struct client *c, json_t *vms, json_t *events)
 		sub_free(s);
 		return;
 	}
+	if (since == NULL && epoch != NULL) {
+		sub_free(s);
+		req_error(r, QMP_CLS_GENERIC, "'epoch' goes with 'since'");
+		return;
+	}
+	if (since != NULL && sub_replay_start(r, c, s, since, epoch) == -1) {
+		sub_free(s);
+		return;
+	}
 	s->id = ++c->next_sub;
 	if (TAILQ_EMPTY(&c->subs))
 		TAILQ_INSERT_TAIL(&sub_clients, c, sub_entry);
 	TAILQ_INSERT_TAIL(&c->subs, s, entry);
 	c->nsubs++;
+	/* The reply stays {"subscription": N}: clients pass it back to
+	   unsubscribe as it is. Where the stream stands is in every
+	   event, and in query-event-log. */
 	req_reply(r, json_pack("{s:I}", "subscription", (json_int_t)s->id));
 }
 
@@ -386,6 +460,8 @@ sub_unsubscribe(struct req *r, struct client *c, json_int_t id)
 		    "connection", (long long)id);
 		return;
 	}
+	if (c->replay != NULL && c->replay->s == s)
+		sub_replay_end(c);
 	TAILQ_REMOVE(&c->subs, s, entry);
 	sub_free(s);
 	c->nsubs--;

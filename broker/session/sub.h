@@ -19,10 +19,15 @@ bool	sub_glob_ok(const char *);
 /* The client goes: its subscriptions with it. */
 void	sub_client_free(struct client *);
 
+/* The client's queue drained: a replay goes on. */
+void	sub_drained(struct client *);
+
 /* The commands' work; each finishes r. vms and events are arrays of
-   globs or NULL (every VM, every event). */
+   globs or NULL (every VM, every event). since (NULL: none) replays the
+   event log after that seq, of epoch (NULL: the current one), before
+   going live (docs/events.md). All borrowed. */
 void	sub_subscribe(struct req *r, struct client *, json_t *vms,
-	    json_t *events);
+	    json_t *events, json_t *since, json_t *epoch);
 void	sub_unsubscribe(struct req *r, struct client *, json_int_t id);
 json_t	*sub_list_json(const struct client *);
 

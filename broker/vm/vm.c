@@ -146,6 +146,7 @@ vm_insert(const char *name, const char *socket, unsigned origin,
 	vm->hnext = vm_hash[vm_hash_of(name) & (vm_hash_size - 1)];
 	vm_hash[vm_hash_of(name) & (vm_hash_size - 1)] = vm;
 	vm_n++;
+	vm_status_load(vm);
 	return (vm);
 nomem:
 	qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
@@ -223,6 +224,7 @@ vm_remove(struct vm *vm)
 	if (vm->removed)
 		return;
 	log_info("vm %s: removed", vm->name);
+	vm_status_forget(vm);
 	VM_NOTIFY(removing, vm);
 	vm->removed = 1;
 	vm_unlink(vm);
@@ -250,6 +252,7 @@ void
 vm_cleanup(void)
 {
 	vm_remove_all();
+	vm_status_cleanup();
 	free(vm_hash);
 	vm_hash = NULL;
 	vm_hash_size = 0;

@@ -79,6 +79,7 @@ vm_q_event(struct vmq *q, json_t *ev, void *arg)
 	}
 	VM_NOTIFY(event, vm, ev);
 	bus_vm_event(vm->name, ev);
+	vm_status_event(vm, ev);
 }
 
 static void
@@ -95,6 +96,8 @@ vm_q_state(struct vmq *q, enum mon_state st, const char *why, void *arg)
 		    why != NULL ? ": " : "", why != NULL ? why : "");
 	if (st == MON_DISCONNECTED)
 		vm->said_down = 1;
+	/* before was_ready changes: it tells a drop from a failed retry */
+	vm_status_state(vm, st, why);
 	vm->was_ready = st == MON_READY;
 	if (st == MON_READY)
 		vm->said_down = 0;

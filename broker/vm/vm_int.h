@@ -39,6 +39,13 @@ struct vm {
 	struct defer		 reap;
 	int			 was_ready;
 	int			 said_down;
+	/* vm_status.c's */
+	char			 status[32];	/* QEMU RunState; "": unknown */
+	int			 status_asking;
+	int			 exit_check;	/* next connect: QEMU gone? */
+	int			 shutdown_seen;
+	int			 shutdown_guest;
+	char			 shutdown_reason[32];
 	char			 name[];
 };
 
@@ -53,6 +60,13 @@ extern size_t			vm_nobs;
 
 /* vm_event.c: the owner's side of every VM's endpoint */
 extern const struct vmq_ops	vm_vmq_ops;
+
+/* vm_status.c: the run state, VM_STATUS and VM_EXITED */
+void	vm_status_load(struct vm *);
+void	vm_status_forget(struct vm *);
+void	vm_status_cleanup(void);
+void	vm_status_event(struct vm *, json_t *);
+void	vm_status_state(struct vm *, enum mon_state, const char *why);
 
 /* Calls member fn of every observer that has one, with these
    arguments and the observer's own. */

@@ -38,15 +38,22 @@ capture_active(void *arg)
 	return (true);
 }
 
+/* The event's text as a subscriber would get it, parsed back. */
 static void
-capture_publish(const char *vm, const char *event, json_t *data, void *arg)
+capture_deliver(const struct evlog_rec *rec, void *arg)
 {
-	json_array_append_new(events, json_pack("{s:s,s:O}", "event", event,
-	    "data", data));
+	json_t	*j = json_loadb(rec->json, rec->len, 0, NULL);
+
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "event")),
+	    rec->event);
+	json_array_append_new(events, json_pack("{s:s,s:O}", "event",
+	    rec->event, "data", json_object_get(j, "data")));
+	json_decref(j);
 }
 
 static const struct bus_sink capture_sink = {
-	capture_active, NULL, capture_publish
+	capture_active, capture_deliver
 };
 
 /* How many JOB_STATUS_CHANGE events job id had, and the last status. */

@@ -250,6 +250,8 @@ bench_fanout(int argc, char **argv)
 	struct fan_sub	*subs, slow;
 	const char	*control = qb_arg(argc, argv, "control", NULL);
 	const char	*direct = qb_arg(argc, argv, "direct", NULL);
+	/* the broker's event log, as the caller started it: a label */
+	const char	*log = qb_arg(argc, argv, "log", "on");
 	long		 nsubs = qb_arg_l(argc, argv, "subs", 1), i;
 	long		 rate = qb_arg_l(argc, argv, "rate", 0);
 	double		 secs = (double)qb_arg_l(argc, argv, "ms", 5000) / 1e3;
@@ -318,10 +320,10 @@ bench_fanout(int argc, char **argv)
 		if (subs[i].dead)
 			qb_fatal("fanout: subscriber %ld was disconnected", i);
 	}
-	printf("R fanout v%ld-s%ld vms=%ld subs=%ld rate=%ld events_s=%.0f "
-	    "p50_ms=%.3f p99_ms=%.3f lost=%llu fast_dropped=%llu "
-	    "slow_dropped=%llu slow_notified=%d\n", f.nvms, nsubs, f.nvms,
-	    nsubs, rate, (double)f.delivered / el,
+	printf("R fanout v%ld-s%ld-%s vms=%ld subs=%ld rate=%ld log=%s "
+	    "events_s=%.0f p50_ms=%.3f p99_ms=%.3f lost=%llu fast_dropped=%llu "
+	    "slow_dropped=%llu slow_notified=%d\n", f.nvms, nsubs, log, f.nvms,
+	    nsubs, rate, log, (double)f.delivered / el,
 	    qb_samples_pct(&f.lat, 50) * 1e3, qb_samples_pct(&f.lat, 99) * 1e3,
 	    (unsigned long long)lost, (unsigned long long)fdrop,
 	    (unsigned long long)slow.dropped, slow.got_dropped);

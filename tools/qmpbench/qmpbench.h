@@ -65,6 +65,7 @@ int	bench_hop(int, char **);
 int	bench_tput(int, char **);
 int	bench_scale(int, char **);
 int	bench_fanout(int, char **);
+int	bench_replay(int, char **);
 int	bench_hotplug(int, char **);
 int	bench_parse(int, char **);
 int	bench_soak(int, char **);

@@ -218,6 +218,7 @@ static const struct {
 	    "[--ms MS]" },
 	{ "scale", bench_scale, "--control P --dir DIR --count N --pid PID "
 	    "[--idle-ms MS] [--first I] [--label L]" },
+	{ "replay", bench_replay, "--control P: since 0 into one subscriber" },
 	{ "fanout", bench_fanout, "--control P --vms N --subs S [--secs S] "
 	    "[--rate R]" },
 	{ "hotplug", bench_hotplug, "--control P --vms N --kind nic|disk "

@@ -1,0 +1,606 @@
+/*
+ * The fleet's NATS connection: options, connecting off the loop, the
+ * mailbox through which libnats' threads reach the loop, and the
+ * connection's life (docs/nats.md).
+ *
+ * Which libnats calls block, and where they run here:
+ * - natsConnection_Connect: DNS, TCP connect, TLS and the INFO/CONNECT
+ *   handshake, synchronously, up to its timeout: a core/work thread,
+ *   again every FLEET_RETRY_MS while it fails. Not libnats'
+ *   retry-on-failed-connect: that reports every failure, bad
+ *   credentials included, as "not yet connected", and the operator
+ *   would never read why. Once connected, libnats reconnects on its
+ *   own thread, forever.
+ * - the stream's lookup and creation (JetStream API request/reply):
+ *   a core/work thread (fleet_pub.c).
+ * - publishing (js_PublishMsgAsync with its pending count kept below
+ *   MaxPending, so it never stalls), subscribing, replying: buffered,
+ *   the socket written by the adapter's write event on the loop.
+ * Callbacks (acks, requests, connected/disconnected/closed, async
+ * errors) come on libnats' threads and only post to the mailbox.
+ */
+#include "config.h"
+
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+/* The adapter's header defines its functions, without prototypes:
+   this is its one includer. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <nats/adapters/libevent.h>
+#pragma GCC diagnostic pop
+
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/core/work.h"
+#include "broker/fleet/fleet_int.h"
+
+#define FLEET_TICK_MS		250
+#define FLEET_RETRY_MS		2000	/* a first connect that failed */
+#define FLEET_RELOG_S		60	/* the same failure, logged again */
+#define FLEET_RECONNECT_MS	1000
+#define FLEET_CONNECT_MS	2000
+#define FLEET_REQUESTS_MAX	256	/* queued fleet commands */
+
+struct fleet fleet;
+
+enum fleet_news {
+	FN_CONNECTED = 1,
+	FN_DISCONNECTED = 2,
+	FN_CLOSED = 4,
+};
+
+struct fleet_ack {
+	uint64_t	seq;
+	int		errcode;	/* JetStream's, when !ok */
+	bool		ok;
+};
+
+struct fleet_reqmsg {
+	natsMsg				*m;
+	STAILQ_ENTRY(fleet_reqmsg)	 entry;
+};
+
+/* The mailbox: the only state libnats' threads write. */
+static struct {
+	pthread_mutex_t			 mu;
+	struct event			*ev;	/* NULL: closed */
+	unsigned			 news;
+	struct fleet_ack		*acks, *spare;	/* swapped */
+	size_t				 nacks, cap;
+	uint64_t			 acks_lost;
+	char				 text[256];	/* last error */
+	bool				 has_text;
+	STAILQ_HEAD(, fleet_reqmsg)	 reqs;
+	size_t				 nreqs;
+} mbox = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static struct event	*fleet_tick_ev, *fleet_retry_ev;
+static char		 fleet_url[512];	/* for logs: no passwords */
+static bool		 fleet_connecting;
+
+static void	fleet_connect(void);
+
+static void
+fleet_wake_locked(void)
+{
+	if (mbox.ev != NULL)
+		event_active(mbox.ev, EV_READ, 0);
+}
+
+static void
+fleet_post_news(unsigned what, const char *text)
+{
+	pthread_mutex_lock(&mbox.mu);
+	mbox.news |= what;
+	if (text != NULL) {
+		snprintf(mbox.text, sizeof mbox.text, "%s", text);
+		mbox.has_text = true;
+	}
+	fleet_wake_locked();
+	pthread_mutex_unlock(&mbox.mu);
+}
+
+void
+fleet_post_ack(uint64_t seq, bool ok, int errcode, const char *text)
+{
+	pthread_mutex_lock(&mbox.mu);
+	/* A lost ack costs a republish (deduplicated), never an event. */
+	if (mbox.nacks < mbox.cap) {
+		mbox.acks[mbox.nacks].seq = seq;
+		mbox.acks[mbox.nacks].ok = ok;
+		mbox.acks[mbox.nacks].errcode = errcode;
+		mbox.nacks++;
+	} else
+		mbox.acks_lost++;
+	if (!ok && text != NULL) {
+		snprintf(mbox.text, sizeof mbox.text, "%s", text);
+		mbox.has_text = true;
+	}
+	fleet_wake_locked();
+	pthread_mutex_unlock(&mbox.mu);
+}
+
+void
+fleet_post_request(natsMsg *m)
+{
+	struct fleet_reqmsg	*q;
+
+	pthread_mutex_lock(&mbox.mu);
+	if (mbox.ev == NULL || mbox.nreqs >= FLEET_REQUESTS_MAX ||
+	    (q = malloc(sizeof *q)) == NULL) {
+		pthread_mutex_unlock(&mbox.mu);
+		/* The requester's timeout tells it. */
+		natsMsg_Destroy(m);
+		return;
+	}
+	q->m = m;
+	STAILQ_INSERT_TAIL(&mbox.reqs, q, entry);
+	mbox.nreqs++;
+	fleet_wake_locked();
+	pthread_mutex_unlock(&mbox.mu);
+}
+
+/* On the loop: take everything out under the lock, act without it. */
+static void
+fleet_mail(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet_ack	*acks;
+	STAILQ_HEAD(, fleet_reqmsg) reqs = STAILQ_HEAD_INITIALIZER(reqs);
+	struct fleet_reqmsg	*q;
+	char			 text[256];
+	unsigned		 news;
+	size_t			 n, i;
+	uint64_t		 lost;
+	bool			 has_text;
+
+	pthread_mutex_lock(&mbox.mu);
+	news = mbox.news;
+	mbox.news = 0;
+	has_text = mbox.has_text;
+	mbox.has_text = false;
+	memcpy(text, mbox.text, sizeof text);
+	acks = mbox.acks;
+	n = mbox.nacks;
+	mbox.acks = mbox.spare;
+	mbox.spare = acks;	/* only this function touches spare */
+	mbox.nacks = 0;
+	lost = mbox.acks_lost;
+	mbox.acks_lost = 0;
+	STAILQ_CONCAT(&reqs, &mbox.reqs);
+	mbox.nreqs = 0;
+	pthread_mutex_unlock(&mbox.mu);
+
+	if (lost > 0)
+		log_debug("nats: %llu acks came faster than the loop took "
+		    "them; their events will be republished",
+		    (unsigned long long)lost);
+	if (has_text && news == 0 && n == 0)
+		log_warn("nats: %s", text);
+	if (news & FN_DISCONNECTED) {
+		if (fleet.connected && !fleet.stopping)
+			log_warn("nats: disconnected from %s%s%s; events wait "
+			    "in the event log", fleet_url,
+			    has_text ? ": " : "", has_text ? text : "");
+		fleet.connected = false;
+		fleet_pub_disconnected();
+	}
+	if ((news & FN_CLOSED) && !fleet.stopping) {
+		log_err("nats: connection to %s closed for good%s%s; "
+		    "starting over in %d s", fleet_url,
+		    has_text ? ": " : "", has_text ? text : "",
+		    FLEET_RETRY_MS / 1000);
+		fleet.connected = false;
+		fleet_pub_disconnected();
+	}
+	if ((news & FN_CONNECTED) && !fleet.stopping) {
+		if (!fleet.connected)
+			log_notice("nats: connected to %s", fleet_url);
+		fleet.connected = true;
+		fleet_ctl_connected();
+		fleet_pub_connected();
+	}
+	for (i = 0; i < n; i++)
+		fleet_pub_ack(acks[i].seq, acks[i].ok, acks[i].errcode,
+		    has_text ? text : NULL);
+	while ((q = STAILQ_FIRST(&reqs)) != NULL) {
+		STAILQ_REMOVE_HEAD(&reqs, entry);
+		if (fleet.stopping)
+			natsMsg_Destroy(q->m);
+		else
+			fleet_ctl_request(q->m);
+		free(q);
+	}
+	if ((news & FN_CLOSED) && !fleet.stopping && fleet.nc != NULL) {
+		/* Closed is final for this connection (auth refused on
+		   every server, say): a new one, later. */
+		fleet.closed = true;
+		fleet_ctl_stop();
+		fleet_pub_disconnected();
+		event_add(fleet_retry_ev, &(struct timeval){
+		    FLEET_RETRY_MS / 1000, 0 });
+	}
+}
+
+/* libnats' threads */
+static void
+fleet_cb_reconnected(natsConnection *nc, void *arg)
+{
+	fleet_post_news(FN_CONNECTED, NULL);
+}
+
+static void
+fleet_cb_disconnected(natsConnection *nc, void *arg)
+{
+	const char	*t = NULL;
+
+	natsConnection_GetLastError(nc, &t);
+	fleet_post_news(FN_DISCONNECTED, t != NULL && *t != '\0' ? t : NULL);
+}
+
+static void
+fleet_cb_closed(natsConnection *nc, void *arg)
+{
+	const char	*t = NULL;
+
+	natsConnection_GetLastError(nc, &t);
+	fleet_post_news(FN_CLOSED, t != NULL && *t != '\0' ? t : NULL);
+}
+
+static void
+fleet_cb_error(natsConnection *nc, natsSubscription *sub, natsStatus s,
+    void *arg)
+{
+	char	buf[200];
+
+	snprintf(buf, sizeof buf, "async error: %s", natsStatus_GetText(s));
+	fleet_post_news(0, buf);
+}
+
+/* The URLs without their user:password@ parts. */
+static void
+fleet_redact(char *dst, size_t len, const char *urls)
+{
+	const char	*p = urls, *at, *end, *scheme;
+	size_t		 n = 0, k;
+
+	dst[0] = '\0';
+	while (*p != '\0' && n + 1 < len) {
+		end = p + strcspn(p, ",");
+		scheme = strstr(p, "://");
+		scheme = scheme != NULL && scheme < end ? scheme + 3 : p;
+		at = memchr(scheme, '@', (size_t)(end - scheme));
+		k = (size_t)(scheme - p);
+		if (at != NULL) {
+			n += (size_t)snprintf(dst + n, len - n, "%.*s***@",
+			    (int)k, p);
+			p = at + 1;
+		}
+		if (n >= len)
+			break;
+		n += (size_t)snprintf(dst + n, len - n, "%.*s",
+		    (int)(end - p), p);
+		if (n >= len)
+			break;
+		p = end;
+		if (*p == ',') {
+			n += (size_t)snprintf(dst + n, len - n, ",");
+			p++;
+		}
+	}
+}
+
+/* libnats' last error without its "(file.c:123): " prefix. */
+const char *
+fleet_last_error(natsStatus s)
+{
+	const char	*t = nats_GetLastError(NULL), *q;
+
+	if (t == NULL || *t == '\0')
+		return (natsStatus_GetText(s));
+	if (*t == '(' && (q = strstr(t, "): ")) != NULL)
+		return (q + 3);
+	return (t);
+}
+
+/* Options whose files libnats reads now (TLS) or at connect (creds). */
+static int
+fleet_options(struct qmp_error *err)
+{
+	natsOptions	*o;
+	natsStatus	 s;
+	char		 name[300];
+	const char	*what = "options", *urls[SUBJECT_URLS_MAX];
+	char		*list;
+	int		 nurls;
+
+	if ((list = strdup(conf.nats_url)) == NULL ||
+	    (nurls = subject_urls(list, urls, SUBJECT_URLS_MAX)) <= 0) {
+		free(list);
+		qmp_error_set(err, QMP_CLS_GENERIC, "--nats: not 1 to %d URLs",
+		    SUBJECT_URLS_MAX);
+		return (-1);
+	}
+	if ((s = natsOptions_Create(&o)) != NATS_OK) {
+		free(list);
+		qmp_error_set(err, QMP_CLS_GENERIC, "nats: %s",
+		    natsStatus_GetText(s));
+		return (-1);
+	}
+	snprintf(name, sizeof name, "qmpbrokerd %s", conf.host_id);
+	s = natsOptions_SetServers(o, urls, nurls);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, name);
+	if (s == NATS_OK)
+		s = natsOptions_SetEventLoop(o, loop_base, natsLibevent_Attach,
+		    natsLibevent_Read, natsLibevent_Write,
+		    natsLibevent_Detach);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, FLEET_CONNECT_MS);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, FLEET_RECONNECT_MS);
+	/* Publishing while reconnecting fails at once rather than going
+	   into libnats' buffer: a record stays in the event log until a
+	   live connection takes it, so no record can overtake an earlier
+	   one lost with the old connection. */
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectBufSize(o, 1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(o, fleet_cb_reconnected,
+		    NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(o, fleet_cb_disconnected,
+		    NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(o, fleet_cb_closed, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(o, fleet_cb_error, NULL);
+	if (s == NATS_OK && conf.nats_creds != NULL) {
+		what = conf.nats_creds;
+		s = natsOptions_SetUserCredentialsFromFiles(o, conf.nats_creds,
+		    NULL);
+	}
+	if (s == NATS_OK && conf.nats_nkey_seed != NULL) {
+		what = "--nats-nkey/--nats-nkey-seed";
+		if (conf.nats_nkey == NULL)
+			s = NATS_INVALID_ARG;
+		else
+			s = natsOptions_SetNKeyFromSeed(o, conf.nats_nkey,
+			    conf.nats_nkey_seed);
+	}
+	if (s == NATS_OK && (conf.nats_tls_ca != NULL ||
+	    conf.nats_tls_cert != NULL)) {
+		what = "TLS";
+		s = natsOptions_SetSecure(o, true);
+		if (s == NATS_OK && conf.nats_tls_ca != NULL) {
+			what = conf.nats_tls_ca;
+			s = natsOptions_LoadCATrustedCertificates(o,
+			    conf.nats_tls_ca);
+		}
+		if (s == NATS_OK && conf.nats_tls_cert != NULL) {
+			what = conf.nats_tls_cert;
+			s = natsOptions_LoadCertificatesChain(o,
+			    conf.nats_tls_cert, conf.nats_tls_key != NULL ?
+			    conf.nats_tls_key : conf.nats_tls_cert);
+		}
+	}
+	free(list);
+	if (s != NATS_OK) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "nats: %s: %s", what,
+		    fleet_last_error(s));
+		natsOptions_Destroy(o);
+		return (-1);
+	}
+	fleet.opts = o;
+	return (0);
+}
+
+struct fleet_conn {
+	natsConnection	*nc;
+	natsStatus	 s;
+	char		 text[256];
+};
+
+static void
+fleet_connect_work(void *arg)
+{
+	struct fleet_conn	*c = arg;
+
+	c->s = natsConnection_Connect(&c->nc, fleet.opts);
+	if (c->s != NATS_OK)
+		snprintf(c->text, sizeof c->text, "%s",
+		    fleet_last_error(c->s));
+}
+
+static void
+fleet_connect_done(void *arg, bool ran)
+{
+	static char	 last[256];
+	static time_t	 last_t;
+	struct fleet_conn *c = arg;
+	time_t		 now = time(NULL);
+
+	fleet_connecting = false;
+	if (!ran) {
+		free(c);
+		return;
+	}
+	if (c->s != NATS_OK) {
+		/* Once, then again only if it changes or a minute passed:
+		   a server away for hours is one line, not thousands. */
+		if (strcmp(last, c->text) != 0 || now - last_t >=
+		    FLEET_RELOG_S) {
+			log_err("nats: cannot connect to %s: %s; local clients "
+			    "are served, events wait in the event log; "
+			    "retrying every %d ms", fleet_url, c->text,
+			    FLEET_RETRY_MS);
+			snprintf(last, sizeof last, "%s", c->text);
+			last_t = now;
+		}
+		if (!fleet.stopping)
+			event_add(fleet_retry_ev, &(struct timeval){
+			    FLEET_RETRY_MS / 1000,
+			    (FLEET_RETRY_MS % 1000) * 1000 });
+		free(c);
+		return;
+	}
+	last[0] = '\0';
+	if (fleet.stopping) {
+		natsConnection_Close(c->nc);
+		natsConnection_Destroy(c->nc);
+		free(c);
+		return;
+	}
+	fleet.nc = c->nc;
+	fleet_post_news(FN_CONNECTED, NULL);
+	free(c);
+}
+
+static void
+fleet_connect(void)
+{
+	struct fleet_conn	*c;
+
+	if (fleet_connecting || fleet.nc != NULL || fleet.stopping)
+		return;
+	if ((c = calloc(1, sizeof *c)) == NULL ||
+	    work_submit(fleet_connect_work, fleet_connect_done, c) == NULL) {
+		free(c);
+		log_err("nats: cannot start connecting; retrying");
+		event_add(fleet_retry_ev, &(struct timeval){
+		    FLEET_RETRY_MS / 1000, 0 });
+		return;
+	}
+	fleet_connecting = true;
+}
+
+static void
+fleet_retry(evutil_socket_t fd, short what, void *arg)
+{
+	if (fleet.closed) {
+		if (fleet_pub_busy()) {
+			event_add(fleet_retry_ev, &(struct timeval){ 0,
+			    100000 });
+			return;
+		}
+		natsConnection_Destroy(fleet.nc);
+		fleet.nc = NULL;
+		fleet.closed = false;
+		fleet_pub_disconnected();
+	}
+	fleet_connect();
+}
+
+static void
+fleet_tick(evutil_socket_t fd, short what, void *arg)
+{
+	fleet_pub_tick();
+}
+
+int
+fleet_start(struct qmp_error *err)
+{
+	static const struct timeval	tick = { 0, FLEET_TICK_MS * 1000 };
+
+	if (conf.nats_url == NULL)
+		return (0);
+	memset(&fleet, 0, sizeof fleet);
+	fleet_redact(fleet_url, sizeof fleet_url, conf.nats_url);
+	if (subject_token(fleet.host_tok, sizeof fleet.host_tok,
+	    conf.host_id) == 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "--host-id: too long");
+		return (-1);
+	}
+	if (fleet_ctl_start(err) == -1)
+		return (-1);
+	if (fleet_options(err) == -1)
+		return (-1);
+	mbox.cap = 4 * (size_t)conf.nats_window + 64;
+	if ((mbox.acks = calloc(mbox.cap, sizeof *mbox.acks)) == NULL ||
+	    (mbox.spare = calloc(mbox.cap, sizeof *mbox.acks)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	STAILQ_INIT(&mbox.reqs);
+	if (fleet_pub_start(err) == -1)
+		return (-1);
+	pthread_mutex_lock(&mbox.mu);
+	mbox.ev = event_new(loop_base, -1, 0, fleet_mail, NULL);
+	pthread_mutex_unlock(&mbox.mu);
+	fleet_tick_ev = event_new(loop_base, -1, EV_PERSIST, fleet_tick, NULL);
+	fleet_retry_ev = evtimer_new(loop_base, fleet_retry, NULL);
+	if (mbox.ev == NULL || fleet_tick_ev == NULL ||
+	    fleet_retry_ev == NULL || event_add(fleet_tick_ev, &tick) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	fleet.started = true;
+	log_notice("nats: streaming events of host '%s' to %s, stream %s",
+	    conf.host_id, fleet_url, conf.nats_stream);
+	fleet_connect();
+	return (0);
+}
+
+void
+fleet_stop(void)
+{
+	if (!fleet.started || fleet.stopping)
+		return;
+	fleet.stopping = true;
+	fleet_pub_stop();
+	fleet_ctl_stop();
+	if (fleet_retry_ev != NULL)
+		event_del(fleet_retry_ev);
+	if (fleet.nc != NULL)
+		natsConnection_Close(fleet.nc);
+}
+
+void
+fleet_cleanup(void)
+{
+	struct fleet_reqmsg	*q;
+
+	if (!fleet.started)
+		return;
+	fleet_stop();
+	fleet_pub_cleanup();
+	if (fleet.nc != NULL)
+		natsConnection_Destroy(fleet.nc);
+	fleet.nc = NULL;
+	natsOptions_Destroy(fleet.opts);
+	fleet.opts = NULL;
+	/* Every libnats thread gone: nobody posts any more. */
+	nats_CloseAndWait(2000);
+	pthread_mutex_lock(&mbox.mu);
+	if (mbox.ev != NULL)
+		event_free(mbox.ev);
+	mbox.ev = NULL;
+	while ((q = STAILQ_FIRST(&mbox.reqs)) != NULL) {
+		STAILQ_REMOVE_HEAD(&mbox.reqs, entry);
+		natsMsg_Destroy(q->m);
+		free(q);
+	}
+	free(mbox.acks);
+	free(mbox.spare);
+	mbox.acks = mbox.spare = NULL;
+	mbox.cap = mbox.nacks = 0;
+	pthread_mutex_unlock(&mbox.mu);
+	if (fleet_tick_ev != NULL)
+		event_free(fleet_tick_ev);
+	if (fleet_retry_ev != NULL)
+		event_free(fleet_retry_ev);
+	fleet_tick_ev = fleet_retry_ev = NULL;
+	fleet.started = false;
+}

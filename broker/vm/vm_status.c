@@ -1,0 +1,217 @@
+/*
+ * A VM's run state as the broker last knew it, and the two events that
+ * make up for what QEMU never replays (issue 13, part 3):
+ *
+ *   VM_STATUS {"status", "running", "reconciled": true, "previous"}
+ *	when a monitor (re)connects and QEMU's query-status differs from
+ *	the status recorded (a STOP, RESUME, SHUTDOWN or GUEST_PANICKED
+ *	while nobody was connected, or while the broker was down: the
+ *	status is kept in STATE_DIR/status/NAME/last.json);
+ *   VM_EXITED {"status", "shutdown", "guest", "reason"}
+ *	when the monitor closed and the next connect finds no QEMU behind
+ *	the socket (it is gone, or refuses): QEMU exited. "shutdown" says
+ *	whether SHUTDOWN came first, "guest" whether the guest asked.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/core/bus.h"
+#include "broker/core/conf.h"
+#include "broker/core/journal.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/vm/vm.h"
+#include "broker/vm/vm_int.h"
+#include "hv/vmq.h"
+
+#define VMS_AREA	"status"
+#define VMS_ID		"last"
+
+static json_t	*vms_saved;	/* name -> status, loaded once */
+
+static void
+vms_found(const char *group, const char *id, json_t *rec, void *arg)
+{
+	json_t	*s = json_object_get(rec, "status");
+
+	if (strcmp(id, VMS_ID) == 0 && json_is_string(s))
+		json_object_set(vms_saved, group, s);
+}
+
+static void
+vms_bad(const char *path, const char *why, void *arg)
+{
+	log_warn("vm status record %s: %s (set aside)", path, why);
+}
+
+/* The status a previous broker recorded for this VM, if any. */
+void
+vm_status_load(struct vm *vm)
+{
+	const char	*s;
+
+	if (vms_saved == NULL) {
+		if ((vms_saved = json_object()) == NULL)
+			return;
+		if (conf.state_dir != NULL)
+			journal_load(conf.state_dir, VMS_AREA, vms_found,
+			    vms_bad, NULL);
+	}
+	s = json_string_value(json_object_get(vms_saved, vm->name));
+	if (s != NULL)
+		snprintf(vm->status, sizeof vm->status, "%s", s);
+}
+
+static void
+vm_status_set(struct vm *vm, const char *status)
+{
+	struct qmp_error	err;
+	json_t			*rec;
+
+	if (strcmp(vm->status, status) == 0)
+		return;
+	snprintf(vm->status, sizeof vm->status, "%s", status);
+	if (conf.state_dir == NULL || !conf.event_log)
+		return;
+	/* Rare (a run state change), so written now, as journals are. */
+	rec = json_pack("{s:s}", "status", status);
+	memset(&err, 0, sizeof err);
+	if (rec != NULL && journal_write(conf.state_dir, VMS_AREA, vm->name,
+	    VMS_ID, rec, &err) == -1)
+		log_warn("vm %s: cannot record its status: %s", vm->name,
+		    err.desc);
+	json_decref(rec);
+	if (vms_saved != NULL)
+		json_object_set_new(vms_saved, vm->name, json_string(status));
+}
+
+/* The VM leaves the broker for good (not a stopping broker). */
+void
+vm_status_forget(struct vm *vm)
+{
+	struct qmp_error	err;
+
+	if (loop_stopping() || conf.state_dir == NULL || vm->status[0] == '\0')
+		return;
+	memset(&err, 0, sizeof err);
+	journal_write(conf.state_dir, VMS_AREA, vm->name, VMS_ID, NULL, &err);
+	if (vms_saved != NULL)
+		json_object_del(vms_saved, vm->name);
+}
+
+void
+vm_status_cleanup(void)
+{
+	json_decref(vms_saved);
+	vms_saved = NULL;
+}
+
+/* QEMU's events that change its run state (RunState names). */
+void
+vm_status_event(struct vm *vm, json_t *ev)
+{
+	const char	*name = qmp_event_name(ev), *r;
+	json_t		*data;
+
+	if (name == NULL)
+		return;
+	if (strcmp(name, "STOP") == 0)
+		vm_status_set(vm, "paused");
+	else if (strcmp(name, "RESUME") == 0 || strcmp(name, "WAKEUP") == 0)
+		vm_status_set(vm, "running");
+	else if (strcmp(name, "SUSPEND") == 0)
+		vm_status_set(vm, "suspended");
+	else if (strcmp(name, "GUEST_PANICKED") == 0)
+		vm_status_set(vm, "guest-panicked");
+	else if (strcmp(name, "SHUTDOWN") == 0) {
+		data = json_object_get(ev, "data");
+		vm->shutdown_seen = 1;
+		vm->shutdown_guest = json_is_true(json_object_get(data,
+		    "guest"));
+		r = json_string_value(json_object_get(data, "reason"));
+		snprintf(vm->shutdown_reason, sizeof vm->shutdown_reason,
+		    "%s", r != NULL ? r : "");
+		vm_status_set(vm, "shutdown");
+	}
+}
+
+static void
+vm_status_reply(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct vm	*vm = arg;
+	const char	*st;
+	char		 prev[sizeof vm->status];
+
+	vm->status_asking = 0;
+	if (vm->removed)
+		return;
+	if (err != NULL || (st = json_string_value(json_object_get(ret,
+	    "status"))) == NULL) {
+		log_info("vm %s: query-status after connecting: %s", vm->name,
+		    err != NULL ? err->desc : "no status");
+		return;
+	}
+	snprintf(prev, sizeof prev, "%s", vm->status);
+	vm_status_set(vm, st);
+	if (prev[0] == '\0' || strcmp(prev, st) == 0)
+		return;
+	log_notice("vm %s: status %s, was %s while nobody watched", vm->name,
+	    st, prev);
+	bus_publish(vm->name, "VM_STATUS", json_pack("{s:s,s:b,s:b,s:s}",
+	    "status", st, "running", json_is_true(json_object_get(ret,
+	    "running")), "reconciled", 1, "previous", prev));
+}
+
+static bool
+vm_status_gone(const char *why)
+{
+	/* the monitor's connect failures: "connect PATH: strerror" */
+	return (why != NULL && strncmp(why, "connect ", 8) == 0 &&
+	    (strstr(why, "Connection refused") != NULL ||
+	    strstr(why, "No such file or directory") != NULL));
+}
+
+/* The endpoint's state changes. */
+void
+vm_status_state(struct vm *vm, enum mon_state st, const char *why)
+{
+	switch (st) {
+	case MON_READY:
+		vm->exit_check = 0;
+		if (!vm->status_asking) {
+			vm->status_asking = 1;
+			vmq_execute(vm->q, "query-status", NULL, NULL, 0,
+			    vm_status_reply, vm);
+		}
+		break;
+	case MON_DISCONNECTED:
+		if (vm->was_ready) {
+			/* a connection that was up went: is QEMU still
+			   there? The next connect says. */
+			vm->exit_check = 1;
+			break;
+		}
+		if (!vm->exit_check)
+			break;
+		vm->exit_check = 0;
+		if (!vm_status_gone(why))
+			break;
+		bus_publish(vm->name, "VM_EXITED", json_pack(
+		    "{s:s,s:b,s:b,s:s,s:s}", "status", vm->status[0] != '\0' ?
+		    vm->status : "unknown", "shutdown", vm->shutdown_seen,
+		    "guest", vm->shutdown_seen && vm->shutdown_guest,
+		    "reason", vm->shutdown_seen ? vm->shutdown_reason : "",
+		    "why", why));
+		log_notice("vm %s: QEMU exited (%s)%s", vm->name, why,
+		    vm->shutdown_seen ? " after SHUTDOWN" : "");
+		vm->shutdown_seen = 0;
+		vm->shutdown_guest = 0;
+		vm->shutdown_reason[0] = '\0';
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,226 @@
+"""Real nats-server for the fleet tests: a single JetStream node on a free
+loopback port with its store in the harness dir, or a three-node
+JetStream cluster on loopback; the fleet tool (qmpfleet) as consumer and
+fleet-command client; and the checks every scenario ends with."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import qb
+from qb import check, wait_for
+
+
+def free_port():
+	s = socket.socket()
+	s.bind(("127.0.0.1", 0))
+	port = s.getsockname()[1]
+	s.close()
+	return port
+
+
+def nats_server_path():
+	p = shutil.which("nats-server")
+	if p is None:
+		raise qb.Failure("nats-server not installed (Debian: nats-server;"
+		    " tools/lib.sh QB_PKGS has it)")
+	return p
+
+
+class NatsNode:
+	"""One nats-server -js. Stop and start keep port and store, so a
+	restarted node is the same server to its clients."""
+
+	def __init__(self, h, name="n1", cluster=None, extra=()):
+		self.h = h
+		self.name = name
+		self.port = free_port()
+		self.mport = free_port()
+		self.cport = free_port() if cluster is not None else None
+		self.store = h.path("nats-" + name)
+		os.makedirs(self.store, exist_ok=True)
+		self.cluster = cluster
+		self.extra = list(extra)
+		self.proc = None
+
+	@property
+	def url(self):
+		return "nats://127.0.0.1:%d" % self.port
+
+	def argv(self):
+		a = [nats_server_path(), "-js", "-a", "127.0.0.1",
+		    "-p", str(self.port), "-m", str(self.mport),
+		    "-sd", self.store, "-n", self.name]
+		if self.cluster is not None:
+			a += ["--cluster_name", "qbc", "--cluster",
+			    "nats://127.0.0.1:%d" % self.cport, "--routes",
+			    ",".join("nats://127.0.0.1:%d" % n.cport
+			    for n in self.cluster if n is not self)]
+		return a + self.extra
+
+	def start(self, wait=True):
+		self.proc = qb.Proc(self.h, self.argv(), "nats-" + self.name)
+		if wait:
+			self.wait_healthy()
+
+	def healthy(self):
+		try:
+			with urllib.request.urlopen("http://127.0.0.1:%d/healthz"
+			    % self.mport, timeout=2) as r:
+				return r.status == 200
+		except Exception:
+			return False
+
+	def wait_healthy(self):
+		wait_for(lambda: not self.proc.alive() or self.healthy(),
+		    "nats-server %s healthy" % self.name, timeout=qb.TIMEOUT * 2,
+		    interval=0.2)
+		check(self.proc.alive(), "nats-server exited: " +
+		    self.proc.tail())
+
+	def stop(self, sig=None):
+		if sig is None:
+			self.proc.kill()
+		else:
+			self.proc.signal(sig)
+			self.proc.wait()
+
+
+def single(h, **kw):
+	n = NatsNode(h, **kw)
+	n.start()
+	return n
+
+
+def cluster(h, size=3):
+	nodes = []
+	for i in range(size):
+		nodes.append(NatsNode(h, "c%d" % (i + 1), cluster=nodes))
+	for n in nodes:
+		n.start(wait=False)
+	for n in nodes:
+		n.wait_healthy()
+	return nodes
+
+
+def urls(nodes):
+	return ",".join(n.url for n in nodes)
+
+
+def fleet_run(args, timeout=None):
+	p = subprocess.run([qb.program("qmpfleet")] + list(args),
+	    capture_output=True, timeout=timeout or qb.TIMEOUT * 2,
+	    stdin=subprocess.DEVNULL)
+	return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def request(url, host, cmd, timeout_ms=10000):
+	"""A fleet command; the parsed reply."""
+	rc, out, err = fleet_run(["request", "--nats", url, "--host", host,
+	    "--timeout-ms", str(timeout_ms), json.dumps(cmd)])
+	check(rc == 0, "qmpfleet request %r: rc %d %s" % (cmd, rc, err))
+	return json.loads(out)
+
+
+class Consumer:
+	"""qmpfleet events in the background, on a durable cursor; lines
+	collected. stop() ends it as an operator would (SIGTERM)."""
+
+	def __init__(self, h, url, durable="t", extra=()):
+		self.h = h
+		self.url = url
+		self.durable = durable
+		self.extra = list(extra)
+		self.lines = []
+		self.start()
+
+	def start(self):
+		argv = [qb.program("qmpfleet"), "events", "--nats", self.url,
+		    "--durable", self.durable] + self.extra
+		self.p = subprocess.Popen(argv, stdout=subprocess.PIPE,
+		    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+		self.t = threading.Thread(target=self._read, daemon=True)
+		self.t.start()
+
+	def _read(self):
+		for line in self.p.stdout:
+			self.lines.append(json.loads(line))
+
+	def stop(self):
+		self.p.terminate()
+		try:
+			self.p.wait(qb.TIMEOUT)
+		except subprocess.TimeoutExpired:
+			self.p.kill()
+			raise qb.Failure("qmpfleet events ignored SIGTERM")
+		self.t.join(qb.TIMEOUT)
+		err = self.p.stderr.read().decode()
+		check(self.p.returncode == 0, "qmpfleet events: rc %d %s" %
+		    (self.p.returncode, err))
+
+	def kill(self):
+		if self.p.poll() is None:
+			self.p.kill()
+			self.p.wait()
+
+
+def host_of(line):
+	return line["subject"].split(".")[1]
+
+
+def event_log_last(d):
+	"""The broker's newest seq and its epoch (query-event-log)."""
+	c = qb.Qmp(d.control)
+	c.negotiate()
+	r = c.cmd("query-event-log")
+	c.close()
+	return r["epoch"], r["last"]
+
+
+def wait_all(cons, expect, what="the fleet consumer to have every event"):
+	"""expect: {host: (epoch, last)}; waits until the consumer has seen
+	every seq 1..last of every host (a message whose delivery a dead
+	server lost comes again after the consumer's ack wait)."""
+	def done():
+		seen = {}
+		for l in list(cons.lines):
+			e = l["event"]
+			k = (host_of(l), e.get("epoch"))
+			seen.setdefault(k, set()).add(e.get("seq", 0))
+		return all(seen.get((hst, ep), set()) >= set(range(1, last + 1))
+		    for hst, (ep, last) in expect.items())
+	wait_for(done, what, timeout=qb.TIMEOUT * 4, interval=0.2)
+
+
+def check_exactly_once(lines, expect):
+	"""Every event of every host exactly once, seq 1..last with no gap
+	within each host's epoch, and in seq order per VM (stream order).
+	expect: {host: (epoch, last)} for the current epochs."""
+	per = {}
+	for l in lines:
+		e = l["event"]
+		per.setdefault((host_of(l), e["epoch"]), []).append(
+		    (l["stream_seq"], e["seq"], e.get("vm"), l["subject"]))
+	for hst, (ep, last) in expect.items():
+		got = per.get((hst, ep), [])
+		seqs = sorted(s for _, s, _, _ in got)
+		dups = len(seqs) - len(set(seqs))
+		check(dups == 0, "host %s: %d events twice" % (hst, dups))
+		missing = sorted(set(range(1, last + 1)) - set(seqs))
+		check(not missing, "host %s: %d seqs missing, first %r" %
+		    (hst, len(missing), missing[:10]))
+		check(seqs[-1] == last, "host %s: seq %d past the log's last %d"
+		    % (hst, seqs[-1], last))
+		# Per VM: stream order is seq order.
+		byvm = {}
+		for ss, s, vm, _ in sorted(got):
+			byvm.setdefault(vm, []).append(s)
+		for vm, ss in byvm.items():
+			check(ss == sorted(ss), "host %s vm %s: out of order" %
+			    (hst, vm))
+	return sum(len(v) for v in per.values())

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""State reconciliation (issue 13, part 3): a VM whose run state changed
+while the broker was not watching gets a synthetic VM_STATUS with
+"reconciled": true when its monitor comes back, and a VM whose QEMU
+exits gets VM_EXITED saying whether SHUTDOWN came first and whether the
+guest asked for it. Real QEMU where it can be, fake-qemu for a guest
+that shuts down (no guest OS here answers ACPI)."""
+
+import os
+import signal
+
+import qb
+from qb import check
+
+
+def last_seq(c):
+	return c.cmd("query-event-log")["last"]
+
+
+def events_since(d, since, stop):
+	"""Replays the log after since until an event matching stop."""
+	s = d.client()
+	s.cmd("subscribe", {"since": since})
+	got = []
+	while True:
+		e = s.wait_event(what="replay")
+		got.append(e)
+		if stop(e):
+			return got
+
+
+def stop_behind_broker(h, d, vm_path, cmd):
+	"""kill -9 the broker, run cmd on the VM's own monitor, restart."""
+	d.signal(signal.SIGKILL)
+	d.wait()
+	h.close_clients()
+	m = qb.Qmp(vm_path)
+	m.negotiate()
+	m.cmd(cmd)
+	m.close()
+	d.start()
+
+
+def reconcile_case(h, make_vm):
+	d = h.daemon()
+	c = d.client()
+	path = make_vm()
+	c.cmd("vm-add", {"name": "v", "socket": path})
+	qb.wait_vm_state(c, "v", "ready")
+	s = d.client()
+	s.cmd("subscribe", {"vms": ["v"], "events": ["RESUME"]})
+	c.cmd("vm-execute", {"vm": "v", "command": "cont"})
+	s.wait_event("RESUME")
+	before = last_seq(c)
+	# stopped while the broker is down: QEMU never replays the STOP
+	stop_behind_broker(h, d, path, "stop")
+	c = d.client()
+	qb.wait_vm_state(c, "v", "ready")
+	got = events_since(d, before, lambda e: e["event"] == "VM_STATUS")
+	e = got[-1]
+	check(e["vm"] == "v" and e["data"] == {"status": "paused",
+	    "running": False, "reconciled": True, "previous": "running"},
+	    "VM_STATUS: %r" % e)
+	check(c.cmd("vm-execute", {"vm": "v", "command": "query-status"})
+	    ["status"] == "paused", "QEMU not paused")
+	# no change behind its back: no VM_STATUS
+	mark = last_seq(c)
+	d.signal(signal.SIGKILL)
+	d.wait()
+	h.close_clients()
+	d.start()
+	c = d.client()
+	qb.wait_vm_state(c, "v", "ready")
+	# the broker asked query-status on connecting, before these: once
+	# they are answered, its VM_STATUS, if any, is in the log
+	c.cmd("vm-execute", {"vm": "v", "command": "query-status"})
+	q = last_seq(c)
+	got = events_since(d, mark, lambda e: e["seq"] >= q)
+	check(got[-1]["seq"] == q, "replay ended at %r" % got[-1])
+	check(not any(e["event"] == "VM_STATUS" for e in got),
+	    "VM_STATUS with no change: %r" % got)
+	c.cmd("vm-remove", {"name": "v"})
+	h.close_clients()
+	d.terminate()
+
+
+def test_reconcile_fake():
+	h = qb.Harness("rec-fake")
+	try:
+		reconcile_case(h, lambda: h.fake("v").path)
+	finally:
+		h.cleanup()
+
+
+def test_reconcile_qemu():
+	h = qb.Harness("rec-qemu")
+	try:
+		reconcile_case(h, lambda: h.qemu("v").path)
+	finally:
+		h.cleanup()
+
+
+def exited_case(h, vm, end, want):
+	d = h.daemon()
+	c = d.client()
+	c.cmd("vm-add", {"name": "v", "socket": vm.path})
+	qb.wait_vm_state(c, "v", "ready")
+	s = d.client()
+	s.cmd("subscribe", {"vms": ["v"], "events": ["VM_EXITED",
+	    "SHUTDOWN"]})
+	end(c, vm)
+	e = s.wait_event("VM_EXITED")
+	for k, v in want.items():
+		check(e["data"].get(k) == v, "VM_EXITED %s: %r, want %r: %r" %
+		    (k, e["data"].get(k), v, e))
+	check(isinstance(e.get("seq"), int), "not logged: %r" % e)
+	c.cmd("vm-remove", {"name": "v"})
+	h.close_clients()
+	d.terminate()
+
+
+def test_exited_qemu_quit():
+	"""quit: SHUTDOWN (host-qmp-quit, not the guest), then QEMU goes."""
+	h = qb.Harness("exit-quit")
+	try:
+		vm = h.qemu("v")
+		def end(c, vm):
+			c.cmd("vm-execute", {"vm": "v", "command": "quit"})
+		exited_case(h, vm, end, {"shutdown": True, "guest": False,
+		    "reason": "host-qmp-quit", "status": "shutdown"})
+	finally:
+		h.cleanup()
+
+
+def test_exited_qemu_killed():
+	"""kill -9 of QEMU: no SHUTDOWN, the socket refuses."""
+	h = qb.Harness("exit-kill")
+	try:
+		vm = h.qemu("v")
+		def end(c, vm):
+			c.cmd("vm-execute", {"vm": "v", "command": "cont"})
+			vm.signal(signal.SIGKILL)
+		exited_case(h, vm, end, {"shutdown": False, "guest": False,
+		    "status": "running"})
+	finally:
+		h.cleanup()
+
+
+def test_exited_guest_shutdown():
+	"""A guest-initiated shutdown: QEMU's SHUTDOWN says guest true (as
+	fake-qemu sends it), then the process goes."""
+	h = qb.Harness("exit-guest")
+	try:
+		vm = h.fake("v")
+		def end(c, vm):
+			c.cmd("vm-execute", {"vm": "v", "command": "x-fake-event",
+			    "arguments": {"event": "SHUTDOWN", "data": {
+			    "guest": True, "reason": "guest-shutdown"}}})
+			vm.signal(signal.SIGKILL)
+		exited_case(h, vm, end, {"shutdown": True, "guest": True,
+		    "reason": "guest-shutdown", "status": "shutdown"})
+	finally:
+		h.cleanup()
+
+
+def test_no_exit_on_reconnect():
+	"""A monitor connection that drops while QEMU lives is not an exit:
+	the broker reconnects, and no VM_EXITED is logged."""
+	h = qb.Harness("exit-no")
+	try:
+		d = h.daemon()
+		c = d.client()
+		vm = h.fake("v", faults="eof-on query-fdsets\n")
+		c.cmd("vm-add", {"name": "v", "socket": vm.path})
+		qb.wait_vm_state(c, "v", "ready")
+		mark = last_seq(c)
+		# the monitor connection drops; QEMU (the fake) lives on
+		c.cmd_error("vm-execute", {"vm": "v", "command": "query-fdsets"})
+		s = d.client()
+		s.cmd("subscribe", {"since": mark, "events": [
+		    "VM_STATE_CHANGE", "VM_EXITED", "VM_STATUS"]})
+		got = []
+		while not got or got[-1]["data"].get("state") != "ready":
+			got.append(s.wait_event(what="ready again: %r" % got))
+		check(any(e["data"].get("state") == "disconnected"
+		    for e in got), "no disconnect: %r" % got)
+		c.cmd("vm-execute", {"vm": "v", "command": "query-status"})
+		s.poll_msgs()
+		check(not any(e["event"] in ("VM_EXITED", "VM_STATUS") for e in
+		    got + s.events), "VM_EXITED or VM_STATUS while QEMU lives "
+		    "on unchanged: %r" % got)
+		c.cmd("vm-remove", {"name": "v"})
+		h.close_clients()
+		d.terminate()
+	finally:
+		h.cleanup()
+
+
+if __name__ == "__main__":
+	qb.main([test_reconcile_fake, test_reconcile_qemu,
+	    test_exited_qemu_quit, test_exited_qemu_killed,
+	    test_exited_guest_shutdown, test_no_exit_on_reconnect])
