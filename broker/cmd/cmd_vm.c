@@ -9,6 +9,7 @@
 
 #include "broker/cmd/cmd.h"
 #include "broker/core/log.h"
+#include "broker/session/policy.h"
 #include "broker/session/share.h"
 #include "broker/vm/registry.h"
 #include "broker/vm/vm.h"
@@ -73,7 +74,7 @@ cmd_query_vms(struct req *r, json_t *args, const struct cmd_entry *e,
 	   dispatcher has already refused a VM the peer may not see. */
 	a = json_array();
 	for (i = 0; i < n; i++) {
-		if (req_vm_allowed(r, vm_name(l[i])))
+		if (policy_vm_visible(req_peer(r), vm_name(l[i])))
 			json_array_append_new(a, cmd_vm_json(l[i]));
 	}
 	free(l);
@@ -177,7 +178,7 @@ cmd_vm_execute(struct req *r, json_t *args, const struct cmd_entry *e,
 		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
 		return;
 	}
-	req_vm_execute(r, vm, cmd, cargs);
+	cmd_vm_command(r, vm, cmd, cargs);
 }
 
 const struct cmd_entry cmd_vm_table[] = {

@@ -69,6 +69,9 @@ static const struct conf_opt conf_opts[] = {
 	{ "nbd-lock-dir", CT_STR, O(nbd_lock_dir), 0, "nbd device lock files" },
 	{ "nbd-wait-ms", CT_INT, O(nbd_wait_ms), 1, "qemu-nbd connect deadline" },
 	{ "tool-timeout-ms", CT_INT, O(tool_timeout_ms), 1, "losetup/qemu-nbd deadline" },
+	{ "policy", CT_STR, O(policy_path), 0, "policy file (docs/policy.md)" },
+	{ "audit-required", CT_BOOL, O(audit_required), 0, "refuse changes the audit trail cannot record (yes|no)" },
+	{ "audit-rotate-bytes", CT_SIZE, O(audit_rotate), 4096, "audit file size before rotation" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
 	{ "vm-allow", CT_VMALLOW, 0, 0, "NAME uid:N,gid:M,...: only they act on that VM (repeatable)" },
 };
@@ -120,6 +123,8 @@ conf_init(struct conf *c)
 	c->workers = 4;
 	c->job_keep_s = 600;
 	c->max_jobs = 256;
+	c->audit_required = 1;
+	c->audit_rotate = 64 * 1024 * 1024;
 }
 
 /* Paths whose defaults depend on who runs us and on other paths. */

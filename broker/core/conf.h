@@ -79,6 +79,11 @@ struct conf {
 	char	*nbd_lock_dir;		/* default /run/lock/qmpbroker */
 	int	 nbd_wait_ms;		/* pid file must appear, default 10000 */
 	int	 tool_timeout_ms;	/* losetup, qemu-nbd, default 30000 */
+
+	/* policy and audit (docs/policy.md) */
+	char	*policy_path;		/* --policy: NULL, the built-in one */
+	int	 audit_required;	/* refuse changes when not audited */
+	size_t	 audit_rotate;		/* bytes per audit file */
 };
 
 extern struct conf conf;

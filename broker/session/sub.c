@@ -19,6 +19,7 @@
 #include "broker/core/conf.h"
 #include "broker/core/loop.h"
 #include "broker/session/client.h"
+#include "broker/session/policy.h"
 #include "broker/session/sub.h"
 
 #define SUB_GLOB_MAX	256	/* bytes per glob */
@@ -193,8 +194,11 @@ sub_format_vm_event(char *buf, size_t cap, const char *vm, const char *name,
 /* build makes the event on the first match only: most events of a busy
    broker have no subscriber at all. With ev (a QEMU event) the bytes are
    made by hand when they can be. */
+/* scope: what a peer must be allowed to see to get the event: its VM,
+   or for an event of the broker's own without one (JOB_STATUS_CHANGE)
+   what it is about (the job's target); NULL: every subscriber. */
 static void
-sub_fanout(const char *vm, const char *name,
+sub_fanout(const char *vm, const char *scope, const char *name,
     json_t *(*build)(const char *, const char *, void *), void *arg,
     json_t *ev)
 {
@@ -206,7 +210,7 @@ sub_fanout(const char *vm, const char *name,
 
 	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
 		if (!sub_wants(c, vm, name) ||
-		    (vm != NULL && !peer_vm_allowed(&c->peer, vm)))
+		    (scope != NULL && !policy_vm_visible(&c->peer, scope)))
 			continue;
 		if (buf == NULL) {
 			if (ev != NULL && vm != NULL && (len =
@@ -258,7 +262,7 @@ sub_vm_event(const char *vm, json_t *event, void *arg)
 
 	if ((name = qmp_event_name(event)) == NULL)
 		return;
-	sub_fanout(vm, name, sub_build_vm_event, event, event);
+	sub_fanout(vm, vm, name, sub_build_vm_event, event, event);
 }
 
 struct sub_own {
@@ -284,7 +288,8 @@ sub_publish(const char *vm, const char *event, json_t *data, void *arg)
 	struct sub_own	o;
 
 	o.data = data;
-	sub_fanout(vm, event, sub_build_own, &o, NULL);
+	sub_fanout(vm, vm != NULL ? vm : json_string_value(json_object_get(
+	    data, "target")), event, sub_build_own, &o, NULL);
 }
 
 static const struct bus_sink sub_sink = {
