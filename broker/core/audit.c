@@ -328,6 +328,10 @@ audit_open(const char *dir, size_t rotate, struct qmp_error *err)
 	else if (audit_open_file() == -1)
 		audit_fail("open", errno);
 	audit_resume();
+	if (audit_err[0] != '\0') {
+		log_err("AUDIT TRAIL NOT WRITTEN: %s", audit_err);
+		audit_told = true;
+	}
 	/* The journal hears where the chain resumes (an anchor for the
 	   file's tail), and libsystemd opens its socket now, for good,
 	   rather than on the first record. */
