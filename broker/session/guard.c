@@ -410,8 +410,16 @@ guard_qemu(const char *cmd, json_t *args, char *const *dirs, size_t nd,
 }
 
 int
-guard_broker(const char *cmd, json_t *args, char *why, size_t len)
+guard_broker(const char *cmd, json_t *args, char *const *dirs, size_t nd,
+    char *why, size_t len)
 {
+	const char	*s;
+
+	/* another tenant's QEMU socket under a new name would escape its
+	   vm-allow: a tenant adds only sockets in the allowed dirs */
+	if (strcmp(cmd, "vm-add") == 0 && (s = json_string_value(
+	    json_object_get(args, "socket"))) != NULL)
+		return (guard_path(s, dirs, nd, why, len));
 	if (strcmp(cmd, "policy-check") == 0)
 		return (guard_no(why, len, "policy-check is admin only"));
 	if (strcmp(cmd, "domain-define") == 0)

@@ -553,12 +553,13 @@ policy_check(const struct peer *p, const char *vm, const char *cmd,
 		policy_refuse(v, "role read-only may not run %s", cmd);
 		return (false);
 	}
-	if (ns == POLICY_QEMU) {
-		nd = policy_dirs(dirs, sizeof dirs / sizeof dirs[0]);
+	nd = policy_dirs(dirs, sizeof dirs / sizeof dirs[0]);
+	if (ns == POLICY_QEMU)
 		g = guard_qemu(cmd, args, dirs, nd, v->reason,
 		    sizeof v->reason);
-	} else
-		g = guard_broker(cmd, args, v->reason, sizeof v->reason);
+	else
+		g = guard_broker(cmd, args, dirs, nd, v->reason,
+		    sizeof v->reason);
 	v->allow = g == 0;
 	return (v->allow);
 }

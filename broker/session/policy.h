@@ -85,7 +85,8 @@ const char *policy_role_name(enum policy_role);
  */
 int	guard_qemu(const char *cmd, json_t *args, char *const *dirs,
 	    size_t ndirs, char *why, size_t len);
-int	guard_broker(const char *cmd, json_t *args, char *why, size_t len);
+int	guard_broker(const char *cmd, json_t *args, char *const *dirs,
+	    size_t ndirs, char *why, size_t len);
 /* Does path lie under one of dirs, every symlink resolved? 0 or -1 with
    why. */
 int	guard_path(const char *path, char *const *dirs, size_t ndirs,

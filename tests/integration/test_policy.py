@@ -259,8 +259,18 @@ def test_guards_qemu():
 		    ["ok-mig-tcp", "vm-execute", {"vm": "v", "command":
 			"migrate-set-parameters", "arguments": {}}],
 		]
+		# another VM's monitor under a new name would escape vm-allow
+		os.symlink(q.path, os.path.join(root, "qsock"))
+		steal = [["steal-out", "vm-add", {"name": "s1", "socket":
+		    q.path}],
+		    ["steal-dots", "vm-add", {"name": "s2", "socket": root +
+			"/../v.qmp"}],
+		    ["steal-link", "vm-add", {"name": "s3", "socket":
+			os.path.join(root, "qsock")}]]
 		rep = tenant_run("nobody", "nogroup", d.control, cases +
-		    allowed)
+		    allowed + steal)
+		for i, _, a in steal:
+			refused(rep[i], "%s (vm-add %s)" % (i, a["socket"]))
 		for i, _, a in cases:
 			refused(rep[i], "%s (%s)" % (i, a["command"]))
 		check(rep["ok-status"].get("return", {}).get("status") ==
@@ -280,7 +290,9 @@ def test_guards_qemu():
 			refused(rep[i], "shared %s (%s)" % (i, name))
 		check(rep["ok-status"].get("return", {}).get("status") ==
 		    "prelaunch", "shared query-status: %r" % rep["ok-status"])
-		# nothing reached QEMU
+		# nothing reached QEMU, and no VM was added
+		check([v["name"] for v in c.cmd("query-vms")] == ["v"],
+		    "VMs: %r" % c.cmd("query-vms"))
 		made = sorted(os.listdir(out))
 		check(made == [], "files made outside the root: %r" % made)
 		nodes = [n.get("node-name") for n in c.cmd("vm-execute",
