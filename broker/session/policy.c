@@ -50,11 +50,11 @@ struct policy {
 
 /* With no file: every admitted peer that is not admin is operator. */
 static struct policy_rule policy_builtin_rule = {
-	POLICY_ROLE, POLICY_OPERATOR, WHO_ANY, 0, NULL, NULL, 0,
-	"built-in: role operator any"
+	.action = POLICY_ROLE, .role = POLICY_OPERATOR, .who = WHO_ANY,
+	.text = "built-in: role operator any"
 };
-static struct policy	 policy_builtin = { NULL, &policy_builtin_rule, 1,
-	{ NULL }, 0 };
+static struct policy	 policy_builtin = { .rules = &policy_builtin_rule,
+	.nrules = 1 };
 static struct policy	*policy_cur = &policy_builtin;
 static policy_known_fn	*policy_known;
 

@@ -321,6 +321,20 @@ role read-only uid daemon
 """
 
 
+def start_with_policy(env, text, *uids):
+	"""env's daemon, started with text as its policy file and the uids
+	admitted; returns the file's path."""
+	pol = env.h.path("policy")
+	with open(pol, "w") as f:
+		f.write(text)
+	args = ["--policy", pol]
+	for u in uids:
+		args += ["--allow-uid", str(u)]
+	env.d = env.h.daemon(args=args)
+	env.d.baseline()
+	return pol
+
+
 def test_roles_visibility():
 	"""A policy file: nobody is operator on ta*, daemon is read-only
 	everywhere. query-vms, query-jobs, events and JOB_STATUS_CHANGE show
@@ -328,12 +342,7 @@ def test_roles_visibility():
 	operator may change its VMs only."""
 	nobody, daemon = tenants()
 	with Env("roles", daemon=False) as env:
-		pol = env.h.path("policy")
-		with open(pol, "w") as f:
-			f.write(POLICY)
-		env.d = env.h.daemon(args=["--allow-uid", str(nobody),
-		    "--allow-uid", str(daemon), "--policy", pol])
-		env.d.baseline()
+		start_with_policy(env, POLICY, nobody, daemon)
 		open_to_all(env)
 		c = env.d.client()
 		for v in ("ta1", "tb1"):
@@ -419,12 +428,7 @@ def test_policy_check():
 	line) for a uid, a VM and a command, guards included."""
 	nobody, daemon = tenants()
 	with Env("pcheck", daemon=False) as env:
-		pol = env.h.path("policy")
-		with open(pol, "w") as f:
-			f.write(POLICY)
-		env.d = env.h.daemon(args=["--allow-uid", str(nobody),
-		    "--policy", pol])
-		env.d.baseline()
+		pol = start_with_policy(env, POLICY, nobody)
 		def pc(*a):
 			rc, o, e = qb.qmpctl(["--json", "policy-check"] +
 			    [str(x) for x in a], sock=env.d.control)
@@ -475,12 +479,7 @@ def test_bad_policy_refused():
 			check(pol + want in d.output(), "%r: %s" % (text,
 			    d.tail(5)))
 	with Env("reload", daemon=False) as env:
-		pol = env.h.path("policy")
-		with open(pol, "w") as f:
-			f.write(POLICY)
-		env.d = env.h.daemon(args=["--allow-uid", str(nobody),
-		    "--policy", pol])
-		env.d.baseline()
+		pol = start_with_policy(env, POLICY, nobody)
 		open_to_all(env)
 		c = env.d.client()
 		c.cmd("vm-add", {"name": "ta1", "socket":
