@@ -143,7 +143,9 @@ cmd_judged(struct req *r, const char *vm, const char *cmd, const char *qemu,
  * The policy, for every command of every transport that dispatches here
  * with a peer: checked after vm-allow and before the arguments, so a
  * refused peer learns nothing from them. vm-execute is only the carrier
- * of a QEMU command, judged (and audited) as that in cmd_vm_command.
+ * of a QEMU command, judged (and audited) as that in cmd_vm_command, as
+ * the same command on a shared socket is: a rule says "stop", not
+ * "vm-execute".
  */
 static int
 cmd_policy(struct req *r, const struct cmd_entry *e, json_t *args)
@@ -151,14 +153,15 @@ cmd_policy(struct req *r, const struct cmd_entry *e, json_t *args)
 	struct policy_verdict	 v;
 	const char		*vm = NULL;
 	unsigned		 kind = e->target.kind & CMD_TARGET_KIND;
-	bool			 carrier = strcmp(e->name, "vm-execute") == 0;
 
+	if (strcmp(e->name, "vm-execute") == 0)
+		return (1);
 	if ((kind == CMD_ALLOW_VM || kind == CMD_FIND_VM) &&
 	    json_is_object(args))
 		vm = json_string_value(json_object_get(args, e->target.arg));
 	policy_check(req_peer(r), vm, e->name, POLICY_BROKER,
 	    json_is_object(args) ? args : NULL, &v);
-	return (cmd_judged(r, vm, e->name, NULL, args, carrier ||
+	return (cmd_judged(r, vm, e->name, NULL, args,
 	    policy_is_query(e->name, POLICY_BROKER), &v));
 }
 

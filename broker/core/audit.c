@@ -509,6 +509,12 @@ audit_end(struct audit_pending *p, const struct qmp_error *err)
 
 	if (p == NULL)
 		return;
+	/* a command that ends after the writer stopped (shutdown) */
+	if (!audit_running) {
+		json_decref(p->rec);
+		free(p);
+		return;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	us = (long long)(now.tv_sec - p->start.tv_sec) * 1000000 +
 	    (now.tv_nsec - p->start.tv_nsec) / 1000;

@@ -6,11 +6,11 @@ chain across rotated files and restarts that qmpctl audit-verify checks,
 catching an edited, a removed and an inserted record; and mutating
 commands refused while the trail cannot be written."""
 
+import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
+import socket
 
 import qb
 from qb import check, Env
@@ -163,6 +163,86 @@ def test_chain_verify():
 		env.finish()
 
 
+JOURNAL = "/run/systemd/journal/socket"
+
+
+def journal_fields(dgram):
+	"""journald's native protocol: KEY=VALUE lines, or KEY, a newline, a
+	little-endian 64-bit length and the value (for values with a
+	newline)."""
+	out = {}
+	i = 0
+	while i < len(dgram):
+		nl = dgram.index(b"\n", i)
+		line = dgram[i:nl]
+		if b"=" in line:
+			k, v = line.split(b"=", 1)
+			i = nl + 1
+		else:
+			k = line
+			n = int.from_bytes(dgram[nl + 1:nl + 9], "little")
+			v = dgram[nl + 9:nl + 9 + n]
+			i = nl + 9 + n + 1
+		out[k.decode()] = v.decode()
+	return out
+
+
+def test_journal():
+	"""Each record goes to journald too, with structured fields, the
+	record's hash among them: a listener on journald's socket (where no
+	journald runs) reads what sd_journal_send sent."""
+	if os.geteuid() != 0:
+		raise qb.Skip("needs root for journald's socket path")
+	if os.path.exists(JOURNAL):
+		raise qb.Skip("a journald owns %s here" % JOURNAL)
+	made = [d for d in ("/run/systemd", "/run/systemd/journal")
+	    if not os.path.isdir(d)]
+	for d in made:
+		os.mkdir(d, 0o755)
+	j = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+	try:
+		j.bind(JOURNAL)
+		j.settimeout(qb.TIMEOUT)
+		with Env("audjournal") as env:
+			c = env.d.client()
+			f = env.h.fake("v")
+			c.cmd("vm-add", {"name": "v", "socket": f.path})
+			qb.wait_vm_state(c, "v", "ready")
+			c.cmd("vm-execute", {"vm": "v", "command": "stop"})
+			recs = wait_records(env.d, 2)
+			got = []
+			while not any(g.get("QB_QEMU_COMMAND") == "stop"
+			    for g in got):
+				got.append(journal_fields(j.recv(65536)))
+			stop = [g for g in got if g.get("QB_QEMU_COMMAND") ==
+			    "stop"][0]
+			with open(os.path.join(env.d.state_dir, "audit",
+			    "audit.jsonl"), "rb") as fh:
+				lines = fh.read().splitlines()
+			want = hashlib.sha256(lines[1]).hexdigest()
+			check(stop.get("QB_AUDIT_HASH") == want and
+			    stop.get("QB_AUDIT_SEQ") == "2" and
+			    stop.get("QB_AUDIT_PREV") == recs[1]["prev"] and
+			    stop.get("QB_UID") == "0" and
+			    stop.get("QB_PID") == str(os.getpid()) and
+			    stop.get("QB_SOCKET") == env.d.control and
+			    stop.get("QB_VM") == "v" and
+			    stop.get("QB_COMMAND") == "vm-execute" and
+			    stop.get("QB_RESULT") == "ok" and
+			    stop.get("SYSLOG_IDENTIFIER") == "qmpbrokerd" and
+			    int(stop.get("QB_DURATION_US", -1)) >= 0,
+			    "journal entry %r, file hash %s" % (stop, want))
+			check(any("resumes after seq 0" in g.get("MESSAGE", "")
+			    for g in got), "no start entry: %r" % got[:2])
+			env.finish()
+	finally:
+		j.close()
+		if os.path.exists(JOURNAL):
+			os.unlink(JOURNAL)
+		for d in reversed(made):
+			os.rmdir(d)
+
+
 def test_unwritable():
 	"""An audit file that cannot be written: mutating commands are
 	refused (and said loudly), queries still run; --audit-required no
@@ -192,4 +272,5 @@ def test_unwritable():
 
 
 if __name__ == "__main__":
-	qb.main([test_records, test_chain_verify, test_unwritable])
+	qb.main([test_records, test_chain_verify, test_journal,
+	    test_unwritable])
