@@ -84,7 +84,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		return (-1);
 	}
 	free(auditdir);
-	share_set_exec(cmd_vm_command);
+	share_set_exec(cmd_share_command);
 	/* Information flows up through these, wired before anything can
 	   happen: events to subscriptions, VMs to their shared sockets and
 	   their hotplug state, requests to the command tables. */

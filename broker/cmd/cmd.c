@@ -120,8 +120,7 @@ cmd_judged(struct req *r, const char *vm, const char *cmd, const char *qemu,
 	char			 why[256];
 
 	if (!query || !v->allow)
-		req_audit(r, vm, qemu != NULL ? "vm-execute" : cmd, qemu, args,
-		    v->rule);
+		req_audit(r, vm, cmd, qemu, args, v->rule);
 	if (!v->allow) {
 		log_warn("refused %s%s on VM '%s' for uid %u gid %u pid %ld: "
 		    "%s (%s)", qemu != NULL ? "QEMU " : "", cmd,
@@ -165,16 +164,32 @@ cmd_policy(struct req *r, const struct cmd_entry *e, json_t *args)
 	    policy_is_query(e->name, POLICY_BROKER), &v));
 }
 
-void
-cmd_vm_command(struct req *r, struct vm *vm, const char *cmd, json_t *args)
+/* carrier: the broker command that brought it ("vm-execute"), or the
+   QEMU command itself on a shared socket, for the audit record */
+static void
+cmd_qemu(struct req *r, const char *carrier, struct vm *vm, const char *cmd,
+    json_t *args)
 {
 	struct policy_verdict	v;
 
 	policy_check(req_peer(r), vm_name(vm), cmd, POLICY_QEMU, args, &v);
-	if (!cmd_judged(r, vm_name(vm), cmd, cmd, args,
+	if (!cmd_judged(r, vm_name(vm), carrier, cmd, args,
 	    policy_is_query(cmd, POLICY_QEMU), &v))
 		return;
 	req_vm_execute(r, vm, cmd, args);
+}
+
+void
+cmd_vm_command(struct req *r, struct vm *vm, const char *cmd, json_t *args)
+{
+	cmd_qemu(r, "vm-execute", vm, cmd, args);
+}
+
+void
+cmd_share_command(struct req *r, struct vm *vm, const char *cmd,
+    json_t *args)
+{
+	cmd_qemu(r, cmd, vm, cmd, args);
 }
 
 /* The target into t; -1 with r finished if it names nothing. */

@@ -92,9 +92,12 @@ const char *cmd_arg_str(json_t *args, const char *name);
 json_int_t cmd_arg_int(json_t *args, const char *name, json_int_t def);
 bool	cmd_arg_bool(json_t *args, const char *name);
 
-/* Runs QEMU's cmd on vm for r, if the policy lets r's peer (vm-execute,
-   and the shared sockets through share_set_exec). args borrowed. */
+/* Runs QEMU's cmd on vm for r (vm-execute), if the policy lets r's
+   peer, with the argument guards; audited. args borrowed. */
 void	cmd_vm_command(struct req *, struct vm *, const char *cmd,
+	    json_t *args);
+/* The same for a request on a VM's shared socket. */
+void	cmd_share_command(struct req *, struct vm *, const char *cmd,
 	    json_t *args);
 /* Does a command glob of a policy rule match some broker or QEMU
    command? (policy_set_known) */

@@ -65,7 +65,11 @@ def test_records():
 		    ["q", "query-vms", None]])
 		check("error" in rep["m"] and "return" in rep["q"],
 		    "tenant: %r" % rep)
-		recs = wait_records(env.d, 6)
+		# a shared socket's request: the socket and QEMU's command
+		sc = env.h.qmp(env.d.vm_socket("v"))
+		sc.cmd("cont")
+		sc.cmd("query-status")
+		recs = wait_records(env.d, 7)
 		text = open(os.path.join(env.d.state_dir, "audit",
 		    "audit.jsonl")).read()
 		for s in ("hunter2", "s3cretdata", "pw123word", "pw456word"):
@@ -87,6 +91,10 @@ def test_records():
 			    "record: %r" % r)
 		check(stop["command"] == "vm-execute" and
 		    add["qemu-command"] is None, "commands: %r %r" % (add, stop))
+		sh = byq["cont"]
+		check(sh["command"] == "cont" and sh["qemu-command"] == "cont"
+		    and sh["socket"] == env.d.vm_socket("v") and
+		    sh["result"] == "ok", "shared socket's record: %r" % sh)
 		check(byq["set_password"]["result"] == "CommandNotFound",
 		    "error class: %r" % byq["set_password"])
 		m = byq["migrate"]
