@@ -97,7 +97,7 @@ audit_open_file(void)
 	struct stat	st;
 
 	snprintf(path, sizeof path, "%s/%s", audit_dir, AUDIT_FILE);
-	audit_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	audit_fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
 	    O_NOFOLLOW, 0600);
 	if (audit_fd == -1)
 		return (-1);
@@ -109,6 +109,21 @@ audit_open_file(void)
 	}
 	audit_size = st.st_size;
 	return (0);
+}
+
+/* A broker killed in the middle of a write leaves a cut line: ended
+   here, so the next record starts on its own line and audit-verify
+   shows the cut one for what it is. */
+static void
+audit_end_line(void)
+{
+	char	c;
+
+	if (audit_fd == -1 || audit_size == 0 ||
+	    pread(audit_fd, &c, 1, audit_size - 1) != 1 || c == '\n')
+		return;
+	if (write(audit_fd, "\n", 1) == 1)
+		audit_size++;
 }
 
 /* The full file gets the number of its first record: names sort in
@@ -245,12 +260,27 @@ audit_main(void *arg)
 	return (NULL);
 }
 
+/* A record's parsed line, NULL if it is none. */
+static json_t *
+audit_seq_of(const char *line)
+{
+	json_t	*j;
+
+	if ((j = json_loads(line, 0, NULL)) != NULL &&
+	    !json_is_integer(json_object_get(j, "seq"))) {
+		json_decref(j);
+		j = NULL;
+	}
+	return (j);
+}
+
 /* The last line of the current file, or of the newest rotated one: the
    chain goes on from it. */
 static void
 audit_resume(void)
 {
 	char		 path[4096], best[256] = "", *line = NULL, *last = NULL;
+	char		*before = NULL;
 	struct dirent	*de;
 	size_t		 cap = 0;
 	ssize_t		 n;
@@ -292,23 +322,31 @@ audit_resume(void)
 			line[--n] = '\0';
 		if (n == 0)
 			continue;
-		free(last);
+		free(before);
+		before = last;
 		last = strdup(line);
 	}
 	fclose(f);
 	free(line);
-	if (last == NULL)
+	if (last == NULL) {
+		free(before);
 		return;
-	if ((j = json_loads(last, 0, NULL)) == NULL ||
-	    !json_is_integer(json_object_get(j, "seq")))
-		log_err("audit: last record in %s is not one; the chain "
-		    "restarts after it", path);
-	else
+	}
+	/* The chain links to the last line whatever it is; the numbers go
+	   on from the last record, or the one before a cut line. */
+	if ((j = audit_seq_of(last)) == NULL) {
+		log_err("audit: the last line of %s is not a record (cut by "
+		    "a crash?); audit-verify will name it", path);
+		if (before != NULL)
+			j = audit_seq_of(before);
+	}
+	if (j != NULL)
 		audit_seq = (unsigned long long)json_integer_value(
 		    json_object_get(j, "seq"));
 	json_decref(j);
 	sha256_hex(last, strlen(last), audit_prev);
 	free(last);
+	free(before);
 }
 
 int
@@ -327,6 +365,7 @@ audit_open(const char *dir, size_t rotate, struct qmp_error *err)
 		audit_fail("mkdir", errno);
 	else if (audit_open_file() == -1)
 		audit_fail("open", errno);
+	audit_end_line();
 	audit_resume();
 	if (audit_err[0] != '\0') {
 		log_err("AUDIT TRAIL NOT WRITTEN: %s", audit_err);

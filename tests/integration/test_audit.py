@@ -133,6 +133,33 @@ def test_chain_verify():
 		rc, out = verify(adir)
 		check(rc == 0 and out.startswith("ok: 42 records, seq 1 to 42"),
 		    "after a restart: %s" % out)
+		# a broker killed mid-write leaves a cut line: the next
+		# record starts on a line of its own, and verify names the
+		# cut one
+		cut = env.h.path("cut")
+		shutil.copytree(adir, cut)
+		with open(os.path.join(cut, "audit.jsonl"), "a") as fh:
+			fh.write('{"seq":43,"prev":"ab')
+		env.d.state_dir, kept = env.h.path("cutstate"), env.d.state_dir
+		os.makedirs(env.d.state_dir)
+		shutil.copytree(cut, os.path.join(env.d.state_dir, "audit"))
+		env.d.start()
+		c = env.d.client()
+		c.cmd("vm-add", {"name": "w", "socket": f.path})
+		c.cmd("vm-remove", {"name": "w"})
+		env.d.signal(15)
+		env.d.wait()
+		rc, out = verify(os.path.join(env.d.state_dir, "audit"))
+		check(rc == 1 and "audit.jsonl:" in out and "changed: not an "
+		    "audit record" in out, "cut line: %s" % out)
+		with open(os.path.join(env.d.state_dir, "audit",
+		    "audit.jsonl")) as fh:
+			tail = fh.read().splitlines()[-3:]
+		check(tail[0].endswith('"prev":"ab') and
+		    json.loads(tail[1])["command"] == "vm-add" and
+		    json.loads(tail[1])["seq"] == 43,
+		    "cut line not ended, or numbers restarted: %r" % tail)
+		env.d.state_dir = kept
 		files = sorted(os.listdir(adir))
 		check(len(files) >= 3 and files[-1] == "audit.jsonl",
 		    "no rotation: %r" % files)
