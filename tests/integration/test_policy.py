@@ -189,6 +189,22 @@ def guard_cases(root, out, link):
 	    ("blk-deep", "blockdev-add", {"driver": "raw", "node-name":
 		"b7", "file": {"driver": "raw", "file": {"driver": "file",
 		"filename": root + "/../out/o.img"}}}),
+	    # fds the peer passed (add-fd) are /dev/fdset/N: nothing else
+	    # under that name
+	    ("fdset-dots", "blockdev-add", {"driver": "file", "node-name":
+		"b8", "filename": "/dev/fdset/../../etc/hostname"}),
+	    ("fdset-slash", "blockdev-add", {"driver": "file", "node-name":
+		"b9", "filename": "/dev/fdset//0"}),
+	    ("fdset-tail", "blockdev-add", {"driver": "file", "node-name":
+		"b10", "filename": "/dev/fdset/0/../../../etc/hostname"}),
+	    # drive_add (HMP's, which QEMU 7.2 does not take over QMP: the
+	    # guard must answer, not QEMU)
+	    ("drv-file", "drive_add", {"pci_addr": "auto", "file":
+		"/etc/hostname"}),
+	    ("drv-json", "drive_add", {"pci_addr": "auto", "file":
+		'json:{"file": {"filename": "/etc/hostname"}}'}),
+	    ("drv-rel", "drive_add", {"pci_addr": "auto", "file":
+		"etc/hostname"}),
 	    # objects that read host files
 	    ("obj-secret-file", "object-add", {"qom-type": "secret", "id":
 		"o1", "file": "/etc/hostname"}),
@@ -298,7 +314,8 @@ def test_guards_qemu():
 		nodes = [n.get("node-name") for n in c.cmd("vm-execute",
 		    {"vm": "v", "command": "query-named-block-nodes"})]
 		check(not any(n in nodes for n in ("b1", "b2", "b3", "b4",
-		    "b5", "b6", "b7")), "block nodes added: %r" % nodes)
+		    "b5", "b6", "b7", "b8", "b9", "b10")),
+		    "block nodes added: %r" % nodes)
 		objs = [o["name"] for o in c.cmd("vm-execute", {"vm": "v",
 		    "command": "qom-list", "arguments": {"path": "/objects"}})]
 		check(not any(o in objs for o in ("o1", "o2", "o3", "o4",
