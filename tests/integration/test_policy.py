@@ -440,6 +440,49 @@ def test_roles_visibility():
 		env.finish()
 
 
+def supplementary_member():
+	"""A user of this host and a group it is a supplementary member of
+	(in the group database, not its primary group), or None."""
+	import grp
+	import pwd
+	for g in grp.getgrall():
+		for u in g.gr_mem:
+			try:
+				pw = pwd.getpwnam(u)
+			except KeyError:
+				continue
+			if pw.pw_gid != g.gr_gid:
+				return u, grp.getgrgid(pw.pw_gid).gr_name, g.gr_name
+	return None
+
+
+def test_supplementary_gid():
+	"""A gid rule matches a peer through a supplementary group looked up
+	at accept, though the peer's process dropped its groups (setpriv
+	--clear-groups): the policy follows the user's groups, as allow-gid
+	does."""
+	m = supplementary_member()
+	if m is None:
+		raise qb.Skip("no user with a supplementary group here")
+	user, primary, group = m
+	nobody, _ = tenants()
+	uid = qb.user_ids(user, primary)[0]
+	with Env("suppgid", daemon=False) as env:
+		start_with_policy(env, "role operator gid %s vm 'g*'\n" % group,
+		    uid, nobody)
+		open_to_all(env)
+		c = env.d.client()
+		c.cmd("vm-add", {"name": "g1", "socket": env.h.fake("g1").path})
+		qb.wait_vm_state(c, "g1", "ready")
+		stop = [["s", "vm-execute", {"vm": "g1", "command": "stop"}]]
+		r = tenant_run(user, primary, env.d.control, stop)
+		check("return" in r["s"], "%s (in %s) refused: %r" % (user,
+		    group, r))
+		refused(tenant_run("nobody", "nogroup", env.d.control,
+		    stop)["s"], "nobody, in no rule")
+		env.finish()
+
+
 def test_policy_check():
 	"""qmpctl policy-check says the decision and the rule (file and
 	line) for a uid, a VM and a command, guards included."""
@@ -527,5 +570,6 @@ def test_bad_policy_refused():
 
 
 if __name__ == "__main__":
-	qb.main([test_guards_qemu, test_roles_visibility, test_policy_check,
+	qb.main([test_guards_qemu, test_roles_visibility,
+	    test_supplementary_gid, test_policy_check,
 	    test_bad_policy_refused])
