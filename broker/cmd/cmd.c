@@ -102,6 +102,8 @@ cmd_vm_allowed(struct req *r, const struct cmd_entry *e, json_t *args)
 	log_warn("refused %s on VM '%s' for uid %u gid %u pid %ld (vm-allow)",
 	    e->name, vm, (unsigned)req_peer(r)->uid,
 	    (unsigned)req_peer(r)->gid, (long)req_peer(r)->pid);
+	/* a refusal is audited, whoever refuses */
+	req_audit(r, vm, e->name, NULL, args, "vm-allow");
 	req_error(r, QMP_CLS_GENERIC, "Permission denied");
 	return (0);
 }

@@ -39,7 +39,8 @@ def test_records():
 	"""Fields of every record; queries not recorded; refusals are;
 	secrets never reach the file."""
 	nobody, _ = tenants()
-	with Env("audrec", args=["--allow-uid", str(nobody)]) as env:
+	with Env("audrec", args=["--allow-uid", str(nobody),
+	    "--vm-allow", "private uid:0"]) as env:
 		open_to_all(env)
 		c = env.d.client()
 		f = env.h.fake("v")
@@ -62,14 +63,16 @@ def test_records():
 		rep = tenant_run("nobody", "nogroup", env.d.control,
 		    [["m", "vm-execute", {"vm": "v", "command": "migrate",
 		    "arguments": {"uri": "exec:true"}}],
-		    ["q", "query-vms", None]])
-		check("error" in rep["m"] and "return" in rep["q"],
+		    ["q", "query-vms", None],
+		    ["p", "vm-remove", {"name": "private"}]])
+		check("error" in rep["m"] and "return" in rep["q"] and
+		    "error" in rep["p"],
 		    "tenant: %r" % rep)
 		# a shared socket's request: the socket and QEMU's command
 		sc = env.h.qmp(env.d.vm_socket("v"))
 		sc.cmd("cont")
 		sc.cmd("query-status")
-		recs = wait_records(env.d, 7)
+		recs = wait_records(env.d, 8)
 		text = open(os.path.join(env.d.state_dir, "audit",
 		    "audit.jsonl")).read()
 		for s in ("hunter2", "s3cretdata", "pw123word", "pw456word"):
@@ -101,6 +104,10 @@ def test_records():
 		check(m["uid"] == nobody and m["result"] == "GenericError" and
 		    "migration URI" in m["error"] and m["rule"].startswith(
 		    "built-in"), "refusal: %r" % m)
+		p = byq["vm-remove"]
+		check(p["uid"] == nobody and p["rule"] == "vm-allow" and
+		    p["vm"] == "private" and p["result"] == "GenericError",
+		    "vm-allow refusal: %r" % p)
 		check([r["seq"] for r in recs] == list(range(1, len(recs) +
 		    1)), "seqs: %r" % [r["seq"] for r in recs])
 		env.finish()
