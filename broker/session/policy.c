@@ -502,6 +502,16 @@ policy_dirs(char **dirs, size_t max)
 	return (n);
 }
 
+/* s into a verdict's text, cut to fit: no format to parse per request */
+static void
+policy_copy(char *dst, const char *s)
+{
+	size_t	n = strnlen(s, POLICY_TEXT_MAX - 1);
+
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+}
+
 bool
 policy_check(const struct peer *p, const char *vm, const char *cmd,
     enum policy_ns ns, json_t *args, struct policy_verdict *v)
@@ -523,7 +533,9 @@ policy_check(const struct peer *p, const char *vm, const char *cmd,
 		v->reason[0] = '\0';
 		return (true);
 	}
-	memset(v, 0, sizeof *v);
+	v->allow = false;
+	v->role = POLICY_NONE;
+	v->reason[0] = '\0';
 	for (i = 0; i < policy_cur->nrules; i++) {
 		if (policy_rule_matches(&policy_cur->rules[i], p, vm, cmd)) {
 			r = &policy_cur->rules[i];
@@ -536,8 +548,7 @@ policy_check(const struct peer *p, const char *vm, const char *cmd,
 		policy_refuse(v, "no policy rule allows %s", cmd);
 		return (false);
 	}
-	snprintf(v->rule, sizeof v->rule, "%s", r->text != NULL ? r->text :
-	    "?");
+	policy_copy(v->rule, r->text != NULL ? r->text : "?");
 	switch (r->action) {
 	case POLICY_DENY:
 		policy_refuse(v, "%s is denied by policy", cmd);
