@@ -20,15 +20,7 @@ from qb import check, Env
 # commands of argv[2] ([[id, name, args], ...]) one by one, and prints
 # {"replies": {id: reply}, "events": [...]}. With argv[4] == "events",
 # waits for an END event from x-fake-event before printing.
-TENANT = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(%(timeout)f)
-s.connect(sys.argv[1])
-f = s.makefile("rwb")
-out = {"replies": {}, "events": []}
-def send(o):
-    f.write(json.dumps(o).encode() + b"\n"); f.flush()
+TENANT = qb.TENANT_PRELUDE + r"""
 def reply(i):
     while i not in out["replies"]:
         line = f.readline()
