@@ -16,6 +16,7 @@
 
 #include "broker/cmd/cmd.h"
 #include "broker/core/bus.h"
+#include "broker/core/audit.h"
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
@@ -24,6 +25,7 @@
 #include "broker/fleet/fleet.h"
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
+#include "broker/session/policy.h"
 #include "broker/session/scrape.h"
 #include "broker/session/share.h"
 #include "broker/session/sub.h"
@@ -54,7 +56,7 @@ static const struct client_hooks daemon_client_hooks = {
 int
 daemon_start(int argc, char **argv, struct qmp_error *err)
 {
-	char	*vmdir;
+	char	*vmdir, *auditdir;
 
 	daemon_argc = argc;
 	daemon_argv = argv;
@@ -73,6 +75,21 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	    chown(vmdir, (uid_t)-1, (gid_t)conf.socket_gid) == -1)
 		log_warn("chown %s: %s", vmdir, strerror(errno));
 	free(vmdir);
+	/* The policy before any client: a file that does not parse stops
+	   the start, as a bad config file does. */
+	policy_set_known(cmd_glob_known);
+	if (policy_load(conf.policy_path, err) == -1)
+		return (-1);
+	if (asprintf(&auditdir, "%s/audit", conf.state_dir) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	if (audit_open(auditdir, conf.audit_rotate, err) == -1) {
+		free(auditdir);
+		return (-1);
+	}
+	free(auditdir);
+	share_set_exec(cmd_share_command);
 	/* Information flows up through these, wired before anything can
 	   happen: events to subscriptions, VMs to their shared sockets and
 	   their hotplug state, requests to the command tables. */
@@ -186,6 +203,8 @@ daemon_cleanup(void)
 	daemon_flush_ev = NULL;
 	/* What client_free and vm_remove left for a later pass. */
 	defer_flush();
+	audit_close();
+	policy_clear();
 }
 
 static int
@@ -209,6 +228,14 @@ daemon_reload(void)
 	if (conf_build(&n, daemon_argc, daemon_argv, &err) == -1) {
 		log_err("reload failed, configuration unchanged: %s",
 		    err.desc);
+		conf_clear(&n);
+		return;
+	}
+	/* A policy that does not parse keeps the old one, and the rest of
+	   the old configuration with it: the two go together. */
+	if (policy_load(n.policy_path, &err) == -1) {
+		log_err("reload failed, policy and configuration unchanged: "
+		    "%s", err.desc);
 		conf_clear(&n);
 		return;
 	}

@@ -693,6 +693,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "disk-del", "disk-del VM ID", ctl_prep_disk_del, NULL, NULL, 0 },
 	{ "slots", "slots VM", ctl_prep_slots, NULL, NULL, 0 },
 	{ "stats", "stats [VM]", ctl_prep_stats, ctl_result_stats, NULL, 0 },
+	{ "policy-check", "policy-check UID VM COMMAND [key=value ...]",
+	  ctl_prep_policy_check, NULL, NULL, 0 },
 	/* @qmpctl-commands@ (hotplug, jobs add here) */
 	{ NULL, NULL, NULL, NULL, NULL, 0 }
 };
@@ -1108,6 +1110,9 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc < 1)
 		ctl_usage(CTL_EXIT_USAGE);
+	/* reads files, talks to no broker */
+	if (strcmp(argv[0], "audit-verify") == 0)
+		return (ctl_audit_verify(argc, argv));
 
 	for (c = ctl_cmds; c->name != NULL; c++)
 		if (strcmp(c->name, argv[0]) == 0)

@@ -24,4 +24,9 @@ int	ctl_prep_disk_add(struct ctl *, int argc, char **argv);
 int	ctl_prep_disk_del(struct ctl *, int argc, char **argv);
 int	ctl_prep_slots(struct ctl *, int argc, char **argv);
 
+/* tools/qmpctl_policy.c */
+int	ctl_prep_policy_check(struct ctl *, int argc, char **argv);
+/* Offline: argv[0] is "audit-verify". The exit status. */
+int	ctl_audit_verify(int argc, char **argv);
+
 #endif

@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "broker/cmd/cmd.h"
+#include "broker/core/audit.h"
 #include "broker/core/conf.h"
 #include "broker/core/job.h"
 #include "broker/core/log.h"
+#include "broker/session/policy.h"
 #include "broker/vm/vm.h"
 
 static const struct cmd_entry *const cmd_tables[] = {
@@ -27,6 +29,7 @@ static const struct cmd_entry *const cmd_tables[] = {
 	cmd_hp_table,
 	cmd_stats_table,
 	cmd_migrate_table,
+	cmd_policy_table,
 	NULL
 };
 
@@ -43,6 +46,27 @@ cmd_find(const char *name)
 		}
 	}
 	return (NULL);
+}
+
+/* Every item of a's (an array of objects) whose member key names
+   something p may see; a is released. */
+json_t *
+cmd_visible(const struct peer *p, json_t *a, const char *key)
+{
+	json_t		*o, *v;
+	const char	*s;
+	size_t		 i;
+
+	if (!json_is_array(a) || peer_is_admin(p))
+		return (a);
+	o = json_array();
+	json_array_foreach(a, i, v) {
+		s = json_string_value(json_object_get(v, key));
+		if (s == NULL || policy_vm_visible(p, s))
+			json_array_append(o, v);
+	}
+	json_decref(a);
+	return (o);
 }
 
 void
@@ -80,8 +104,99 @@ cmd_vm_allowed(struct req *r, const struct cmd_entry *e, json_t *args)
 	log_warn("refused %s on VM '%s' for uid %u gid %u pid %ld (vm-allow)",
 	    e->name, vm, (unsigned)req_peer(r)->uid,
 	    (unsigned)req_peer(r)->gid, (long)req_peer(r)->pid);
+	/* a refusal is audited, whoever refuses */
+	req_audit(r, vm, e->name, NULL, args, "vm-allow");
 	req_error(r, QMP_CLS_GENERIC, "Permission denied");
 	return (0);
+}
+
+/*
+ * The policy's verdict v, acted on: a refusal answers with its reason;
+ * a command that changes something, and every refusal, is audited; and
+ * while the audit trail cannot be written, a command that changes
+ * something is refused (--audit-required). 1 if the command may run.
+ */
+static int
+cmd_judged(struct req *r, const char *vm, const char *cmd, const char *qemu,
+    json_t *args, bool query, const struct policy_verdict *v)
+{
+	const struct peer	*p = req_peer(r);
+	char			 why[256];
+
+	if (!query || !v->allow)
+		req_audit(r, vm, cmd, qemu, args, v->rule);
+	if (!v->allow) {
+		log_warn("refused %s%s on VM '%s' for uid %u gid %u pid %ld: "
+		    "%s (%s)", qemu != NULL ? "QEMU " : "", cmd,
+		    vm != NULL ? vm : "-", (unsigned)p->uid,
+		    (unsigned)p->gid, (long)p->pid, v->reason, v->rule);
+		req_error(r, QMP_CLS_GENERIC, "Permission denied: %s",
+		    v->reason);
+		return (0);
+	}
+	if (!query && conf.audit_required && !audit_ok(why, sizeof why)) {
+		req_error(r, QMP_CLS_GENERIC, "Refused: the audit trail "
+		    "cannot be written (%s)", why);
+		return (0);
+	}
+	return (1);
+}
+
+/*
+ * The policy, for every command of every transport that dispatches here
+ * with a peer: checked after vm-allow and before the arguments, so a
+ * refused peer learns nothing from them. vm-execute is only the carrier
+ * of a QEMU command, judged (and audited) as that in cmd_vm_command, as
+ * the same command on a shared socket is: a rule says "stop", not
+ * "vm-execute".
+ */
+static int
+cmd_policy(struct req *r, const struct cmd_entry *e, json_t *args)
+{
+	struct policy_verdict	 v;
+	const char		*vm = NULL;
+	unsigned		 kind = e->target.kind & CMD_TARGET_KIND;
+
+	if (strcmp(e->name, "vm-execute") == 0)
+		return (1);
+	if ((kind == CMD_ALLOW_VM || kind == CMD_FIND_VM) &&
+	    json_is_object(args))
+		vm = json_string_value(json_object_get(args, e->target.arg));
+	policy_check(req_peer(r), vm, e->name, POLICY_BROKER,
+	    json_is_object(args) ? args : NULL, &v);
+	return (cmd_judged(r, vm, e->name, NULL, args,
+	    policy_is_query(e->name, POLICY_BROKER), &v));
+}
+
+/* carrier: the broker command that brought it ("vm-execute"), or the
+   QEMU command itself on a shared socket, for the audit record */
+static void
+cmd_qemu(struct req *r, const char *carrier, struct vm *vm, const char *cmd,
+    json_t *args)
+{
+	struct policy_verdict	v;
+
+	policy_check(req_peer(r), vm_name(vm), cmd, POLICY_QEMU, args, &v);
+	if (!cmd_judged(r, vm_name(vm), carrier, cmd, args,
+	    policy_is_query(cmd, POLICY_QEMU), &v))
+		return;
+	if (req_oob(r))
+		req_vm_execute_oob(r, vm, cmd, args);
+	else
+		req_vm_execute(r, vm, cmd, args);
+}
+
+void
+cmd_vm_command(struct req *r, struct vm *vm, const char *cmd, json_t *args)
+{
+	cmd_qemu(r, "vm-execute", vm, cmd, args);
+}
+
+void
+cmd_share_command(struct req *r, struct vm *vm, const char *cmd,
+    json_t *args)
+{
+	cmd_qemu(r, cmd, vm, cmd, args);
 }
 
 /* The target into t; -1 with r finished if it names nothing. */
@@ -138,6 +253,8 @@ cmd_dispatch(struct req *r, const char *name, json_t *args, bool negotiated)
 		req_close_fds(r);
 	if (!cmd_vm_allowed(r, e, args))
 		return;
+	if (!(e->flags & CMD_PRECAP) && !cmd_policy(r, e, args))
+		return;
 	/* the target argument is one of .args: it is then known to be of
 	   the right type, or absent if CMD_TARGET_OPT */
 	if (req_check_args(r, args, e->args) == -1)
@@ -174,7 +291,10 @@ cmd_find_job(struct req *r, json_int_t id)
 {
 	struct job	*j;
 
-	if (id <= 0 || (j = job_find((uint64_t)id)) == NULL) {
+	/* a job about what the peer may not see is none of its business */
+	if (id <= 0 || (j = job_find((uint64_t)id)) == NULL ||
+	    (job_target(j) != NULL && !policy_vm_visible(req_peer(r),
+	    job_target(j)))) {
 		req_error(r, QMP_CLS_GENERIC, "job %lld not found",
 		    (long long)id);
 		return (NULL);
@@ -209,7 +329,7 @@ cmd_vms_json(struct req *r, const struct cmd_target *t,
 	   dispatcher has already refused a VM the peer may not see. */
 	a = json_array();
 	for (i = 0; a != NULL && i < n; i++) {
-		if (req_vm_allowed(r, vm_name(l[i])))
+		if (policy_vm_visible(req_peer(r), vm_name(l[i])))
 			json_array_append_new(a, fn(l[i]));
 	}
 	free(l);

@@ -94,6 +94,17 @@ const char *cmd_arg_str(json_t *args, const char *name);
 json_int_t cmd_arg_int(json_t *args, const char *name, json_int_t def);
 bool	cmd_arg_bool(json_t *args, const char *name);
 
+/* Runs QEMU's cmd on vm for r (vm-execute), if the policy lets r's
+   peer, with the argument guards; audited. args borrowed. */
+void	cmd_vm_command(struct req *, struct vm *, const char *cmd,
+	    json_t *args);
+/* The same for a request on a VM's shared socket. */
+void	cmd_share_command(struct req *, struct vm *, const char *cmd,
+	    json_t *args);
+/* Does a command glob of a policy rule match some broker or QEMU
+   command? (policy_set_known) */
+bool	cmd_glob_known(const char *glob);
+
 /* The job numbered id, or NULL with r finished: "job ID not found". */
 struct job *cmd_find_job(struct req *, json_int_t id);
 
@@ -102,6 +113,10 @@ struct job *cmd_find_job(struct req *, json_int_t id);
    NULL if out of memory. */
 json_t	*cmd_vms_json(struct req *, const struct cmd_target *t,
 	    json_t *(*fn)(struct vm *));
+/* The items of a (stolen; arrays of objects) whose member key names a
+   VM, domain or job target the peer may see (query-jobs,
+   query-domains). */
+json_t	*cmd_visible(const struct peer *, json_t *a, const char *key);
 
 /* A started job's reply, {"job": ID}. */
 void	cmd_reply_job(struct req *, struct job *);
@@ -115,5 +130,6 @@ extern const struct cmd_entry cmd_image_table[];
 extern const struct cmd_entry cmd_hp_table[];
 extern const struct cmd_entry cmd_stats_table[];
 extern const struct cmd_entry cmd_migrate_table[];
+extern const struct cmd_entry cmd_policy_table[];
 
 #endif

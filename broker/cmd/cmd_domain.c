@@ -88,7 +88,7 @@ cmd_query_domains_done(json_t *list, const struct qmp_error *err, void *arg)
 	if (err != NULL)
 		req_error_qmp(arg, err);
 	else
-		req_reply(arg, list);
+		req_reply(arg, cmd_visible(req_peer(arg), list, "name"));
 }
 
 static void

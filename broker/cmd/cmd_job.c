@@ -21,7 +21,8 @@ cmd_query_jobs(struct req *req, json_t *args, const struct cmd_entry *e,
 	json_t		*a;
 
 	if (id == -1) {
-		req_reply(req, job_list_json());
+		req_reply(req, cmd_visible(req_peer(req), job_list_json(),
+		    "target"));
 		return;
 	}
 	if ((j = cmd_find_job(req, id)) == NULL)

@@ -9,6 +9,7 @@
 
 #include "broker/cmd/cmd.h"
 #include "broker/core/log.h"
+#include "broker/session/policy.h"
 #include "broker/session/share.h"
 #include "broker/vm/registry.h"
 #include "broker/vm/vm.h"
@@ -157,10 +158,7 @@ cmd_vm_execute(struct req *r, json_t *args, const struct cmd_entry *e,
 		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
 		return;
 	}
-	if (req_oob(r))
-		req_vm_execute_oob(r, vm, cmd, cargs);
-	else
-		req_vm_execute(r, vm, cmd, cargs);
+	cmd_vm_command(r, vm, cmd, cargs);
 }
 
 const struct cmd_entry cmd_vm_table[] = {

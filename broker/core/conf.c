@@ -98,6 +98,9 @@ static const struct conf_opt conf_opts[] = {
 	{ "nats-ack-timeout-ms", CT_INT, O(nats_ack_timeout_ms), 1, "republish unacked after" },
 	{ "nats-control", CT_BOOL, O(nats_control), 0, "serve qmp.HOST.control requests (yes|no)" },
 	{ "nats-control-allow", CT_STR, O(nats_control_allow), 0, "commands allowed over NATS (comma list)" },
+	{ "policy", CT_STR, O(policy_path), 0, "policy file (docs/policy.md)" },
+	{ "audit-required", CT_BOOL, O(audit_required), 0, "refuse changes the audit trail cannot record (yes|no)" },
+	{ "audit-rotate-bytes", CT_SIZE, O(audit_rotate), 4096, "audit file size before rotation" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },
 	{ "vm-allow", CT_VMALLOW, 0, 0, "NAME uid:N,gid:M,...: only they act on that VM (repeatable)" },
 };
@@ -164,6 +167,8 @@ conf_init(struct conf *c)
 	c->nats_dup_window_s = 120;
 	c->nats_window = 256;
 	c->nats_ack_timeout_ms = 5000;
+	c->audit_required = 1;
+	c->audit_rotate = 64 * 1024 * 1024;
 }
 
 /* Paths whose defaults depend on who runs us and on other paths. */

@@ -113,6 +113,10 @@ struct conf {
 	int	 nats_ack_timeout_ms;	/* republish after, default 5000 */
 	int	 nats_control;		/* serve qmp.HOST.control */
 	char	*nats_control_allow;	/* comma list of commands; NULL: none */
+	/* policy and audit (docs/policy.md) */
+	char	*policy_path;		/* --policy: NULL, the built-in one */
+	int	 audit_required;	/* refuse changes when not audited */
+	size_t	 audit_rotate;		/* bytes per audit file */
 };
 
 extern struct conf conf;

@@ -73,7 +73,8 @@ ctl_accept(int fd, void *arg)
 	struct peer	 p;
 	struct client	*c;
 
-	if (ctl_admit(fd, &p, "control") == -1)
+	/* the path, not "control": the audit trail says which socket */
+	if (ctl_admit(fd, &p, conf.control_path) == -1)
 		return;
 	c = client_new(fd, CLIENT_CONTROL, &p, NULL);
 	peer_release(&p);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +22,8 @@
 
 struct peer_groups {
 	unsigned	refs;
+	char		exe[PEER_EXE_MAX];
+	char		via[PEER_EXE_MAX];
 	int		n;
 	gid_t		gids[];
 };
@@ -49,21 +52,21 @@ peer_release(struct peer *p)
 	p->groups = NULL;
 }
 
-/* Supplementary groups of uid, from NSS. NULL if there are none to know
-   (no such user, no memory): then only the primary gid counts. */
+/* Supplementary groups of uid, from NSS (none if there are none to
+   know: no such user, or lookup is false), with room for the exe and
+   the socket. NULL if out of memory: then only the primary gid counts. */
 static struct peer_groups *
-peer_lookup_groups(uid_t uid, gid_t gid)
+peer_lookup_groups(uid_t uid, gid_t gid, bool lookup)
 {
 	struct peer_groups	*g;
 	struct passwd		*pw;
 	gid_t			 groups[PEER_GROUPS_MAX];
 	int			 n = PEER_GROUPS_MAX;
 
-	if ((pw = getpwuid(uid)) == NULL)
-		return (NULL);
-	if (getgrouplist(pw->pw_name, gid, groups, &n) == -1 || n < 0)
-		return (NULL);
-	if ((g = malloc(sizeof *g + (size_t)n * sizeof *groups)) == NULL)
+	if (!lookup || (pw = getpwuid(uid)) == NULL ||
+	    getgrouplist(pw->pw_name, gid, groups, &n) == -1 || n < 0)
+		n = 0;
+	if ((g = calloc(1, sizeof *g + (size_t)n * sizeof *groups)) == NULL)
 		return (NULL);
 	g->refs = 1;
 	g->n = n;
@@ -71,22 +74,71 @@ peer_lookup_groups(uid_t uid, gid_t gid)
 	return (g);
 }
 
+/* The executable, now: the pid may be reused by the time a command is
+   audited. Best effort (a peer in another mount namespace, or gone). */
+static void
+peer_read_exe(struct peer_groups *g, pid_t pid, const char *what)
+{
+	char	path[64];
+	ssize_t	n;
+
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
+	if ((n = readlink(path, g->exe, sizeof g->exe - 1)) < 0)
+		n = 0;
+	g->exe[n] = '\0';
+	snprintf(g->via, sizeof g->via, "%s", what);
+}
+
+bool
+peer_has_gid(const struct peer *p, gid_t gid)
+{
+	int	j;
+
+	if (p->gid == gid)
+		return (true);
+	if (p->groups == NULL)
+		return (false);
+	for (j = 0; j < p->groups->n; j++) {
+		if (p->groups->gids[j] == gid)
+			return (true);
+	}
+	return (false);
+}
+
+const char *
+peer_exe(const struct peer *p)
+{
+	return (p->groups != NULL ? p->groups->exe : "");
+}
+
+const char *
+peer_via(const struct peer *p)
+{
+	return (p->groups != NULL ? p->groups->via : "");
+}
+
+void
+peer_lookup(struct peer *p, uid_t uid)
+{
+	struct passwd	*pw;
+
+	memset(p, 0, sizeof *p);
+	p->uid = uid;
+	p->gid = (pw = getpwuid(uid)) != NULL ? pw->pw_gid : (gid_t)-1;
+	p->groups = peer_lookup_groups(uid, p->gid, pw != NULL);
+}
+
 /* True if gid or one of p's groups is in the list. */
 static bool
 peer_in_gids(const struct peer *p, const int *gids, size_t ngids)
 {
 	size_t	i;
-	int	j;
 
 	for (i = 0; i < ngids; i++) {
-		if ((int)p->gid == gids[i])
+		if (peer_has_gid(p, (gid_t)gids[i]))
 			return (true);
-		if (p->groups == NULL)
-			continue;
-		for (j = 0; j < p->groups->n; j++) {
-			if ((int)p->groups->gids[j] == gids[i])
-				return (true);
-		}
 	}
 	return (false);
 }
@@ -105,10 +157,18 @@ peer_in_uids(const struct peer *p, const int *uids, size_t nuids)
 
 /* root and the broker's own uid pass every gate; so do the broker's own
    requests (uid -1). */
-static bool
+bool
 peer_is_admin(const struct peer *p)
 {
-	return (p->uid == (uid_t)-1 || p->uid == 0 || p->uid == geteuid());
+	/* Asked on every request (the policy): geteuid() once, as a system
+	   call costs microseconds on some hypervisors. The broker never
+	   changes its uid; a privilege-separated one would set this when
+	   it drops to its user. */
+	static uid_t	 self = (uid_t)-2;
+
+	if (self == (uid_t)-2)
+		self = geteuid();
+	return (p->uid == (uid_t)-1 || p->uid == 0 || p->uid == self);
 }
 
 int
@@ -125,8 +185,9 @@ peer_accept(int fd, struct peer *p, const char *what)
 	p->uid = uc.uid;
 	p->gid = uc.gid;
 	p->pid = uc.pid;
-	if (!peer_is_admin(p))
-		p->groups = peer_lookup_groups(p->uid, p->gid);
+	/* root's groups too: a policy rule may name one */
+	if ((p->groups = peer_lookup_groups(p->uid, p->gid, true)) != NULL)
+		peer_read_exe(p->groups, p->pid, what);
 	if (peer_is_admin(p) ||
 	    peer_in_uids(p, conf.allow_uids, conf.n_allow_uids) ||
 	    peer_in_gids(p, conf.allow_gids, conf.n_allow_gids))

@@ -27,6 +27,11 @@ struct peer {
 	struct peer_groups	*groups;	/* NULL: none looked up */
 };
 
+/* /proc/PID/exe and the socket's path, read once at accept for the
+   audit trail (the process may exec or exit before its command is
+   done): "" when not known. */
+#define PEER_EXE_MAX	256
+
 /* A peer for the broker's own requests (config, restarts): may do
    anything. */
 void	peer_self(struct peer *);
@@ -39,5 +44,15 @@ void	peer_release(struct peer *);
 /* May p see and act on VM name (vm-allow; a VM without a list: every
    peer)? Never blocks. */
 bool	peer_vm_allowed(const struct peer *, const char *name);
+/* Is gid p's primary group or one of its supplementary groups? */
+bool	peer_has_gid(const struct peer *, gid_t);
+/* root, the broker's own uid, or the broker itself (peer_self). */
+bool	peer_is_admin(const struct peer *);
+/* What peer_accept read: the executable and the socket ("" if none). */
+const char *peer_exe(const struct peer *);
+const char *peer_via(const struct peer *);
+/* A peer for uid (and its gid and groups from NSS, which may block:
+   for admin commands such as policy-check only). */
+void	peer_lookup(struct peer *, uid_t uid);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/core/audit.h"
 #include "broker/session/req.h"
 #include "broker/vm/vm.h"
 #include "hv/vmq.h"
@@ -24,6 +25,7 @@ struct req {
 	void		*arg;
 	LIST_ENTRY(req)	 entry;
 	bool		 oob;
+	struct audit_pending *audit;
 	size_t		 nfds;
 	int		 fds[];
 };
@@ -85,6 +87,8 @@ req_finish(struct req *r, json_t *ret, const struct qmp_error *err)
 	void		*arg = r->arg;
 
 	req_orphan(r);
+	if (r->audit != NULL)
+		audit_end(r->audit, err);
 	if (done != NULL)
 		done(r, ret, err, arg);
 	else
@@ -361,6 +365,22 @@ req_take_fd(struct req *r, size_t i)
 	fd = r->fds[i];
 	r->fds[i] = -1;
 	return (fd);
+}
+
+void
+req_audit(struct req *r, const char *vm, const char *cmd, const char *qemu,
+    json_t *args, const char *rule)
+{
+	struct audit_who	w;
+
+	if (r->audit != NULL)
+		return;
+	w.uid = r->peer.uid;
+	w.gid = r->peer.gid;
+	w.pid = r->peer.pid;
+	w.exe = peer_exe(&r->peer);
+	w.via = peer_via(&r->peer);
+	r->audit = audit_begin(&w, vm, cmd, qemu, args, rule);
 }
 
 const struct peer *

@@ -82,6 +82,13 @@ size_t	req_nfds(const struct req *);
 int	req_take_fd(struct req *, size_t i);
 void	req_close_fds(struct req *);
 
+/* Audits r's command when r finishes (core/audit.h), with its result
+   and duration; args are redacted and copied now. vm, qemu (the QEMU
+   command a vm-execute or shared socket carries) and rule may be NULL.
+   Once per request: a second call is ignored. */
+void	req_audit(struct req *, const char *vm, const char *cmd,
+	    const char *qemu, json_t *args, const char *rule);
+
 /* Who asked: for access checks and logs. */
 const struct peer *req_peer(const struct req *);
 bool	req_vm_allowed(const struct req *, const char *name);

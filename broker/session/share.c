@@ -30,6 +30,7 @@
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
 #include "broker/session/listen.h"
+#include "broker/session/policy.h"
 #include "broker/session/share.h"
 
 struct share {
@@ -40,6 +41,13 @@ struct share {
 
 /* The VM's share, in its slot (vm_slot) */
 static int	share_key = -1;
+static share_exec_fn *share_exec = req_vm_execute;
+
+void
+share_set_exec(share_exec_fn *fn)
+{
+	share_exec = fn;
+}
 
 static void
 share_accept(int fd, void *arg)
@@ -50,8 +58,9 @@ share_accept(int fd, void *arg)
 
 	if (ctl_admit(fd, &p, lsn_path(s->lsn)) == -1)
 		return;
-	if (!peer_vm_allowed(&p, vm_name(s->vm))) {
-		log_warn("%s: refused uid %u gid %u pid %ld (vm-allow)",
+	if (!policy_vm_visible(&p, vm_name(s->vm))) {
+		log_warn("%s: refused uid %u gid %u pid %ld (vm-allow, "
+		    "policy)",
 		    lsn_path(s->lsn), (unsigned)p.uid, (unsigned)p.gid,
 		    (long)p.pid);
 		peer_release(&p);
@@ -248,10 +257,7 @@ share_request(struct req *r, struct client *c, const char *name,
 		req_error(r, QMP_CLS_GENERIC, "The VM has been removed");
 		return;
 	}
-	if (req_oob(r))
-		req_vm_execute_oob(r, c->vm, name, args);
-	else
-		req_vm_execute(r, c->vm, name, args);
+	share_exec(r, c->vm, name, args);
 }
 
 /*

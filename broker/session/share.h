@@ -23,9 +23,14 @@ void	share_sync_all(void);
 void	share_sweep(void);
 /* RUNDIR/vm/NAME.qmp if the VM has one, else NULL. */
 const char *share_path(const struct vm *);
-/* A negotiated shared client's request: to QEMU. */
+/* A negotiated shared client's request: to QEMU, through the executor
+   the daemon wires at start (the command layer's, which checks the
+   policy; req_vm_execute until then). */
 void	share_request(struct req *, struct client *, const char *name,
 	    json_t *args);
+typedef void share_exec_fn(struct req *, struct vm *, const char *name,
+	    json_t *args);
+void	share_set_exec(share_exec_fn *);
 /* The client goes. */
 void	share_detach(struct client *);
 

@@ -20,6 +20,7 @@
 #include "broker/core/evlog.h"
 #include "broker/core/loop.h"
 #include "broker/session/client.h"
+#include "broker/session/policy.h"
 #include "broker/session/sub.h"
 #include "hv/chan.h"
 
@@ -138,6 +139,31 @@ sub_client_free(struct client *c)
 	TAILQ_REMOVE(&sub_clients, c, sub_entry);
 }
 
+/*
+ * May c see rec (policy.h)? A VM's event if it may see the VM; a
+ * broker-wide one about something (JOB_STATUS_CHANGE: its job's
+ * "target") if it may see that. Only those are parsed again, and only
+ * for a peer that is not admin: they are rare next to VM events.
+ */
+static bool
+sub_visible(const struct client *c, const struct evlog_rec *rec)
+{
+	json_t	*j, *t;
+	bool	 ok;
+
+	if (rec->vm != NULL)
+		return (policy_vm_visible(&c->peer, rec->vm));
+	if (peer_is_admin(&c->peer))
+		return (true);
+	if ((j = json_loadb(rec->json, rec->len, 0, NULL)) == NULL)
+		return (false);
+	t = json_object_get(json_object_get(j, "data"), "target");
+	ok = !json_is_string(t) ||
+	    policy_vm_visible(&c->peer, json_string_value(t));
+	json_decref(j);
+	return (ok);
+}
+
 /* One event, as the log (or the bus, log off) made it: the same bytes
    to every connection that wants it, once per connection. A connection
    replaying the log gets it from there instead, in order. */
@@ -148,7 +174,7 @@ sub_deliver(const struct evlog_rec *rec, void *arg)
 
 	TAILQ_FOREACH(c, &sub_clients, sub_entry) {
 		if (c->replay != NULL || !sub_wants(c, rec->vm, rec->event) ||
-		    (rec->vm != NULL && !peer_vm_allowed(&c->peer, rec->vm)))
+		    !sub_visible(c, rec))
 			continue;
 		client_send_event(c, rec->json, rec->len + 2, rec->seq);
 	}
@@ -269,7 +295,7 @@ sub_replay_run(evutil_socket_t fd, short what, void *arg)
 			sub_send_lost(c, lf, lt, "not-held", NULL);
 			continue;
 		}
-		if (rec.vm != NULL && !peer_vm_allowed(&c->peer, rec.vm))
+		if (!sub_visible(c, &rec))
 			continue;
 		if (sub_one_wants(rp->s, &rec) || (rec.seq > rp->live_upto &&
 		    sub_wants(c, rec.vm, rec.event)))

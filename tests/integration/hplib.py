@@ -348,12 +348,26 @@ class Recorder:
 			pass
 
 
+def stream_sockets(pid):
+	"""How many of pid's fds are unix stream sockets (not the datagram
+	socket libsystemd keeps for the journal)."""
+	dgram = set()
+	with open("/proc/net/unix") as f:
+		next(f)
+		for line in f:
+			p = line.split()
+			if p[4] == "0002":
+				dgram.add(p[6])
+	return sum(1 for t in qb.fd_list(pid) if "->socket:" in t and
+	    t.split("socket:[")[1].rstrip("]") not in dgram)
+
+
 def baseline(d):
 	"""d.baseline() once the harness's own probe connection (wait_up's
 	try_connect) is gone from the daemon: only the control listener may
-	be a socket then."""
-	qb.wait_for(lambda: sum(1 for t in qb.fd_list(d.pid)
-	    if "->socket:" in t) == 1, "daemon idle before baseline")
+	be a stream socket then."""
+	qb.wait_for(lambda: stream_sockets(d.pid) == 1,
+	    "daemon idle before baseline")
 	d.baseline()
 
 

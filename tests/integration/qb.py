@@ -854,5 +854,19 @@ def main(cases):
 	r.exit()
 
 
+# The start of a tenant script run as another uid (python3 -c, "%" for
+# its timeout): connected to argv[1], "out" for what it gathers, send().
+TENANT_PRELUDE = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(%(timeout)f)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+out = {"replies": {}, "events": []}
+def send(o):
+    f.write(json.dumps(o).encode() + b"\n"); f.flush()
+"""
+
+
 def user_ids(user="nobody", group="nogroup"):
 	return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid

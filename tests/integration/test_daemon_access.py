@@ -79,15 +79,7 @@ def refused(out):
 # on a line from stdin asks query-vms (all, and the VMs named in argv[2]
 # one by one), then reads until every reply and the END event are in and
 # prints all of it as JSON.
-TENANT = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(%(timeout)f)
-s.connect(sys.argv[1])
-f = s.makefile("rwb")
-out = {"replies": {}, "events": []}
-def send(o):
-    f.write(json.dumps(o).encode() + b"\n"); f.flush()
+TENANT = qb.TENANT_PRELUDE + r"""
 def until(want, end=False):
     while want - set(out["replies"]) or (end and not any(
             e["event"] == "END" for e in out["events"])):

@@ -142,8 +142,8 @@ class Matrix:
 			c.close()
 
 	def rebase(self):
-		qb.wait_for(lambda: sum(1 for t in qb.fd_list(self.d.pid)
-		    if "->socket:" in t) == 5, "daemon idle (listener, "
+		qb.wait_for(lambda: hplib.stream_sockets(self.d.pid) == 5,
+		    "daemon idle (listener, "
 		    "witness monitor, shared listener, 2 clients)")
 		self.fds = fd_shape(self.d.pid)
 		self.kids = qb.children(self.d.pid)
