@@ -16,6 +16,7 @@
 
 #include "broker/cmd/cmd.h"
 #include "broker/core/bus.h"
+#include "broker/core/evlog.h"
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
@@ -126,6 +127,8 @@ daemon_stop(void)
 	jobs_stop();
 	vm_remove_all();
 	hotplug_shutdown();
+	/* what the above published reaches the clients before they go */
+	evlog_flush();
 	client_shutdown_all();
 	if (client_count() == 0) {
 		event_base_loopexit(loop_base, NULL);

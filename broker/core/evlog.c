@@ -401,6 +401,15 @@ evlog_flush_cb(evutil_socket_t fd, short what, void *arg)
 	evlog_ring_trim();
 }
 
+void
+evlog_flush(void)
+{
+	if (!L.on || !L.flush_on)
+		return;
+	event_del(L.flush_ev);
+	evlog_flush_cb(-1, 0, NULL);
+}
+
 static void
 evlog_age_cb(evutil_socket_t fd, short what, void *arg)
 {

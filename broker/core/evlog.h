@@ -84,6 +84,12 @@ int	evlog_listen(evlog_append_fn *, void *arg);
 int	evlog_append(const char *vm, const char *event, const char *body,
 	    size_t blen, struct evlog_rec *rec);
 
+/* Writes the pending batch and tells the listeners now, instead of
+   later in the loop pass: before a reply that must follow the events
+   its command caused, and before clients are shut down. Nothing to do
+   (one test) when nothing is pending. */
+void	evlog_flush(void);
+
 const char *evlog_epoch(void);	/* "" when off */
 uint64_t evlog_first(void);	/* oldest seq held (memory or disk); 0: none */
 uint64_t evlog_last(void);	/* newest seq given; 0: none yet */
