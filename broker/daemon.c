@@ -15,8 +15,9 @@
 #include <unistd.h>
 
 #include "broker/cmd/cmd.h"
-#include "broker/core/bus.h"
 #include "broker/core/audit.h"
+#include "broker/core/bus.h"
+#include "broker/core/evlog.h"
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
@@ -170,6 +171,8 @@ daemon_stop(void)
 	jobs_stop();
 	vm_remove_all();
 	hotplug_shutdown();
+	/* what the above published reaches the clients before they go */
+	evlog_flush();
 	client_shutdown_all();
 	if (client_count() == 0) {
 		event_base_loopexit(loop_base, NULL);

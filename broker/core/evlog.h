@@ -55,8 +55,11 @@ struct evlog_opts {
    log goes on. Called on the loop, never from inside evlog_append. */
 typedef void evlog_full_fn(const char *why, uint64_t last_on_disk,
 		    void *arg);
-/* Called on the loop after records were appended (once per loop pass,
-   not per record), with the newest seq: a publisher pulls from there. */
+/* Called on the loop after appended records were written (at most once
+   per loop pass, or per 500 us under a flood; not per record), with the
+   newest seq, which evlog_written() returns from then on: a publisher's
+   cursor reads up to there. The bus's own listener (core/bus.c) is the
+   one that delivers to subscribers. */
 typedef void evlog_append_fn(uint64_t last, void *arg);
 
 /* Opens (creates) the log: reads DIR, cuts a torn tail, keeps the epoch
@@ -64,7 +67,8 @@ typedef void evlog_append_fn(uint64_t last, void *arg);
    -1 with err (then nothing is logged: evlog_on() is false). */
 int	evlog_open(struct event_base *, const struct evlog_opts *,
 	    struct qmp_error *err);
-/* Writes what is pending and closes; safe if never opened. */
+/* Writes what is pending and closes; safe if never opened. Forgets the
+   listeners and the full callback. */
 void	evlog_close(void);
 bool	evlog_on(void);
 void	evlog_set_full_cb(evlog_full_fn *, void *arg);
@@ -79,6 +83,12 @@ int	evlog_listen(evlog_append_fn *, void *arg);
    added. Returns 0, -1 if the log is off or the text too long. */
 int	evlog_append(const char *vm, const char *event, const char *body,
 	    size_t blen, struct evlog_rec *rec);
+
+/* Writes the pending batch and tells the listeners now, instead of
+   later in the loop pass: before a reply that must follow the events
+   its command caused, and before clients are shut down. Nothing to do
+   (one test) when nothing is pending. */
+void	evlog_flush(void);
 
 const char *evlog_epoch(void);	/* "" when off */
 uint64_t evlog_first(void);	/* oldest seq held (memory or disk); 0: none */

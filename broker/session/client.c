@@ -12,6 +12,7 @@
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/bus.h"
+#include "broker/core/evlog.h"
 #include "broker/core/loop.h"
 #include "broker/session/client.h"
 #include "broker/session/listen.h"
@@ -350,6 +351,10 @@ client_reply(struct client *c, json_t *id, json_t *ret,
 {
 	json_t	*j;
 
+	/* The events a command caused (QEMU sends STOP before the reply
+	   to stop) reach subscribers before its reply, as without the
+	   event log. */
+	evlog_flush();
 	if (err == NULL && ret != NULL && client_reply_fast(c, id, ret) == 0)
 		return;
 	if (err != NULL)

@@ -96,14 +96,14 @@ def test_resume_under_load():
 	# A small queue: the replay pauses for the client to drain many
 	# times, so live events arrive while it runs.
 	with Env("evlog-load", args=["--event-log-memory=64K",
-	    "--client-queue-max", "64K"]) as env:
+	    "--client-queue-max", "256K"]) as env:
 		c = env.d.client()
 		ref = env.d.client(negotiate=False)
 		ref.sock.setsockopt(__import__("socket").SOL_SOCKET,
 		    __import__("socket").SO_RCVBUF, 1 << 20)
 		ref.negotiate()
 		ref.cmd("subscribe")
-		add_vm(env, c, "flood", faults=FLOOD)
+		add_vm(env, c, "flood", faults="flood 1000\n")
 		a = env.d.client()
 		a.cmd("subscribe")
 		got_a = []
@@ -116,7 +116,7 @@ def test_resume_under_load():
 		a.close()
 		# away for a while: more than the 64K memory ring holds, so
 		# the replay starts from the segment files
-		until = time.monotonic() + 2
+		until = time.monotonic() + 4
 		while time.monotonic() < until:
 			ref.poll_msgs()
 			time.sleep(0.01)

@@ -356,6 +356,30 @@ test_corrupt_middle_segment(void **state)
 	assert_int_equal(last, 300);
 }
 
+/* The frames' CRC is IEEE crc32 (zlib's, cksum -o 3's): known values,
+   and every length around the 8-byte steps. */
+static void
+test_crc32(void **state)
+{
+	char	buf[64];
+	size_t	i;
+	uint32_t a, b;
+
+	assert_int_equal(evlog_crc32(0, "123456789", 9), 0xcbf43926u);
+	assert_int_equal(evlog_crc32(0, "", 0), 0);
+	assert_int_equal(evlog_crc32(0, "The quick brown fox jumps over the "
+	    "lazy dog", 43), 0x414fa339u);
+	for (i = 0; i < sizeof buf; i++)
+		buf[i] = (char)(i * 7 + 1);
+	/* split anywhere: the same as in one go */
+	for (i = 0; i <= sizeof buf; i++) {
+		a = evlog_crc32(evlog_crc32(0, buf, i), buf + i,
+		    sizeof buf - i);
+		b = evlog_crc32(0, buf, sizeof buf);
+		assert_int_equal(a, b);
+	}
+}
+
 static void
 test_epoch_lost(void **state)
 {
@@ -393,6 +417,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoch_lost, setup,
 		    teardown),
+		cmocka_unit_test(test_crc32),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -252,6 +252,10 @@ bench_fanout(int argc, char **argv)
 	const char	*direct = qb_arg(argc, argv, "direct", NULL);
 	/* the broker's event log, as the caller started it: a label */
 	const char	*log = qb_arg(argc, argv, "log", "on");
+	/* the broker's pid: its CPU time per generated event, which a
+	   loaded machine changes less than latency */
+	long		 pid = qb_arg_l(argc, argv, "pid", 0);
+	double		 cpu0 = 0, cpu = 0;
 	long		 nsubs = qb_arg_l(argc, argv, "subs", 1), i;
 	long		 rate = qb_arg_l(argc, argv, "rate", 0);
 	double		 secs = (double)qb_arg_l(argc, argv, "ms", 5000) / 1e3;
@@ -297,9 +301,13 @@ bench_fanout(int argc, char **argv)
 	fan_sub_open(&slow, &f, control, 1, -1);
 	qb_run_for(1);			/* warm-up */
 	f.measuring = 1;
+	if (pid > 0)
+		cpu0 = qb_cpu_s(pid);
 	t0 = qb_now();
 	qb_run_for(secs);
 	el = qb_now() - t0;
+	if (pid > 0)
+		cpu = qb_cpu_s(pid) - cpu0;
 	f.measuring = 0;
 
 	/* the slow one catches up and must hear how much it missed */
@@ -322,11 +330,14 @@ bench_fanout(int argc, char **argv)
 	}
 	printf("R fanout v%ld-s%ld-%s vms=%ld subs=%ld rate=%ld log=%s "
 	    "events_s=%.0f p50_ms=%.3f p99_ms=%.3f lost=%llu fast_dropped=%llu "
-	    "slow_dropped=%llu slow_notified=%d\n", f.nvms, nsubs, log, f.nvms,
+	    "slow_dropped=%llu slow_notified=%d broker_cpu_pct=%.1f "
+	    "cpu_us_per_event=%.2f\n", f.nvms, nsubs, log, f.nvms,
 	    nsubs, rate, log, (double)f.delivered / el,
 	    qb_samples_pct(&f.lat, 50) * 1e3, qb_samples_pct(&f.lat, 99) * 1e3,
 	    (unsigned long long)lost, (unsigned long long)fdrop,
-	    (unsigned long long)slow.dropped, slow.got_dropped);
+	    (unsigned long long)slow.dropped, slow.got_dropped,
+	    100 * cpu / el, f.delivered > 0 ? cpu * 1e6 /
+	    ((double)f.delivered / (double)nsubs) : 0);
 	for (i = 0; i < nsubs; i++) {
 		event_free(subs[i].ev);
 		close(subs[i].fd);

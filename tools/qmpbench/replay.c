@@ -68,6 +68,10 @@ int
 bench_replay(int argc, char **argv)
 {
 	const char		*control = qb_arg(argc, argv, "control", NULL);
+	/* the broker's pid: its CPU time per event, which a loaded
+	   machine does not change as much as the wall-clock rate */
+	long			 pid = qb_arg_l(argc, argv, "pid", 0);
+	double			 cpu0 = 0, cpu = 0;
 	struct sockaddr_un	 sun;
 	char			 line[8192], *buf, *p, *lf;
 	uint64_t		 last, seq, want = 1, events = 0, bad = 0;
@@ -98,6 +102,8 @@ bench_replay(int argc, char **argv)
 		want = strtoull(p + 8, NULL, 10);
 	if ((buf = malloc(RP_BUF)) == NULL)
 		qb_fatal("out of memory");
+	if (pid > 0)
+		cpu0 = qb_cpu_s(pid);
 	t0 = qb_now();
 	if (rp_say(fd, "{\"execute\":\"subscribe\",\"arguments\":"
 	    "{\"since\":0}}\r\n") == -1)
@@ -123,9 +129,12 @@ bench_replay(int argc, char **argv)
 		memmove(buf, p, have);
 	}
 	el = qb_now() - t0;
+	if (pid > 0)
+		cpu = qb_cpu_s(pid) - cpu0;
 	printf("R replay disk events=%llu events_s=%.0f secs=%.3f "
-	    "out_of_order=%llu\n", (unsigned long long)events,
-	    (double)events / el, el, (unsigned long long)bad);
+	    "out_of_order=%llu broker_cpu_s=%.3f events_per_cpu_s=%.0f\n",
+	    (unsigned long long)events, (double)events / el, el,
+	    (unsigned long long)bad, cpu, cpu > 0 ? (double)events / cpu : 0);
 	free(buf);
 	close(fd);
 	return (0);
