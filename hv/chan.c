@@ -43,6 +43,7 @@
 
 #include "hv/chan.h"
 #include "proto/qmp_framer.h"
+#include "proto/qmp_jstream.h"
 #include "util/defer.h"
 
 #define CHAN_READ_MIN		4096	/* room asked of the framer per read */
@@ -72,7 +73,9 @@ struct chan {
 	const struct chan_ops	*ops;
 	void			*arg;
 
-	struct qmp_framer	 fr;
+	struct qmp_framer	 fr;		/* lines (QEMU's output) */
+	struct qmp_jstream	 js;		/* QEMU's grammar (clients) */
+	int			 grammar;	/* js, not fr */
 	uint64_t		 rtotal;	/* bytes read so far */
 	size_t			 rsize;		/* room asked per read */
 
@@ -113,6 +116,52 @@ chan_close_fds(const int *fds, size_t n)
 		close(fds[i]);
 }
 
+/* The reader in use: lines, or QEMU's input grammar. */
+static char *
+chan_rd_reserve(struct chan *c, size_t min, size_t *avail)
+{
+	return (c->grammar ? qmp_jstream_reserve(&c->js, min, avail) :
+	    qmp_framer_reserve(&c->fr, min, avail));
+}
+
+static void
+chan_rd_commit(struct chan *c, size_t n)
+{
+	if (c->grammar)
+		qmp_jstream_commit(&c->js, n);
+	else
+		qmp_framer_commit(&c->fr, n);
+}
+
+static enum qmp_frame_rc
+chan_rd_next(struct chan *c, json_t **msg, struct qmp_error *err)
+{
+	return (c->grammar ? qmp_jstream_next(&c->js, msg, err) :
+	    qmp_framer_next(&c->fr, msg, err));
+}
+
+static size_t
+chan_rd_pending(const struct chan *c)
+{
+	return (c->grammar ? qmp_jstream_pending(&c->js) :
+	    qmp_framer_pending(&c->fr));
+}
+
+static size_t
+chan_rd_cap(const struct chan *c)
+{
+	return (c->grammar ? c->js.cap : c->fr.cap);
+}
+
+static void
+chan_rd_free(struct chan *c)
+{
+	if (c->grammar)
+		qmp_jstream_free(&c->js);
+	else
+		qmp_framer_free(&c->fr);
+}
+
 struct chan *
 chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
     const struct chan_ops *ops, void *arg)
@@ -120,9 +169,10 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	struct chan	*c;
 	int		 fl;
 	size_t		 max_msg = 0, max_fds = 0;
-	int		 lto = 0;
+	int		 lto = 0, grammar = 0;
 
 	if (opts != NULL) {
+		grammar = opts->qemu_grammar;
 		max_msg = opts->max_msg;
 		max_fds = opts->max_fds;
 		lto = opts->line_timeout_ms > 0 ? opts->line_timeout_ms : 0;
@@ -147,7 +197,9 @@ chan_new(struct event_base *base, int fd, const struct chan_opts *opts,
 	c->line_timeout_ms = lto;
 	c->rsize = CHAN_READ_MIN;
 	c->marks_tail = &c->marks;
+	c->grammar = grammar;
 	qmp_framer_init(&c->fr, max_msg);
+	qmp_jstream_init(&c->js, max_msg);
 	c->rfds = calloc(max_fds, sizeof *c->rfds);
 	c->rtags = calloc(max_fds, sizeof *c->rtags);
 	c->out = evbuffer_new();
@@ -201,6 +253,7 @@ chan_release(void *arg)
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	qmp_framer_free(&c->fr);
+	qmp_jstream_free(&c->js);
 	free(c);
 }
 
@@ -274,7 +327,7 @@ chan_deliver(struct chan *c)
 	size_t			 n;
 
 	while (!c->paused && !c->closed) {
-		rc = qmp_framer_next(&c->fr, &msg, &err);
+		rc = chan_rd_next(c, &msg, &err);
 		if (rc == QMP_FRAME_NONE)
 			return (0);
 		if (rc == QMP_FRAME_BROKEN) {
@@ -283,7 +336,7 @@ chan_deliver(struct chan *c)
 			return (-1);
 		}
 		/* fds tagged before the end of this line are its own */
-		end = c->rtotal - qmp_framer_pending(&c->fr);
+		end = c->rtotal - chan_rd_pending(c);
 		for (n = 0; n < c->nrfds && c->rtags[n] < end; n++)
 			;
 		if (rc == QMP_FRAME_BAD) {
@@ -356,7 +409,7 @@ chan_line_timer(struct chan *c, int progress)
 
 	if (c->lev == NULL || c->closed)
 		return;
-	if (c->paused || c->shutting || qmp_framer_pending(&c->fr) == 0) {
+	if (c->paused || c->shutting || chan_rd_pending(c) == 0) {
 		event_del(c->lev);
 		return;
 	}
@@ -399,13 +452,13 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (chan_deliver(c) == -1)
 		goto out;
 	for (round = 0; round < CHAN_READ_ROUNDS; round++) {
-		p = qmp_framer_reserve(&c->fr, c->rsize, &avail);
+		p = chan_rd_reserve(c, c->rsize, &avail);
 		if (p == NULL) {
 			json_t			*j;
 			struct qmp_error	 e;
 
 			/* over the limit: the framer says so in its words */
-			if (qmp_framer_next(&c->fr, &j, &e) == QMP_FRAME_BROKEN)
+			if (chan_rd_next(c, &j, &e) == QMP_FRAME_BROKEN)
 				chan_fail(c, e.desc);
 			else {
 				json_decref(j);
@@ -436,7 +489,7 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 			chan_fail(c, "end of file");
 			goto out;
 		}
-		qmp_framer_commit(&c->fr, (size_t)n);
+		chan_rd_commit(c, (size_t)n);
 		progress = 1;
 		c->rtotal += (uint64_t)n;
 		if (chan_deliver(c) == -1)
@@ -450,9 +503,9 @@ chan_read_cb(evutil_socket_t fd, short what, void *arg)
 		/* The socket is drained (skip the EAGAIN read). A burst may
 		   have grown the buffer: an idle channel keeps only a small
 		   one, which matters at thousands of channels. */
-		if (qmp_framer_pending(&c->fr) == 0 &&
-		    c->fr.cap > 2 * CHAN_READ_MIN) {
-			qmp_framer_free(&c->fr);
+		if (chan_rd_pending(c) == 0 &&
+		    chan_rd_cap(c) > 2 * CHAN_READ_MIN) {
+			chan_rd_free(c);
 			c->rsize = CHAN_READ_MIN;
 		}
 		break;
@@ -474,7 +527,7 @@ chan_pause_read(struct chan *c, int paused)
 	else {
 		event_add(c->rev, NULL);
 		/* complete lines may already wait in the framer */
-		if (qmp_framer_pending(&c->fr) > 0)
+		if (chan_rd_pending(c) > 0)
 			event_active(c->rev, EV_READ, 1);
 	}
 }

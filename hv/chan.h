@@ -53,6 +53,8 @@ struct chan_opts {
 	size_t	max_fds;	/* fds per message; 0: CHAN_MAX_FDS */
 	int	line_timeout_ms; /* part of a line, then silence this long:
 				   closed; 0: never */
+	int	qemu_grammar;	/* read input as QEMU's monitor does
+				   (proto/qmp_jstream.h), not by lines */
 };
 
 /* Takes ownership of fd (made non-blocking here); on failure (NULL) the

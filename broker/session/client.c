@@ -74,6 +74,8 @@ client_new(int fd, enum client_kind kind, const struct peer *p,
 	o.max_msg = conf.max_msg;
 	o.line_timeout_ms = conf.line_timeout_ms;
 	o.max_fds = conf.max_fds;
+	/* clients talk to the broker as to QEMU's monitor */
+	o.qemu_grammar = 1;
 	if ((c->chan = chan_new(loop_base, fd, &o, &client_chan_ops,
 	    c)) == NULL) {
 		free(c);
@@ -84,6 +86,7 @@ client_new(int fd, enum client_kind kind, const struct peer *p,
 	peer_copy(&c->peer, p);
 	c->vm = vm;
 	LIST_INIT(&c->reqs);
+	TAILQ_INIT(&c->slots);
 	TAILQ_INIT(&c->subs);
 	TAILQ_INSERT_TAIL(&clients, c, entry);
 	nclients++;
@@ -98,6 +101,18 @@ static void
 client_release(void *arg)
 {
 	free(arg);
+}
+
+static void
+client_slots_free(struct client *c)
+{
+	struct client_slot	*s;
+
+	while ((s = TAILQ_FIRST(&c->slots)) != NULL) {
+		TAILQ_REMOVE(&c->slots, s, entry);
+		free(s->buf);
+		free(s);
+	}
 }
 
 void
@@ -117,6 +132,7 @@ client_free(struct client *c)
 	/* Requests still at work answer into the void. */
 	while ((r = LIST_FIRST(&c->reqs)) != NULL)
 		req_orphan(r);
+	client_slots_free(c);
 	if (c->stall_ev != NULL)
 		event_free(c->stall_ev);
 	chan_free(c->chan);
@@ -143,6 +159,21 @@ client_free_all(void)
 static void
 client_send_buf(struct client *c, const char *buf, size_t len)
 {
+	struct client_slot	*s = c->hold;
+	char			*nbuf;
+
+	if (s != NULL) {
+		/* an answer that waits for those before it */
+		if ((nbuf = realloc(s->buf, s->len + len)) == NULL) {
+			log_err("client %llu: out of memory",
+			    (unsigned long long)c->id);
+			return;
+		}
+		memcpy(nbuf + s->len, buf, len);
+		s->buf = nbuf;
+		s->len += len;
+		return;
+	}
 	if (chan_send(c->chan, buf, len, NULL, 0) == 0)
 		c->queued += len;
 }
@@ -296,15 +327,77 @@ client_reply(struct client *c, json_t *id, json_t *ret,
 }
 
 static void	client_req_finished(struct client *);
+static void	client_note_reply(struct client *);
+
+/* A new slot at the end of the order; NULL if out of memory (the
+   answer then goes out at once). */
+static struct client_slot *
+client_slot_new(struct client *c, struct req *r)
+{
+	struct client_slot	*s;
+
+	if ((s = calloc(1, sizeof *s)) == NULL)
+		return (NULL);
+	s->r = r;
+	TAILQ_INSERT_TAIL(&c->slots, s, entry);
+	return (s);
+}
+
+/* Answers at the head of the order that are complete go out. */
+static void
+client_slots_flush(struct client *c)
+{
+	struct client_slot	*s;
+	int			 sent = 0;
+
+	while ((s = TAILQ_FIRST(&c->slots)) != NULL && s->r == NULL) {
+		TAILQ_REMOVE(&c->slots, s, entry);
+		if (s->len > 0)
+			client_send_buf(c, s->buf, s->len);
+		free(s->buf);
+		free(s);
+		sent = 1;
+	}
+	if (sent)
+		client_note_reply(c);
+}
+
+/* An answer that is not a request's (a parse error, a refused
+   command): after the answers still due before it. */
+static void
+client_reply_now(struct client *c, json_t *id, json_t *ret,
+    const struct qmp_error *err)
+{
+	struct client_slot	*s = NULL;
+
+	if (!TAILQ_EMPTY(&c->slots))
+		s = client_slot_new(c, NULL);
+	c->hold = s;
+	client_reply(c, id, ret, err);
+	c->hold = NULL;
+	if (s != NULL)
+		client_slots_flush(c);
+}
 
 static void
 client_req_done(struct req *r, json_t *ret, const struct qmp_error *err,
     void *arg)
 {
-	struct client	*c = arg;
+	struct client		*c = arg;
+	struct client_slot	*s;
 
 	c->nreqs--;
+	TAILQ_FOREACH(s, &c->slots, entry) {
+		if (s->r == r)
+			break;
+	}
+	c->hold = s;
 	client_reply(c, req_id(r), ret, err);
+	c->hold = NULL;
+	if (s != NULL) {
+		s->r = NULL;
+		client_slots_flush(c);
+	}
 	client_req_finished(c);
 }
 
@@ -357,14 +450,14 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	}
 	if (qmp_cmd_parse(msg, &name, &args, &id, &err) == -1) {
 		client_close_fds(fds, nfds);
-		client_reply(c, id, NULL, &err);
+		client_reply_now(c, id, NULL, &err);
 		return;
 	}
 	if (json_object_get(msg, "exec-oob") != NULL) {
 		client_close_fds(fds, nfds);
 		qmp_error_set(&err, QMP_CLS_GENERIC, "Out-of-band execution "
 		    "is not supported by qmpbroker");
-		client_reply(c, id, NULL, &err);
+		client_reply_now(c, id, NULL, &err);
 		return;
 	}
 	id = json_incref(id);
@@ -373,7 +466,7 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 			client_close_fds(fds, nfds);
 			qmp_error_set(&err, QMP_CLS_NOTFOUND, "Expecting "
 			    "capabilities negotiation with 'qmp_capabilities'");
-			client_reply(c, id, NULL, &err);
+			client_reply_now(c, id, NULL, &err);
 			json_decref(id);
 			return;
 		}
@@ -384,6 +477,9 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 		return;
 	}
 	c->nreqs++;
+	/* a shared socket answers in input order, as QEMU does */
+	if (c->kind == CLIENT_SHARE)
+		client_slot_new(c, r);
 	if (c->kind == CLIENT_SHARE && c->negotiated)
 		share_request(r, c, name, args);
 	else
@@ -397,7 +493,7 @@ client_bad(struct chan *ch, const struct qmp_error *err, void *arg)
 	struct client	*c = arg;
 
 	if (!c->closing)
-		client_reply(c, NULL, NULL, err);
+		client_reply_now(c, NULL, NULL, err);
 }
 
 static void

@@ -46,6 +46,20 @@ struct share;
 
 /* The session's state. client.c writes it; the two other modules of
    session/ keep their per-client state in the members marked theirs. */
+/*
+ * An answer of a shared socket's client, in the order of its input: QEMU
+ * answers in-band input one by one, so a parse error after a command
+ * comes after the command's reply. r: the request still at work (NULL
+ * once answered); buf: the answer's bytes, held until those before it
+ * are out.
+ */
+struct client_slot {
+	TAILQ_ENTRY(client_slot) entry;
+	struct req		*r;
+	char			*buf;
+	size_t			 len;
+};
+
 struct client {
 	uint64_t		 id;
 	enum client_kind	 kind;
@@ -62,6 +76,10 @@ struct client {
 
 	struct req_list		 reqs;		/* in flight */
 	size_t			 nreqs;
+	/* shared sockets: answers in input order; hold: the slot the
+	   answer being written goes to */
+	TAILQ_HEAD(, client_slot) slots;
+	struct client_slot	*hold;
 
 	/* Output accounting: bytes ever queued, so "was this reply
 	   written?" is queued - outq >= its end. */
