@@ -363,7 +363,7 @@ add("p-unk-many", b"".join(b'{"execute":"nope%d","id":%d}\n' % (i, i)
 
 # ---- ordinary commands (twin QEMUs answer alike) ----
 for c in ("query-version", "query-name", "query-kvm", "query-uuid",
-    "query-target", "query-commands", "query-iothreads", "query-chardev",
+    "query-target", "query-commands", "query-iothreads",
     "query-migrate"):
 	add("s-cmd-" + c, b'{"execute":"' + c.encode() + b'","id":"' + c.encode() +
 	    b'"}\n')
