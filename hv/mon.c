@@ -45,6 +45,10 @@
 #define MON_BACKOFF_MAX_DEF	10000
 #define MON_MAX_COMMANDS	4096	/* names kept from query-commands */
 #define MON_MAX_NAME		128
+/* With oob on, QEMU 7.2 queues at most 8 in-band commands and then stops
+   reading its socket, exec-oob included: keep fewer than that in QEMU,
+   so an exec-oob written now is read now. */
+#define MON_OOB_INBAND_MAX	7
 
 struct mon_cmd;
 typedef void mon_internal_fn(struct mon *, json_t *, const struct qmp_error *);
@@ -57,6 +61,7 @@ struct mon_cmd {
 	int			*fds;		/* our dups, until written */
 	size_t			 nfds;
 	int			 has_fds;
+	int			 oob;		/* exec-oob, not execute */
 	mon_reply_fn		*fn;		/* NULL: negotiation step */
 	mon_internal_fn		*internal;
 	void			*arg;
@@ -89,6 +94,10 @@ struct mon {
 	enum mon_state		 state;
 	struct chan		*chan;
 	int			 greeted;	/* this connection */
+	int			 oob_offered;	/* QEMU's greeting offers oob */
+	int			 oob;		/* ... and we enabled it */
+	size_t			 ninband;	/* in-band commands written,
+						   unanswered */
 	struct qmp_version	 version;
 	int			 have_version;
 	struct mon_cmdset	*cmds;
@@ -404,7 +413,8 @@ mon_format(const struct mon_cmd *c, char *buf, size_t cap)
 
 	/* memcpy, not snprintf: its format parsing cost more than the
 	   bytes it wrote, twice per command (callgrind) */
-	if (!mon_plain_name(c->name) || (len = strlen(c->name)) > cap - 64)
+	if (!mon_plain_name(c->name) || (len = strlen(c->name)) > cap - 64 ||
+	    c->oob)
 		return (0);
 	memcpy(buf, "{\"execute\":\"", 12);
 	memcpy(buf + 12, c->name, len);
@@ -451,6 +461,11 @@ mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 		/* big arguments or an odd name: the general way */
 		j = qmp_cmd_new(c->name, json_incref(c->args),
 		    json_integer((json_int_t)c->id));
+		if (j != NULL && c->oob) {
+			json_object_set(j, "exec-oob",
+			    json_object_get(j, "execute"));
+			json_object_del(j, "execute");
+		}
 		if (j == NULL || (buf = qmp_dump(j, &len)) == NULL) {
 			json_decref(j);
 			return (-1);
@@ -466,7 +481,16 @@ mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 	TAILQ_INSERT_TAIL(&m->sent, c, entry);
 	if (c->has_fds)
 		m->fdblock = c;
+	if (c->fn != NULL && !c->oob)
+		m->ninband++;
 	return (0);
+}
+
+/* May one more in-band command go to QEMU now? */
+static int
+mon_inband_room(const struct mon *m)
+{
+	return (!m->oob || m->ninband < MON_OOB_INBAND_MAX);
 }
 
 static struct mon_cmd *
@@ -488,11 +512,12 @@ mon_cmd_new(struct mon *m, const char *name, json_t *args)
 
 /* A negotiation step: written at once, answered to ourselves. */
 static void
-mon_internal(struct mon *m, const char *name, mon_internal_fn *fn)
+mon_internal(struct mon *m, const char *name, json_t *args,
+    mon_internal_fn *fn)
 {
 	struct mon_cmd	*c;
 
-	if ((c = mon_cmd_new(m, name, NULL)) == NULL) {
+	if ((c = mon_cmd_new(m, name, args)) == NULL) {
 		mon_drop(m, "out of memory", NULL);
 		return;
 	}
@@ -539,7 +564,8 @@ mon_execute(struct mon *m, const char *name, json_t *args, const int *fds,
 	}
 	/* the fast path: ready, nothing ahead of it */
 	if (m->state == MON_READY && TAILQ_EMPTY(&m->queue) &&
-	    m->fdblock == NULL && (nfds == 0 || TAILQ_EMPTY(&m->sent))) {
+	    m->fdblock == NULL && mon_inband_room(m) &&
+	    (nfds == 0 || TAILQ_EMPTY(&m->sent))) {
 		if (mon_write(m, c, fds, nfds) == -1)
 			mon_defer_fail(m, c, QMP_CLS_GENERIC,
 			    "cannot write to the monitor");
@@ -566,6 +592,50 @@ mon_execute(struct mon *m, const char *name, json_t *args, const int *fds,
 	mon_arm_timer(m);
 }
 
+void
+mon_execute_oob(struct mon *m, const char *name, json_t *args,
+    mon_reply_fn *fn, void *arg)
+{
+	struct mon_cmd	*c;
+
+	if ((c = mon_cmd_new(m, name, args)) == NULL) {
+		struct qmp_error e;
+
+		qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
+		fn(m, NULL, &e, arg);
+		return;
+	}
+	c->fn = fn;
+	c->arg = arg;
+	c->oob = 1;
+	m->npending++;
+	if (m->state != MON_READY || !m->oob) {
+		mon_defer_fail(m, c, QMP_CLS_GENERIC, m->state != MON_READY ?
+		    "monitor %s is not connected" : "QEMU at %s does not offer "
+		    "out-of-band execution", m->path);
+		return;
+	}
+	/* past every queue: QEMU runs it in its monitor I/O thread, even
+	   while an in-band command is stuck */
+	if (mon_write(m, c, NULL, 0) == -1)
+		mon_defer_fail(m, c, QMP_CLS_GENERIC,
+		    "cannot write to the monitor");
+	else
+		mon_arm_timer(m);
+}
+
+bool
+mon_oob(const struct mon *m)
+{
+	return (m->state == MON_READY && m->oob);
+}
+
+bool
+mon_oob_offered(const struct mon *m)
+{
+	return (m->oob_offered != 0);
+}
+
 /* Write what may go now. Called from the loop only. */
 static void
 mon_flush(struct mon *m)
@@ -575,7 +645,7 @@ mon_flush(struct mon *m)
 	int		 rc;
 
 	while (!m->dead && m->state == MON_READY && m->fdblock == NULL &&
-	    (c = TAILQ_FIRST(&m->queue)) != NULL) {
+	    mon_inband_room(m) && (c = TAILQ_FIRST(&m->queue)) != NULL) {
 		if (c->has_fds && !TAILQ_EMPTY(&m->sent))
 			break;
 		TAILQ_REMOVE(&m->queue, c, entry);
@@ -727,6 +797,8 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	TAILQ_REMOVE(&m->sent, c, entry);
 	if (m->fdblock == c)
 		m->fdblock = NULL;
+	if (c->fn != NULL && !c->oob && m->ninband > 0)
+		m->ninband--;
 	if (type == QMP_MSG_ERROR)
 		qmp_error_from_json(&err, json_object_get(msg, "error"));
 	if (c->internal != NULL) {
@@ -743,6 +815,22 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	mon_flush(m);
 }
 
+static int
+mon_caps_has_oob(json_t *greeting)
+{
+	json_t	*caps, *v;
+	size_t	 i;
+
+	caps = json_object_get(json_object_get(greeting, "QMP"),
+	    "capabilities");
+	json_array_foreach(caps, i, v) {
+		if (json_is_string(v) && strcmp(json_string_value(v), "oob") ==
+		    0)
+			return (1);
+	}
+	return (0);
+}
+
 static void
 mon_greeting(struct mon *m, json_t *msg)
 {
@@ -757,7 +845,12 @@ mon_greeting(struct mon *m, json_t *msg)
 	m->version = v;
 	m->have_version = 1;
 	m->greeted = 1;
-	mon_internal(m, "qmp_capabilities", mon_caps_done);
+	/* oob if QEMU offers it: then the broker's clients can have it */
+	m->oob_offered = mon_caps_has_oob(msg);
+	m->oob = 0;
+	m->ninband = 0;
+	mon_internal(m, "qmp_capabilities", m->oob_offered ?
+	    json_pack("{s:[s]}", "enable", "oob") : NULL, mon_caps_done);
 }
 
 static void
@@ -768,7 +861,8 @@ mon_caps_done(struct mon *m, json_t *ret, const struct qmp_error *err)
 		    err->desc);
 		return;
 	}
-	mon_internal(m, "query-commands", mon_commands_done);
+	m->oob = m->oob_offered;
+	mon_internal(m, "query-commands", NULL, mon_commands_done);
 }
 
 static void

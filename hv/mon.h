@@ -90,6 +90,16 @@ void		 mon_free(struct mon *);
 void		 mon_execute(struct mon *, const char *cmd, json_t *args,
 		    const int *fds, size_t nfds, mon_reply_fn *, void *arg);
 
+/* The same as exec-oob: written at once, past every queued and pending
+   command, for QEMU to run out of band. Fails (from the loop) unless
+   ready with oob enabled. Never carries fds. */
+void		 mon_execute_oob(struct mon *, const char *cmd, json_t *args,
+		    mon_reply_fn *, void *arg);
+/* QEMU's greeting offers oob (the broker then enables it; kept across
+   disconnects like the version); mon_oob: enabled on this connection. */
+bool		 mon_oob_offered(const struct mon *);
+bool		 mon_oob(const struct mon *);
+
 enum mon_state	 mon_state(const struct mon *);
 const char	*mon_path(const struct mon *);
 /* Valid once a greeting arrived (kept across disconnects). */

@@ -207,6 +207,44 @@ vmq_version(const struct vmq *q)
 }
 
 bool
+vmq_oob_offered(const struct vmq *q)
+{
+	return (q->be == NULL && q->mon != NULL && mon_oob_offered(q->mon));
+}
+
+void
+vmq_execute_oob(struct vmq *q, const char *cmd, json_t *args,
+    vmq_reply_fn *fn, void *arg)
+{
+	struct vmq_call		*call;
+	struct qmp_error	 e;
+	struct timeval		 tv = { 0, 0 };
+
+	if ((call = malloc(sizeof *call)) == NULL) {
+		json_decref(args);
+		qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
+		fn(NULL, &e, arg);
+		return;
+	}
+	call->fn = fn;
+	call->arg = arg;
+	if (!q->dead && q->be == NULL) {
+		mon_execute_oob(q->mon, cmd, args, vmq_mon_done, call);
+		return;
+	}
+	json_decref(args);
+	qmp_error_set(&call->err, QMP_CLS_GENERIC, q->dead ? "VM '%s' has "
+	    "been removed" : "VM '%s' offers no out-of-band execution",
+	    q->name);
+	if (event_base_once(q->base, -1, EV_TIMEOUT, vmq_call_fail, call,
+	    &tv) == 0)
+		return;
+	e = call->err;
+	free(call);
+	fn(NULL, &e, arg);
+}
+
+bool
 vmq_has_command(const struct vmq *q, const char *cmd)
 {
 	if (q->be != NULL)

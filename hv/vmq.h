@@ -127,6 +127,13 @@ enum mon_state	 vmq_state(const struct vmq *q);
 const struct qmp_version *vmq_version(const struct vmq *q);
 /* True if q's QEMU offers cmd (false while not ready, and once dead). */
 bool		 vmq_has_command(const struct vmq *q, const char *cmd);
+/* QEMU offers out-of-band execution (its monitor's greeting; never
+   through a backend). */
+bool		 vmq_oob_offered(const struct vmq *q);
+/* As vmq_execute, as exec-oob: past every command in flight. Fails
+   (from the loop) where oob is not offered. */
+void		 vmq_execute_oob(struct vmq *, const char *cmd, json_t *args,
+		    vmq_reply_fn *, void *arg);
 /* The name given at creation; borrowed, valid as long as q. */
 const char	*vmq_name(const struct vmq *q);
 

@@ -25,10 +25,9 @@
  * socket read costs no copy.
  *
  * Fast: the bytes are lexed once (strings, most of QMP's bytes, a word at
- * a time), then a plain message is handed to json_loadb; messages jansson
- * refuses or reads otherwise than QEMU (single quotes, \u escapes,
- * non-ASCII bytes, big integers, errors) take this module's own parser,
- * which is QEMU's.
+ * a time), then the message's tokens are parsed into jansson values by
+ * this module's own parser (QEMU's rules), which is faster than
+ * json_loadb.
  *
  * Pure code: no sockets, no event loop.
  */
@@ -60,7 +59,6 @@ struct qmp_jstream {
 	long		 brace, bracket;
 	size_t		 ntokens;
 	unsigned long long tsize;	/* sum of its tokens' lengths */
-	unsigned	 slow;	/* jansson would read it otherwise */
 };
 
 void	qmp_jstream_init(struct qmp_jstream *, size_t max);

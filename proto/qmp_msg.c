@@ -208,9 +208,19 @@ int
 qmp_cmd_parse(const json_t *msg, const char **name, json_t **args,
     json_t **id, struct qmp_error *err)
 {
-	const char	*key;
+	bool	oob;
+
+	return (qmp_cmd_parse_oob(msg, false, name, args, id, &oob, err));
+}
+
+int
+qmp_cmd_parse_oob(const json_t *msg, bool allow_oob, const char **name,
+    json_t **args, json_t **id, bool *oob, struct qmp_error *err)
+{
+	const char	*key, *exec_key = NULL;
 	json_t		*v, *exec = NULL, *a = NULL;
 
+	*oob = false;
 	if (name != NULL)
 		*name = NULL;
 	if (args != NULL)
@@ -223,21 +233,33 @@ qmp_cmd_parse(const json_t *msg, const char **name, json_t **args,
 		    "QMP input must be a JSON object");
 		return (-1);
 	}
+	/* QEMU's qmp_dispatch_check_obj, member by member */
 	json_object_foreach((json_t *)msg, key, v) {
-		if (strcmp(key, "execute") == 0)
+		if (strcmp(key, "execute") == 0 ||
+		    (allow_oob && strcmp(key, "exec-oob") == 0)) {
+			if (!json_is_string(v)) {
+				qmp_error_set(err, QMP_CLS_GENERIC, "QMP input "
+				    "member '%s' must be a string", key);
+				return (-1);
+			}
+			if (exec_key != NULL) {
+				qmp_error_set(err, QMP_CLS_GENERIC, "QMP input "
+				    "member '%s' clashes with '%s'", key,
+				    exec_key);
+				return (-1);
+			}
+			exec_key = key;
 			exec = v;
-		else if (strcmp(key, "arguments") == 0)
+		} else if (strcmp(key, "arguments") == 0) {
+			if (!json_is_object(v)) {
+				qmp_error_set(err, QMP_CLS_GENERIC, "QMP input "
+				    "member 'arguments' must be an object");
+				return (-1);
+			}
 			a = v;
-		else if (strcmp(key, "id") == 0)
+		} else if (strcmp(key, "id") == 0)
 			continue;
-		else if (strcmp(key, "exec-oob") == 0) {
-			/* QEMU's words when OOB was not negotiated; we never
-			   offer it, so say why too. */
-			qmp_error_set(err, QMP_CLS_GENERIC,
-			    "QMP input member 'exec-oob' is unexpected "
-			    "(out-of-band execution is not supported)");
-			return (-1);
-		} else {
+		else {
 			qmp_error_set(err, QMP_CLS_GENERIC,
 			    "QMP input member '%s' is unexpected", key);
 			return (-1);
@@ -248,16 +270,7 @@ qmp_cmd_parse(const json_t *msg, const char **name, json_t **args,
 		    "QMP input lacks member 'execute'");
 		return (-1);
 	}
-	if (!json_is_string(exec)) {
-		qmp_error_set(err, QMP_CLS_GENERIC,
-		    "QMP input member 'execute' must be a string");
-		return (-1);
-	}
-	if (a != NULL && !json_is_object(a)) {
-		qmp_error_set(err, QMP_CLS_GENERIC,
-		    "QMP input member 'arguments' must be an object");
-		return (-1);
-	}
+	*oob = strcmp(exec_key, "exec-oob") == 0;
 	if (name != NULL)
 		*name = json_string_value(exec);
 	if (args != NULL)

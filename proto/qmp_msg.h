@@ -6,6 +6,7 @@
 #define QMP_MSG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -52,6 +53,11 @@ json_t	*qmp_cmd_new(const char *name, json_t *args, json_t *id);
    can carry it. */
 int	 qmp_cmd_parse(const json_t *, const char **name, json_t **args,
 	    json_t **id, struct qmp_error *err);
+/* The same with QEMU's rules for exec-oob: allowed only when allow_oob
+   (the client enabled oob), then instead of "execute"; *oob says which
+   it was. */
+int	 qmp_cmd_parse_oob(const json_t *, bool allow_oob, const char **name,
+	    json_t **args, json_t **id, bool *oob, struct qmp_error *err);
 
 /* Greeting fields. Returns 0 and fills what it can, -1 if not a greeting. */
 struct qmp_version {

@@ -126,6 +126,11 @@ cmd_dispatch(struct req *r, const char *name, json_t *args, bool negotiated)
 		    "negotiation with 'qmp_capabilities'");
 		return;
 	}
+	if (req_oob(r) && !(e->flags & CMD_OOB)) {
+		req_error(r, QMP_CLS_GENERIC, "The command %s does not support "
+		    "OOB", name);
+		return;
+	}
 	/* fds nobody asked for must not pile up in the broker. */
 	if (!(e->flags & CMD_FDS))
 		req_close_fds(r);

@@ -47,6 +47,8 @@ struct vm;
 
 #define CMD_PRECAP	0x1	/* allowed before qmp_capabilities */
 #define CMD_FDS		0x2	/* takes fds passed with the request */
+#define CMD_OOB		0x4	/* may come as exec-oob: never waits (or,
+				   vm-execute, runs its command out of band) */
 
 /* .target.kind */
 #define CMD_TARGET_NONE	0

@@ -3,6 +3,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include "broker/cmd/cmd.h"
 #include "broker/core/loop.h"
 #include "broker/session/client.h"
@@ -14,6 +16,7 @@ cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
 	struct client	*c = client_of(r);
 	json_t		*enable, *v;
 	size_t		 i;
+	bool		 oob = false;
 
 	enable = json_object_get(args, "enable");
 	if (c != NULL && c->negotiated) {
@@ -26,13 +29,27 @@ cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
 		    "'enable', expected: array");
 		return;
 	}
+	/* QEMU 7.2's words: its visitor names the list element 'null' */
 	json_array_foreach(enable, i, v) {
-		req_error(r, QMP_CLS_GENERIC, "Capability '%s' not available",
-		    json_is_string(v) ? json_string_value(v) : "?");
-		return;
+		if (!json_is_string(v)) {
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
+			    "for 'null', expected: string");
+			return;
+		}
+		if (strcmp(json_string_value(v), "oob") != 0) {
+			req_error(r, QMP_CLS_GENERIC, "Parameter 'null' does "
+			    "not accept value '%s'", json_string_value(v));
+			return;
+		}
+		if (c == NULL || !client_oob_offered(c)) {
+			req_error(r, QMP_CLS_GENERIC, "Capability 'oob' not "
+			    "available");
+			return;
+		}
+		oob = true;
 	}
 	if (c != NULL)
-		client_set_negotiated(c);
+		client_set_negotiated(c, oob);
 	req_reply(r, NULL);
 }
 
@@ -69,7 +86,9 @@ const struct cmd_entry cmd_base_table[] = {
 	{ .name = "qmp_capabilities", .exec = cmd_qmp_capabilities,
 	    .flags = CMD_PRECAP,
 	    .args = { { "enable", 'o', false } } },
-	{ .name = "query-commands", .exec = cmd_query_commands },
-	{ .name = "query-version", .exec = cmd_query_version },
+	{ .name = "query-commands", .exec = cmd_query_commands,
+	    .flags = CMD_OOB },
+	{ .name = "query-version", .exec = cmd_query_version,
+	    .flags = CMD_OOB },
 	{ .name = NULL }
 };

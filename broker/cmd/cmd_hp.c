@@ -291,6 +291,7 @@ const struct cmd_entry cmd_hp_table[] = {
 	{ .name = "disk-del", .exec = cmd_dev_del, .op = HP_DISK,
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = "query-pci-slots", .exec = cmd_query_slots,
+	    .flags = CMD_OOB,
 	    .target = HP_TARGET, .args = { HP_VM } },
 	{ .name = "has-device", .exec = cmd_has_device,
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },

@@ -55,9 +55,10 @@ cmd_job_act(struct req *req, json_t *args, const struct cmd_entry *e,
 #define JOB_ARGS	{ { "id", 'I', true } }
 
 const struct cmd_entry cmd_job_table[] = {
-	{ .name = "query-jobs", .exec = cmd_query_jobs,
+	{ .name = "query-jobs", .exec = cmd_query_jobs, .flags = CMD_OOB,
 	    .args = { { "id", 'I', false } } },
 	{ .name = "job-cancel", .exec = cmd_job_act, .op = CMD_JOB_CANCEL,
+	    .flags = CMD_OOB,
 	    .target = JOB_TARGET, .args = JOB_ARGS },
 	{ .name = "job-dismiss", .exec = cmd_job_act, .op = CMD_JOB_DISMISS,
 	    .target = JOB_TARGET, .args = JOB_ARGS },

@@ -177,11 +177,14 @@ cmd_vm_execute(struct req *r, json_t *args, const struct cmd_entry *e,
 		req_error(r, QMP_CLS_GENERIC, "No VM named '%.80s'", name);
 		return;
 	}
-	req_vm_execute(r, vm, cmd, cargs);
+	if (req_oob(r))
+		req_vm_execute_oob(r, vm, cmd, cargs);
+	else
+		req_vm_execute(r, vm, cmd, cargs);
 }
 
 const struct cmd_entry cmd_vm_table[] = {
-	{ .name = "query-vms", .exec = cmd_query_vms,
+	{ .name = "query-vms", .exec = cmd_query_vms, .flags = CMD_OOB,
 	    .target = { "name", CMD_FIND_VM | CMD_TARGET_OPT },
 	    .args = { { "name", 's', false } } },
 	/* the VM it adds need not exist, but vm-allow may refuse it */
@@ -194,7 +197,8 @@ const struct cmd_entry cmd_vm_table[] = {
 	    .target = { "name", CMD_FIND_VM },
 	    .args = { { "name", 's', true } } },
 	/* looks its VM up itself, after checking the command */
-	{ .name = "vm-execute", .exec = cmd_vm_execute, .flags = CMD_FDS,
+	{ .name = "vm-execute", .exec = cmd_vm_execute,
+	    .flags = CMD_FDS | CMD_OOB,
 	    .target = { "vm", CMD_ALLOW_VM },
 	    .args = { { "vm", 's', true }, { "command", 's', true },
 	    /* an object, said after unexpected members */

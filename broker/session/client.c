@@ -20,6 +20,9 @@
 #include "hv/chan.h"
 
 #define CLIENT_MAX_INFLIGHT	1024
+/* QEMU 7.2 with oob on: one in-band command at work and 8 queued, then
+   it stops reading the client (exec-oob included) until one is done */
+#define CLIENT_OOB_INBAND_MAX	9
 #define CLIENT_OUTQ_PAUSE	(8u * 1024 * 1024)
 
 static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
@@ -113,6 +116,7 @@ client_slots_free(struct client *c)
 		free(s->buf);
 		free(s);
 	}
+	c->nslots = 0;
 }
 
 void
@@ -205,7 +209,9 @@ client_greet(struct client *c)
 		v = loop_version();
 	else if (c->vm == NULL || (v = vm_version(c->vm)) == NULL)
 		return;
-	if ((g = qmp_greeting_new(v, json_array())) == NULL)
+	/* exactly the capabilities we can honour */
+	if ((g = qmp_greeting_new(v, client_oob_offered(c) ?
+	    json_pack("[s]", "oob") : json_array())) == NULL)
 		return;
 	client_send_json(c, g);
 	json_decref(g);
@@ -213,9 +219,18 @@ client_greet(struct client *c)
 }
 
 void
-client_set_negotiated(struct client *c)
+client_set_negotiated(struct client *c, bool oob)
 {
 	c->negotiated = true;
+	c->oob = oob;
+}
+
+bool
+client_oob_offered(const struct client *c)
+{
+	if (c->kind == CLIENT_CONTROL)
+		return (true);
+	return (c->vm != NULL && vm_oob_offered(c->vm));
 }
 
 static void
@@ -328,6 +343,7 @@ client_reply(struct client *c, json_t *id, json_t *ret,
 
 static void	client_req_finished(struct client *);
 static void	client_note_reply(struct client *);
+static void	client_pause_check(struct client *);
 
 /* A new slot at the end of the order; NULL if out of memory (the
    answer then goes out at once). */
@@ -340,6 +356,7 @@ client_slot_new(struct client *c, struct req *r)
 		return (NULL);
 	s->r = r;
 	TAILQ_INSERT_TAIL(&c->slots, s, entry);
+	c->nslots++;
 	return (s);
 }
 
@@ -352,14 +369,18 @@ client_slots_flush(struct client *c)
 
 	while ((s = TAILQ_FIRST(&c->slots)) != NULL && s->r == NULL) {
 		TAILQ_REMOVE(&c->slots, s, entry);
+		c->nslots--;
 		if (s->len > 0)
 			client_send_buf(c, s->buf, s->len);
 		free(s->buf);
 		free(s);
 		sent = 1;
 	}
-	if (sent)
+	if (sent) {
 		client_note_reply(c);
+		if (c->paused)
+			client_pause_check(c);
+	}
 }
 
 /* An answer that is not a request's (a parse error, a refused
@@ -375,8 +396,10 @@ client_reply_now(struct client *c, json_t *id, json_t *ret,
 	c->hold = s;
 	client_reply(c, id, ret, err);
 	c->hold = NULL;
-	if (s != NULL)
+	if (s != NULL) {
 		client_slots_flush(c);
+		client_pause_check(c);
+	}
 }
 
 static void
@@ -407,7 +430,8 @@ client_pause_check(struct client *c)
 	int	want;
 
 	want = c->nreqs >= CLIENT_MAX_INFLIGHT ||
-	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE;
+	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE ||
+	    (c->oob && c->nslots >= CLIENT_OOB_INBAND_MAX);
 	if (want != c->paused && !c->closing) {
 		c->paused = want;
 		chan_pause_read(c->chan, want);
@@ -422,7 +446,7 @@ client_req_finished(struct client *c)
 		client_shutdown(c);
 		return;
 	}
-	if (c->paused && c->nreqs < CLIENT_MAX_INFLIGHT / 2)
+	if (c->paused && (c->nreqs < CLIENT_MAX_INFLIGHT / 2 || c->oob))
 		client_pause_check(c);
 }
 
@@ -443,20 +467,16 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	struct req		*r;
 	const char		*name;
 	json_t			*args, *id = NULL;
+	bool			 oob;
 
 	if (c->closing || c->draining) {
 		client_close_fds(fds, nfds);
 		return;
 	}
-	if (qmp_cmd_parse(msg, &name, &args, &id, &err) == -1) {
+	/* exec-oob only once the client enabled oob, as in QEMU */
+	if (qmp_cmd_parse_oob(msg, c->oob, &name, &args, &id, &oob,
+	    &err) == -1) {
 		client_close_fds(fds, nfds);
-		client_reply_now(c, id, NULL, &err);
-		return;
-	}
-	if (json_object_get(msg, "exec-oob") != NULL) {
-		client_close_fds(fds, nfds);
-		qmp_error_set(&err, QMP_CLS_GENERIC, "Out-of-band execution "
-		    "is not supported by qmpbroker");
 		client_reply_now(c, id, NULL, &err);
 		return;
 	}
@@ -477,8 +497,11 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 		return;
 	}
 	c->nreqs++;
-	/* a shared socket answers in input order, as QEMU does */
-	if (c->kind == CLIENT_SHARE)
+	/* a shared socket answers in input order, as QEMU does; out of
+	   band is answered as soon as it is done, past the others */
+	if (oob)
+		req_set_oob(r);
+	else if (c->kind == CLIENT_SHARE)
 		client_slot_new(c, r);
 	if (c->kind == CLIENT_SHARE && c->negotiated)
 		share_request(r, c, name, args);

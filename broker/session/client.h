@@ -70,6 +70,7 @@ struct client {
 
 	bool			 greeted;
 	bool			 negotiated;
+	bool			 oob;		/* enabled by qmp_capabilities */
 	bool			 closing;	/* no more input */
 	bool			 draining;	/* closing once nreqs is 0 */
 	bool			 paused;
@@ -79,6 +80,7 @@ struct client {
 	/* shared sockets: answers in input order; hold: the slot the
 	   answer being written goes to */
 	TAILQ_HEAD(, client_slot) slots;
+	size_t			 nslots;
 	struct client_slot	*hold;
 
 	/* Output accounting: bytes ever queued, so "was this reply
@@ -112,7 +114,11 @@ size_t	client_count(void);
 /* The client of a request, NULL once it has gone. */
 struct client *client_of(const struct req *);
 void	client_greet(struct client *);
-void	client_set_negotiated(struct client *);
+/* Negotiated; oob: with {"enable": ["oob"]}. */
+void	client_set_negotiated(struct client *, bool oob);
+/* Does c's greeting offer oob? The control socket's always does; a
+   shared socket's when its QEMU does. */
+bool	client_oob_offered(const struct client *);
 /* Queue an event's bytes, subject to the queue limit. */
 void	client_send_event(struct client *, const char *, size_t);
 /* Stop reading, flush, then go (shutdown, shared VM gone). */

@@ -23,6 +23,7 @@ struct req {
 	req_done_fn	*done;
 	void		*arg;
 	LIST_ENTRY(req)	 entry;
+	bool		 oob;
 	size_t		 nfds;
 	int		 fds[];
 };
@@ -395,6 +396,26 @@ req_vm_reply(json_t *ret, const struct qmp_error *err, void *arg)
 		req_error_qmp(r, err);
 	else
 		req_reply(r, json_incref(ret));
+}
+
+void
+req_set_oob(struct req *r)
+{
+	r->oob = true;
+}
+
+bool
+req_oob(const struct req *r)
+{
+	return (r->oob);
+}
+
+void
+req_vm_execute_oob(struct req *r, struct vm *vm, const char *cmd,
+    json_t *args)
+{
+	req_close_fds(r);
+	vmq_execute_oob(vm_vmq(vm), cmd, json_incref(args), req_vm_reply, r);
 }
 
 void

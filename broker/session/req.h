@@ -89,6 +89,12 @@ bool	req_vm_allowed(const struct req *, const char *name);
 /* Runs cmd on vm for r with the request's fds, and finishes r with
    QEMU's return or error, unchanged (vm-execute, the shared sockets).
    args is borrowed. */
+/* The request came as exec-oob: answered past in-band work. */
+void	req_set_oob(struct req *);
+bool	req_oob(const struct req *);
+/* cmd as exec-oob on the VM's QEMU (no fds). */
+void	req_vm_execute_oob(struct req *, struct vm *, const char *cmd,
+	    json_t *args);
 void	req_vm_execute(struct req *, struct vm *, const char *cmd,
 	    json_t *args);
 

@@ -248,7 +248,10 @@ share_request(struct req *r, struct client *c, const char *name,
 		req_error(r, QMP_CLS_GENERIC, "The VM has been removed");
 		return;
 	}
-	req_vm_execute(r, c->vm, name, args);
+	if (req_oob(r))
+		req_vm_execute_oob(r, c->vm, name, args);
+	else
+		req_vm_execute(r, c->vm, name, args);
 }
 
 /*

@@ -339,6 +339,12 @@ vm_version(const struct vm *vm)
 }
 
 bool
+vm_oob_offered(const struct vm *vm)
+{
+	return (vmq_oob_offered(vm->q));
+}
+
+bool
 vm_has_command(const struct vm *vm, const char *cmd)
 {
 	return (vmq_has_command(vm->q, cmd));

@@ -61,6 +61,8 @@ struct vmq	*vm_vmq(const struct vm *);
 /* vmq_state(), vmq_version(), vmq_has_command() of the VM's endpoint. */
 enum mon_state	 vm_state(const struct vm *);
 const struct qmp_version *vm_version(const struct vm *);
+/* Its QEMU offers oob (the broker has enabled it with QEMU). */
+bool		 vm_oob_offered(const struct vm *);
 bool		 vm_has_command(const struct vm *, const char *);
 size_t		 vm_count(void);
 /* All VMs, sorted by name; caller frees the array. */

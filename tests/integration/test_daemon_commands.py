@@ -31,7 +31,8 @@ def test_greeting():
 	with Env("greet") as env:
 		c = env.d.client(negotiate=False)
 		g = c.read_greeting()["QMP"]
-		check(g.get("capabilities") == [], "capabilities %r" %
+		# out-of-band execution, as QEMU offers it (test_qmp_oob)
+		check(g.get("capabilities") == ["oob"], "capabilities %r" %
 		    g.get("capabilities"))
 		ver = g["version"]["qemu"]
 		for k in ("major", "minor", "micro"):
@@ -66,7 +67,9 @@ def test_capabilities_first():
 def test_bad_json():
 	with Env("badjson") as env:
 		c = env.d.client()
-		for junk in (b"this is not json", b"{\"execute\": ", b"[1, 2]",
+		# (QEMU's grammar: an unfinished object waits for its end,
+		# so the unfinished one here is closed wrongly)
+		for junk in (b"this is not json", b"{\"execute\": }", b"[1, 2]",
 		    b"42", b"\"query-vms\"", b"\xff\xfe{}"):
 			c.send_raw(junk + b"\r\n")
 			r = c.wait_noid()

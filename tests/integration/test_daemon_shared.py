@@ -106,14 +106,17 @@ def test_vm_removed():
 		c, f, g, path = setup(env, faults="no-reply query-pci\n")
 		a = env.h.qmp(path)
 		stuck = a.send_cmd("query-pci")
-		a.cmd("query-status")
+		# behind the stuck one, as in QEMU's in-band queue
+		behind = a.send_cmd("query-status")
 		c.cmd("vm-remove", {"name": "v1"})
 		try:
 			r = a.wait_reply(stuck)
+			r2 = a.wait_reply(behind)
 		except qb.Closed:
 			raise qb.Failure("session closed without answering its "
-			    "pending command")
+			    "pending commands")
 		check("error" in r, "pending after vm-remove: %r" % r)
+		check("error" in r2 or "return" in r2, "queued behind: %r" % r2)
 		a.wait_closed()
 		check(not os.path.exists(path), "socket left after vm-remove")
 		env.finish()

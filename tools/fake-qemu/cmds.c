@@ -104,6 +104,26 @@ args_only(json_t *args, const char *const *known, struct qmp_error *err)
 	return (0);
 }
 
+/* yank: QEMU's out-of-band command; no yank instances here, so only an
+   empty list is honoured (QEMU: "Instance ... not found" otherwise). */
+static json_t *
+cmd_yank(struct cmdctx *x, json_t *args, struct qmp_error *err)
+{
+	json_t	*inst = json_object_get(args, "instances");
+
+	if (!json_is_array(inst)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, inst == NULL ?
+		    "Parameter 'instances' is missing" : "Invalid parameter "
+		    "type for 'instances', expected: array");
+		return (NULL);
+	}
+	if (json_array_size(inst) > 0) {
+		qmp_error_set(err, QMP_CLS_DEVNOTFOUND, "Instance not found");
+		return (NULL);
+	}
+	return (json_object());
+}
+
 static json_t *
 cmd_query_status(struct cmdctx *x, json_t *args, struct qmp_error *err)
 {
@@ -624,6 +644,7 @@ static const struct cmd_entry cmd_table[] = {
 	{ "qmp_capabilities",		NULL,			0 },
 	{ "query-commands",		cmd_query_commands,	1 },
 	{ "query-status",		cmd_query_status,	1 },
+	{ "yank",			cmd_yank,		0 },
 	{ "query-version",		cmd_query_version,	1 },
 	{ "stop",			cmd_stop,		1 },
 	{ "cont",			cmd_cont,		1 },

@@ -40,6 +40,8 @@ struct conn {
 	int		 dead;
 	int		 negotiated;
 	int		 silent;	/* no-greeting: read, never answer */
+	int		 oob;		/* the client enabled oob */
+	int		 oob_now;	/* answering exec-oob: no delay */
 	int		 reading;
 
 	int		 fds[FAKE_MAX_FDS];	/* received, not yet used */
@@ -301,9 +303,10 @@ conn_reply(struct conn *c, const char *cmd, json_t *ret,
 			json_object_set(msg, "id", id);
 	}
 	f = NULL;
-	if (cmd != NULL)
+	if (cmd != NULL && !c->oob_now)
 		f = fault_get(&c->vm->fake->faults, c->idx, F_DELAY_CMD, cmd);
-	if (f == NULL)
+	/* out of band: answered at once, whatever in-band waits */
+	if (f == NULL && !c->oob_now)
 		f = fault_get(&c->vm->fake->faults, c->idx, F_DELAY, NULL);
 	if (f == NULL || f->n == 0) {
 		conn_send(c, msg);
@@ -403,6 +406,24 @@ cmd_take_fd(struct cmdctx *x)
 }
 
 static void
+conn_oob_yank(struct conn *c, const char *name, json_t *args, json_t *id)
+{
+	const struct cmd_entry	*ce = cmd_find(name);
+	struct qmp_error	 err;
+	struct cmdctx		 x;
+	json_t			*ret;
+
+	memset(&err, 0, sizeof err);
+	memset(&x, 0, sizeof x);
+	x.vm = c->vm;
+	x.conn = c;
+	x.fds = c->fds;
+	x.nfds = &c->nfds;
+	ret = ce->fn(&x, args, &err);
+	conn_reply(c, name, ret, ret != NULL ? NULL : &err, id);
+}
+
+static void
 conn_command(struct conn *c, json_t *msg)
 {
 	const struct faults	*fs = &c->vm->fake->faults;
@@ -413,10 +434,31 @@ conn_command(struct conn *c, json_t *msg)
 	const char		*name;
 	json_t			*args = NULL, *id = NULL, *ret;
 	const char		*k;
-	json_t			*v;
+	json_t			*v, *en;
+	bool			 oob;
+	size_t			 i;
 
-	if (qmp_cmd_parse(msg, &name, &args, &id, &err) != 0) {
+	if (qmp_cmd_parse_oob(msg, c->oob, &name, &args, &id, &oob,
+	    &err) != 0) {
 		conn_reply(c, NULL, NULL, &err, id);
+		return;
+	}
+	if (oob) {
+		/* QEMU 7.2: only commands marked allow-oob run out of band */
+		c->oob_now = 1;
+		if (cmd_find(name) == NULL)
+			qmp_error_set(&err, QMP_CLS_NOTFOUND,
+			    "The command %s has not been found", name);
+		else if (strcmp(name, "yank") != 0)
+			qmp_error_set(&err, QMP_CLS_GENERIC,
+			    "The command %s does not support OOB", name);
+		else {
+			conn_oob_yank(c, name, args, id);
+			c->oob_now = 0;
+			return;
+		}
+		conn_reply(c, name, NULL, &err, id);
+		c->oob_now = 0;
 		return;
 	}
 	if (fault_get(fs, c->idx, F_EOF_ON, name) != NULL) {
@@ -458,6 +500,30 @@ conn_command(struct conn *c, json_t *msg)
 				return;
 			}
 		}
+		/* QEMU 7.2's answers to "enable" */
+		en = json_object_get(args, "enable");
+		if (en != NULL && !json_is_array(en)) {
+			qmp_error_set(&err, QMP_CLS_GENERIC, "Invalid parameter "
+			    "type for 'enable', expected: array");
+			conn_reply(c, name, NULL, &err, id);
+			return;
+		}
+		json_array_foreach(en, i, v) {
+			if (json_is_string(v) &&
+			    strcmp(json_string_value(v), "oob") == 0)
+				continue;
+			if (json_is_string(v))
+				qmp_error_set(&err, QMP_CLS_GENERIC, "Parameter "
+				    "'null' does not accept value '%s'",
+				    json_string_value(v));
+			else
+				qmp_error_set(&err, QMP_CLS_GENERIC, "Invalid "
+				    "parameter type for 'null', expected: "
+				    "string");
+			conn_reply(c, name, NULL, &err, id);
+			return;
+		}
+		c->oob = json_array_size(en) > 0;
 		conn_reply(c, name, NULL, NULL, id);
 		conn_negotiated(c);
 		return;
