@@ -21,6 +21,8 @@ OUT = os.path.join(HERE, "corpus")
 
 NEG = b'{"execute":"qmp_capabilities"}\n'
 QS = b'{"execute":"query-status"}'
+# p-* streams use only commands no server has (the control socket too)
+UNK = b'{"execute":"no-such-cmd","id":"u"}'
 S = {}		# name -> bytes, or a list for .gen
 
 
@@ -119,10 +121,10 @@ LEX = [
 	("bare-word", b"not json\n"),
 	("lone-close-brace", b"}\n"),
 	("lone-close-bracket", b"]\n"),
-	("extra-close-brace", QS + b"}\n"),
-	("close-before-open", b"}" + QS + b"\n"),
-	("unclosed-then-cmd", b'{"execute":"query-status"\n' + QS + b"\n"),
-	("unclosed-string-then-cmd", b'{"execute":"query-st\n' + QS + b"\n"),
+	("extra-close-brace", UNK + b"}\n"),
+	("close-before-open", b"}" + UNK + b"\n"),
+	("unclosed-then-cmd", b'{"execute":"no-such-cmd"\n' + UNK + b"\n"),
+	("unclosed-string-then-cmd", b'{"execute":"no-such\n' + UNK + b"\n"),
 	("bad-escape-x", b'{"execute":"no-such-cmd","id":"\\x41"}\n'),
 	("bad-escape-u-short", b'{"execute":"no-such-cmd","id":"\\u12"}\n'),
 	("bad-escape-u-hex", b'{"execute":"no-such-cmd","id":"\\uZZZZ"}\n'),
