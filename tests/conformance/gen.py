@@ -389,7 +389,7 @@ add("p-limit-nesting-2000-then-cmd", nest(2000) +
 add("p-limit-unclosed-deep", b"[" * 1100 + b"\n" +
     b'{"execute":"no-such-cmd","id":"after"}\n')
 add("s-limit-long-string-id", b'{"execute":"query-status","id":"' +
-    b"a" * 100000 + b'"}\n')
+    b"a" * 20000 + b'"}\n')
 TS = 64 << 20
 TC = 2 << 20
 HEAD = '{"execute":"qmp_capabilities"}\n{"execute":"no-such-cmd","id":"'
