@@ -31,6 +31,7 @@ struct hop_run {
 	long			 skip;		/* warm-up */
 	double			 t0;
 	uint64_t		 id;
+	int			 noid;		/* commands without an id */
 	struct qb_samples	*s;
 	int			 failed;
 };
@@ -41,8 +42,11 @@ hop_send(struct hop_run *h)
 	char	buf[256];
 	int	n;
 
-	n = snprintf(buf, sizeof buf, "%s%llu}\r\n", h->line,
-	    (unsigned long long)++h->id);
+	if (h->noid)
+		n = snprintf(buf, sizeof buf, "%s}\r\n", h->line);
+	else
+		n = snprintf(buf, sizeof buf, "%s%llu}\r\n", h->line,
+		    (unsigned long long)++h->id);
 	h->t0 = qb_now();
 	if (qb_conn_send(h->c, buf, (size_t)n, NULL, 0) == -1) {
 		h->failed = 1;
@@ -80,7 +84,7 @@ hop_reply(struct qb_conn *c, json_t *msg, uint64_t id, void *arg)
 }
 
 static int
-hop_round(const char *path, const char *line, long n, long warm,
+hop_round(const char *path, const char *line, int noid, long n, long warm,
     struct qb_samples *s)
 {
 	struct hop_run	 h;
@@ -89,6 +93,7 @@ hop_round(const char *path, const char *line, long n, long warm,
 
 	memset(&h, 0, sizeof h);
 	h.line = line;
+	h.noid = noid;
 	h.left = n;
 	h.skip = warm;
 	h.s = s;
@@ -155,7 +160,7 @@ bench_hop(int argc, char **argv)
 	struct qb_samples	 s[HOP_N];
 	double			 med[HOP_N], p99[HOP_N];
 	long			 n, rounds, warm, per;
-	int			 r, m;
+	int			 r, m, noid;
 
 	path[HOP_DIRECT] = qb_arg(argc, argv, "direct", NULL);
 	path[HOP_SOCAT] = qb_arg(argc, argv, "socat", NULL);
@@ -170,6 +175,9 @@ bench_hop(int argc, char **argv)
 	if (n < 1 || rounds < 1 || warm < 0)
 		qb_fatal("hop: bad counts");
 	modes = qb_arg(argc, argv, "modes", "direct,socat,broker,shared");
+	/* --noid yes: commands without an id, as many clients send them
+	   (their replies carry none, so the reply matched is id 0) */
+	noid = strcmp(qb_arg(argc, argv, "noid", "no"), "yes") == 0;
 	for (m = 0; m < HOP_N; m++) {
 		on[m] = strstr(modes, hop_names[m]) != NULL;
 		if (on[m] && path[m] == NULL)
@@ -177,9 +185,10 @@ bench_hop(int argc, char **argv)
 			    "control" : hop_names[m]);
 	}
 	snprintf(bline, sizeof bline, "{\"execute\":\"vm-execute\","
-	    "\"arguments\":{\"vm\":\"%s\",\"command\":\"query-status\"},"
-	    "\"id\":", vm);
-	line[HOP_DIRECT] = line[HOP_SOCAT] = line[HOP_SHARED] =
+	    "\"arguments\":{\"vm\":\"%s\",\"command\":\"query-status\"}"
+	    "%s", vm, noid ? "" : ",\"id\":");
+	line[HOP_DIRECT] = line[HOP_SOCAT] = line[HOP_SHARED] = noid ?
+	    "{\"execute\":\"query-status\"" :
 	    "{\"execute\":\"query-status\",\"id\":";
 	line[HOP_BROKER] = bline;
 	memset(s, 0, sizeof s);
@@ -195,7 +204,8 @@ bench_hop(int argc, char **argv)
 			   broker holds it only for its own two modes */
 			if (ctl != NULL && m == HOP_BROKER)
 				hop_attach(ctl, vm, attach, 1);
-			if (hop_round(path[m], line[m], per, warm, &s[m]) == -1)
+			if (hop_round(path[m], line[m], noid, per, warm,
+			    &s[m]) == -1)
 				qb_fatal("hop: %s mode failed", hop_names[m]);
 			if (ctl != NULL && m == HOP_SHARED)
 				hop_attach(ctl, vm, attach, 0);
