@@ -73,7 +73,8 @@ libevent-dev libjansson-dev libvirt-dev libcmocka-dev
 qemu-system-x86 qemu-utils socat python3 busybox-static cpio
 clang libclang-rt-14-dev libfuzzer-14-dev valgrind
 iproute2 kmod util-linux libvirt-daemon-system libvirt-daemon-driver-qemu
-gnuplot-nox"
+gnuplot-nox
+libsystemd-dev systemd debhelper lintian mandoc fakeroot dpkg-dev"
 
 # Seconds since the epoch, for phase timings.
 qb_now() {
