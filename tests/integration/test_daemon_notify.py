@@ -34,6 +34,7 @@ class Listener:
 		self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 		self.s.bind(self.path)
 		self.msgs = []
+		self.seen = 0	# wait() looks past what it found before
 
 	def poll(self, timeout=0.05):
 		self.s.settimeout(timeout)
@@ -48,14 +49,15 @@ class Listener:
 		return self.msgs
 
 	def wait(self, pred, what):
-		"""The first message from here on for which pred is true;
-		the ones before it stay in self.msgs."""
-		start = len(self.msgs)
+		"""The first message after the one the last wait() found for
+		which pred is true: messages are taken in the order sent, even
+		when one poll reads several (RELOADING=1 and READY=1)."""
 		def found():
 			self.poll()
-			for m in self.msgs[start:]:
-				if pred(m):
-					return m
+			for i in range(self.seen, len(self.msgs)):
+				if pred(self.msgs[i]):
+					self.seen = i + 1
+					return self.msgs[i]
 			return None
 		return qb.wait_for(found, what)
 
