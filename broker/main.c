@@ -23,6 +23,7 @@
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
 #include "broker/daemon.h"
+#include "broker/notify.h"
 
 static int	pid_fd = -1;
 
@@ -32,9 +33,12 @@ main_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		log_notice("SIGHUP: reloading %s", conf.config_path != NULL ?
 		    conf.config_path : "flags");
+		notify_reloading();
 		daemon_reload();
+		notify_reloaded();
 	} else {
 		log_notice("signal %d", (int)sig);
+		notify_stopping();
 		daemon_stop();
 	}
 }
@@ -216,6 +220,9 @@ main(int argc, char **argv)
 			return (1);
 		}
 	}
+	/* Started and every signal watched: a SIGHUP from here on is a
+	   reload that systemd sees as RELOADING=1, then READY=1. */
+	notify_ready();
 	if (ready != -1) {
 		if (write(ready, "R", 1) != 1)
 			log_warn("parent gone before ready");
@@ -225,6 +232,7 @@ main(int argc, char **argv)
 	event_base_dispatch(loop_base);
 
 	daemon_cleanup();
+	notify_cleanup();
 	for (i = 0; i < 3; i++)
 		event_free(sig[i]);
 	event_base_free(loop_base);

@@ -73,7 +73,59 @@ libevent-dev libjansson-dev libvirt-dev libcmocka-dev libsystemd-dev
 qemu-system-x86 qemu-utils socat python3 busybox-static cpio
 clang libclang-rt-14-dev libfuzzer-14-dev valgrind
 iproute2 kmod util-linux libvirt-daemon-system libvirt-daemon-driver-qemu
-gnuplot-nox prometheus libnats-dev nats-server"
+gnuplot-nox prometheus libnats-dev nats-server
+systemd debhelper lintian mandoc fakeroot dpkg-dev"
+
+# qb_kvm_probe [-v]: prints "kvm" when $QB_KVM_DEV (default /dev/kvm) is
+# a KVM this user can open read-write, else "tcg"; -v says why on stderr.
+# The demo, tools/bench and the tests (qb.kvm_usable) all ask this one
+# function, and tests/integration/test_kvm_probe.py runs it against device
+# nodes of its own through QB_KVM_DEV.
+# It never creates the path: no shell redirection (`<>` and `>` create a
+# missing file, and an empty regular /dev/kvm once fooled every later run
+# into -accel kvm), only an open(2) without O_CREAT, of a character
+# device only. KVM_GET_API_VERSION tells KVM from any other character
+# device that opens (/dev/null), so only a working KVM says "kvm".
+qb_kvm_probe() {
+	local dev out
+	dev=${QB_KVM_DEV:-/dev/kvm}
+	out=$(python3 -c '
+import fcntl, os, stat, sys
+p = sys.argv[1]
+def no(why):
+	print("tcg " + why)
+	sys.exit(0)
+try:
+	st = os.stat(p)
+except OSError as e:
+	no("%s: %s" % (p, e.strerror))
+if not stat.S_ISCHR(st.st_mode):
+	no("%s is not a character device" % p)
+try:
+	fd = os.open(p, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
+except OSError as e:
+	no("cannot open %s: %s" % (p, e.strerror))
+try:
+	if not stat.S_ISCHR(os.fstat(fd).st_mode):
+		no("%s is not a character device" % p)
+	try:
+		v = fcntl.ioctl(fd, 0xAE00)	# KVM_GET_API_VERSION
+	except OSError as e:
+		no("%s is no KVM (KVM_GET_API_VERSION: %s)" % (p, e.strerror))
+	if v != 12:
+		no("%s: KVM API version %d, not 12" % (p, v))
+	print("kvm %s: KVM API version 12" % p)
+finally:
+	os.close(fd)
+' "$dev" 2>&1) || out="tcg python3 failed: $out"
+	case $out in
+	kvm\ *)	;;
+	tcg\ *)	;;
+	*)	out="tcg $out" ;;
+	esac
+	[ "${1:-}" = -v ] && qb_log "accel ${out%% *}: ${out#* }"
+	echo "${out%% *}"
+}
 
 # Seconds since the epoch, for phase timings.
 qb_now() {

@@ -6,6 +6,7 @@ negotiation and ids, and each sees all of that VM's events."""
 import json
 import os
 import signal
+import socket
 
 import qb
 from qb import check, Env
@@ -272,6 +273,36 @@ def test_vm_sockets_bad():
 		    (rc, d.output()))
 
 
+def test_sweep_orphan_listener():
+	"""At start, RUNDIR/vm's sockets that are no VM's go, whether or not
+	something still holds them listening: a child the killed broker was
+	spawning holds a copy of its listening fds until its exec, and a
+	socket kept because it "answered" stayed for good
+	(test_crash_restart's 'spare.qmp' left behind). Here the test holds
+	one such orphaned listener, and one bound socket nobody listens on;
+	a regular file of that suffix is not the broker's to remove."""
+	with Env("sharesweep", daemon=False) as env:
+		run = env.h.path("d", "run")
+		vmdir = os.path.join(run, "vm")
+		os.makedirs(vmdir)
+		held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		held.bind(os.path.join(vmdir, "orphan.qmp"))
+		held.listen(4)
+		dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		dead.bind(os.path.join(vmdir, "dead.qmp"))
+		dead.close()
+		with open(os.path.join(vmdir, "file.qmp"), "w") as fh:
+			fh.write("not a socket\n")
+		try:
+			env.d = qb.Daemon(env.h, run_dir=run)
+			left = sorted(os.listdir(vmdir))
+			check(left == ["file.qmp"], "after the sweep: %r" % left)
+			os.unlink(os.path.join(vmdir, "file.qmp"))
+			env.d.terminate()
+		finally:
+			held.close()
+
+
 qb.main([test_many_clients, test_client_gone_midway, test_vm_removed,
     test_vm_sockets_off, test_vm_sockets_reload, test_vm_add_shared_socket,
-    test_vm_sockets_bad])
+    test_vm_sockets_bad, test_sweep_orphan_listener])

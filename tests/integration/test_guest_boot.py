@@ -220,7 +220,12 @@ def run_machine(tmp, guest, machine):
             "-nodefaults", "-display", "none", "-m", "256", "-no-reboot",
             "-kernel", os.path.join(guest, "vmlinuz"),
             "-initrd", os.path.join(guest, "initrd.img"),
-            "-append", "console=ttyS0 quiet panic=-1",
+            # no_timer_check: under TCG on a loaded host the kernel's
+            # check that the 8254 timer reaches the IO-APIC can see no
+            # tick in its busy-wait and panic ("IO-APIC + timer doesn't
+            # work"); it did, on pc, with tools/check's lanes side by
+            # side. The check is about real hardware, not this test.
+            "-append", "console=ttyS0 quiet panic=-1 no_timer_check",
             "-serial", "file:" + log,
             "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
     if machine == "q35":

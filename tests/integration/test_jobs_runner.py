@@ -8,6 +8,7 @@ import signal
 import tempfile
 import time
 
+import qb
 from jobsh import Broker, SRCDIR, GUARD, check, fd_count, run
 
 tmp = tempfile.mkdtemp(prefix="qb-runner-")
@@ -55,9 +56,17 @@ def wait_gone(pids):
         time.sleep(0.05)
 
 
+# The tool deadline that child_deadline runs into: 1.5 s, scaled as the
+# guards are. Unscaled, a fake losetup that merely started slowly on a
+# loaded machine (tools/check's lanes side by side, load 20) was killed
+# as "timed out" where out_of_loop_devices wanted its answer.
+TOOL_TIMEOUT_MS = int(1500 * qb.TIMEOUT / 30)
+
+
 def broker(extra=()):
     return Broker(["--image-root", tmp + "/images", "--losetup", TOOL,
-                   "--tool-timeout-ms", "1500", "--workers", "3"] +
+                   "--tool-timeout-ms", str(TOOL_TIMEOUT_MS),
+                   "--workers", "3"] +
                   list(extra),
                   env={"FAKE_TOOL_MODE_FILE": MODE, "FAKE_TOOL_PIDS": PIDS})
 
