@@ -430,6 +430,17 @@ vmq_execute_oob(struct vmq *q, const char *cmd, json_t *args,
 	struct qmp_error	 e;
 	struct timeval		 tv = { 0, 0 };
 
+	if (!q->dead && q->be == NULL) {
+		/* counted like an in-band call (metrics) */
+		if ((call = vmq_call_new(q, cmd, fn, arg)) == NULL) {
+			json_decref(args);
+			qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
+			fn(NULL, &e, arg);
+			return;
+		}
+		mon_execute_oob(q->mon, cmd, args, vmq_mon_done, call);
+		return;
+	}
 	if ((call = malloc(sizeof *call)) == NULL) {
 		json_decref(args);
 		qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
@@ -438,10 +449,7 @@ vmq_execute_oob(struct vmq *q, const char *cmd, json_t *args,
 	}
 	call->fn = fn;
 	call->arg = arg;
-	if (!q->dead && q->be == NULL) {
-		mon_execute_oob(q->mon, cmd, args, vmq_mon_done, call);
-		return;
-	}
+	call->q = NULL;
 	json_decref(args);
 	qmp_error_set(&call->err, QMP_CLS_GENERIC, q->dead ? "VM '%s' has "
 	    "been removed" : "VM '%s' offers no out-of-band execution",

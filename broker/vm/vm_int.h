@@ -41,7 +41,7 @@ struct vm {
 	int			 said_down;
 	/* vm_status.c's */
 	char			 status[32];	/* QEMU RunState; "": unknown */
-	int			 status_asking;
+	struct vm **status_asking;	/* the query in flight's arg */
 	int			 exit_check;	/* next connect: QEMU gone? */
 	int			 shutdown_seen;
 	int			 shutdown_guest;

@@ -94,6 +94,13 @@ vm_status_forget(struct vm *vm)
 {
 	struct qmp_error	err;
 
+	/* A backend's call may complete after the VM's memory went
+	   (vmq_free): its answer finds no VM. */
+	if (vm->status_asking != NULL) {
+		*vm->status_asking = NULL;
+		vm->status_asking = NULL;
+	}
+
 	if (loop_stopping() || conf.state_dir == NULL || vm->status[0] == '\0')
 		return;
 	memset(&err, 0, sizeof err);
@@ -141,11 +148,14 @@ vm_status_event(struct vm *vm, json_t *ev)
 static void
 vm_status_reply(json_t *ret, const struct qmp_error *err, void *arg)
 {
-	struct vm	*vm = arg;
+	struct vm	**slot = arg, *vm = *slot;
 	const char	*st;
 	char		 prev[sizeof vm->status];
 
-	vm->status_asking = 0;
+	free(slot);
+	if (vm == NULL)
+		return;
+	vm->status_asking = NULL;
 	if (vm->removed)
 		return;
 	if (err != NULL || (st = json_string_value(json_object_get(ret,
@@ -181,10 +191,12 @@ vm_status_state(struct vm *vm, enum mon_state st, const char *why)
 	switch (st) {
 	case MON_READY:
 		vm->exit_check = 0;
-		if (!vm->status_asking) {
-			vm->status_asking = 1;
+		if (vm->status_asking == NULL &&
+		    (vm->status_asking = malloc(sizeof *vm->status_asking)) !=
+		    NULL) {
+			*vm->status_asking = vm;
 			vmq_execute(vm->q, "query-status", NULL, NULL, 0,
-			    vm_status_reply, vm);
+			    vm_status_reply, vm->status_asking);
 		}
 		break;
 	case MON_DISCONNECTED:

@@ -9,8 +9,10 @@ commands refused while the trail cannot be written."""
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
+import tempfile
 
 import qb
 from qb import check, Env
@@ -205,7 +207,6 @@ def test_chain_verify():
 		env.finish()
 
 
-JOURNAL = "/run/systemd/journal/socket"
 
 
 def journal_fields(dgram):
@@ -231,19 +232,24 @@ def journal_fields(dgram):
 
 def test_journal():
 	"""Each record goes to journald too, with structured fields, the
-	record's hash among them: a listener on journald's socket (where no
-	journald runs) reads what sd_journal_send sent."""
-	if os.geteuid() != 0:
-		raise qb.Skip("needs root for journald's socket path")
-	if os.path.exists(JOURNAL):
-		raise qb.Skip("a journald owns %s here" % JOURNAL)
-	made = [d for d in ("/run/systemd", "/run/systemd/journal")
-	    if not os.path.isdir(d)]
-	for d in made:
-		os.mkdir(d, 0o755)
+	record's hash among them: a listener on journald's socket reads what
+	sd_journal_send sent. The daemon runs in a mount namespace of its
+	own whose /run/systemd/journal is this test's directory: the real
+	path is the host's journald's, and other tests' daemons (running
+	beside this one) must not be sending to a listener that does not
+	read them."""
+	if os.geteuid() != 0 or shutil.which("unshare") is None:
+		raise qb.Skip("needs root and unshare(1) for a private /run")
+	jdir = tempfile.mkdtemp(prefix="audjournal-sock.")
 	j = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+	old = os.environ.get("QB_DAEMON_WRAPPER")
+	os.environ["QB_DAEMON_WRAPPER"] = (
+	    "unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs "
+	    "/run && mkdir -p /run/systemd/journal && mount --bind \"$0\" "
+	    "/run/systemd/journal && exec \"$@\"' " + shlex.quote(jdir) +
+	    " " + (old or ""))
 	try:
-		j.bind(JOURNAL)
+		j.bind(os.path.join(jdir, "socket"))
 		j.settimeout(qb.TIMEOUT)
 		with Env("audjournal") as env:
 			c = env.d.client()
@@ -278,11 +284,12 @@ def test_journal():
 			    for g in got), "no start entry: %r" % got[:2])
 			env.finish()
 	finally:
+		if old is None:
+			del os.environ["QB_DAEMON_WRAPPER"]
+		else:
+			os.environ["QB_DAEMON_WRAPPER"] = old
 		j.close()
-		if os.path.exists(JOURNAL):
-			os.unlink(JOURNAL)
-		for d in reversed(made):
-			os.rmdir(d)
+		shutil.rmtree(jdir, ignore_errors=True)
 
 
 def test_unwritable():
