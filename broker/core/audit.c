@@ -391,13 +391,25 @@ audit_open(const char *dir, size_t rotate, struct qmp_error *err)
 void
 audit_close(void)
 {
+	struct timespec	ts;
+	int		e;
+
 	if (!audit_running)
 		return;
 	pthread_mutex_lock(&audit_mtx);
 	audit_stop = true;
 	pthread_cond_signal(&audit_cv);
 	pthread_mutex_unlock(&audit_mtx);
-	pthread_join(audit_thread, NULL);
+	/* sd_journal_send blocks while journald does not read: a stuck
+	   journald must not keep the broker from exiting. The writer then
+	   keeps what it uses; the process is going. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	if ((e = pthread_timedjoin_np(audit_thread, NULL, &ts)) != 0) {
+		log_err("audit writer did not stop in 10 s (%s; journald not "
+		    "reading?): records still queued are lost", strerror(e));
+		return;
+	}
 	audit_running = false;
 	if (audit_fd != -1)
 		close(audit_fd);
