@@ -205,6 +205,11 @@ qo_object(struct qmp_out *o, const json_t *j, int flags)
 	json_t			*val;
 	void			*it;
 
+	if (n == 1 && (val = json_object_get(j, QMP_OUT_U64_KEY)) != NULL &&
+	    json_is_string(val)) {
+		qmp_out_raw(o, json_string_value(val), json_string_length(val));
+		return;
+	}
 	QO_LIT(o, "{");
 	if (!(flags & QMP_OUT_PARSED) || n < 2) {
 		json_object_keylen_foreach((json_t *)j, key, klen, val) {

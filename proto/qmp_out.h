@@ -21,6 +21,14 @@
    their own order (QEMU's text, or the broker's own objects). */
 #define QMP_OUT_PARSED	0x1
 
+/*
+ * An id past int64 up to uint64, which QEMU echoes exactly and jansson
+ * cannot hold as a number: the reader (qmp_jstream) gives it as
+ * {QMP_OUT_U64_KEY: "digits"}, and qmp_out writes the digits bare. The
+ * key is U+FFFF, a noncharacter no client input can produce.
+ */
+#define QMP_OUT_U64_KEY	"\xef\xbf\xbf"
+
 struct qmp_out {
 	char	*buf;
 	size_t	 len, cap;
