@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "proto/qmp_framer.h"
+#include "proto/qmp_jstream.h"
 #include "proto/qmp_msg.h"
 #include "proto/qmp_out.h"
 
@@ -479,6 +480,20 @@ test_dump_qemu(void **state)
 		json_decref(e);
 	}
 	json_decref(id);
+	/* an id past int64 comes back digit for digit; elsewhere such a
+	   number stays a double, as QEMU's arguments visitor wants none */
+	{
+		static const char	 in[] = "{\"id\": 18446744073709551615,"
+		    " \"arguments\": {\"n\": 18446744073709551615}}";
+		json_t			*m = qmp_json_parse(in, strlen(in), &err);
+
+		assert_non_null(m);
+		expect_out(json_object_get(m, "id"), QMP_OUT_PARSED,
+		    "18446744073709551615");
+		expect_out(json_object_get(m, "arguments"), 0,
+		    "{\"n\": 1.8446744073709552e+19}");
+		json_decref(m);
+	}
 	s = qmp_dump_qemu(j, &len);
 	assert_non_null(s);
 	assert_int_equal(len, strlen(s));
