@@ -355,8 +355,7 @@ vmq_call_fail(evutil_socket_t fd, short what, void *arg)
 {
 	struct vmq_call	*call = arg;
 
-	call->fn(NULL, &call->err, call->arg);
-	free(call);
+	vmq_call_done(call, NULL, &call->err);
 }
 
 void
@@ -430,26 +429,17 @@ vmq_execute_oob(struct vmq *q, const char *cmd, json_t *args,
 	struct qmp_error	 e;
 	struct timeval		 tv = { 0, 0 };
 
-	if (!q->dead && q->be == NULL) {
-		/* counted like an in-band call (metrics) */
-		if ((call = vmq_call_new(q, cmd, fn, arg)) == NULL) {
-			json_decref(args);
-			qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
-			fn(NULL, &e, arg);
-			return;
-		}
-		mon_execute_oob(q->mon, cmd, args, vmq_mon_done, call);
-		return;
-	}
-	if ((call = malloc(sizeof *call)) == NULL) {
+	/* vmq_call_new, not a bare malloc: vmq_call_done reads call->q */
+	if ((call = vmq_call_new(q, cmd, fn, arg)) == NULL) {
 		json_decref(args);
 		qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
 		fn(NULL, &e, arg);
 		return;
 	}
-	call->fn = fn;
-	call->arg = arg;
-	call->q = NULL;
+	if (!q->dead && q->be == NULL) {
+		mon_execute_oob(q->mon, cmd, args, vmq_mon_done, call);
+		return;
+	}
 	json_decref(args);
 	qmp_error_set(&call->err, QMP_CLS_GENERIC, q->dead ? "VM '%s' has "
 	    "been removed" : "VM '%s' offers no out-of-band execution",
@@ -457,9 +447,7 @@ vmq_execute_oob(struct vmq *q, const char *cmd, json_t *args,
 	if (event_base_once(q->base, -1, EV_TIMEOUT, vmq_call_fail, call,
 	    &tv) == 0)
 		return;
-	e = call->err;
-	free(call);
-	fn(NULL, &e, arg);
+	vmq_call_done(call, NULL, &call->err);
 }
 
 bool

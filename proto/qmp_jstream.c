@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "proto/qmp_jstream.h"
+#include "proto/qmp_out.h"
 
 #define JS_INITIAL	4096
 #define JS_KEEP		65536
@@ -970,6 +971,16 @@ jp_number(struct jp *jp, enum js_tok t)
 		if (errno == 0) {
 			free(big);
 			return (json_integer(v));
+		}
+		/* an id QEMU echoes exactly: see QMP_OUT_U64_KEY */
+		errno = 0;
+		if (jp->nul_ok && s[0] != '-' && (strtoull(s, NULL, 10),
+		    errno == 0)) {
+			j = json_pack("{s:s}", QMP_OUT_U64_KEY, s);
+			free(big);
+			if (j == NULL)
+				jp_error(jp, "out of memory");
+			return (j);
 		}
 	}
 	/* Past int64: QEMU keeps up to uint64 exactly, jansson cannot;

@@ -233,14 +233,16 @@ cmd_dispatch(struct req *r, const char *name, json_t *args, bool negotiated)
 	const struct cmd_entry	*e;
 	struct cmd_target	 t;
 
-	if ((e = cmd_find(name)) == NULL) {
-		req_error(r, QMP_CLS_NOTFOUND, "The command %s has not been "
-		    "found", name);
-		return;
-	}
-	if (!negotiated && !(e->flags & CMD_PRECAP)) {
+	/* QEMU asks for negotiation first, known command or not */
+	e = cmd_find(name);
+	if (!negotiated && (e == NULL || !(e->flags & CMD_PRECAP))) {
 		req_error(r, QMP_CLS_NOTFOUND, "Expecting capabilities "
 		    "negotiation with 'qmp_capabilities'");
+		return;
+	}
+	if (e == NULL) {
+		req_error(r, QMP_CLS_NOTFOUND, "The command %s has not been "
+		    "found", name);
 		return;
 	}
 	if (req_oob(r) && !(e->flags & CMD_OOB)) {

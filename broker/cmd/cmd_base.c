@@ -29,11 +29,12 @@ cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
 		    "'enable', expected: array");
 		return;
 	}
-	/* QEMU 7.2's words: its visitor names the list element 'null' */
+	/* QEMU 7.2's words: its input visitor names a wrong-typed list
+	   element 'enable[N]', its enum check names it 'null' */
 	json_array_foreach(enable, i, v) {
 		if (!json_is_string(v)) {
 			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
-			    "for 'null', expected: string");
+			    "for 'enable[%zu]', expected: string", i);
 			return;
 		}
 		if (strcmp(json_string_value(v), "oob") != 0) {

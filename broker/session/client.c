@@ -19,6 +19,7 @@
 #include "broker/session/share.h"
 #include "broker/session/sub.h"
 #include "hv/chan.h"
+#include "proto/qmp_out.h"
 
 #define CLIENT_MAX_INFLIGHT	1024
 /* QEMU 7.2 with oob on: one in-band command at work and 8 queued, then
@@ -212,7 +213,7 @@ client_send_json(struct client *c, json_t *j)
 	char	*buf;
 	size_t	 len;
 
-	if ((buf = qmp_dump(j, &len)) == NULL) {
+	if ((buf = qmp_dump_qemu(j, &len)) == NULL) {
 		log_err("client %llu: cannot serialise a message",
 		    (unsigned long long)c->id);
 		return;
@@ -302,71 +303,38 @@ client_note_reply(struct client *c)
 	evtimer_add(c->stall_ev, &tv);
 }
 
-static void
-client_send_reply(struct client *c, json_t *j)
-{
-	client_send_json(c, j);
-	client_note_reply(c);
-}
-
 /*
- * A successful reply's envelope by hand, only the return value and the
- * client's id through jansson, into one stack buffer that chan_send
- * copies once: no envelope object to build, no malloc'd dump. Returns -1
- * (nothing sent, ret still the caller's) if it does not fit.
+ * The reply as QEMU writes it, into a stack buffer that chan_send copies
+ * once: no envelope object to build, no malloc'd dump unless it is big.
  */
-static int
-client_reply_fast(struct client *c, json_t *id, json_t *ret)
-{
-	char	buf[4096];
-	size_t	n, k;
-
-	memcpy(buf, "{\"return\":", 10);
-	n = 10;
-	k = json_dumpb(ret, buf + n, sizeof buf - n, JSON_COMPACT|
-	    JSON_ENCODE_ANY);
-	if (k == 0 || k > sizeof buf - n - 16)
-		return (-1);
-	n += k;
-	if (id != NULL) {
-		memcpy(buf + n, ",\"id\":", 6);
-		n += 6;
-		k = json_dumpb(id, buf + n, sizeof buf - n, JSON_COMPACT|
-		    JSON_ENCODE_ANY);
-		if (k == 0 || k > sizeof buf - n - 4)
-			return (-1);
-		n += k;
-	}
-	memcpy(buf + n, "}\r\n", 3);
-	n += 3;
-	client_send_buf(c, buf, n);
-	client_note_reply(c);
-	json_decref(ret);
-	return (0);
-}
-
 static void
 client_reply(struct client *c, json_t *id, json_t *ret,
     const struct qmp_error *err)
 {
-	json_t	*j;
+	struct qmp_out	 o;
+	json_t		*e = NULL;
 
 	/* The events a command caused (QEMU sends STOP before the reply
 	   to stop) reach subscribers before its reply, as without the
 	   event log. */
 	evlog_flush();
-	if (err == NULL && ret != NULL && client_reply_fast(c, id, ret) == 0)
-		return;
-	if (err != NULL)
-		j = json_pack("{s:o}", "error", qmp_error_json(err));
-	else
-		j = json_pack("{s:o}", "return", ret);
-	if (j == NULL)
-		return;
-	if (id != NULL)
-		json_object_set(j, "id", id);
-	client_send_reply(c, j);
-	json_decref(j);
+	if (err != NULL && (e = qmp_error_json(err)) == NULL)
+		goto out;
+	if (err == NULL && ret == NULL)
+		goto out;
+	qmp_out_init(&o);
+	qmp_out_reply(&o, err == NULL ? ret : NULL, e, id);
+	if (o.failed)
+		log_err("client %llu: cannot serialise a reply",
+		    (unsigned long long)c->id);
+	else {
+		client_send_buf(c, o.buf, o.len);
+		client_note_reply(c);
+	}
+	qmp_out_free(&o);
+out:
+	json_decref(e);
+	json_decref(ret);
 }
 
 static void	client_req_finished(struct client *);

@@ -22,6 +22,7 @@
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
 #include "broker/session/listen.h"
+#include "proto/qmp_out.h"
 
 static struct lsn	*ctl_lsn;
 
@@ -35,7 +36,7 @@ ctl_refuse(int fd, const char *desc)
 
 	qmp_error_set(&e, QMP_CLS_GENERIC, "%s", desc);
 	j = json_pack("{s:o}", "error", qmp_error_json(&e));
-	if (j != NULL && (buf = qmp_dump(j, &len)) != NULL) {
+	if (j != NULL && (buf = qmp_dump_qemu(j, &len)) != NULL) {
 		/* Best effort: the socket is fresh, so its buffer is empty. */
 		if (send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
 			log_debug("refusal not sent: %s", strerror(errno));

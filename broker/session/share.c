@@ -32,6 +32,7 @@
 #include "broker/session/listen.h"
 #include "broker/session/policy.h"
 #include "broker/session/share.h"
+#include "proto/qmp_out.h"
 
 struct share {
 	struct vm		*vm;
@@ -227,7 +228,7 @@ share_vm_event(struct vm *vm, json_t *ev, void *arg)
 	LIST_FOREACH(c, &s->clients, share_entry) {
 		if (!c->negotiated)
 			continue;
-		if (buf == NULL && (buf = qmp_dump(ev, &len)) == NULL)
+		if (buf == NULL && (buf = qmp_dump_qemu(ev, &len)) == NULL)
 			return;
 		client_send_event(c, buf, len, 0);
 	}

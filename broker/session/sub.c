@@ -23,6 +23,7 @@
 #include "broker/session/policy.h"
 #include "broker/session/sub.h"
 #include "hv/chan.h"
+#include "proto/qmp_out.h"
 
 #define SUB_GLOB_MAX	256	/* bytes per glob */
 #define SUB_GLOBS_MAX	64	/* globs per list */
@@ -237,7 +238,7 @@ sub_send_lost(struct client *c, uint64_t from, uint64_t to,
 	if (old_epoch != NULL)
 		json_object_set_new(json_object_get(j, "data"), "old-epoch",
 		    json_string(old_epoch));
-	if ((buf = qmp_dump(j, &len)) != NULL)
+	if ((buf = qmp_dump_qemu(j, &len)) != NULL)
 		client_send_event(c, buf, len, 0);
 	free(buf);
 	json_decref(j);

@@ -12,7 +12,9 @@
 #include <cmocka.h>
 
 #include "proto/qmp_framer.h"
+#include "proto/qmp_jstream.h"
 #include "proto/qmp_msg.h"
+#include "proto/qmp_out.h"
 
 #ifndef QB_TESTDATA
 #define QB_TESTDATA "tests/data"
@@ -412,6 +414,95 @@ test_dump_roundtrip(void **state)
 	json_decref(m);
 }
 
+static void
+expect_out(const json_t *j, int flags, const char *want)
+{
+	struct qmp_out	o;
+
+	qmp_out_init(&o);
+	qmp_out_json(&o, j, flags);
+	assert_false(o.failed);
+	qmp_out_raw(&o, "", 1);
+	assert_string_equal(o.buf, want);
+	qmp_out_free(&o);
+}
+
+/* QEMU 7.2's json-writer.c and qdict.c, rule by rule; the conformance
+   suite checks the same against the binary. */
+static void
+test_dump_qemu(void **state)
+{
+	struct qmp_error	 err;
+	json_t			*j, *id;
+	char			*s;
+	size_t			 len;
+
+	/* escapes: upper-case \u, surrogate pairs, DEL, '/' as is */
+	j = json_loads("[\"\\u00e9\\u20ac\\ud83d\\ude00/\\u007f\\u0001\\\"\\\\"
+	    "\\b\\f\\n\\r\\t\"]", 0, NULL);
+	assert_non_null(j);
+	expect_out(j, 0, "[\"\\u00E9\\u20AC\\uD83D\\uDE00/\\u007F\\u0001"
+	    "\\\"\\\\\\b\\f\\n\\r\\t\"]");
+	json_decref(j);
+	/* U+0000 an id may carry; invalid UTF-8 as U+FFFD */
+	j = json_stringn_nocheck("a\0b\xff", 4);
+	expect_out(j, 0, "\"a\\u0000b\\uFFFD\"");
+	json_decref(j);
+	/* qnum_to_string: %.17g */
+	j = json_pack("[f,f,f,f,I]", 1000.0, 0.25, 18446744073709551616.0,
+	    -0.0, (json_int_t)-9223372036854775807 - 1);
+	expect_out(j, 0, "[1000, 0.25, 1.8446744073709552e+19, -0, "
+	    "-9223372036854775808]");
+	json_decref(j);
+	/* a parsed QDict: by bucket (x 134, a 233, b 340), later first in
+	   one bucket (micro and minor share 225); as is without the flag */
+	j = parse("{\"b\": 1, \"a\": {\"micro\": 1, \"minor\": 2}, \"x\": []}");
+	expect_out(j, QMP_OUT_PARSED, "{\"x\": [], \"a\": {\"minor\": 2, "
+	    "\"micro\": 1}, \"b\": 1}");
+	expect_out(j, 0, "{\"b\": 1, \"a\": {\"micro\": 1, \"minor\": 2}, "
+	    "\"x\": []}");
+	/* the envelope: "id" after "return", before "error" */
+	id = json_integer(7);
+	qmp_error_set(&err, "C", "D");
+	{
+		struct qmp_out	o;
+		json_t		*e = qmp_error_json(&err);
+
+		qmp_out_init(&o);
+		qmp_out_reply(&o, NULL, e, id);
+		qmp_out_reply(&o, json_object_get(j, "x"), NULL, id);
+		qmp_out_reply(&o, json_object_get(j, "x"), NULL, NULL);
+		qmp_out_raw(&o, "", 1);
+		assert_string_equal(o.buf, "{\"id\": 7, \"error\": {\"class\": "
+		    "\"C\", \"desc\": \"D\"}}\r\n{\"return\": [], \"id\": 7}\r\n"
+		    "{\"return\": []}\r\n");
+		qmp_out_free(&o);
+		json_decref(e);
+	}
+	json_decref(id);
+	/* an id past int64 comes back digit for digit; elsewhere such a
+	   number stays a double, as QEMU's arguments visitor wants none */
+	{
+		static const char	 in[] = "{\"id\": 18446744073709551615,"
+		    " \"arguments\": {\"n\": 18446744073709551615}}";
+		json_t			*m = qmp_json_parse(in, strlen(in), &err);
+
+		assert_non_null(m);
+		expect_out(json_object_get(m, "id"), QMP_OUT_PARSED,
+		    "18446744073709551615");
+		expect_out(json_object_get(m, "arguments"), 0,
+		    "{\"n\": 1.8446744073709552e+19}");
+		json_decref(m);
+	}
+	s = qmp_dump_qemu(j, &len);
+	assert_non_null(s);
+	assert_int_equal(len, strlen(s));
+	assert_string_equal(s, "{\"b\": 1, \"a\": {\"micro\": 1, \"minor\": 2},"
+	    " \"x\": []}\r\n");
+	free(s);
+	json_decref(j);
+}
+
 int
 main(void)
 {
@@ -425,6 +516,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_event_name),
 		cmocka_unit_test(test_dump_roundtrip),
+		cmocka_unit_test(test_dump_qemu),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
