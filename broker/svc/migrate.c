@@ -79,6 +79,7 @@ struct mig {
 	bool			 polling;	/* a poll's reply is out */
 	bool			 cancel_sent, postcopy_started, incoming;
 	int			 settle;	/* query-status retries */
+	int			 dst_settle;	/* the same, destination */
 	char			 qstatus[32];	/* QEMU's last word */
 	char			*dst_lost;	/* why the destination went */
 	json_t			*prog;		/* the job's progress */
@@ -326,7 +327,7 @@ mig_poll_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct mig	*m = arg;
 
-	if (m->phase == P_SRC_FINAL) {
+	if (m->phase == P_SRC_FINAL || m->phase == P_DST_FINAL) {
 		/* settled a little more: ask again */
 		mig_next(m);
 		return;
@@ -538,6 +539,15 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 		}
 		break;
 	case P_DST_FINAL:
+		/* The destination loads the last pages after the source
+		   says completed, and runs only then: inmigrate until. */
+		if (err == NULL && st != NULL && strcmp(st, "inmigrate") == 0 &&
+		    m->dst_settle++ < MIG_SETTLE_MAX && m->poll_ev != NULL) {
+			struct timeval	tv = { 0, MIG_SETTLE_MS * 1000 };
+
+			evtimer_add(m->poll_ev, &tv);
+			return;
+		}
 		mig_set_status(m->result, "destination-status", ret, err);
 		break;
 	case P_QUIT:
