@@ -419,7 +419,16 @@ fleet_connect_work(void *arg)
 	struct fleet_conn	*c = arg;
 
 	c->s = natsConnection_Connect(&c->nc, fleet.opts);
-	if (c->s != NATS_OK)
+	if (c->s != NATS_OK && strstr(fleet_last_error(c->s), "PONG") != NULL)
+		/* libnats' words for a server that hung up in the handshake:
+		   with verify on, the usual cause is a refused client
+		   certificate (the server tells the client nothing). */
+		snprintf(c->text, sizeof c->text, "the server closed the "
+		    "connection during the handshake (%s)%s",
+		    fleet_last_error(c->s), conf.nats_tls_ca != NULL ||
+		    conf.nats_tls_cert != NULL ? "; does it require a client "
+		    "certificate (--nats-tls-cert) or refuse this one?" : "");
+	else if (c->s != NATS_OK)
 		snprintf(c->text, sizeof c->text, "%s",
 		    fleet_last_error(c->s));
 }
