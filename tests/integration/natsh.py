@@ -131,17 +131,19 @@ class Consumer:
 	"""qmpfleet events in the background, on a durable cursor; lines
 	collected. stop() ends it as an operator would (SIGTERM)."""
 
-	def __init__(self, h, url, durable="t", extra=()):
+	def __init__(self, h, url, durable="t", extra=(), state=None):
 		self.h = h
 		self.url = url
 		self.durable = durable
+		# what it printed, for the next run on this durable
+		self.state = state or h.path("state-" + durable)
 		self.extra = list(extra)
 		self.lines = []
 		self.start()
 
 	def start(self):
 		argv = [qb.program("qmpfleet"), "events", "--nats", self.url,
-		    "--durable", self.durable] + self.extra
+		    "--durable", self.durable, "--state", self.state] + self.extra
 		self.p = subprocess.Popen(argv, stdout=subprocess.PIPE,
 		    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 		self.t = threading.Thread(target=self._read, daemon=True)
@@ -150,6 +152,11 @@ class Consumer:
 	def _read(self):
 		for line in self.p.stdout:
 			self.lines.append(json.loads(line))
+
+	def wait(self):
+		"""For a consumer that ends by itself (--idle-ms)."""
+		self.p.wait(qb.TIMEOUT * 2)
+		self.t.join(qb.TIMEOUT)
 
 	def stop(self):
 		self.p.terminate()
