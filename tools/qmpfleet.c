@@ -426,7 +426,11 @@ cmd_publish(void)
 	jsPubOptions	 po;
 	natsMsg		*m;
 	natsStatus	 s;
-	char		 subj[64], id[64], body[512], run[32];
+	char		 subj[64], id[64], body[512], run[32], all[64];
+	const char	*subjs[1] = { all };
+	jsStreamConfig	 cfg;
+	jsStreamInfo	*si = NULL;
+	jsErrCode	 jerr = 0;
 	int64_t		 t0, t, next;
 	struct timespec	 ts;
 	long		 i;
@@ -444,6 +448,21 @@ cmd_publish(void)
 	jsPubOptions_Init(&po);
 	snprintf(subj, sizeof subj, "qmp.%s.bench.event.BENCH",
 	    opt_host != NULL ? opt_host : "bare");
+	/* A stream of its own if asked for one that is not there (the
+	   bench's rounds): file storage, as the broker makes it. */
+	if (js_GetStreamInfo(&si, js, opt_stream, NULL, &jerr) ==
+	    NATS_NOT_FOUND) {
+		snprintf(all, sizeof all, "qmp.%s.>", opt_host != NULL ?
+		    opt_host : "bare");
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = opt_stream;
+		cfg.Subjects = subjs;
+		cfg.SubjectsLen = 1;
+		cfg.Storage = js_FileStorage;
+		if ((s = js_AddStream(&si, js, &cfg, NULL, &jerr)) != NATS_OK)
+			die("add stream", s);
+	}
+	jsStreamInfo_Destroy(si);
 	t0 = next = now_ns();
 	for (i = 1; i <= opt_count; i++) {
 		if (opt_rate > 0) {
