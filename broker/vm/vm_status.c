@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,35 @@ vm_status_pid_gone(evutil_socket_t fd, short what, void *arg)
 	vm_status_unwatch(vm);
 }
 
+/* SO_PEERCRED names whoever made the listening socket: QEMU, or a
+   manager that made it and handed it to QEMU (libvirt does), or a proxy.
+   Only a process whose program (or, if that cannot be read, name) says
+   QEMU is watched: the end of libvirtd or socat is not the end of the
+   VM. (-name process=X renames QEMU's comm, not its exe.) */
+static bool
+vm_status_is_qemu(int pid)
+{
+	char		 path[64], buf[PATH_MAX];
+	const char	*base;
+	ssize_t		 n;
+	FILE		*f;
+	bool		 yes = false;
+
+	snprintf(path, sizeof path, "/proc/%d/exe", pid);
+	if ((n = readlink(path, buf, sizeof buf - 1)) > 0) {
+		buf[n] = '\0';
+		base = strrchr(buf, '/');
+		return (strstr(base != NULL ? base : buf, "qemu") != NULL);
+	}
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return (false);
+	if (fgets(buf, sizeof buf, f) != NULL)
+		yes = strstr(buf, "qemu") != NULL;
+	fclose(f);
+	return (yes);
+}
+
 /* Watch the pid behind the monitor socket, if the kernel gives a
    pidfd for it (Linux >= 5.3): its exit is then news at once, also
    when the socket outlives it. Else the reconnect tells. */
@@ -252,6 +282,11 @@ vm_status_watch(struct vm *vm)
 	if (pid <= 0 || pid == vm->pid || pid == getpid())
 		return;
 	vm_status_unwatch(vm);
+	if (!vm_status_is_qemu(pid)) {
+		log_debug("vm %s: the socket's pid %d is not a QEMU: no pidfd",
+		    vm->name, pid);
+		return;
+	}
 #ifdef SYS_pidfd_open
 	if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1) {
 		log_debug("vm %s: pidfd_open %d: %s", vm->name, pid,
