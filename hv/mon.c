@@ -90,6 +90,7 @@ struct mon {
 	int			 backoff_max;
 	size_t			 max_msg;
 	int			 no_reconnect;
+	int			 peer_pid;	/* SO_PEERCRED; 0: unknown */
 
 	enum mon_state		 state;
 	struct chan		*chan;
@@ -954,6 +955,20 @@ mon_nego_cb(evutil_socket_t fd, short what, void *arg)
 	mon_drop(m, why, NULL);
 }
 
+/* The pid that made the listening socket (QEMU, unless it was handed
+   a socket someone else made): what VM_EXITED watches. */
+static int
+mon_peercred(int fd)
+{
+	struct ucred	uc;
+	socklen_t	len = sizeof uc;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1 ||
+	    len != sizeof uc || uc.pid <= 0)
+		return (0);
+	return ((int)uc.pid);
+}
+
 static void
 mon_connect(struct mon *m)
 {
@@ -987,6 +1002,7 @@ mon_connect(struct mon *m)
 		close(fd);
 		goto fail;
 	}
+	m->peer_pid = mon_peercred(fd);
 	memset(&co, 0, sizeof co);
 	co.max_msg = m->max_msg;
 	co.max_fds = 1;		/* QEMU sends none; keep the buffer small */
@@ -1148,6 +1164,12 @@ enum mon_state
 mon_state(const struct mon *m)
 {
 	return (m->state);
+}
+
+int
+mon_peer_pid(const struct mon *m)
+{
+	return (m->peer_pid);
 }
 
 const char *

@@ -103,6 +103,9 @@ bool		 mon_oob(const struct mon *);
 
 enum mon_state	 mon_state(const struct mon *);
 const char	*mon_path(const struct mon *);
+/* The pid that listens on the socket, from SO_PEERCRED at the last
+   connect (kept across disconnects); 0 if unknown. */
+int		 mon_peer_pid(const struct mon *);
 /* Valid once a greeting arrived (kept across disconnects). */
 const struct qmp_version *mon_version(const struct mon *);
 /* Known after negotiation; false while not ready. */

@@ -415,6 +415,14 @@ vmq_version(const struct vmq *q)
 	return (mon_version(q->mon));
 }
 
+int
+vmq_peer_pid(const struct vmq *q)
+{
+	if (q->be != NULL || q->mon == NULL)
+		return (0);
+	return (mon_peer_pid(q->mon));
+}
+
 bool
 vmq_oob_offered(const struct vmq *q)
 {

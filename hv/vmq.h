@@ -126,6 +126,9 @@ enum mon_state	 vmq_state(const struct vmq *q);
 /* Valid once known (kept across disconnects); NULL before, and once
    dead. Borrowed. */
 const struct qmp_version *vmq_version(const struct vmq *q);
+/* The monitor's peer pid (mon_peer_pid); 0 for a backend, once dead,
+   or unknown. */
+int		 vmq_peer_pid(const struct vmq *q);
 /* True if q's QEMU offers cmd (false while not ready, and once dead). */
 bool		 vmq_has_command(const struct vmq *q, const char *cmd);
 /* QEMU offers out-of-band execution (its monitor's greeting; never

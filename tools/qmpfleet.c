@@ -11,10 +11,15 @@
  *                                     baseline)
  *
  * events prints {"subject":S,"stream_seq":N,"stored_ns":T,"event":E} per
- * message, E being what the broker published. It acknowledges a message
- * after printing it, and prints a message delivered again (an ack lost
- * with a server) only once, so a consumer stopped by SIGTERM/SIGINT and
- * started again with the same --durable prints every event once.
+ * message, E being what the broker published. JetStream delivers at
+ * least once: a message whose ack the server never applied (an ack lost
+ * with a server that stopped or a node that died, or one that came after
+ * the ack wait) is delivered again, maybe to the next consumer on the
+ * same durable. So events prints a stream seq only once: within a run
+ * from memory, across runs from --state FILE, where it writes what it
+ * printed after each batch is out and before acknowledging it. A
+ * consumer stopped (SIGTERM, or kill -9 between batches) and started
+ * again with the same --durable and --state prints every event once.
  */
 #include "config.h"
 
@@ -39,6 +44,7 @@ static const char	*opt_stream = "QMP_EVENTS";
 static const char	*opt_durable = "qmpfleet";
 static const char	*opt_filter = "qmp.>";
 static const char	*opt_host;
+static const char	*opt_state;
 static long		 opt_count = -1;
 static long		 opt_idle_ms = -1;
 static long		 opt_timeout_ms = 5000;	/* x6 for a stream */
@@ -56,6 +62,7 @@ usage(void)
 	    " [--durable NAME]\n"
 	    "                        [--filter SUBJECT] [--count N]"
 	    " [--idle-ms MS] [--batch N] [--latency]\n"
+	    "                        [--state FILE]\n"
 	    "       qmpfleet request [--nats URL] [--creds FILE] --host H"
 	    " [--timeout-ms MS] JSON\n"
 	    "       qmpfleet publish [--nats URL] [--creds FILE] [--stream S]"
@@ -162,6 +169,64 @@ seen_test_set(uint64_t seq)
 	return (false);
 }
 
+/* --state: "FLOOR\nSEQ SEQ ...\n", the printed seqs above the floor.
+   Written to a temporary and renamed: a kill -9 leaves one or the
+   other whole. */
+static void
+state_save(void)
+{
+	char	tmp[4096];
+	FILE	*f;
+	size_t	 i;
+
+	if (opt_state == NULL)
+		return;
+	snprintf(tmp, sizeof tmp, "%s.tmp", opt_state);
+	if ((f = fopen(tmp, "we")) == NULL) {
+		fprintf(stderr, "qmpfleet: %s: %s\n", tmp, strerror(errno));
+		exit(1);
+	}
+	fprintf(f, "%" PRIu64 "\n", seen_floor);
+	for (i = 0; i < seen_cap; i++) {
+		if (seen[i / 8] & (1u << (i % 8)))
+			fprintf(f, "%" PRIu64 " ", seen_floor + 1 + i);
+	}
+	fputc('\n', f);
+	if (fflush(f) == EOF || fsync(fileno(f)) == -1 || fclose(f) == EOF ||
+	    rename(tmp, opt_state) == -1) {
+		fprintf(stderr, "qmpfleet: %s: %s\n", opt_state,
+		    strerror(errno));
+		exit(1);
+	}
+}
+
+static void
+state_load(void)
+{
+	FILE		*f;
+	uint64_t	 floor, seq;
+
+	if (opt_state == NULL || (f = fopen(opt_state, "re")) == NULL)
+		return;
+	if (fscanf(f, "%" SCNu64, &floor) == 1) {
+		seen_floor = floor;
+		while (fscanf(f, "%" SCNu64, &seq) == 1)
+			seen_test_set(seq);
+	}
+	fclose(f);
+}
+
+static bool
+seen_has(uint64_t seq)
+{
+	uint64_t	i;
+
+	if (seq <= seen_floor)
+		return (true);
+	i = seq - seen_floor - 1;
+	return (i < seen_cap && (seen[i / 8] & (1u << (i % 8))) != 0);
+}
+
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -204,17 +269,17 @@ cmd_events(void)
 
 	if ((s = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
 		die("JetStream", s);
+	state_load();
 	jsSubOptions_Init(&so);
 	so.Stream = opt_stream;
 	so.Config.AckPolicy = js_AckExplicit;
 	so.Config.DeliverPolicy = js_DeliverAll;
 	so.Config.MaxAckPending = 65536;
-	/* Acked as soon as printed: a delivery a dead server lost comes
-	   again this soon. Not shorter: an ack that arrives after the wait
-	   is for a delivery the server has already handed out again, and
-	   a consumer restarted on the same durable would print it twice;
-	   on a loaded machine 5 s between fetch and ack happened. */
-	so.Config.AckWait = 20LL * 1000000000;
+	/* A delivery a dead server lost, or one a killed consumer never
+	   acked, comes again this soon. An ack later than this (a loaded
+	   machine) makes a redelivery, which the seen set and --state
+	   skip: no longer a duplicate, so the wait need not be long. */
+	so.Config.AckWait = 5LL * 1000000000;
 	/* The brokers create the stream: a consumer started first waits
 	   for it (--timeout-ms). */
 	while ((s = js_PullSubscribe(&sub, js, opt_filter, opt_durable, NULL,
@@ -247,12 +312,12 @@ cmd_events(void)
 
 			meta = NULL;
 			if (natsMsg_GetMetaData(&meta, m) != NATS_OK ||
-			    meta == NULL) {
-				natsMsg_Ack(m, NULL);
+			    meta == NULL)
 				continue;
-			}
-			if (!seen_test_set(meta->Sequence.Stream) &&
-			    (opt_count < 0 || printed < opt_count)) {
+			/* Past --count a message is neither printed nor
+			   marked: it goes back (Nak) for the next run. */
+			if ((opt_count < 0 || printed < opt_count) &&
+			    !seen_test_set(meta->Sequence.Stream)) {
 				ev = json_loadb(natsMsg_GetData(m),
 				    (size_t)natsMsg_GetDataLength(m), 0, NULL);
 				if (ev == NULL)
@@ -287,9 +352,24 @@ cmd_events(void)
 				printed++;
 			}
 			jsMsgMetaData_Destroy(meta);
-			natsMsg_Ack(m, NULL);
 		}
+		/* Printed, then recorded, then acked: a crash in between
+		   costs a redelivery that the record skips, never a loss. */
 		fflush(stdout);
+		state_save();
+		for (i = 0; i < list.Count; i++) {
+			natsMsg	*m = list.Msgs[i];
+
+			meta = NULL;
+			/* Past --count: not ours, back to the next one. */
+			if (natsMsg_GetMetaData(&meta, m) == NATS_OK &&
+			    meta != NULL && meta->Sequence.Stream >
+			    seen_floor && !seen_has(meta->Sequence.Stream))
+				natsMsg_Nak(m, NULL);
+			else
+				natsMsg_Ack(m, NULL);
+			jsMsgMetaData_Destroy(meta);
+		}
 		natsMsgList_Destroy(&list);
 	}
 	/* Acks out before we go: the cursor is where we stopped. */
@@ -346,7 +426,11 @@ cmd_publish(void)
 	jsPubOptions	 po;
 	natsMsg		*m;
 	natsStatus	 s;
-	char		 subj[64], id[64], body[512], run[32];
+	char		 subj[64], id[64], body[512], run[32], all[64];
+	const char	*subjs[1] = { all };
+	jsStreamConfig	 cfg;
+	jsStreamInfo	*si = NULL;
+	jsErrCode	 jerr = 0;
 	int64_t		 t0, t, next;
 	struct timespec	 ts;
 	long		 i;
@@ -364,6 +448,21 @@ cmd_publish(void)
 	jsPubOptions_Init(&po);
 	snprintf(subj, sizeof subj, "qmp.%s.bench.event.BENCH",
 	    opt_host != NULL ? opt_host : "bare");
+	/* A stream of its own if asked for one that is not there (the
+	   bench's rounds): file storage, as the broker makes it. */
+	if (js_GetStreamInfo(&si, js, opt_stream, NULL, &jerr) ==
+	    NATS_NOT_FOUND) {
+		snprintf(all, sizeof all, "qmp.%s.>", opt_host != NULL ?
+		    opt_host : "bare");
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = opt_stream;
+		cfg.Subjects = subjs;
+		cfg.SubjectsLen = 1;
+		cfg.Storage = js_FileStorage;
+		if ((s = js_AddStream(&si, js, &cfg, NULL, &jerr)) != NATS_OK)
+			die("add stream", s);
+	}
+	jsStreamInfo_Destroy(si);
 	t0 = next = now_ns();
 	for (i = 1; i <= opt_count; i++) {
 		if (opt_rate > 0) {
@@ -438,6 +537,8 @@ main(int argc, char **argv)
 			opt_filter = v;
 		else if (strcmp(a, "--host") == 0)
 			opt_host = v;
+		else if (strcmp(a, "--state") == 0)
+			opt_state = v;
 		else if (strcmp(a, "--count") == 0)
 			opt_count = atol(v);
 		else if (strcmp(a, "--idle-ms") == 0)

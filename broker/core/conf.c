@@ -165,7 +165,7 @@ conf_init(struct conf *c)
 	c->nats_retention = conf_xstrdup("limits");
 	c->nats_replicas = 1;
 	c->nats_dup_window_s = 120;
-	c->nats_window = 256;
+	c->nats_window = 1024;	/* tools/bench: 256 starved the pipeline */
 	c->nats_ack_timeout_ms = 5000;
 	c->audit_required = 1;
 	c->audit_rotate = 64 * 1024 * 1024;

@@ -83,6 +83,8 @@ static struct {
 	bool				 has_text;
 	STAILQ_HEAD(, fleet_reqmsg)	 reqs;
 	size_t				 nreqs;
+	bool				 woken;	/* ev is active */
+	size_t				 wake_after;	/* acks */
 } mbox = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static struct event	*fleet_tick_ev, *fleet_retry_ev;
@@ -91,11 +93,15 @@ static bool		 fleet_connecting;
 
 static void	fleet_connect(void);
 
+/* Once per drain: an ack stream of tens of thousands a second would
+   otherwise take libevent's lock (and maybe its notify fd) per ack. */
 static void
 fleet_wake_locked(void)
 {
-	if (mbox.ev != NULL)
+	if (mbox.ev != NULL && !mbox.woken) {
+		mbox.woken = true;
 		event_active(mbox.ev, EV_READ, 0);
+	}
 }
 
 static void
@@ -127,7 +133,10 @@ fleet_post_ack(uint64_t seq, bool ok, int errcode, const char *text)
 		snprintf(mbox.text, sizeof mbox.text, "%s", text);
 		mbox.has_text = true;
 	}
-	fleet_wake_locked();
+	/* The loop wants acks only when they free room it will use (see
+	   fleet_pub_wake_after); the tick takes stragglers. */
+	if (!ok || mbox.nacks >= mbox.wake_after || mbox.acks_lost > 0)
+		fleet_wake_locked();
 	pthread_mutex_unlock(&mbox.mu);
 }
 
@@ -165,6 +174,7 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 	bool			 has_text;
 
 	pthread_mutex_lock(&mbox.mu);
+	mbox.woken = false;
 	news = mbox.news;
 	mbox.news = 0;
 	has_text = mbox.has_text;
@@ -210,9 +220,18 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 		fleet_ctl_connected();
 		fleet_pub_connected();
 	}
+	/* Every ack first, then one refill of the window: one burst of
+	   publishes, one write, not a publish and a write per ack. */
 	for (i = 0; i < n; i++)
 		fleet_pub_ack(acks[i].seq, acks[i].ok, acks[i].errcode,
 		    has_text ? text : NULL);
+	if (n > 0)
+		fleet_pub_refill();
+	pthread_mutex_lock(&mbox.mu);
+	mbox.wake_after = fleet_pub_wake_after();
+	if (mbox.nacks >= mbox.wake_after)
+		fleet_wake_locked();
+	pthread_mutex_unlock(&mbox.mu);
 	while ((q = STAILQ_FIRST(&reqs)) != NULL) {
 		STAILQ_REMOVE_HEAD(&reqs, entry);
 		if (fleet.stopping)
@@ -419,7 +438,16 @@ fleet_connect_work(void *arg)
 	struct fleet_conn	*c = arg;
 
 	c->s = natsConnection_Connect(&c->nc, fleet.opts);
-	if (c->s != NATS_OK)
+	if (c->s != NATS_OK && strstr(fleet_last_error(c->s), "PONG") != NULL)
+		/* libnats' words for a server that hung up in the handshake:
+		   with verify on, the usual cause is a refused client
+		   certificate (the server tells the client nothing). */
+		snprintf(c->text, sizeof c->text, "the server closed the "
+		    "connection during the handshake (%s)%s",
+		    fleet_last_error(c->s), conf.nats_tls_ca != NULL ||
+		    conf.nats_tls_cert != NULL ? "; does it require a client "
+		    "certificate (--nats-tls-cert) or refuse this one?" : "");
+	else if (c->s != NATS_OK)
 		snprintf(c->text, sizeof c->text, "%s",
 		    fleet_last_error(c->s));
 }
@@ -506,6 +534,7 @@ fleet_retry(evutil_socket_t fd, short what, void *arg)
 static void
 fleet_tick(evutil_socket_t fd, short what, void *arg)
 {
+	fleet_mail(-1, 0, NULL);
 	fleet_pub_tick();
 }
 
@@ -534,6 +563,7 @@ fleet_start(struct qmp_error *err)
 		return (-1);
 	}
 	STAILQ_INIT(&mbox.reqs);
+	mbox.wake_after = 1;
 	if (fleet_pub_start(err) == -1)
 		return (-1);
 	pthread_mutex_lock(&mbox.mu);

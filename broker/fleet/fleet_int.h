@@ -40,7 +40,15 @@ int	fleet_pub_start(struct qmp_error *);
 /* The connection is up: (re)publish from the last acked seq. */
 void	fleet_pub_connected(void);
 void	fleet_pub_disconnected(void);
+/* An ack; the caller then calls fleet_pub_refill once for all of them. */
 void	fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text);
+/* Publishes what the window has room for. */
+void	fleet_pub_pump(void);
+/* The same, after acks: only once half the window is free. */
+void	fleet_pub_refill(void);
+/* How many acks are worth waking the loop for (at least 1): those that
+   bring the window down to half. */
+size_t	fleet_pub_wake_after(void);
 void	fleet_pub_tick(void);
 /* A work item uses fleet.nc: it must not be destroyed yet. */
 bool	fleet_pub_busy(void);

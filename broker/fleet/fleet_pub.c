@@ -158,7 +158,9 @@ pub_send_failed(natsStatus s)
 static bool
 pub_send(const struct evlog_rec *rec)
 {
-	char		 subj[2 * FLEET_TOKEN_MAX + 64];
+	/* "qmp." HOST "." VM ".event." NAME: three tokens, 11 more bytes
+	   with the NUL; sized from those bounded parts. */
+	char		 subj[3 * FLEET_TOKEN_MAX + 16];
 	char		 vm[FLEET_TOKEN_MAX], ev[FLEET_TOKEN_MAX];
 	char		 id[EVLOG_EPOCH_MAX + 24];
 	natsMsg		*m = NULL;
@@ -170,8 +172,9 @@ pub_send(const struct evlog_rec *rec)
 		strcpy(vm, "%");
 	if (subject_token(ev, sizeof ev, rec->event) == 0)
 		strcpy(ev, "%");
-	snprintf(subj, sizeof subj, "qmp.%s.%s.event.%s", fleet.host_tok, vm,
-	    ev);
+	if ((size_t)snprintf(subj, sizeof subj, "qmp.%s.%s.event.%s",
+	    fleet.host_tok, vm, ev) >= sizeof subj)
+		abort();	/* the sizes above say it cannot be */
 	snprintf(id, sizeof id, "%s-%" PRIu64, pub.epoch, rec->seq);
 	s = natsMsg_Create(&m, subj, NULL, rec->json, (int)rec->len);
 	if (s == NATS_OK)
@@ -186,8 +189,8 @@ pub_send(const struct evlog_rec *rec)
 	return (true);
 }
 
-static void
-pub_pump(void)
+void
+fleet_pub_pump(void)
 {
 	struct evlog_rec	rec;
 	uint64_t		from, to;
@@ -229,12 +232,38 @@ pub_pump(void)
 	}
 }
 
+/* Acks trickle in a few at a time (about twenty per loop pass at full
+   speed), each trickle a wakeup of the loop, a burst of publishes, a
+   write and an epoll_ctl pair. An eighth of the window at once keeps the
+   rest in flight (the rate is bound by what is in flight: the acks come
+   to the loop through libnats' thread and the mailbox, a hop the bare
+   client does not make) with an eighth of the wakeups. A live event is
+   published at once still (pub_appended): this paces the backlog. */
+#define PUB_REFILL(w)	((w) / 8 > 0 ? (w) / 8 : 1)
+
+void
+fleet_pub_refill(void)
+{
+	if (pub.next - pub.base - 1 + PUB_REFILL(pub.window) <= pub.window)
+		fleet_pub_pump();
+}
+
+size_t
+fleet_pub_wake_after(void)
+{
+	uint64_t	inflight = pub.next - pub.base - 1;
+
+	if (inflight + PUB_REFILL(pub.window) <= pub.window)
+		return (1);
+	return ((size_t)(inflight + PUB_REFILL(pub.window) - pub.window));
+}
+
 /* The log calls this once per loop pass, outside its appends: publish
    now, not a pass later (that pass is emit->fleet latency). */
 static void
 pub_appended(uint64_t last, void *arg)
 {
-	pub_pump();
+	fleet_pub_pump();
 }
 
 /* libnats' thread: the ack of one record, or its error. */
@@ -307,7 +336,7 @@ fleet_pub_connected(void)
 		return;
 	}
 	pub_restart();
-	pub_pump();
+	fleet_pub_pump();
 }
 
 void
@@ -369,7 +398,6 @@ fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
 	i = seq % pub.window;
 	pub.bits[i / 8] |= (unsigned char)(1u << (i % 8));
 	pub_advance();
-	pub_pump();
 }
 
 void
@@ -385,7 +413,7 @@ fleet_pub_tick(void)
 		    conf.nats_ack_timeout_ms);
 		pub_restart();
 	}
-	pub_pump();
+	fleet_pub_pump();
 }
 
 /* The stream: looked up, created if absent, off the loop (JetStream's
@@ -496,7 +524,7 @@ pub_ensure_done(void *arg, bool ran)
 	pub.ready = true;
 	if (fleet.connected) {
 		pub_restart();
-		pub_pump();
+		fleet_pub_pump();
 	}
 }
 

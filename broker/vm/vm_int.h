@@ -46,6 +46,9 @@ struct vm {
 	int			 shutdown_seen;
 	int			 shutdown_guest;
 	char			 shutdown_reason[32];
+	struct event		*pid_ev;	/* its pidfd readable: gone */
+	int			 pid;		/* the one pid_ev watches */
+	int			 exit_said;	/* VM_EXITED for this QEMU */
 	char			 name[];
 };
 

@@ -7,16 +7,26 @@
  *	the status recorded (a STOP, RESUME, SHUTDOWN or GUEST_PANICKED
  *	while nobody was connected, or while the broker was down: the
  *	status is kept in STATE_DIR/status/NAME/last.json);
- *   VM_EXITED {"status", "shutdown", "guest", "reason"}
- *	when the monitor closed and the next connect finds no QEMU behind
- *	the socket (it is gone, or refuses): QEMU exited. "shutdown" says
- *	whether SHUTDOWN came first, "guest" whether the guest asked.
+ *   VM_EXITED {"status", "shutdown", "guest", "reason", "why", "pid"}
+ *	when QEMU's pid is gone (known from SO_PEERCRED of the monitor
+ *	socket, watched through a pidfd: no polling), or, where no pidfd
+ *	could be had, when the monitor closed and the next connect finds
+ *	no QEMU behind the socket (it is gone, or refuses). Once per QEMU:
+ *	whichever comes first. "shutdown" says whether SHUTDOWN came
+ *	first, "guest" whether the guest asked.
  */
 #include "config.h"
 
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "broker/core/bus.h"
 #include "broker/core/conf.h"
@@ -88,11 +98,24 @@ vm_status_set(struct vm *vm, const char *status)
 		json_object_set_new(vms_saved, vm->name, json_string(status));
 }
 
+static void
+vm_status_unwatch(struct vm *vm)
+{
+	if (vm->pid_ev == NULL)
+		return;
+	close(event_get_fd(vm->pid_ev));
+	event_free(vm->pid_ev);
+	vm->pid_ev = NULL;
+	vm->pid = 0;
+}
+
 /* The VM leaves the broker for good (not a stopping broker). */
 void
 vm_status_forget(struct vm *vm)
 {
 	struct qmp_error	err;
+
+	vm_status_unwatch(vm);
 
 	/* A backend's call may complete after the VM's memory went
 	   (vmq_free): its answer finds no VM. */
@@ -184,6 +207,107 @@ vm_status_gone(const char *why)
 	    strstr(why, "No such file or directory") != NULL));
 }
 
+static void
+vm_status_exited(struct vm *vm, const char *why)
+{
+	json_t	*data;
+
+	vm->exit_check = 0;
+	if (vm->exit_said)
+		return;
+	vm->exit_said = 1;
+	data = json_pack("{s:s,s:b,s:b,s:s,s:s}", "status",
+	    vm->status[0] != '\0' ? vm->status : "unknown", "shutdown",
+	    vm->shutdown_seen, "guest", vm->shutdown_seen &&
+	    vm->shutdown_guest, "reason", vm->shutdown_seen ?
+	    vm->shutdown_reason : "", "why", why);
+	if (data != NULL && vm->pid > 0)
+		json_object_set_new(data, "pid", json_integer(vm->pid));
+	bus_publish(vm->name, "VM_EXITED", data);
+	log_notice("vm %s: QEMU exited (%s)%s", vm->name, why,
+	    vm->shutdown_seen ? " after SHUTDOWN" : "");
+	vm->shutdown_seen = 0;
+	vm->shutdown_guest = 0;
+	vm->shutdown_reason[0] = '\0';
+}
+
+static void
+vm_status_pid_gone(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm	*vm = arg;
+	char		 why[64];
+
+	snprintf(why, sizeof why, "pid %d exited", vm->pid);
+	vm_status_exited(vm, why);
+	vm_status_unwatch(vm);
+}
+
+/* SO_PEERCRED names whoever made the listening socket: QEMU, or a
+   manager that made it and handed it to QEMU (libvirt does), or a proxy.
+   Only a process whose program (or, if that cannot be read, name) says
+   QEMU is watched: the end of libvirtd or socat is not the end of the
+   VM. (-name process=X renames QEMU's comm, not its exe.) */
+static bool
+vm_status_is_qemu(int pid)
+{
+	char		 path[64], buf[PATH_MAX];
+	const char	*base;
+	ssize_t		 n;
+	FILE		*f;
+	bool		 yes = false;
+
+	snprintf(path, sizeof path, "/proc/%d/exe", pid);
+	if ((n = readlink(path, buf, sizeof buf - 1)) > 0) {
+		buf[n] = '\0';
+		base = strrchr(buf, '/');
+		return (strstr(base != NULL ? base : buf, "qemu") != NULL);
+	}
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return (false);
+	if (fgets(buf, sizeof buf, f) != NULL)
+		yes = strstr(buf, "qemu") != NULL;
+	fclose(f);
+	return (yes);
+}
+
+/* Watch the pid behind the monitor socket, if the kernel gives a
+   pidfd for it (Linux >= 5.3): its exit is then news at once, also
+   when the socket outlives it. Else the reconnect tells. */
+static void
+vm_status_watch(struct vm *vm)
+{
+	int	pid = vmq_peer_pid(vm->q), fd;
+
+	if (pid <= 0 || pid == vm->pid || pid == getpid())
+		return;
+	vm_status_unwatch(vm);
+	if (!vm_status_is_qemu(pid)) {
+		log_debug("vm %s: the socket's pid %d is not a QEMU: no pidfd",
+		    vm->name, pid);
+		return;
+	}
+#ifdef SYS_pidfd_open
+	if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1) {
+		log_debug("vm %s: pidfd_open %d: %s", vm->name, pid,
+		    strerror(errno));
+		return;
+	}
+	if ((vm->pid_ev = event_new(loop_base, fd, EV_READ,
+	    vm_status_pid_gone, vm)) == NULL || event_add(vm->pid_ev,
+	    NULL) == -1) {
+		if (vm->pid_ev != NULL)
+			event_free(vm->pid_ev);
+		vm->pid_ev = NULL;
+		close(fd);
+		return;
+	}
+	vm->pid = pid;
+#else
+	(void)fd;
+#endif
+}
+
 /* The endpoint's state changes. */
 void
 vm_status_state(struct vm *vm, enum mon_state st, const char *why)
@@ -191,6 +315,8 @@ vm_status_state(struct vm *vm, enum mon_state st, const char *why)
 	switch (st) {
 	case MON_READY:
 		vm->exit_check = 0;
+		vm->exit_said = 0;
+		vm_status_watch(vm);
 		if (vm->status_asking == NULL &&
 		    (vm->status_asking = malloc(sizeof *vm->status_asking)) !=
 		    NULL) {
@@ -202,26 +328,15 @@ vm_status_state(struct vm *vm, enum mon_state st, const char *why)
 	case MON_DISCONNECTED:
 		if (vm->was_ready) {
 			/* a connection that was up went: is QEMU still
-			   there? The next connect says. */
-			vm->exit_check = 1;
+			   there? Its pidfd, or else the next connect, says. */
+			vm->exit_check = !vm->exit_said;
 			break;
 		}
 		if (!vm->exit_check)
 			break;
 		vm->exit_check = 0;
-		if (!vm_status_gone(why))
-			break;
-		bus_publish(vm->name, "VM_EXITED", json_pack(
-		    "{s:s,s:b,s:b,s:s,s:s}", "status", vm->status[0] != '\0' ?
-		    vm->status : "unknown", "shutdown", vm->shutdown_seen,
-		    "guest", vm->shutdown_seen && vm->shutdown_guest,
-		    "reason", vm->shutdown_seen ? vm->shutdown_reason : "",
-		    "why", why));
-		log_notice("vm %s: QEMU exited (%s)%s", vm->name, why,
-		    vm->shutdown_seen ? " after SHUTDOWN" : "");
-		vm->shutdown_seen = 0;
-		vm->shutdown_guest = 0;
-		vm->shutdown_reason[0] = '\0';
+		if (vm_status_gone(why))
+			vm_status_exited(vm, why);
 		break;
 	default:
 		break;

@@ -7,7 +7,9 @@ consumer (qmpfleet events, a durable pull consumer) must have every event
 of every host exactly once, seq 1..last with no gap per host, in seq
 order per VM: after the load alone; after a kill -9 of h1 and its restart;
 after nats-server was stopped for 10 s and restarted; after the consumer
-was stopped and started again on its durable cursor.
+was stopped and started again on its durable cursor and its --state; and
+a new durable (every message delivered again, as if no ack had reached
+the server) with that --state prints nothing.
 Could fail by: a lost event (gap), a duplicate (dedup or resume broken),
 an event out of order, a broker that stops streaming after a failure.
 
@@ -205,6 +207,16 @@ def test_three_hosts_failures():
 		k = fl.settle(cons, "after the consumer's restart")
 		print("# after consumer restart: %d events" % k)
 		cons.stop()
+		# A redelivery of what an earlier run printed (an ack the
+		# server never applied) is not printed again: a new durable
+		# delivers the whole stream again, as if every ack were lost,
+		# and with the last run's --state it prints nothing.
+		again = natsh.Consumer(h, n.url, "fresh", state=cons.cur.state,
+		    extra=["--idle-ms", "1500"])
+		again.wait()
+		check(again.p.returncode == 0 and again.lines == [],
+		    "%d events printed again from a new durable with the "
+		    "last run's state" % len(again.lines))
 		for d in fl.brokers.values():
 			d.terminate()
 

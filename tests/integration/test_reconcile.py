@@ -3,7 +3,8 @@
 while the broker was not watching gets a synthetic VM_STATUS with
 "reconciled": true when its monitor comes back, and a VM whose QEMU
 exits gets VM_EXITED saying whether SHUTDOWN came first and whether the
-guest asked for it. Real QEMU where it can be, fake-qemu for a guest
+guest asked for it, once, from the pidfd of the pid behind the monitor
+socket (SO_PEERCRED). Real QEMU where it can be, fake-qemu for a guest
 that shuts down (no guest OS here answers ACPI)."""
 
 import os
@@ -101,19 +102,31 @@ def test_reconcile_qemu():
 
 
 def exited_case(h, vm, end, want):
+	"""The QEMU's pid is known (SO_PEERCRED) and watched by a pidfd:
+	VM_EXITED says so, with the pid, and comes once: not again when the
+	reconnect that follows finds the socket gone or refusing."""
 	d = h.daemon()
 	c = d.client()
 	c.cmd("vm-add", {"name": "v", "socket": vm.path})
 	qb.wait_vm_state(c, "v", "ready")
 	s = d.client()
 	s.cmd("subscribe", {"vms": ["v"], "events": ["VM_EXITED",
-	    "SHUTDOWN"]})
+	    "SHUTDOWN", "VM_STATE_CHANGE"]})
 	end(c, vm)
 	e = s.wait_event("VM_EXITED")
+	want = dict(want, pid=vm.pid, why="pid %d exited" % vm.pid)
 	for k, v in want.items():
 		check(e["data"].get(k) == v, "VM_EXITED %s: %r, want %r: %r" %
 		    (k, e["data"].get(k), v, e))
 	check(isinstance(e.get("seq"), int), "not logged: %r" % e)
+	# The reconnect that finds no QEMU (where the socket path would
+	# have said VM_EXITED, before this state change) adds none.
+	s.wait_event(lambda x: x["event"] == "VM_STATE_CHANGE" and
+	    x["data"].get("reason", "").startswith("connect "),
+	    what="a failed reconnect")
+	s.poll_msgs()
+	again = [x for x in s.events if x["event"] == "VM_EXITED"]
+	check(not again, "VM_EXITED twice: %r" % again)
 	c.cmd("vm-remove", {"name": "v"})
 	h.close_clients()
 	d.terminate()
@@ -133,7 +146,7 @@ def test_exited_qemu_quit():
 
 
 def test_exited_qemu_killed():
-	"""kill -9 of QEMU: no SHUTDOWN, the socket refuses."""
+	"""kill -9 of QEMU: no SHUTDOWN; its pidfd tells at once."""
 	h = qb.Harness("exit-kill")
 	try:
 		vm = h.qemu("v")
