@@ -534,6 +534,8 @@ hp_vm_event(struct hp_vm *vm, const json_t *event)
 		if (op->del_wait && (dev != NULL ?
 		    strcmp(op->del_id, dev) == 0 :
 		    op->kind == HP_CPU && hp_cpu_part(op, path))) {
+			if (op->kind == HP_CPU)
+				vm->cpu_unplugged = true;
 			op->del_seen = true;
 			hp_del_check(op);
 		}

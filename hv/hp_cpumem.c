@@ -162,9 +162,37 @@ hp_cpu_scan_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 	hp_cpumem_reply(op, NULL, NULL);
 }
 
+/*
+ * QEMU 7.2 under TCG aborts ("double free or corruption") on the first
+ * CPU device_add after any CPU was unplugged, whatever the slot: the
+ * unplugged vCPU is never finalized and its teardown frees state the
+ * next one reuses (tests/integration/test_guest_cpumem.py showed it).
+ * A cpu-add that would kill the VM is refused instead.
+ */
+static void
+hp_cpu_kvm_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	struct qmp_error	e;
+
+	if (err == NULL && !json_is_true(json_object_get(ret, "enabled"))) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "a CPU was unplugged from "
+		    "this VM, and QEMU under TCG aborts on the next CPU "
+		    "hotplug (double free): restart the VM to add CPUs");
+		hp_cpumem_reply(op, NULL, &e);
+		return;
+	}
+	hp_exec(op, "query-hotpluggable-cpus", NULL, NULL, 0,
+	    hp_cpu_scan_done);
+}
+
 void
 hp_cpu_scan_send(struct hp_op *op)
 {
+	if (op->add && op->vm->cpu_unplugged &&
+	    vmq_has_command(op->vm->q, "query-kvm")) {
+		hp_exec(op, "query-kvm", NULL, NULL, 0, hp_cpu_kvm_done);
+		return;
+	}
 	hp_exec(op, "query-hotpluggable-cpus", NULL, NULL, 0,
 	    hp_cpu_scan_done);
 }

@@ -87,6 +87,7 @@ struct hp_vm {
 	struct pci_hist		*hist;		/* made at first allocation */
 	unsigned		 scanning;
 	bool			 dead;		/* hp_vm_free was called */
+	bool			 cpu_unplugged;	/* a CPU left this QEMU */
 	struct defer		 reap;
 	uint32_t		 seq;
 };

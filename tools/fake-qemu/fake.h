@@ -193,7 +193,7 @@ int	 cm_device_del(struct cmdctx *, const char *id, json_t **ret,
 	    struct qmp_error *);
 int	 cm_has(struct vm *, const char *id);
 cmd_fn	 cm_object_add, cm_object_del, cm_query_cpus, cm_query_memdevs,
-	 cm_qom_get;
+	 cm_qom_get, cm_query_kvm;
 void	 cm_qom_peripheral(struct vm *, json_t *list);
 void	 cm_free(struct vm *);
 
