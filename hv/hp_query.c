@@ -241,8 +241,9 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	/* a mem-del that had not read its DIMM's backend yet: the name
 	   mem-add gives */
 	s = json_string_value(json_object_get(rec, "memdev"));
-	snprintf(op->memdev, sizeof op->memdev, s != NULL ? "%s" :
-	    "qbmem-%s", s != NULL ? s : id);
+	if (op->kind == HP_MEM)
+		snprintf(op->memdev, sizeof op->memdev, s != NULL ? "%s" :
+		    "qbmem-%s", s != NULL ? s : id);
 	json_array_foreach(json_object_get(rec, "fdnames"), i, v) {
 		if (op->nfds == HP_MAX_FDS || !json_is_string(v))
 			break;
