@@ -210,5 +210,45 @@ def test_kill_mid_mem_add():
 		env.finish()
 
 
+def test_refused_while_migrating():
+	"""cpu-* and mem-* on either end of a running vm-migrate are refused
+	and reach neither QEMU."""
+	with qb.Env("cpumem-mig") as env:
+		src = hplib.fake(env.h, "src", extra=LIMITS)
+		rec = hplib.Recorder(env.h, src.path)
+		dst = hplib.fake(env.h, "dst", running=False,
+		    extra=["--incoming-defer"] + LIMITS)
+		c = env.d.client()
+		c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
+		c.cmd("vm-add", {"name": "src", "socket": rec.path})
+		c.cmd("vm-add", {"name": "dst", "socket": dst.path})
+		for n in ("src", "dst"):
+			qb.wait_vm_state(c, n, "ready")
+		jid = c.cmd("vm-migrate", {"vm": "src", "to": "dst",
+		    "uri": "unix:" + env.h.path("mig.sock"),
+		    "bandwidth": 1 << 20})["job"]
+		c.wait_event(lambda e: e.get("event") == "JOB_STATUS_CHANGE" and
+		    e["data"]["id"] == jid and (e["data"].get("progress") or
+		    {}).get("transferred", 0) > 0, what="progress")
+		rec.clear()
+		for vm in ("src", "dst"):
+			for cmd, args in (("cpu-add", {"count": 1}),
+			    ("cpu-del", {"count": 1}),
+			    ("mem-add", {"id": "d1", "size": 128 * MIB}),
+			    ("mem-del", {"id": "d1"})):
+				e = err_of(c, cmd, dict(args, vm=vm))
+				check("migration job %d" % jid in e,
+				    "%s on %s: %r" % (cmd, vm, e))
+		sent = [m["execute"] for m, _ in rec.commands()]
+		check(not [x for x in sent if x in ("device_add", "object-add",
+		    "query-hotpluggable-cpus")], "reached QEMU: %r" % sent)
+		c.cmd("job-cancel", {"id": jid})
+		c.wait_event(lambda e: e.get("event") == "JOB_STATUS_CHANGE" and
+		    e["data"]["id"] == jid and e["data"]["status"] in
+		    ("concluded", "failed", "cancelled"), what="job end")
+		env.finish()
+
+
 if __name__ == "__main__":
-	qb.main([test_cpu_mem_fake, test_kill_mid_mem_add])
+	qb.main([test_cpu_mem_fake, test_kill_mid_mem_add,
+	    test_refused_while_migrating])
