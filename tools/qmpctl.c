@@ -1035,6 +1035,9 @@ main(int argc, char **argv)
 		{ "format",	required_argument,	NULL, 0x100 },
 		{ "vhost",	no_argument,		NULL, 0x100 },
 		{ "readonly",	no_argument,		NULL, 0x100 },
+		{ "backend",	required_argument,	NULL, 0x100 },
+		{ "path",	required_argument,	NULL, 0x100 },
+		{ "node",	required_argument,	NULL, 0x100 },
 		{ NULL,		0,			NULL, 0 }
 	};
 	static char			*subopt[64];

@@ -299,7 +299,7 @@ ctl_prep_mem_add(struct ctl *ctl, int argc, char **argv)
 		ctl_warn("VM and ID must be UTF-8");
 		return (-1);
 	}
-	for (i = 3; i < argc; i++) {
+	for (i = 3; i < argc; i += 2) {
 		if (i + 1 == argc || (strcmp(argv[i], "--backend") != 0 &&
 		    strcmp(argv[i], "--path") != 0 &&
 		    strcmp(argv[i], "--node") != 0)) {
@@ -323,7 +323,6 @@ ctl_prep_mem_add(struct ctl *ctl, int argc, char **argv)
 			return (-1);
 		}
 		json_object_set_new(args, argv[i] + 2, v);
-		i++;
 	}
 	return (ctl_request(ctl, "mem-add", args));
 }

@@ -79,8 +79,11 @@ def test_cpu_mem_fake():
 		check(adds[-1]["arguments"] == {"driver": "qemu64-x86_64-cpu",
 		    "id": "cpu-0-1-0", "socket-id": 0, "core-id": 1,
 		    "thread-id": 0, "node-id": 0}, "device_add %r" % adds)
-		r = c.cmd("cpu-add", {"vm": "vm1", "ids": ["c2"]})
-		check(r == {"ids": ["c2"]}, "cpu-add ids: %r" % r)
+		# qmpctl: a word that begins with a letter is an id
+		rc, out, err = qb.qmpctl(["cpu-add", "vm1", "c2"],
+		    sock=env.d.control)
+		check(rc == 0 and json.loads(out) == {"ids": ["c2"]},
+		    "qmpctl cpu-add: %d %r %r" % (rc, out, err))
 		check(hot_cpus(c, "vm1") == ["c2", "cpu-0-1-0"],
 		    "cpus %r" % hot_cpus(c, "vm1"))
 		rec.clear()
@@ -126,8 +129,9 @@ def test_cpu_mem_fake():
 		    "size": 384 * MIB})
 		check(e.startswith("maxmem:") and "256 MiB left" in e,
 		    "maxmem left: %r" % e)
-		c.cmd("mem-add", {"vm": "vm1", "id": "d2", "size": 128 * MIB,
-		    "backend": "memfd", "node": 0})
+		rc, out, err = qb.qmpctl(["mem-add", "vm1", "d2", "128M",
+		    "--backend", "memfd", "--node", "0"], sock=env.d.control)
+		check(rc == 0, "qmpctl mem-add: %d %r %r" % (rc, out, err))
 		e = err_of(c, "mem-add", {"vm": "vm1", "id": "d3",
 		    "size": 128 * MIB})
 		check(e.startswith("slots:"), "slots: %r" % e)
