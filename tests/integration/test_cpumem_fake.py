@@ -253,6 +253,37 @@ def test_refused_while_migrating():
 		env.finish()
 
 
+def test_file_backend_guarded():
+	"""A file backend's path is a host file QEMU (root) creates: for a
+	tenant it must lie under the allowed dirs, as any path (policy-check
+	tells the guards' decision without a VM)."""
+	nobody = qb.user_ids()[0]
+	with qb.Env("cpumem-guard", daemon=False) as env:
+		root = env.h.path("images")
+		os.makedirs(root)
+		pol = env.h.path("policy")
+		with open(pol, "w") as f:
+			f.write("role operator uid nobody vm 'ta*'\n")
+		env.d = env.h.daemon(args=["--policy", pol, "--allow-uid",
+		    str(nobody), "--image-root", root])
+		env.d.baseline()
+
+		def pc(path):
+			rc, o, e = qb.qmpctl(["--json", "policy-check", str(nobody),
+			    "ta1", "mem-add", "id=d1", "size=134217728",
+			    "backend=file", "path=" + path], sock=env.d.control)
+			check(rc == 0, "policy-check: %s %s" % (o, e))
+			return json.loads(o)
+		r = pc("/etc/qb-mem")
+		check(r["decision"] == "deny" and "outside the allowed dirs" in
+		    r["reason"], "outside: %r" % r)
+		r = pc(os.path.join(root, "..", "x"))
+		check(r["decision"] == "deny", "dot-dot: %r" % r)
+		r = pc(os.path.join(root, "ta1.mem"))
+		check(r["decision"] == "allow", "inside: %r" % r)
+		env.finish()
+
+
 if __name__ == "__main__":
 	qb.main([test_cpu_mem_fake, test_kill_mid_mem_add,
-	    test_refused_while_migrating])
+	    test_refused_while_migrating, test_file_backend_guarded])
