@@ -178,8 +178,11 @@ void
 hp_op_free(struct hp_op *op)
 {
 	struct hp_vm	*vm = op->vm;
+	size_t		 i;
 
 	LIST_REMOVE(op, entry);
+	for (i = 0; i < op->ncpus; i++)
+		json_decref(op->cpus[i]);
 	vm->nops--;
 	hp_close_fds(op);
 	if (op->timer != NULL)
@@ -197,6 +200,7 @@ hp_op_free(struct hp_op *op)
 static struct hp_stats	hp_st;
 static const char *const hp_st_names[HP_NSTATKINDS] = {
 	"nic-add", "nic-del", "disk-add", "disk-del", "reconcile", "query",
+	"cpu-add", "cpu-del", "mem-add", "mem-del",
 };
 
 const struct hp_stats *
@@ -220,10 +224,14 @@ hp_count(const struct hp_op *op, bool ok)
 		k = HP_ST_RECONCILE;
 	else if (op->query)
 		k = HP_ST_QUERY;
+	else if (op->kind == HP_NIC)
+		k = op->add ? HP_ST_NIC_ADD : HP_ST_NIC_DEL;
+	else if (op->kind == HP_DISK)
+		k = op->add ? HP_ST_DISK_ADD : HP_ST_DISK_DEL;
+	else if (op->kind == HP_CPU)
+		k = op->add ? HP_ST_CPU_ADD : HP_ST_CPU_DEL;
 	else
-		k = op->kind == HP_NIC ? (op->add ? HP_ST_NIC_ADD :
-		    HP_ST_NIC_DEL) : (op->add ? HP_ST_DISK_ADD :
-		    HP_ST_DISK_DEL);
+		k = op->add ? HP_ST_MEM_ADD : HP_ST_MEM_DEL;
 	if (ok)
 		hp_st.ok[k]++;
 	else
@@ -329,6 +337,8 @@ hp_start(struct hp_op *op)
 		hp_start_cb(-1, 0, op);
 }
 
+static const char *const hp_kind_names[] = { "nic", "disk", "cpu", "mem" };
+
 static json_t *
 hp_record(struct hp_op *op, const struct hp_step *st)
 {
@@ -337,7 +347,7 @@ hp_record(struct hp_op *op, const struct hp_step *st)
 
 	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 	    "op", op->name, "id", op->id,
-	    "kind", op->kind == HP_NIC ? "nic" : "disk",
+	    "kind", hp_kind_names[op->kind],
 	    "phase", op->undoing ? "undo" : "do",
 	    "step", hp_steps[st->k].cmd,
 	    "netdev", op->netdev, "node", op->node, "opaque", op->opaque);
@@ -349,6 +359,15 @@ hp_record(struct hp_op *op, const struct hp_step *st)
 			json_array_append_new(names,
 			    json_string(op->fdname[i]));
 	json_object_set_new(rec, "fdnames", names);
+	if (op->kind == HP_CPU) {
+		names = json_array();
+		for (i = 0; i < op->ncpus; i++)
+			json_array_append_new(names,
+			    json_string(hp_dev_id(op, (int)i)));
+		json_object_set_new(rec, "cpus", names);
+	}
+	if (op->memdev[0] != '\0')
+		json_object_set_new(rec, "memdev", json_string(op->memdev));
 	if (op->fdset >= 0)
 		json_object_set_new(rec, "fdset", json_integer(op->fdset));
 	if (op->bus[0] != '\0') {
@@ -460,24 +479,43 @@ hp_del_timeout(evutil_socket_t fd, short ev, void *arg)
 		return;
 	op->pending = true;
 	hp_log(op->vm, LOG_NOTICE, "%s %s: no DEVICE_DELETED within %d ms; "
-	    "unplug left pending", op->name, op->id,
+	    "unplug left pending", op->name, op->del_id,
 	    op->vm->unplug_timeout_ms);
 	if (op->undoing)
 		hp_answer(op, NULL, &op->err);
 	else {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "unplug of '%s' is still "
 		    "pending: the guest has not released the device within "
-		    "%d ms; its backend is kept until it does", op->id,
+		    "%d ms; its backend is kept until it does", op->del_id,
 		    op->vm->unplug_timeout_ms);
 		hp_answer(op, NULL, &err);
 	}
+}
+
+/*
+ * Whether path is a part of the CPU op unplugs: its lapic. QEMU 7.2
+ * under TCG never finalizes an unplugged CPU (a reference stays), so
+ * the DEVICE_DELETED naming the CPU never comes; the CPU's lapic, which
+ * it unparents while the CPU is unrealized and removed, does report.
+ * That happens only once the guest ejected the CPU, so it means the
+ * same: the CPU is out (query-hotpluggable-cpus shows the slot free).
+ */
+static bool
+hp_cpu_part(const struct hp_op *op, const char *path)
+{
+	const char	*pre = "/machine/peripheral/";
+	size_t		 n = strlen(pre), m = strlen(op->del_id);
+
+	return (path != NULL && strncmp(path, pre, n) == 0 &&
+	    strncmp(path + n, op->del_id, m) == 0 &&
+	    strcmp(path + n + m, "/lapic") == 0);
 }
 
 void
 hp_vm_event(struct hp_vm *vm, const json_t *event)
 {
 	struct hp_op	*op, *next;
-	const char	*name, *dev;
+	const char	*name, *dev, *path;
 
 	/* a dead hp_vm's operations were answered: nothing to wait for */
 	if (vm->dead)
@@ -489,11 +527,15 @@ hp_vm_event(struct hp_vm *vm, const json_t *event)
 	   one naming the device means the guest let go of it */
 	dev = json_string_value(json_object_get(json_object_get(event,
 	    "data"), "device"));
-	if (dev == NULL)
-		return;
+	path = json_string_value(json_object_get(json_object_get(event,
+	    "data"), "path"));
 	for (op = LIST_FIRST(&vm->ops_list); op != NULL; op = next) {
 		next = LIST_NEXT(op, entry);
-		if (op->del_wait && strcmp(op->id, dev) == 0) {
+		if (op->del_wait && (dev != NULL ?
+		    strcmp(op->del_id, dev) == 0 :
+		    op->kind == HP_CPU && hp_cpu_part(op, path))) {
+			if (op->kind == HP_CPU)
+				vm->cpu_unplugged = true;
 			op->del_seen = true;
 			hp_del_check(op);
 		}
@@ -696,8 +738,19 @@ static const struct hp_stepdef hp_steps[ST_NKINDS] = {
 	    .flags = SF_GONE_OK },
 	[ST_DEVICE_ADD] =	{ .cmd = "device_add", .args = hp_device_args,
 	    .undo = { ST_DEVICE_DEL } },
-	[ST_DEVICE_DEL] =	{ .cmd = "device_del", HP_NAME("id", id),
+	[ST_DEVICE_DEL] =	{ .cmd = "device_del", .args = hp_devdel_args,
 	    .flags = SF_UNPLUG },
+	/* reads only: a failure has nothing to undo */
+	[ST_CPU_SCAN] =		{ .cmd = "query-hotpluggable-cpus",
+	    .send = hp_cpu_scan_send },
+	[ST_MEM_CHECK] =	{ .cmd = "query-memory-devices",
+	    .send = hp_mem_check_send },
+	[ST_OBJECT_ADD] =	{ .cmd = "object-add", .args = hp_object_args,
+	    .undo = { ST_OBJECT_DEL } },
+	/* QEMU refuses while the DIMM still uses it: retried as the other
+	   backends' dels are */
+	[ST_OBJECT_DEL] =	{ .cmd = "object-del", HP_NAME("id", memdev),
+	    .flags = SF_RETRY },
 };
 
 void
@@ -734,8 +787,11 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 		a = d->args(op, st->arg, &fds);
 	else
 		a = json_pack("{s:s}", d->key, (const char *)op + d->name);
-	if (d->flags & SF_UNPLUG)
+	if (d->flags & SF_UNPLUG) {
+		snprintf(op->del_id, sizeof op->del_id, "%s",
+		    hp_dev_id(op, st->arg));
 		hp_unplug_arm(op);
+	}
 	hp_exec(op, d->cmd, a, fds, fds != NULL ? 1 : 0, hp_step_reply);
 }
 
@@ -792,6 +848,12 @@ hp_step_reply(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 }
 
 void
+hp_cpumem_reply(struct hp_op *op, json_t *ret, const struct qmp_error *err)
+{
+	hp_step_reply(op, ret, err);
+}
+
+void
 hp_next(struct hp_op *op)
 {
 	struct hp_step		 st;
@@ -831,8 +893,9 @@ static void
 hp_finish(struct hp_op *op)
 {
 	struct hp_vm	*vm = op->vm;
-	json_t		*ret;
+	json_t		*ret, *names;
 	char		 addr[8];
+	size_t		 i;
 	bool		 late;
 
 	late = op->answered;
@@ -856,6 +919,14 @@ hp_finish(struct hp_op *op)
 		hp_log(vm, LOG_INFO, "%s %s: rolled back: %s", op->name, op->id,
 		    op->err.desc);
 		hp_answer(op, NULL, &op->err);
+	} else if (op->kind == HP_CPU) {
+		names = json_array();
+		for (i = 0; i < op->ncpus; i++)
+			json_array_append_new(names,
+			    json_string(hp_dev_id(op, (int)i)));
+		hp_log(vm, LOG_INFO, "%s: %zu CPU(s) %s", op->name, op->ncpus,
+		    op->add ? "plugged" : "unplugged");
+		hp_answer(op, json_pack("{s:o}", "ids", names), NULL);
 	} else if (op->add) {
 		hp_addr(addr, sizeof addr, op->slot);
 		ret = json_pack("{s:s}", "id", op->id);

@@ -114,8 +114,50 @@ void	hp_disk_add(struct hp_vm *, struct hp_disk *, hp_done_fn *, void *);
 enum hp_kind {
 	HP_NIC,
 	HP_DISK,
+	HP_CPU,		/* one operation for all CPUs of a request */
+	HP_MEM,		/* a pc-dimm and its memory backend */
 };
 void	hp_del(struct hp_vm *, enum hp_kind, const char *id, hp_done_fn *,
+	    void *);
+
+/*
+ * CPUs: cpu-add plugs count CPUs (or one per id in ids) into the free
+ * slots query-hotpluggable-cpus lists, lowest first, with the driver and
+ * props QEMU gives for each; cpu-del unplugs the CPUs named in ids, or
+ * the count hot-plugged last. The whole request is one operation, locked
+ * under HP_CPU_LOCK: a CPU that fails undoes the ones plugged before it.
+ * ids "" (nids 0) on add: each CPU is named cpu-S-C-T from its slot.
+ */
+#define HP_CPU_MAX	8
+#define HP_CPU_LOCK	"cpus"
+struct hp_cpu {
+	size_t		 count;
+	char		 ids[HP_CPU_MAX][HP_ID_MAX + 1];
+	size_t		 nids;
+};
+void	hp_cpu_add(struct hp_vm *, const struct hp_cpu *, hp_done_fn *,
+	    void *);
+void	hp_cpu_del(struct hp_vm *, const struct hp_cpu *, hp_done_fn *,
+	    void *);
+
+/*
+ * Memory: a memory backend (object-add, named qbmem-ID) and a pc-dimm
+ * ID on it. size must be a multiple of HP_MEM_BLOCK (the guest's memory
+ * block: Linux onlines and offlines whole blocks) and fit in what maxmem
+ * and slots leave, both read from QEMU before anything is changed.
+ * mem-del is hp_del(HP_MEM): the DIMM, once the guest let go, then its
+ * backend.
+ */
+#define HP_MEM_BLOCK	(128LL << 20)
+struct hp_mem {
+	char		 id[HP_ID_MAX + 1];
+	long long	 size;
+	char		 backend[8];		/* ram (""), memfd, file */
+	char		 path[256];		/* file: mem-path, checked
+						   by the caller */
+	int		 node;			/* -1: QEMU's choice */
+};
+void	hp_mem_add(struct hp_vm *, const struct hp_mem *, hp_done_fn *,
 	    void *);
 
 /* [{"bus","addr","state","device"?}] */
@@ -139,6 +181,10 @@ enum hp_stat_kind {
 	HP_ST_DISK_DEL,
 	HP_ST_RECONCILE,	/* a dead broker's journal record */
 	HP_ST_QUERY,		/* slots, device presence */
+	HP_ST_CPU_ADD,
+	HP_ST_CPU_DEL,
+	HP_ST_MEM_ADD,
+	HP_ST_MEM_DEL,
 	HP_NSTATKINDS
 };
 struct hp_stats {
@@ -147,7 +193,7 @@ struct hp_stats {
 	struct hist	latency[HP_NSTATKINDS];
 };
 const struct hp_stats *hp_stats(void);
-/* "nic-add", ..., "reconcile", "query"; static. */
+/* "nic-add", ..., "reconcile", "query", "cpu-add", ...; static. */
 const char	*hp_stat_kind_name(enum hp_stat_kind);
 
 #endif

@@ -21,6 +21,16 @@ hp_device_args(const struct hp_op *op, int arg, const int **fds)
 	char	 addr[8];
 	size_t	 q;
 
+	if (op->kind == HP_CPU)
+		return (json_deep_copy(op->cpus[arg]));
+	if (op->kind == HP_MEM) {
+		a = json_pack("{s:s, s:s, s:s}", "driver", "pc-dimm", "id",
+		    op->id, "memdev", op->memdev);
+		if (op->mem.node >= 0)
+			json_object_set_new(a, "node",
+			    json_integer(op->mem.node));
+		return (a);
+	}
 	hp_addr(addr, sizeof addr, op->slot);
 	if (op->kind == HP_NIC) {
 		a = json_pack("{s:s, s:s, s:s}", "driver",
@@ -122,5 +132,50 @@ hp_blockdev_args(const struct hp_op *op, int arg, const int **fds)
 	    op->disk.format[0] != '\0' ? op->disk.format : "raw",
 	    "node-name", op->node, "read-only", op->disk.readonly,
 	    "file", file);
+	return (a);
+}
+
+const char *
+hp_dev_id(const struct hp_op *op, int arg)
+{
+	const char	*id;
+
+	if (op->kind != HP_CPU)
+		return (op->id);
+	id = json_string_value(json_object_get(op->cpus[arg], "id"));
+	return (id != NULL ? id : "");
+}
+
+json_t *
+hp_devdel_args(const struct hp_op *op, int arg, const int **fds)
+{
+	return (json_pack("{s:s}", "id", hp_dev_id(op, arg)));
+}
+
+/* The DIMM's memory backend. share for memfd and file: what a backend
+   outside QEMU's anonymous memory is for (vhost-user, a file a host
+   tool maps). */
+json_t *
+hp_object_args(const struct hp_op *op, int arg, const int **fds)
+{
+	const char	*b = op->mem.backend;
+	json_t		*a;
+
+	if (b[0] == '\0')
+		b = "ram";
+	a = json_pack("{s:s, s:I}", "id", op->memdev, "size",
+	    (json_int_t)op->mem.size);
+	if (strcmp(b, "file") == 0) {
+		json_object_set_new(a, "qom-type",
+		    json_string("memory-backend-file"));
+		json_object_set_new(a, "mem-path", json_string(op->mem.path));
+		json_object_set_new(a, "share", json_true());
+	} else if (strcmp(b, "memfd") == 0) {
+		json_object_set_new(a, "qom-type",
+		    json_string("memory-backend-memfd"));
+		json_object_set_new(a, "share", json_true());
+	} else
+		json_object_set_new(a, "qom-type",
+		    json_string("memory-backend-ram"));
 	return (a);
 }

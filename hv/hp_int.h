@@ -42,6 +42,10 @@ enum hp_stepk {
 	ST_BLOCKDEV_DEL_FILE,	/* the file node under it */
 	ST_DEVICE_ADD,
 	ST_DEVICE_DEL,		/* and wait for DEVICE_DELETED */
+	ST_CPU_SCAN,		/* query-hotpluggable-cpus, pick the CPUs */
+	ST_MEM_CHECK,		/* limits (add) or the DIMM's backend (del) */
+	ST_OBJECT_ADD,		/* the memory backend */
+	ST_OBJECT_DEL,
 	ST_NKINDS
 };
 
@@ -83,6 +87,7 @@ struct hp_vm {
 	struct pci_hist		*hist;		/* made at first allocation */
 	unsigned		 scanning;
 	bool			 dead;		/* hp_vm_free was called */
+	bool			 cpu_unplugged;	/* a CPU left this QEMU */
 	struct defer		 reap;
 	uint32_t		 seq;
 };
@@ -115,6 +120,13 @@ struct hp_op {
 
 	struct hp_nic		 nic;
 	struct hp_disk		 disk;
+	struct hp_cpu		 cpu;		/* as asked */
+	struct hp_mem		 mem;
+	char			 memdev[HP_NAME_MAX];
+	/* the CPUs picked: device_add args (driver, id, props) on add,
+	   ids on del; step arg i is CPU i */
+	json_t			*cpus[HP_CPU_MAX];
+	size_t			 ncpus;
 	char			 bus[128];
 	int			 slot;
 	struct pci_resv		*resv;
@@ -129,6 +141,7 @@ struct hp_op {
 	bool			 failed;
 
 	/* device_del */
+	char			 del_id[HP_ID_MAX + 1];	/* DEVICE_DELETED's */
 	bool			 del_wait;
 	bool			 del_replied, del_seen;
 	bool			 pending;	/* answered: unplug still due */
@@ -168,12 +181,21 @@ json_t	*hp_netdev_args(const struct hp_op *, int arg, const int **fds);
 json_t	*hp_addfd_args(const struct hp_op *, int arg, const int **fds);
 json_t	*hp_removefd_args(const struct hp_op *, int arg, const int **fds);
 json_t	*hp_blockdev_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_devdel_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_object_args(const struct hp_op *, int arg, const int **fds);
+/* The id device step arg of op adds or deletes. */
+const char *hp_dev_id(const struct hp_op *, int arg);
 void	 hp_addr(char *, size_t, int slot);
 
 /* hp_ops.c; hp_op_alloc says "out of memory" in err when it fails */
 struct hp_op *hp_op_alloc(struct hp_vm *, const char *name, const char *id,
 	    hp_done_fn *, void *, struct qmp_error *err);
 struct hp_op *hp_op_find(struct hp_vm *, const char *id);
+/* The gate: id, readiness, the commands in needs (NULL-terminated),
+   the lock on id; NULL with err set if refused. */
+struct hp_op *hp_op_new(struct hp_vm *, const char *name, enum hp_kind,
+	    bool add, const char *id, const char *const *needs, hp_done_fn *,
+	    void *, struct qmp_error *err);
 void	hp_step_add(struct hp_op *, enum hp_stepk, int arg);
 void	hp_del_steps(struct hp_op *);
 void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
@@ -184,5 +206,11 @@ void	hp_refuse(struct hp_vm *, const struct qmp_error *, hp_done_fn *,
 void	hp_scan_start(struct hp_op *, hp_scan_fn *);
 void	hp_scan_end(struct hp_op *);
 void	hp_qom_peripheral(struct hp_op *, hp_exec_fn *);
+
+/* hp_cpumem.c: the sends of ST_CPU_SCAN and ST_MEM_CHECK, which end
+   with hp_cpumem_reply (hp.c's step reply) */
+void	hp_cpu_scan_send(struct hp_op *);
+void	hp_mem_check_send(struct hp_op *);
+void	hp_cpumem_reply(struct hp_op *, json_t *, const struct qmp_error *);
 
 #endif

@@ -25,7 +25,7 @@ hp_op_find(struct hp_vm *vm, const char *id)
 }
 
 /* Gate, lock, start. needs is a NULL-terminated command list. */
-static struct hp_op *
+struct hp_op *
 hp_op_new(struct hp_vm *vm, const char *name, enum hp_kind kind, bool add,
     const char *id, const char *const *needs, hp_done_fn *done, void *arg,
     struct qmp_error *err)
@@ -125,6 +125,8 @@ hp_del_steps(struct hp_op *op)
 	hp_step_add(op, ST_DEVICE_DEL, 0);
 	if (op->kind == HP_NIC)
 		hp_step_add(op, ST_NETDEV_DEL, 0);
+	else if (op->kind == HP_MEM)
+		hp_step_add(op, ST_OBJECT_DEL, 0);
 	else {
 		hp_step_add(op, ST_BLOCKDEV_DEL, 0);
 		hp_step_add(op, ST_BLOCKDEV_DEL_FILE, 0);
@@ -347,16 +349,25 @@ hp_del(struct hp_vm *vm, enum hp_kind kind, const char *id, hp_done_fn *done,
 	    NULL };
 	static const char *const needs_disk[] = { "device_del",
 	    "blockdev-del", NULL };
+	static const char *const needs_mem[] = { "device_del",
+	    "object-del", "query-memory-devices", NULL };
+	static const char *const *const needs[] = { needs_nic, needs_disk,
+	    NULL, needs_mem };
+	static const char *const names[] = { "nic-del", "disk-del", NULL,
+	    "mem-del" };
 	struct hp_op		*op;
 	struct qmp_error	 err;
 
-	op = hp_op_new(vm, kind == HP_NIC ? "nic-del" : "disk-del", kind,
-	    false, id, kind == HP_NIC ? needs_nic : needs_disk, done, arg,
-	    &err);
-	if (op == NULL) {
+	if (kind == HP_CPU)
+		qmp_error_set(&err, QMP_CLS_GENERIC, "CPUs go with cpu-del");
+	if (kind == HP_CPU || (op = hp_op_new(vm, names[kind], kind, false,
+	    id, needs[kind], done, arg, &err)) == NULL) {
 		hp_refuse(vm, &err, done, arg);
 		return;
 	}
+	/* a DIMM's backend is whatever QEMU says it is on */
+	if (kind == HP_MEM)
+		hp_step_add(op, ST_MEM_CHECK, 0);
 	hp_del_steps(op);
 	hp_start(op);
 }

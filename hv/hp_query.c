@@ -145,7 +145,11 @@ hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 	present = hp_list_has(ret, "name", op->id, NULL);
 	/* Everything runs as undo steps: each tolerates "not found". */
 	op->undoing = true;
-	if (op->add && present) {
+	if (op->kind == HP_CPU) {
+		/* a CPU has no backend: each one is in or out, as QEMU has
+		   it; nothing is left half-done whatever the step was */
+		action = "finished";
+	} else if (op->add && present) {
 		action = "finished";
 		/* the fdset, if the add had not come to remove-fd */
 		if (op->kind == HP_DISK)
@@ -157,6 +161,8 @@ hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 			for (i = 0; i < op->nfds; i++)
 				hp_push_undo_of(op, ST_GETFD, (int)i);
 			hp_push_undo_of(op, ST_NETDEV_ADD, 0);
+		} else if (op->kind == HP_MEM) {
+			hp_push_undo_of(op, ST_OBJECT_ADD, 0);
 		} else {
 			hp_push_undo_of(op, ST_ADDFD, 0);
 			hp_push_undo_of(op, ST_BLOCKDEV_ADD, 0);
@@ -190,7 +196,8 @@ void
 hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 {
 	static const char *const names[] = { "nic-add", "nic-del", "disk-add",
-	    "disk-del" };
+	    "disk-del", "cpu-add", "cpu-del", "mem-add", "mem-del" };
+	static const char *const kinds[] = { "nic", "disk", "cpu", "mem" };
 	struct hp_op		*op;
 	struct qmp_error	 err;
 	const char		*id, *opname, *kind, *s;
@@ -205,10 +212,10 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 		    "a valid id, op or kind");
 		goto refuse;
 	}
-	for (n = 0; n < 4; n++)
+	for (n = 0; n < 8; n++)
 		if (strcmp(names[n], opname) == 0)
 			break;
-	if (n == 4 || !hp_ready(vm) ||
+	if (n == 8 || strcmp(kind, kinds[n / 2]) != 0 || !hp_ready(vm) ||
 	    !vmq_has_command(vm->q, "qom-list")) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "cannot reconcile %s "
 		    "now", id);
@@ -221,8 +228,8 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	}
 	if ((op = hp_op_alloc(vm, names[n], id, done, arg, &err)) == NULL)
 		goto refuse;
-	op->kind = strcmp(kind, "nic") == 0 ? HP_NIC : HP_DISK;
-	op->add = n == 0 || n == 2;
+	op->kind = (enum hp_kind)(n / 2);
+	op->add = n % 2 == 0;
 	op->reconcile = true;
 	/* the names the dead broker used, not fresh ones */
 	if ((s = json_string_value(json_object_get(rec, "netdev"))) != NULL)
@@ -231,6 +238,12 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 		snprintf(op->node, sizeof op->node, "%s", s);
 	if ((s = json_string_value(json_object_get(rec, "opaque"))) != NULL)
 		snprintf(op->opaque, sizeof op->opaque, "%s", s);
+	/* a mem-del that had not read its DIMM's backend yet: the name
+	   mem-add gives */
+	s = json_string_value(json_object_get(rec, "memdev"));
+	if (op->kind == HP_MEM)
+		snprintf(op->memdev, sizeof op->memdev, s != NULL ? "%s" :
+		    "qbmem-%s", s != NULL ? s : id);
 	json_array_foreach(json_object_get(rec, "fdnames"), i, v) {
 		if (op->nfds == HP_MAX_FDS || !json_is_string(v))
 			break;

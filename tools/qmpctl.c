@@ -692,6 +692,13 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  ctl_prep_disk_add, NULL, NULL, 0 },
 	{ "disk-del", "disk-del VM ID", ctl_prep_disk_del, NULL, NULL, 0 },
 	{ "slots", "slots VM", ctl_prep_slots, NULL, NULL, 0 },
+	{ "cpu-add", "cpu-add VM (N | ID...)", ctl_prep_cpu_add, NULL, NULL,
+	  0 },
+	{ "cpu-del", "cpu-del VM (N | ID...)", ctl_prep_cpu_del, NULL, NULL,
+	  0 },
+	{ "mem-add", "mem-add VM ID SIZE[K|M|G|T] [--backend ram|memfd|file] "
+	  "[--path P] [--node N]", ctl_prep_mem_add, NULL, NULL, 0 },
+	{ "mem-del", "mem-del VM ID", ctl_prep_mem_del, NULL, NULL, 0 },
 	{ "stats", "stats [VM]", ctl_prep_stats, ctl_result_stats, NULL, 0 },
 	{ "policy-check", "policy-check UID VM COMMAND [key=value ...]",
 	  ctl_prep_policy_check, NULL, NULL, 0 },
@@ -1028,6 +1035,9 @@ main(int argc, char **argv)
 		{ "format",	required_argument,	NULL, 0x100 },
 		{ "vhost",	no_argument,		NULL, 0x100 },
 		{ "readonly",	no_argument,		NULL, 0x100 },
+		{ "backend",	required_argument,	NULL, 0x100 },
+		{ "path",	required_argument,	NULL, 0x100 },
+		{ "node",	required_argument,	NULL, 0x100 },
 		{ NULL,		0,			NULL, 0 }
 	};
 	static char			*subopt[64];

@@ -8,13 +8,21 @@
  *	    [--driver D] [--bus BUS] [--addr ADDR] [key=value ...]
  *	disk-del VM ID
  *	slots VM
+ *	cpu-add VM (N | ID...)		cpu-del VM (N | ID...)
+ *	mem-add VM ID SIZE [--backend ram|memfd|file] [--path P] [--node N]
+ *	mem-del VM ID
+ *
+ * A CPU count and a CPU id cannot be mistaken: QEMU ids begin with a
+ * letter. SIZE takes a K, M, G or T suffix (binary: 1G is 1073741824).
  *
  * --fd N passes the caller's open fd N (a tap queue, then the vhost-net
  * fds; or the disk image) with SCM_RIGHTS, so an orchestrator that opened
  * them keeps the privilege to itself; --tap IFNAME lets the broker open
  * the tap.
  */
+#include <ctype.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,4 +209,126 @@ ctl_prep_slots(struct ctl *ctl, int argc, char **argv)
 		return (-1);
 	}
 	return (ctl_request(ctl, "query-pci-slots", args));
+}
+
+/* cpu-add, cpu-del: VM then a count or CPU ids */
+static int
+ctl_cpu(struct ctl *ctl, const char *name, int argc, char **argv)
+{
+	json_t	*args, *ids;
+	char	*end;
+	long	 n;
+	int	 i;
+
+	if (argc < 2) {
+		ctl_warn("usage: %s VM (N | ID...)", name);
+		return (-1);
+	}
+	if ((args = json_pack("{s:s}", "vm", argv[0])) == NULL) {
+		ctl_warn("VM must be UTF-8");
+		return (-1);
+	}
+	if (isdigit((unsigned char)argv[1][0])) {
+		n = strtol(argv[1], &end, 10);
+		if (argc != 2 || *end != '\0' || n < 1 || n > 255) {
+			ctl_warn("usage: %s VM (N | ID...): N is 1..255",
+			    name);
+			json_decref(args);
+			return (-1);
+		}
+		json_object_set_new(args, "count", json_integer(n));
+	} else {
+		ids = json_array();
+		for (i = 1; i < argc; i++)
+			json_array_append_new(ids, json_string(argv[i]));
+		json_object_set_new(args, "ids", ids);
+	}
+	return (ctl_request(ctl, name, args));
+}
+
+int
+ctl_prep_cpu_add(struct ctl *ctl, int argc, char **argv)
+{
+	return (ctl_cpu(ctl, "cpu-add", argc, argv));
+}
+
+int
+ctl_prep_cpu_del(struct ctl *ctl, int argc, char **argv)
+{
+	return (ctl_cpu(ctl, "cpu-del", argc, argv));
+}
+
+/* "512M", "1G", "134217728": bytes, or -1 */
+static long long
+ctl_size(const char *s)
+{
+	unsigned long long	 n;
+	char			*end;
+	int			 shift = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return (-1);
+	n = strtoull(s, &end, 10);
+	switch (*end) {
+	case 'K': case 'k': shift = 10; end++; break;
+	case 'M': case 'm': shift = 20; end++; break;
+	case 'G': case 'g': shift = 30; end++; break;
+	case 'T': case 't': shift = 40; end++; break;
+	}
+	if (*end != '\0' || n > (unsigned long long)INT64_MAX >> shift)
+		return (-1);
+	return ((long long)(n << shift));
+}
+
+int
+ctl_prep_mem_add(struct ctl *ctl, int argc, char **argv)
+{
+	json_t		*args, *v;
+	long long	 size;
+	char		*end;
+	long		 n;
+	int		 i;
+
+	if (argc < 3 || (size = ctl_size(argv[2])) < 0) {
+		ctl_warn("usage: mem-add VM ID SIZE[K|M|G|T] [--backend "
+		    "ram|memfd|file] [--path P] [--node N]");
+		return (-1);
+	}
+	if ((args = json_pack("{s:s, s:s, s:I}", "vm", argv[0], "id",
+	    argv[1], "size", (json_int_t)size)) == NULL) {
+		ctl_warn("VM and ID must be UTF-8");
+		return (-1);
+	}
+	for (i = 3; i < argc; i += 2) {
+		if (i + 1 == argc || (strcmp(argv[i], "--backend") != 0 &&
+		    strcmp(argv[i], "--path") != 0 &&
+		    strcmp(argv[i], "--node") != 0)) {
+			ctl_warn("mem-add: %s: expected --backend, --path or "
+			    "--node with a value", argv[i]);
+			json_decref(args);
+			return (-1);
+		}
+		if (strcmp(argv[i], "--node") == 0) {
+			n = strtol(argv[i + 1], &end, 10);
+			if (argv[i + 1][0] == '\0' || *end != '\0') {
+				ctl_warn("--node %s: not a number",
+				    argv[i + 1]);
+				json_decref(args);
+				return (-1);
+			}
+			v = json_integer(n);
+		} else if ((v = json_string(argv[i + 1])) == NULL) {
+			ctl_warn("%s: not UTF-8", argv[i]);
+			json_decref(args);
+			return (-1);
+		}
+		json_object_set_new(args, argv[i] + 2, v);
+	}
+	return (ctl_request(ctl, "mem-add", args));
+}
+
+int
+ctl_prep_mem_del(struct ctl *ctl, int argc, char **argv)
+{
+	return (ctl_hp_del(ctl, "mem-del", argc, argv));
 }

@@ -1,6 +1,6 @@
 /*
- * Hotplug commands: nic-add, nic-del, disk-add, disk-del,
- * query-pci-slots, has-device. They check what .args cannot say, open
+ * Hotplug commands: nic-add, nic-del, disk-add, disk-del, cpu-add,
+ * cpu-del, mem-add, mem-del, query-pci-slots, has-device. They check what .args cannot say, open
  * (or prove) the fds and start hp operations on the VM's hotplug state
  * (svc/hotplug.c); the sequences themselves live in hv/hp.c.
  */
@@ -273,6 +273,77 @@ cmd_has_device(struct req *r, json_t *args, const struct cmd_entry *e,
 	hp_has_device(hp, cmd_arg_str(args, "id"), hp_req_done, r);
 }
 
+/* cpu-add, cpu-del: {vm, count | ids} */
+static void
+cmd_cpu(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	json_t		*ids = json_object_get(args, "ids"), *v;
+	json_int_t	 count = cmd_arg_int(args, "count", 0);
+	struct hp_cpu	 c;
+	struct hp_vm	*hp;
+	size_t		 i;
+
+	memset(&c, 0, sizeof c);
+	if (ids != NULL && (!json_is_array(ids) || json_array_size(ids) == 0 ||
+	    json_array_size(ids) > HP_CPU_MAX)) {
+		req_error(r, QMP_CLS_GENERIC, "'ids' must be an array of 1..%d "
+		    "CPU ids", HP_CPU_MAX);
+		return;
+	}
+	if ((ids != NULL) == (json_object_get(args, "count") != NULL) ||
+	    count < 0 || count > HP_CPU_MAX) {
+		req_error(r, QMP_CLS_GENERIC, "give either 'count' (1..%d) or "
+		    "'ids'", HP_CPU_MAX);
+		return;
+	}
+	json_array_foreach(ids, i, v) {
+		if (!json_is_string(v) || hp_copy(r, "ids", json_string_value(v),
+		    c.ids[i], sizeof c.ids[i]) != 0) {
+			if (!json_is_string(v))
+				req_error(r, QMP_CLS_GENERIC, "'ids' must be "
+				    "strings");
+			return;
+		}
+	}
+	c.nids = json_array_size(ids);
+	c.count = (size_t)count;
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), HP_CPU_LOCK)) == NULL)
+		return;
+	if (e->op)
+		hp_cpu_add(hp, &c, hp_req_done, r);
+	else
+		hp_cpu_del(hp, &c, hp_req_done, r);
+}
+
+static void
+cmd_mem_add(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	const char	*id = cmd_arg_str(args, "id");
+	struct hp_mem	 m;
+	struct hp_vm	*hp;
+
+	memset(&m, 0, sizeof m);
+	m.size = cmd_arg_int(args, "size", 0);
+	m.node = (int)cmd_arg_int(args, "node", -1);
+	if (json_object_get(args, "node") != NULL &&
+	    (cmd_arg_int(args, "node", -1) < 0 ||
+	    cmd_arg_int(args, "node", -1) > 255)) {
+		req_error(r, QMP_CLS_GENERIC, "'node' must be 0..255");
+		return;
+	}
+	if (hp_copy(r, "id", id, m.id, sizeof m.id) != 0 ||
+	    hp_copy(r, "backend", cmd_arg_str(args, "backend"), m.backend,
+	    sizeof m.backend) != 0 ||
+	    hp_copy(r, "path", cmd_arg_str(args, "path"), m.path,
+	    sizeof m.path) != 0)
+		return;
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), id)) == NULL)
+		return;
+	hp_mem_add(hp, &m, hp_req_done, r);
+}
+
 /* No VM: what to boot one with for a hotplug budget (hv/pci_plan.c). */
 static void
 cmd_pci_plan(struct req *r, json_t *args, const struct cmd_entry *e,
@@ -318,6 +389,19 @@ const struct cmd_entry cmd_hp_table[] = {
 	    .flags = CMD_OOB,
 	    .target = HP_TARGET, .args = { HP_VM } },
 	{ .name = "has-device", .exec = cmd_has_device,
+	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
+	/* .op: 1 adds */
+	{ .name = "cpu-add", .exec = cmd_cpu, .op = 1, .target = HP_TARGET,
+	    .args = { HP_VM, { "count", 'I', false }, { "ids", 'o', false } } },
+	{ .name = "cpu-del", .exec = cmd_cpu, .op = 0, .target = HP_TARGET,
+	    .args = { HP_VM, { "count", 'I', false }, { "ids", 'o', false } } },
+	/* a file backend's path is held to the allowed dirs by the
+	   guards (session/guard.c) for every peer but admin */
+	{ .name = "mem-add", .exec = cmd_mem_add, .target = HP_TARGET,
+	    .args = { HP_VM, HP_ID, { "size", 'I', true },
+	    { "backend", 's', false }, { "node", 'I', false },
+	    { "path", 's', false } } },
+	{ .name = "mem-del", .exec = cmd_dev_del, .op = HP_MEM,
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = "pci-plan", .exec = cmd_pci_plan,
 	    .args = { { "machine", 's', true }, { "nics", 'I', false },

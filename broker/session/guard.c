@@ -420,6 +420,10 @@ guard_broker(const char *cmd, json_t *args, char *const *dirs, size_t nd,
 	if (strcmp(cmd, "vm-add") == 0 && (s = json_string_value(
 	    json_object_get(args, "socket"))) != NULL)
 		return (guard_path(s, dirs, nd, why, len));
+	/* a memory backend file is a file QEMU (root) creates or maps */
+	if (strcmp(cmd, "mem-add") == 0 && (s = json_string_value(
+	    json_object_get(args, "path"))) != NULL)
+		return (guard_path(s, dirs, nd, why, len));
 	if (strcmp(cmd, "policy-check") == 0)
 		return (guard_no(why, len, "policy-check is admin only"));
 	if (strcmp(cmd, "domain-define") == 0)

@@ -226,10 +226,11 @@ def fake_taps(pid):
 
 
 def fake(h, name, faults=None, machine="pc", unplug_delay=None,
-    root_ports=None, running=True):
+    root_ports=None, running=True, extra=()):
 	"""fake-qemu with the hotplug options qb.FakeQemu lacks. Running by
 	default, as a guest that answers unplugs is: a paused QEMU keeps
-	removed fdset members until it runs."""
+	removed fdset members until it runs. extra: more flags (--smp,
+	--maxcpus, --mem-slots, --maxmem)."""
 	path = h.path(name + ".sock")
 	argv = [qb.program("fake-qemu"), "--socket", path, "--machine",
 	    machine]
@@ -244,6 +245,7 @@ def fake(h, name, faults=None, machine="pc", unplug_delay=None,
 		argv += ["--unplug-delay", str(unplug_delay)]
 	if root_ports is not None:
 		argv += ["--root-ports", str(root_ports)]
+	argv += list(extra)
 	p = qb.Proc(h, argv, "fake-" + name)
 	p.path = path
 	# not by connecting: that would be the connection "once" faults

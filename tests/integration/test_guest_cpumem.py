@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
-"""The test guest reports CPUs and memory blocks coming and going: boot it
-under TCG with room for one more CPU and one DIMM, hot-add both over raw
-QMP (no broker: this proves the guest, for the CPU/memory hotplug work),
-see CPU+ and MEM+ on its console, remove both and see CPU- and MEM- (and
-QEMU's DEVICE_DELETED for the DIMM).
+"""CPU and memory hotplug through the broker, seen by the booted test
+guest (its init reports CPUs and memory blocks coming and going): boot it
+under TCG with room for one more CPU and two DIMMs, then cpu-add, mem-add,
+mem-del and cpu-del through the broker, each answered only once QEMU and
+the guest are done (CPU+/MEM+ before the add is over is not required;
+CPU-/MEM- must be on the console once the del is answered, since the
+guest offlines before it ejects). A mem-add past maxmem is refused with
+an error naming it, and QEMU's view (query-memory-devices,
+query-hotpluggable-cpus) is back to the boot state at the end.
+
+Under TCG QEMU 7.2 sends no DEVICE_DELETED naming an unplugged CPU (only
+its lapic's, which the broker waits for instead): cpu-del returning
+proves that path.
 """
 
 import re
@@ -12,47 +20,62 @@ import qb
 import hplib
 from qb import check
 
+MIB = 1 << 20
+
 
 def test_cpu_and_dimm():
-	with qb.Harness("guest-cpumem") as h:
+	with qb.Env("guest-cpumem", daemon=False) as env:
+		h = env.h
+		env.d = h.daemon(args=["--unplug-timeout-ms", "60000"])
 		# a kernel that onlines hot-added memory itself puts it in
 		# ZONE_NORMAL, which cannot be unplugged: movable, as
 		# hypervisors' guest tools configure it
 		g = hplib.Guest(h, "vm", hplib.guest_dir(), extra=[
-		    "-smp", "1,maxcpus=2", "-m", "256,slots=2,maxmem=1G"],
+		    "-smp", "1,maxcpus=2", "-m", "256,slots=2,maxmem=512M"],
 		    append="memhp_default_state=online_movable")
-		q = h.qmp(g.path)
 		boot = g.serial()
 		check(re.search(r"^CPU\+ 0\r?$", boot, re.M) and
 		    re.search(r"^MEM\+ \d+\r?$", boot, re.M), "boot: " + boot)
 		mems = set(re.findall(r"^MEM\+ (\d+)\r?$", boot, re.M))
+		hplib.baseline(env.d)
+		c = env.d.client()
+		c.cmd("vm-add", {"name": "vm", "socket": g.path})
+		qb.wait_vm_state(c, "vm", "ready")
 
-		slots = [c for c in q.cmd("query-hotpluggable-cpus")
-		    if "qom-path" not in c]
-		check(len(slots) == 1, "hotpluggable %r" % slots)
-		args = dict(slots[0]["props"], driver=slots[0]["type"], id="c1")
-		q.cmd("device_add", args)
+		def qemu(cmd):
+			return c.cmd("vm-execute", {"vm": "vm", "command": cmd})
+		cpus0 = qemu("query-hotpluggable-cpus")
+
+		r = c.cmd("cpu-add", {"vm": "vm", "count": 1})
+		check(r == {"ids": ["cpu-0-1-0"]}, "cpu-add %r" % r)
 		g.wait_line(r"^CPU\+ 1\r?$")
+		e = c.cmd_error("cpu-add", {"vm": "vm", "count": 1})[1]
+		check(e.startswith("maxcpus:"), "past maxcpus: %r" % e)
 
-		q.cmd("object-add", {"qom-type": "memory-backend-ram",
-		    "id": "m1", "size": 128 << 20})
-		q.cmd("device_add", {"driver": "pc-dimm", "id": "d1",
-		    "memdev": "m1"})
+		e = c.cmd_error("mem-add", {"vm": "vm", "id": "d1",
+		    "size": 512 * MIB})[1]
+		check(e.startswith("maxmem:"), "past maxmem: %r" % e)
+		c.cmd("mem-add", {"vm": "vm", "id": "d1", "size": 128 * MIB})
 		m = g.wait_line(r"^MEM\+ (\d+)\r?$")
 		check(m.group(1) not in mems, "block %s was there" % m.group(1))
+		check([d["data"]["id"] for d in qemu("query-memory-devices")] ==
+		    ["d1"], "memory devices")
 
-		q.cmd("device_del", {"id": "d1"})
-		q.wait_event(lambda e: e.get("event") == "DEVICE_DELETED" and
-		    e["data"].get("device") == "d1", timeout=qb.TIMEOUT * 4)
+		c.cmd("mem-del", {"vm": "vm", "id": "d1"})
 		g.wait_line(r"^MEM- %s\r?$" % m.group(1))
-		q.cmd("object-del", {"id": "m1"})
+		check(qemu("query-memory-devices") == [], "DIMM left")
 
-		# The guest offlines the CPU on QEMU's eject request and says
-		# so; QEMU's DEVICE_DELETED for it did not come within minutes
-		# here under TCG (an open point for cpu-del), so only the
-		# guest's side is checked.
-		q.cmd("device_del", {"id": "c1"})
+		r = c.cmd("cpu-del", {"vm": "vm", "count": 1})
+		check(r == {"ids": ["cpu-0-1-0"]}, "cpu-del %r" % r)
 		g.wait_line(r"^CPU- 1\r?$")
+		check(qemu("query-hotpluggable-cpus") == cpus0, "CPU slots "
+		    "not back: %r" % qemu("query-hotpluggable-cpus"))
+		# this QEMU under TCG aborts on a CPU hotplug after an
+		# unplug (double free): refused, and the VM lives on
+		e = c.cmd_error("cpu-add", {"vm": "vm", "count": 1})[1]
+		check("restart the VM" in e, "cpu-add after del: %r" % e)
+		check(qemu("query-status")["status"] == "running", "status")
+		env.finish()
 
 
 if __name__ == "__main__":

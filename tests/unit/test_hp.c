@@ -94,8 +94,8 @@ static void
 model_reset(void)
 {
 	json_decref(model);
-	model = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "fds", "netdevs",
-	    "nodes", "fdsets", "devices");
+	model = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}, s:{}}", "fds",
+	    "netdevs", "nodes", "fdsets", "devices", "objects");
 	json_decref(calls);
 	calls = json_array();
 	json_decref(journal);
@@ -120,7 +120,7 @@ model_apply(const char *cmd, json_t *a, size_t nfds, struct qmp_error *err)
 {
 	const char	*s;
 	char		*names, *tok, *save;
-	json_t		*ret = json_object(), *v;
+	json_t		*ret = json_object(), *v, *tok_v;
 
 	if (strcmp(cmd, "query-pci") == 0) {
 		const char	*k;
@@ -249,6 +249,74 @@ model_apply(const char *cmd, json_t *a, size_t nfds, struct qmp_error *err)
 			json_decref(ret);
 			return (NULL);
 		}
+		return (ret);
+	}
+	/* CPUs: -smp 1,maxcpus=3, listed highest first as QEMU does */
+	if (strcmp(cmd, "query-hotpluggable-cpus") == 0) {
+		const char	*k;
+		char		 path[128];
+		int		 core;
+
+		json_decref(ret);
+		ret = json_array();
+		for (core = 2; core >= 0; core--) {
+			v = json_pack("{s:s, s:i, s:{s:i, s:i, s:i}}", "type",
+			    "qemu64-x86_64-cpu", "vcpus-count", 1, "props",
+			    "socket-id", 0, "core-id", core, "thread-id", 0);
+			if (core == 0)
+				json_object_set_new(v, "qom-path", json_string(
+				    "/machine/unattached/device[0]"));
+			json_object_foreach(set_of("devices"), k, tok_v) {
+				if (json_integer_value(json_object_get(tok_v,
+				    "core-id")) != core || json_object_get(
+				    tok_v, "core-id") == NULL)
+					continue;
+				snprintf(path, sizeof path,
+				    "/machine/peripheral/%s", k);
+				json_object_set_new(v, "qom-path",
+				    json_string(path));
+			}
+			json_array_append_new(ret, v);
+		}
+		return (ret);
+	}
+	/* memory: -m 256,slots=2,maxmem=512M */
+	if (strcmp(cmd, "qom-get") == 0) {
+		json_decref(ret);
+		return (json_pack("{s:I, s:i, s:I}", "size",
+		    (json_int_t)256 << 20, "slots", 2, "max-size",
+		    (json_int_t)512 << 20));
+	}
+	if (strcmp(cmd, "query-memory-devices") == 0) {
+		const char	*k;
+		char		 md[128];
+
+		json_decref(ret);
+		ret = json_array();
+		json_object_foreach(set_of("devices"), k, tok_v) {
+			s = json_string_value(json_object_get(tok_v,
+			    "memdev"));
+			if (s == NULL)
+				continue;
+			snprintf(md, sizeof md, "/objects/%s", s);
+			json_array_append_new(ret, json_pack("{s:s, s:{s:s, "
+			    "s:s, s:O}}", "type", "dimm", "data", "id", k,
+			    "memdev", md, "size", json_object_get(json_object_get(
+			    set_of("objects"), s), "size")));
+		}
+		return (ret);
+	}
+	if (strcmp(cmd, "object-add") == 0) {
+		s = json_string_value(json_object_get(a, "id"));
+		if (json_object_get(set_of("objects"), s) != NULL)
+			goto notfound;
+		json_object_set(set_of("objects"), s, a);
+		return (ret);
+	}
+	if (strcmp(cmd, "object-del") == 0) {
+		if (json_object_del(set_of("objects"), json_string_value(
+		    json_object_get(a, "id"))) != 0)
+			goto notfound;
 		return (ret);
 	}
 	if (strcmp(cmd, "query-named-block-nodes") == 0) {
@@ -1392,6 +1460,110 @@ static const char trace_reconcile[] =
 /* What goes to QEMU and to the journal, to the byte: the commands, their
    arguments and order, and the journal records that a restarted broker
    reads back, for adds, dels, rollbacks and reconciliation. */
+/* CPUs and DIMMs: limits refused before any change, and a failure
+   undoes what the operation did. */
+static void
+test_cpu_mem(void **state)
+{
+	struct hp_vm	*vm;
+	struct hp_cpu	 c;
+	struct hp_mem	 m;
+	struct result	 r = { 0 };
+	int		 i;
+
+	model_reset();
+	vm = new_vm(1000);
+	memset(&c, 0, sizeof c);
+	c.count = 2;
+
+	/* the second CPU's device_add fails: the first is unplugged */
+	snprintf(fail_cmd, sizeof fail_cmd, "device_add");
+	fail_nth = 2;
+	hp_cpu_add(vm, &c, done_cb, &r);
+	run_until(&r, 1);
+	assert_false(r.ok);
+	assert_string_equal(r.err.desc, "injected device_add");
+	i = find_call("device_add", 0);
+	assert_true(i >= 0);
+	assert_string_equal(json_string_value(json_object_get(call_args(i),
+	    "id")), "cpu-0-1-0");
+	assert_string_equal(json_string_value(json_object_get(call_args(i),
+	    "driver")), "qemu64-x86_64-cpu");
+	assert_int_equal(json_integer_value(json_object_get(call_args(i),
+	    "core-id")), 1);
+	/* the failed one's own undo first (its reply may have been lost
+	   after QEMU acted), then the first CPU's */
+	i = find_call("device_del", 0);
+	assert_true(i >= 0);
+	assert_string_equal(json_string_value(json_object_get(call_args(i),
+	    "id")), "cpu-0-2-0");
+	i = find_call("device_del", 1);
+	assert_true(i >= 0);
+	assert_string_equal(json_string_value(json_object_get(call_args(i),
+	    "id")), "cpu-0-1-0");
+	assert_int_equal(json_object_size(set_of("devices")), 0);
+	fail_cmd[0] = '\0';
+	seen_nth = 0;
+	fail_nth = 1;
+
+	/* both in, then the last plugged out; a third is past maxcpus */
+	hp_cpu_add(vm, &c, done_cb, &r);
+	run_until(&r, 2);
+	assert_true(r.ok);
+	assert_int_equal(json_array_size(json_object_get(r.ret, "ids")), 2);
+	c.count = 1;
+	hp_cpu_add(vm, &c, done_cb, &r);
+	run_until(&r, 3);
+	assert_false(r.ok);
+	assert_memory_equal(r.err.desc, "maxcpus:", 8);
+	hp_cpu_del(vm, &c, done_cb, &r);
+	run_until(&r, 4);
+	assert_true(r.ok);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+	    r.ret, "ids"), 0)), "cpu-0-2-0");
+	assert_int_equal(json_object_size(set_of("devices")), 1);
+
+	/* a size off the memory block: refused, nothing sent */
+	json_array_clear(calls);
+	memset(&m, 0, sizeof m);
+	snprintf(m.id, sizeof m.id, "d1");
+	m.node = -1;
+	m.size = 100LL << 20;
+	hp_mem_add(vm, &m, done_cb, &r);
+	run_until(&r, 5);
+	assert_false(r.ok);
+	assert_int_equal(json_array_size(calls), 0);
+	/* past maxmem (256 MiB left): read, then refused unchanged */
+	m.size = 384LL << 20;
+	hp_mem_add(vm, &m, done_cb, &r);
+	run_until(&r, 6);
+	assert_false(r.ok);
+	assert_memory_equal(r.err.desc, "maxmem:", 7);
+	assert_int_equal(find_call("object-add", 0), -1);
+	/* device_add fails: the backend goes again */
+	m.size = 128LL << 20;
+	snprintf(fail_cmd, sizeof fail_cmd, "device_add");
+	hp_mem_add(vm, &m, done_cb, &r);
+	run_until(&r, 7);
+	assert_false(r.ok);
+	assert_true(find_call("object-del", 0) > find_call("object-add", 0));
+	assert_int_equal(json_object_size(set_of("objects")), 0);
+	fail_cmd[0] = '\0';
+	seen_nth = 0;
+	/* in, then out with its backend */
+	hp_mem_add(vm, &m, done_cb, &r);
+	run_until(&r, 8);
+	assert_true(r.ok);
+	assert_int_equal(json_object_size(set_of("objects")), 1);
+	hp_del(vm, HP_MEM, "d1", done_cb, &r);
+	run_until(&r, 9);
+	assert_true(r.ok);
+	assert_int_equal(json_object_size(set_of("objects")), 0);
+	assert_null(json_object_get(set_of("devices"), "d1"));
+	json_decref(r.ret);
+	free_vm(vm);
+}
+
 static void
 test_transcripts(void **state)
 {
@@ -1555,6 +1727,7 @@ main(void)
 		cmocka_unit_test(test_vmq_removed),
 		cmocka_unit_test(test_reconcile),
 		cmocka_unit_test(test_transcripts),
+		cmocka_unit_test(test_cpu_mem),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));

@@ -617,6 +617,7 @@ vm_free_state(struct vm *vm)
 	pci_free(vm);
 	blk_free(vm);
 	mig_free(vm);
+	cm_free(vm);
 	for (i = 0; i < vm->nnetdevs; i++)
 		netdev_free(&vm->netdevs[i]);
 	free(vm->netdevs);
@@ -661,6 +662,12 @@ static const struct cmd_entry cmd_table[] = {
 	{ "device_add",			pci_device_add,		0 },
 	{ "device_del",			pci_device_del,		0 },
 	{ "query-pci",			pci_query_pci,		1 },
+	{ "object-add",			cm_object_add,		0 },
+	{ "object-del",			cm_object_del,		0 },
+	{ "query-hotpluggable-cpus",	cm_query_cpus,		1 },
+	{ "query-memory-devices",	cm_query_memdevs,	1 },
+	{ "qom-get",			cm_qom_get,		0 },
+	{ "query-kvm",			cm_query_kvm,		1 },
 	{ "qom-list",			pci_qom_list,		0 },
 	{ "blockdev-add",		blk_add,		0 },
 	{ "blockdev-del",		blk_del,		0 },

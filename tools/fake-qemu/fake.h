@@ -92,6 +92,7 @@ struct bus;
 struct dev;
 struct fmig;
 struct bnode;
+struct fcm;
 
 struct vm {
 	struct fake	*fake;
@@ -105,6 +106,7 @@ struct vm {
 	int		 quitting;
 	int		 inmigrate;	/* --incoming-defer, until migrated in */
 	struct fmig	*mig;		/* migrate.c's, or NULL */
+	struct fcm	*cm;		/* cpumem.c's, or NULL */
 
 	struct named_fd	*nfds;	size_t nnfds;
 	struct fdset	*fdsets; size_t nfdsets;
@@ -122,6 +124,9 @@ struct fake {
 	enum machine	 machine;
 	int		 root_ports;
 	long		 unplug_delay;	/* ms; -1 never */
+	int		 smp, maxcpus;	/* -smp N,maxcpus=M */
+	int		 mem_slots;	/* -m 256,slots=S,maxmem=X */
+	long long	 maxmem;
 	int		 start_running;
 	int		 incoming_defer;
 	struct vm	**vms;
@@ -177,6 +182,20 @@ void	 vm_free_state(struct vm *);
 void	 pci_init(void);
 cmd_fn	 pci_device_add, pci_device_del, pci_query_pci, pci_qom_list;
 void	 pci_free(struct vm *);
+
+/* true if a PCI device of that id exists */
+int	 pci_has_id(struct vm *, const char *id);
+
+/* cpumem.c: device_add/device_del try these first (1: not theirs) */
+int	 cm_device_add(struct cmdctx *, json_t *args, json_t **ret,
+	    struct qmp_error *);
+int	 cm_device_del(struct cmdctx *, const char *id, json_t **ret,
+	    struct qmp_error *);
+int	 cm_has(struct vm *, const char *id);
+cmd_fn	 cm_object_add, cm_object_del, cm_query_cpus, cm_query_memdevs,
+	 cm_qom_get, cm_query_kvm;
+void	 cm_qom_peripheral(struct vm *, json_t *list);
+void	 cm_free(struct vm *);
 
 /* block.c */
 cmd_fn	 blk_add, blk_del, blk_query_block, blk_query_nodes;

@@ -3,7 +3,8 @@
  *
  *   fake-qemu --socket PATH [--faults FILE] [--machine pc|q35]
  *             [--root-ports N] [--unplug-delay MS] [--running]
- *             [--incoming-defer]
+ *             [--incoming-defer] [--smp N] [--maxcpus M]
+ *             [--mem-slots S] [--maxmem MIB]
  *   fake-qemu --sockets DIR --count N [--first F] [same options]
  *
  * The second form serves DIR/vm{F}.qmp .. DIR/vm{F+N-1}.qmp (F is 0 by
@@ -27,6 +28,9 @@
  * - blockdev-add really opens files and dups fdset fds, reads qcow2
  *   headers, records nbd/gluster without connecting, takes no locks;
  * - error, no-reply and eof-on faults swallow the command unexecuted;
+ * - CPU and memory hotplug (cpumem.c): one socket, one thread per core;
+ *   an unplugged CPU reports only its lapic's DEVICE_DELETED (QEMU 7.2
+ *   under TCG); the limits of -smp/-m come from the options above;
  * - migration (migrate.c, --incoming-defer for a destination) sends 16 MiB
  *   of zeros paced by max-bandwidth over a real socket, in one pass plus
  *   a final one; the fault "migrate-fail N" fails it at N%.
@@ -205,7 +209,8 @@ usage(void)
 	fprintf(stderr, "usage: fake-qemu --socket PATH | --sockets DIR "
 	    "--count N [--first F]\n"
 	    "       [--faults FILE] [--machine pc|q35] [--root-ports N]\n"
-	    "       [--unplug-delay MS] [--running]\n"
+	    "       [--unplug-delay MS] [--running] [--smp N] [--maxcpus M]\n"
+	    "       [--mem-slots S] [--maxmem MIB]\n"
 	    "       [--incoming-defer]\n");
 	exit(2);
 }
@@ -238,6 +243,10 @@ main(int argc, char **argv)
 		{ "machine",	  required_argument, NULL, 'm' },
 		{ "root-ports",	  required_argument, NULL, 'r' },
 		{ "unplug-delay", required_argument, NULL, 'u' },
+		{ "smp",	  required_argument, NULL, 'c' },
+		{ "maxcpus",	  required_argument, NULL, 'C' },
+		{ "mem-slots",	  required_argument, NULL, 'M' },
+		{ "maxmem",	  required_argument, NULL, 'X' },
 		{ "running",	  no_argument,	     NULL, 'R' },
 		{ "incoming-defer", no_argument,     NULL, 'I' },
 		{ NULL,		  0,		     NULL, 0 },
@@ -255,6 +264,7 @@ main(int argc, char **argv)
 	memset(&fake, 0, sizeof fake);
 	fake.machine = M_PC;
 	fake.root_ports = 4;
+	fake.smp = fake.maxcpus = 1;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
@@ -291,6 +301,20 @@ main(int argc, char **argv)
 			fake.unplug_delay = num_arg("--unplug-delay", optarg,
 			    -1, 3600000);
 			break;
+		case 'c':
+			fake.smp = num_arg("--smp", optarg, 1, 255);
+			break;
+		case 'C':
+			fake.maxcpus = num_arg("--maxcpus", optarg, 1, 255);
+			break;
+		case 'M':
+			fake.mem_slots = num_arg("--mem-slots", optarg, 0, 256);
+			break;
+		case 'X':
+			/* MiB */
+			fake.maxmem = (long long)num_arg("--maxmem", optarg,
+			    0, 1 << 20) << 20;
+			break;
 		case 'R':
 			fake.start_running = 1;
 			break;
@@ -307,6 +331,8 @@ main(int argc, char **argv)
 		usage();
 	if (first == -1)
 		first = 0;
+	if (fake.maxcpus < fake.smp)
+		fake.maxcpus = fake.smp;
 	if (faults != NULL && fault_load(&fake.faults, faults) != 0)
 		exit(2);
 

@@ -159,6 +159,12 @@ dev_find(struct vm *vm, const char *id)
 	return (NULL);
 }
 
+int
+pci_has_id(struct vm *vm, const char *id)
+{
+	return (dev_find(vm, id) != NULL);
+}
+
 static const char *
 root_bus_name(struct vm *vm)
 {
@@ -274,6 +280,8 @@ pci_device_add(struct cmdctx *x, json_t *args, struct qmp_error *err)
 	size_t		 j;
 
 	pci_ensure(vm);
+	if (cm_device_add(x, args, &v, err) == 0)
+		return (v);
 	if ((dname = arg_str(args, "driver", 1, err, &bad)) == NULL)
 		return (NULL);
 	if ((drv = drv_find(dname)) == NULL) {
@@ -338,7 +346,7 @@ pci_device_add(struct cmdctx *x, json_t *args, struct qmp_error *err)
 		    "Parameter 'id' expects an identifier");
 		return (NULL);
 	}
-	if (id != NULL && dev_find(vm, id) != NULL) {
+	if (id != NULL && (dev_find(vm, id) != NULL || cm_has(vm, id))) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "Duplicate device ID '%s'",
 		    id);
 		return (NULL);
@@ -595,6 +603,8 @@ pci_device_del(struct cmdctx *x, json_t *args, struct qmp_error *err)
 	}
 	if (strncmp(id, "/machine/peripheral/", 20) == 0)
 		id += 20;
+	if (cm_device_del(x, id, &v, err) == 0)
+		return (v);
 	if ((d = dev_find(vm, id)) == NULL) {
 		qmp_error_set(err, QMP_CLS_DEVNOTFOUND, "Device '%s' not found",
 		    id);

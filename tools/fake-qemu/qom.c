@@ -70,6 +70,8 @@ pci_qom_list(struct cmdctx *x, json_t *args, struct qmp_error *err)
 			qom_child(list, d->qom + strlen(path) + 1,
 			    d->drv->name);
 		}
+		if (strcmp(path, "/machine/peripheral") == 0)
+			cm_qom_peripheral(vm, list);
 		return (list);
 	}
 	for (i = 0; i < vm->ndevs; i++) {

@@ -1,8 +1,10 @@
 /*
  * Scenario 5, hotplug: on each of N VMs in turn-taking loops, nic-add
  * (a tap fd attached, opened here once per VM) then nic-del, or
- * disk-add (a file under the broker's image root) then disk-del, against
- * fake-qemu answering device_del with DEVICE_DELETED at once. Operations
+ * disk-add (a file under the broker's image root) then disk-del, or
+ * mem-add (a 128 MiB DIMM) then mem-del, against fake-qemu answering
+ * device_del with DEVICE_DELETED at once (for mem, started with DIMM
+ * slots and maxmem). Operations
  * (adds plus dels) per second; any error fails the scenario.
  */
 #include "config.h"
@@ -34,6 +36,7 @@ struct hp {
 	struct hp_vm	*vms;
 	long		 nvms;
 	int		 nic;
+	int		 mem;
 	const char	*image;
 	int		 stopping;
 	long		 inflight;
@@ -65,7 +68,7 @@ hp_next(struct hp_vm *v)
 	struct hp	*h = v->h;
 	char		 buf[1024];
 	int		 n;
-	const char	*kind = h->nic ? "nic" : "disk";
+	const char	*kind = h->nic ? "nic" : h->mem ? "mem" : "disk";
 	uint64_t	 id = (uint64_t)v->idx;
 
 	if (h->stopping && !v->adding) {
@@ -78,6 +81,12 @@ hp_next(struct hp_vm *v)
 			n = snprintf(buf, sizeof buf, "{\"execute\":\"nic-add\","
 			    "\"arguments\":{\"vm\":\"vm%ld\",\"id\":\"b%d-%llu\"},"
 			    "\"id\":%llu}\r\n", v->idx, h->run,
+			    (unsigned long long)v->seq,
+			    (unsigned long long)id);
+		else if (h->mem)
+			n = snprintf(buf, sizeof buf, "{\"execute\":\"mem-add\","
+			    "\"arguments\":{\"vm\":\"vm%ld\",\"id\":\"b%d-%llu\","
+			    "\"size\":134217728},\"id\":%llu}\r\n", v->idx, h->run,
 			    (unsigned long long)v->seq,
 			    (unsigned long long)id);
 		else
@@ -138,11 +147,13 @@ bench_hotplug(int argc, char **argv)
 	memset(&h, 0, sizeof h);
 	h.nvms = qb_arg_l(argc, argv, "vms", 1);
 	h.nic = strcmp(kind, "nic") == 0;
+	h.mem = strcmp(kind, "mem") == 0;
 	/* fake-qemu keeps a named inline file node after blockdev-del of
 	   its parent (QEMU frees it): reused ids would collide there */
 	h.run = (int)(getpid() % 100000);
 	h.image = qb_arg(argc, argv, "image", NULL);
-	if (control == NULL || h.nvms < 1 || (!h.nic && h.image == NULL))
+	if (control == NULL || h.nvms < 1 || (!h.nic && !h.mem &&
+	    h.image == NULL))
 		qb_fatal("hotplug: --control, --vms (and --image for disks)");
 	if ((h.vms = calloc((size_t)h.nvms, sizeof *h.vms)) == NULL)
 		qb_fatal("out of memory");

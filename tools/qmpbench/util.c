@@ -221,7 +221,7 @@ static const struct {
 	{ "replay", bench_replay, "--control P: since 0 into one subscriber" },
 	{ "fanout", bench_fanout, "--control P --vms N --subs S [--secs S] "
 	    "[--rate R]" },
-	{ "hotplug", bench_hotplug, "--control P --vms N --kind nic|disk "
+	{ "hotplug", bench_hotplug, "--control P --vms N --kind nic|disk|mem "
 	    "[--ms MS] [--image FILE]" },
 	{ "parse", bench_parse, "--file F [--mb N]" },
 	{ "soak", bench_soak, "--control P --vms N --pid PID [--ms MS]" },
