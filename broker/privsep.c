@@ -188,10 +188,12 @@ privsep_handle(int fd)
 	size_t		 n = 0, i;
 
 	if (priv_req_recv(fd, &req, &rep) == -1) {
-		if (errno == 0 && rep.status == 0)
+		if (rep.status == 0) {		/* EOF, or the socket failed */
+			if (errno != 0)
+				log_warn("privsep: recvmsg: %s",
+				    strerror(errno));
 			return (-1);
-		if (rep.status == ENOTCONN || rep.status == ECONNRESET)
-			return (-1);
+		}
 		log_warn("privsep: refused a malformed request: %s", rep.desc);
 		return (priv_rep_send(fd, &rep, NULL, 0) == -1 &&
 		    errno == EPIPE ? -1 : 0);

@@ -84,10 +84,8 @@ priv_req_recv(int fd, struct priv_req *req, struct priv_rep *rep)
 		errno = 0;
 		return (-1);
 	}
-	if (n == -1) {
-		priv_refuse(rep, errno, "recvmsg failed");
+	if (n == -1)		/* errno says why; status 0: not a request */
 		return (-1);
-	}
 	/* No request carries fds: whatever came is closed unused. */
 	if (m.msg_controllen > 0) {
 		priv_close_fds(&m);

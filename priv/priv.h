@@ -80,7 +80,8 @@ struct priv_rep {
 /* --- the wire (both sides) --------------------------------------------- */
 
 /* Reads one request from fd (blocking). 0: req is well formed; -1 with
-   errno 0 on EOF; -1 with rep->status/desc set when the datagram is
+   rep->status 0 on EOF (errno 0) or a failing socket (errno set: EINTR
+   is retried); -1 with rep->status/desc set when the datagram is
    malformed (size, magic, op, name encoding, padding, fds attached: any
    fds that came are closed). */
 int	priv_req_recv(int fd, struct priv_req *req, struct priv_rep *rep);
