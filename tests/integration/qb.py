@@ -471,8 +471,10 @@ class Proc:
 		return self.p.poll() is None
 
 	def signal(self, sig):
+		# The process started: a separated daemon's privileged parent
+		# (which forwards it), not the child its pid names.
 		if self.p.poll() is None:
-			os.kill(self.pid, sig)
+			os.kill(self.p.pid, sig)
 
 	def wait(self, timeout=None):
 		try:
@@ -655,6 +657,14 @@ class Daemon(Proc):
 		    "control socket " + self.control)
 		check(self.alive(), "qmpbrokerd exited %r: %s" %
 		    (self.p.returncode, self.tail()))
+		# Separated, the daemon is the parent's one child: its fds,
+		# children and threads are what the tests account.
+		self.pid = self.p.pid
+		if privsep_user() is not None:
+			kids = children(self.p.pid)
+			check(len(kids) == 1, "privileged parent has children "
+			    "%r" % kids)
+			self.pid = kids[0]
 
 	def baseline(self):
 		"""Records fd and child counts to compare with at the end: two
