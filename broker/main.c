@@ -24,6 +24,7 @@
 #include "broker/core/loop.h"
 #include "broker/daemon.h"
 #include "broker/notify.h"
+#include "broker/privsep.h"
 
 static int	pid_fd = -1;
 
@@ -165,7 +166,7 @@ main(int argc, char **argv)
 	struct event		*sig[4];
 	const int		 sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	struct qmp_error	 e;
-	int			 i, ready = -1;
+	int			 i, ready = -1, code = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
@@ -201,6 +202,25 @@ main(int argc, char **argv)
 		log_err("%s", e.desc);
 		return (1);
 	}
+	/* Before any thread or loop: the privileged parent serves and
+	   supervises from here, and only the child goes on. */
+	switch (privsep_start(argc, argv, &ready, &code, &e)) {
+	case -1:
+		log_err("%s", e.desc);
+		if (!privsep_is_child())
+			unlink(conf.pid_file);
+		return (1);
+	case 1:
+		unlink(conf.pid_file);
+		close(pid_fd);
+		conf_clear(&conf);
+		return (code);
+	}
+	if (privsep_is_child()) {
+		/* The lock is the parent's (a record lock: never ours). */
+		close(pid_fd);
+		pid_fd = -1;
+	}
 	/* libvirt's event callbacks are (un)registered from job workers. */
 	if (evthread_use_pthreads() == -1 ||
 	    (loop_base = event_base_new()) == NULL) {
@@ -210,7 +230,8 @@ main(int argc, char **argv)
 	if (daemon_start(argc, argv, &e) == -1) {
 		log_err("%s", e.desc);
 		daemon_cleanup();
-		unlink(conf.pid_file);
+		if (!privsep_is_child())
+			unlink(conf.pid_file);
 		return (1);
 	}
 	for (i = 0; i < 3; i++) {
@@ -236,8 +257,10 @@ main(int argc, char **argv)
 	for (i = 0; i < 3; i++)
 		event_free(sig[i]);
 	event_base_free(loop_base);
-	unlink(conf.pid_file);
-	close(pid_fd);
+	if (!privsep_is_child()) {
+		unlink(conf.pid_file);
+		close(pid_fd);
+	}
 	log_notice("stopped");
 	conf_clear(&conf);
 	return (0);

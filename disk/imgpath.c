@@ -6,9 +6,12 @@
  * settles symlinks in the directory part, and the final component is
  * looked at with lstat() so it is never followed blindly.
  */
+#include "config.h"
+
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -189,4 +192,104 @@ img_fd_check(char *const *roots, size_t nroots, int fd, struct qmp_error *err)
 		return (-1);
 	}
 	return (0);
+}
+
+/* From dirfd, open rel one component at a time, never following a link.
+   rel is relative, lexically clean (img_lexical ran on the whole path). */
+static int
+img_walk(int dirfd, const char *rel, int flags, struct qmp_error *err)
+{
+	char		 comp[NAME_MAX + 1];
+	const char	*p = rel, *slash;
+	size_t		 n;
+	int		 fd = dirfd, next;
+
+	for (;;) {
+		slash = strchr(p, '/');
+		n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+		if (n == 0 || n > NAME_MAX) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "bad path component");
+			break;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (slash != NULL)
+			next = openat(fd, comp, O_PATH | O_DIRECTORY |
+			    O_NOFOLLOW | O_CLOEXEC);
+		else	/* O_NONBLOCK: a FIFO must not hang the helper */
+			next = openat(fd, comp, flags | O_NOFOLLOW | O_CLOEXEC |
+			    O_NOCTTY | O_NONBLOCK);
+		if (next == -1) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "cannot open %s: %s",
+			    comp, errno == ELOOP || errno == ENOTDIR ?
+			    "a symlink or not a directory (symlinks are not "
+			    "followed)" : strerror(errno));
+			break;
+		}
+		if (fd != dirfd)
+			close(fd);
+		fd = next;
+		if (slash == NULL)
+			return (fd);
+		p = slash + 1;
+	}
+	if (fd != dirfd)
+		close(fd);
+	return (-1);
+}
+
+int
+img_open_nofollow(char *const *roots, size_t nroots, const char *path,
+    int flags, struct qmp_error *err)
+{
+	char		 rroot[PATH_MAX];
+	struct stat	 st;
+	const char	*rel;
+	size_t		 i, n;
+	int		 rootfd, fd;
+
+	if (flags != O_RDONLY && flags != O_RDWR && flags != O_PATH) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "bad open mode");
+		return (-1);
+	}
+	if (img_lexical(path, err) != 0)
+		return (-1);
+	for (i = 0; i < nroots; i++) {
+		if (roots[i] == NULL || realpath(roots[i], rroot) == NULL)
+			continue;
+		n = strlen(rroot);
+		if (n == 1)
+			rel = path + 1;
+		else if (strncmp(rroot, path, n) == 0 && path[n] == '/')
+			rel = path + n + 1;
+		else
+			continue;
+		if ((rootfd = open(rroot, O_PATH | O_DIRECTORY | O_CLOEXEC)) ==
+		    -1) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "image root %s: %s",
+			    rroot, strerror(errno));
+			return (-1);
+		}
+		fd = img_walk(rootfd, rel, flags, err);
+		close(rootfd);
+		if (fd == -1)
+			return (-1);
+		if (flags == O_PATH)
+			return (fd);	/* the caller judges what it is */
+		if (fstat(fd, &st) != 0) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "fstat %s: %s",
+			    path, strerror(errno));
+			close(fd);
+			return (-1);
+		}
+		if (img_kind_ok(&st, path, err) != 0) {
+			close(fd);
+			return (-1);
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		return (fd);
+	}
+	qmp_error_set(err, QMP_CLS_GENERIC, "%s is outside the image roots",
+	    path);
+	return (-1);
 }

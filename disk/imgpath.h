@@ -37,4 +37,19 @@ int	img_path_check(char *const *roots, size_t nroots, const char *path,
 int	img_fd_check(char *const *roots, size_t nroots, int fd,
 	    struct qmp_error *err);
 
+/*
+ * Opens path for the privileged helper (priv/priv.h), which must not be
+ * talked into following a link that appears after anyone's check: path
+ * must lie lexically under one of the roots (each resolved once, here),
+ * and is opened by a walk from that root's fd, one component at a time,
+ * each with O_NOFOLLOW (directories as O_PATH), so no symlink anywhere
+ * below the root is followed, whenever it was swapped in. flags is
+ * O_RDONLY or O_RDWR; the fd comes back O_CLOEXEC, blocking, and only if
+ * it is a regular file or a block device. With O_PATH (the helper's
+ * monitor sockets) any kind comes back, for the caller to judge. Returns
+ * the fd, or -1 with err.
+ */
+int	img_open_nofollow(char *const *roots, size_t nroots, const char *path,
+	    int flags, struct qmp_error *err);
+
 #endif

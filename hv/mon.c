@@ -37,6 +37,7 @@
 
 #include "hv/chan.h"
 #include "hv/mon.h"
+#include "priv/priv.h"
 #include "util/defer.h"
 #include "util/queue.h"
 
@@ -975,6 +976,7 @@ mon_connect(struct mon *m)
 	struct sockaddr_un	 sun;
 	struct chan_opts	 co;
 	struct timeval		 tv;
+	struct qmp_error	 perr;
 	char			 why[256];
 	int			 fd;
 
@@ -997,10 +999,21 @@ mon_connect(struct mon *m)
 	   once or fails (EAGAIN when the backlog is full), and every
 	   failure is worth a later retry. */
 	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		snprintf(why, sizeof why, "connect %s: %s", m->path,
-		    strerror(errno));
-		close(fd);
-		goto fail;
+		/* Unprivileged, a root QEMU's socket is the helper's to
+		   connect (under vm-dir or monitor-root only): one local
+		   round trip, and only where our own connect is refused. */
+		if (errno == EACCES && priv_active()) {
+			close(fd);
+			if (priv_connect(m->path, &fd, &perr) == -1) {
+				snprintf(why, sizeof why, "%.200s", perr.desc);
+				goto fail;
+			}
+		} else {
+			snprintf(why, sizeof why, "connect %s: %s", m->path,
+			    strerror(errno));
+			close(fd);
+			goto fail;
+		}
 	}
 	m->peer_pid = mon_peercred(fd);
 	memset(&co, 0, sizeof co);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "hv/tap.h"
+#include "priv/priv.h"
 
 #define TAP_TUN_PATH	"/dev/net/tun"
 #define TAP_VHOST_PATH	"/dev/vhost-net"
@@ -77,6 +78,9 @@ tap_open(const char *ifname, size_t nqueues, bool vhost, int *fds,
 		    TAP_MAX_QUEUES);
 		return (-1);
 	}
+	/* Unprivileged: the helper opens it, and checks it again. */
+	if (priv_active())
+		return (priv_tap_open(ifname, nqueues, vhost, fds, err));
 	total = vhost ? 2 * nqueues : nqueues;
 	for (i = 0; i < total; i++)
 		fds[i] = -1;

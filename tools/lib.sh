@@ -69,7 +69,7 @@ qb_need_pkgs() {
 
 # Everything the build, the tests and the tools need on Debian 12.
 QB_PKGS="build-essential autoconf automake libtool pkg-config
-libevent-dev libjansson-dev libvirt-dev libcmocka-dev libsystemd-dev
+libevent-dev libjansson-dev libvirt-dev libcmocka-dev libsystemd-dev libseccomp-dev
 qemu-system-x86 qemu-utils socat python3 busybox-static cpio
 clang libclang-rt-14-dev libfuzzer-14-dev valgrind
 iproute2 kmod util-linux libvirt-daemon-system libvirt-daemon-driver-qemu

@@ -99,6 +99,8 @@ static const struct conf_opt conf_opts[] = {
 	{ "nats-control", CT_BOOL, O(nats_control), 0, "serve qmp.HOST.control requests (yes|no)" },
 	{ "nats-control-allow", CT_STR, O(nats_control_allow), 0, "commands allowed over NATS (comma list)" },
 	{ "policy", CT_STR, O(policy_path), 0, "policy file (docs/policy.md)" },
+	{ "user", CT_STR, O(user), 0, "run unprivileged as this user, with a privileged helper (default qmpbroker if it exists; root: no separation)" },
+	{ "monitor-root", CT_STR, O(monitor_root), 0, "QEMU monitor sockets the helper may connect for the unprivileged daemon" },
 	{ "audit-required", CT_BOOL, O(audit_required), 0, "refuse changes the audit trail cannot record (yes|no)" },
 	{ "audit-rotate-bytes", CT_SIZE, O(audit_rotate), 4096, "audit file size before rotation" },
 	{ "vm", CT_VM, 0, 0, "NAME=SOCKET: a VM (repeatable)" },

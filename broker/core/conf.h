@@ -117,6 +117,9 @@ struct conf {
 	char	*policy_path;		/* --policy: NULL, the built-in one */
 	int	 audit_required;	/* refuse changes when not audited */
 	size_t	 audit_rotate;		/* bytes per audit file */
+	/* privilege separation (broker/privsep.h, docs/policy.md) */
+	char	*user;			/* --user; NULL: qmpbroker if it exists */
+	char	*monitor_root;		/* --monitor-root; NULL: vm-dir only */
 };
 
 extern struct conf conf;

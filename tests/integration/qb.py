@@ -471,8 +471,10 @@ class Proc:
 		return self.p.poll() is None
 
 	def signal(self, sig):
+		# The process started: a separated daemon's privileged parent
+		# (which forwards it), not the child its pid names.
 		if self.p.poll() is None:
-			os.kill(self.pid, sig)
+			os.kill(self.p.pid, sig)
 
 	def wait(self, timeout=None):
 		try:
@@ -550,6 +552,40 @@ class Qemu(Proc):
 		check(self.alive(), "qemu exited: " + self.tail())
 
 
+PRIVSEP_USER = "qmpbroker"
+
+
+def privsep_user():
+	"""QB_PRIVSEP=1 runs every harness daemon privilege-separated, as
+	the qmpbroker user (made here if missing, as the deb's sysusers file
+	makes it). None when off."""
+	if os.environ.get("QB_PRIVSEP", "") in ("", "0"):
+		return None
+	try:
+		pwd.getpwnam(PRIVSEP_USER)
+	except KeyError:
+		subprocess.run(["useradd", "--system", "--no-create-home",
+		    "--home-dir", "/nonexistent", "--shell",
+		    "/usr/sbin/nologin", PRIVSEP_USER], check=True)
+	return PRIVSEP_USER
+
+
+def privsep_args(h, ctl_dir):
+	"""--user for a harness daemon. Off (the default), --user root says
+	so explicitly: a host where the qmpbroker user exists would otherwise
+	separate by default. On, the unprivileged daemon must reach the
+	harness dir (search only), make its control socket in ctl_dir, and
+	the helper connects the root QEMUs' monitors under the harness dir."""
+	u = privsep_user()
+	if u is None:
+		return ["--user", "root"]
+	pw = pwd.getpwnam(u)
+	os.chmod(h.dir, 0o711)
+	os.makedirs(ctl_dir, exist_ok=True)
+	os.chown(ctl_dir, pw.pw_uid, -1)
+	return ["--user", u, "--monitor-root", h.dir]
+
+
 class Daemon(Proc):
 	"""qmpbrokerd in the foreground, on its own dirs under the harness dir.
 	QB_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99") is put in
@@ -584,7 +620,8 @@ class Daemon(Proc):
 			argv += ["--config", self.config]
 		if self.pid_file:
 			argv += ["--pid-file", self.pid_file]
-		return argv + self.extra
+		return argv + privsep_args(self.h, os.path.dirname(
+		    self.control)) + self.extra
 
 	def start(self, wait=True):
 		if getattr(self, "logf", None) is not None:
@@ -620,6 +657,14 @@ class Daemon(Proc):
 		    "control socket " + self.control)
 		check(self.alive(), "qmpbrokerd exited %r: %s" %
 		    (self.p.returncode, self.tail()))
+		# Separated, the daemon is the parent's one child: its fds,
+		# children and threads are what the tests account.
+		self.pid = self.p.pid
+		if privsep_user() is not None:
+			kids = children(self.p.pid)
+			check(len(kids) == 1, "privileged parent has children "
+			    "%r" % kids)
+			self.pid = kids[0]
 
 	def baseline(self):
 		"""Records fd and child counts to compare with at the end: two

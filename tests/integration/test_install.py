@@ -94,7 +94,7 @@ def test_destdir():
 		ctlsock = os.path.join(run, "control.sock")
 		dm = qb.Proc(h, [sbin, "--foreground", "--control", ctlsock,
 		    "--run-dir", run, "--state-dir", h.path("state"),
-		    "--config", "/dev/null"], "qmpbrokerd")
+		    "--config", "/dev/null", "--user", "root"], "qmpbrokerd")
 		qb.wait_for(lambda: qb.listening(ctlsock), "installed "
 		    "qmpbrokerd listening")
 		f = h.fake("v1")

@@ -1,0 +1,652 @@
+/*
+ * The privileged parent and the unprivileged child. See privsep.h.
+ *
+ * The parent is a poll() loop over three things: the socketpair (the
+ * child's requests), a signalfd (TERM/INT/HUP to forward, CHLD to reap)
+ * and the child's readiness pipe. No libevent, no threads, no JSON: the
+ * less the root side runs, the less there is to attack.
+ */
+#include "config.h"
+
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <linux/capability.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/core/conf.h"
+#include "broker/core/log.h"
+#include "broker/core/loop.h"
+#include "broker/privsep.h"
+#include "disk/imgpath.h"
+#include "hv/tap.h"
+#include "priv/priv.h"
+
+#define PRIVSEP_DEFAULT_USER	"qmpbroker"
+#define PRIVSEP_MAX_GROUPS	64
+#define PRIVSEP_CRASHES		5	/* this many crashes ... */
+#define PRIVSEP_CRASH_WINDOW_S	60	/* ... this close: give up */
+
+static int	privsep_child;
+
+int
+privsep_is_child(void)
+{
+	return (privsep_child);
+}
+
+/* --- the operations (root side) ---------------------------------------- */
+
+static void
+privsep_err(struct priv_rep *rep, int status, const struct qmp_error *e)
+{
+	rep->status = status != 0 ? status : EPERM;
+	snprintf(rep->desc, sizeof rep->desc, "%s", e->desc);
+}
+
+static size_t
+privsep_tap(const struct priv_req *req, struct priv_rep *rep, int *fds)
+{
+	struct qmp_error	e;
+	char			name[32];
+	size_t			i, n = req->arg;
+	bool			vhost = (req->flags & PRIV_F_VHOST) != 0;
+
+	if ((req->flags & ~PRIV_F_VHOST) != 0 || n == 0 ||
+	    n > TAP_MAX_QUEUES) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "bad queues or flags");
+		privsep_err(rep, EINVAL, &e);
+		return (0);
+	}
+	if (tap_open(req->name, n, vhost, fds, &e) != 0) {
+		privsep_err(rep, EPERM, &e);
+		return (0);
+	}
+	/* Checked again on what was opened: each queue is a tap, of that
+	   name; each vhost fd is /dev/vhost-net. */
+	for (i = 0; i < (vhost ? 2 * n : n); i++) {
+		if (i < n ? tap_check_fd(fds[i], n, name, sizeof name, &e) :
+		    tap_check_vhost_fd(fds[i], &e))
+			break;
+		if (i < n && strcmp(name, req->name) != 0) {
+			qmp_error_set(&e, QMP_CLS_GENERIC, "opened %s, not %s",
+			    name, req->name);
+			break;
+		}
+	}
+	if (i < (vhost ? 2 * n : n)) {
+		for (i = 0; i < (vhost ? 2 * n : n); i++)
+			close(fds[i]);
+		privsep_err(rep, EPERM, &e);
+		return (0);
+	}
+	return (vhost ? 2 * n : n);
+}
+
+static size_t
+privsep_image(const struct priv_req *req, struct priv_rep *rep, int *fds)
+{
+	struct qmp_error	e;
+
+	if (req->flags != 0 || (req->arg != PRIV_RO && req->arg != PRIV_RW)) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "bad mode or flags");
+		privsep_err(rep, EINVAL, &e);
+		return (0);
+	}
+	fds[0] = img_open_nofollow(conf.image_roots, conf.n_image_roots,
+	    req->name, req->arg == PRIV_RW ? O_RDWR : O_RDONLY, &e);
+	if (fds[0] == -1) {
+		privsep_err(rep, EPERM, &e);
+		return (0);
+	}
+	return (1);
+}
+
+static size_t
+privsep_connect(const struct priv_req *req, struct priv_rep *rep, int *fds)
+{
+	struct qmp_error	 e;
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	char			*roots[2];
+	size_t			 n = 0;
+	int			 pfd, s;
+
+	if (req->flags != 0 || req->arg != 0) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "bad flags");
+		privsep_err(rep, EINVAL, &e);
+		return (0);
+	}
+	if (conf.vm_dir != NULL)
+		roots[n++] = conf.vm_dir;
+	if (conf.monitor_root != NULL)
+		roots[n++] = conf.monitor_root;
+	/* The same no-follow walk as images: the socket's path, and every
+	   directory on it, are what the roots hold now, not what a link
+	   swapped in makes them. O_PATH: a socket cannot be opened. */
+	pfd = img_open_nofollow(roots, n, req->name, O_PATH, &e);
+	if (pfd == -1) {
+		privsep_err(rep, EPERM, &e);
+		return (0);
+	}
+	if (fstat(pfd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		close(pfd);
+		qmp_error_set(&e, QMP_CLS_GENERIC, "%s is not a socket",
+		    req->name);
+		privsep_err(rep, ENOTSOCK, &e);
+		return (0);
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "/proc/self/fd/%d", pfd);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s == -1 || connect(s, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		rep->status = errno;
+		snprintf(rep->desc, sizeof rep->desc, "connect %.200s: %s",
+		    req->name, strerror(errno));
+		if (s != -1)
+			close(s);
+		close(pfd);
+		return (0);
+	}
+	close(pfd);
+	fds[0] = s;
+	return (1);
+}
+
+static const char *const privsep_op_names[] = {
+	NULL, "tap", "image", "connect",
+};
+
+/* One datagram: -1 on EOF (or a dead socket), else 0. */
+static int
+privsep_handle(int fd)
+{
+	struct priv_req	 req;
+	struct priv_rep	 rep;
+	int		 fds[PRIV_MAX_FDS];
+	size_t		 n = 0, i;
+
+	if (priv_req_recv(fd, &req, &rep) == -1) {
+		if (rep.status == 0) {		/* EOF, or the socket failed */
+			if (errno != 0)
+				log_warn("privsep: recvmsg: %s",
+				    strerror(errno));
+			return (-1);
+		}
+		log_warn("privsep: refused a malformed request: %s", rep.desc);
+		return (priv_rep_send(fd, &rep, NULL, 0) == -1 &&
+		    errno == EPIPE ? -1 : 0);
+	}
+	switch (req.op) {
+	case PRIV_TAP:
+		n = privsep_tap(&req, &rep, fds);
+		break;
+	case PRIV_IMAGE:
+		n = privsep_image(&req, &rep, fds);
+		break;
+	case PRIV_CONNECT:
+		n = privsep_connect(&req, &rep, fds);
+		break;
+	}
+	if (rep.status != 0)
+		log_warn("privsep: %s %s refused: %s",
+		    privsep_op_names[req.op], req.name, rep.desc);
+	else
+		log_debug("privsep: %s %s: %zu fds", privsep_op_names[req.op],
+		    req.name, n);
+	rep.nfds = (uint32_t)n;
+	if (priv_rep_send(fd, &rep, fds, n) == -1)
+		log_warn("privsep: reply: %s", strerror(errno));
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	return (0);
+}
+
+void
+privsep_serve(int fd)
+{
+	while (privsep_handle(fd) == 0)
+		;
+}
+
+/* --- the child's side: dropping everything ----------------------------- */
+
+struct privsep_user {
+	char	name[64];
+	uid_t	uid;
+	gid_t	gid;
+	gid_t	groups[PRIVSEP_MAX_GROUPS];
+	int	ngroups;
+};
+
+static struct privsep_user	 pu;
+static pid_t			 privsep_parent;
+
+/* The syscalls the daemon makes (glibc, libevent, jansson, libvirt's
+   client, libnats, libsystemd's journal and notify), and the children it
+   starts (execve: job tools, and the exec-based upgrade of the broker
+   binary itself). Anything else fails with EPERM; nothing here can raise
+   privileges again, mount, trace, load modules or change namespaces. */
+static const char *const privsep_syscalls[] = {
+	"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv",
+	"pwritev", "preadv2", "pwritev2", "open", "openat", "openat2",
+	"close", "close_range", "creat", "stat", "fstat", "lstat",
+	"newfstatat", "statx", "statfs", "fstatfs", "lseek", "mmap", "munmap",
+	"mprotect", "mremap", "madvise", "mincore", "msync", "brk",
+	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait",
+	"rt_sigqueueinfo", "rt_tgsigqueueinfo", "rt_sigsuspend", "sigaltstack",
+	"ioctl", "access", "faccessat", "faccessat2", "pipe", "pipe2", "select",
+	"pselect6", "poll", "ppoll", "epoll_create", "epoll_create1",
+	"epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "dup", "dup2",
+	"dup3", "socket", "socketpair", "connect", "accept", "accept4", "bind",
+	"listen", "getsockname", "getpeername", "getsockopt", "setsockopt",
+	"sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
+	"shutdown", "clone", "clone3", "fork", "vfork", "execve", "execveat",
+	"exit", "exit_group", "wait4", "waitid", "kill", "tgkill", "tkill",
+	"getpid", "gettid", "getppid", "getuid", "geteuid", "getgid",
+	"getegid", "getgroups", "getresuid", "getresgid", "getpgid", "getpgrp",
+	"getsid", "setpgid", "setsid", "uname", "fcntl", "flock", "fsync",
+	"fdatasync", "ftruncate", "truncate", "fallocate", "fadvise64",
+	"getdents", "getdents64", "getcwd", "chdir", "fchdir", "rename",
+	"renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "unlink",
+	"unlinkat", "link", "linkat", "symlink", "symlinkat", "readlink",
+	"readlinkat", "chmod", "fchmod", "fchmodat", "chown", "fchown",
+	"fchownat", "lchown", "umask", "utimensat", "gettimeofday",
+	"clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep",
+	"time", "getrlimit", "setrlimit", "prlimit64", "getrusage", "sysinfo",
+	"times", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
+	"set_tid_address", "rseq", "sched_yield", "sched_getaffinity",
+	"sched_getparam", "sched_getscheduler", "getpriority", "getrandom",
+	"eventfd", "eventfd2", "timerfd_create", "timerfd_settime",
+	"timerfd_gettime", "signalfd", "signalfd4", "inotify_init",
+	"inotify_init1", "inotify_add_watch", "inotify_rm_watch", "pidfd_open",
+	"pidfd_send_signal", "prctl", "arch_prctl", "membarrier", "capget",
+	"memfd_create", "copy_file_range", "sendfile", "splice", "tee",
+	"getitimer", "setitimer", "alarm", "pause", "restart_syscall",
+	"mlock", "munlock", "name_to_handle_at", "sync_file_range",
+};
+
+static int
+privsep_seccomp(struct qmp_error *err)
+{
+	scmp_filter_ctx	ctx;
+	size_t		i;
+	int		nr, r;
+
+	if ((ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM))) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "seccomp_init failed");
+		return (-1);
+	}
+	for (i = 0; i < sizeof privsep_syscalls / sizeof privsep_syscalls[0];
+	    i++) {
+		/* Names this architecture lacks (open on arm64...) skip. */
+		if ((nr = seccomp_syscall_resolve_name(privsep_syscalls[i])) ==
+		    __NR_SCMP_ERROR)
+			continue;
+		if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0)) != 0) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "seccomp rule %s: %s",
+			    privsep_syscalls[i], strerror(-r));
+			seccomp_release(ctx);
+			return (-1);
+		}
+	}
+	if ((r = seccomp_load(ctx)) != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "seccomp_load: %s",
+		    strerror(-r));
+		seccomp_release(ctx);
+		return (-1);
+	}
+	seccomp_release(ctx);
+	return (0);
+}
+
+static int
+privsep_drop(struct qmp_error *err)
+{
+	struct __user_cap_header_struct	hdr;
+	struct __user_cap_data_struct	data[2];
+	int				cap;
+
+	/* Every capability out of the bounding set while we may still
+	   drop them (CAP_SETPCAP), so no exec can ever get one back. */
+	for (cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++) {
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "PR_CAPBSET_DROP "
+			    "%d: %s", cap, strerror(errno));
+			return (-1);
+		}
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == -1 &&
+	    errno != EINVAL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "ambient caps: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	if (setgroups((size_t)pu.ngroups, pu.groups) == -1 ||
+	    setresgid(pu.gid, pu.gid, pu.gid) == -1 ||
+	    setresuid(pu.uid, pu.uid, pu.uid) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "cannot become %s: %s",
+		    pu.name, strerror(errno));
+		return (-1);
+	}
+	/* setuid cleared the effective and permitted sets; inheritable
+	   survives it: zero it too. */
+	memset(&hdr, 0, sizeof hdr);
+	memset(data, 0, sizeof data);
+	hdr.version = _LINUX_CAPABILITY_VERSION_3;
+	if (syscall(SYS_capset, &hdr, data) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "capset: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	if (setuid(0) != -1 || getuid() != pu.uid || geteuid() != pu.uid) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "privileges not dropped");
+		return (-1);
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "no_new_privs: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	/* The credential change reset it: set after, then check that the
+	   parent did not die before. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) == -1 ||
+	    getppid() != privsep_parent) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "privileged parent gone");
+		return (-1);
+	}
+	return (privsep_seccomp(err));
+}
+
+static void
+privsep_lost(const char *why)
+{
+	log_err("privileged helper lost (%s): stopping", why);
+	kill(getpid(), SIGTERM);
+}
+
+/* --- the parent: resolve the user, own the dirs, supervise ------------- */
+
+static int
+privsep_user(struct qmp_error *err)
+{
+	struct passwd	*pw;
+	const char	*name = conf.user;
+
+	if (geteuid() != 0) {
+		if (name != NULL && strcmp(name, "root") != 0) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "--user %s needs "
+			    "the broker to start as root", name);
+			return (-1);
+		}
+		return (0);
+	}
+	if (name != NULL && strcmp(name, "root") == 0)
+		return (0);
+	if ((pw = getpwnam(name != NULL ? name : PRIVSEP_DEFAULT_USER)) ==
+	    NULL) {
+		if (name != NULL) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "--user %s: no such "
+			    "user", name);
+			return (-1);
+		}
+		log_warn("running as root without privilege separation: "
+		    "there is no user %s (create it, or pass --user root to "
+		    "say this is meant)", PRIVSEP_DEFAULT_USER);
+		return (0);
+	}
+	if (pw->pw_uid == 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "--user %s is uid 0",
+		    pw->pw_name);
+		return (-1);
+	}
+	snprintf(pu.name, sizeof pu.name, "%s", pw->pw_name);
+	pu.uid = pw->pw_uid;
+	pu.gid = pw->pw_gid;
+	pu.ngroups = PRIVSEP_MAX_GROUPS;
+	if (getgrouplist(pu.name, pu.gid, pu.groups, &pu.ngroups) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "%s is in more than %d "
+		    "groups", pu.name, PRIVSEP_MAX_GROUPS);
+		return (-1);
+	}
+	return (1);
+}
+
+static int
+privsep_chown_one(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	/* Not the pid file: it is the parent's word on who runs. */
+	if (conf.pid_file != NULL && strcmp(path, conf.pid_file) == 0)
+		return (0);
+	if (st->st_uid != pu.uid && lchown(path, pu.uid, (gid_t)-1) == -1)
+		log_warn("chown %s: %s", path, strerror(errno));
+	return (0);
+}
+
+/* The daemon writes its sockets under RUNDIR and its registry, journals,
+   event log and audit trail under STATE_DIR: the user owns both (and
+   what an earlier root broker left there). */
+static int
+privsep_dirs(struct qmp_error *err)
+{
+	char	vmdir[PATH_MAX];
+
+	snprintf(vmdir, sizeof vmdir, "%s/vm", conf.run_dir);
+	if (loop_mkdirs(conf.run_dir, 0755, err) == -1 ||
+	    loop_mkdirs(conf.state_dir, 0700, err) == -1 ||
+	    loop_mkdirs(vmdir, 0755, err) == -1)
+		return (-1);
+	nftw(conf.run_dir, privsep_chown_one, 16, FTW_PHYS | FTW_MOUNT);
+	nftw(conf.state_dir, privsep_chown_one, 16, FTW_PHYS | FTW_MOUNT);
+	return (0);
+}
+
+/* The parent re-reads what its checks use on SIGHUP, as the child does. */
+static void
+privsep_reload(int argc, char **argv)
+{
+	struct conf		n;
+	struct qmp_error	e;
+	char			*keep;
+
+	if (conf_build(&n, argc, argv, &e) == -1) {
+		log_err("privsep: reload failed, roots unchanged: %s", e.desc);
+		conf_clear(&n);
+		return;
+	}
+	keep = n.pid_file;
+	n.pid_file = conf.pid_file;
+	conf.pid_file = keep;
+	conf_clear(&conf);
+	conf = n;
+}
+
+struct privsep_kid {
+	pid_t	pid;
+	int	sock;		/* requests */
+	int	ready;		/* the child's "up" byte */
+	int	up;
+};
+
+static int
+privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
+    struct qmp_error *err)
+{
+	int	sp[2], rp[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1 ||
+	    pipe2(rp, O_CLOEXEC) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "socketpair: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	privsep_parent = getpid();
+	switch (k->pid = fork()) {
+	case -1:
+		qmp_error_set(err, QMP_CLS_GENERIC, "fork: %s",
+		    strerror(errno));
+		return (-1);
+	case 0:
+		close(sp[0]);
+		close(rp[0]);
+		sigprocmask(SIG_SETMASK, old, NULL);
+		privsep_child = 1;
+		if (privsep_drop(err) == -1)
+			return (-1);
+		priv_set_fd(sp[1], privsep_lost);
+		if (*ready != -1)
+			close(*ready);	/* the parent's to answer */
+		*ready = rp[1];
+		return (0);
+	}
+	close(sp[1]);
+	close(rp[1]);
+	k->sock = sp[0];
+	k->ready = rp[0];
+	k->up = 0;
+	return (1);
+}
+
+static void
+privsep_kid_close(struct privsep_kid *k)
+{
+	if (k->sock != -1)
+		close(k->sock);
+	if (k->ready != -1)
+		close(k->ready);
+	k->sock = k->ready = -1;
+}
+
+int
+privsep_start(int argc, char **argv, int *ready, int *code,
+    struct qmp_error *err)
+{
+	struct privsep_kid	 k = { -1, -1, -1, 0 };
+	struct signalfd_siginfo	 si;
+	struct pollfd		 pfd[3];
+	sigset_t		 set, old;
+	time_t			 crashes[PRIVSEP_CRASHES] = { 0 };
+	int			 sfd, r, st, stopping = 0, ncrash = 0;
+	char			 c;
+
+	if ((r = privsep_user(err)) <= 0)
+		return (r);
+	if (privsep_dirs(err) == -1)
+		return (-1);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, &old) == -1 ||
+	    (sfd = signalfd(-1, &set, SFD_CLOEXEC)) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "signalfd: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	log_notice("privilege separation: the daemon runs as %s (uid %u)",
+	    pu.name, (unsigned)pu.uid);
+	for (;;) {
+		if ((r = privsep_fork(&k, &old, ready, err)) <= 0) {
+			if (r == 0)
+				close(sfd);
+			return (r);
+		}
+		/* Serve this child until it is reaped. */
+		while (k.pid != -1) {
+			pfd[0].fd = sfd;
+			pfd[0].events = POLLIN;
+			pfd[1].fd = k.sock;
+			pfd[1].events = POLLIN;
+			pfd[2].fd = k.ready;
+			pfd[2].events = POLLIN;
+			if (poll(pfd, 3, -1) == -1) {
+				if (errno == EINTR)
+					continue;
+				log_err("privsep: poll: %s", strerror(errno));
+				break;
+			}
+			if (pfd[1].revents != 0 && k.sock != -1 &&
+			    privsep_handle(k.sock) == -1) {
+				close(k.sock);	/* the child is going */
+				k.sock = -1;
+			}
+			if (pfd[2].revents != 0 && k.ready != -1) {
+				if (read(k.ready, &c, 1) == 1 && !k.up) {
+					k.up = 1;
+					if (*ready != -1) {
+						if (write(*ready, "R", 1) != 1)
+							log_warn("parent gone "
+							    "before ready");
+						close(*ready);
+						*ready = -1;
+					}
+				}
+				close(k.ready);
+				k.ready = -1;
+			}
+			if (pfd[0].revents == 0 ||
+			    read(sfd, &si, sizeof si) != sizeof si)
+				continue;
+			if (si.ssi_signo == SIGHUP) {
+				privsep_reload(argc, argv);
+				kill(k.pid, SIGHUP);
+			} else if (si.ssi_signo != SIGCHLD) {
+				stopping = 1;
+				kill(k.pid, (int)si.ssi_signo);
+			} else if (waitpid(k.pid, &st, WNOHANG) == k.pid)
+				k.pid = -1;
+		}
+		privsep_kid_close(&k);
+		if (WIFEXITED(st) && (stopping || WEXITSTATUS(st) == 0 ||
+		    !k.up)) {
+			/* A stop, or a start that failed: the parent goes
+			   with the status the child gave. */
+			*code = WEXITSTATUS(st);
+			break;
+		}
+		if (stopping) {
+			*code = 1;
+			break;
+		}
+		if (WIFSIGNALED(st))
+			log_err("privsep: the daemon died of signal %d; "
+			    "restarting it", WTERMSIG(st));
+		else
+			log_err("privsep: the daemon exited %d; restarting it",
+			    WEXITSTATUS(st));
+		crashes[ncrash++ % PRIVSEP_CRASHES] = time(NULL);
+		if (ncrash >= PRIVSEP_CRASHES && time(NULL) -
+		    crashes[ncrash % PRIVSEP_CRASHES] < PRIVSEP_CRASH_WINDOW_S) {
+			log_err("privsep: %d crashes in %d s: giving up",
+			    PRIVSEP_CRASHES, PRIVSEP_CRASH_WINDOW_S);
+			*code = 1;
+			break;
+		}
+		sleep(1);
+	}
+	close(sfd);
+	return (1);
+}

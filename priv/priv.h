@@ -1,0 +1,114 @@
+/*
+ * The privileged helper's protocol and its client (docs/policy.md,
+ * "Privilege separation").
+ *
+ * With privilege separation the daemon that parses client bytes and
+ * talks to QEMU runs as an unprivileged user; what still needs root is
+ * asked of the helper (broker/privsep.c, the privileged parent) over a
+ * SOCK_SEQPACKET socketpair. One request, one reply, both fixed-size
+ * binary records (never JSON); the fds a reply carries come as
+ * SCM_RIGHTS. The helper checks every request again on its own side: it
+ * trusts nothing the daemon says.
+ *
+ * The operations, all of them:
+ *   PRIV_TAP	  name = ifname, arg = queues (1..TAP_MAX_QUEUES), flags =
+ *		  PRIV_F_VHOST: the tap's queue fds (then the vhost-net fds),
+ *		  each proved a tap of that name by TUNGETIFF;
+ *   PRIV_IMAGE	  name = absolute path under an --image-root, arg =
+ *		  PRIV_RO or PRIV_RW: one fd of a regular file or block device,
+ *		  opened by a walk that follows no symlink (O_NOFOLLOW at each
+ *		  component from the root's fd), so a link swapped in between
+ *		  the daemon's check and the open is refused, not followed;
+ *   PRIV_CONNECT name = absolute path of a unix socket under --vm-dir or
+ *		  --monitor-root: a connected, non-blocking stream socket.
+ *
+ * Client side: used by hv (taps, monitors) and svc (images). When no
+ * helper is set (no privilege separation), priv_active() is false and the
+ * callers do the operation themselves, as before.
+ */
+#ifndef PRIV_PRIV_H
+#define PRIV_PRIV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/qmp_msg.h"
+
+#define PRIV_MAGIC	0x31504251u	/* "QBP1" little-endian */
+#define PRIV_NAME_MAX	4096		/* name[] bytes, NUL included */
+#define PRIV_MAX_FDS	16		/* 2 * TAP_MAX_QUEUES */
+#define PRIV_DESC_MAX	512		/* as struct qmp_error's desc */
+#define PRIV_TIMEOUT_MS	10000		/* a helper this slow is dead */
+
+enum priv_op {
+	PRIV_TAP = 1,
+	PRIV_IMAGE = 2,
+	PRIV_CONNECT = 3,
+};
+#define PRIV_OP_LAST	PRIV_CONNECT
+
+#define PRIV_F_VHOST	0x1u		/* PRIV_TAP: vhost-net fds too */
+#define PRIV_RO		0u		/* PRIV_IMAGE modes */
+#define PRIV_RW		1u
+
+/* A request: exactly sizeof (struct priv_req) bytes in one datagram, no
+   fds. name is NUL-terminated and zero after the NUL, so one request has
+   exactly one encoding. */
+struct priv_req {
+	uint32_t	magic;
+	uint32_t	seq;		/* echoed in the reply */
+	uint32_t	op;		/* enum priv_op */
+	uint32_t	arg;
+	uint32_t	flags;
+	uint32_t	pad;		/* zero */
+	char		name[PRIV_NAME_MAX];
+};
+
+/* A reply: status 0 and nfds fds attached, or status an errno value and
+   desc (NUL-terminated) says why. */
+struct priv_rep {
+	uint32_t	magic;
+	uint32_t	seq;
+	uint32_t	op;
+	int32_t		status;
+	uint32_t	nfds;
+	uint32_t	pad;
+	char		desc[PRIV_DESC_MAX];
+};
+
+/* --- the wire (both sides) --------------------------------------------- */
+
+/* Reads one request from fd (blocking). 0: req is well formed; -1 with
+   rep->status 0 on EOF (errno 0) or a failing socket (errno set: EINTR
+   is retried); -1 with rep->status/desc set when the datagram is
+   malformed (size, magic, op, name encoding, padding, fds attached: any
+   fds that came are closed). */
+int	priv_req_recv(int fd, struct priv_req *req, struct priv_rep *rep);
+/* Sends rep with n fds (borrowed: the caller closes them after). */
+int	priv_rep_send(int fd, const struct priv_rep *rep, const int *fds,
+	    size_t n);
+
+/* --- the client (the unprivileged daemon) ------------------------------ */
+
+/* fd (owned from here on) is the daemon's end of the socketpair; -1
+   clears it. lost runs once, from the failing call, when the helper is
+   gone (EOF, an error or a timeout): the daemon stops then, because
+   nothing it needs root for works any more. */
+void	priv_set_fd(int fd, void (*lost)(const char *why));
+bool	priv_active(void);
+
+/* Each returns 0 and the fds, or -1 with err filled (QMP's
+   GenericError, the helper's reason). */
+int	priv_tap_open(const char *ifname, size_t nqueues, bool vhost,
+	    int *fds, struct qmp_error *err);
+int	priv_image_open(const char *path, bool readonly, int *fdp,
+	    struct qmp_error *err);
+/* -1 with errno set too (EAGAIN, ECONNREFUSED...: the caller's retry
+   rules stay as for its own connect). */
+int	priv_connect(const char *path, int *fdp, struct qmp_error *err);
+
+/* Round trips made, for tools/bench and the tests. */
+unsigned long	priv_calls(void);
+
+#endif
