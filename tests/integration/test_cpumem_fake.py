@@ -4,8 +4,9 @@ paths, every limit (maxcpus, slots, maxmem, the memory block) refused
 with an error naming it, and the rollback paths: a device_add that
 fails (the memory backend made before it is deleted again), a guest
 that never lets go (the unplug is left pending, the backend kept), and a
-broker killed in the middle of a mem-add (the restarted broker's journal
-reconcile leaves no backend without its DIMM).
+broker killed in the middle of a mem-add and a cpu-add (the restarted
+broker's journal reconcile leaves no backend without its DIMM, and frees
+the CPU lock).
 
 One daemon for the first case, its fake-qemus side by side; a recorder
 between the broker and one of them proves what never reached QEMU.
@@ -166,42 +167,61 @@ def test_cpu_mem_fake():
 		env.finish()
 
 
-def test_kill_mid_mem_add():
-	"""SIGKILL while device_add of the DIMM is out: the restarted broker
-	either finishes it (the DIMM is in) or deletes the backend."""
+def test_kill_mid_add():
+	"""SIGKILL while device_add of a DIMM (vm1) and of a CPU (vm2) is
+	out: the restarted broker reconciles both journal records. The DIMM
+	is finished (in) or undone (its backend deleted); the CPU record is
+	finished (a CPU has no backend), and cpu-* works again after."""
 	with qb.Env("cpumem-kill", daemon=False) as env:
 		env.d = env.h.daemon()
 		hplib.baseline(env.d)
 		first = env.d
-		f = hplib.fake(env.h, "vm1", faults="once delay-cmd device_add "
-		    "4000\n", extra=LIMITS)
 		c = env.d.client()
-		c.cmd("vm-add", {"name": "vm1", "socket": f.path})
-		qb.wait_vm_state(c, "vm1", "ready")
+		# vm3's QEMU swallows device_add: the DIMM never came
+		for vm in ("vm1", "vm2", "vm3"):
+			f = hplib.fake(env.h, vm, faults="once %s device_add%s\n"
+			    % (("no-reply", "") if vm == "vm3" else
+			    ("delay-cmd", " 4000")), extra=LIMITS)
+			c.cmd("vm-add", {"name": vm, "socket": f.path})
+			qb.wait_vm_state(c, vm, "ready")
 		c.send_cmd("mem-add", {"vm": "vm1", "id": "d1",
 		    "size": 128 * MIB})
-		jpath = os.path.join(env.d.state_dir, "hotplug", "vm1",
-		    "d1.json")
+		c.send_cmd("cpu-add", {"vm": "vm2", "ids": ["c1"]})
+		c.send_cmd("mem-add", {"vm": "vm3", "id": "d1",
+		    "size": 128 * MIB})
+		jdir = os.path.join(env.d.state_dir, "hotplug")
+		recs = (("vm1", "d1"), ("vm2", "cpus"), ("vm3", "d1"))
 
-		def at_step():
+		def at_step(vm, rid):
 			try:
-				with open(jpath) as fh:
+				with open(os.path.join(jdir, vm, rid + ".json")) as fh:
 					return json.load(fh).get("step") == "device_add"
 			except (OSError, ValueError):
 				return False
-		qb.wait_for(at_step, "journal at device_add")
+		qb.wait_for(lambda: all(at_step(*r) for r in recs),
+		    "journals at device_add")
 		env.d.signal(signal.SIGKILL)
 		env.d.wait()
 		env.h.close_clients()
 		env.d = qb.Daemon(env.h, state_dir=env.d.state_dir, tag="d2")
-		m = qb.wait_for(lambda: [l for l in env.d.output().splitlines()
-		    if "hotplug journal vm1/d1: " in l and ("finished" in l or
-		    "undone" in l)], "reconcile logged")
-		qb.wait_for(lambda: not os.path.exists(jpath), "record gone")
+
+		def logged(vm, rid):
+			return [l for l in env.d.output().splitlines() if
+			    "hotplug journal %s/%s: " % (vm, rid) in l and
+			    ("finished" in l or "undone" in l)]
+		qb.wait_for(lambda: all(logged(*r) for r in recs),
+		    "reconciles logged")
+		qb.wait_for(lambda: not any(os.path.exists(os.path.join(jdir,
+		    vm, rid + ".json")) for vm, rid in recs), "records gone")
 		c = env.d.client()
-		qb.wait_vm_state(c, "vm1", "ready")
+		for vm in ("vm1", "vm2", "vm3"):
+			qb.wait_vm_state(c, vm, "ready")
+		check("undone" in logged("vm3", "d1")[-1], "vm3: %r" %
+		    logged("vm3", "d1"))
+		check(dimms(c, "vm3") == [] and not has_object(c, "vm3",
+		    "qbmem-d1"), "vm3 left %r" % dimms(c, "vm3"))
 		ds = dimms(c, "vm1")
-		if "undone" in m[-1]:
+		if "undone" in logged("vm1", "d1")[-1]:
 			check(ds == [] and not has_object(c, "vm1", "qbmem-d1"),
 			    "undone, left %r" % ds)
 		else:
@@ -209,6 +229,12 @@ def test_kill_mid_mem_add():
 			    "finished, dimms %r" % ds)
 			c.cmd("mem-del", {"vm": "vm1", "id": "d1"})
 			check(not has_object(c, "vm1", "qbmem-d1"), "backend")
+		check("finished" in logged("vm2", "cpus")[-1], "cpu record")
+		# the CPU went in with the delayed reply: it is there, and
+		# the lock on cpu-* is free again
+		check(hot_cpus(c, "vm2") == ["c1"], "cpus %r" % hot_cpus(c, "vm2"))
+		r = c.cmd("cpu-add", {"vm": "vm2", "count": 1})
+		check(r == {"ids": ["cpu-0-2-0"]}, "cpu-add after %r" % r)
 		env.d.baseline_fds = first.baseline_fds
 		env.d.baseline_kids = first.baseline_kids
 		env.finish()
@@ -285,5 +311,5 @@ def test_file_backend_guarded():
 
 
 if __name__ == "__main__":
-	qb.main([test_cpu_mem_fake, test_kill_mid_mem_add,
+	qb.main([test_cpu_mem_fake, test_kill_mid_add,
 	    test_refused_while_migrating, test_file_backend_guarded])
