@@ -32,6 +32,7 @@
 #include "broker/session/sub.h"
 #include "broker/svc/hotplug.h"
 #include "broker/svc/jobs.h"
+#include "broker/upgrade.h"
 #include "broker/vm/registry.h"
 #include "broker/vm/vm.h"
 #include "broker/vm/vm_metrics.h"
@@ -91,6 +92,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	}
 	free(auditdir);
 	share_set_exec(cmd_share_command);
+	cmd_set_upgrade(upgrade_start);
 	/* Information flows up through these, wired before anything can
 	   happen: events to subscriptions, VMs to their shared sockets and
 	   their hotplug state, requests to the command tables. */
@@ -114,6 +116,9 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		    conf.workers);
 		return (-1);
 	}
+	/* Started by an upgrade: the previous process's listeners and
+	   monitors, taken as their modules open them. */
+	upgrade_resume_begin();
 	/* The control socket first: it fails if another broker runs here,
 	   before we touch that broker's shared sockets. */
 	if (ctl_open(err) == -1)
@@ -122,6 +127,10 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		ctl_close();
 		return (-1);
 	}
+	/* The VMs and their sockets exist: the previous process's clients
+	   join them (before the sweep, which would take an inherited but
+	   unclaimed socket for a live one). */
+	upgrade_resume_end();
 	/* After the registry, so that the first scrape sees every VM. */
 	if (scrape_open(err) == -1) {
 		registry_stop();
