@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Upgrade without dropping anything (broker/upgrade.h).
+
+under_load: fake VMs (one fake-qemu process serving them all), 10
+subscribers to every event, a control client and shared-socket clients
+with commands always in flight, and the broker upgraded ROUNDS times,
+alternately to a build with another version string (tests/qmpbrokerd-next)
+and back. Zero errors, zero disconnects, every event each subscriber
+should have exactly once with seq contiguous, the daemon's pid and fd
+count unchanged. Prints the longest pause (the broker's own figure, and
+the longest gap a client saw between replies). QB_UPGRADE_VMS (default
+200 here; tools/bench runs 1,000) and QB_UPGRADE_ROUNDS (default 20).
+
+refusals: asked twice at once, during a hotplug, with a missing binary,
+a relative path, a binary that exits 1, a command in flight past the
+deadline: refused or rolled back with a clear reply, nothing dropped.
+
+fdstore: systemd's fd store played by the test: the broker stores each
+monitor's fd on NOTIFY_SOCKET; after kill -9 a new broker gets them back
+with LISTEN_FDS/LISTEN_FDNAMES and takes the monitors over without a
+reconnect (QEMU sees no EOF: fake-qemu serves one connection per VM)."""
+
+import json
+import os
+import selectors
+import socket
+import time
+
+import qb
+from qb import check
+
+NVMS = int(os.environ.get("QB_UPGRADE_VMS", "200"))
+ROUNDS = int(os.environ.get("QB_UPGRADE_ROUNDS", "20"))
+INFLIGHT = 16		# the loader's commands in flight, always
+SHARED = 3		# shared-socket clients, 2 commands in flight each
+NSUBS = 10
+
+
+class Conn:
+	"""A raw client: blocking sends, reads when select says so."""
+
+	def __init__(self, path, name, negotiate=True):
+		self.name = name
+		self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		self.s.connect(path)
+		self.buf = b""
+		self.msgs = []
+		self.eof = False
+		if negotiate:
+			self.wait(lambda m: "QMP" in m, "greeting")
+			self.send({"execute": "qmp_capabilities", "id": "cap"})
+			self.wait(lambda m: m.get("id") == "cap", "caps")
+
+	def send(self, obj):
+		self.s.sendall(json.dumps(obj).encode() + b"\n")
+
+	def read(self):
+		data = self.s.recv(1 << 20)
+		if not data:
+			self.eof = True
+			return []
+		self.buf += data
+		out = []
+		while b"\n" in self.buf:
+			line, self.buf = self.buf.split(b"\n", 1)
+			if line.strip():
+				out.append(json.loads(line))
+		return out
+
+	def wait(self, pred, what, timeout=30):
+		end = time.monotonic() + timeout
+		while True:
+			for i, m in enumerate(self.msgs):
+				if pred(m):
+					del self.msgs[i]
+					return m
+			left = end - time.monotonic()
+			check(left > 0 and not self.eof, "%s: no %s" %
+			    (self.name, what))
+			self.s.settimeout(left)
+			try:
+				self.msgs += self.read()
+			finally:
+				self.s.settimeout(None)
+
+
+def fakes(h, n):
+	d = h.path("vms")
+	os.makedirs(d)
+	f = qb.Proc(h, [qb.program("fake-qemu"), "--sockets", d, "--count",
+	    str(n)], "fake-qemu")
+	qb.wait_for(lambda: not f.alive() or len(os.listdir(d)) == n,
+	    "%d fake VMs" % n, timeout=60)
+	check(f.alive(), "fake-qemu: " + f.tail())
+	return d, f
+
+
+def all_ready(c, n):
+	def ready():
+		vms = c.cmd("query-vms")
+		return len(vms) == n and all(v["state"] == "ready" for v in vms)
+	qb.wait_for(ready, "%d VMs ready" % n, timeout=120, interval=0.1)
+
+
+def settled_fds(pid):
+	last = [None]
+
+	def same():
+		now = qb.fd_list(pid)
+		ok, last[0] = now == last[0], now
+		return ok
+	qb.wait_for(same, "daemon fds to settle", interval=0.2)
+	return last[0]
+
+
+def test_under_load():
+	with qb.Env("upg-load", daemon=False) as env:
+		h = env.h
+		vmdir, fake = fakes(h, NVMS)
+		d = env.d = h.daemon(vm_dir=vmdir, args=["--log-level",
+		    "notice"])
+		pid = d.pid
+		ctl = d.client()
+		all_ready(ctl, NVMS)
+		nxt = qb.builddir_path("tests", "qmpbrokerd-next")
+		cur = qb.program("qmpbrokerd")
+		check(os.access(nxt, os.X_OK), "no %s (make check builds it)"
+		    % nxt)
+		subs = []
+		for i in range(NSUBS):
+			s = Conn(d.control, "sub%d" % i)
+			s.send({"execute": "subscribe", "id": "s"})
+			s.wait(lambda m: m.get("id") == "s", "subscribed")
+			subs.append(s)
+		loader = Conn(d.control, "loader")
+		admin = Conn(d.control, "admin")
+		shared = [Conn(d.vm_socket("vm%d" % i), "shared%d" % i)
+		    for i in range(SHARED)]
+		fds0 = settled_fds(pid)
+
+		sel = selectors.DefaultSelector()
+		for c in subs + [loader, admin] + shared:
+			sel.register(c.s, selectors.EVENT_READ, c)
+		seen = {s.name: [] for s in subs}	# seqs
+		got = {s.name: set() for s in subs}	# UPG_EV n
+		errors = []
+		acked = set()
+		sent = 0
+		inflight = {}
+		sh_inflight = {c.name: 0 for c in shared}
+		sh_next = 0
+		upgrades = []		# (version, pause-ms, wall s)
+		asked = None
+		last_done = time.monotonic()
+		last_reply = time.monotonic()
+		longest_gap = 0.0
+		stop = False
+		deadline = time.monotonic() + 60 + ROUNDS * 5
+
+		def fire():
+			nonlocal sent
+			n = sent
+			sent += 1
+			inflight[n] = time.monotonic()
+			loader.send({"execute": "vm-execute", "id": n,
+			    "arguments": {"vm": "vm%d" % (n % NVMS),
+			    "command": "x-fake-event", "arguments": {
+			    "event": "UPG_EV", "data": {"n": n}}}})
+
+		def shared_fire(c):
+			nonlocal sh_next
+			sh_next += 1
+			sh_inflight[c.name] += 1
+			c.send({"execute": "query-status", "id": sh_next})
+
+		for _ in range(INFLIGHT):
+			fire()
+		for c in shared:
+			shared_fire(c)
+			shared_fire(c)
+		while True:
+			check(time.monotonic() < deadline, "stuck: %d upgrades, "
+			    "%d in flight" % (len(upgrades), len(inflight)))
+			now = time.monotonic()
+			if not stop and asked is None and \
+			    len(upgrades) < ROUNDS and now - last_done > 0.15:
+				asked = (nxt if len(upgrades) % 2 == 0 else cur,
+				    now)
+				admin.send({"execute": "upgrade", "id": "u",
+				    "arguments": {"binary": asked[0]}})
+			if len(upgrades) == ROUNDS and asked is None:
+				stop = True
+			if stop and not inflight and \
+			    not any(sh_inflight.values()):
+				break
+			for key, _ in sel.select(0.05):
+				c = key.data
+				msgs = c.read()
+				check(not c.eof, "%s: disconnected" % c.name)
+				for m in msgs:
+					if "event" in m:
+						if c in subs:
+							seen[c.name].append(
+							    m["seq"])
+							if m["event"] == \
+							    "UPG_EV":
+								n = m["data"]["n"]
+								check(n not in
+								    got[c.name],
+								    "%s: event "
+								    "%d twice" %
+								    (c.name, n))
+								got[c.name].add(n)
+						continue
+					if "error" in m:
+						errors.append((c.name, m))
+						continue
+					if c is loader:
+						inflight.pop(m["id"])
+						acked.add(m["id"])
+						t = time.monotonic()
+						longest_gap = max(longest_gap,
+						    t - last_reply)
+						last_reply = t
+						if not stop:
+							fire()
+					elif c is admin:
+						r = m["return"]
+						want = "+next" if asked[0] == \
+						    nxt else ""
+						check(r["version"].endswith(
+						    want) and (want or
+						    "+" not in r["version"]),
+						    "upgraded to %r, wanted "
+						    "%s" % (r, asked[0]))
+						upgrades.append((r["version"],
+						    r["pause-ms"],
+						    time.monotonic() -
+						    asked[1]))
+						asked = None
+						last_done = time.monotonic()
+					elif c in shared:
+						check(m["return"]["status"],
+						    repr(m))
+						sh_inflight[c.name] -= 1
+						if not stop:
+							shared_fire(c)
+		check(not errors, "client errors: %r" % errors[:5])
+		# the last events reach every subscriber: a marker after them
+		loader.send({"execute": "vm-execute", "id": "end", "arguments":
+		    {"vm": "vm0", "command": "x-fake-event", "arguments": {
+		    "event": "UPG_END"}}})
+		loader.wait(lambda m: m.get("id") == "end", "marker")
+		for s in subs:
+			s.msgs = []
+			s.s.setblocking(True)
+			while True:
+				m = s.wait(lambda m: "event" in m, "events")
+				seen[s.name].append(m["seq"])
+				if m["event"] == "UPG_END":
+					break
+				if m["event"] == "UPG_EV":
+					n = m["data"]["n"]
+					check(n not in got[s.name], "%s: event "
+					    "%d twice" % (s.name, n))
+					got[s.name].add(n)
+		for s in subs:
+			q = seen[s.name]
+			gaps = [(a, b) for a, b in zip(q, q[1:]) if b != a + 1]
+			check(not gaps, "%s: seq not contiguous: %r" %
+			    (s.name, gaps[:5]))
+			missing = acked - got[s.name]
+			check(not missing and got[s.name] <= acked,
+			    "%s: %d events lost (%r...)" % (s.name,
+			    len(missing), sorted(missing)[:5]))
+		check(d.pid == pid and d.alive(), "the daemon's pid changed")
+		check(len(upgrades) == ROUNDS, "upgrades %r" % upgrades)
+		fds1 = settled_fds(pid)
+		check(len(fds1) == len(fds0), "fds %d before, %d after: %r" %
+		    (len(fds0), len(fds1), sorted(set(fds1) - set(fds0))[:10]))
+		vms = ctl.cmd("query-vms")
+		check(len(vms) == NVMS and all(v["state"] == "ready"
+		    for v in vms), "VMs after: %r" % [v for v in vms
+		    if v["state"] != "ready"][:5])
+		print("# %d VMs, %d upgrades, %d commands, %d events per "
+		    "subscriber: longest pause %d ms (broker), %.0f ms "
+		    "between replies (client); last version %s" % (NVMS,
+		    ROUNDS, len(acked), len(seen[subs[0].name]),
+		    max(u[1] for u in upgrades), longest_gap * 1000,
+		    upgrades[-1][0]), flush=True)
+		for c in subs + [loader, admin] + shared:
+			c.s.close()
+		h.close_clients()
+		d.terminate()
+
+
+def upgrade_error(c, args):
+	cls, desc = c.cmd_error("upgrade", args)
+	return desc
+
+
+def test_refusals():
+	with qb.Env("upg-ref", daemon=False) as env:
+		h = env.h
+		root = h.path("images")
+		os.makedirs(root)
+		img = os.path.join(root, "a.raw")
+		with open(img, "wb") as f:
+			f.truncate(1 << 20)
+		d = env.d = h.daemon(args=["--image-root", root,
+		    "--upgrade-timeout-ms", "300"])
+		c = d.client()
+		slow = h.fake("slow", faults="delay-cmd device_add 2000\n"
+		    "delay-cmd yank 3000\n")
+		c.cmd("vm-add", {"name": "slow", "socket": slow.path})
+		qb.wait_vm_state(c, "slow", "ready")
+		sub = d.client()
+		sub.cmd("subscribe", {"events": ["REF_*"]})
+		nxt = qb.builddir_path("tests", "qmpbrokerd-next")
+		n = [0]
+
+		def alive(why):
+			"""Nothing dropped: the same connections answer and
+			get events."""
+			n[0] += 1
+			c.cmd("vm-execute", {"vm": "slow", "command":
+			    "x-fake-event", "arguments": {"event": "REF_%d" %
+			    n[0]}})
+			e = sub.wait_event(lambda e: e["event"] == "REF_%d" %
+			    n[0], what="REF_%d after %s" % (n[0], why))
+			check(e["vm"] == "slow", repr(e))
+			check(qb.vm_state(c, "slow") == "ready", why)
+
+		# missing, relative, broken
+		desc = upgrade_error(c, {"binary": h.path("nosuch")})
+		check("No such file" in desc and "carries on" in desc, desc)
+		alive("missing binary")
+		desc = upgrade_error(c, {"binary": "qmpbrokerd"})
+		check("absolute path" in desc, desc)
+		broken = h.path("broken")
+		with open(broken, "w") as f:
+			f.write("#!/bin/sh\necho 'no such luck' >&2\nexit 1\n")
+		os.chmod(broken, 0o755)
+		desc = upgrade_error(c, {"binary": broken})
+		check("--version failed" in desc and "no such luck" in desc,
+		    desc)
+		alive("broken binary")
+		# twice at once: one goes, the other is told
+		c2 = d.client()
+		c.send_cmd("upgrade", {"binary": nxt}, id="a")
+		c2.send_cmd("upgrade", {"binary": nxt}, id="b")
+		ra, rb = c.wait_reply("a"), c2.wait_reply("b")
+		check(("return" in ra) != ("return" in rb), "%r %r" % (ra, rb))
+		err = ra if "error" in ra else rb
+		check("already under way" in err["error"]["desc"], repr(err))
+		ok = ra if "return" in ra else rb
+		check(ok["return"]["version"].endswith("+next"), repr(ok))
+		alive("upgrade asked twice")
+		# a command in flight past the deadline: rolled back
+		c2.send_cmd("vm-execute", {"vm": "slow", "command": "yank"},
+		    id="stuck")
+		time.sleep(0.1)
+		desc = upgrade_error(c, {"binary": nxt})
+		check("timed out" in desc and "carries on" in desc, desc)
+		alive("upgrade timed out")
+		c2.wait_reply("stuck")
+		# during a hotplug
+		c2.send_cmd("disk-add", {"vm": "slow", "id": "d0", "source":
+		    img}, id="hp")
+		time.sleep(0.3)
+		desc = upgrade_error(c, {})
+		check("hotplug" in desc, desc)
+		r = c2.wait_reply("hp")
+		check("return" in r, "disk-add: %r" % r)
+		alive("upgrade during a hotplug")
+		# and then it goes, to the daemon's own binary by default
+		r = c.cmd("upgrade")
+		check(r["previous"].endswith("+next") and
+		    r["version"].endswith("+next"), repr(r))
+		alive("upgrade to its own binary")
+		env.finish()
+
+
+if __name__ == "__main__":
+	qb.main([test_under_load, test_refusals])
