@@ -23,6 +23,7 @@
 #include "broker/core/loop.h"
 #include "broker/core/metrics.h"
 #include "broker/daemon.h"
+#include "broker/fdstore.h"
 #include "broker/fleet/fleet.h"
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
@@ -101,6 +102,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		return (-1);
 	hotplug_init();
 	share_init();
+	fdstore_init();
 	client_set_hooks(&daemon_client_hooks);
 	/* The metrics read the layers above core through these, at scrape
 	   time: the VMs' counters, then the sessions'. */
@@ -119,6 +121,10 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	/* Started by an upgrade: the previous process's listeners and
 	   monitors, taken as their modules open them. */
 	upgrade_resume_begin();
+	/* Restarted by systemd after a crash: the monitors' connections it
+	   kept (an upgrade hands over its own instead). */
+	if (!upgrade_resuming())
+		fdstore_reclaim();
 	/* The control socket first: it fails if another broker runs here,
 	   before we touch that broker's shared sockets. */
 	if (ctl_open(err) == -1)
@@ -131,6 +137,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	   join them (before the sweep, which would take an inherited but
 	   unclaimed socket for a live one). */
 	upgrade_resume_end();
+	fdstore_reclaim_end();
 	/* After the registry, so that the first scrape sees every VM. */
 	if (scrape_open(err) == -1) {
 		registry_stop();

@@ -120,6 +120,8 @@ struct mon {
 	struct defer		 reap;
 	int			 dead;		/* mon_free was called */
 	int			 adopted;	/* connection inherited */
+	uint64_t		 resync_base;	/* fd store: ids below are the
+						   dead process's */
 	LIST_ENTRY(mon)		 all;
 };
 
@@ -740,6 +742,7 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	m->state = MON_DISCONNECTED;
 	m->greeted = 0;
 	m->adopted = 0;
+	m->resync_base = 0;
 	m->fdblock = NULL;
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
@@ -799,6 +802,12 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	TAILQ_FOREACH(c, &m->sent, entry)
 		if ((json_int_t)c->id == v)
 			break;
+	if (c == NULL && m->resync_base != 0 && v >= 0 &&
+	    (uint64_t)v < m->resync_base) {
+		/* a reply to a command of the process that died: it is
+		   nobody's any more */
+		return;
+	}
 	if (c == NULL) {
 		mon_protocol_error(m, "reply with unknown id %lld",
 		    (long long)v);
@@ -927,6 +936,9 @@ mon_chan_bad(struct chan *ch, const struct qmp_error *err, void *arg)
 	struct mon	*m = arg;
 
 	if (m->dead || m->chan != ch)
+		return;
+	/* the rest of a line the process that died had begun to read */
+	if (m->resync_base != 0 && m->state == MON_NEGOTIATING)
 		return;
 	mon_protocol_error(m, "%s", err->desc);
 }
@@ -1232,6 +1244,12 @@ mon_busy(void)
 	return (n);
 }
 
+int
+mon_fd(const struct mon *m)
+{
+	return (m->chan != NULL ? chan_fd(m->chan) : -1);
+}
+
 bool
 mon_adopted(const struct mon *m)
 {
@@ -1535,7 +1553,9 @@ mon_adopt(struct mon *m)
 			mon_flush(m);
 		return (0);
 	}
-	/* negotiated by a process that died: what it knew, asked again */
+	/* negotiated by a process that died: what it knew, asked again,
+	   under ids it cannot have used (it counted from 1) */
+	m->resync_base = m->next_id = (uint64_t)1 << 52;
 	tv.tv_sec = m->timeout_ms / 1000;
 	tv.tv_usec = (m->timeout_ms % 1000) * 1000;
 	evtimer_add(m->nego, &tv);

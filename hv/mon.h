@@ -139,6 +139,9 @@ uint64_t	 mon_timeouts(const struct mon *);
  *	it drops): its "ready" is not news.
  */
 size_t		 mon_busy(void);
+/* The connection's socket while there is one (-1 otherwise); borrowed:
+   for systemd's fd store, which keeps a copy. */
+int		 mon_fd(const struct mon *);
 json_t		*mon_export_all(json_t *fds);
 int		 mon_inherit(const json_t *st, struct qmp_error *err);
 int		 mon_inherit_fd(const char *path, int fd, bool oob);

@@ -20,10 +20,14 @@ monitor's fd on NOTIFY_SOCKET; after kill -9 a new broker gets them back
 with LISTEN_FDS/LISTEN_FDNAMES and takes the monitors over without a
 reconnect (QEMU sees no EOF: fake-qemu serves one connection per VM)."""
 
+import array
+import fcntl
 import json
 import os
 import selectors
+import signal
 import socket
+import subprocess
 import time
 
 import qb
@@ -381,5 +385,170 @@ def test_refusals():
 		env.finish()
 
 
+class Systemd:
+	"""systemd's end of NOTIFY_SOCKET for the fd store: FDSTORE=1 keeps
+	the fd under its FDNAME, FDSTOREREMOVE=1 drops the name's."""
+
+	def __init__(self, h):
+		self.path = h.path("notify.sock")
+		self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+		self.s.bind(self.path)
+		self.store = {}		# name -> [fd]
+		self.removed = []
+
+	def poll(self, timeout=0.05):
+		self.s.settimeout(timeout)
+		try:
+			while True:
+				msg, fds, _, _ = socket.recv_fds(self.s, 8192,
+				    16)
+				self.s.settimeout(0)
+				kv = dict(l.split("=", 1) for l in
+				    msg.decode().split("\n") if "=" in l)
+				name = kv.get("FDNAME", "stored")
+				if kv.get("FDSTORE") == "1":
+					# systemd keeps one copy of an fd
+					have = [os.fstat(f).st_ino for f in
+					    self.store.get(name, [])]
+					for f in fds:
+						if os.fstat(f).st_ino in have:
+							os.close(f)
+						else:
+							self.store.setdefault(
+							    name, []).append(f)
+				else:
+					for f in fds:
+						os.close(f)
+				if kv.get("FDSTOREREMOVE") == "1":
+					self.removed.append(name)
+					for f in self.store.pop(name, []):
+						os.close(f)
+		except (socket.timeout, BlockingIOError):
+			pass
+
+	def close(self):
+		for fds in self.store.values():
+			for f in fds:
+				os.close(f)
+		self.store = {}
+		self.s.close()
+
+
+class Activated:
+	"""A process started as systemd starts a service with stored fds:
+	they are fds 3.. in the order of LISTEN_FDNAMES, and LISTEN_PID is
+	the service's own pid (sh's $$, which exec keeps)."""
+
+	def __init__(self, h, argv, fds, names, env):
+		self.log = h.path("activated.%d.log" % h.next_seq())
+		self.logf = open(self.log, "wb")
+
+		def pre():
+			hi = [fcntl.fcntl(f, fcntl.F_DUPFD, 200) for f in fds]
+			for f in fds:	# received inheritable: only 3.. go
+				os.close(f)
+			for i, f in enumerate(hi):
+				os.dup2(f, 3 + i, inheritable=True)
+				os.close(f)
+		e = dict(os.environ)
+		e.update(env)
+		e["LISTEN_FDS"] = str(len(fds))
+		e["LISTEN_FDNAMES"] = ":".join(names)
+		self.p = subprocess.Popen(["/bin/sh", "-c",
+		    'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh"] +
+		    argv, stdin=subprocess.DEVNULL, stdout=self.logf,
+		    stderr=subprocess.STDOUT, close_fds=False, env=e,
+		    preexec_fn=pre)
+		self.pid = self.p.pid
+		h.procs.append(self)
+
+	def alive(self):
+		return self.p.poll() is None
+
+	def output(self):
+		self.logf.flush()
+		with open(self.log, "rb") as f:
+			return f.read().decode(errors="replace")
+
+	def kill(self):
+		if self.p.poll() is None:
+			self.p.kill()
+		self.p.wait()
+		self.logf.close()
+
+
+def sockets_of(pid):
+	out = set()
+	for l in qb.fd_list(pid):
+		t = l.split("->", 1)[-1]
+		if t.startswith("socket:["):
+			out.add(int(t[8:-1]))
+	return out
+
+
+def test_fdstore():
+	n = 3
+	with qb.Env("upg-fds", daemon=False) as env:
+		h = env.h
+		sd = Systemd(h)
+		vmdir, fake = fakes(h, n)
+		os.environ["NOTIFY_SOCKET"] = sd.path
+		try:
+			d = h.daemon(vm_dir=vmdir)
+		finally:
+			del os.environ["NOTIFY_SOCKET"]
+		c = d.client()
+		all_ready(c, n)
+		qb.wait_for(lambda: sd.poll() or len(sd.store) == n,
+		    "%d monitors in the fd store" % n)
+		for name, fds in sd.store.items():
+			check(name.startswith("qmon") and name[5:].startswith(
+			    vmdir) and len(fds) == 1, "stored %r" % name)
+		stored = {os.fstat(f[0]).st_ino for f in sd.store.values()}
+		# the peer of each stored fd is one of fake-qemu's sockets
+		fake_fds = qb.fd_count(fake.pid)
+		argv = d.build_argv()
+		d.signal(signal.SIGKILL)
+		d.wait()
+		h.close_clients()
+		names = sorted(sd.store)
+		fds = [sd.store[k][0] for k in names]
+		a = Activated(h, argv, fds, names, {"NOTIFY_SOCKET": sd.path})
+		qb.wait_for(lambda: not a.alive() or ("ready on " + d.control)
+		    in a.output(), "restarted broker")
+		check(a.alive(), a.output()[-2000:])
+		c = qb.Qmp(d.control)
+		h.closers.append(c)
+		c.negotiate()
+		all_ready(c, n)
+		check("3 monitor connections kept" in a.output(),
+		    a.output()[-1500:])
+		# the same connections, no new one: fake-qemu holds as many
+		# fds as before and the broker holds the stored sockets
+		check(qb.fd_count(fake.pid) == fake_fds, "fake-qemu fds %d, "
+		    "were %d: a reconnect" % (qb.fd_count(fake.pid), fake_fds))
+		check(stored <= sockets_of(a.pid), "the broker does not hold "
+		    "the stored connections %r: %r\n%s" % (stored,
+		    qb.fd_list(a.pid), a.output()[-3000:]))
+		sub = qb.Qmp(d.control)
+		h.closers.append(sub)
+		sub.negotiate()
+		sub.cmd("subscribe", {"events": ["FDS_*"]})
+		for i in range(n):
+			r = c.cmd("vm-execute", {"vm": "vm%d" % i, "command":
+			    "x-fake-event", "arguments": {"event": "FDS_%d" %
+			    i}})
+			e = sub.wait_event(lambda e: e["event"] == "FDS_%d" % i)
+			check(e["vm"] == "vm%d" % i, repr(e))
+		# a VM that goes leaves the store
+		os.unlink(os.path.join(vmdir, "vm0.qmp"))
+		qb.wait_for(lambda: sd.poll() or any(r.endswith("/vm0.qmp")
+		    for r in sd.removed), "FDSTOREREMOVE of vm0")
+		h.close_clients()
+		a.p.send_signal(signal.SIGTERM)
+		check(a.p.wait(30) == 0, a.output()[-1500:])
+		sd.close()
+
+
 if __name__ == "__main__":
-	qb.main([test_under_load, test_refusals])
+	qb.main([test_under_load, test_refusals, test_fdstore])
