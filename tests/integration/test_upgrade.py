@@ -286,6 +286,13 @@ def test_under_load():
 		check(len(vms) == NVMS and all(v["state"] == "ready"
 		    for v in vms), "VMs after: %r" % [v for v in vms
 		    if v["state"] != "ready"][:5])
+		pauses = sorted(u[1] for u in upgrades)
+		# tools/bench's row (its "upgrade" scenario runs this case)
+		print("R upgrade n%d vms=%d rounds=%d pause_max_ms=%d "
+		    "pause_med_ms=%d client_gap_ms=%.0f commands=%d events=%d "
+		    "errors=%d lost=0 dup=0" % (NVMS, NVMS, ROUNDS, pauses[-1],
+		    pauses[len(pauses) // 2], longest_gap * 1000, len(acked),
+		    len(seen[subs[0].name]), len(errors)), flush=True)
 		print("# %d VMs, %d upgrades, %d commands, %d events per "
 		    "subscriber: longest pause %d ms (broker), %.0f ms "
 		    "between replies (client); last version %s" % (NVMS,
