@@ -386,10 +386,28 @@ def test_refusals():
 		r = c2.wait_reply("hp")
 		check("return" in r, "disk-add: %r" % r)
 		alive("upgrade during a hotplug")
-		# and then it goes, to the daemon's own binary by default
+		# and then it goes, to the daemon's own binary by default,
+		# with half a request read but not parsed on a client that
+		# enabled oob, and on a shared socket's client
+		c3 = h.qmp(d.control, negotiate=False)
+		c3.read_greeting()
+		c3.send_msg({"execute": "qmp_capabilities", "arguments":
+		    {"enable": ["oob"]}, "id": "cap"})
+		c3.wait_reply("cap")
+		c3.send_raw(b'{"execute": "query-v')
+		sh = h.qmp(d.vm_socket("slow"))
+		sh.send_raw(b'{"execute": "query-st')
+		time.sleep(0.3)	# read by the broker, not parseable yet
 		r = c.cmd("upgrade")
 		check(r["previous"].endswith("+next") and
 		    r["version"].endswith("+next"), repr(r))
+		c3.send_raw(b'ms", "id": "half"}')
+		check("return" in c3.wait_reply("half"), "half a request")
+		sh.send_raw(b'atus", "id": "shalf"}')
+		check(sh.wait_reply("shalf")["return"]["status"],
+		    "half a request on the shared socket")
+		c3.send_msg({"exec-oob": "query-version", "id": "oob"})
+		check("return" in c3.wait_reply("oob"), "oob after upgrade")
 		alive("upgrade to its own binary")
 		env.finish()
 
@@ -404,6 +422,7 @@ class Systemd:
 		self.s.bind(self.path)
 		self.store = {}		# name -> [fd]
 		self.removed = []
+		self.msgs = []		# every datagram, as a dict
 
 	def poll(self, timeout=0.05):
 		self.s.settimeout(timeout)
@@ -414,6 +433,7 @@ class Systemd:
 				self.s.settimeout(0)
 				kv = dict(l.split("=", 1) for l in
 				    msg.decode().split("\n") if "=" in l)
+				self.msgs.append(kv)
 				name = kv.get("FDNAME", "stored")
 				if kv.get("FDSTORE") == "1":
 					# systemd keeps one copy of an fd
@@ -513,6 +533,22 @@ def test_fdstore():
 		for name, fds in sd.store.items():
 			check(name.startswith("qmon") and name[5:].startswith(
 			    vmdir) and len(fds) == 1, "stored %r" % name)
+		# an upgrade: RELOADING=1, then READY=1 from the same pid,
+		# and the store holds each connection once
+		sd.msgs = []
+		c.cmd("upgrade")
+		qb.wait_for(lambda: sd.poll() or any(m.get("READY") == "1"
+		    for m in sd.msgs), "READY=1 after the upgrade")
+		kinds = [k for m in sd.msgs for k in ("RELOADING", "READY")
+		    if m.get(k) == "1"]
+		check(kinds[:2] == ["RELOADING", "READY"], "notify %r" %
+		    sd.msgs)
+		check(all(m.get("MAINPID", str(d.pid)) == str(d.pid)
+		    for m in sd.msgs), "MAINPID %r" % sd.msgs)
+		all_ready(c, n)
+		sd.poll(0.3)
+		check(len(sd.store) == n and all(len(f) == 1 for f in
+		    sd.store.values()), "store %r" % sd.store)
 		stored = {os.fstat(f[0]).st_ino for f in sd.store.values()}
 		# the peer of each stored fd is one of fake-qemu's sockets
 		fake_fds = qb.fd_count(fake.pid)
