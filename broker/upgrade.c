@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/core/audit.h"
 #include "broker/core/conf.h"
 #include "broker/core/evlog.h"
 #include "broker/core/job.h"
@@ -26,6 +27,7 @@
 #include "broker/notify.h"
 #include "broker/session/client.h"
 #include "broker/session/listen.h"
+#include "broker/session/peer.h"
 #include "broker/svc/hotplug.h"
 #include "broker/upgrade.h"
 #include "broker/vm/vm.h"
@@ -290,7 +292,7 @@ upg_poll_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval	 tv = { 0, UPG_POLL_US };
 	char		 buf[160];
 	const char	*why;
-	size_t		 nc, nm;
+	size_t		 nc, nm, na;
 
 	if ((why = upg_blocker(buf, sizeof buf)) != NULL) {
 		upg_fail("refused: %s; nothing changed", why);
@@ -298,14 +300,17 @@ upg_poll_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	nc = client_busy(U.r);
 	nm = mon_busy();
-	if (nc == 0 && nm == 0) {
+	/* the audit trail's writer thread dies with the exec */
+	na = audit_unwritten();
+	if (nc == 0 && nm == 0 && na == 0) {
 		upg_handover();
 		return;
 	}
 	if (upg_now() - U.held_at >= (uint64_t)conf.upgrade_timeout_ms) {
 		upg_fail("timed out after %d ms waiting for %zu clients and "
-		    "%zu monitors with commands in flight; the broker carries "
-		    "on", conf.upgrade_timeout_ms, nc, nm);
+		    "%zu monitors with commands in flight%s; the broker "
+		    "carries on", conf.upgrade_timeout_ms, nc, nm, na > 0 ?
+		    " and the audit trail's writer" : "");
 		return;
 	}
 	evtimer_add(U.poll, &tv);
@@ -428,6 +433,54 @@ upg_close_inherited(void)
 	closedir(d);
 }
 
+static int
+upg_int_cmp(const void *a, const void *b)
+{
+	int	x = *(const int *)a, y = *(const int *)b;
+
+	return ((x > y) - (x < y));
+}
+
+/* Every fd the document names is open and named once; -1 with why if
+   not. */
+static int
+upg_check_fds(const json_t *fds, char *why, size_t len)
+{
+	json_t	*v;
+	size_t	 i, n;
+	int	*a, fl;
+
+	if (!json_is_array(fds) || (n = json_array_size(fds)) > (1u << 22)) {
+		snprintf(why, len, "state: no list of fds");
+		return (-1);
+	}
+	if ((a = calloc(n + 1, sizeof *a)) == NULL) {
+		snprintf(why, len, "out of memory");
+		return (-1);
+	}
+	json_array_foreach(fds, i, v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 3 ||
+		    json_integer_value(v) > INT32_MAX ||
+		    (fl = fcntl((int)json_integer_value(v), F_GETFD)) == -1) {
+			snprintf(why, len, "state: fd %zu is not an open fd",
+			    i);
+			free(a);
+			return (-1);
+		}
+		a[i] = (int)json_integer_value(v);
+	}
+	qsort(a, n, sizeof *a, upg_int_cmp);
+	for (i = 1; i < n; i++) {
+		if (a[i] == a[i - 1]) {
+			snprintf(why, len, "state: fd %d named twice", a[i]);
+			free(a);
+			return (-1);
+		}
+	}
+	free(a);
+	return (0);
+}
+
 /* The document from fd (closed here); NULL with why. */
 static json_t *
 upg_read_doc(int fd, char *why, size_t len)
@@ -474,7 +527,8 @@ upgrade_resume_begin(void)
 	const char		*s;
 	char			 why[sizeof e.desc + 64], *end;
 	long			 fd;
-	json_t			*doc;
+	json_t			*doc, *v;
+	size_t			 i;
 
 	if ((s = getenv(UPG_ENV)) == NULL)
 		return;
@@ -497,13 +551,28 @@ upgrade_resume_begin(void)
 		snprintf(why, sizeof why, "state of an unknown format");
 		goto fail;
 	}
+	/* the memfd is closed: every fd the state names is one of the
+	   previous process's connections */
+	if (upg_check_fds(json_object_get(doc, "fds"), why, sizeof why) ==
+	    -1) {
+		json_decref(doc);
+		goto fail;
+	}
 	if (lsn_inherit(json_object_get(doc, "listeners"), &e) == -1 ||
 	    mon_inherit(json_object_get(doc, "mons"), &e) == -1) {
-		json_decref(doc);
+		/* they close what they took, the rest is closed below */
 		lsn_inherit_end();
 		mon_inherit_end();
+		json_decref(doc);
 		snprintf(why, sizeof why, "%s", e.desc);
 		goto fail;
+	}
+	/* ours now: a child must not hold a QEMU connection */
+	json_array_foreach(json_object_get(doc, "fds"), i, v) {
+		int	fl, f = (int)json_integer_value(v);
+
+		if ((fl = fcntl(f, F_GETFD)) != -1)
+			(void)fcntl(f, F_SETFD, fl | FD_CLOEXEC);
 	}
 	U.doc = doc;
 	return;
@@ -550,6 +619,24 @@ upgrade_resume_end(void)
 	    "held %" PRIu64 " ms", json_string_value(json_object_get(U.doc,
 	    "version")), U.version, client_count(), pause);
 	if (asker != NULL) {
+		struct audit_who	 who;
+		struct audit_pending	*ap;
+		json_t			*args;
+
+		/* the old process's request ends here: the trail has it
+		   once, with what it did */
+		who.uid = asker->peer.uid;
+		who.gid = asker->peer.gid;
+		who.pid = asker->peer.pid;
+		who.exe = peer_exe(&asker->peer);
+		who.via = peer_via(&asker->peer);
+		args = json_pack("{s:s,s:s,s:s}", "binary", U.self, "previous",
+		    json_string_value(json_object_get(U.doc, "version")),
+		    "version", U.version);
+		if ((ap = audit_begin(&who, NULL, "upgrade", NULL, args,
+		    NULL)) != NULL)
+			audit_end(ap, NULL);
+		json_decref(args);
 		ret = json_pack("{s:s,s:s,s:I}", "version", U.version,
 		    "previous", json_string_value(json_object_get(U.doc,
 		    "version")), "pause-ms", (json_int_t)pause);

@@ -24,6 +24,8 @@ static void
 cmd_upgrade(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
+	/* a refusal is audited here, a success by the new process */
+	req_audit(r, NULL, "upgrade", NULL, args, NULL);
 	if (!peer_is_admin(req_peer(r))) {
 		req_error(r, QMP_CLS_GENERIC, "Permission denied: upgrade is "
 		    "for root or the broker's own user");

@@ -299,6 +299,18 @@ def test_under_load():
 		    ROUNDS, len(acked), len(seen[subs[0].name]),
 		    max(u[1] for u in upgrades), longest_gap * 1000,
 		    upgrades[-1][0]), flush=True)
+		# the audit trail's chain goes on across every exec
+		rc, out, err = qb.qmpctl(["audit-verify", os.path.join(
+		    d.state_dir, "audit")])
+		check(rc == 0, "audit-verify: %s%s" % (out, err))
+		adir = os.path.join(d.state_dir, "audit")
+		recs = [json.loads(l) for f in sorted(os.listdir(adir))
+		    if f.endswith(".jsonl") for l in open(os.path.join(adir,
+		    f)) if l.strip()]
+		ups = [r for r in recs if r["command"] == "upgrade"]
+		check(len(ups) == ROUNDS and all(r.get("result") == "ok"
+		    for r in ups),
+		    "audited upgrades: %r" % ups[:3])
 		for c in subs + [loader, admin] + shared:
 			c.s.close()
 		h.close_clients()
