@@ -525,19 +525,25 @@ upgrade_resume_begin(void)
 {
 	struct qmp_error	 e;
 	const char		*s;
-	char			 why[sizeof e.desc + 64], *end;
+	char			 why[sizeof e.desc + 64], *end, val[24];
 	long			 fd;
 	json_t			*doc, *v;
 	size_t			 i;
+	int			 fl;
 
 	if ((s = getenv(UPG_ENV)) == NULL)
 		return;
 	U.resuming = true;
-	errno = 0;
-	fd = strtol(s, &end, 10);
+	snprintf(val, sizeof val, "%s", s);
 	unsetenv(UPG_ENV);
-	if (errno != 0 || *end != '\0' || fd < 3 || fd > INT32_MAX) {
-		snprintf(why, sizeof why, "%s is not an fd", UPG_ENV);
+	errno = 0;
+	fd = strtol(val, &end, 10);
+	/* Inherited fds are the only ones not close-on-exec here: one
+	   that is, is this process's own (a stale variable) and stays. */
+	if (errno != 0 || *end != '\0' || fd < 3 || fd > INT32_MAX ||
+	    (fl = fcntl((int)fd, F_GETFD)) == -1 || (fl & FD_CLOEXEC)) {
+		snprintf(why, sizeof why, "%s=%s is not an inherited fd",
+		    UPG_ENV, val);
 		goto fail;
 	}
 	if ((doc = upg_read_doc((int)fd, why, sizeof why)) == NULL)
@@ -569,7 +575,7 @@ upgrade_resume_begin(void)
 	}
 	/* ours now: a child must not hold a QEMU connection */
 	json_array_foreach(json_object_get(doc, "fds"), i, v) {
-		int	fl, f = (int)json_integer_value(v);
+		int	f = (int)json_integer_value(v);
 
 		if ((fl = fcntl(f, F_GETFD)) != -1)
 			(void)fcntl(f, F_SETFD, fl | FD_CLOEXEC);

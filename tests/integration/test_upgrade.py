@@ -607,5 +607,59 @@ def test_fdstore():
 		sd.close()
 
 
+class Inheriting(qb.Daemon):
+	"""The daemon with fds of the test's kept open in it."""
+
+	def __init__(self, h, pass_fds, **kw):
+		self.pass_fds = pass_fds
+		qb.Daemon.__init__(self, h, **kw)
+
+	def start(self, wait=True):
+		qb.Proc.__init__(self, self.h, self.build_argv(), "qmpbrokerd",
+		    pass_fds=self.pass_fds)
+		if wait:
+			self.wait_up()
+
+
+def test_bad_state():
+	"""A state the new process cannot use (garbage, then a document
+	that names an fd twice): logged, every inherited fd closed, and the
+	start goes on afresh."""
+	with qb.Env("upg-bad", daemon=False) as env:
+		h = env.h
+		for i, doc in enumerate((b"{not json",
+		    None)):
+			a, b = socket.socketpair()
+			if doc is None:
+				doc = json.dumps({"format": 1, "version": "x",
+				    "held-at": 0, "fds": [a.fileno(),
+				    a.fileno()], "listeners": [], "mons":
+				    {"cmdsets": [], "mons": []}, "clients": []
+				    }).encode()
+			path = h.path("state%d" % i)
+			with open(path, "wb") as f:
+				f.write(doc)
+			fd = os.open(path, os.O_RDONLY)
+			os.environ["QMPBROKER_UPGRADE_FD"] = str(fd)
+			try:
+				d = Inheriting(h, (fd, a.fileno()),
+				    wait=False, tag="bad%d" % i)
+			finally:
+				del os.environ["QMPBROKER_UPGRADE_FD"]
+			os.close(fd)
+			a.close()
+			d.wait_up()
+			check("starting afresh" in d.output(), d.tail())
+			# the inherited socket was closed: its peer sees EOF
+			b.settimeout(10)
+			check(b.recv(1) == b"", "inherited fd kept open")
+			b.close()
+			c = d.client()
+			check(c.cmd("query-vms") == [], "query-vms")
+			h.close_clients()
+			d.terminate()
+
+
 if __name__ == "__main__":
-	qb.main([test_under_load, test_refusals, test_fdstore])
+	qb.main([test_under_load, test_refusals, test_fdstore,
+	    test_bad_state])
