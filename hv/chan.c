@@ -916,15 +916,20 @@ chan_import(struct event_base *base, const json_t *st, size_t out_max,
 	    &nout) == -1 || (rf != NULL && (!json_is_array(rf) ||
 	    json_array_size(rf) > CHAN_SCM_MAX))) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "channel state malformed");
+		rf = NULL;
 		goto fail;
 	}
 	json_array_foreach(rf, i, e) {
 		if (!json_is_integer(json_array_get(e, 0)) ||
+		    json_integer_value(json_array_get(e, 0)) < 0 ||
+		    json_integer_value(json_array_get(e, 0)) > INT32_MAX ||
 		    !json_is_integer(json_array_get(e, 1)) ||
 		    json_integer_value(json_array_get(e, 1)) < 0 ||
 		    (size_t)json_integer_value(json_array_get(e, 1)) > nin) {
 			qmp_error_set(err, QMP_CLS_GENERIC,
 			    "channel state: bad received fd");
+			/* a list we cannot read names nothing to close */
+			rf = NULL;
 			goto fail;
 		}
 	}

@@ -95,7 +95,8 @@ void		 chan_shutdown(struct chan *);
  *	first (from the loop), out is written first. st is hostile input
  *	(bounded by opts' max_msg for in, by out_max for out); NULL with
  *	err if it is not what chan_export makes. The fd is the caller's
- *	on failure; rfds are closed on failure.
+ *	on failure; rfds are closed on failure once st was read (a
+ *	malformed st closes nothing).
  */
 json_t		*chan_export(struct chan *, json_t *fds);
 struct chan	*chan_import(struct event_base *, const json_t *st,
