@@ -176,6 +176,7 @@ main(int argc, char **argv)
 	struct event		*sig[4];
 	const int		 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2 };
 	struct qmp_error	 e;
+	sigset_t		 unblock;
 	int			 i, ready = -1;
 
 	for (i = 1; i < argc; i++) {
@@ -234,6 +235,12 @@ main(int argc, char **argv)
 			return (1);
 		}
 	}
+	/* An upgrade execs with SIGHUP and SIGUSR2 blocked, so that one
+	   sent meanwhile waits for the watch above instead of killing. */
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIGHUP);
+	sigaddset(&unblock, SIGUSR2);
+	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
 	/* Started and every signal watched: a SIGHUP from here on is a
 	   reload that systemd sees as RELOADING=1, then READY=1. */
 	notify_ready();

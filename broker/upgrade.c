@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,9 +219,10 @@ upg_write_doc(const json_t *doc)
 static void
 upg_handover(void)
 {
-	json_t	*fds, *doc = NULL, *lsns, *mons, *clients;
-	char	 num[16];
-	int	 fd = -1, saved;
+	json_t		*fds, *doc = NULL, *lsns, *mons, *clients;
+	sigset_t	 mask, omask;
+	char		 num[16];
+	int		 fd = -1, saved;
 
 	/* the events QEMU sent so far reach the subscribers' queues (and
 	   the log's files, whose seq the new process goes on from) */
@@ -275,9 +277,17 @@ upg_handover(void)
 		return;
 	}
 	fflush(NULL);
+	/* The mask survives execve, the handlers do not: until the new
+	   process watches them, a reload or another SIGUSR2 waits instead
+	   of killing it (main unblocks them). */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &mask, &omask);
 	execv(U.binary, U.argv);
 	/* still here: the old process carries on, as it was */
 	saved = errno;
+	sigprocmask(SIG_SETMASK, &omask, NULL);
 	unsetenv(UPG_ENV);
 	upg_cloexec(fds, true);
 	close(fd);

@@ -421,6 +421,18 @@ def test_refusals():
 		c3.send_msg({"exec-oob": "query-version", "id": "oob"})
 		check("return" in c3.wait_reply("oob"), "oob after upgrade")
 		alive("upgrade to its own binary")
+		# SIGUSR2, twice in a row: the second is refused, or waits
+		# (blocked across the exec) and upgrades again; never fatal
+		done = d.output().count("done: ")
+		pid = d.pid
+		d.signal(signal.SIGUSR2)
+		d.signal(signal.SIGUSR2)
+		qb.wait_for(lambda: not d.alive() or
+		    d.output().count("done: ") > done, "SIGUSR2's upgrade")
+		time.sleep(1)
+		check(d.alive() and d.pid == pid, "after SIGUSR2: %s" %
+		    d.tail())
+		alive("SIGUSR2")
 		env.finish()
 
 
