@@ -129,6 +129,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	   before we touch that broker's shared sockets. */
 	if (ctl_open(err) == -1)
 		return (-1);
+	log_debug("control socket up, loading the registry");
 	if (registry_start(err) == -1) {
 		ctl_close();
 		return (-1);

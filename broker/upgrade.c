@@ -591,6 +591,11 @@ upgrade_resume_begin(void)
 			(void)fcntl(f, F_SETFD, fl | FD_CLOEXEC);
 	}
 	U.doc = doc;
+	log_info("upgrade: state of %s read: %zu listeners, %zu monitors, "
+	    "%zu clients", json_string_value(json_object_get(doc, "version")),
+	    json_array_size(json_object_get(doc, "listeners")),
+	    json_array_size(json_object_get(json_object_get(doc, "mons"),
+	    "mons")), json_array_size(json_object_get(doc, "clients")));
 	return;
 fail:
 	U.resuming = false;
