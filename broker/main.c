@@ -190,6 +190,13 @@ main(int argc, char **argv)
 			printf("qmpbrokerd %s\n", MAIN_VERSION);
 			return (0);
 		}
+		/* What an upgrade asks of its target before handing over
+		   (broker/upgrade.h): that it runs, and reads the state. */
+		if (strcmp(argv[i], "--upgrade-format") == 0) {
+			printf("qmpbrokerd %s\nupgrade-format %d\n",
+			    MAIN_VERSION, UPGRADE_FORMAT);
+			return (0);
+		}
 	}
 	if (conf_build(&conf, argc, argv, &e) == -1) {
 		fprintf(stderr, "qmpbrokerd: %s (see --help)\n", e.desc);

@@ -35,7 +35,7 @@
 #include "hv/mon.h"
 
 #define UPG_ENV		"QMPBROKER_UPGRADE_FD"
-#define UPG_FORMAT	1
+#define UPG_FORMAT	UPGRADE_FORMAT
 #define UPG_DOC_MAX	(512u * 1024 * 1024)	/* read back at most */
 #define UPG_PREFLIGHT_MS 10000
 #define UPG_POLL_US	1000	/* how often "is it quiet?" is asked */
@@ -331,7 +331,7 @@ upg_preflight_done(struct proc *p, const struct proc_result *res, void *arg)
 {
 	struct timeval	 tv = { 0, 0 };
 	char		 buf[160];
-	const char	*why, *out = res->out != NULL ? res->out : "";
+	const char	*why, *out = res->out != NULL ? res->out : "", *f;
 	size_t		 n;
 
 	U.proc = NULL;
@@ -340,14 +340,21 @@ upg_preflight_done(struct proc *p, const struct proc_result *res, void *arg)
 	if (!res->exited || res->code != 0 ||
 	    strncmp(out, "qmpbrokerd ", 11) != 0) {
 		proc_describe(res, buf, sizeof buf);
-		upg_fail("refused: %s --version failed (%s%s%.*s); the broker "
-		    "carries on", U.binary, buf, res->errlen > 0 ? ": " : "",
-		    (int)strcspn(res->err != NULL ? res->err : "", "\n"),
-		    res->err != NULL ? res->err : "");
+		upg_fail("refused: %s --upgrade-format failed (%s%s%.*s); the "
+		    "broker carries on", U.binary, buf, res->errlen > 0 ?
+		    ": " : "", (int)strcspn(res->err != NULL ? res->err : "",
+		    "\n"), res->err != NULL ? res->err : "");
 		return;
 	}
 	n = strcspn(out + 11, "\r\n");
 	snprintf(U.next, sizeof U.next, "%.*s", (int)n, out + 11);
+	if ((f = strstr(out, "\nupgrade-format ")) == NULL ||
+	    atoi(f + 16) != UPG_FORMAT) {
+		upg_fail("refused: %s (qmpbrokerd %s) does not read this "
+		    "broker's state (upgrade-format %d); the broker carries on",
+		    U.binary, U.next, UPG_FORMAT);
+		return;
+	}
 	if ((why = upg_blocker(buf, sizeof buf)) != NULL) {
 		upg_fail("refused: %s; nothing changed", why);
 		return;
@@ -411,9 +418,10 @@ upgrade_start(struct req *r, const char *binary)
 	U.st = UPG_PREFLIGHT;
 	log_notice("upgrade to %s asked%s", U.binary, r != NULL ? "" :
 	    " (signal)");
-	/* the binary proves it starts before we give anything up */
+	/* the binary proves it starts, and reads our state, before we
+	   give anything up */
 	argv[0] = U.binary;
-	argv[1] = (char *)"--version";
+	argv[1] = (char *)"--upgrade-format";
 	argv[2] = NULL;
 	if ((U.proc = proc_spawn(argv, UPG_PREFLIGHT_MS, upg_preflight_done,
 	    NULL, &e)) == NULL)

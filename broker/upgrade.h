@@ -8,10 +8,14 @@
  * sees one service that reloaded, QEMU's and the clients' peer pids do
  * not change, and nothing runs twice at once. The price is that once
  * execve succeeded there is no old process to fall back to; so the new
- * binary is proven first: "NEW --version" runs as a child (an argv, on
- * the loop) and must exit 0 saying "qmpbrokerd ...". A missing or broken
- * binary is refused there and the broker carries on as before; an execve
- * that fails (the file went in between) also leaves it as it was.
+ * binary is proven first: "NEW --upgrade-format" runs as a child (an argv, on
+ * the loop) and must exit 0 saying "qmpbrokerd ..." and the format of the
+ * state it reads (--upgrade-format; not --version alone: a binary that
+ * runs but does not read the state, an older build, would start afresh
+ * next to connections it does not know, and drop them all). A missing,
+ * broken or older binary is refused there and the broker carries on as
+ * before; an execve that fails (the file went in between) also leaves it
+ * as it was.
  *
  * Steps (upgrade_start):
  *   1. refused with a clear error while an upgrade is under way, a job
@@ -51,6 +55,11 @@
 
 #include "broker/session/req.h"
 #include "proto/qmp_msg.h"
+
+/* The state document's format; "qmpbrokerd --upgrade-format" says which
+   one a binary reads, and an upgrade goes only to a binary that reads
+   its own. */
+#define UPGRADE_FORMAT	1
 
 /* At start, before anything else: the version this binary reports
    (copied), and the path of the running binary as on disk, read from

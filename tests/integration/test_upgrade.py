@@ -369,9 +369,17 @@ def test_refusals():
 			f.write("#!/bin/sh\necho 'no such luck' >&2\nexit 1\n")
 		os.chmod(broken, 0o755)
 		desc = upgrade_error(c, {"binary": broken})
-		check("--version failed" in desc and "no such luck" in desc,
-		    desc)
+		check("--upgrade-format failed" in desc and "no such luck" in
+		    desc, desc)
 		alive("broken binary")
+		# runs, but would not read the state (an older build)
+		older = h.path("older")
+		with open(older, "w") as f:
+			f.write("#!/bin/sh\necho 'qmpbrokerd 0.0.1'\n")
+		os.chmod(older, 0o755)
+		desc = upgrade_error(c, {"binary": older})
+		check("does not read this broker's state" in desc, desc)
+		alive("older binary")
 		# twice at once (pipelined, so the order is the broker's own):
 		# the first goes, the second is told
 		c2 = d.client()
