@@ -433,6 +433,17 @@ def test_refusals():
 		c3.send_msg({"exec-oob": "query-version", "id": "oob"})
 		check("return" in c3.wait_reply("oob"), "oob after upgrade")
 		alive("upgrade to its own binary")
+		# qmpctl, as systemctl reload runs it: the new process's word,
+		# and a refusal exits 1 with the reason
+		rc, out, err = qb.qmpctl(["-t", "60", "upgrade", "--binary",
+		    nxt], sock=d.control)
+		check(rc == 0 and out.startswith("upgraded from ") and
+		    "+next" in out, "qmpctl upgrade: %d %s %s" % (rc, out, err))
+		rc, out, err = qb.qmpctl(["upgrade", "--binary", broken],
+		    sock=d.control)
+		check(rc == 1 and "--upgrade-format failed" in err,
+		    "qmpctl upgrade refused: %d %s %s" % (rc, out, err))
+		alive("qmpctl upgrade")
 		# SIGUSR2, twice in a row: the second is refused, or waits
 		# (blocked across the exec) and upgrades again; never fatal
 		done = d.output().count("done: ")
