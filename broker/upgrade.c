@@ -95,12 +95,6 @@ upgrade_init(const char *version, char **argv)
 }
 
 bool
-upgrade_running(void)
-{
-	return (U.st != UPG_IDLE);
-}
-
-bool
 upgrade_resuming(void)
 {
 	return (U.resuming);

@@ -72,7 +72,6 @@ void	upgrade_init(const char *version, char **argv);
    outcome is in r's reply (here on refusal, in the new process on
    success) and in the log. */
 void	upgrade_start(struct req *r, const char *binary);
-bool	upgrade_running(void);
 
 /* Started by an upgrade (QMPBROKER_UPGRADE_FD is set)? */
 bool	upgrade_resuming(void);
