@@ -23,6 +23,7 @@
 #include "broker/core/loop.h"
 #include "broker/core/metrics.h"
 #include "broker/daemon.h"
+#include "broker/fdstore.h"
 #include "broker/fleet/fleet.h"
 #include "broker/session/client.h"
 #include "broker/session/ctl.h"
@@ -32,6 +33,7 @@
 #include "broker/session/sub.h"
 #include "broker/svc/hotplug.h"
 #include "broker/svc/jobs.h"
+#include "broker/upgrade.h"
 #include "broker/vm/registry.h"
 #include "broker/vm/vm.h"
 #include "broker/vm/vm_metrics.h"
@@ -91,6 +93,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	}
 	free(auditdir);
 	share_set_exec(cmd_share_command);
+	cmd_set_upgrade(upgrade_start);
 	/* Information flows up through these, wired before anything can
 	   happen: events to subscriptions, VMs to their shared sockets and
 	   their hotplug state, requests to the command tables. */
@@ -99,6 +102,7 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		return (-1);
 	hotplug_init();
 	share_init();
+	fdstore_init();
 	client_set_hooks(&daemon_client_hooks);
 	/* The metrics read the layers above core through these, at scrape
 	   time: the VMs' counters, then the sessions'. */
@@ -114,14 +118,27 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 		    conf.workers);
 		return (-1);
 	}
+	/* Started by an upgrade: the previous process's listeners and
+	   monitors, taken as their modules open them. */
+	upgrade_resume_begin();
+	/* Restarted by systemd after a crash: the monitors' connections it
+	   kept (an upgrade hands over its own instead). */
+	if (!upgrade_resuming())
+		fdstore_reclaim();
 	/* The control socket first: it fails if another broker runs here,
 	   before we touch that broker's shared sockets. */
 	if (ctl_open(err) == -1)
 		return (-1);
+	log_debug("control socket up, loading the registry");
 	if (registry_start(err) == -1) {
 		ctl_close();
 		return (-1);
 	}
+	/* The VMs and their sockets exist: the previous process's clients
+	   join them (before the sweep, which would take an inherited but
+	   unclaimed socket for a live one). */
+	upgrade_resume_end();
+	fdstore_reclaim_end();
 	/* After the registry, so that the first scrape sees every VM. */
 	if (scrape_open(err) == -1) {
 		registry_stop();

@@ -25,13 +25,24 @@
 #include "broker/daemon.h"
 #include "broker/notify.h"
 #include "broker/privsep.h"
+#include "broker/upgrade.h"
+
+/* A build may carry a tag in its version (the upgrade test's second
+   binary: -DQB_BUILD_TAG='"+next"'), so that an upgrade shows. */
+#ifndef QB_BUILD_TAG
+#define QB_BUILD_TAG	""
+#endif
+#define MAIN_VERSION	PACKAGE_VERSION QB_BUILD_TAG
 
 static int	pid_fd = -1;
 
 static void
 main_signal(evutil_socket_t sig, short what, void *arg)
 {
-	if (sig == SIGHUP) {
+	if (sig == SIGUSR2) {
+		log_notice("SIGUSR2: upgrading");
+		upgrade_start(NULL, NULL);
+	} else if (sig == SIGHUP) {
 		log_notice("SIGHUP: reloading %s", conf.config_path != NULL ?
 		    conf.config_path : "flags");
 		notify_reloading();
@@ -164,8 +175,9 @@ int
 main(int argc, char **argv)
 {
 	struct event		*sig[4];
-	const int		 sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	const int		 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2 };
 	struct qmp_error	 e;
+	sigset_t		 unblock;
 	int			 i, ready = -1, code = 0;
 
 	for (i = 1; i < argc; i++) {
@@ -176,7 +188,14 @@ main(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "--version") == 0 ||
 		    strcmp(argv[i], "-V") == 0) {
-			printf("qmpbrokerd %s\n", PACKAGE_VERSION);
+			printf("qmpbrokerd %s\n", MAIN_VERSION);
+			return (0);
+		}
+		/* What an upgrade asks of its target before handing over
+		   (broker/upgrade.h): that it runs, and reads the state. */
+		if (strcmp(argv[i], "--upgrade-format") == 0) {
+			printf("qmpbrokerd %s\nupgrade-format %d\n",
+			    MAIN_VERSION, UPGRADE_FORMAT);
 			return (0);
 		}
 	}
@@ -190,7 +209,10 @@ main(int argc, char **argv)
 	main_rlimit();
 	umask(022);
 
-	if (!conf.foreground && (ready = main_daemonise()) == -1) {
+	upgrade_init(MAIN_VERSION, argv);
+	/* An upgrade execs in place: the process already is the daemon. */
+	if (!conf.foreground && !upgrade_resuming() &&
+	    (ready = main_daemonise()) == -1) {
 		log_err("cannot daemonise: %s", strerror(errno));
 		return (1);
 	}
@@ -234,13 +256,19 @@ main(int argc, char **argv)
 			unlink(conf.pid_file);
 		return (1);
 	}
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 4; i++) {
 		sig[i] = evsignal_new(loop_base, sigs[i], main_signal, NULL);
 		if (sig[i] == NULL || evsignal_add(sig[i], NULL) == -1) {
 			log_err("cannot watch signal %d", sigs[i]);
 			return (1);
 		}
 	}
+	/* An upgrade execs with SIGHUP and SIGUSR2 blocked, so that one
+	   sent meanwhile waits for the watch above instead of killing. */
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIGHUP);
+	sigaddset(&unblock, SIGUSR2);
+	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
 	/* Started and every signal watched: a SIGHUP from here on is a
 	   reload that systemd sees as RELOADING=1, then READY=1. */
 	notify_ready();
@@ -254,7 +282,7 @@ main(int argc, char **argv)
 
 	daemon_cleanup();
 	notify_cleanup();
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		event_free(sig[i]);
 	event_base_free(loop_base);
 	if (!privsep_is_child()) {

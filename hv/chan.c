@@ -779,3 +779,205 @@ chan_shutdown(struct chan *c)
 		event_active(c->wev, EV_WRITE, 1);
 	}
 }
+
+/* ---- upgrade ---- */
+
+static json_t *
+chan_hex(const char *p, size_t n)
+{
+	static const char	 digits[] = "0123456789abcdef";
+	json_t			*j;
+	char			*s;
+	size_t			 i;
+
+	if ((s = malloc(2 * n + 1)) == NULL)
+		return (NULL);
+	for (i = 0; i < n; i++) {
+		s[2 * i] = digits[(unsigned char)p[i] >> 4];
+		s[2 * i + 1] = digits[(unsigned char)p[i] & 0xf];
+	}
+	s[2 * n] = '\0';
+	j = json_stringn_nocheck(s, 2 * n);
+	free(s);
+	return (j);
+}
+
+static int
+chan_unhex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	return (-1);
+}
+
+/* 0 with *out (malloc'd, NULL if empty) and *n; -1 if not hex or past
+   max bytes. */
+static int
+chan_unhex(const json_t *j, size_t max, char **out, size_t *n)
+{
+	const char	*s;
+	size_t		 len, i;
+	int		 hi, lo;
+
+	*out = NULL;
+	*n = 0;
+	if (j == NULL)
+		return (0);
+	if ((s = json_string_value(j)) == NULL)
+		return (-1);
+	len = json_string_length(j);
+	if (len % 2 != 0 || len / 2 > max)
+		return (-1);
+	if (len == 0)
+		return (0);
+	if ((*out = malloc(len / 2)) == NULL)
+		return (-1);
+	for (i = 0; i < len / 2; i++) {
+		if ((hi = chan_unhex_digit(s[2 * i])) == -1 ||
+		    (lo = chan_unhex_digit(s[2 * i + 1])) == -1) {
+			free(*out);
+			*out = NULL;
+			return (-1);
+		}
+		(*out)[i] = (char)(hi << 4 | lo);
+	}
+	*n = len / 2;
+	return (0);
+}
+
+json_t *
+chan_export(struct chan *c, json_t *fds)
+{
+	json_t		*j, *rf;
+	const char	*p;
+	size_t		 pend, i;
+	unsigned char	*out;
+	uint64_t	 start;
+
+	if (c->dead || c->closed || c->marks != NULL)
+		return (NULL);
+	pend = chan_rd_pending(c);
+	p = c->grammar ? c->js.buf + c->js.off : c->fr.buf + c->fr.off;
+	start = c->rtotal - pend;
+	if ((out = evbuffer_pullup(c->out, -1)) == NULL &&
+	    evbuffer_get_length(c->out) > 0)
+		return (NULL);
+	j = json_pack("{s:i,s:o,s:o,s:[]}", "fd", c->fd, "in",
+	    chan_hex(pend > 0 ? p : "", pend), "out",
+	    chan_hex((const char *)(out != NULL ? out : (unsigned char *)""),
+	    evbuffer_get_length(c->out)), "rfds");
+	if (j == NULL || json_array_append_new(fds, json_integer(c->fd)) != 0)
+		goto fail;
+	rf = json_object_get(j, "rfds");
+	for (i = 0; i < c->nrfds; i++) {
+		if (json_array_append_new(rf, json_pack("[i,I]", c->rfds[i],
+		    (json_int_t)(c->rtags[i] >= start ? c->rtags[i] - start :
+		    0))) != 0 || json_array_append_new(fds,
+		    json_integer(c->rfds[i])) != 0)
+			goto fail;
+	}
+	return (j);
+fail:
+	json_decref(j);
+	return (NULL);
+}
+
+int
+chan_export_fd(const json_t *st)
+{
+	json_t	*fd = json_object_get(st, "fd");
+
+	if (!json_is_integer(fd) || json_integer_value(fd) < 0 ||
+	    json_integer_value(fd) > INT32_MAX)
+		return (-1);
+	return ((int)json_integer_value(fd));
+}
+
+struct chan *
+chan_import(struct event_base *base, const json_t *st, size_t out_max,
+    const struct chan_opts *opts, const struct chan_ops *ops, void *arg,
+    struct qmp_error *err)
+{
+	struct chan	*c = NULL;
+	char		*in = NULL, *out = NULL;
+	size_t		 nin, nout, i, max_msg;
+	json_t		*rf, *e;
+	int		 fd, rc;
+
+	max_msg = opts != NULL && opts->max_msg > 0 ? opts->max_msg :
+	    QMP_FRAMER_DEFAULT_MAX;
+	rf = json_object_get(st, "rfds");
+	if ((fd = chan_export_fd(st)) == -1 ||
+	    chan_unhex(json_object_get(st, "in"), 2 * max_msg + CHAN_READ_MAX,
+	    &in, &nin) == -1 ||
+	    chan_unhex(json_object_get(st, "out"), out_max, &out,
+	    &nout) == -1 || (rf != NULL && (!json_is_array(rf) ||
+	    json_array_size(rf) > CHAN_SCM_MAX))) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "channel state malformed");
+		rf = NULL;
+		goto fail;
+	}
+	json_array_foreach(rf, i, e) {
+		if (!json_is_integer(json_array_get(e, 0)) ||
+		    json_integer_value(json_array_get(e, 0)) < 0 ||
+		    json_integer_value(json_array_get(e, 0)) > INT32_MAX ||
+		    !json_is_integer(json_array_get(e, 1)) ||
+		    json_integer_value(json_array_get(e, 1)) < 0 ||
+		    (size_t)json_integer_value(json_array_get(e, 1)) > nin) {
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "channel state: bad received fd");
+			/* a list we cannot read names nothing to close */
+			rf = NULL;
+			goto fail;
+		}
+	}
+	if ((c = chan_new(base, fd, opts, ops, arg)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		goto fail;
+	}
+	if (nin > 0) {
+		rc = c->grammar ? qmp_jstream_feed(&c->js, in, nin) :
+		    qmp_framer_feed(&c->fr, in, nin);
+		if (rc == -1) {
+			c->fd = -1;	/* the caller keeps fd */
+			chan_free(c);
+			c = NULL;
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "channel state: input does not fit");
+			goto fail;
+		}
+		c->rtotal = nin;
+		/* what waits is handed out from the loop */
+		event_active(c->rev, EV_READ, 1);
+	}
+	json_array_foreach(rf, i, e) {
+		if (c->nrfds == c->max_fds) {
+			close((int)json_integer_value(json_array_get(e, 0)));
+			continue;
+		}
+		c->rfds[c->nrfds] = (int)json_integer_value(json_array_get(e,
+		    0));
+		c->rtags[c->nrfds++] = (uint64_t)json_integer_value(
+		    json_array_get(e, 1));
+	}
+	rf = NULL;
+	if (nout > 0 && chan_send(c, out, nout, NULL, 0) == -1) {
+		c->fd = -1;
+		chan_free(c);
+		c = NULL;
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		goto fail;
+	}
+	free(in);
+	free(out);
+	return (c);
+fail:
+	json_array_foreach(rf, i, e)
+		if (json_is_integer(json_array_get(e, 0)))
+			close((int)json_integer_value(json_array_get(e, 0)));
+	free(in);
+	free(out);
+	return (NULL);
+}

@@ -78,4 +78,31 @@ void		 chan_pause_read(struct chan *, int paused);
 /* Stop reading, flush what is queued, then report closed. */
 void		 chan_shutdown(struct chan *);
 
+/*
+ * Upgrade (broker/upgrade.h): what a channel holds besides its socket,
+ * so that another process can carry on with the same stream.
+ *   chan_export: {"fd": N, "in": HEX, "out": HEX, "rfds": [[fd, off]..]}
+ *	in: bytes read and not yet handed out as messages (a partial
+ *	message, or messages framed while paused); out: bytes queued and
+ *	not yet written; rfds: fds received, not yet handed out, with
+ *	their tag as an offset into in. Every fd in the object is also
+ *	appended to fds (the caller clears FD_CLOEXEC on them). NULL if
+ *	out of memory, or if queued output carries fds (never the case
+ *	for clients; the monitor's queue is empty once nothing is
+ *	pending). c keeps everything: it still works if the upgrade does
+ *	not happen.
+ *   chan_import: chan_new() on st's fd, with st's bytes: in is read
+ *	first (from the loop), out is written first. st is hostile input
+ *	(bounded by opts' max_msg for in, by out_max for out); NULL with
+ *	err if it is not what chan_export makes. The fd is the caller's
+ *	on failure; rfds are closed on failure once st was read (a
+ *	malformed st closes nothing).
+ */
+json_t		*chan_export(struct chan *, json_t *fds);
+struct chan	*chan_import(struct event_base *, const json_t *st,
+		    size_t out_max, const struct chan_opts *,
+		    const struct chan_ops *, void *arg, struct qmp_error *err);
+/* The fd an exported object names, or -1 if it names none. */
+int		 chan_export_fd(const json_t *st);
+
 #endif

@@ -121,7 +121,15 @@ struct mon {
 
 	struct defer		 reap;
 	int			 dead;		/* mon_free was called */
+	int			 adopted;	/* connection inherited */
+	uint64_t		 resync_base;	/* fd store: ids below are the
+						   dead process's */
+	LIST_ENTRY(mon)		 all;
 };
+
+static LIST_HEAD(, mon)	mon_all = LIST_HEAD_INITIALIZER(mon_all);
+
+static int	mon_adopt(struct mon *);
 
 static void	mon_connect(struct mon *);
 static void	mon_stop(struct mon *);
@@ -735,6 +743,8 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	evtimer_del(m->nego);
 	m->state = MON_DISCONNECTED;
 	m->greeted = 0;
+	m->adopted = 0;
+	m->resync_base = 0;
 	m->fdblock = NULL;
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
@@ -794,6 +804,12 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	TAILQ_FOREACH(c, &m->sent, entry)
 		if ((json_int_t)c->id == v)
 			break;
+	if (c == NULL && m->resync_base != 0 && v >= 0 &&
+	    (uint64_t)v < m->resync_base) {
+		/* a reply to a command of the process that died: it is
+		   nobody's any more */
+		return;
+	}
 	if (c == NULL) {
 		mon_protocol_error(m, "reply with unknown id %lld",
 		    (long long)v);
@@ -923,6 +939,9 @@ mon_chan_bad(struct chan *ch, const struct qmp_error *err, void *arg)
 
 	if (m->dead || m->chan != ch)
 		return;
+	/* the rest of a line the process that died had begun to read */
+	if (m->resync_base != 0 && m->state == MON_NEGOTIATING)
+		return;
 	mon_protocol_error(m, "%s", err->desc);
 }
 
@@ -981,7 +1000,7 @@ mon_connect(struct mon *m)
 	int			 fd;
 
 	mon_set_state(m, MON_CONNECTING, NULL);
-	if (m->dead)
+	if (m->dead || mon_adopt(m) == 0)
 		return;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -1090,6 +1109,7 @@ mon_new(struct event_base *base, const char *path,
 	}
 	/* connect from the loop: no callback from inside mon_new */
 	event_active(m->retry, EV_TIMEOUT, 1);
+	LIST_INSERT_HEAD(&mon_all, m, all);
 	return (m);
 }
 
@@ -1137,6 +1157,7 @@ mon_free(struct mon *m)
 	if (m == NULL || m->dead)
 		return;
 	m->dead = 1;
+	LIST_REMOVE(m, all);
 	/* commands issued from the callbacks below fail through 'done' */
 	m->state = MON_DISCONNECTED;
 	mon_stop(m);
@@ -1222,4 +1243,359 @@ uint64_t
 mon_timeouts(const struct mon *m)
 {
 	return (m->timeouts);
+}
+
+/* ---- upgrade ---- */
+
+#define MON_HEIRS_MAX	(1u << 20)
+#define MON_PATH_MAX	4096
+
+/* A connection handed over by the previous process, until a monitor
+   for its path takes it. cs NULL: state unknown (fd store). */
+struct mon_heir {
+	char			*path;
+	int			 fd;
+	json_t			*chan;		/* chan_export's, or NULL */
+	int			 oob_offered;
+	int			 oob;
+	struct qmp_version	 version;
+	struct mon_cmdset	*cs;
+	int			 taken;
+};
+static struct mon_heir	*mon_heirs;
+static size_t		 mon_nheirs;
+static int		 mon_heirs_sorted;
+
+size_t
+mon_busy(void)
+{
+	struct mon	*m;
+	size_t		 n = 0;
+
+	LIST_FOREACH(m, &mon_all, all)
+		if (!TAILQ_EMPTY(&m->queue) || !TAILQ_EMPTY(&m->sent) ||
+		    !TAILQ_EMPTY(&m->done) || m->npending > 0)
+			n++;
+	return (n);
+}
+
+int
+mon_fd(const struct mon *m)
+{
+	return (m->chan != NULL ? chan_fd(m->chan) : -1);
+}
+
+bool
+mon_adopted(const struct mon *m)
+{
+	return (m->adopted != 0);
+}
+
+json_t *
+mon_export_all(json_t *fds)
+{
+	struct mon		*m;
+	struct mon_cmdset	*cs, **sets = NULL;
+	json_t			*j, *jsets, *jmons, *e, *ch, *names;
+	size_t			 nsets = 0, i, k;
+
+	if ((j = json_pack("{s:[],s:[]}", "cmdsets", "mons")) == NULL)
+		return (NULL);
+	jsets = json_object_get(j, "cmdsets");
+	jmons = json_object_get(j, "mons");
+	LIST_FOREACH(m, &mon_all, all) {
+		if (m->state != MON_READY || m->chan == NULL ||
+		    (cs = m->cmds) == NULL)
+			continue;
+		/* monitors of one QEMU build share one set: send it once */
+		for (i = 0; i < nsets && sets[i] != cs; i++)
+			;
+		if (i == nsets) {
+			struct mon_cmdset **ns;
+
+			if ((ns = realloc(sets, (nsets + 1) * sizeof *ns)) ==
+			    NULL || (names = json_array()) == NULL) {
+				sets = ns != NULL ? ns : sets;
+				goto fail;
+			}
+			sets = ns;
+			sets[nsets++] = cs;
+			for (k = 0; k < cs->n; k++)
+				json_array_append_new(names,
+				    json_string(cs->names[k]));
+			if (json_array_append_new(jsets, names) != 0)
+				goto fail;
+		}
+		if ((ch = chan_export(m->chan, fds)) == NULL)
+			goto fail;
+		e = json_pack("{s:s,s:o,s:b,s:b,s:{s:i,s:i,s:i,s:s},s:I}",
+		    "path", m->path, "chan", ch, "oob-offered", m->oob_offered,
+		    "oob", m->oob, "version", "major", m->version.major,
+		    "minor", m->version.minor, "micro", m->version.micro,
+		    "package", m->version.package, "cmdset", (json_int_t)i);
+		if (e == NULL || json_array_append_new(jmons, e) != 0)
+			goto fail;
+	}
+	free(sets);
+	return (j);
+fail:
+	free(sets);
+	json_decref(j);
+	return (NULL);
+}
+
+static int
+mon_heir_cmp(const void *a, const void *b)
+{
+	return (strcmp(((const struct mon_heir *)a)->path,
+	    ((const struct mon_heir *)b)->path));
+}
+
+static void
+mon_heir_clear(struct mon_heir *h)
+{
+	free(h->path);
+	json_decref(h->chan);
+	mon_cmdset_unref(h->cs);
+	memset(h, 0, sizeof *h);
+	h->fd = -1;
+}
+
+static struct mon_heir *
+mon_heir_add(void)
+{
+	struct mon_heir	*n;
+
+	if (mon_nheirs >= MON_HEIRS_MAX || (n = realloc(mon_heirs,
+	    (mon_nheirs + 1) * sizeof *n)) == NULL)
+		return (NULL);
+	mon_heirs = n;
+	memset(&n[mon_nheirs], 0, sizeof *n);
+	n[mon_nheirs].fd = -1;
+	mon_heirs_sorted = 0;
+	return (&n[mon_nheirs++]);
+}
+
+int
+mon_inherit(const json_t *st, struct qmp_error *err)
+{
+	json_t			*jsets, *jmons, *e, *v, *names, *wrapped;
+	struct mon_cmdset	**sets;
+	struct mon_heir		*h;
+	const char		*path, *pkg;
+	size_t			 nsets, i, k, base = mon_nheirs;
+	json_int_t		 idx;
+	int			 fd;
+
+	jsets = json_object_get(st, "cmdsets");
+	jmons = json_object_get(st, "mons");
+	if (!json_is_array(jsets) || !json_is_array(jmons) ||
+	    json_array_size(jmons) > MON_HEIRS_MAX ||
+	    json_array_size(jsets) > json_array_size(jmons) + 1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "monitors: malformed");
+		return (-1);
+	}
+	nsets = json_array_size(jsets);
+	if ((sets = calloc(nsets + 1, sizeof *sets)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	json_array_foreach(jsets, i, names) {
+		/* the form query-commands returns, which the set checks */
+		if (!json_is_array(names) || (wrapped = json_array()) == NULL)
+			goto bad;
+		json_array_foreach(names, k, v)
+			json_array_append_new(wrapped, json_pack("{s:O}",
+			    "name", v));
+		sets[i] = mon_cmdset_get(wrapped, err);
+		json_decref(wrapped);
+		if (sets[i] == NULL)
+			goto fail;
+	}
+	json_array_foreach(jmons, i, e) {
+		path = json_string_value(json_object_get(e, "path"));
+		v = json_object_get(e, "version");
+		pkg = json_string_value(json_object_get(v, "package"));
+		idx = json_integer_value(json_object_get(e, "cmdset"));
+		fd = chan_export_fd(json_object_get(e, "chan"));
+		if (path == NULL || *path == '\0' ||
+		    strlen(path) > MON_PATH_MAX || pkg == NULL ||
+		    strlen(pkg) >= sizeof h->version.package ||
+		    !json_is_integer(json_object_get(v, "major")) ||
+		    !json_is_integer(json_object_get(v, "minor")) ||
+		    !json_is_integer(json_object_get(v, "micro")) ||
+		    !json_is_integer(json_object_get(e, "cmdset")) ||
+		    idx < 0 || (size_t)idx >= nsets || fd == -1 ||
+		    !json_is_boolean(json_object_get(e, "oob")) ||
+		    !json_is_boolean(json_object_get(e, "oob-offered")))
+			goto bad;
+		if ((h = mon_heir_add()) == NULL ||
+		    (h->path = strdup(path)) == NULL) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+			goto fail;
+		}
+		h->chan = json_incref(json_object_get(e, "chan"));
+		h->fd = fd;
+		h->oob = json_is_true(json_object_get(e, "oob"));
+		h->oob_offered = json_is_true(json_object_get(e,
+		    "oob-offered"));
+		h->version.major = (int)json_integer_value(json_object_get(v,
+		    "major"));
+		h->version.minor = (int)json_integer_value(json_object_get(v,
+		    "minor"));
+		h->version.micro = (int)json_integer_value(json_object_get(v,
+		    "micro"));
+		snprintf(h->version.package, sizeof h->version.package, "%s",
+		    pkg);
+		h->cs = sets[idx];
+		h->cs->refs++;
+	}
+	for (i = 0; i < nsets; i++)
+		mon_cmdset_unref(sets[i]);
+	free(sets);
+	return (0);
+bad:
+	qmp_error_set(err, QMP_CLS_GENERIC, "monitors: entry %zu malformed",
+	    i);
+fail:
+	while (mon_nheirs > base)
+		mon_heir_clear(&mon_heirs[--mon_nheirs]);
+	for (i = 0; i < nsets; i++)
+		mon_cmdset_unref(sets[i]);
+	free(sets);
+	return (-1);
+}
+
+int
+mon_inherit_fd(const char *path, int fd, bool oob)
+{
+	struct mon_heir	*h = NULL;
+
+	if (strlen(path) > MON_PATH_MAX || (h = mon_heir_add()) == NULL ||
+	    (h->path = strdup(path)) == NULL) {
+		if (h != NULL)
+			mon_heir_clear(&mon_heirs[--mon_nheirs]);
+		close(fd);
+		return (-1);
+	}
+	h->fd = fd;
+	h->oob = h->oob_offered = oob;
+	return (0);
+}
+
+size_t
+mon_inherit_end(void)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < mon_nheirs; i++) {
+		if (!mon_heirs[i].taken && mon_heirs[i].fd != -1) {
+			close(mon_heirs[i].fd);
+			n++;
+		}
+		mon_heir_clear(&mon_heirs[i]);
+	}
+	free(mon_heirs);
+	mon_heirs = NULL;
+	mon_nheirs = 0;
+	return (n);
+}
+
+static struct mon_heir *
+mon_heir_find(const char *path)
+{
+	struct mon_heir	key;
+
+	if (mon_nheirs == 0)
+		return (NULL);
+	if (!mon_heirs_sorted) {
+		qsort(mon_heirs, mon_nheirs, sizeof *mon_heirs, mon_heir_cmp);
+		mon_heirs_sorted = 1;
+	}
+	key.path = (char *)(uintptr_t)path;
+	return (bsearch(&key, mon_heirs, mon_nheirs, sizeof *mon_heirs,
+	    mon_heir_cmp));
+}
+
+static void
+mon_resync_version(struct mon *m, json_t *ret, const struct qmp_error *err)
+{
+	json_t	*q = json_object_get(ret, "qemu");
+	json_t	*pkg = json_object_get(ret, "package");
+
+	if (err != NULL || !json_is_object(q)) {
+		mon_protocol_error(m, "query-version after a restart: %s",
+		    err != NULL ? err->desc : "no version");
+		return;
+	}
+	m->version.major = (int)json_integer_value(json_object_get(q,
+	    "major"));
+	m->version.minor = (int)json_integer_value(json_object_get(q,
+	    "minor"));
+	m->version.micro = (int)json_integer_value(json_object_get(q,
+	    "micro"));
+	snprintf(m->version.package, sizeof m->version.package, "%s",
+	    json_is_string(pkg) ? json_string_value(pkg) : "");
+	m->have_version = 1;
+	mon_internal(m, "query-commands", NULL, mon_commands_done);
+}
+
+/* From mon_connect: 0 if an inherited connection was taken. */
+static int
+mon_adopt(struct mon *m)
+{
+	struct mon_heir		*h;
+	struct chan_opts	 co;
+	struct qmp_error	 e;
+	struct timeval		 tv;
+	char			 why[sizeof e.desc + 32];
+
+	if ((h = mon_heir_find(m->path)) == NULL || h->taken)
+		return (-1);
+	h->taken = 1;
+	memset(&co, 0, sizeof co);
+	co.max_msg = m->max_msg;
+	co.max_fds = 1;
+	if (h->chan != NULL)
+		m->chan = chan_import(m->base, h->chan, 1u << 20, &co,
+		    &mon_chan_ops, m, &e);
+	else if ((m->chan = chan_new(m->base, h->fd, &co, &mon_chan_ops,
+	    m)) == NULL)
+		qmp_error_set(&e, QMP_CLS_GENERIC, "out of memory");
+	if (m->chan == NULL) {
+		close(h->fd);
+		h->fd = -1;
+		snprintf(why, sizeof why, "inherited connection: %s", e.desc);
+		mon_drop(m, why, NULL);
+		return (0);
+	}
+	h->fd = -1;
+	m->greeted = 1;
+	m->oob_offered = h->oob_offered;
+	m->oob = h->oob;
+	m->ninband = 0;
+	if (h->cs != NULL) {
+		m->adopted = 1;
+		/* the previous process negotiated it and left nothing in
+		   flight: ready as it was */
+		m->version = h->version;
+		m->have_version = 1;
+		m->cmds = h->cs;
+		h->cs = NULL;
+		m->attempts = 0;
+		mon_set_state(m, MON_READY, NULL);
+		if (!m->dead)
+			mon_flush(m);
+		return (0);
+	}
+	/* negotiated by a process that died: what it knew, asked again,
+	   under ids it cannot have used (it counted from 1) */
+	m->resync_base = m->next_id = (uint64_t)1 << 52;
+	tv.tv_sec = m->timeout_ms / 1000;
+	tv.tv_usec = (m->timeout_ms % 1000) * 1000;
+	evtimer_add(m->nego, &tv);
+	mon_set_state(m, MON_NEGOTIATING, NULL);
+	if (!m->dead)
+		mon_internal(m, "query-version", NULL, mon_resync_version);
+	return (0);
 }

@@ -115,4 +115,40 @@ size_t		 mon_pending(const struct mon *);
 /* Commands that timed out (queued or unanswered), since mon_new. */
 uint64_t	 mon_timeouts(const struct mon *);
 
+/*
+ * Upgrade (broker/upgrade.h): the connections of every monitor, with
+ * their negotiated state, carried into a new process.
+ *   mon_busy: monitors with anything in flight, queued or to report
+ *	(negotiation steps included); exporting waits for 0.
+ *   mon_export_all: {"cmdsets": [[NAME..]..], "mons": [{"path": P,
+ *	"chan": (chan_export), "oob-offered": B, "oob": B, "version":
+ *	{"major","minor","micro","package"}, "cmdset": I}..]} for every
+ *	ready monitor (the others reconnect in the new process); their
+ *	fds are appended to fds. Nothing changes here: if the upgrade does
+ *	not happen the monitors go on. NULL if out of memory.
+ *   mon_inherit: st is what mon_export_all made, in another process
+ *	(hostile: checked, bounded). A monitor that mon_new makes later
+ *	for one of st's paths takes that connection over from the loop:
+ *	ready at once, no greeting, no negotiation, no query. -1 with err
+ *	if st is malformed (then nothing is kept and no fd closed: the
+ *	caller closes what it passed).
+ *   mon_inherit_fd: the same for a bare connection whose state is not
+ *	known (systemd's fd store after a crash): it was negotiated, so
+ *	the monitor takes it, asks query-version and query-commands, and
+ *	is ready; oob as given (QEMU cannot be asked). fd is taken.
+ *   mon_inherit_end: closes every inherited connection no monitor took
+ *	(their VMs are gone); returns how many.
+ *   mon_adopted: m's connection came from the previous process (until
+ *	it drops): its "ready" is not news.
+ */
+size_t		 mon_busy(void);
+/* The connection's socket while there is one (-1 otherwise); borrowed:
+   for systemd's fd store, which keeps a copy. */
+int		 mon_fd(const struct mon *);
+json_t		*mon_export_all(json_t *fds);
+int		 mon_inherit(const json_t *st, struct qmp_error *err);
+int		 mon_inherit_fd(const char *path, int fd, bool oob);
+size_t		 mon_inherit_end(void);
+bool		 mon_adopted(const struct mon *);
+
 #endif

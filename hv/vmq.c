@@ -429,6 +429,18 @@ vmq_oob_offered(const struct vmq *q)
 	return (q->be == NULL && q->mon != NULL && mon_oob_offered(q->mon));
 }
 
+int
+vmq_fd(const struct vmq *q)
+{
+	return (q->be == NULL && q->mon != NULL ? mon_fd(q->mon) : -1);
+}
+
+bool
+vmq_adopted(const struct vmq *q)
+{
+	return (q->be == NULL && q->mon != NULL && mon_adopted(q->mon));
+}
+
 void
 vmq_execute_oob(struct vmq *q, const char *cmd, json_t *args,
     vmq_reply_fn *fn, void *arg)

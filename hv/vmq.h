@@ -134,6 +134,11 @@ bool		 vmq_has_command(const struct vmq *q, const char *cmd);
 /* QEMU offers out-of-band execution (its monitor's greeting; never
    through a backend). */
 bool		 vmq_oob_offered(const struct vmq *q);
+/* The monitor's connection came from the previous process in an
+   upgrade (mon_adopted): its "ready" is not news. */
+bool		 vmq_adopted(const struct vmq *q);
+/* The monitor's socket (mon_fd), -1 for a backend or while down. */
+int		 vmq_fd(const struct vmq *q);
 /* As vmq_execute, as exec-oob: past every command in flight. Fails
    (from the loop) where oob is not offered. */
 void		 vmq_execute_oob(struct vmq *, const char *cmd, json_t *args,

@@ -676,6 +676,36 @@ ctl_result_events(struct ctl *ctl, json_t *ret)
 	    "subscription")));
 }
 
+/* upgrade [--binary PATH]: the broker execs PATH (its own binary by
+   default) and hands everything over; the reply comes from the new
+   one. */
+static int
+ctl_prep_upgrade(struct ctl *ctl, int argc, char **argv)
+{
+	json_t	*args = NULL;
+
+	if (argc == 2 && strcmp(argv[0], "--binary") == 0)
+		args = json_pack("{s:s}", "binary", argv[1]);
+	else if (argc != 0) {
+		ctl_warn("usage: upgrade [--binary PATH]");
+		return (-1);
+	}
+	return (ctl_request(ctl, "upgrade", args));
+}
+
+static void
+ctl_result_upgrade(struct ctl *ctl, json_t *ret)
+{
+	if (ctl->json) {
+		ctl_print_return(ctl, ret);
+		return;
+	}
+	printf("upgraded from %s to %s, requests held %lld ms\n",
+	    json_string_value(json_object_get(ret, "previous")),
+	    json_string_value(json_object_get(ret, "version")),
+	    (long long)json_integer_value(json_object_get(ret, "pause-ms")));
+}
+
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "vms", "vms", ctl_prep_vms, ctl_result_vms, NULL, 0 },
 	{ "exec", "exec VM COMMAND [key=value ...]", ctl_prep_exec, NULL,
@@ -700,6 +730,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "[--path P] [--node N]", ctl_prep_mem_add, NULL, NULL, 0 },
 	{ "mem-del", "mem-del VM ID", ctl_prep_mem_del, NULL, NULL, 0 },
 	{ "stats", "stats [VM]", ctl_prep_stats, ctl_result_stats, NULL, 0 },
+	{ "upgrade", "upgrade [--binary PATH]", ctl_prep_upgrade,
+	  ctl_result_upgrade, NULL, 0 },
 	{ "policy-check", "policy-check UID VM COMMAND [key=value ...]",
 	  ctl_prep_policy_check, NULL, NULL, 0 },
 	/* @qmpctl-commands@ (hotplug, jobs add here) */
@@ -1038,6 +1070,7 @@ main(int argc, char **argv)
 		{ "backend",	required_argument,	NULL, 0x100 },
 		{ "path",	required_argument,	NULL, 0x100 },
 		{ "node",	required_argument,	NULL, 0x100 },
+		{ "binary",	required_argument,	NULL, 0x100 },
 		{ NULL,		0,			NULL, 0 }
 	};
 	static char			*subopt[64];

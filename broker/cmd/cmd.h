@@ -118,6 +118,12 @@ json_t	*cmd_vms_json(struct req *, const struct cmd_target *t,
    query-domains). */
 json_t	*cmd_visible(const struct peer *, json_t *a, const char *key);
 
+/* The daemon's upgrade (broker/upgrade.h), wired at start: finishes r
+   (in this process if refused, in the new one if done). binary may be
+   NULL (the daemon's own). */
+typedef void cmd_upgrade_fn(struct req *, const char *binary);
+void	cmd_set_upgrade(cmd_upgrade_fn *);
+
 /* A started job's reply, {"job": ID}. */
 void	cmd_reply_job(struct req *, struct job *);
 

@@ -8,6 +8,35 @@
 #include "broker/cmd/cmd.h"
 #include "broker/core/loop.h"
 #include "broker/session/client.h"
+#include "broker/session/peer.h"
+
+static cmd_upgrade_fn	*cmd_upgrade_hook;
+
+void
+cmd_set_upgrade(cmd_upgrade_fn *fn)
+{
+	cmd_upgrade_hook = fn;
+}
+
+/* Swapping the broker's binary is the host admin's: root or the
+   broker's own user, whatever the policy lets others do. */
+static void
+cmd_upgrade(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	/* a refusal is audited here, a success by the new process */
+	req_audit(r, NULL, "upgrade", NULL, args, NULL);
+	if (!peer_is_admin(req_peer(r))) {
+		req_error(r, QMP_CLS_GENERIC, "Permission denied: upgrade is "
+		    "for root or the broker's own user");
+		return;
+	}
+	if (cmd_upgrade_hook == NULL) {
+		req_error(r, QMP_CLS_GENERIC, "upgrade is not available");
+		return;
+	}
+	cmd_upgrade_hook(r, cmd_arg_str(args, "binary"));
+}
 
 static void
 cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
@@ -91,5 +120,7 @@ const struct cmd_entry cmd_base_table[] = {
 	    .flags = CMD_OOB },
 	{ .name = "query-version", .exec = cmd_query_version,
 	    .flags = CMD_OOB },
+	{ .name = "upgrade", .exec = cmd_upgrade,
+	    .args = { { "binary", 's', false } } },
 	{ .name = NULL }
 };

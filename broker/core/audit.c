@@ -260,6 +260,17 @@ audit_main(void *arg)
 	return (NULL);
 }
 
+size_t
+audit_unwritten(void)
+{
+	size_t	n;
+
+	pthread_mutex_lock(&audit_mtx);
+	n = audit_queued;
+	pthread_mutex_unlock(&audit_mtx);
+	return (n);
+}
+
 /* A record's parsed line, NULL if it is none. */
 static json_t *
 audit_seq_of(const char *line)

@@ -48,6 +48,9 @@ struct audit_pending;
 int	audit_open(const char *dir, size_t rotate, struct qmp_error *err);
 /* Writes what is queued, stops the writer. */
 void	audit_close(void);
+/* Bytes of records not yet written by the writer (an upgrade waits for
+   0: an exec would lose them). */
+size_t	audit_unwritten(void);
 /* true if records are being written; else why into why. */
 bool	audit_ok(char *why, size_t len);
 

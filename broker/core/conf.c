@@ -50,6 +50,7 @@ static const struct conf_opt conf_opts[] = {
 	{ "max-msg", CT_SIZE, O(max_msg), 1024, "longest message" },
 	{ "client-queue-max", CT_SIZE, O(client_queue_max), 1024, "event bytes queued per client" },
 	{ "reply-stall-ms", CT_INT, O(reply_stall_ms), 1, "unread reply: disconnect after" },
+	{ "upgrade-timeout-ms", CT_INT, O(upgrade_timeout_ms), 1, "upgrade: commands in flight get this long to finish" },
 	{ "line-timeout-ms", CT_INT, O(line_timeout_ms), 1, "incomplete line idle: disconnect after" },
 	{ "max-clients", CT_SIZE, O(max_clients), 1, "connections at once" },
 	{ "max-subscriptions", CT_SIZE, O(max_subs), 1, "subscriptions per client" },
@@ -144,6 +145,7 @@ conf_init(struct conf *c)
 	c->max_msg = 4 * 1024 * 1024;
 	c->client_queue_max = 1024 * 1024;
 	c->reply_stall_ms = 10000;
+	c->upgrade_timeout_ms = 5000;
 	c->line_timeout_ms = 30000;
 	c->max_clients = 1024;
 	c->max_subs = 64;

@@ -48,6 +48,7 @@ struct conf {
 	size_t	 max_msg;		/* per message, both directions */
 	size_t	 client_queue_max;	/* bytes of events queued per client */
 	int	 reply_stall_ms;	/* replies unread this long: disconnect */
+	int	 upgrade_timeout_ms;	/* upgrade: in-flight commands' deadline */
 	int	 line_timeout_ms;	/* part of a line, then silence: disconnect */
 	size_t	 max_clients;
 	int	 cmd_timeout_ms;

@@ -31,6 +31,7 @@ static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static size_t			nclients;
 static uint64_t			client_next_id;
 static const struct client_hooks *client_hooks;
+static bool			client_held;	/* an upgrade is under way */
 /* Since start, over every client (the metrics' events out/dropped). */
 static uint64_t			client_events_out;
 static uint64_t			client_events_dropped;
@@ -425,7 +426,7 @@ client_pause_check(struct client *c)
 {
 	int	want;
 
-	want = c->nreqs >= CLIENT_MAX_INFLIGHT ||
+	want = client_held || c->nreqs >= CLIENT_MAX_INFLIGHT ||
 	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE ||
 	    (c->oob && c->nslots >= CLIENT_OOB_INBAND_MAX);
 	if (want != c->paused && !c->closing) {
@@ -603,4 +604,218 @@ client_shutdown_all(void)
 
 	TAILQ_FOREACH_SAFE(c, &clients, entry, c1)
 		client_shutdown(c);
+}
+
+/* ---- upgrade ---- */
+
+void
+client_hold(bool hold)
+{
+	struct client	*c;
+
+	client_held = hold;
+	TAILQ_FOREACH(c, &clients, entry)
+		client_pause_check(c);
+}
+
+size_t
+client_busy(const struct req *except)
+{
+	struct client	*c, *asker = except != NULL ? client_of(except) : NULL;
+	size_t		 n = 0;
+
+	TAILQ_FOREACH(c, &clients, entry)
+		if (c->closing || c->draining || c->replay != NULL ||
+		    c->nslots > 0 || c->nreqs > (c == asker ? 1u : 0u))
+			n++;
+	return (n);
+}
+
+static json_t *
+client_export(struct client *c, const struct req *except, json_t *fds)
+{
+	json_t	*j, *ch, *subs, *peer;
+
+	if ((subs = sub_export(c)) == NULL)
+		return (NULL);
+	if ((peer = peer_export(&c->peer)) == NULL) {
+		json_decref(subs);
+		return (NULL);
+	}
+	if ((ch = chan_export(c->chan, fds)) == NULL) {
+		json_decref(subs);
+		json_decref(peer);
+		return (NULL);
+	}
+	j = json_pack("{s:I,s:s,s:o,s:o,s:o,s:b,s:b,s:b,s:I,s:I,s:I,s:I}",
+	    "id", (json_int_t)c->id, "kind", c->kind == CLIENT_CONTROL ?
+	    "control" : "shared", "chan", ch, "peer", peer, "subs", subs,
+	    "greeted", c->greeted, "negotiated", c->negotiated, "oob", c->oob,
+	    "dropped", (json_int_t)c->dropped, "dropped-total",
+	    (json_int_t)c->dropped_total, "drop-from",
+	    (json_int_t)c->drop_from, "drop-to", (json_int_t)c->drop_to);
+	if (j != NULL && c->kind == CLIENT_SHARE)
+		json_object_set_new(j, "vm", c->vm != NULL ?
+		    json_string(vm_name(c->vm)) : json_null());
+	if (j != NULL && except != NULL && client_of(except) == c)
+		json_object_set(j, "asker", req_id(except) != NULL ?
+		    req_id(except) : json_null());
+	return (j);
+}
+
+json_t *
+client_export_all(const struct req *except, json_t *fds)
+{
+	struct client	*c;
+	json_t		*a, *e;
+
+	if (client_busy(except) > 0 || (a = json_array()) == NULL)
+		return (NULL);
+	TAILQ_FOREACH(c, &clients, entry) {
+		if ((e = client_export(c, except, fds)) == NULL ||
+		    json_array_append_new(a, e) != 0) {
+			json_decref(a);
+			return (NULL);
+		}
+	}
+	return (a);
+}
+
+static uint64_t
+client_u64(const json_t *j, const char *key)
+{
+	json_int_t	v = json_integer_value(json_object_get(j, key));
+
+	return (v > 0 ? (uint64_t)v : 0);
+}
+
+/* One client back; -1 (fd closed) if it cannot be. */
+static struct client *
+client_import(const json_t *e, struct qmp_error *err)
+{
+	struct client		*c;
+	struct chan_opts	 o;
+	struct peer		 p;
+	struct vm		*vm = NULL;
+	const char		*kind, *vmname;
+	int			 fd;
+
+	kind = json_string_value(json_object_get(e, "kind"));
+	fd = chan_export_fd(json_object_get(e, "chan"));
+	if (fd == -1 || kind == NULL || (strcmp(kind, "control") != 0 &&
+	    strcmp(kind, "shared") != 0) || !json_is_object(json_object_get(e,
+	    "subs"))) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "client malformed");
+		if (fd != -1)
+			close(fd);
+		return (NULL);
+	}
+	if (strcmp(kind, "shared") == 0 && ((vmname = json_string_value(
+	    json_object_get(e, "vm"))) == NULL ||
+	    (vm = vm_find(vmname)) == NULL)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "its VM is gone");
+		close(fd);
+		return (NULL);
+	}
+	if (peer_import(fd, json_object_get(e, "peer"), &p) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "no peer credentials");
+		close(fd);
+		return (NULL);
+	}
+	if ((c = calloc(1, sizeof *c)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		peer_release(&p);
+		close(fd);
+		return (NULL);
+	}
+	memset(&o, 0, sizeof o);
+	o.max_msg = conf.max_msg;
+	o.line_timeout_ms = conf.line_timeout_ms;
+	o.max_fds = conf.max_fds;
+	o.qemu_grammar = 1;
+	/* the output may hold a full event queue and its replies */
+	if ((c->chan = chan_import(loop_base, json_object_get(e, "chan"),
+	    conf.client_queue_max + CLIENT_OUTQ_PAUSE, &o, &client_chan_ops,
+	    c, err)) == NULL) {
+		peer_release(&p);
+		free(c);
+		close(fd);
+		return (NULL);
+	}
+	c->id = client_u64(e, "id");
+	if (c->id == 0)
+		c->id = client_next_id + 1;
+	if (c->id > client_next_id)
+		client_next_id = c->id;
+	c->kind = strcmp(kind, "control") == 0 ? CLIENT_CONTROL : CLIENT_SHARE;
+	c->peer = p;
+	c->vm = vm;
+	c->greeted = json_is_true(json_object_get(e, "greeted"));
+	c->negotiated = json_is_true(json_object_get(e, "negotiated"));
+	c->oob = json_is_true(json_object_get(e, "oob"));
+	c->dropped = client_u64(e, "dropped");
+	c->dropped_total = client_u64(e, "dropped-total");
+	c->drop_from = client_u64(e, "drop-from");
+	c->drop_to = client_u64(e, "drop-to");
+	c->queued = chan_outq(c->chan);
+	LIST_INIT(&c->reqs);
+	TAILQ_INIT(&c->slots);
+	TAILQ_INIT(&c->subs);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	nclients++;
+	if (vm != NULL && share_adopt(c) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "its VM has no socket");
+		client_free(c);
+		return (NULL);
+	}
+	if (sub_import(c, json_object_get(e, "subs")) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "subscriptions malformed");
+		client_free(c);
+		return (NULL);
+	}
+	if (c->queued > 0)
+		client_note_reply(c);
+	client_pause_check(c);
+	return (c);
+}
+
+int
+client_import_all(const json_t *st, struct client **asker,
+    json_t **asker_id, struct qmp_error *err)
+{
+	struct qmp_error	 e;
+	struct client		*c;
+	json_t			*j;
+	size_t			 i;
+
+	if (asker != NULL)
+		*asker = NULL;
+	if (asker_id != NULL)
+		*asker_id = NULL;
+	if (!json_is_array(st)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "clients: malformed");
+		return (-1);
+	}
+	json_array_foreach(st, i, j) {
+		if ((c = client_import(j, &e)) == NULL) {
+			log_warn("upgrade: client %zu not carried over: %s", i,
+			    e.desc);
+			continue;
+		}
+		if (json_object_get(j, "asker") != NULL && asker != NULL &&
+		    *asker == NULL) {
+			*asker = c;
+			if (asker_id != NULL)
+				*asker_id = json_incref(json_object_get(j,
+				    "asker"));
+		}
+	}
+	return (0);
+}
+
+void
+client_answer(struct client *c, json_t *id, json_t *ret)
+{
+	client_reply(c, json_is_null(id) ? NULL : id, ret, NULL);
+	client_pause_check(c);
 }

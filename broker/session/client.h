@@ -147,4 +147,34 @@ void	client_shutdown_all(void);
 /* At exit: every client, now. */
 void	client_free_all(void);
 
+/*
+ * Upgrade (broker/upgrade.h).
+ *   client_hold: no client is read while held (requests wait in the
+ *	kernel and in the channels' buffers); false undoes it.
+ *   client_busy: clients that are not ready to be carried over: with
+ *	requests at work or answers held (but for one request, except,
+ *	the upgrade's own), a replay running, or closing.
+ *   client_export_all: [{..}..] of every client, with its channel
+ *	(input not yet read as requests, output not yet written),
+ *	negotiation, oob, peer, subscriptions and drop counters; fds
+ *	appended to fds. The client of except is marked to get the reply
+ *	to except's id in the new process. NULL if out of memory, or if a
+ *	client is busy. Nothing changes here.
+ *   client_import_all: the clients back from st (hostile: checked),
+ *	after the VMs exist (a shared client whose VM is gone is
+ *	closed). *asker (may be NULL) gets the client marked by except and
+ *	*asker_id its request's id (a new reference, or NULL). -1 with
+ *	err if st is malformed as a whole; a client that cannot be taken
+ *	is closed and logged, the others go on. Every fd of st is taken
+ *	(used or closed).
+ *   client_answer: the reply (ret stolen) to id (borrowed) on c, as a
+ *	request's reply goes.
+ */
+void	client_hold(bool);
+size_t	client_busy(const struct req *except);
+json_t	*client_export_all(const struct req *except, json_t *fds);
+int	client_import_all(const json_t *st, struct client **asker,
+	    json_t **asker_id, struct qmp_error *err);
+void	client_answer(struct client *, json_t *id, json_t *ret);
+
 #endif

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,15 @@ struct lsn {
 static LIST_HEAD(, lsn) lsns = LIST_HEAD_INITIALIZER(lsns);
 static struct event	*lsn_backoff;
 static int		 lsn_paused;
+static int		 lsn_held;	/* an upgrade is under way */
+
+/* Sockets handed over by the previous process (upgrade). */
+struct lsn_heir {
+	char	*path;
+	int	 fd;
+};
+static struct lsn_heir	*lsn_heirs;
+static size_t		 lsn_nheirs;
 
 static void
 lsn_backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -82,6 +92,8 @@ lsn_resume_all(void)
 	lsn_paused = 0;
 	if (lsn_backoff != NULL)
 		evtimer_del(lsn_backoff);
+	if (lsn_held)
+		return;
 	LIST_FOREACH(l, &lsns, entry)
 		event_add(l->ev, NULL);
 }
@@ -165,6 +177,24 @@ lsn_clear_path(const char *path, int check_live, struct qmp_error *err)
 	return (0);
 }
 
+/* The inherited socket for path, or -1. */
+static int
+lsn_take(const char *path)
+{
+	size_t	i;
+	int	fd;
+
+	for (i = 0; i < lsn_nheirs; i++) {
+		if (lsn_heirs[i].fd != -1 &&
+		    strcmp(lsn_heirs[i].path, path) == 0) {
+			fd = lsn_heirs[i].fd;
+			lsn_heirs[i].fd = -1;
+			return (fd);
+		}
+	}
+	return (-1);
+}
+
 int
 lsn_bind(const char *path, int mode, int gid, int check_live,
     struct qmp_error *err)
@@ -178,6 +208,8 @@ lsn_bind(const char *path, int mode, int gid, int check_live,
 		    path);
 		return (-1);
 	}
+	if ((fd = lsn_take(path)) != -1)
+		return (fd);
 	if (lsn_clear_path(path, check_live, err) == -1)
 		return (-1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -236,7 +268,7 @@ lsn_open(const char *path, int mode, int gid, int check_live,
 		free(l);
 		return (NULL);
 	}
-	if (!lsn_paused)
+	if (!lsn_paused && !lsn_held)
 		event_add(l->ev, NULL);
 	LIST_INSERT_HEAD(&lsns, l, entry);
 	return (l);
@@ -263,4 +295,103 @@ const char *
 lsn_path(const struct lsn *l)
 {
 	return (l->path);
+}
+
+/* ---- upgrade ---- */
+
+void
+lsn_hold(bool hold)
+{
+	struct lsn	*l;
+
+	if (lsn_held == (int)hold)
+		return;
+	lsn_held = hold;
+	LIST_FOREACH(l, &lsns, entry) {
+		if (hold)
+			event_del(l->ev);
+		else if (!lsn_paused)
+			event_add(l->ev, NULL);
+	}
+}
+
+json_t *
+lsn_export_all(json_t *fds)
+{
+	struct lsn	*l;
+	json_t		*a;
+
+	if ((a = json_array()) == NULL)
+		return (NULL);
+	LIST_FOREACH(l, &lsns, entry) {
+		if (json_array_append_new(a, json_pack("{s:s,s:i}", "path",
+		    l->path, "fd", l->fd)) != 0 ||
+		    json_array_append_new(fds, json_integer(l->fd)) != 0) {
+			json_decref(a);
+			return (NULL);
+		}
+	}
+	return (a);
+}
+
+int
+lsn_inherit(const json_t *st, struct qmp_error *err)
+{
+	struct sockaddr_un	 sun;
+	json_t			*e, *fd;
+	const char		*path;
+	size_t			 i, n;
+
+	if (!json_is_array(st) || (n = json_array_size(st)) > (1u << 20)) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "listeners: malformed");
+		return (-1);
+	}
+	json_array_foreach(st, i, e) {
+		path = json_string_value(json_object_get(e, "path"));
+		fd = json_object_get(e, "fd");
+		if (path == NULL || *path == '\0' ||
+		    strlen(path) >= sizeof sun.sun_path ||
+		    !json_is_integer(fd) || json_integer_value(fd) < 0 ||
+		    json_integer_value(fd) > INT32_MAX) {
+			qmp_error_set(err, QMP_CLS_GENERIC,
+			    "listeners: entry %zu malformed", i);
+			return (-1);
+		}
+	}
+	if (n > 0 && (lsn_heirs = calloc(n, sizeof *lsn_heirs)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	json_array_foreach(st, i, e) {
+		lsn_heirs[i].fd = (int)json_integer_value(json_object_get(e,
+		    "fd"));
+		if ((lsn_heirs[i].path = strdup(json_string_value(
+		    json_object_get(e, "path")))) == NULL) {
+			lsn_nheirs = i + 1;
+			lsn_heirs[i].fd = -1;	/* the caller closes it */
+			lsn_inherit_end();
+			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+			return (-1);
+		}
+		lsn_nheirs = i + 1;
+	}
+	return (0);
+}
+
+size_t
+lsn_inherit_end(void)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < lsn_nheirs; i++) {
+		if (lsn_heirs[i].fd != -1) {
+			close(lsn_heirs[i].fd);
+			n++;
+		}
+		free(lsn_heirs[i].path);
+	}
+	free(lsn_heirs);
+	lsn_heirs = NULL;
+	lsn_nheirs = 0;
+	return (n);
 }

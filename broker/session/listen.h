@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "proto/qmp_msg.h"
 
 struct lsn;
@@ -33,5 +35,22 @@ const char *lsn_path(const struct lsn *);
 bool	lsn_live(const char *path);
 /* An fd came back: listeners that ran out may accept again. */
 void	lsn_resume_all(void);
+
+/*
+ * Upgrade (broker/upgrade.h).
+ *   lsn_hold: no listener accepts while held (connections wait in the
+ *	backlog); false undoes it.
+ *   lsn_export_all: [{"path": P, "fd": N}..] of every listener, fds
+ *	also appended to fds. NULL if out of memory.
+ *   lsn_inherit: st as lsn_export_all made it in the previous process
+ *	(hostile: checked): lsn_open and lsn_bind of one of its paths take
+ *	that socket as it is (bound, listening, nothing lost from its
+ *	backlog) instead of binding anew. -1 with err if malformed.
+ *   lsn_inherit_end: closes the sockets nobody took; how many.
+ */
+void	lsn_hold(bool);
+json_t	*lsn_export_all(json_t *fds);
+int	lsn_inherit(const json_t *st, struct qmp_error *err);
+size_t	lsn_inherit_end(void);
 
 #endif

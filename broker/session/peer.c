@@ -213,3 +213,32 @@ peer_vm_allowed(const struct peer *p, const char *name)
 	return (a == NULL || peer_in_uids(p, a->uids, a->n_uids) ||
 	    peer_in_gids(p, a->gids, a->n_gids));
 }
+
+json_t *
+peer_export(const struct peer *p)
+{
+	return (json_pack("{s:s,s:s}", "exe", peer_exe(p), "via",
+	    peer_via(p)));
+}
+
+int
+peer_import(int fd, const json_t *st, struct peer *p)
+{
+	struct ucred	 uc;
+	socklen_t	 len = sizeof uc;
+	const char	*s;
+
+	memset(p, 0, sizeof *p);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1)
+		return (-1);
+	p->uid = uc.uid;
+	p->gid = uc.gid;
+	p->pid = uc.pid;
+	if ((p->groups = peer_lookup_groups(p->uid, p->gid, true)) == NULL)
+		return (0);
+	if ((s = json_string_value(json_object_get(st, "exe"))) != NULL)
+		snprintf(p->groups->exe, sizeof p->groups->exe, "%s", s);
+	if ((s = json_string_value(json_object_get(st, "via"))) != NULL)
+		snprintf(p->groups->via, sizeof p->groups->via, "%s", s);
+	return (0);
+}

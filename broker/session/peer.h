@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 
 struct peer_groups;
 
@@ -54,5 +55,15 @@ const char *peer_via(const struct peer *);
 /* A peer for uid (and its gid and groups from NSS, which may block:
    for admin commands such as policy-check only). */
 void	peer_lookup(struct peer *, uid_t uid);
+
+/* Upgrade (broker/upgrade.h): peer_export says what peer_accept read
+   at accept that the socket cannot say again ({"exe","via"}; NULL if out
+   of memory); peer_import fills p for a connection carried over: the
+   credentials from the socket (the kernel's, kept from the connect), the
+   groups looked up again, exe and via from st (checked, bounded). It
+   admits whatever the previous process admitted. -1 if the socket has no
+   credentials. */
+json_t	*peer_export(const struct peer *);
+int	peer_import(int fd, const json_t *st, struct peer *p);
 
 #endif

@@ -114,6 +114,18 @@ share_detach(struct client *c)
 	c->share = NULL;
 }
 
+int
+share_adopt(struct client *c)
+{
+	struct share	*s;
+
+	if (c->vm == NULL || (s = vm_slot(c->vm, share_key)) == NULL)
+		return (-1);
+	c->share = s;
+	LIST_INSERT_HEAD(&s->clients, c, share_entry);
+	return (0);
+}
+
 static void
 share_close(struct share *s)
 {

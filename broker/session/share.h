@@ -33,5 +33,8 @@ typedef void share_exec_fn(struct req *, struct vm *, const char *name,
 void	share_set_exec(share_exec_fn *);
 /* The client goes. */
 void	share_detach(struct client *);
+/* A client carried over by an upgrade (c->vm set) joins its VM's
+   socket; -1 if the VM has none any more. */
+int	share_adopt(struct client *);
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 #include <fnmatch.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -396,25 +397,30 @@ sub_globs(struct req *r, const char *what, json_t *a, char ***out,
 	json_t	*v;
 	size_t	 i;
 
+	/* r NULL: an upgrade's import, which says no more than "bad" */
 	*out = NULL;
 	*n = 0;
 	if (a == NULL)
 		return (0);
 	if (!json_is_array(a)) {
-		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
-		    "'%s', expected: array of strings", what);
+		if (r != NULL)
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
+			    "for '%s', expected: array of strings", what);
 		return (-1);
 	}
 	if (json_array_size(a) == 0 || json_array_size(a) > SUB_GLOBS_MAX) {
-		req_error(r, QMP_CLS_GENERIC, "Parameter '%s' must hold 1 to "
-		    "%d patterns (omit it to match all)", what, SUB_GLOBS_MAX);
+		if (r != NULL)
+			req_error(r, QMP_CLS_GENERIC, "Parameter '%s' must "
+			    "hold 1 to %d patterns (omit it to match all)",
+			    what, SUB_GLOBS_MAX);
 		return (-1);
 	}
 	json_array_foreach(a, i, v) {
 		if (!json_is_string(v) || !sub_glob_ok(json_string_value(v))) {
-			req_error(r, QMP_CLS_GENERIC, "Parameter '%s': item %zu "
-			    "is not a pattern of 1 to %d bytes", what, i,
-			    SUB_GLOB_MAX);
+			if (r != NULL)
+				req_error(r, QMP_CLS_GENERIC, "Parameter '%s': "
+				    "item %zu is not a pattern of 1 to %d bytes",
+				    what, i, SUB_GLOB_MAX);
 			return (-1);
 		}
 	}
@@ -429,7 +435,8 @@ sub_globs(struct req *r, const char *what, json_t *a, char ***out,
 nomem:
 	sub_free_list(*out, *n);
 	*out = NULL;
-	req_error(r, QMP_CLS_GENERIC, "out of memory");
+	if (r != NULL)
+		req_error(r, QMP_CLS_GENERIC, "out of memory");
 	return (-1);
 }
 
@@ -526,4 +533,81 @@ sub_list_json(const struct client *c)
 		json_array_append_new(list, j);
 	}
 	return (list);
+}
+
+/* ---- upgrade ---- */
+
+static json_t *
+sub_list_out(char *const *l, size_t n)
+{
+	json_t	*a;
+	size_t	 i;
+
+	if (l == NULL)
+		return (json_null());
+	if ((a = json_array()) == NULL)
+		return (NULL);
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, json_string(l[i]));
+	return (a);
+}
+
+json_t *
+sub_export(const struct client *c)
+{
+	const struct sub	*s;
+	json_t			*j, *a;
+
+	if (c->replay != NULL)
+		return (NULL);	/* upgrade waits for replays to end */
+	if ((j = json_pack("{s:I,s:[]}", "next", (json_int_t)c->next_sub,
+	    "subs")) == NULL)
+		return (NULL);
+	a = json_object_get(j, "subs");
+	TAILQ_FOREACH(s, &c->subs, entry) {
+		if (json_array_append_new(a, json_pack("{s:I,s:o,s:o}", "id",
+		    (json_int_t)s->id, "vms", sub_list_out(s->vms, s->nvms),
+		    "events", sub_list_out(s->events, s->nevents))) != 0) {
+			json_decref(j);
+			return (NULL);
+		}
+	}
+	return (j);
+}
+
+int
+sub_import(struct client *c, const json_t *st)
+{
+	struct sub	*s;
+	json_t		*a, *e, *vms, *evs;
+	json_int_t	 id, next;
+	size_t		 i;
+
+	a = json_object_get(st, "subs");
+	next = json_integer_value(json_object_get(st, "next"));
+	if (!json_is_array(a) || json_array_size(a) > conf.max_subs ||
+	    !json_is_integer(json_object_get(st, "next")) || next < 0 ||
+	    next > UINT32_MAX)
+		return (-1);
+	json_array_foreach(a, i, e) {
+		id = json_integer_value(json_object_get(e, "id"));
+		vms = json_object_get(e, "vms");
+		evs = json_object_get(e, "events");
+		if (id <= 0 || id > next || (s = calloc(1, sizeof *s)) == NULL)
+			return (-1);
+		if (sub_globs(NULL, "vms", json_is_null(vms) ? NULL : vms,
+		    &s->vms, &s->nvms) == -1 || sub_globs(NULL, "events",
+		    json_is_null(evs) ? NULL : evs, &s->events,
+		    &s->nevents) == -1) {
+			sub_free(s);
+			return (-1);
+		}
+		s->id = (uint32_t)id;
+		if (TAILQ_EMPTY(&c->subs))
+			TAILQ_INSERT_TAIL(&sub_clients, c, sub_entry);
+		TAILQ_INSERT_TAIL(&c->subs, s, entry);
+		c->nsubs++;
+	}
+	c->next_sub = (uint32_t)next;
+	return (0);
 }

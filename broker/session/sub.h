@@ -31,4 +31,12 @@ void	sub_subscribe(struct req *r, struct client *, json_t *vms,
 void	sub_unsubscribe(struct req *r, struct client *, json_int_t id);
 json_t	*sub_list_json(const struct client *);
 
+/* Upgrade (broker/upgrade.h): c's subscriptions, {"next": N, "subs":
+   [{"id", "vms", "events"}..]} (null: every), NULL while a replay runs
+   or out of memory; sub_import gives them back to c in the new process
+   (st hostile: checked as subscribe checks its arguments), -1 if st is
+   malformed (what was added stays, client_free takes it). */
+json_t	*sub_export(const struct client *);
+int	sub_import(struct client *, const json_t *st);
+
 #endif

@@ -195,6 +195,21 @@ hotplug_busy(const char *name)
 	return (false);
 }
 
+size_t
+hotplug_busy_count(void)
+{
+	struct hp_stash	*s;
+	struct hpv	*h;
+	size_t		 n = 0;
+
+	for (s = stash_list; s != NULL; s = s->next)
+		n++;
+	for (h = hpv_list; h != NULL; h = h->next)
+		if (hp_vm_busy(h->hp) > 0)
+			n++;
+	return (n);
+}
+
 /* Opens a local image after proving it lies under the image roots. */
 int
 hotplug_open_image(const char *src, bool readonly, int *fdp, bool *blk,

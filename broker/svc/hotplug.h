@@ -6,6 +6,7 @@
 #define BROKER_SVC_HOTPLUG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "hv/hp.h"
 #include "proto/qmp_msg.h"
@@ -24,6 +25,8 @@ struct hp_vm *hotplug_vm(const char *name, const char *id,
 /* Whether VM name has a hotplug operation in flight, a pending unplug,
    or a record from before a restart still to reconcile. */
 bool	hotplug_busy(const char *name);
+/* How many VMs are hotplug_busy (an upgrade waits for none). */
+size_t	hotplug_busy_count(void);
 /* Opens a local image after proving it lies under the image roots:
    0 with *fdp (owned by the caller) and *blk (a block device), or -1. */
 int	hotplug_open_image(const char *src, bool readonly, int *fdp,

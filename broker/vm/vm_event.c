@@ -102,6 +102,10 @@ vm_q_state(struct vmq *q, enum mon_state st, const char *why, void *arg)
 	if (st == MON_READY)
 		vm->said_down = 0;
 	VM_NOTIFY(state, vm, st, why);
+	/* An upgrade carried the connection over ready: subscribers,
+	   carried over too, saw no change, and the event log says none. */
+	if (st == MON_READY && vmq_adopted(q))
+		return;
 	data = json_pack("{s:s}", "state", mon_state_name(st));
 	if (data != NULL && why != NULL)
 		json_object_set_new(data, "reason", json_string(why));

@@ -75,11 +75,16 @@ def test_destdir():
 		    "binary (%r): %s" % (want, text))
 		check(re.search(r"^Type=notify$", text, re.M), "not "
 		    "Type=notify")
+		# systemctl reload upgrades in place with the installed qmpctl
+		check("ExecReload=%s " % os.path.join(v["bindir"], "qmpctl")
+		    in text, "ExecReload is not the installed qmpctl")
 		# verify looks for ExecStart's binary: the DESTDIR's
 		vdir = h.path("verify")
 		os.makedirs(vdir)
 		with open(os.path.join(vdir, "qmpbrokerd.service"), "w") as fh:
-			fh.write(text.replace(want, "ExecStart=%s " % sbin))
+			fh.write(text.replace(want, "ExecStart=%s " % sbin)
+			    .replace("ExecReload=%s " % os.path.join(
+			    v["bindir"], "qmpctl"), "ExecReload=%s " % ctl))
 		p = subprocess.run(["systemd-analyze", "verify", "--man=no",
 		    os.path.join(vdir, "qmpbrokerd.service")],
 		    capture_output=True, text=True)

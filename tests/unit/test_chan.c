@@ -586,11 +586,106 @@ test_big_message(void **state)
 	t_close(&t);
 }
 
+/*
+ * Upgrade: a channel paused with a complete message framed, half of the
+ * next read and output queued is exported, and a second channel made
+ * from the export (as the new process does with the same fd) delivers
+ * the message, completes the half one, and writes the queue first.
+ */
+static void
+test_export_import(void **state)
+{
+	struct t		 t;
+	struct chan_opts	 o;
+	struct chan		*c2;
+	struct qmp_error	 err;
+	json_t			*fds, *st;
+	char			 buf[64];
+	int			 fd;
+	ssize_t			 n;
+
+	memset(&o, 0, sizeof o);
+	o.qemu_grammar = 1;
+	t_open(&t, &o);
+	chan_pause_read(t.c, 0);
+	peer_write(&t, "{\"a\": 1}", 8);
+	WAIT(&t, t.nmsg == 1);
+	chan_pause_read(t.c, 1);
+	peer_write(&t, "{\"b\": 2} {\"c\":", 14);
+	assert_int_equal(chan_send(t.c, "out1\n", 5, NULL, 0), 0);
+	/* nothing is read while paused: the bytes wait in the socket */
+	fds = json_array();
+	st = chan_export(t.c, fds);
+	assert_non_null(st);
+	assert_int_equal(json_array_size(fds), 1);
+	fd = chan_export_fd(st);
+	assert_int_equal(fd, chan_fd(t.c));
+	assert_string_equal(json_string_value(json_object_get(st, "out")),
+	    "6f7574310a");
+	/* the new owner of the same stream: the old one lets go of the
+	   memory, not of the fd */
+	fd = dup(fd);
+	json_object_set_new(st, "fd", json_integer(fd));
+	chan_free(t.c);
+	t.c = NULL;
+	c2 = chan_import(t.base, st, 1024, &o, &t_ops, &t, &err);
+	assert_non_null(c2);
+	t.c = c2;
+	WAIT(&t, t.nmsg == 2);
+	assert_int_equal(member_int(t.msgs[1], "b"), 2);
+	peer_write(&t, " 3}", 3);
+	WAIT(&t, t.nmsg == 3);
+	assert_int_equal(member_int(t.msgs[2], "c"), 3);
+	n = read(t.peer, buf, sizeof buf);
+	assert_int_equal(n, 5);
+	assert_memory_equal(buf, "out1\n", 5);
+	json_decref(st);
+	json_decref(fds);
+	t_close(&t);
+}
+
+/* What chan_import refuses (the caller keeps the fd). */
+static void
+test_import_bad(void **state)
+{
+	struct event_base	*base = event_base_new();
+	struct qmp_error	 err;
+	const char		*bad[] = {
+		"{}",
+		"{\"fd\": -1}",
+		"{\"fd\": 0, \"in\": \"abc\"}",
+		"{\"fd\": 0, \"in\": \"zz\"}",
+		"{\"fd\": 0, \"out\": \"00000000\"}",
+		"{\"fd\": 0, \"in\": 5}",
+		"{\"fd\": 0, \"rfds\": [[1, 99]]}",
+		"{\"fd\": 0, \"rfds\": {}}",
+	};
+	size_t			 i;
+	json_t			*st;
+	int			 fd0 = tu_fd_count();	/* the base's too */
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		st = json_loads(bad[i], 0, NULL);
+		assert_non_null(st);
+		/* out_max 2: "00000000" is 4 bytes, past it */
+		assert_null(chan_import(base, st, 2, NULL, &t_ops, NULL,
+		    &err));
+		assert_true(err.desc[0] != '\0');
+		json_decref(st);
+	}
+	/* nothing closed, nothing left open */
+	assert_int_equal(tu_fd_count(), fd0);
+	event_base_free(base);
+	defer_flush();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_delivery),
+		cmocka_unit_test(test_export_import),
+		cmocka_unit_test(test_import_bad),
 		cmocka_unit_test(test_fds_in),
 		cmocka_unit_test(test_fds_out),
 		cmocka_unit_test(test_fd_overflow),
