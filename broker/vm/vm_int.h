@@ -46,6 +46,8 @@ struct vm {
 	int			 shutdown_seen;
 	int			 shutdown_guest;
 	char			 shutdown_reason[32];
+	char			*mlabel;	/* vm="NAME", after name */
+	size_t			 mlabel_len;
 	char			 name[];
 };
 
