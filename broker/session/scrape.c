@@ -61,6 +61,7 @@ static const char *const scrape_codes[SC_N] = { "200", "404", "405" };
 /* What a connection may have read and evhttp not yet parsed: a request
    at its largest. Past it the socket is not read (while a reply is
    sent, evhttp reads nothing). */
+#define SCRAPE_SNDBUF		(4 * METRICS_PART)
 #define SCRAPE_MAX_INPUT	(SCRAPE_MAX_HEADERS + SCRAPE_MAX_BODY + 4096)
 
 static struct evhttp			*scrape_http;
@@ -414,7 +415,7 @@ scrape_open(struct qmp_error *err)
 	struct evhttp_bound_socket	*bs;
 	struct timeval			 tv;
 	const char			*addr = conf.metrics_listen;
-	int				 fd;
+	int				 fd, sndbuf;
 
 	if (addr == NULL || scrape_http != NULL)
 		return (0);
@@ -430,6 +431,11 @@ scrape_open(struct qmp_error *err)
 		}
 	} else if ((fd = scrape_tcp(addr, err)) == -1)
 		return (-1);
+	/* Connections inherit it: the kernel holds a few parts of a
+	   scrape, not the 4 MiB TCP's autotuning would give each of
+	   metrics-max-conns slow readers. */
+	sndbuf = SCRAPE_SNDBUF;
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	scrape_cap = conf.metrics_max_conns;
 	if ((scrape_bevs = calloc(scrape_cap,
 	    sizeof scrape_bevs[0])) == NULL ||
@@ -531,7 +537,7 @@ scrape_collect(struct metrics_out *o, void *arg)
 	    "metrics server ran out of file descriptors and stopped "
 	    "accepting for a while.", scrape_fd_pauses);
 	metrics_one(o, "http_scrapes_in_progress", "gauge", "GET /metrics "
-	    "being sent, in parts.", scrape_streams);
+	    "being sent, in parts (this one included).", scrape_streams);
 	metrics_family(o, "http_requests_total", "counter", "Requests to the "
 	    "metrics server, by HTTP status.");
 	kv[0] = "code";
