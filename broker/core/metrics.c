@@ -43,7 +43,7 @@ struct metrics_out {
 struct metrics_scrape {
 	size_t		 col;		/* the collector at work */
 	int		 begun;		/* its state is in use */
-	unsigned char	 state[METRICS_STATE_MAX];
+	_Alignas(max_align_t) unsigned char state[METRICS_STATE_MAX];
 };
 
 static struct {

@@ -33,8 +33,8 @@ typedef void metrics_collect_fn(struct metrics_out *o, void *arg);
 /* A collector whose output grows with the VMs, in parts: it writes
    until metrics_out_full(o) and returns 0 to be called again (on a
    later loop pass, once that part is sent), 1 when it has written all.
-   state: METRICS_STATE_MAX bytes of its own for the scrape, zeroed
-   before the first call. */
+   state: METRICS_STATE_MAX bytes of its own for the scrape, aligned for
+   any type, zeroed before the first call. */
 typedef int metrics_part_fn(struct metrics_out *o, void *state, void *arg);
 /* A scrape ends or is abandoned before the part function returned 1:
    release what state holds (a VM cursor). */
