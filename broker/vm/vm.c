@@ -28,7 +28,7 @@
 
 #define VM_SOCKET_MAX	107	/* sun_path less its NUL */
 
-static TAILQ_HEAD(, vm) vm_all = TAILQ_HEAD_INITIALIZER(vm_all);
+static TAILQ_HEAD(vm_all_head, vm) vm_all = TAILQ_HEAD_INITIALIZER(vm_all);
 static struct vm	**vm_hash;
 static size_t		  vm_hash_size;
 static size_t		  vm_n;
@@ -115,9 +115,10 @@ vm_unlink(struct vm *vm)
 {
 	struct vm_cursor	*c;
 
+	/* a cursor that returned vm goes on from the one before it */
 	for (c = vm_cursors; c != NULL; c = c->cnext)
-		if (c->next == vm)
-			c->next = TAILQ_NEXT(vm, entry);
+		if (c->last == vm)
+			c->last = TAILQ_PREV(vm, vm_all_head, entry);
 	vm_hash_remove(vm);
 	TAILQ_REMOVE(&vm_all, vm, entry);
 	vm_n--;
@@ -406,7 +407,7 @@ vm_foreach(void (*fn)(struct vm *, void *), void *arg)
 void
 vm_cursor_start(struct vm_cursor *c)
 {
-	c->next = TAILQ_FIRST(&vm_all);
+	c->last = NULL;
 	c->cprev = NULL;
 	c->cnext = vm_cursors;
 	if (vm_cursors != NULL)
@@ -427,19 +428,22 @@ vm_cursor_stop(struct vm_cursor *c)
 	if (c->cnext != NULL)
 		c->cnext->cprev = c->cprev;
 	c->live = 0;
-	c->next = NULL;
+	c->last = NULL;
 }
 
 struct vm *
 vm_cursor_next(struct vm_cursor *c)
 {
-	struct vm	*vm = c->live ? c->next : NULL;
+	struct vm	*vm = NULL;
 
+	if (c->live)
+		vm = c->last != NULL ? TAILQ_NEXT(c->last, entry) :
+		    TAILQ_FIRST(&vm_all);
 	if (vm == NULL) {
 		vm_cursor_stop(c);
 		return (NULL);
 	}
-	c->next = TAILQ_NEXT(vm, entry);
+	c->last = vm;
 	return (vm);
 }
 

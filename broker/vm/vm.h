@@ -70,12 +70,14 @@ struct vm	**vm_list(size_t *n);
 void		 vm_foreach(void (*)(struct vm *, void *), void *);
 /* A walk of the VMs that may stop and go on at a later loop pass (a
    scrape sent in parts): a VM removed meanwhile is never returned after
-   its removal, one added meanwhile is returned at the end. The cursor is
-   the caller's; from vm_cursor_start until vm_cursor_next returns NULL
-   or vm_cursor_stop, the registry keeps it up to date, so it must stay
-   where it is. Its members are the registry's. */
+   its removal, one added before the walk ends is returned at the end,
+   none twice. The cursor is the caller's; from vm_cursor_start until
+   vm_cursor_next returns NULL or vm_cursor_stop, the registry keeps it
+   up to date (the VM last returned, or the one before it once that one
+   is removed), so it must stay where it is. Its members are the
+   registry's. */
 struct vm_cursor {
-	struct vm		*next;
+	struct vm		*last;
 	struct vm_cursor	*cprev, *cnext;
 	int			 live;
 };
