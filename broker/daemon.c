@@ -105,10 +105,13 @@ daemon_start(int argc, char **argv, struct qmp_error *err)
 	fdstore_init();
 	client_set_hooks(&daemon_client_hooks);
 	/* The metrics read the layers above core through these, at scrape
-	   time: the VMs' counters, then the sessions'. */
+	   time: the VMs' totals, the sessions', then the per-VM series,
+	   last since they grow with the VMs and go out in parts. */
 	if (metrics_init(loop_base) == -1 ||
 	    metrics_register(vm_metrics_collect, NULL) == -1 ||
-	    metrics_register(scrape_collect, NULL) == -1) {
+	    metrics_register(scrape_collect, NULL) == -1 ||
+	    metrics_register_parts(vm_metrics_parts, vm_metrics_stop,
+	    NULL) == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "cannot start the metrics");
 		return (-1);
 	}

@@ -1,11 +1,13 @@
 /*
  * Metrics registry and Prometheus' text format (see metrics.h).
  *
- * A scrape of 10,000 VMs writes a few hundred thousand lines: each is
- * formatted by hand into a fixed scratch buffer (no printf, no
- * allocation per line), which goes to the output evbuffer whenever it
- * fills, so the cost is one copy of the bytes and memory grows only
- * with the response itself.
+ * A scrape of 10,000 VMs writes some 17 MB in a few hundred thousand
+ * lines. Each is formatted by hand straight into space reserved in the
+ * output evbuffer (no printf, no scratch copy, no allocation per line),
+ * and a scrape goes out in parts of METRICS_PART bytes, each made when
+ * the previous one has been written to the socket: the loop never
+ * spends more than a part's time on it, and a scrape holds a part's
+ * memory, whatever the number of VMs.
  */
 #include "config.h"
 
@@ -14,6 +16,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,16 +29,27 @@
 #include "util/hist.h"
 
 #define METRICS_LAG_MS	500	/* loop-lag timer period */
-#define METRICS_SCRATCH	65536
+/* Space reserved in the evbuffer at a time: a part and a line's slack,
+   so that a part is mostly one chain of the buffer. */
+#define METRICS_RESERVE	(METRICS_PART + 4096)
 
 struct metrics_out {
-	struct evbuffer	*buf;
-	size_t		 len;
-	char		 tmp[METRICS_SCRATCH];
+	struct evbuffer		*buf;
+	struct evbuffer_iovec	 v;	/* reserved in buf, len used */
+	size_t			 len;
+	size_t			 done;	/* committed this step */
+};
+
+struct metrics_scrape {
+	size_t		 col;		/* the collector at work */
+	int		 begun;		/* its state is in use */
+	_Alignas(max_align_t) unsigned char state[METRICS_STATE_MAX];
 };
 
 static struct {
 	metrics_collect_fn	*fn;
+	metrics_part_fn		*part;
+	metrics_stop_fn		*stop;
 	void			*arg;
 } metrics_col[METRICS_MAX_COLLECTORS];
 static size_t		 metrics_ncol;
@@ -43,33 +57,54 @@ static struct event	*metrics_lag_ev;
 static uint64_t		 metrics_lag_due;	/* us, monotonic */
 static struct hist	 metrics_lag;
 static char		 metrics_le[HIST_NBOUNDS][24];
+/* ",le=\"0.0001\"} " for every bound and +Inf */
+static char		 metrics_le_tail[HIST_NBOUNDS + 1][32];
+static size_t		 metrics_le_tlen[HIST_NBOUNDS + 1];
 
 /* ---- writing ---- */
 
 static void
-mo_flush(struct metrics_out *o)
+mo_commit(struct metrics_out *o)
 {
-	if (o->len > 0)
-		evbuffer_add(o->buf, o->tmp, o->len);
+	if (o->v.iov_base == NULL)
+		return;
+	o->v.iov_len = o->len;
+	evbuffer_commit_space(o->buf, &o->v, 1);
+	o->done += o->len;
+	o->v.iov_base = NULL;
+	o->v.iov_len = 0;
 	o->len = 0;
+}
+
+/* Room for n more bytes, contiguous: where to write them. Out of
+   memory, a scratch area that is dropped (the scrape comes out short,
+   and promtool or Prometheus says so). */
+static char *
+mo_room(struct metrics_out *o, size_t n)
+{
+	static char	lost[METRICS_RESERVE];
+
+	if (o->v.iov_base != NULL && o->v.iov_len - o->len >= n)
+		return ((char *)o->v.iov_base + o->len);
+	mo_commit(o);
+	if (evbuffer_reserve_space(o->buf, (ev_ssize_t)(n > METRICS_RESERVE ?
+	    n : METRICS_RESERVE), &o->v, 1) != 1) {
+		o->v.iov_base = NULL;
+		return (n <= sizeof lost ? lost : NULL);
+	}
+	return ((char *)o->v.iov_base);
 }
 
 static void
 mo_mem(struct metrics_out *o, const char *s, size_t n)
 {
-	size_t	k;
+	char	*w = mo_room(o, n);
 
-	while (n > 0) {
-		if (o->len == sizeof o->tmp)
-			mo_flush(o);
-		k = sizeof o->tmp - o->len;
-		if (k > n)
-			k = n;
-		memcpy(o->tmp + o->len, s, k);
-		o->len += k;
-		s += k;
-		n -= k;
-	}
+	if (w == NULL)
+		return;
+	memcpy(w, s, n);
+	if (o->v.iov_base != NULL)
+		o->len += n;
 }
 
 static void
@@ -78,17 +113,53 @@ mo_str(struct metrics_out *o, const char *s)
 	mo_mem(o, s, strlen(s));
 }
 
-static void
-mo_u64(struct metrics_out *o, uint64_t v)
+/* v's digits at w (room for 20): how many. */
+static size_t
+mo_digits(char *w, uint64_t v)
 {
 	char	b[24];
-	size_t	i = sizeof b;
+	size_t	i = sizeof b, n;
 
+	if (v < 10) {
+		w[0] = (char)('0' + v);
+		return (1);
+	}
 	do {
 		b[--i] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v != 0);
-	mo_mem(o, b + i, sizeof b - i);
+	n = sizeof b - i;
+	memcpy(w, b + i, n);
+	return (n);
+}
+
+static void
+mo_u64(struct metrics_out *o, uint64_t v)
+{
+	char	b[24];
+
+	mo_mem(o, b, mo_digits(b, v));
+}
+
+/* Microseconds as seconds, exactly: 60003150 is "60.00315". */
+static size_t
+mo_secs(char *w, uint64_t us)
+{
+	size_t	n = mo_digits(w, us / 1000000);
+	uint64_t f = us % 1000000;
+	int	i;
+
+	if (f == 0)
+		return (n);
+	w[n++] = '.';
+	for (i = 5; i >= 0; i--) {
+		w[n + (size_t)i] = (char)('0' + f % 10);
+		f /= 10;
+	}
+	n += 6;
+	while (w[n - 1] == '0')
+		n--;
+	return (n);
 }
 
 /* The format's label value escapes: backslash, double quote, newline. */
@@ -183,19 +254,11 @@ metrics_table(struct metrics_out *o, const struct metrics_def *d, size_t n,
 		    d[i].off));
 }
 
-static void
-mo_dbl(struct metrics_out *o, double v)
-{
-	char	b[40];
-
-	snprintf(b, sizeof b, "%.9g", v);
-	mo_str(o, b);
-}
-
 void
 metrics_hist(struct metrics_out *o, const char *name, const char *const *kv,
     const struct hist *h)
 {
+	char		b[40];
 	uint64_t	cum = 0;
 	int		i;
 
@@ -209,11 +272,64 @@ metrics_hist(struct metrics_out *o, const char *name, const char *const *kv,
 	mo_u64(o, h->count);
 	mo_str(o, "\n");
 	mo_name(o, name, "_sum", kv, NULL, NULL);
-	mo_dbl(o, (double)h->sum_us / 1e6);
+	mo_mem(o, b, mo_secs(b, h->sum_us));
 	mo_str(o, "\n");
 	mo_name(o, name, "_count", kv, NULL, NULL);
 	mo_u64(o, h->count);
 	mo_str(o, "\n");
+}
+
+/* head lab tail v\n, or with secs v as microseconds in seconds. */
+static void
+mo_line(struct metrics_out *o, struct metrics_str head,
+    struct metrics_str lab, const char *tail, size_t tn, uint64_t v,
+    int secs)
+{
+	char	*w0, *w;
+
+	if ((w0 = w = mo_room(o, head.n + lab.n + tn + 32)) == NULL)
+		return;
+	memcpy(w, head.s, head.n);
+	w += head.n;
+	memcpy(w, lab.s, lab.n);
+	w += lab.n;
+	memcpy(w, tail, tn);
+	w += tn;
+	w += secs ? mo_secs(w, v) : mo_digits(w, v);
+	*w++ = '\n';
+	if (o->v.iov_base != NULL)
+		o->len += (size_t)(w - w0);
+}
+
+void
+metrics_sample(struct metrics_out *o, struct metrics_str head,
+    struct metrics_str lab, struct metrics_str tail, uint64_t v)
+{
+	mo_line(o, head, lab, tail.s, tail.n, v, 0);
+}
+
+void
+metrics_hist_lab(struct metrics_out *o, const struct metrics_hist_heads *hh,
+    struct metrics_str lab, const struct hist *h)
+{
+	uint64_t	cum = 0;
+	int		i;
+
+	for (i = 0; i < HIST_NBOUNDS; i++) {
+		cum += h->n[i];
+		mo_line(o, hh->bucket, lab, metrics_le_tail[i],
+		    metrics_le_tlen[i], cum, 0);
+	}
+	mo_line(o, hh->bucket, lab, metrics_le_tail[HIST_NBOUNDS],
+	    metrics_le_tlen[HIST_NBOUNDS], h->count, 0);
+	mo_line(o, hh->sum, lab, "} ", 2, h->sum_us, 1);
+	mo_line(o, hh->count, lab, "} ", 2, h->count, 0);
+}
+
+int
+metrics_out_full(const struct metrics_out *o)
+{
+	return (o->done + o->len >= METRICS_PART);
 }
 
 /* ---- the process ---- */
@@ -367,6 +483,10 @@ metrics_init(struct event_base *base)
 	for (i = 0; i < HIST_NBOUNDS; i++)
 		snprintf(metrics_le[i], sizeof metrics_le[i], "%g",
 		    (double)hist_bounds_us[i] / 1e6);
+	for (i = 0; i <= HIST_NBOUNDS; i++)
+		metrics_le_tlen[i] = (size_t)snprintf(metrics_le_tail[i],
+		    sizeof metrics_le_tail[i], ",le=\"%s\"} ",
+		    i < HIST_NBOUNDS ? metrics_le[i] : "+Inf");
 	if ((metrics_lag_ev = evtimer_new(base, metrics_lag_cb, NULL)) == NULL)
 		return (-1);
 	metrics_lag_arm();
@@ -384,27 +504,88 @@ metrics_shutdown(void)
 	metrics_ncol = 0;
 }
 
-int
-metrics_register(metrics_collect_fn *fn, void *arg)
+static int
+metrics_add(metrics_collect_fn *fn, metrics_part_fn *part,
+    metrics_stop_fn *stop, void *arg)
 {
 	if (metrics_ncol == METRICS_MAX_COLLECTORS)
 		return (-1);
 	metrics_col[metrics_ncol].fn = fn;
+	metrics_col[metrics_ncol].part = part;
+	metrics_col[metrics_ncol].stop = stop;
 	metrics_col[metrics_ncol].arg = arg;
 	metrics_ncol++;
 	return (0);
 }
 
+int
+metrics_register(metrics_collect_fn *fn, void *arg)
+{
+	return (metrics_add(fn, NULL, NULL, arg));
+}
+
+int
+metrics_register_parts(metrics_part_fn *fn, metrics_stop_fn *stop,
+    void *arg)
+{
+	return (metrics_add(NULL, fn, stop, arg));
+}
+
+struct metrics_scrape *
+metrics_scrape_new(void)
+{
+	return (calloc(1, sizeof (struct metrics_scrape)));
+}
+
+int
+metrics_scrape_step(struct metrics_scrape *ms, struct evbuffer *buf)
+{
+	struct metrics_out	 o;
+	size_t			 i;
+
+	memset(&o, 0, sizeof o);
+	o.buf = buf;
+	for (; ms->col < metrics_ncol; ms->col++) {
+		i = ms->col;
+		if (metrics_col[i].fn != NULL) {
+			metrics_col[i].fn(&o, metrics_col[i].arg);
+		} else {
+			if (!ms->begun)
+				memset(ms->state, 0, sizeof ms->state);
+			ms->begun = 1;
+			if (metrics_col[i].part(&o, ms->state,
+			    metrics_col[i].arg) == 0)
+				break;
+			ms->begun = 0;
+		}
+		if (metrics_out_full(&o)) {
+			ms->col++;
+			break;
+		}
+	}
+	mo_commit(&o);
+	return (ms->col >= metrics_ncol);
+}
+
+void
+metrics_scrape_free(struct metrics_scrape *ms)
+{
+	if (ms == NULL)
+		return;
+	if (ms->begun && ms->col < metrics_ncol &&
+	    metrics_col[ms->col].stop != NULL)
+		metrics_col[ms->col].stop(ms->state, metrics_col[ms->col].arg);
+	free(ms);
+}
+
 void
 metrics_collect(struct evbuffer *buf)
 {
-	static struct metrics_out	o;	/* 64 KiB: not the stack */
-	size_t				i;
+	struct metrics_scrape	*ms = metrics_scrape_new();
 
-	o.buf = buf;
-	o.len = 0;
-	for (i = 0; i < metrics_ncol; i++)
-		metrics_col[i].fn(&o, metrics_col[i].arg);
-	mo_flush(&o);
-	o.buf = NULL;
+	if (ms == NULL)
+		return;
+	while (metrics_scrape_step(ms, buf) == 0)
+		;
+	metrics_scrape_free(ms);
 }

@@ -33,6 +33,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
@@ -56,6 +57,12 @@ enum scrape_code {
 static const char *const scrape_codes[SC_N] = { "200", "404", "405" };
 
 #define SCRAPE_SWEEP_MS		250
+#define SCRAPE_BACKOFF_MS	100	/* out of fds: accept again after */
+/* What a connection may have read and evhttp not yet parsed: a request
+   at its largest. Past it the socket is not read (while a reply is
+   sent, evhttp reads nothing). */
+#define SCRAPE_SNDBUF		(4 * METRICS_PART)
+#define SCRAPE_MAX_INPUT	(SCRAPE_MAX_HEADERS + SCRAPE_MAX_BODY + 4096)
 
 static struct evhttp			*scrape_http;
 static struct evconnlistener		*scrape_lev;
@@ -64,9 +71,13 @@ static struct bufferevent		**scrape_bevs;	/* ours, referenced */
 static size_t				 scrape_conns;
 static size_t				 scrape_cap;	/* bound at open */
 static struct event			*scrape_sweep_ev;
-static int				 scrape_full;	/* listener off */
+static int				 scrape_full;	/* at the cap */
+static int				 scrape_paused;	/* out of fds */
+static struct event			*scrape_backoff_ev;
+static uint64_t				 scrape_fd_pauses;
 static uint64_t				 scrape_reqs[SC_N];
 static uint64_t				 scrape_cap_hits;
+static size_t				 scrape_streams;	/* GETs sending */
 
 /* ---- connections ---- */
 
@@ -93,6 +104,47 @@ scrape_sweep_arm(void)
 		evtimer_add(scrape_sweep_ev, &tv);
 }
 
+/* The listener accepts below the cap and when fds are to be had. */
+static void
+scrape_listen_update(void)
+{
+	if (scrape_lev == NULL)
+		return;
+	if (scrape_full || scrape_paused)
+		evconnlistener_disable(scrape_lev);
+	else
+		evconnlistener_enable(scrape_lev);
+}
+
+/* accept() failed for want of fds or memory: the pending connection
+   would keep the socket readable and the loop would spin on it, so the
+   listener rests for SCRAPE_BACKOFF_MS (the control socket's listeners
+   do the same, session/listen.c). */
+static void
+scrape_accept_error(struct evconnlistener *lev, void *arg)
+{
+	struct timeval	tv = { 0, SCRAPE_BACKOFF_MS * 1000 };
+	int		e = EVUTIL_SOCKET_ERROR();
+
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		log_warn("metrics: accept: %s", strerror(e));
+		return;
+	}
+	if (scrape_paused || scrape_backoff_ev == NULL)
+		return;
+	scrape_paused = 1;
+	scrape_fd_pauses++;
+	scrape_listen_update();
+	evtimer_add(scrape_backoff_ev, &tv);
+}
+
+static void
+scrape_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	scrape_paused = 0;
+	scrape_listen_update();
+}
+
 /* Drops our reference on every connection evhttp let go (all of them
    with all), then lets the listener accept again below the cap. */
 static void
@@ -108,10 +160,9 @@ scrape_sweep(int all)
 		bufferevent_decref(scrape_bevs[i]);
 		scrape_bevs[i] = scrape_bevs[--scrape_conns];
 	}
-	if (scrape_full && scrape_lev != NULL &&
-	    scrape_conns < scrape_cap) {
-		evconnlistener_enable(scrape_lev);
+	if (scrape_full && scrape_conns < scrape_cap) {
 		scrape_full = 0;
+		scrape_listen_update();
 	}
 	scrape_sweep_arm();
 }
@@ -135,10 +186,13 @@ scrape_bev(struct event_base *base, void *arg)
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		return (NULL);
 	bufferevent_incref(bev);
+	/* a part in one write, not evhttp's 16 KiB at a time */
+	bufferevent_set_max_single_write(bev, 2 * METRICS_PART);
+	bufferevent_setwatermark(bev, EV_READ, 0, SCRAPE_MAX_INPUT);
 	scrape_bevs[scrape_conns++] = bev;
 	if (scrape_conns == scrape_cap && scrape_lev != NULL) {
-		evconnlistener_disable(scrape_lev);
 		scrape_full = 1;
+		scrape_listen_update();
 		scrape_cap_hits++;
 		log_warn("metrics: %zu HTTP connections open, not accepting "
 		    "more until one closes", scrape_conns);
@@ -164,6 +218,59 @@ scrape_error(struct evhttp_request *req, int code, const char *reason,
 		evbuffer_free(b);
 }
 
+/* A GET in progress: the exposition goes out in parts, each made when
+   the previous one has left the connection's buffer (evhttp calls
+   scrape_more then), so that the loop spends a part's time at once and
+   a scrape holds a part's memory. */
+struct scrape_job {
+	struct evhttp_request		*req;
+	struct evhttp_connection	*evcon;
+	struct metrics_scrape		*ms;
+	struct evbuffer			*part;
+};
+
+static void
+scrape_job_free(struct scrape_job *j)
+{
+	metrics_scrape_free(j->ms);
+	if (j->part != NULL)
+		evbuffer_free(j->part);
+	free(j);
+	scrape_streams--;
+}
+
+static void
+scrape_more(struct evhttp_connection *evcon, void *arg)
+{
+	struct scrape_job	*j = arg;
+	int			 done;
+
+	do
+		done = metrics_scrape_step(j->ms, j->part);
+	while (!done && evbuffer_get_length(j->part) == 0);
+	/* A part always comes with a callback for the next, or the end. */
+	evhttp_send_reply_chunk_with_cb(j->req, j->part, done ? NULL :
+	    scrape_more, j);
+	if (!done)
+		return;
+	evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+	evhttp_send_reply_end(j->req);
+	scrape_job_free(j);
+}
+
+/* The connection goes mid-way (the client left, or was too slow for
+   metrics-timeout-ms, or the server closes): evhttp has let go of the
+   request if it was ours to finish, and frees it itself otherwise. */
+static void
+scrape_gone(struct evhttp_connection *evcon, void *arg)
+{
+	struct scrape_job	*j = arg;
+
+	if (evhttp_request_get_connection(j->req) == NULL)
+		evhttp_send_reply_end(j->req);	/* frees it */
+	scrape_job_free(j);
+}
+
 static void
 scrape_req(struct evhttp_request *req, void *arg)
 {
@@ -171,7 +278,10 @@ scrape_req(struct evhttp_request *req, void *arg)
 	const char		*path = u != NULL ? evhttp_uri_get_path(u) :
 				    NULL;
 	enum evhttp_cmd_type	 m = evhttp_request_get_command(req);
-	struct evbuffer		*b;
+	struct evkeyvalq	*oh = evhttp_request_get_output_headers(req);
+	struct evkeyvalq	*ih;
+	struct scrape_job	*j;
+	const char		*conn;
 
 	if (path == NULL || strcmp(path, SCRAPE_PATH) != 0) {
 		scrape_reqs[SC_404]++;
@@ -181,23 +291,43 @@ scrape_req(struct evhttp_request *req, void *arg)
 	}
 	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
 		scrape_reqs[SC_405]++;
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Allow", "GET, HEAD");
+		evhttp_add_header(oh, "Allow", "GET, HEAD");
 		scrape_error(req, HTTP_BADMETHOD, "Method Not Allowed",
 		    SCRAPE_PATH " takes GET or HEAD");
 		return;
 	}
-	if ((b = evbuffer_new()) == NULL) {
+	scrape_reqs[SC_200]++;
+	evhttp_add_header(oh, "Content-Type", SCRAPE_CTYPE);
+	if (m == EVHTTP_REQ_HEAD) {
+		evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+		return;
+	}
+	if ((j = calloc(1, sizeof *j)) == NULL ||
+	    (j->ms = metrics_scrape_new()) == NULL ||
+	    (j->part = evbuffer_new()) == NULL) {
+		if (j != NULL) {
+			metrics_scrape_free(j->ms);
+			free(j);
+		}
+		scrape_reqs[SC_200]--;
 		scrape_error(req, HTTP_SERVUNAVAIL, "Service Unavailable",
 		    "out of memory");
 		return;
 	}
-	scrape_reqs[SC_200]++;
-	metrics_collect(b);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", SCRAPE_CTYPE);
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
-	evbuffer_free(b);
+	scrape_streams++;
+	j->req = req;
+	j->evcon = evhttp_request_get_connection(req);
+	evhttp_connection_set_closecb(j->evcon, scrape_gone, j);
+	/* HTTP/1.1 gets chunks. HTTP/1.0 has none, and the length is not
+	   known before the end: the body ends with the connection, also for
+	   a client that asked to keep it (evhttp would send a length of 0).
+	   To HTTP/1.1, keep-alive is what it does anyway. */
+	ih = evhttp_request_get_input_headers(req);
+	if ((conn = evhttp_find_header(ih, "Connection")) != NULL &&
+	    evutil_ascii_strcasecmp(conn, "keep-alive") == 0)
+		evhttp_remove_header(ih, "Connection");
+	evhttp_send_reply_start(req, HTTP_OK, "OK");
+	scrape_more(j->evcon, j);
 }
 
 /* ---- the listener ---- */
@@ -285,7 +415,7 @@ scrape_open(struct qmp_error *err)
 	struct evhttp_bound_socket	*bs;
 	struct timeval			 tv;
 	const char			*addr = conf.metrics_listen;
-	int				 fd;
+	int				 fd, sndbuf;
 
 	if (addr == NULL || scrape_http != NULL)
 		return (0);
@@ -301,10 +431,17 @@ scrape_open(struct qmp_error *err)
 		}
 	} else if ((fd = scrape_tcp(addr, err)) == -1)
 		return (-1);
+	/* Connections inherit it: the kernel holds a few parts of a
+	   scrape, not the 4 MiB TCP's autotuning would give each of
+	   metrics-max-conns slow readers. */
+	sndbuf = SCRAPE_SNDBUF;
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	scrape_cap = conf.metrics_max_conns;
 	if ((scrape_bevs = calloc(scrape_cap,
 	    sizeof scrape_bevs[0])) == NULL ||
 	    (scrape_sweep_ev = evtimer_new(loop_base, scrape_sweep_cb,
+	    NULL)) == NULL ||
+	    (scrape_backoff_ev = evtimer_new(loop_base, scrape_backoff_cb,
 	    NULL)) == NULL ||
 	    (scrape_http = evhttp_new(loop_base)) == NULL ||
 	    (bs = evhttp_accept_socket_with_handle(scrape_http, fd)) == NULL) {
@@ -315,6 +452,7 @@ scrape_open(struct qmp_error *err)
 		return (-1);
 	}
 	scrape_lev = evhttp_bound_socket_get_listener(bs);
+	evconnlistener_set_error_cb(scrape_lev, scrape_accept_error);
 	tv.tv_sec = conf.metrics_timeout_ms / 1000;
 	tv.tv_usec = (conf.metrics_timeout_ms % 1000) * 1000;
 	evhttp_set_timeout_tv(scrape_http, &tv);
@@ -347,6 +485,10 @@ scrape_close(void)
 	if (scrape_sweep_ev != NULL)
 		event_free(scrape_sweep_ev);
 	scrape_sweep_ev = NULL;
+	if (scrape_backoff_ev != NULL)
+		event_free(scrape_backoff_ev);
+	scrape_backoff_ev = NULL;
+	scrape_paused = 0;
 	if (scrape_unix != NULL) {
 		unlink(scrape_unix);
 		free(scrape_unix);
@@ -391,6 +533,11 @@ scrape_collect(struct metrics_out *o, void *arg)
 	metrics_one(o, "http_connection_cap_hits_total", "counter", "Times "
 	    "the metrics server reached metrics-max-conns and stopped "
 	    "accepting.", scrape_cap_hits);
+	metrics_one(o, "http_accept_pauses_total", "counter", "Times the "
+	    "metrics server ran out of file descriptors and stopped "
+	    "accepting for a while.", scrape_fd_pauses);
+	metrics_one(o, "http_scrapes_in_progress", "gauge", "GET /metrics "
+	    "being sent, in parts (this one included).", scrape_streams);
 	metrics_family(o, "http_requests_total", "counter", "Requests to the "
 	    "metrics server, by HTTP status.");
 	kv[0] = "code";

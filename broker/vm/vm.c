@@ -28,10 +28,11 @@
 
 #define VM_SOCKET_MAX	107	/* sun_path less its NUL */
 
-static TAILQ_HEAD(, vm) vm_all = TAILQ_HEAD_INITIALIZER(vm_all);
+static TAILQ_HEAD(vm_all_head, vm) vm_all = TAILQ_HEAD_INITIALIZER(vm_all);
 static struct vm	**vm_hash;
 static size_t		  vm_hash_size;
 static size_t		  vm_n;
+static struct vm_cursor	 *vm_cursors;	/* live ones */
 
 struct vm_obs_slot	vm_obs[VM_OBSERVERS];
 size_t			vm_nobs;
@@ -112,6 +113,12 @@ vm_release(void *arg)
 static void
 vm_unlink(struct vm *vm)
 {
+	struct vm_cursor	*c;
+
+	/* a cursor that returned vm goes on from the one before it */
+	for (c = vm_cursors; c != NULL; c = c->cnext)
+		if (c->last == vm)
+			c->last = TAILQ_PREV(vm, vm_all_head, entry);
 	vm_hash_remove(vm);
 	TAILQ_REMOVE(&vm_all, vm, entry);
 	vm_n--;
@@ -132,9 +139,15 @@ vm_insert(const char *name, const char *socket, unsigned origin,
 	}
 	if (vm_n >= vm_hash_size && vm_hash_grow() == -1)
 		goto nomem;
-	if ((vm = calloc(1, sizeof *vm + len + 1)) == NULL)
+	/* the name, then the metrics' label: vm="NAME" */
+	if ((vm = calloc(1, sizeof *vm + 2 * len + 7)) == NULL)
 		goto nomem;
 	memcpy(vm->name, name, len + 1);
+	vm->mlabel = vm->name + len + 1;
+	memcpy(vm->mlabel, "vm=\"", 4);
+	memcpy(vm->mlabel + 4, name, len);
+	memcpy(vm->mlabel + 4 + len, "\"", 2);
+	vm->mlabel_len = len + 5;
 	if ((vm->socket = strdup(socket)) == NULL) {
 		free(vm);
 		goto nomem;
@@ -391,3 +404,52 @@ vm_foreach(void (*fn)(struct vm *, void *), void *arg)
 		fn(vm, arg);
 }
 
+void
+vm_cursor_start(struct vm_cursor *c)
+{
+	c->last = NULL;
+	c->cprev = NULL;
+	c->cnext = vm_cursors;
+	if (vm_cursors != NULL)
+		vm_cursors->cprev = c;
+	vm_cursors = c;
+	c->live = 1;
+}
+
+void
+vm_cursor_stop(struct vm_cursor *c)
+{
+	if (!c->live)
+		return;
+	if (c->cprev != NULL)
+		c->cprev->cnext = c->cnext;
+	else
+		vm_cursors = c->cnext;
+	if (c->cnext != NULL)
+		c->cnext->cprev = c->cprev;
+	c->live = 0;
+	c->last = NULL;
+}
+
+struct vm *
+vm_cursor_next(struct vm_cursor *c)
+{
+	struct vm	*vm = NULL;
+
+	if (c->live)
+		vm = c->last != NULL ? TAILQ_NEXT(c->last, entry) :
+		    TAILQ_FIRST(&vm_all);
+	if (vm == NULL) {
+		vm_cursor_stop(c);
+		return (NULL);
+	}
+	c->last = vm;
+	return (vm);
+}
+
+const char *
+vm_metrics_label(const struct vm *vm, size_t *len)
+{
+	*len = vm->mlabel_len;
+	return (vm->mlabel);
+}

@@ -68,6 +68,25 @@ size_t		 vm_count(void);
 /* All VMs, sorted by name; caller frees the array. */
 struct vm	**vm_list(size_t *n);
 void		 vm_foreach(void (*)(struct vm *, void *), void *);
+/* A walk of the VMs that may stop and go on at a later loop pass (a
+   scrape sent in parts): a VM removed meanwhile is never returned after
+   its removal, one added before the walk ends is returned at the end,
+   none twice. The cursor is the caller's; from vm_cursor_start until
+   vm_cursor_next returns NULL or vm_cursor_stop, the registry keeps it
+   up to date (the VM last returned, or the one before it once that one
+   is removed), so it must stay where it is. Its members are the
+   registry's. */
+struct vm_cursor {
+	struct vm		*last;
+	struct vm_cursor	*cprev, *cnext;
+	int			 live;
+};
+void		 vm_cursor_start(struct vm_cursor *);
+struct vm	*vm_cursor_next(struct vm_cursor *);
+void		 vm_cursor_stop(struct vm_cursor *);	/* idempotent */
+/* vm="NAME" (a name needs no escaping): made at the add, for the
+   metrics' per-VM series. */
+const char	*vm_metrics_label(const struct vm *, size_t *len);
 
 /* Listeners of one VM's QEMU events (hotplug waits for DEVICE_DELETED
    this way). Called in arrival order, before observers and subscribers

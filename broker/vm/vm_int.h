@@ -49,6 +49,8 @@ struct vm {
 	struct event		*pid_ev;	/* its pidfd readable: gone */
 	int			 pid;		/* the one pid_ev watches */
 	int			 exit_said;	/* VM_EXITED for this QEMU */
+	char			*mlabel;	/* vm="NAME", after name */
+	size_t			 mlabel_len;
 	char			 name[];
 };
 

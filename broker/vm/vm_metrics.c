@@ -5,11 +5,15 @@
  * scrape of any number of VMs to a fixed size.
  *
  * The format wants each family's samples together, so every per-VM
- * family is one walk of the VMs: a few walks of plain reads.
+ * family is one walk of the VMs: a few walks of plain reads, sent in
+ * parts (core/metrics.h), each line a few copies of strings made once
+ * (the VM's label at its add, the other labels here at the first
+ * scrape).
  */
 #include "config.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "broker/core/conf.h"
@@ -21,8 +25,6 @@
 #define VMM_NSTATES	4	/* enum mon_state */
 
 struct vmm_walk {
-	struct metrics_out	*o;
-	const char		*family;
 	/* totals over every VM */
 	uint64_t		 states[VMM_NSTATES];
 	uint64_t		 by_cmd[VMQ_NCMDS][VMQ_NOUTCOMES];
@@ -66,50 +68,93 @@ vmm_total(struct vm *vm, void *arg)
 	vmm_add(w, &st);
 }
 
+/* ---- per-VM series, in parts ---- */
+
+/* What a scrape remembers between its parts. */
+struct vmm_part {
+	int			 fam;		/* in vmm_fams */
+	int			 walking;	/* cur is live */
+	struct vm_cursor	 cur;
+};
+
+struct vmm_fam {
+	const char		*name, *type, *help;
+	void			(*fn)(struct metrics_out *,
+				    const struct vmm_fam *, struct vm *,
+				    struct metrics_str);
+	struct metrics_str	 head;
+	size_t			 off;		/* vmm_one's member */
+	struct metrics_hist_heads hist;
+};
+
+#define VMM_HEAD(n)	METRICS_STR(METRICS_PREFIX n "{")
+#define S(m)		offsetof(struct vmq_stats, m)
+
+/* ",state=\"ready\"} " and the like, made once */
+static char	vmm_state_tail[VMM_NSTATES][40];
+static size_t	vmm_state_tlen[VMM_NSTATES];
+/* ",command=\"NAME\",outcome=\"ok\"} ", made once */
+static char	vmm_cmd_tail[VMQ_NCMDS][VMQ_NOUTCOMES][96];
+static size_t	vmm_cmd_tlen[VMQ_NCMDS][VMQ_NOUTCOMES];
+static int	vmm_tails_made;
+
 static void
-vmm_state(struct vm *vm, void *arg)
+vmm_tails(void)
 {
-	struct vmm_walk	*w = arg;
-	const char	*kv[] = { "vm", vm_name(vm), "state", NULL, NULL };
-	int		 s;
+	size_t	i;
+	int	k;
+
+	if (vmm_tails_made)
+		return;
+	vmm_tails_made = 1;
+	for (k = 0; k < VMM_NSTATES; k++)
+		vmm_state_tlen[k] = (size_t)snprintf(vmm_state_tail[k],
+		    sizeof vmm_state_tail[k], ",state=\"%s\"} ",
+		    mon_state_name((enum mon_state)k));
+	for (i = 0; i < VMQ_NCMDS; i++)
+		for (k = 0; k < VMQ_NOUTCOMES; k++)
+			vmm_cmd_tlen[i][k] = (size_t)snprintf(vmm_cmd_tail[i][k],
+			    sizeof vmm_cmd_tail[i][k], ",command=\"%s\","
+			    "outcome=\"%s\"} ", vmq_cmd_name(i),
+			    vmm_outcomes[k]);
+}
+
+static void
+vmm_state(struct metrics_out *o, const struct vmm_fam *f, struct vm *vm,
+    struct metrics_str lab)
+{
+	struct metrics_str	tail;
+	int			s;
 
 	for (s = 0; s < VMM_NSTATES; s++) {
-		kv[3] = mon_state_name((enum mon_state)s);
-		metrics_u64(w->o, w->family, kv, vm_state(vm) ==
+		tail.s = vmm_state_tail[s];
+		tail.n = vmm_state_tlen[s];
+		metrics_sample(o, f->head, lab, tail, vm_state(vm) ==
 		    (enum mon_state)s);
 	}
 }
 
-/* One per-VM counter family: which member is the family's. */
+/* One counter or gauge of the VM's: the vmq_stats member at f->off. */
 static void
-vmm_one(struct vm *vm, void *arg)
+vmm_one(struct metrics_out *o, const struct vmm_fam *f, struct vm *vm,
+    struct metrics_str lab)
 {
-	struct vmm_walk		*w = arg;
-	struct vmq_stats	 st;
-	const char		*kv[] = { "vm", vm_name(vm), NULL };
-	uint64_t		 v;
+	static const struct metrics_str	tail = METRICS_STR("} ");
+	struct vmq_stats		st;
 
 	vmq_stats(vm_vmq(vm), &st);
-	if (strcmp(w->family, "vm_reconnects_total") == 0)
-		v = st.reconnects;
-	else if (strcmp(w->family, "vm_command_timeouts_total") == 0)
-		v = st.timeouts;
-	else if (strcmp(w->family, "vm_commands_in_flight") == 0)
-		v = st.inflight;
-	else
-		v = st.events_in;
-	metrics_u64(w->o, w->family, kv, v);
+	metrics_sample(o, f->head, lab, tail,
+	    *(const uint64_t *)(const void *)((const char *)&st + f->off));
 }
 
 static void
-vmm_cmds(struct vm *vm, void *arg)
+vmm_cmds(struct metrics_out *o, const struct vmm_fam *f, struct vm *vm,
+    struct metrics_str lab)
 {
-	struct vmm_walk		*w = arg;
-	struct vmq_stats	 st;
-	const char		*kv[] = { "vm", vm_name(vm), "command", NULL,
-				    "outcome", NULL, NULL };
-	size_t			 i;
-	int			 k;
+	struct vmq_stats	st;
+	struct metrics_str	tail;
+	size_t			i;
+	int			k;
 
 	vmq_stats(vm_vmq(vm), &st);
 	if (st.by_cmd == NULL)
@@ -119,51 +164,96 @@ vmm_cmds(struct vm *vm, void *arg)
 		for (k = 0; k < VMQ_NOUTCOMES; k++) {
 			if (st.by_cmd[i][k] == 0)
 				continue;
-			kv[3] = vmq_cmd_name(i);
-			kv[5] = vmm_outcomes[k];
-			metrics_u64(w->o, w->family, kv, st.by_cmd[i][k]);
+			tail.s = vmm_cmd_tail[i][k];
+			tail.n = vmm_cmd_tlen[i][k];
+			metrics_sample(o, f->head, lab, tail, st.by_cmd[i][k]);
 		}
 }
 
 static void
-vmm_latency(struct vm *vm, void *arg)
+vmm_latency(struct metrics_out *o, const struct vmm_fam *f, struct vm *vm,
+    struct metrics_str lab)
 {
-	struct vmm_walk		*w = arg;
-	struct vmq_stats	 st;
-	const char		*kv[] = { "vm", vm_name(vm), NULL };
+	struct vmq_stats	st;
 
 	vmq_stats(vm_vmq(vm), &st);
-	metrics_hist(w->o, w->family, kv, &st.latency);
+	metrics_hist_lab(o, &f->hist, lab, &st.latency);
 }
 
-static void
-vmm_family(struct vmm_walk *w, const char *name, const char *type,
-    const char *help, void (*fn)(struct vm *, void *))
+#define VMM_ONE(n, t, h, m)	{ n, t, h, vmm_one, VMM_HEAD(n), S(m), \
+				    { { NULL, 0 }, { NULL, 0 }, { NULL, 0 } } }
+static const struct vmm_fam vmm_fams[] = {
+	{ "vm_monitor_state", "gauge", "1 for the state the VM's monitor is "
+	    "in, 0 for the others.", vmm_state,
+	    VMM_HEAD("vm_monitor_state"), 0,
+	    { { NULL, 0 }, { NULL, 0 }, { NULL, 0 } } },
+	VMM_ONE("vm_reconnects_total", "counter", "Connections to the VM's "
+	    "monitor after the first.", reconnects),
+	{ "vm_commands_total", "counter", "Commands completed on the VM, by "
+	    "command (unknown names: other) and outcome.", vmm_cmds,
+	    VMM_HEAD("vm_commands_total"), 0,
+	    { { NULL, 0 }, { NULL, 0 }, { NULL, 0 } } },
+	{ "vm_command_duration_seconds", "histogram", "Time from executing a "
+	    "command on the VM to its completion.", vmm_latency,
+	    { NULL, 0 }, 0,
+	    { VMM_HEAD("vm_command_duration_seconds_bucket"),
+	    VMM_HEAD("vm_command_duration_seconds_sum"),
+	    VMM_HEAD("vm_command_duration_seconds_count") } },
+	VMM_ONE("vm_command_timeouts_total", "counter", "Commands that timed "
+	    "out on the VM's monitor.", timeouts),
+	VMM_ONE("vm_commands_in_flight", "gauge", "Commands executed on the VM "
+	    "and not yet completed.", inflight),
+	VMM_ONE("vm_events_total", "counter", "QEMU events received from the "
+	    "VM.", events_in),
+};
+#define VMM_NFAMS	((int)(sizeof vmm_fams / sizeof vmm_fams[0]))
+_Static_assert(sizeof (struct vmm_part) <= METRICS_STATE_MAX,
+    "a scrape's state of the per-VM series");
+#undef S
+
+/* Each family is one walk of the VMs (the format wants a family's
+   samples together); a part ends after the VM that filled it, and the
+   cursor carries the walk over VMs added or removed in between. */
+int
+vm_metrics_parts(struct metrics_out *o, void *state, void *arg)
 {
-	metrics_family(w->o, name, type, help);
-	w->family = name;
-	vm_foreach(fn, w);
+	struct vmm_part		*p = state;
+	const struct vmm_fam	*f;
+	struct metrics_str	 lab;
+	struct vm		*vm;
+
+	if (p->fam == 0 && !p->walking && !conf.metrics_per_vm)
+		return (1);
+	vmm_tails();
+	for (; p->fam < VMM_NFAMS; p->fam++) {
+		f = &vmm_fams[p->fam];
+		if (!p->walking) {
+			metrics_family(o, f->name, f->type, f->help);
+			vm_cursor_start(&p->cur);
+			p->walking = 1;
+		}
+		while ((vm = vm_cursor_next(&p->cur)) != NULL) {
+			lab.s = vm_metrics_label(vm, &lab.n);
+			f->fn(o, f, vm, lab);
+			if (metrics_out_full(o))
+				return (0);
+		}
+		p->walking = 0;
+	}
+	return (1);
 }
 
-static void
-vmm_per_vm(struct vmm_walk *w)
+void
+vm_metrics_stop(void *state, void *arg)
 {
-	vmm_family(w, "vm_monitor_state", "gauge", "1 for the state the VM's "
-	    "monitor is in, 0 for the others.", vmm_state);
-	vmm_family(w, "vm_reconnects_total", "counter", "Connections to the "
-	    "VM's monitor after the first.", vmm_one);
-	vmm_family(w, "vm_commands_total", "counter", "Commands completed on "
-	    "the VM, by command (unknown names: other) and outcome.",
-	    vmm_cmds);
-	vmm_family(w, "vm_command_duration_seconds", "histogram", "Time from "
-	    "executing a command on the VM to its completion.", vmm_latency);
-	vmm_family(w, "vm_command_timeouts_total", "counter", "Commands that "
-	    "timed out on the VM's monitor.", vmm_one);
-	vmm_family(w, "vm_commands_in_flight", "gauge", "Commands executed on "
-	    "the VM and not yet completed.", vmm_one);
-	vmm_family(w, "vm_events_total", "counter", "QEMU events received "
-	    "from the VM.", vmm_one);
+	struct vmm_part	*p = state;
+
+	if (p->walking)
+		vm_cursor_stop(&p->cur);
+	p->walking = 0;
 }
+
+/* ---- totals ---- */
 
 #define W(m)	offsetof(struct vmm_walk, m)
 static const struct metrics_def vmm_totals[] = {
@@ -188,7 +278,6 @@ vm_metrics_collect(struct metrics_out *o, void *arg)
 	int			 k;
 
 	memset(&w, 0, sizeof w);
-	w.o = o;
 	vm_foreach(vmm_total, &w);
 	vmq_stats_gone(&gone);
 	vmm_add(&w, &gone);
@@ -217,7 +306,4 @@ vm_metrics_collect(struct metrics_out *o, void *arg)
 	metrics_hist(o, "command_duration_seconds", NULL, &w.latency);
 	metrics_table(o, vmm_totals, sizeof vmm_totals / sizeof vmm_totals[0],
 	    &w);
-
-	if (conf.metrics_per_vm)
-		vmm_per_vm(&w);
 }

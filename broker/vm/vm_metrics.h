@@ -8,6 +8,10 @@
 
 #include "broker/core/metrics.h"
 
+/* The totals, at once. */
 metrics_collect_fn	vm_metrics_collect;
+/* The per-VM series, in parts (metrics_register_parts). */
+metrics_part_fn		vm_metrics_parts;
+metrics_stop_fn		vm_metrics_stop;
 
 #endif

@@ -4,7 +4,8 @@ our own on NOTIFY_SOCKET, as systemd would hold it for a Type=notify unit.
 
 ready_after_start: READY=1 comes once, after the start is over: by the
 time it arrives the control socket answers, the registry (two VMs in
-vms.json) is loaded and their shared sockets listen. It carries MAINPID
+vms.json) is loaded, their shared sockets listen and so does the
+metrics server (GET /metrics answers). It carries MAINPID
 (the daemon's pid) and a STATUS= with the counts; a vm-add and a client
 move STATUS=; SIGHUP says RELOADING=1 then READY=1 again; SIGTERM says
 STOPPING=1; no WATCHDOG=1 when the unit set no WatchdogSec.
@@ -90,8 +91,19 @@ def test_ready_after_start():
 		with open(os.path.join(state, "vms.json"), "w") as fh:
 			json.dump({"version": 1, "vms": [{"name": v, "socket":
 			    f.path} for v, f in zip(("a", "b"), fakes)]}, fh)
-		d = env.d = start(env, {"NOTIFY_SOCKET": n.path}, state)
+		msock = h.path("metrics.sock")
+		d = env.d = start(env, {"NOTIFY_SOCKET": n.path}, state,
+		    args=["--metrics-listen", "unix:" + msock])
 		r = n.wait(lambda m: m.get("READY") == "1", "READY=1")
+		# the metrics listener too is up and answers
+		ms = socket.socket(socket.AF_UNIX)
+		ms.settimeout(qb.TIMEOUT)
+		ms.connect(msock)
+		ms.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+		head = ms.recv(12)
+		ms.close()
+		check(head == b"HTTP/1.0 200", "at READY=1 GET /metrics: %r"
+		    % head)
 		# At READY=1, and before anything else: all is there.
 		c = qb.Qmp(d.control)
 		c.negotiate()

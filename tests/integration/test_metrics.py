@@ -462,7 +462,175 @@ def test_qmpctl_stats():
 		env.finish()
 
 
+def raise_nofile(n):
+	soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+	if soft < n:
+		resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+
+
+def read_chunked(sock, rest):
+	"""The body of an HTTP/1.1 chunked reply whose head is read; rest:
+	what was read past the head."""
+	buf, body = rest, []
+	def need(n):
+		nonlocal buf
+		while len(buf) < n:
+			b = sock.recv(1 << 16)
+			check(b != b"", "EOF inside the chunked body")
+			buf += b
+	while True:
+		while b"\r\n" not in buf:
+			need(len(buf) + 1)
+		line, _, buf = buf.partition(b"\r\n")
+		size = int(line.split(b";")[0], 16)
+		need(size + 2)
+		check(buf[size:size + 2] == b"\r\n", "chunk not ended by CRLF")
+		body.append(buf[:size])
+		buf = buf[size + 2:]
+		if size == 0:
+			return b"".join(body)
+
+
+CHURN_VMS = 1000
+
+
+def test_scrape_during_churn():
+	"""A scrape that the client stops reading part-way while half the
+	VMs go and others come: the control socket answers meanwhile (the
+	loop does not wait on the scrape), the scrape is still being sent
+	(in parts, not built whole), and what finally comes is a valid
+	exposition in which every VM that stayed is in every per-VM family
+	once, and no VM is twice."""
+	n = CHURN_VMS
+	raise_nofile(3 * n + 500)
+	# the scrape waits on the churn: not a slow reader to close
+	with metrics_env("metrics_churn", extra=["--vm-sockets=no",
+	    "--metrics-timeout-ms", "300000"]) as env:
+		c = env.d.client()
+		d = env.h.path("vms")
+		os.mkdir(d)
+		fake = qb.Proc(env.h, [qb.program("fake-qemu"), "--sockets", d,
+		    "--count", str(n)], "fake-qemu")
+		sock = lambda i: os.path.join(d, "vm%d.qmp" % i)
+		qb.wait_for(lambda: os.path.exists(sock(n - 1)),
+		    "fake-qemu's sockets")
+		def pipeline(cmds):
+			for i, (name, args) in enumerate(cmds):
+				c.send_cmd(name, args, id=i)
+			for i in range(len(cmds)):
+				r = c.wait_reply(i)
+				check("return" in r, "%s: %r" % (cmds[i], r))
+		pipeline([("vm-add", {"name": "vm%d" % i, "socket": sock(i)})
+		    for i in range(n)])
+		def ready():
+			return sum(v.get("state") == "ready" for v in
+			    c.cmd("query-vms")) == n
+		qb.wait_for(ready, "%d VMs ready" % n, interval=0.5)
+
+		# a small window: the broker can send little ahead of us
+		s = socket.socket()
+		s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+		s.settimeout(qb.TIMEOUT)
+		s.connect(("127.0.0.1", env.port))
+		s.sendall(b"GET /metrics HTTP/1.1\r\nHost: qb\r\n"
+		    b"Connection: close\r\n\r\n")
+		got = b""
+		while b"\r\n\r\n" not in got or len(got) < 65536:
+			b = s.recv(65536)
+			check(b != b"", "EOF after %d bytes" % len(got))
+			got += b
+		head, _, rest = got.partition(b"\r\n\r\n")
+		check(head.startswith(b"HTTP/1.1 200") and
+		    b"Transfer-Encoding: chunked" in head, "head: %r" % head)
+		# churn while the scrape waits on us
+		gone = range(n // 2, n)
+		pipeline([("vm-remove", {"name": "vm%d" % i}) for i in gone])
+		pipeline([("vm-add", {"name": "new%d" % i, "socket": sock(i)})
+		    for i in gone[:n // 4]])
+		st, _ = parse(scrape(env))
+		check(value(st, "qmpbroker_http_scrapes_in_progress") == 2,
+		    "the stalled scrape is not in progress: %r" %
+		    value(st, "qmpbroker_http_scrapes_in_progress"))
+		body = read_chunked(s, rest).decode()
+		s.close()
+		promtool_ok(body)
+		samples, _ = parse(body)
+		stayed = {"vm%d" % i for i in range(n // 2)}
+		fams = ("qmpbroker_vm_reconnects_total",
+		    "qmpbroker_vm_command_duration_seconds_count",
+		    "qmpbroker_vm_events_total")
+		for fam in fams:
+			vms = [dict(k[1])["vm"] for k in samples if k[0] == fam]
+			check(len(vms) == len(set(vms)), "%s: a VM twice" % fam)
+			check(stayed <= set(vms), "%s: %d VMs that stayed "
+			    "missing" % (fam, len(stayed - set(vms))))
+		# clients that go mid-way: their scrapes end with them (no
+		# leak, no fd left: env.finish and ASan say)
+		for _ in range(3):
+			s = socket.socket()
+			s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+			s.settimeout(qb.TIMEOUT)
+			s.connect(("127.0.0.1", env.port))
+			s.sendall(b"GET /metrics HTTP/1.1\r\nHost: qb\r\n\r\n")
+			check(len(s.recv(65536)) > 0, "no reply")
+			s.close()
+		qb.wait_for(lambda: value(parse(scrape(env))[0],
+		    "qmpbroker_http_scrapes_in_progress") == 1,
+		    "the dropped scrapes to end", interval=0.2)
+		# and the loop answered all along; the daemon is whole
+		c.cmd("vm-execute", {"vm": "vm0", "command": "query-status"})
+		c.close()
+		fake.kill()
+		env.finish()
+
+
+def test_emfile():
+	"""Out of fds, the metrics listener rests instead of spinning on
+	accept (the daemon's CPU stays low), says so in a counter, and
+	serves again once fds are back."""
+	raise_nofile(4096)
+	prlimit = "/usr/bin/prlimit"
+	check(os.access(prlimit, os.X_OK), "prlimit (util-linux) missing")
+	with metrics_env("metrics_emfile") as env:
+		pid = env.d.pid
+		lim = qb.fd_count(pid) + 6
+		soft = resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
+		subprocess.run([prlimit, "--pid", str(pid), "--nofile=%d:" %
+		    lim], check=True)
+		socks = []
+		for _ in range(30):		# past the limit
+			s = socket.socket()
+			s.setblocking(False)
+			try:
+				s.connect(("127.0.0.1", env.port))
+			except (BlockingIOError, InterruptedError):
+				pass
+			socks.append(s)
+		qb.wait_for(lambda: qb.fd_count(pid) >= lim - 1,
+		    "daemon at its fd limit")
+		hz = os.sysconf("SC_CLK_TCK")
+		def ticks():
+			with open("/proc/%d/stat" % pid) as f:
+				p = f.read().rsplit(")", 1)[1].split()
+			return int(p[11]) + int(p[12])
+		t0 = ticks()
+		time.sleep(2)
+		used = (ticks() - t0) / hz
+		# a spinning loop burns ~2 s here, a resting one almost none
+		check(used < 0.5, "daemon used %.2f s of CPU in 2 s at EMFILE "
+		    "(spinning on accept?)" % used)
+		for s in socks:
+			s.close()
+		subprocess.run([prlimit, "--pid", str(pid), "--nofile=%d:" %
+		    soft], check=True)
+		s, _ = parse(scrape(env))
+		check(value(s, "qmpbroker_http_accept_pauses_total") >= 1,
+		    "no pause counted")
+		env.finish()
+
+
 if __name__ == "__main__":
 	qb.main([test_promtool_and_counts, test_cardinality, test_per_vm_off,
 	    test_bad_http, test_slow_and_idle_clients, test_unix_and_loopback,
-	    test_prometheus, test_qmpctl_stats])
+	    test_prometheus, test_qmpctl_stats, test_scrape_during_churn,
+	    test_emfile])

@@ -223,6 +223,59 @@ test_start_garbage(void **state)
 	defer_flush();	/* the removed VMs' memory */
 }
 
+static struct vm *
+cursor_vm(const char *name)
+{
+	struct qmp_error	 err;
+	struct vm		*vm;
+
+	vm = vm_add(name, "/tmp/qb-nonexistent.sock", VM_ORIGIN_API,
+	    VM_SHARE_NO, &err);
+	assert_non_null(vm);
+	return (vm);
+}
+
+/* A walk across loop passes (a scrape in parts): a VM removed while the
+   cursor points at it is skipped, one removed behind it does not
+   matter, one added comes at the end; two cursors at once; a stopped
+   cursor lets go. And the metrics' label made at the add. */
+static void
+test_cursor(void **state)
+{
+	struct vm_cursor	 c1, c2;
+	struct vm		*a, *b, *c, *d;
+	const char		*lab;
+	size_t			 n;
+
+	a = cursor_vm("a");
+	b = cursor_vm("b");
+	c = cursor_vm("c");
+	lab = vm_metrics_label(b, &n);
+	assert_int_equal(n, strlen("vm=\"b\""));
+	assert_memory_equal(lab, "vm=\"b\"", n);
+
+	vm_cursor_start(&c1);
+	vm_cursor_start(&c2);
+	assert_ptr_equal(vm_cursor_next(&c1), a);
+	assert_ptr_equal(vm_cursor_next(&c2), a);
+	vm_remove(b);			/* next for c1 and c2 */
+	vm_remove(a);			/* the one c1 and c2 returned */
+	assert_ptr_equal(vm_cursor_next(&c1), c);
+	d = cursor_vm("d");		/* after c1's last: still seen */
+	assert_ptr_equal(vm_cursor_next(&c1), d);
+	assert_null(vm_cursor_next(&c1));
+	assert_null(vm_cursor_next(&c1));	/* ended, stays ended */
+	assert_ptr_equal(vm_cursor_next(&c2), c);
+	vm_cursor_stop(&c2);
+	vm_cursor_stop(&c2);		/* idempotent */
+	vm_remove(c);			/* no cursor to move */
+	vm_remove(d);
+	assert_null(vm_cursor_next(&c2));
+	assert_int_equal(vm_count(), 0);
+	vm_cleanup();
+	defer_flush();
+}
+
 int
 main(void)
 {
@@ -231,6 +284,7 @@ main(void)
 		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_start_corrupt),
 		cmocka_unit_test(test_start_garbage),
+		cmocka_unit_test(test_cursor),
 	};
 	char	run[128];
 	int	rc;

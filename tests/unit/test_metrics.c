@@ -149,6 +149,116 @@ test_cmd_names(void **state)
 	}
 }
 
+/* A part collector of many samples: one per item, as the per-VM series
+   are one per VM. */
+#define T_ITEMS		100000
+struct t_part {
+	size_t	next;
+	int	stopped_here;
+};
+static int	 t_stops;
+
+static int
+t_part(struct metrics_out *o, void *state, void *arg)
+{
+	static const struct metrics_str	head = METRICS_STR(METRICS_PREFIX
+					    "p_total{");
+	static const struct metrics_str	lab = METRICS_STR("vm=\"x\"");
+	static const struct metrics_str	tail = METRICS_STR("} ");
+	struct t_part			*p = state;
+
+	if (p->next == 0)
+		metrics_family(o, "p_total", "counter", "Parts.");
+	for (; p->next < T_ITEMS; ) {
+		metrics_sample(o, head, lab, tail, p->next++);
+		if (metrics_out_full(o))
+			return (0);
+	}
+	return (1);
+}
+
+static void
+t_part_stop(void *state, void *arg)
+{
+	t_stops++;
+}
+
+static int
+t_part_setup(void **state)
+{
+	struct event_base	*base = event_base_new();
+
+	assert_non_null(base);
+	assert_int_equal(metrics_init(base), 0);
+	assert_int_equal(metrics_register_parts(t_part, t_part_stop, NULL),
+	    0);
+	assert_int_equal(metrics_register(t_collect, NULL), 0);
+	*state = base;
+	return (0);
+}
+
+/* A scrape in parts: each step is about METRICS_PART bytes, the parts
+   make exactly what one go makes (every item once, in order, and the
+   collector after the part one), and a scrape dropped mid-way stops
+   the part collector once. */
+static void
+test_parts(void **state)
+{
+	struct metrics_scrape	*ms;
+	struct evbuffer		*whole = evbuffer_new(), *all = evbuffer_new(),
+				*part = evbuffer_new();
+	size_t			 n, steps = 0;
+	char			 line[80], *a, *w;
+	int			 done;
+
+	assert_non_null(whole);
+	assert_non_null(all);
+	assert_non_null(part);
+	t_value = "v";
+	memset(&t_hist, 0, sizeof t_hist);
+	metrics_collect(whole);
+	evbuffer_add(whole, "", 1);	/* for strstr */
+	assert_non_null(ms = metrics_scrape_new());
+	do {
+		done = metrics_scrape_step(ms, part);
+		n = evbuffer_get_length(part);
+		assert_true(n > 0);
+		/* a part, and at most one line over */
+		assert_true(n < METRICS_PART + 200);
+		evbuffer_add_buffer(all, part);
+		steps++;
+	} while (!done);
+	evbuffer_add(all, "", 1);
+	metrics_scrape_free(ms);
+	assert_int_equal(t_stops, 0);
+	assert_true(steps > 10);
+	/* from the first family that does not move by itself (the
+	   process' own RSS may) */
+	a = strstr((char *)evbuffer_pullup(all, -1), "# HELP qmpbroker_p_");
+	w = strstr((char *)evbuffer_pullup(whole, -1), "# HELP qmpbroker_p_");
+	assert_non_null(a);
+	assert_non_null(w);
+	n = (size_t)((char *)evbuffer_pullup(whole, -1) +
+	    evbuffer_get_length(whole) - w);
+	assert_true(n > T_ITEMS * 20);
+	assert_int_equal((size_t)((char *)evbuffer_pullup(all, -1) +
+	    evbuffer_get_length(all) - a), n);
+	assert_memory_equal(a, w, n);
+	snprintf(line, sizeof line, "\nqmpbroker_p_total{vm=\"x\"} %d\n"
+	    "# HELP qmpbroker_t_total", T_ITEMS - 1);
+	assert_non_null(strstr((char *)evbuffer_pullup(all, -1), line));
+
+	/* dropped after two parts: stopped, nothing leaks (ASan) */
+	assert_non_null(ms = metrics_scrape_new());
+	assert_int_equal(metrics_scrape_step(ms, part), 0);
+	assert_int_equal(metrics_scrape_step(ms, part), 0);
+	metrics_scrape_free(ms);
+	assert_int_equal(t_stops, 1);
+	evbuffer_free(whole);
+	evbuffer_free(all);
+	evbuffer_free(part);
+}
+
 int
 main(void)
 {
@@ -158,6 +268,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_histogram, t_setup,
 		    t_teardown),
 		cmocka_unit_test(test_cmd_names),
+		cmocka_unit_test_setup_teardown(test_parts, t_part_setup,
+		    t_teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
