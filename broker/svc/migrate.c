@@ -70,6 +70,8 @@ struct mig {
 	char			*src, *dst, *uri;
 	struct vm		*srcvm, *dstvm;	/* NULL once removed */
 	struct vm_listener	*listener;	/* the source's events */
+	struct vm_listener	*dlistener;	/* the destination's */
+	bool			 dst_runs;	/* it said RESUME */
 	bool			 postcopy, quit_source, own_sock;
 	long long		 bandwidth, downtime_ms;
 	json_t			*caps;		/* what both ends get */
@@ -86,6 +88,11 @@ struct mig {
 	json_t			*final;		/* last query-migrate */
 	json_t			*result;
 	struct event		*poll_ev;
+	/* a vm-migrate-recover in flight: the client's answer */
+	vmq_reply_fn		*rfn;
+	void			*rarg;
+	char			*ruri;
+	int			 recovered;	/* recoveries done */
 	bool			 active;	/* in mig_all */
 	LIST_ENTRY(mig)		 entry;
 };
@@ -120,6 +127,7 @@ mig_free(struct mig *m)
 	free(m->dst);
 	free(m->uri);
 	free(m->dst_lost);
+	free(m->ruri);
 	free(m);
 }
 
@@ -135,6 +143,10 @@ mig_detach(struct mig *m)
 	if (m->listener != NULL) {
 		vm_unlisten(m->listener);
 		m->listener = NULL;
+	}
+	if (m->dlistener != NULL) {
+		vm_unlisten(m->dlistener);
+		m->dlistener = NULL;
 	}
 	if (m->poll_ev != NULL) {
 		event_free(m->poll_ev);
@@ -170,6 +182,8 @@ mig_result(struct mig *m)
 		json_object_set_new(r, "to", json_string(m->dst));
 	if (m->qstatus[0] != '\0')
 		json_object_set_new(r, "status", json_string(m->qstatus));
+	if (m->recovered > 0)
+		json_object_set_new(r, "recovered", json_integer(m->recovered));
 	return (r);
 }
 
@@ -359,6 +373,32 @@ mig_send_cancel(struct mig *m)
 	mig_exec(m, m->srcvm, "migrate_cancel", NULL, mig_cancel_done);
 }
 
+/* In postcopy the guest's state is split between the ends: with the
+   destination gone and the source paused, nothing can recover it. */
+static void
+mig_postcopy_lost(struct mig *m)
+{
+	if (m->phase != P_RUN || !m->postcopy_started || m->dst_lost == NULL ||
+	    strcmp(m->qstatus, "postcopy-paused") != 0)
+		return;
+	mig_fail(m, "destination VM '%s' went away during postcopy (%s): "
+	    "the guest's state was split between the ends and is lost; VM "
+	    "'%s' is postcopy-paused", m->dst, m->dst_lost, m->src);
+}
+
+/* The destination runs the guest from its RESUME on: only then can
+   postcopy pause without failing it (QEMU 7.2 fails a destination
+   whose stream breaks while it loads the device state). */
+static void
+mig_dst_event(struct vm *vm, json_t *ev, void *arg)
+{
+	struct mig	*m = arg;
+	const char	*name = json_string_value(json_object_get(ev, "event"));
+
+	if (name != NULL && strcmp(name, "RESUME") == 0)
+		m->dst_runs = true;
+}
+
 static void
 mig_event(struct vm *vm, json_t *ev, void *arg)
 {
@@ -384,6 +424,8 @@ mig_event(struct vm *vm, json_t *ev, void *arg)
 	mig_progress(m, NULL);
 	if (mig_terminal(st))
 		mig_over(m);
+	else
+		mig_postcopy_lost(m);
 }
 
 /* Builds the end result from the final query-migrate and the states. */
@@ -597,10 +639,17 @@ mig_next(struct mig *m)
 				mig_exec(m, m->dstvm,
 				    "migrate-set-capabilities",
 				    mig_caps_json(m), mig_step_done);
-			else
+			else {
+				if (m->dlistener == NULL && (m->dlistener =
+				    vm_listen(m->dstvm, mig_dst_event, m)) ==
+				    NULL) {
+					mig_fail(m, "out of memory");
+					return;
+				}
 				mig_exec(m, m->dstvm, "migrate-incoming",
 				    json_pack("{s:s}", "uri", m->uri),
 				    mig_step_done);
+			}
 			return;
 		case P_SRC_STATUS:
 			mig_exec(m, m->srcvm, "query-status", NULL,
@@ -718,6 +767,7 @@ mig_vm_lost(struct mig *m, struct vm *vm, const char *why)
 		   answer): it gives up now */
 		if (m->phase == P_RUN)
 			mig_send_cancel(m);
+		mig_postcopy_lost(m);
 	}
 	if (vm == m->srcvm && m->phase <= P_RUN) {
 		mig_fail(m, "source VM '%s' went away mid-migration (%s)",
@@ -740,8 +790,12 @@ mig_vm_removing(struct vm *vm, void *arg)
 			m->listener = NULL;
 			m->srcvm = NULL;
 		}
-		if (vm == m->dstvm)
+		if (vm == m->dstvm) {
+			if (m->dlistener != NULL)
+				vm_unlisten(m->dlistener);
+			m->dlistener = NULL;
 			m->dstvm = NULL;
+		}
 	}
 }
 
@@ -999,5 +1053,146 @@ migrate_postcopy(const char *vm, vmq_reply_fn *fn, void *arg,
 	}
 	vmq_execute(vm_vmq(m->srcvm), "migrate-start-postcopy", NULL, NULL, 0,
 	    fn, arg);
+	return (0);
+}
+
+/* ---- postcopy pause and recovery ---- */
+
+/* The source job of VM vm in postcopy, or NULL with err. */
+static struct mig *
+mig_postcopy_of(const char *vm, struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_of(vm)) == NULL || strcmp(m->src, vm) != 0 ||
+	    m->job == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' is not the source "
+		    "of a running migration job", vm);
+		return (NULL);
+	}
+	if (!m->postcopy_started || m->phase != P_RUN || m->srcvm == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is not "
+		    "in postcopy (status %s)", (unsigned long long)
+		    job_id(m->job), m->qstatus);
+		return (NULL);
+	}
+	return (m);
+}
+
+/* migrate-pause and migrate-recover are what a stuck monitor must still
+   take: out of band where QEMU offers it. */
+static void
+mig_exec_oob(struct vm *vm, const char *cmd, json_t *args, vmq_reply_fn *fn,
+    void *arg)
+{
+	if (vmq_oob_offered(vm_vmq(vm)))
+		vmq_execute_oob(vm_vmq(vm), cmd, args, fn, arg);
+	else
+		vmq_execute(vm_vmq(vm), cmd, args, NULL, 0, fn, arg);
+}
+
+int
+migrate_pause(const char *vm, vmq_reply_fn *fn, void *arg,
+    struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_postcopy_of(vm, err)) == NULL)
+		return (-1);
+	if (strcmp(m->qstatus, "postcopy-active") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is "
+		    "%s, not postcopy-active: nothing to pause",
+		    (unsigned long long)job_id(m->job), m->qstatus);
+		return (-1);
+	}
+	if (m->dst != NULL && !m->dst_runs) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "destination VM '%s' does "
+		    "not run the guest yet: a pause while it loads the device "
+		    "state fails the migration; try again", m->dst);
+		return (-1);
+	}
+	mig_exec_oob(m->srcvm, "migrate-pause", NULL, fn, arg);
+	return (0);
+}
+
+static void
+mig_recover_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig		*m = arg;
+	struct qmp_error	 e;
+	vmq_reply_fn		*fn = m->rfn;
+	void			*rarg = m->rarg;
+	bool			 resumed = m->ruri == NULL;
+
+	if (!mig_back(m)) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "the migration job ended");
+		fn(NULL, &e, rarg);
+		return;
+	}
+	if (err != NULL || resumed || m->srcvm == NULL) {
+		m->rfn = NULL;
+		free(m->ruri);
+		m->ruri = NULL;
+		if (err == NULL && m->srcvm == NULL) {
+			qmp_error_set(&e, QMP_CLS_GENERIC, "source VM '%s' "
+			    "went away", m->src);
+			err = &e;
+		}
+		if (err == NULL)
+			m->recovered++;
+		fn(ret, err, rarg);
+		return;
+	}
+	/* the destination listens again: the source resumes there */
+	m->inflight++;
+	vmq_execute(vm_vmq(m->srcvm), "migrate", json_pack("{s:s,s:b}",
+	    "uri", m->ruri, "resume", 1), NULL, 0, mig_recover_done, m);
+	free(m->ruri);
+	m->ruri = NULL;
+}
+
+int
+migrate_recover(const char *vm, const char *uri, vmq_reply_fn *fn,
+    void *arg, struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_postcopy_of(vm, err)) == NULL)
+		return (-1);
+	if (m->rfn != NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is "
+		    "already being recovered", (unsigned long long)
+		    job_id(m->job));
+		return (-1);
+	}
+	if (strcmp(m->qstatus, "postcopy-paused") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is "
+		    "%s, not postcopy-paused: nothing to recover",
+		    (unsigned long long)job_id(m->job), m->qstatus);
+		return (-1);
+	}
+	if (uri != NULL && mig_uri_ok(uri, err) != 0)
+		return (-1);
+	if (uri == NULL)
+		uri = m->uri;
+	if ((m->ruri = strdup(uri)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	m->rfn = fn;
+	m->rarg = arg;
+	m->inflight++;
+	if (m->dstvm != NULL && m->dst_lost == NULL) {
+		/* QEMU replaces the old listener's socket file itself */
+		mig_exec_oob(m->dstvm, "migrate-recover", json_pack("{s:s}",
+		    "uri", uri), mig_recover_done, m);
+		return (0);
+	}
+	/* a URI-only job: whoever runs the destination has run
+	   migrate-recover there */
+	free(m->ruri);
+	m->ruri = NULL;
+	vmq_execute(vm_vmq(m->srcvm), "migrate", json_pack("{s:s,s:b}", "uri",
+	    uri, "resume", 1), NULL, 0, mig_recover_done, m);
 	return (0);
 }

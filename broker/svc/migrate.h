@@ -49,6 +49,19 @@ struct job	*migrate_job(const struct migrate_req *q,
 int		 migrate_postcopy(const char *vm, vmq_reply_fn *fn, void *arg,
 		    struct qmp_error *err);
 
+/* vm-migrate-pause: migrate-pause (out of band where QEMU offers it)
+   on VM vm, the source of a job in postcopy-active. fn as above. */
+int		 migrate_pause(const char *vm, vmq_reply_fn *fn, void *arg,
+		    struct qmp_error *err);
+
+/* vm-migrate-recover: for the job of source vm in postcopy-paused,
+   migrate-recover on its destination VM (out of band where offered) at
+   uri (NULL: the job's), then migrate with resume on the source. A
+   URI-only job resumes the source only. fn gets the last answer, or the
+   first error, exactly once, never inside the call. */
+int		 migrate_recover(const char *vm, const char *uri,
+		    vmq_reply_fn *fn, void *arg, struct qmp_error *err);
+
 /* Whether VM name is an end of a running migration job: hotplug is
    refused then. err says which job. */
 bool		 migrate_busy(const char *name, struct qmp_error *err);
