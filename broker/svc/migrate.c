@@ -36,6 +36,7 @@
 
 #include "broker/core/conf.h"
 #include "broker/core/job.h"
+#include "broker/core/journal.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
 #include "broker/svc/hotplug.h"
@@ -49,6 +50,9 @@
 #define MIG_CAPS_MAX	32
 
 enum mig_phase {
+	P_RECON_WAIT,	/* from the journal: its VMs to be ready */
+	P_RECON_SRC,	/* query-migrate on both ends */
+	P_RECON_DST,
 	P_DST_STATUS,
 	P_SRC_STATUS,
 	P_SRC_QUERY,
@@ -93,6 +97,11 @@ struct mig {
 	void			*rarg;
 	char			*ruri;
 	int			 recovered;	/* recoveries done */
+	/* the journal (area "migrate", group the source, id "job") */
+	const char		*jstep;		/* last step written, or NULL */
+	json_t			*recon;		/* from a broker that died */
+	json_t			*recon_src;	/* its source's query-migrate */
+	const char		*recon_action;
 	bool			 active;	/* in mig_all */
 	LIST_ENTRY(mig)		 entry;
 };
@@ -123,6 +132,8 @@ mig_free(struct mig *m)
 	json_decref(m->prog);
 	json_decref(m->final);
 	json_decref(m->result);
+	json_decref(m->recon);
+	json_decref(m->recon_src);
 	free(m->src);
 	free(m->dst);
 	free(m->uri);
@@ -131,11 +142,49 @@ mig_free(struct mig *m)
 	free(m);
 }
 
+/* ---- the journal ---- */
+
+/* Records that step is about to be taken (NULL: the job is over).
+   -1 if the record cannot be written: the step must not be taken. */
+static int
+mig_journal(struct mig *m, const char *step, struct qmp_error *err)
+{
+	json_t	*rec = NULL;
+	int	 rc;
+
+	if (step == NULL && m->jstep == NULL)
+		return (0);
+	if (step != NULL) {
+		rec = json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:I,s:I,s:O,s:I}",
+		    "src", m->src, "uri", m->uri, "step", step, "own-sock",
+		    m->own_sock, "postcopy", m->postcopy, "quit-source",
+		    m->quit_source, "bandwidth", (json_int_t)m->bandwidth,
+		    "downtime-ms", (json_int_t)m->downtime_ms, "caps", m->caps,
+		    "job", (json_int_t)(m->job != NULL ? job_id(m->job) : 0));
+		if (rec == NULL) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+			return (-1);
+		}
+		if (m->dst != NULL)
+			json_object_set_new(rec, "dst", json_string(m->dst));
+	}
+	rc = journal_write(conf.state_dir, "migrate", m->src, "job", rec,
+	    err);
+	json_decref(rec);
+	if (rc == 0)
+		m->jstep = step;
+	return (rc);
+}
+
 /* Lets go of the VMs, the timer and the socket: the job is over (or
-   being freed). Idempotent. */
+   being freed). Idempotent. A broker that stops keeps the record and
+   the socket: QEMU's migration runs on, and the next start reconciles
+   it. */
 static void
 mig_detach(struct mig *m)
 {
+	struct qmp_error	err;
+
 	if (m->active) {
 		LIST_REMOVE(m, entry);
 		m->active = false;
@@ -152,11 +201,17 @@ mig_detach(struct mig *m)
 		event_free(m->poll_ev);
 		m->poll_ev = NULL;
 	}
+	if (job_stopping() && m->jstep != NULL) {
+		m->phase = P_DONE;
+		return;
+	}
 	if (m->own_sock) {
 		/* QEMU leaves its listening socket behind */
 		unlink(m->uri + strlen("unix:"));
 		m->own_sock = false;
 	}
+	if (mig_journal(m, NULL, &err) != 0)
+		log_err("migration journal %s: %s", m->src, err.desc);
 	m->phase = P_DONE;
 }
 
@@ -184,6 +239,11 @@ mig_result(struct mig *m)
 		json_object_set_new(r, "status", json_string(m->qstatus));
 	if (m->recovered > 0)
 		json_object_set_new(r, "recovered", json_integer(m->recovered));
+	if (m->recon != NULL)
+		json_object_set_new(r, "reconciled", json_pack("{s:O,s:O,s:s}",
+		    "step", json_object_get(m->recon, "step"), "job",
+		    json_object_get(m->recon, "job"), "action",
+		    m->recon_action != NULL ? m->recon_action : "none"));
 	return (r);
 }
 
@@ -341,8 +401,9 @@ mig_poll_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct mig	*m = arg;
 
-	if (m->phase == P_SRC_FINAL || m->phase == P_DST_FINAL) {
-		/* settled a little more: ask again */
+	if (m->phase == P_SRC_FINAL || m->phase == P_DST_FINAL ||
+	    m->phase == P_RECON_WAIT) {
+		/* settled a little more (or the VMs are back): ask again */
 		mig_next(m);
 		return;
 	}
@@ -490,6 +551,94 @@ mig_set_status(json_t *r, const char *key, const json_t *ret,
 	    st != NULL ? st : "unknown"));
 }
 
+/* ---- reconciling a journal record left by a broker that died ---- */
+
+/* Writes the record for step; fails the job if it cannot. */
+static int
+mig_step_journal(struct mig *m, const char *step)
+{
+	struct qmp_error	err;
+
+	if (mig_journal(m, step, &err) == 0)
+		return (0);
+	mig_fail(m, "cannot journal the '%s' step, not taken: %s", step,
+	    err.desc);
+	return (-1);
+}
+
+/* Whether the record's VMs are back and connected; if not, looks
+   again in a while. */
+static bool
+mig_recon_ready(struct mig *m)
+{
+	struct timeval	 tv = { 0, MIG_POLL_MS * 1000 };
+	struct vm	*s, *d = NULL;
+
+	s = vm_find(m->src);
+	if (m->dst != NULL && m->dst_lost == NULL)
+		d = vm_find(m->dst);
+	if (s != NULL && vm_state(s) == MON_READY && (m->dst == NULL ||
+	    m->dst_lost != NULL || (d != NULL && vm_state(d) == MON_READY))) {
+		m->srcvm = s;
+		m->dstvm = d;
+		return (true);
+	}
+	if (m->poll_ev == NULL &&
+	    (m->poll_ev = evtimer_new(loop_base, mig_poll_cb, m)) == NULL) {
+		mig_fail(m, "out of memory");
+		return (false);
+	}
+	evtimer_add(m->poll_ev, &tv);
+	return (false);
+}
+
+/* What QEMU says on both ends decides: a migration still running is
+   watched to its end, one that ended gives the job's outcome, and one
+   whose migrate never reached the source is taken up again from the
+   checks (a destination already listening is not asked twice): the
+   client asked for it, and a destination left listening is the one
+   thing that cannot be undone. */
+static void
+mig_recon_decide(struct mig *m, json_t *dret)
+{
+	const char	*st, *step, *dst_st;
+
+	st = json_string_value(json_object_get(m->recon_src, "status"));
+	if (st == NULL)
+		st = "none";
+	step = json_string_value(json_object_get(m->recon, "step"));
+	dst_st = json_string_value(json_object_get(dret, "status"));
+	if (strcmp(st, "none") != 0 && !mig_terminal(st)) {
+		m->recon_action = "adopted";
+		snprintf(m->qstatus, sizeof m->qstatus, "%s", st);
+		m->postcopy_started = strncmp(st, "postcopy", 8) == 0;
+		m->dst_runs = m->postcopy_started;
+		m->incoming = true;
+		if ((m->listener = vm_listen(m->srcvm, mig_event, m)) ==
+		    NULL || (m->dstvm != NULL && (m->dlistener =
+		    vm_listen(m->dstvm, mig_dst_event, m)) == NULL)) {
+			mig_fail(m, "out of memory");
+			return;
+		}
+		m->phase = P_RUN;
+	} else if (strcmp(st, "none") != 0 && strcmp(step, "migrate") == 0) {
+		m->recon_action = "outcome";
+		snprintf(m->qstatus, sizeof m->qstatus, "%s", st);
+		m->incoming = true;
+		m->phase = P_RUN;
+	} else {
+		m->recon_action = "resumed";
+		m->incoming = dret != NULL && (json_object_get(dret,
+		    "socket-address") != NULL || (dst_st != NULL &&
+		    strcmp(dst_st, "none") != 0));
+		m->phase = P_DST_STATUS;
+	}
+	log_notice("migration journal %s: step %s, source %s%s%s: %s", m->src,
+	    step, st, m->dst != NULL ? ", destination " : "", m->dst == NULL ?
+	    "" : dst_st != NULL ? dst_st : json_object_get(dret,
+	    "socket-address") != NULL ? "listening" : "none", m->recon_action);
+}
+
 /* One step's reply. */
 static void
 mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
@@ -501,6 +650,25 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 		return;
 	st = json_string_value(json_object_get(ret, "status"));
 	switch (m->phase) {
+	case P_RECON_WAIT:
+		return;
+	case P_RECON_SRC:
+		if (err != NULL) {
+			mig_fail(m, "reconciling after a restart: VM '%s': "
+			    "query-migrate: %s", m->src, err->desc);
+			return;
+		}
+		m->recon_src = json_deep_copy(ret);
+		break;
+	case P_RECON_DST:
+		if (err != NULL) {
+			mig_fail(m, "reconciling after a restart: VM '%s': "
+			    "query-migrate: %s", m->dst, err->desc);
+			return;
+		}
+		mig_recon_decide(m, ret);
+		mig_next(m);
+		return;
 	case P_DST_STATUS:
 		if (err != NULL) {
 			mig_fail_err(m, "destination", err);
@@ -620,18 +788,42 @@ mig_next(struct mig *m)
 			mig_cancelled_early(m);
 			return;
 		}
+		if (m->phase == P_RECON_WAIT) {
+			if (!mig_recon_ready(m))
+				return;
+			m->phase++;
+		}
 		if (m->phase < P_RUN && (m->srcvm == NULL ||
-		    (m->dst != NULL && m->dstvm == NULL))) {
+		    (m->dst != NULL && m->dstvm == NULL &&
+		    (m->phase > P_RECON_DST || m->dst_lost == NULL)))) {
 			mig_fail(m, "VM '%s' was removed", m->srcvm == NULL ?
 			    m->src : m->dst);
 			return;
 		}
 		switch (m->phase) {
+		case P_RECON_WAIT:
+			break;
+		case P_RECON_SRC:
+			mig_exec(m, m->srcvm, "query-migrate", NULL,
+			    mig_step_done);
+			return;
+		case P_RECON_DST:
+			if (m->dstvm != NULL) {
+				mig_exec(m, m->dstvm, "query-migrate", NULL,
+				    mig_step_done);
+				return;
+			}
+			mig_recon_decide(m, NULL);
+			continue;
 		case P_DST_STATUS:
 		case P_DST_CAPS:
 		case P_DST_INCOMING:
-			if (m->dst == NULL)
+			if (m->dst == NULL || (m->incoming &&
+			    m->phase != P_DST_STATUS))
 				break;
+			if (m->phase == P_DST_INCOMING &&
+			    mig_step_journal(m, "incoming") != 0)
+				return;
 			if (m->phase == P_DST_STATUS)
 				mig_exec(m, m->dstvm, "query-status", NULL,
 				    mig_step_done);
@@ -677,6 +869,8 @@ mig_next(struct mig *m)
 			    mig_step_done);
 			return;
 		case P_MIGRATE:
+			if (mig_step_journal(m, "migrate") != 0)
+				return;
 			snprintf(m->qstatus, sizeof m->qstatus, "setup");
 			if ((m->listener = vm_listen(m->srcvm, mig_event,
 			    m)) == NULL) {
@@ -695,8 +889,8 @@ mig_next(struct mig *m)
 				mig_over(m);
 				return;
 			}
-			if ((m->poll_ev = evtimer_new(loop_base, mig_poll_cb,
-			    m)) == NULL) {
+			if (m->poll_ev == NULL && (m->poll_ev = evtimer_new(
+			    loop_base, mig_poll_cb, m)) == NULL) {
 				mig_fail(m, "out of memory; the migration runs "
 				    "on in QEMU");
 				return;
@@ -781,6 +975,14 @@ mig_vm_removing(struct vm *vm, void *arg)
 	struct mig	*m, *m1;
 
 	LIST_FOREACH_SAFE(m, &mig_all, entry, m1) {
+		if (m->phase == P_RECON_WAIT) {
+			/* a record's VM removed before it came back: the
+			   source alone can still say how it ended */
+			if (m->dst != NULL && strcmp(vm_name(vm), m->dst) == 0 &&
+			    m->dst_lost == NULL)
+				m->dst_lost = strdup("removed from the broker");
+			continue;
+		}
 		if (vm != m->srcvm && vm != m->dstvm)
 			continue;
 		mig_vm_lost(m, vm, "removed from the broker");
@@ -1004,6 +1206,7 @@ migrate_job(const struct migrate_req *q, struct qmp_error *err)
 	json_object_set_new(m->caps, "events", json_true());
 	if (q->postcopy)
 		json_object_set_new(m->caps, "postcopy-ram", json_true());
+	m->phase = P_DST_STATUS;
 	m->srcvm = src;
 	m->dstvm = dst;
 	m->postcopy = q->postcopy || json_is_true(json_object_get(m->caps,
@@ -1054,6 +1257,84 @@ migrate_postcopy(const char *vm, vmq_reply_fn *fn, void *arg,
 	vmq_execute(vm_vmq(m->srcvm), "migrate-start-postcopy", NULL, NULL, 0,
 	    fn, arg);
 	return (0);
+}
+
+/* ---- restart ---- */
+
+static void
+mig_load(const char *group, const char *id, json_t *rec, void *arg)
+{
+	struct qmp_error	 err;
+	struct mig		*m;
+	struct job		*j;
+	const char		*src, *dst, *uri, *step;
+	json_t			*caps;
+
+	src = json_string_value(json_object_get(rec, "src"));
+	dst = json_string_value(json_object_get(rec, "dst"));
+	uri = json_string_value(json_object_get(rec, "uri"));
+	step = json_string_value(json_object_get(rec, "step"));
+	caps = json_object_get(rec, "caps");
+	if (src == NULL || strcmp(src, group) != 0 || strcmp(id, "job") != 0 ||
+	    uri == NULL || mig_uri_ok(uri, &err) != 0 || step == NULL ||
+	    (strcmp(step, "incoming") != 0 && strcmp(step, "migrate") != 0) ||
+	    !json_is_object(caps) || mig_caps_ok(caps, &err) != 0 ||
+	    (dst != NULL && strcmp(dst, src) == 0)) {
+		log_warn("migration journal %s/%s: not a record of this "
+		    "broker's; ignored", group, id);
+		return;
+	}
+	if ((m = calloc(1, sizeof *m)) == NULL)
+		return;
+	m->src = strdup(src);
+	m->dst = dst != NULL ? strdup(dst) : NULL;
+	m->uri = strdup(uri);
+	m->caps = json_deep_copy(caps);
+	m->prog = json_pack("{s:i}", "pass", 0);
+	m->recon = json_incref(rec);
+	if (m->src == NULL || (dst != NULL && m->dst == NULL) ||
+	    m->uri == NULL || m->caps == NULL || m->prog == NULL) {
+		mig_free(m);
+		return;
+	}
+	json_object_set_new(m->caps, "events", json_true());
+	m->phase = P_RECON_WAIT;
+	m->own_sock = json_is_true(json_object_get(rec, "own-sock"));
+	m->postcopy = json_is_true(json_object_get(rec, "postcopy"));
+	m->quit_source = json_is_true(json_object_get(rec, "quit-source"));
+	m->bandwidth = json_integer_value(json_object_get(rec, "bandwidth"));
+	m->downtime_ms = json_integer_value(json_object_get(rec,
+	    "downtime-ms"));
+	/* the record stands until the job is over */
+	m->jstep = strcmp(step, "incoming") == 0 ? "incoming" : "migrate";
+	if ((j = job_new(&mig_ops, m->src, m, &err)) == NULL) {
+		log_err("migration journal %s: %s", group, err.desc);
+		return;
+	}
+	log_notice("migration journal %s: interrupted at step %s: job %llu "
+	    "reconciles it", group, step, (unsigned long long)job_id(j));
+	LIST_INSERT_HEAD(&mig_all, m, entry);
+	m->active = true;
+	job_start(j);
+}
+
+static void
+mig_load_bad(const char *path, const char *why, void *arg)
+{
+	log_warn("migration journal %s: %s; set aside as .bad", path, why);
+}
+
+void
+migrate_init(void)
+{
+	if (!mig_observing) {
+		vm_observe(&mig_observer, NULL);
+		mig_observing = true;
+	}
+	if (journal_load(conf.state_dir, "migrate", mig_load, mig_load_bad,
+	    NULL) < 0)
+		log_err("migration journal: cannot read %s/migrate",
+		    conf.state_dir);
 }
 
 /* ---- postcopy pause and recovery ---- */

@@ -38,6 +38,13 @@ struct migrate_req {
 	json_t		*caps;		/* {"name": bool}, or NULL */
 };
 
+/* At start, once the job runner runs: every migration the journal says
+   a broker that died left in flight becomes a job again, which waits
+   for its VMs, asks QEMU on both ends where it stands and watches the
+   migration to its end, reports its outcome, or (migrate never reached
+   the source) takes it up again. */
+void		 migrate_init(void);
+
 /* Validates q (names, URI policy, the ends' states as far as they can
    be known now) and starts the job: the job, or NULL with err set. */
 struct job	*migrate_job(const struct migrate_req *q,
