@@ -1204,13 +1204,15 @@ migrate_job(const struct migrate_req *q, struct qmp_error *err)
 		goto nomem;
 	}
 	json_object_set_new(m->caps, "events", json_true());
-	if (q->postcopy)
-		json_object_set_new(m->caps, "postcopy-ram", json_true());
 	m->phase = P_DST_STATUS;
 	m->srcvm = src;
 	m->dstvm = dst;
 	m->postcopy = q->postcopy || json_is_true(json_object_get(m->caps,
 	    "postcopy-ram"));
+	/* said either way on both ends: QEMU keeps a capability set by an
+	   earlier migration, and a source still set for postcopy towards a
+	   destination that is not fails ("Bad file descriptor") */
+	json_object_set_new(m->caps, "postcopy-ram", json_boolean(m->postcopy));
 	m->quit_source = q->quit_source;
 	m->bandwidth = q->bandwidth;
 	m->downtime_ms = q->downtime_ms;
