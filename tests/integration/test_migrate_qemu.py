@@ -123,6 +123,10 @@ class Relay:
 		self.env = env
 		self.c = env.d.client()
 		self.c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
+		# the destinations' own word in postcopy, whose in-band
+		# monitor may block on a page that has not come
+		self.c.cmd("subscribe", {"vms": ["d*"], "events": ["RESUME",
+		    "MIGRATION"]})
 		self.cur = src_guest(env, "g0")
 		wait_ticks_after(self.cur, 0, 1)
 		add(self.c, self.cur)
@@ -294,13 +298,16 @@ def postcopy(rl, env):
 	# the stream breaks (migrate-pause, out of band): both ends wait in
 	# postcopy-paused, the job runs on. QEMU 7.2 fails a destination
 	# that breaks while it loads the device state: the broker pauses
-	# only once it runs the guest.
-	qb.wait_for(lambda: status(c, to) == "running", "destination running")
+	# only once it runs the guest (its RESUME). A paused destination's
+	# in-band monitor may block on a missing page: only its events are
+	# read.
+	c.wait_event(lambda e: e.get("event") == "RESUME" and
+	    e.get("vm") == to, timeout=qb.TIMEOUT * 4, what="RESUME")
 	c.cmd("vm-migrate-pause", {"vm": src})
 	progress_event(c, jid, lambda p: p["status"] == "postcopy-paused")
-	qb.wait_for(lambda: c.cmd("vm-execute", {"vm": to, "command":
-	    "query-migrate"}).get("status") == "postcopy-paused",
-	    "destination postcopy-paused")
+	c.wait_event(lambda e: e.get("event") == "MIGRATION" and
+	    e.get("vm") == to and e["data"]["status"] == "postcopy-paused",
+	    timeout=qb.TIMEOUT * 4, what="destination postcopy-paused")
 	check(c.cmd("query-jobs", {"id": jid})[0]["status"] == "running",
 	    "job not running while paused")
 	_, d = c.cmd_error("vm-migrate-pause", {"vm": src})

@@ -3,8 +3,9 @@
 (test_migrate_fake.py is in it): the broker killed with SIGKILL
 mid-migration and started again on the same state dir, where the
 migration journal (STATE_DIR/migrate/SRC/job.json) is reconciled from
-query-migrate on both ends; and an operator's URI that the policy's
-guard refuses.
+query-migrate on both ends; an operator's URI that the policy's guard
+refuses; postcopy paused and recovered, a recovery QEMU refuses, and a
+destination that dies while paused.
 """
 
 import json
@@ -13,7 +14,64 @@ import signal
 
 import qb
 from qb import check
-from test_migrate_fake import setup, status, progress
+from test_migrate_fake import setup, status, progress, job_end
+
+
+def postcopy_paused(env, c, src, dst):
+	"""A postcopy job src -> dst at 1 MB/s, switched, then paused."""
+	c.cmd("subscribe", {"vms": ["dst"], "events": ["RESUME"]})
+	jid = c.cmd("vm-migrate", {"vm": "src", "to": "dst", "postcopy": True,
+	    "bandwidth": 1 << 20})["job"]
+	progress(c, jid, lambda p: p is not None and
+	    p.get("transferred", 0) > 0)
+	_, d = c.cmd_error("vm-migrate-pause", {"vm": "src"})
+	check("not in postcopy" in d, d)
+	c.cmd("vm-migrate-postcopy", {"vm": "src"})
+	c.wait_event(lambda e: e.get("event") == "RESUME" and
+	    e.get("vm") == "dst", what="RESUME")
+	c.cmd("vm-migrate-pause", {"vm": "src"})
+	progress(c, jid, lambda p: p is not None and
+	    p["status"] == "postcopy-paused")
+	qb.wait_for(lambda: c.cmd("vm-execute", {"vm": "dst", "command":
+	    "query-migrate"})["status"] == "postcopy-paused", "dst paused")
+	return jid
+
+
+def test_postcopy_recover():
+	"""Paused, a recovery QEMU refuses leaves the job paused; the next
+	one completes it."""
+	with qb.Env("migf-pcr") as env:
+		src, dst, c = setup(env)
+		jid = postcopy_paused(env, c, src, dst)
+		_, d = c.cmd_error("vm-migrate-recover", {"vm": "src", "uri":
+		    "unix:" + env.h.path("no", "r.sock")})
+		check("Failed to bind" in d, d)
+		check(c.cmd("query-jobs", {"id": jid})[0]["status"] ==
+		    "running", "job ended")
+		c.cmd("vm-execute", {"vm": "src", "command":
+		    "migrate-set-parameters", "arguments": {"max-bandwidth":
+		    1 << 30}})
+		c.cmd("vm-migrate-recover", {"vm": "src"})
+		r = job_end(c, jid)
+		res = r.get("result", {})
+		check(r["status"] == "concluded" and res["recovered"] == 1 and
+		    res["destination-status"] == "running" and
+		    res["source-status"] == "postmigrate", "job %r" % r)
+		env.finish()
+
+
+def test_postcopy_dst_dies():
+	"""The destination dies while postcopy is paused: the guest's state
+	is lost, the job fails at once and says so."""
+	with qb.Env("migf-pcd") as env:
+		src, dst, c = setup(env)
+		jid = postcopy_paused(env, c, src, dst)
+		dst.kill()
+		r = job_end(c, jid)
+		d = r.get("error", {}).get("desc", "")
+		check(r["status"] == "failed" and "went away during postcopy" in
+		    d and "postcopy-paused" in d, "job %r" % r)
+		env.finish()
 
 
 def test_uri_policy():
@@ -165,4 +223,5 @@ def test_restart_after_failure():
 
 if __name__ == "__main__":
 	qb.main([test_uri_policy, test_restart_mid_transfer,
-	    test_restart_before_migrate, test_restart_after_failure])
+	    test_restart_before_migrate, test_restart_after_failure,
+	    test_postcopy_recover, test_postcopy_dst_dies])
