@@ -13,6 +13,7 @@ query-status and the guest's ticks).
 
 import os
 import re
+import signal
 import socket
 import time
 
@@ -121,16 +122,19 @@ class Relay:
 
 	def __init__(self, env):
 		self.env = env
-		self.c = env.d.client()
+		self.connect()
+		self.cur = src_guest(env, "g0")
+		wait_ticks_after(self.cur, 0, 1)
+		add(self.c, self.cur)
+		self.n = 0
+
+	def connect(self):
+		self.c = self.env.d.client()
 		self.c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
 		# the destinations' own word in postcopy, whose in-band
 		# monitor may block on a page that has not come
 		self.c.cmd("subscribe", {"vms": ["d*"], "events": ["RESUME",
 		    "MIGRATION"]})
-		self.cur = src_guest(env, "g0")
-		wait_ticks_after(self.cur, 0, 1)
-		add(self.c, self.cur)
-		self.n = 0
 
 	def fresh(self):
 		"""A new -incoming defer QEMU, added to the broker."""
@@ -193,6 +197,43 @@ def tcp_loopback(rl, env):
 	    "query-migrate-parameters"})
 	check(par["max-bandwidth"] == 1 << 30 and
 	    par["downtime-limit"] == 500, "parameters %r" % par)
+	rl.moved(dst, r)
+
+
+def restart(rl, env):
+	"""The broker killed with SIGKILL mid-transfer and started again on
+	the same state dir: its journal record becomes a job that finds
+	QEMU's migration running (query-migrate on both ends), watches it
+	to its end and concludes; the guest has moved."""
+	dst = rl.fresh()
+	jid = rl.slow(dst)
+	rec = os.path.join(env.d.state_dir, "migrate", name_of(rl.cur),
+	    "job.json")
+	qb.check(os.path.exists(rec), "no journal record")
+	first = env.d
+	env.d.signal(signal.SIGKILL)
+	env.d.wait()
+	env.h.close_clients()
+	env.d = qb.Daemon(env.h, state_dir=first.state_dir, tag="d2")
+	env.d.baseline_fds = first.baseline_fds
+	env.d.baseline_kids = first.baseline_kids
+	rl.connect()
+	for g in (rl.cur, dst):
+		qb.wait_vm_state(rl.c, name_of(g), "ready")
+
+	def job(st):
+		js = [j for j in rl.c.cmd("query-jobs") if j["kind"] ==
+		    "vm-migrate" and j["status"] == st]
+		return js and js[0]
+	qb.wait_for(lambda: (job("running") or {}).get("progress", {}).get(
+	    "status") == "active", "the reconciled job watching")
+	rl.c.cmd("vm-execute", {"vm": name_of(rl.cur), "command":
+	    "migrate-set-parameters", "arguments": {"max-bandwidth": 1 << 30}})
+	r = qb.wait_for(lambda: job("concluded") or job("failed"),
+	    "the reconciled job's end", timeout=qb.TIMEOUT * 4)
+	check(r["result"]["reconciled"] == {"step": "migrate", "job": jid,
+	    "action": "adopted"}, "job %r" % r)
+	check(not os.path.exists(rec), "journal record left")
 	rl.moved(dst, r)
 
 
@@ -362,7 +403,8 @@ def test_relay():
 	each step says its name on failure."""
 	with qb.Env("mig-qemu") as env:
 		rl = Relay(env)
-		for step in (unix_default, tcp_loopback, cancel, bad_input,
+		for step in (unix_default, tcp_loopback, restart, cancel,
+		    bad_input,
 		    postcopy, quit_source, uri_only):
 			t0 = time.monotonic()
 			try:
