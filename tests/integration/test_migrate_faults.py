@@ -189,6 +189,36 @@ def test_restart_before_migrate():
 		env.finish()
 
 
+def test_restart_vms_gone():
+	"""kill -9, and both QEMUs die before the broker is back: the record's
+	job waits for its VMs; job-cancel gives it up and the record goes."""
+	with qb.Env("migf-rst-gone") as env:
+		src, dst, c = setup(env)
+		jid = c.cmd("vm-migrate", {"vm": "src", "to": "dst",
+		    "bandwidth": 1 << 20})["job"]
+		progress(c, jid, lambda p: p is not None and
+		    p.get("transferred", 0) > 0)
+		first = env.d
+		qb.wait_for(lambda: journal_step(env.d) == "migrate", "journal")
+		env.d.signal(signal.SIGKILL)
+		env.d.wait()
+		env.h.close_clients()
+		src.kill()
+		dst.kill()
+		env.d = qb.Daemon(env.h, state_dir=first.state_dir, tag="d2")
+		env.d.baseline_fds = first.baseline_fds
+		env.d.baseline_kids = first.baseline_kids
+		c = env.d.client()
+		j = qb.wait_for(lambda: [j for j in c.cmd("query-jobs") if
+		    j["kind"] == "vm-migrate"], "the record's job")[0]
+		check(j["status"] == "running", "job %r" % j)
+		c.cmd("job-cancel", {"id": j["id"]})
+		j = reconciled_job(c)
+		check(j["status"] == "cancelled", "job %r" % j)
+		check(journal_step(env.d) is None, "journal record left")
+		env.finish()
+
+
 def test_restart_after_failure():
 	"""kill -9, then the migration fails in QEMU before the broker is
 	back: the restarted broker reports QEMU's outcome, the source
@@ -223,5 +253,6 @@ def test_restart_after_failure():
 
 if __name__ == "__main__":
 	qb.main([test_uri_policy, test_restart_mid_transfer,
-	    test_restart_before_migrate, test_restart_after_failure,
+	    test_restart_before_migrate, test_restart_vms_gone,
+	    test_restart_after_failure,
 	    test_postcopy_recover, test_postcopy_dst_dies])
