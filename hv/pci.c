@@ -67,6 +67,28 @@ pci_is_pci_bridge(const char *type)
 	return (type != NULL && strcmp(type, "pci-bridge") == 0);
 }
 
+static bool
+pci_is_pcie_bridge(const char *type)
+{
+	return (type != NULL && strcmp(type, "pcie-pci-bridge") == 0);
+}
+
+const char *
+pci_kind_name(enum pci_kind k)
+{
+	switch (k) {
+	case PCI_K_ROOT:
+		return ("pci-root");
+	case PCI_K_BRIDGE:
+		return ("pci-bridge");
+	case PCI_K_ROOT_PORT:
+		return ("pcie-root-port");
+	case PCI_K_PCIE_BRIDGE:
+		return ("pcie-pci-bridge");
+	}
+	return ("?");
+}
+
 static int
 pci_int(const json_t *o, const char *key)
 {
@@ -168,7 +190,8 @@ pci_need_qom(const json_t *query_pci, const json_t *peripheral)
 			continue;
 		type = pci_bridge_type(peripheral, id, pci_devs_q35(devs), tbuf,
 		    sizeof tbuf);
-		if (!pci_is_root_port(type) && !pci_is_pci_bridge(type))
+		if (!pci_is_root_port(type) && !pci_is_pci_bridge(type) &&
+		    !pci_is_pcie_bridge(type))
 			continue;
 		if (pci_secondary(dev) <= 0)
 			json_array_append_new(out, json_string(id));
@@ -177,8 +200,8 @@ pci_need_qom(const json_t *query_pci, const json_t *peripheral)
 }
 
 static struct pci_place *
-pci_add(struct pci_map *m, const char *bus, int slot, enum pci_state st,
-    const char *owner)
+pci_add(struct pci_map *m, const char *bus, int slot, enum pci_kind kind,
+    enum pci_state st, const char *owner)
 {
 	struct pci_place	*p;
 
@@ -187,6 +210,7 @@ pci_add(struct pci_map *m, const char *bus, int slot, enum pci_state st,
 	p = &m->place[m->n++];
 	snprintf(p->bus, sizeof p->bus, "%s", bus);
 	p->slot = slot;
+	p->kind = kind;
 	p->state = st;
 	snprintf(p->owner, sizeof p->owner, "%s", owner != NULL ? owner : "");
 	return (p);
@@ -261,8 +285,8 @@ pci_map_build(struct pci_map *m, const json_t *query_pci,
 
 	if (!m->q35) {
 		for (s = 0; s < PCI_SLOTS; s++)
-			pci_add(m, "pci.0", s, bus0[s] ? PCI_USED : PCI_FREE,
-			    bus0owner[s]);
+			pci_add(m, "pci.0", s, PCI_K_ROOT, bus0[s] ? PCI_USED :
+			    PCI_FREE, bus0owner[s]);
 	}
 	json_array_foreach(devs, i, dev) {
 		if (pci_class(dev) != PCI_CLASS_BRIDGE ||
@@ -276,16 +300,18 @@ pci_map_build(struct pci_map *m, const json_t *query_pci,
 				continue;	/* cannot tell: never offer it */
 			for (s = 1; s < PCI_SLOTS && !used[0]; s++)
 				used[0] = used[s];
-			pci_add(m, id, 0, used[0] ? PCI_USED : PCI_FREE,
-			    owner[0]);
-		} else if (!m->q35 && pci_is_pci_bridge(type)) {
+			pci_add(m, id, 0, PCI_K_ROOT_PORT, used[0] ? PCI_USED :
+			    PCI_FREE, owner[0]);
+		} else if ((!m->q35 && pci_is_pci_bridge(type)) ||
+		    (m->q35 && pci_is_pcie_bridge(type))) {
 			if (pci_bridge_used(dev, id, qom_buses, used,
 			    owner) != 0)
 				continue;
-			/* slot 0 of a pci-bridge is its SHPC's own: libvirt
-			   and QEMU keep devices off it */
+			/* slot 0 of a (pcie-)pci-bridge is its SHPC's own:
+			   libvirt and QEMU keep devices off it */
 			for (s = 1; s < PCI_SLOTS; s++)
-				pci_add(m, id, s, used[s] ? PCI_USED :
+				pci_add(m, id, s, m->q35 ? PCI_K_PCIE_BRIDGE :
+				    PCI_K_BRIDGE, used[s] ? PCI_USED :
 				    PCI_FREE, owner[s]);
 		}
 	}
@@ -359,6 +385,17 @@ pci_map_apply(struct pci_map *m, const struct pci_resv *r)
 	}
 }
 
+static bool
+pci_has_kind(const struct pci_map *m, enum pci_kind k)
+{
+	size_t	i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->place[i].kind == k)
+			return (true);
+	return (false);
+}
+
 struct pci_place *
 pci_alloc(struct pci_map *m, const char *bus, int slot, const char *owner,
     struct qmp_error *err)
@@ -389,7 +426,10 @@ pci_alloc(struct pci_map *m, const char *bus, int slot, const char *owner,
 				continue;
 			known = true;
 			if (m->place[i].state == PCI_FREE && (p == NULL ||
-			    m->place[i].last_used < p->last_used))
+			    m->place[i].last_used < p->last_used ||
+			    (m->place[i].last_used == p->last_used &&
+			    m->place[i].kind == PCI_K_ROOT_PORT &&
+			    p->kind != PCI_K_ROOT_PORT)))
 				p = &m->place[i];
 		}
 		if (p == NULL) {
@@ -400,7 +440,10 @@ pci_alloc(struct pci_map *m, const char *bus, int slot, const char *owner,
 				qmp_error_set(err, QMP_CLS_GENERIC, "no free "
 				    "PCI slot: every pcie-root-port is in use "
 				    "(q35 hotplugs only into empty root "
-				    "ports)");
+				    "ports%s)", pci_has_kind(m,
+				    PCI_K_PCIE_BRIDGE) ? ", and every slot of "
+				    "the pcie-pci-bridges" : " and "
+				    "pcie-pci-bridges");
 			else
 				qmp_error_set(err, QMP_CLS_GENERIC,
 				    "no free PCI slot on any hotplug-capable "
@@ -519,16 +562,45 @@ pci_map_json(const struct pci_map *m)
 		p = &m->place[i];
 		snprintf(addr, sizeof addr, "0x%x", p->slot);
 		/* the kind of place, for capacity by kind (pci-plan makes
-		   them): q35 hotplugs only into root ports */
+		   them) */
 		o = json_pack("{s:s, s:s, s:s, s:s}", "bus", p->bus, "addr",
-		    addr, "state", pci_state_name(p->state), "kind", m->q35 ?
-		    "pcie-root-port" : strcmp(p->bus, "pci.0") == 0 ?
-		    "pci-root" : "pci-bridge");
+		    addr, "state", pci_state_name(p->state), "kind",
+		    pci_kind_name(p->kind));
 		if (o != NULL && p->owner[0] != '\0')
 			json_object_set_new(o, "device",
 			    json_string(p->owner));
 		if (o != NULL)
 			json_array_append_new(out, o);
+	}
+	return (out);
+}
+
+json_t *
+pci_slots_by_kind(const json_t *slots)
+{
+	static const char *const states[] = { "free", "used", "reserved" };
+	const json_t	*e;
+	const char	*kind, *st;
+	json_t		*out, *o;
+	size_t		 i, k;
+
+	out = json_pack("{s:{},s:{},s:{}}", "free", "used", "reserved");
+	if (out == NULL)
+		return (NULL);
+	json_array_foreach(slots, i, e) {
+		kind = json_string_value(json_object_get(e, "kind"));
+		st = json_string_value(json_object_get(e, "state"));
+		if (kind == NULL || st == NULL)
+			continue;
+		/* every kind the VM has shows in each state, 0 included */
+		for (k = 0; k < sizeof states / sizeof states[0]; k++) {
+			o = json_object_get(out, states[k]);
+			if (json_object_get(o, kind) == NULL)
+				json_object_set_new(o, kind, json_integer(0));
+		}
+		if ((o = json_object_get(out, st)) != NULL)
+			json_object_set_new(o, kind, json_integer(
+			    json_integer_value(json_object_get(o, kind)) + 1));
 	}
 	return (out);
 }

@@ -7,7 +7,9 @@
  *  - pc (i440FX): every empty slot of bus 0 ("pci.0") and of every
  *    pci-bridge (slots 1..31 of the bus named after the bridge's id);
  *  - q35: every pcie-root-port whose secondary bus is empty (slot 0 of
- *    the bus named after the port's id). q35's root bus does not hotplug.
+ *    the bus named after the port's id), and the empty slots 1..31 of
+ *    every pcie-pci-bridge on pcie.0 (conventional PCI, SHPC hotplug;
+ *    libvirt's pcie-to-pci-bridge). q35's root bus does not hotplug.
  * query-pci lists a bridge's devices only once the firmware has numbered
  * its secondary bus; for a VM that has not run yet (-S) the caller reads
  * the bridge's bus through QOM (pci_need_qom tells which) and passes the
@@ -40,10 +42,20 @@ enum pci_state {
 };
 const char	*pci_state_name(enum pci_state);
 
+/* The kinds of hotplug place; query-pci-slots names them. */
+enum pci_kind {
+	PCI_K_ROOT,		/* "pci-root": a slot of pc's pci.0 */
+	PCI_K_BRIDGE,		/* "pci-bridge" */
+	PCI_K_ROOT_PORT,	/* "pcie-root-port" */
+	PCI_K_PCIE_BRIDGE,	/* "pcie-pci-bridge" */
+};
+const char	*pci_kind_name(enum pci_kind);
+
 struct pci_place {
 	char		 bus[PCI_NAME_MAX];
 	int		 slot;
 	enum pci_state	 state;
+	enum pci_kind	 kind;
 	char		 owner[PCI_NAME_MAX];	/* device id, "" if unknown */
 	uint32_t	 last_used;	/* pci_hist clock; 0: never by us */
 };
@@ -105,7 +117,9 @@ void	 pci_hist_note(struct pci_hist *, const struct pci_place *);
 
 /* Picks a place for owner: the one asked for (bus and/or slot; slot -1
    and bus NULL mean any) if it is free, else the free one used longest
-   ago (see pci_hist; among equals, the first in map order). Returns
+   ago (see pci_hist; among equals, a PCIe root port before a slot of a
+   pcie-pci-bridge, then the first in map order): on q35 every kind of
+   place a plan made is used. Returns
    the place (now PCI_RESERVED in the map) or NULL with err set. */
 struct pci_place *pci_alloc(struct pci_map *, const char *bus, int slot,
 	    const char *owner, struct qmp_error *err);
@@ -123,14 +137,20 @@ void	 pci_resv_free_all(struct pci_resv **);
    Function must be 0. Returns the slot or -1 with err set. */
 int	 pci_parse_addr(const json_t *, struct qmp_error *err);
 
-/* [{"bus","addr","state","device"?}] for query-pci-slots. */
+/* [{"bus","addr","state","kind","device"?}] for query-pci-slots. */
 json_t	*pci_map_json(const struct pci_map *);
+/* query-pci-slots {"by-kind": true}: from pci_map_json's array (borrowed),
+   {"free": {KIND: N}, "used": {...}, "reserved": {...}}, every kind the
+   VM has counted in each. */
+json_t	*pci_slots_by_kind(const json_t *slots);
 
 /* pci-plan (pci_plan.c): the QEMU arguments (["-device", "...", ...])
    that give machine "pc" or "q35" hotplug places for nics + disks +
-   spare devices at boot: {"args", "places", "budget"}. NULL with err on
-   a bad machine, a negative count or a budget past what a plan gives. */
+   spare devices at boot, and conventional places for devices that want
+   conventional PCI (q35: slots of pcie-pci-bridges; pc: any slot):
+   {"args", "places", "budget"}. NULL with err on a bad machine, a
+   negative count or a budget past what a plan gives. */
 json_t	*pci_plan(const char *machine, long long nics, long long disks,
-	    long long spare, struct qmp_error *err);
+	    long long spare, long long conventional, struct qmp_error *err);
 
 #endif

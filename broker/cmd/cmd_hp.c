@@ -251,6 +251,18 @@ cmd_dev_del(struct req *r, json_t *args, const struct cmd_entry *e,
 	hp_del(hp, (enum hp_kind)e->op, id, hp_req_done, r);
 }
 
+/* query-pci-slots {"by-kind": true}: the counts per kind and state */
+static void
+cmd_slots_by_kind(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	if (err != NULL) {
+		req_error_qmp(arg, err);
+		return;
+	}
+	req_reply(arg, pci_slots_by_kind(ret));
+	json_decref(ret);
+}
+
 static void
 cmd_query_slots(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
@@ -259,7 +271,8 @@ cmd_query_slots(struct req *r, json_t *args, const struct cmd_entry *e,
 
 	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), NULL)) == NULL)
 		return;
-	hp_slots(hp, hp_req_done, r);
+	hp_slots(hp, cmd_arg_bool(args, "by-kind") ? cmd_slots_by_kind :
+	    hp_req_done, r);
 }
 
 static void
@@ -354,7 +367,7 @@ cmd_pci_plan(struct req *r, json_t *args, const struct cmd_entry *e,
 
 	plan = pci_plan(cmd_arg_str(args, "machine"), cmd_arg_int(args,
 	    "nics", 0), cmd_arg_int(args, "disks", 0), cmd_arg_int(args,
-	    "spare", 0), &err);
+	    "spare", 0), cmd_arg_int(args, "conventional", 0), &err);
 	if (plan == NULL)
 		req_error_qmp(r, &err);
 	else
@@ -387,7 +400,8 @@ const struct cmd_entry cmd_hp_table[] = {
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = "query-pci-slots", .exec = cmd_query_slots,
 	    .flags = CMD_OOB,
-	    .target = HP_TARGET, .args = { HP_VM } },
+	    .target = HP_TARGET, .args = { HP_VM, { "by-kind", 'b',
+	    false } } },
 	{ .name = "has-device", .exec = cmd_has_device,
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	/* .op: 1 adds */
@@ -405,6 +419,7 @@ const struct cmd_entry cmd_hp_table[] = {
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
 	{ .name = "pci-plan", .exec = cmd_pci_plan,
 	    .args = { { "machine", 's', true }, { "nics", 'I', false },
-	    { "disks", 'I', false }, { "spare", 'I', false } } },
+	    { "disks", 'I', false }, { "spare", 'I', false },
+	    { "conventional", 'I', false } } },
 	{ .name = NULL }
 };

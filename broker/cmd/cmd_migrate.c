@@ -54,6 +54,28 @@ cmd_vm_migrate_postcopy(struct req *r, json_t *args,
 		req_error_qmp(r, &err);
 }
 
+static void
+cmd_vm_migrate_pause(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	struct qmp_error	err;
+
+	if (migrate_pause(cmd_arg_str(args, "vm"), cmd_migrate_done, r,
+	    &err) != 0)
+		req_error_qmp(r, &err);
+}
+
+static void
+cmd_vm_migrate_recover(struct req *r, json_t *args,
+    const struct cmd_entry *e, const struct cmd_target *t)
+{
+	struct qmp_error	err;
+
+	if (migrate_recover(cmd_arg_str(args, "vm"), cmd_arg_str(args, "uri"),
+	    cmd_migrate_done, r, &err) != 0)
+		req_error_qmp(r, &err);
+}
+
 const struct cmd_entry cmd_migrate_table[] = {
 	{ .name = "vm-migrate", .exec = cmd_vm_migrate,
 	    .target = { "vm", CMD_ALLOW_VM },
@@ -64,5 +86,11 @@ const struct cmd_entry cmd_migrate_table[] = {
 	{ .name = "vm-migrate-postcopy", .exec = cmd_vm_migrate_postcopy,
 	    .target = { "vm", CMD_ALLOW_VM },
 	    .args = { { "vm", 's', true } } },
+	{ .name = "vm-migrate-pause", .exec = cmd_vm_migrate_pause,
+	    .target = { "vm", CMD_ALLOW_VM },
+	    .args = { { "vm", 's', true } } },
+	{ .name = "vm-migrate-recover", .exec = cmd_vm_migrate_recover,
+	    .target = { "vm", CMD_ALLOW_VM },
+	    .args = { { "vm", 's', true }, { "uri", 's', false } } },
 	{ .name = NULL }
 };

@@ -424,6 +424,12 @@ guard_broker(const char *cmd, json_t *args, char *const *dirs, size_t nd,
 	if (strcmp(cmd, "mem-add") == 0 && (s = json_string_value(
 	    json_object_get(args, "path"))) != NULL)
 		return (guard_path(s, dirs, nd, why, len));
+	/* the broker sends vm-migrate's uri to QEMU as migrate's and
+	   migrate-incoming's: the same guard */
+	if ((strcmp(cmd, "vm-migrate") == 0 ||
+	    strcmp(cmd, "vm-migrate-recover") == 0) && (s = json_string_value(
+	    json_object_get(args, "uri"))) != NULL)
+		return (guard_uri(s, dirs, nd, why, len));
 	if (strcmp(cmd, "policy-check") == 0)
 		return (guard_no(why, len, "policy-check is admin only"));
 	if (strcmp(cmd, "domain-define") == 0)

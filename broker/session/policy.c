@@ -223,6 +223,8 @@ policy_parse_line(struct policy *p, char *line, struct policy_rule *r,
 	int		 n, i;
 
 	*is_rule = 0;
+	/* the caller frees r's strings on an error: never the last rule's */
+	memset(r, 0, sizeof *r);
 	if ((n = policy_words(line, w, 8)) == -1) {
 		snprintf(why, len, "unclosed quote or too many words");
 		return (-1);

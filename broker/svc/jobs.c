@@ -10,6 +10,7 @@
 #include "broker/svc/domain.h"
 #include "broker/svc/image.h"
 #include "broker/svc/jobs.h"
+#include "broker/svc/migrate.h"
 
 int
 jobs_start(struct event_base *base)
@@ -20,6 +21,8 @@ jobs_start(struct event_base *base)
 		jobs_stop();
 		return (-1);
 	}
+	/* vm-migrate jobs a broker that died left in its journal */
+	migrate_init();
 	return (0);
 }
 

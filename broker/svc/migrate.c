@@ -36,6 +36,7 @@
 
 #include "broker/core/conf.h"
 #include "broker/core/job.h"
+#include "broker/core/journal.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
 #include "broker/svc/hotplug.h"
@@ -43,12 +44,18 @@
 #include "broker/vm/vm.h"
 
 #define MIG_POLL_MS	250
-#define MIG_SETTLE_MS	20	/* finish-migrate -> postmigrate */
-#define MIG_SETTLE_MAX	250
+/* finish-migrate -> postmigrate, inmigrate -> running: a few ms after
+   QEMU says completed, and the job's end waits for them (tools/bench
+   scenario 8 counts it), so ask often, for at most 5 s */
+#define MIG_SETTLE_MS	5
+#define MIG_SETTLE_MAX	1000
 #define MIG_URI_MAX	1024
 #define MIG_CAPS_MAX	32
 
 enum mig_phase {
+	P_RECON_WAIT,	/* from the journal: its VMs to be ready */
+	P_RECON_SRC,	/* query-migrate on both ends */
+	P_RECON_DST,
 	P_DST_STATUS,
 	P_SRC_STATUS,
 	P_SRC_QUERY,
@@ -70,6 +77,8 @@ struct mig {
 	char			*src, *dst, *uri;
 	struct vm		*srcvm, *dstvm;	/* NULL once removed */
 	struct vm_listener	*listener;	/* the source's events */
+	struct vm_listener	*dlistener;	/* the destination's */
+	bool			 dst_runs;	/* it said RESUME */
 	bool			 postcopy, quit_source, own_sock;
 	long long		 bandwidth, downtime_ms;
 	json_t			*caps;		/* what both ends get */
@@ -86,6 +95,16 @@ struct mig {
 	json_t			*final;		/* last query-migrate */
 	json_t			*result;
 	struct event		*poll_ev;
+	/* a vm-migrate-recover in flight: the client's answer */
+	vmq_reply_fn		*rfn;
+	void			*rarg;
+	char			*ruri;
+	int			 recovered;	/* recoveries done */
+	/* the journal (area "migrate", group the source, id "job") */
+	const char		*jstep;		/* last step written, or NULL */
+	json_t			*recon;		/* from a broker that died */
+	json_t			*recon_src;	/* its source's query-migrate */
+	const char		*recon_action;
 	bool			 active;	/* in mig_all */
 	LIST_ENTRY(mig)		 entry;
 };
@@ -116,18 +135,59 @@ mig_free(struct mig *m)
 	json_decref(m->prog);
 	json_decref(m->final);
 	json_decref(m->result);
+	json_decref(m->recon);
+	json_decref(m->recon_src);
 	free(m->src);
 	free(m->dst);
 	free(m->uri);
 	free(m->dst_lost);
+	free(m->ruri);
 	free(m);
 }
 
+/* ---- the journal ---- */
+
+/* Records that step is about to be taken (NULL: the job is over).
+   -1 if the record cannot be written: the step must not be taken. */
+static int
+mig_journal(struct mig *m, const char *step, struct qmp_error *err)
+{
+	json_t	*rec = NULL;
+	int	 rc;
+
+	if (step == NULL && m->jstep == NULL)
+		return (0);
+	if (step != NULL) {
+		rec = json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:I,s:I,s:O,s:I}",
+		    "src", m->src, "uri", m->uri, "step", step, "own-sock",
+		    m->own_sock, "postcopy", m->postcopy, "quit-source",
+		    m->quit_source, "bandwidth", (json_int_t)m->bandwidth,
+		    "downtime-ms", (json_int_t)m->downtime_ms, "caps", m->caps,
+		    "job", (json_int_t)(m->job != NULL ? job_id(m->job) : 0));
+		if (rec == NULL) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+			return (-1);
+		}
+		if (m->dst != NULL)
+			json_object_set_new(rec, "dst", json_string(m->dst));
+	}
+	rc = journal_write(conf.state_dir, "migrate", m->src, "job", rec,
+	    err);
+	json_decref(rec);
+	if (rc == 0)
+		m->jstep = step;
+	return (rc);
+}
+
 /* Lets go of the VMs, the timer and the socket: the job is over (or
-   being freed). Idempotent. */
+   being freed). Idempotent. A broker that stops keeps the record and
+   the socket: QEMU's migration runs on, and the next start reconciles
+   it. */
 static void
 mig_detach(struct mig *m)
 {
+	struct qmp_error	err;
+
 	if (m->active) {
 		LIST_REMOVE(m, entry);
 		m->active = false;
@@ -136,15 +196,25 @@ mig_detach(struct mig *m)
 		vm_unlisten(m->listener);
 		m->listener = NULL;
 	}
+	if (m->dlistener != NULL) {
+		vm_unlisten(m->dlistener);
+		m->dlistener = NULL;
+	}
 	if (m->poll_ev != NULL) {
 		event_free(m->poll_ev);
 		m->poll_ev = NULL;
+	}
+	if (job_stopping() && m->jstep != NULL) {
+		m->phase = P_DONE;
+		return;
 	}
 	if (m->own_sock) {
 		/* QEMU leaves its listening socket behind */
 		unlink(m->uri + strlen("unix:"));
 		m->own_sock = false;
 	}
+	if (mig_journal(m, NULL, &err) != 0)
+		log_err("migration journal %s: %s", m->src, err.desc);
 	m->phase = P_DONE;
 }
 
@@ -170,6 +240,13 @@ mig_result(struct mig *m)
 		json_object_set_new(r, "to", json_string(m->dst));
 	if (m->qstatus[0] != '\0')
 		json_object_set_new(r, "status", json_string(m->qstatus));
+	if (m->recovered > 0)
+		json_object_set_new(r, "recovered", json_integer(m->recovered));
+	if (m->recon != NULL)
+		json_object_set_new(r, "reconciled", json_pack("{s:O,s:O,s:s}",
+		    "step", json_object_get(m->recon, "step"), "job",
+		    json_object_get(m->recon, "job"), "action",
+		    m->recon_action != NULL ? m->recon_action : "none"));
 	return (r);
 }
 
@@ -327,8 +404,9 @@ mig_poll_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct mig	*m = arg;
 
-	if (m->phase == P_SRC_FINAL || m->phase == P_DST_FINAL) {
-		/* settled a little more: ask again */
+	if (m->phase == P_SRC_FINAL || m->phase == P_DST_FINAL ||
+	    m->phase == P_RECON_WAIT) {
+		/* settled a little more (or the VMs are back): ask again */
 		mig_next(m);
 		return;
 	}
@@ -359,6 +437,39 @@ mig_send_cancel(struct mig *m)
 	mig_exec(m, m->srcvm, "migrate_cancel", NULL, mig_cancel_done);
 }
 
+/* In postcopy the guest's state is split between the ends: with the
+   destination gone and the source paused, nothing can recover it. */
+static void
+mig_postcopy_lost(struct mig *m)
+{
+	if (m->phase != P_RUN || !m->postcopy_started || m->dst_lost == NULL ||
+	    strcmp(m->qstatus, "postcopy-paused") != 0)
+		return;
+	mig_fail(m, "destination VM '%s' went away during postcopy (%s): "
+	    "the guest's state was split between the ends and is lost; VM "
+	    "'%s' is postcopy-paused", m->dst, m->dst_lost, m->src);
+}
+
+/* The destination runs the guest from its RESUME on: only then can
+   postcopy pause without failing it (QEMU 7.2 fails a destination
+   whose stream breaks while it loads the device state). */
+static void
+mig_dst_event(struct vm *vm, json_t *ev, void *arg)
+{
+	struct mig	*m = arg;
+	const char	*name = json_string_value(json_object_get(ev, "event"));
+
+	if (name == NULL || strcmp(name, "RESUME") != 0)
+		return;
+	m->dst_runs = true;
+	/* the job's end waits for this: ask now, not at the next tick */
+	if (m->phase == P_DST_FINAL && m->poll_ev != NULL &&
+	    evtimer_pending(m->poll_ev, NULL)) {
+		evtimer_del(m->poll_ev);
+		mig_next(m);
+	}
+}
+
 static void
 mig_event(struct vm *vm, json_t *ev, void *arg)
 {
@@ -384,6 +495,8 @@ mig_event(struct vm *vm, json_t *ev, void *arg)
 	mig_progress(m, NULL);
 	if (mig_terminal(st))
 		mig_over(m);
+	else
+		mig_postcopy_lost(m);
 }
 
 /* Builds the end result from the final query-migrate and the states. */
@@ -448,6 +561,94 @@ mig_set_status(json_t *r, const char *key, const json_t *ret,
 	    st != NULL ? st : "unknown"));
 }
 
+/* ---- reconciling a journal record left by a broker that died ---- */
+
+/* Writes the record for step; fails the job if it cannot. */
+static int
+mig_step_journal(struct mig *m, const char *step)
+{
+	struct qmp_error	err;
+
+	if (mig_journal(m, step, &err) == 0)
+		return (0);
+	mig_fail(m, "cannot journal the '%s' step, not taken: %s", step,
+	    err.desc);
+	return (-1);
+}
+
+/* Whether the record's VMs are back and connected; if not, looks
+   again in a while. */
+static bool
+mig_recon_ready(struct mig *m)
+{
+	struct timeval	 tv = { 0, MIG_POLL_MS * 1000 };
+	struct vm	*s, *d = NULL;
+
+	s = vm_find(m->src);
+	if (m->dst != NULL && m->dst_lost == NULL)
+		d = vm_find(m->dst);
+	if (s != NULL && vm_state(s) == MON_READY && (m->dst == NULL ||
+	    m->dst_lost != NULL || (d != NULL && vm_state(d) == MON_READY))) {
+		m->srcvm = s;
+		m->dstvm = d;
+		return (true);
+	}
+	if (m->poll_ev == NULL &&
+	    (m->poll_ev = evtimer_new(loop_base, mig_poll_cb, m)) == NULL) {
+		mig_fail(m, "out of memory");
+		return (false);
+	}
+	evtimer_add(m->poll_ev, &tv);
+	return (false);
+}
+
+/* What QEMU says on both ends decides: a migration still running is
+   watched to its end, one that ended gives the job's outcome, and one
+   whose migrate never reached the source is taken up again from the
+   checks (a destination already listening is not asked twice): the
+   client asked for it, and a destination left listening is the one
+   thing that cannot be undone. */
+static void
+mig_recon_decide(struct mig *m, json_t *dret)
+{
+	const char	*st, *step, *dst_st;
+
+	st = json_string_value(json_object_get(m->recon_src, "status"));
+	if (st == NULL)
+		st = "none";
+	step = json_string_value(json_object_get(m->recon, "step"));
+	dst_st = json_string_value(json_object_get(dret, "status"));
+	if (strcmp(st, "none") != 0 && !mig_terminal(st)) {
+		m->recon_action = "adopted";
+		snprintf(m->qstatus, sizeof m->qstatus, "%s", st);
+		m->postcopy_started = strncmp(st, "postcopy", 8) == 0;
+		m->dst_runs = m->postcopy_started;
+		m->incoming = true;
+		if ((m->listener = vm_listen(m->srcvm, mig_event, m)) ==
+		    NULL || (m->dstvm != NULL && (m->dlistener =
+		    vm_listen(m->dstvm, mig_dst_event, m)) == NULL)) {
+			mig_fail(m, "out of memory");
+			return;
+		}
+		m->phase = P_RUN;
+	} else if (strcmp(st, "none") != 0 && strcmp(step, "migrate") == 0) {
+		m->recon_action = "outcome";
+		snprintf(m->qstatus, sizeof m->qstatus, "%s", st);
+		m->incoming = true;
+		m->phase = P_RUN;
+	} else {
+		m->recon_action = "resumed";
+		m->incoming = dret != NULL && (json_object_get(dret,
+		    "socket-address") != NULL || (dst_st != NULL &&
+		    strcmp(dst_st, "none") != 0));
+		m->phase = P_DST_STATUS;
+	}
+	log_notice("migration journal %s: step %s, source %s%s%s: %s", m->src,
+	    step, st, m->dst != NULL ? ", destination " : "", m->dst == NULL ?
+	    "" : dst_st != NULL ? dst_st : json_object_get(dret,
+	    "socket-address") != NULL ? "listening" : "none", m->recon_action);
+}
+
 /* One step's reply. */
 static void
 mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
@@ -459,6 +660,25 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 		return;
 	st = json_string_value(json_object_get(ret, "status"));
 	switch (m->phase) {
+	case P_RECON_WAIT:
+		return;
+	case P_RECON_SRC:
+		if (err != NULL) {
+			mig_fail(m, "reconciling after a restart: VM '%s': "
+			    "query-migrate: %s", m->src, err->desc);
+			return;
+		}
+		m->recon_src = json_deep_copy(ret);
+		break;
+	case P_RECON_DST:
+		if (err != NULL) {
+			mig_fail(m, "reconciling after a restart: VM '%s': "
+			    "query-migrate: %s", m->dst, err->desc);
+			return;
+		}
+		mig_recon_decide(m, ret);
+		mig_next(m);
+		return;
 	case P_DST_STATUS:
 		if (err != NULL) {
 			mig_fail_err(m, "destination", err);
@@ -578,18 +798,42 @@ mig_next(struct mig *m)
 			mig_cancelled_early(m);
 			return;
 		}
+		if (m->phase == P_RECON_WAIT) {
+			if (!mig_recon_ready(m))
+				return;
+			m->phase++;
+		}
 		if (m->phase < P_RUN && (m->srcvm == NULL ||
-		    (m->dst != NULL && m->dstvm == NULL))) {
+		    (m->dst != NULL && m->dstvm == NULL &&
+		    (m->phase > P_RECON_DST || m->dst_lost == NULL)))) {
 			mig_fail(m, "VM '%s' was removed", m->srcvm == NULL ?
 			    m->src : m->dst);
 			return;
 		}
 		switch (m->phase) {
+		case P_RECON_WAIT:
+			break;
+		case P_RECON_SRC:
+			mig_exec(m, m->srcvm, "query-migrate", NULL,
+			    mig_step_done);
+			return;
+		case P_RECON_DST:
+			if (m->dstvm != NULL) {
+				mig_exec(m, m->dstvm, "query-migrate", NULL,
+				    mig_step_done);
+				return;
+			}
+			mig_recon_decide(m, NULL);
+			continue;
 		case P_DST_STATUS:
 		case P_DST_CAPS:
 		case P_DST_INCOMING:
-			if (m->dst == NULL)
+			if (m->dst == NULL || (m->incoming &&
+			    m->phase != P_DST_STATUS))
 				break;
+			if (m->phase == P_DST_INCOMING &&
+			    mig_step_journal(m, "incoming") != 0)
+				return;
 			if (m->phase == P_DST_STATUS)
 				mig_exec(m, m->dstvm, "query-status", NULL,
 				    mig_step_done);
@@ -597,10 +841,17 @@ mig_next(struct mig *m)
 				mig_exec(m, m->dstvm,
 				    "migrate-set-capabilities",
 				    mig_caps_json(m), mig_step_done);
-			else
+			else {
+				if (m->dlistener == NULL && (m->dlistener =
+				    vm_listen(m->dstvm, mig_dst_event, m)) ==
+				    NULL) {
+					mig_fail(m, "out of memory");
+					return;
+				}
 				mig_exec(m, m->dstvm, "migrate-incoming",
 				    json_pack("{s:s}", "uri", m->uri),
 				    mig_step_done);
+			}
 			return;
 		case P_SRC_STATUS:
 			mig_exec(m, m->srcvm, "query-status", NULL,
@@ -628,6 +879,8 @@ mig_next(struct mig *m)
 			    mig_step_done);
 			return;
 		case P_MIGRATE:
+			if (mig_step_journal(m, "migrate") != 0)
+				return;
 			snprintf(m->qstatus, sizeof m->qstatus, "setup");
 			if ((m->listener = vm_listen(m->srcvm, mig_event,
 			    m)) == NULL) {
@@ -646,8 +899,8 @@ mig_next(struct mig *m)
 				mig_over(m);
 				return;
 			}
-			if ((m->poll_ev = evtimer_new(loop_base, mig_poll_cb,
-			    m)) == NULL) {
+			if (m->poll_ev == NULL && (m->poll_ev = evtimer_new(
+			    loop_base, mig_poll_cb, m)) == NULL) {
 				mig_fail(m, "out of memory; the migration runs "
 				    "on in QEMU");
 				return;
@@ -718,6 +971,7 @@ mig_vm_lost(struct mig *m, struct vm *vm, const char *why)
 		   answer): it gives up now */
 		if (m->phase == P_RUN)
 			mig_send_cancel(m);
+		mig_postcopy_lost(m);
 	}
 	if (vm == m->srcvm && m->phase <= P_RUN) {
 		mig_fail(m, "source VM '%s' went away mid-migration (%s)",
@@ -731,6 +985,14 @@ mig_vm_removing(struct vm *vm, void *arg)
 	struct mig	*m, *m1;
 
 	LIST_FOREACH_SAFE(m, &mig_all, entry, m1) {
+		if (m->phase == P_RECON_WAIT) {
+			/* a record's VM removed before it came back: the
+			   source alone can still say how it ended */
+			if (m->dst != NULL && strcmp(vm_name(vm), m->dst) == 0 &&
+			    m->dst_lost == NULL)
+				m->dst_lost = strdup("removed from the broker");
+			continue;
+		}
 		if (vm != m->srcvm && vm != m->dstvm)
 			continue;
 		mig_vm_lost(m, vm, "removed from the broker");
@@ -740,8 +1002,12 @@ mig_vm_removing(struct vm *vm, void *arg)
 			m->listener = NULL;
 			m->srcvm = NULL;
 		}
-		if (vm == m->dstvm)
+		if (vm == m->dstvm) {
+			if (m->dlistener != NULL)
+				vm_unlisten(m->dlistener);
+			m->dlistener = NULL;
 			m->dstvm = NULL;
+		}
 	}
 }
 
@@ -948,12 +1214,15 @@ migrate_job(const struct migrate_req *q, struct qmp_error *err)
 		goto nomem;
 	}
 	json_object_set_new(m->caps, "events", json_true());
-	if (q->postcopy)
-		json_object_set_new(m->caps, "postcopy-ram", json_true());
+	m->phase = P_DST_STATUS;
 	m->srcvm = src;
 	m->dstvm = dst;
 	m->postcopy = q->postcopy || json_is_true(json_object_get(m->caps,
 	    "postcopy-ram"));
+	/* said either way on both ends: QEMU keeps a capability set by an
+	   earlier migration, and a source still set for postcopy towards a
+	   destination that is not fails ("Bad file descriptor") */
+	json_object_set_new(m->caps, "postcopy-ram", json_boolean(m->postcopy));
 	m->quit_source = q->quit_source;
 	m->bandwidth = q->bandwidth;
 	m->downtime_ms = q->downtime_ms;
@@ -999,5 +1268,224 @@ migrate_postcopy(const char *vm, vmq_reply_fn *fn, void *arg,
 	}
 	vmq_execute(vm_vmq(m->srcvm), "migrate-start-postcopy", NULL, NULL, 0,
 	    fn, arg);
+	return (0);
+}
+
+/* ---- restart ---- */
+
+static void
+mig_load(const char *group, const char *id, json_t *rec, void *arg)
+{
+	struct qmp_error	 err;
+	struct mig		*m;
+	struct job		*j;
+	const char		*src, *dst, *uri, *step;
+	json_t			*caps;
+
+	src = json_string_value(json_object_get(rec, "src"));
+	dst = json_string_value(json_object_get(rec, "dst"));
+	uri = json_string_value(json_object_get(rec, "uri"));
+	step = json_string_value(json_object_get(rec, "step"));
+	caps = json_object_get(rec, "caps");
+	if (src == NULL || strcmp(src, group) != 0 || strcmp(id, "job") != 0 ||
+	    uri == NULL || mig_uri_ok(uri, &err) != 0 || step == NULL ||
+	    (strcmp(step, "incoming") != 0 && strcmp(step, "migrate") != 0) ||
+	    !json_is_object(caps) || mig_caps_ok(caps, &err) != 0 ||
+	    (dst != NULL && strcmp(dst, src) == 0)) {
+		log_warn("migration journal %s/%s: not a record of this "
+		    "broker's; ignored", group, id);
+		return;
+	}
+	if ((m = calloc(1, sizeof *m)) == NULL)
+		return;
+	m->src = strdup(src);
+	m->dst = dst != NULL ? strdup(dst) : NULL;
+	m->uri = strdup(uri);
+	m->caps = json_deep_copy(caps);
+	m->prog = json_pack("{s:i}", "pass", 0);
+	m->recon = json_incref(rec);
+	if (m->src == NULL || (dst != NULL && m->dst == NULL) ||
+	    m->uri == NULL || m->caps == NULL || m->prog == NULL) {
+		mig_free(m);
+		return;
+	}
+	json_object_set_new(m->caps, "events", json_true());
+	m->phase = P_RECON_WAIT;
+	m->own_sock = json_is_true(json_object_get(rec, "own-sock"));
+	m->postcopy = json_is_true(json_object_get(rec, "postcopy"));
+	m->quit_source = json_is_true(json_object_get(rec, "quit-source"));
+	m->bandwidth = json_integer_value(json_object_get(rec, "bandwidth"));
+	m->downtime_ms = json_integer_value(json_object_get(rec,
+	    "downtime-ms"));
+	/* the record stands until the job is over */
+	m->jstep = strcmp(step, "incoming") == 0 ? "incoming" : "migrate";
+	if ((j = job_new(&mig_ops, m->src, m, &err)) == NULL) {
+		log_err("migration journal %s: %s", group, err.desc);
+		return;
+	}
+	log_notice("migration journal %s: interrupted at step %s: job %llu "
+	    "reconciles it", group, step, (unsigned long long)job_id(j));
+	LIST_INSERT_HEAD(&mig_all, m, entry);
+	m->active = true;
+	job_start(j);
+}
+
+static void
+mig_load_bad(const char *path, const char *why, void *arg)
+{
+	log_warn("migration journal %s: %s; set aside as .bad", path, why);
+}
+
+void
+migrate_init(void)
+{
+	if (!mig_observing) {
+		vm_observe(&mig_observer, NULL);
+		mig_observing = true;
+	}
+	if (journal_load(conf.state_dir, "migrate", mig_load, mig_load_bad,
+	    NULL) < 0)
+		log_err("migration journal: cannot read %s/migrate",
+		    conf.state_dir);
+}
+
+/* ---- postcopy pause and recovery ---- */
+
+/* The source job of VM vm in postcopy, or NULL with err. */
+static struct mig *
+mig_postcopy_of(const char *vm, struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_of(vm)) == NULL || strcmp(m->src, vm) != 0 ||
+	    m->job == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "VM '%s' is not the source "
+		    "of a running migration job", vm);
+		return (NULL);
+	}
+	if (!m->postcopy_started || m->phase != P_RUN || m->srcvm == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is not "
+		    "in postcopy (status %s)", (unsigned long long)
+		    job_id(m->job), m->qstatus);
+		return (NULL);
+	}
+	return (m);
+}
+
+/* migrate-pause and migrate-recover are what a stuck monitor must still
+   take: out of band where QEMU offers it. */
+static void
+mig_exec_oob(struct vm *vm, const char *cmd, json_t *args, vmq_reply_fn *fn,
+    void *arg)
+{
+	if (vmq_oob_offered(vm_vmq(vm)))
+		vmq_execute_oob(vm_vmq(vm), cmd, args, fn, arg);
+	else
+		vmq_execute(vm_vmq(vm), cmd, args, NULL, 0, fn, arg);
+}
+
+int
+migrate_pause(const char *vm, vmq_reply_fn *fn, void *arg,
+    struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_postcopy_of(vm, err)) == NULL)
+		return (-1);
+	if (strcmp(m->qstatus, "postcopy-active") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is "
+		    "%s, not postcopy-active: nothing to pause",
+		    (unsigned long long)job_id(m->job), m->qstatus);
+		return (-1);
+	}
+	if (m->dst != NULL && !m->dst_runs) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "destination VM '%s' does "
+		    "not run the guest yet: a pause while it loads the device "
+		    "state fails the migration; try again", m->dst);
+		return (-1);
+	}
+	mig_exec_oob(m->srcvm, "migrate-pause", NULL, fn, arg);
+	return (0);
+}
+
+static void
+mig_recover_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig		*m = arg;
+	struct qmp_error	 e;
+	vmq_reply_fn		*fn = m->rfn;
+	void			*rarg = m->rarg;
+	bool			 resumed = m->ruri == NULL;
+
+	if (!mig_back(m)) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "the migration job ended");
+		fn(NULL, &e, rarg);
+		return;
+	}
+	if (err != NULL || resumed || m->srcvm == NULL) {
+		m->rfn = NULL;
+		free(m->ruri);
+		m->ruri = NULL;
+		if (err == NULL && m->srcvm == NULL) {
+			qmp_error_set(&e, QMP_CLS_GENERIC, "source VM '%s' "
+			    "went away", m->src);
+			err = &e;
+		}
+		if (err == NULL)
+			m->recovered++;
+		fn(ret, err, rarg);
+		return;
+	}
+	/* the destination listens again: the source resumes there */
+	m->inflight++;
+	vmq_execute(vm_vmq(m->srcvm), "migrate", json_pack("{s:s,s:b}",
+	    "uri", m->ruri, "resume", 1), NULL, 0, mig_recover_done, m);
+	free(m->ruri);
+	m->ruri = NULL;
+}
+
+int
+migrate_recover(const char *vm, const char *uri, vmq_reply_fn *fn,
+    void *arg, struct qmp_error *err)
+{
+	struct mig	*m;
+
+	if ((m = mig_postcopy_of(vm, err)) == NULL)
+		return (-1);
+	if (m->rfn != NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is "
+		    "already being recovered", (unsigned long long)
+		    job_id(m->job));
+		return (-1);
+	}
+	if (strcmp(m->qstatus, "postcopy-paused") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migration job %llu is "
+		    "%s, not postcopy-paused: nothing to recover",
+		    (unsigned long long)job_id(m->job), m->qstatus);
+		return (-1);
+	}
+	if (uri != NULL && mig_uri_ok(uri, err) != 0)
+		return (-1);
+	if (uri == NULL)
+		uri = m->uri;
+	if ((m->ruri = strdup(uri)) == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+		return (-1);
+	}
+	m->rfn = fn;
+	m->rarg = arg;
+	m->inflight++;
+	if (m->dstvm != NULL && m->dst_lost == NULL) {
+		/* QEMU replaces the old listener's socket file itself */
+		mig_exec_oob(m->dstvm, "migrate-recover", json_pack("{s:s}",
+		    "uri", uri), mig_recover_done, m);
+		return (0);
+	}
+	/* a URI-only job: whoever runs the destination has run
+	   migrate-recover there */
+	free(m->ruri);
+	m->ruri = NULL;
+	vmq_execute(vm_vmq(m->srcvm), "migrate", json_pack("{s:s,s:b}", "uri",
+	    uri, "resume", 1), NULL, 0, mig_recover_done, m);
 	return (0);
 }

@@ -38,6 +38,13 @@ struct migrate_req {
 	json_t		*caps;		/* {"name": bool}, or NULL */
 };
 
+/* At start, once the job runner runs: every migration the journal says
+   a broker that died left in flight becomes a job again, which waits
+   for its VMs, asks QEMU on both ends where it stands and watches the
+   migration to its end, reports its outcome, or (migrate never reached
+   the source) takes it up again. */
+void		 migrate_init(void);
+
 /* Validates q (names, URI policy, the ends' states as far as they can
    be known now) and starts the job: the job, or NULL with err set. */
 struct job	*migrate_job(const struct migrate_req *q,
@@ -48,6 +55,19 @@ struct job	*migrate_job(const struct migrate_req *q,
    -1 with err (and no call) if vm has no such migration. */
 int		 migrate_postcopy(const char *vm, vmq_reply_fn *fn, void *arg,
 		    struct qmp_error *err);
+
+/* vm-migrate-pause: migrate-pause (out of band where QEMU offers it)
+   on VM vm, the source of a job in postcopy-active. fn as above. */
+int		 migrate_pause(const char *vm, vmq_reply_fn *fn, void *arg,
+		    struct qmp_error *err);
+
+/* vm-migrate-recover: for the job of source vm in postcopy-paused,
+   migrate-recover on its destination VM (out of band where offered) at
+   uri (NULL: the job's), then migrate with resume on the source. A
+   URI-only job resumes the source only. fn gets the last answer, or the
+   first error, exactly once, never inside the call. */
+int		 migrate_recover(const char *vm, const char *uri,
+		    vmq_reply_fn *fn, void *arg, struct qmp_error *err);
 
 /* Whether VM name is an end of a running migration job: hotplug is
    refused then. err says which job. */

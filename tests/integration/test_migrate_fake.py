@@ -15,12 +15,17 @@ from qb import check
 
 
 def fake(env, name, faults=None, dst=False):
-	p = hplib.fake(env.h, name, faults=faults)
+	p = hplib.fake(env.h, name, faults=None if dst else faults)
 	if dst:
 		# hplib.fake has no --incoming-defer: restart it with one
 		p.kill()
 		argv = [qb.program("fake-qemu"), "--socket", p.path,
 		    "--incoming-defer"]
+		if faults is not None:
+			fpath = env.h.path("faults.%d" % env.h.next_seq())
+			with open(fpath, "w") as f:
+				f.write(faults)
+			argv += ["--faults", fpath]
 		if os.path.lexists(p.path):
 			os.unlink(p.path)
 		p = qb.Proc(env.h, argv, "fake-" + name)
@@ -30,9 +35,9 @@ def fake(env, name, faults=None, dst=False):
 	return p
 
 
-def setup(env, src_faults=None):
+def setup(env, src_faults=None, dst_faults=None):
 	src = fake(env, "src", faults=src_faults)
-	dst = fake(env, "dst", dst=True)
+	dst = fake(env, "dst", faults=dst_faults, dst=True)
 	c = env.d.client()
 	c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
 	for n, p in (("src", src), ("dst", dst)):

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""vm-migrate through qmpbrokerd between two real QEMU 7.2 on this host,
+"""vm-migrate through qmpbrokerd between real QEMU 7.2 on this host,
 running the TCG test guest booted with "qb.tick" (it prints TICK N about
 once a second on its serial console).
 
-Each migration is proven from inside the guest: the destination's console
-goes on counting where the source's stopped. The failure cases end with the
-source still running (QEMU's query-status and the guest's ticks).
+The guest boots once and is passed along: each scenario migrates it from
+where it runs to a fresh QEMU started with -incoming defer (which needs no
+boot), so the file costs one boot. Each migration is proven from inside
+the guest: the destination's console goes on counting where the source's
+stopped. The failure cases end with the source still running (QEMU's
+query-status and the guest's ticks).
 """
 
 import os
 import re
+import signal
 import socket
+import time
 
 import qb
 import hplib
@@ -88,6 +93,10 @@ def free_port():
 	return port
 
 
+def name_of(g):
+	return os.path.basename(g.path)[:-len(".qmp")]
+
+
 def check_moved(src, dst, r, c):
 	"""The guest left src and counts on dst, from where it was."""
 	check(r["status"] == "concluded", "job %r" % r)
@@ -97,7 +106,8 @@ def check_moved(src, dst, r, c):
 	check(res["destination-status"] == "running", "destination %r" % res)
 	check(res["total-time"] > 0 and res["ram"]["transferred"] > 0,
 	    "totals %r" % res)
-	check(status(c, "src") == "postmigrate", "source not postmigrate")
+	check(status(c, name_of(src)) == "postmigrate",
+	    "source not postmigrate")
 	last = ticks(src)[-1]
 	got = wait_ticks_after(dst, last)
 	# the destination's console starts where the source's stopped: the
@@ -107,207 +117,304 @@ def check_moved(src, dst, r, c):
 	    % (last, got[:10]))
 
 
-def migrate(env, args):
-	src = src_guest(env)
-	wait_ticks_after(src, 0, 1)
-	dst = dst_guest(env)
-	c = env.d.client()
-	c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
-	add(c, src, dst)
-	check(status(c, "dst") == "inmigrate", "dst not inmigrate")
-	jid = c.cmd("vm-migrate", dict(args, vm="src", to="dst"))["job"]
-	r = job_end(c, jid)
-	check_moved(src, dst, r, c)
-	return c, jid
+class Relay:
+	"""The one booted guest and where it runs now (cur), on one daemon."""
+
+	def __init__(self, env):
+		self.env = env
+		self.connect()
+		self.cur = src_guest(env, "g0")
+		wait_ticks_after(self.cur, 0, 1)
+		add(self.c, self.cur)
+		self.n = 0
+
+	def connect(self):
+		self.c = self.env.d.client()
+		self.c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
+		# the destinations' own word in postcopy, whose in-band
+		# monitor may block on a page that has not come
+		self.c.cmd("subscribe", {"vms": ["d*"], "events": ["RESUME",
+		    "MIGRATION"]})
+
+	def fresh(self):
+		"""A new -incoming defer QEMU, added to the broker."""
+		self.n += 1
+		g = dst_guest(self.env, "d%d" % self.n)
+		add(self.c, g)
+		check(status(self.c, name_of(g)) == "inmigrate",
+		    "destination not inmigrate")
+		return g
+
+	def drop(self, g):
+		"""Removes g from the broker and stops its QEMU."""
+		self.c.cmd("vm-remove", {"name": name_of(g)})
+		g.kill()
+
+	def moved(self, dst, r):
+		"""The guest is on dst now; the old source goes."""
+		check_moved(self.cur, dst, r, self.c)
+		self.drop(self.cur)
+		self.cur = dst
+
+	def start(self, dst, extra=None):
+		args = {"vm": name_of(self.cur), "to": name_of(dst)}
+		args.update(extra or {})
+		return self.c.cmd("vm-migrate", args)["job"]
+
+	def slow(self, dst, extra=None):
+		"""cur -> dst at 1 MB/s: minutes for 256 MiB, so it is still
+		running when the test acts."""
+		jid = self.start(dst, dict(extra or {}, bandwidth=1 << 20))
+		progress_event(self.c, jid, lambda p: p["status"] == "active" and
+		    p.get("transferred", 0) > 0)
+		return jid
 
 
-def test_unix_default():
+def unix_default(rl, env):
 	"""to: a VM, over the broker's own unix socket; progress events carry
 	the numbers QEMU reports."""
-	with qb.Env("mig-unix") as env:
-		c, jid = migrate(env, {})
-		js = c.cmd("query-jobs", {"id": jid})[0]
-		p = js["progress"]
-		for k in ("pass", "transferred", "remaining", "total",
-		    "dirty-rate", "expected-downtime", "status"):
-			check(k in p, "progress lacks %s: %r" % (k, p))
-		check(p["pass"] >= 1 and p["total"] > 0, "progress %r" % p)
-		check(not [f for f in os.listdir(env.d.run_dir)
-		    if f.startswith("migrate-")], "migration socket left")
-		env.finish()
+	c = rl.c
+	dst = rl.fresh()
+	jid = rl.start(dst)
+	r = job_end(c, jid)
+	rl.moved(dst, r)
+	p = c.cmd("query-jobs", {"id": jid})[0]["progress"]
+	for k in ("pass", "transferred", "remaining", "total",
+	    "dirty-rate", "expected-downtime", "status"):
+		check(k in p, "progress lacks %s: %r" % (k, p))
+	check(p["pass"] >= 1 and p["total"] > 0, "progress %r" % p)
+	check(not [f for f in os.listdir(env.d.run_dir)
+	    if f.startswith("migrate-")], "migration socket left")
 
 
-def test_tcp_loopback():
+def tcp_loopback(rl, env):
 	"""to: a VM over TCP on loopback, with bandwidth and downtime set."""
-	with qb.Env("mig-tcp") as env:
-		c, jid = migrate(env, {"uri": "tcp:127.0.0.1:%d" % free_port(),
-		    "bandwidth": 1 << 30, "downtime-ms": 500})
-		par = c.cmd("vm-execute", {"vm": "src", "command":
-		    "query-migrate-parameters"})
-		check(par["max-bandwidth"] == 1 << 30 and
-		    par["downtime-limit"] == 500, "parameters %r" % par)
-		env.finish()
+	dst = rl.fresh()
+	jid = rl.start(dst, {"uri": "tcp:127.0.0.1:%d" % free_port(),
+	    "bandwidth": 1 << 30, "downtime-ms": 500})
+	r = job_end(rl.c, jid)
+	par = rl.c.cmd("vm-execute", {"vm": name_of(rl.cur), "command":
+	    "query-migrate-parameters"})
+	check(par["max-bandwidth"] == 1 << 30 and
+	    par["downtime-limit"] == 500, "parameters %r" % par)
+	rl.moved(dst, r)
 
 
-def test_uri_only():
-	"""uri only: the broker drives the source; the destination is a
-	QEMU it does not know, started with -incoming on a unix socket."""
-	with qb.Env("mig-uri") as env:
-		sock = env.h.path("in.sock")
-		src = src_guest(env)
-		dst = hplib.Guest(env.h, "dst", guest_dir(), append="qb.tick",
-		    extra=["-incoming", "unix:" + sock], wait=False)
-		qb.wait_for(lambda: os.path.exists(sock), "incoming socket")
-		c = env.d.client()
-		c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
-		add(c, src)
-		wait_ticks_after(src, 0, 1)
-		jid = c.cmd("vm-migrate", {"vm": "src", "uri": "unix:" +
-		    sock})["job"]
-		r = job_end(c, jid)
-		check("to" not in r["result"] and "destination-status" not in
-		    r["result"], "result %r" % r)
-		r["result"]["destination-status"] = "running"
-		check_moved(src, dst, r, c)
-		env.finish()
+def restart(rl, env):
+	"""The broker killed with SIGKILL mid-transfer and started again on
+	the same state dir: its journal record becomes a job that finds
+	QEMU's migration running (query-migrate on both ends), watches it
+	to its end and concludes; the guest has moved."""
+	dst = rl.fresh()
+	jid = rl.slow(dst)
+	rec = os.path.join(env.d.state_dir, "migrate", name_of(rl.cur),
+	    "job.json")
+	qb.check(os.path.exists(rec), "no journal record")
+	first = env.d
+	env.d.signal(signal.SIGKILL)
+	env.d.wait()
+	env.h.close_clients()
+	env.d = qb.Daemon(env.h, state_dir=first.state_dir, tag="d2")
+	env.d.baseline_fds = first.baseline_fds
+	env.d.baseline_kids = first.baseline_kids
+	rl.connect()
+	for g in (rl.cur, dst):
+		qb.wait_vm_state(rl.c, name_of(g), "ready")
+
+	def job(st):
+		js = [j for j in rl.c.cmd("query-jobs") if j["kind"] ==
+		    "vm-migrate" and j["status"] == st]
+		return js and js[0]
+	qb.wait_for(lambda: (job("running") or {}).get("progress", {}).get(
+	    "status") == "active", "the reconciled job watching")
+	rl.c.cmd("vm-execute", {"vm": name_of(rl.cur), "command":
+	    "migrate-set-parameters", "arguments": {"max-bandwidth": 1 << 30}})
+	r = qb.wait_for(lambda: job("concluded") or job("failed"),
+	    "the reconciled job's end", timeout=qb.TIMEOUT * 4)
+	check(r["result"]["reconciled"] == {"step": "migrate", "job": jid,
+	    "action": "adopted"}, "job %r" % r)
+	check(not os.path.exists(rec), "journal record left")
+	rl.moved(dst, r)
 
 
-def slow_migration(env, c, extra=None):
-	"""src -> dst at 1 MB/s: minutes for 256 MiB, so it is still
-	running when the test acts."""
-	args = {"vm": "src", "to": "dst", "bandwidth": 1 << 20}
-	args.update(extra or {})
-	jid = c.cmd("vm-migrate", args)["job"]
-	progress_event(c, jid, lambda p: p["status"] == "active" and
-	    p.get("transferred", 0) > 0)
-	return jid
-
-
-def test_cancel():
+def cancel(rl, env):
 	"""job-cancel runs migrate_cancel; the job says cancelled once QEMU
 	does, and the source runs on."""
-	with qb.Env("mig-cancel") as env:
-		src, dst = src_guest(env), dst_guest(env)
-		c = env.d.client()
-		c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
-		add(c, src, dst)
-		jid = slow_migration(env, c)
-		c.cmd("job-cancel", {"id": jid})
-		r = job_end(c, jid)
-		check(r["status"] == "cancelled", "job %r" % r)
-		check(r["result"]["status"] == "cancelled" and
-		    r["result"]["source-status"] == "running", "result %r" % r)
-		mig = c.cmd("vm-execute", {"vm": "src", "command":
-		    "query-migrate"})
-		check(mig["status"] == "cancelled", "QEMU says %r" % mig)
-		check(status(c, "src") == "running", "source not running")
-		wait_ticks_after(src, last_tick(src))
-		env.finish()
+	c, src = rl.c, name_of(rl.cur)
+	dst = rl.fresh()
+	jid = rl.slow(dst)
+	c.cmd("job-cancel", {"id": jid})
+	r = job_end(c, jid)
+	check(r["status"] == "cancelled", "job %r" % r)
+	check(r["result"]["status"] == "cancelled" and
+	    r["result"]["source-status"] == "running", "result %r" % r)
+	mig = c.cmd("vm-execute", {"vm": src, "command": "query-migrate"})
+	check(mig["status"] == "cancelled", "QEMU says %r" % mig)
+	check(status(c, src) == "running", "source not running")
+	wait_ticks_after(rl.cur, last_tick(rl.cur))
+	rl.drop(dst)
 
 
-def test_postcopy():
-	"""postcopy: vm-migrate-postcopy switches a slow precopy; the
-	destination runs the guest, the source is left in postmigrate."""
-	with qb.Env("mig-postcopy") as env:
-		src, dst = src_guest(env), dst_guest(env)
-		c = env.d.client()
-		c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
-		add(c, src, dst)
-		wait_ticks_after(src, 0, 1)
-		jid = slow_migration(env, c, {"postcopy": True})
-		caps = c.cmd("vm-execute", {"vm": "dst", "command":
-		    "query-migrate-capabilities"})
-		check({"capability": "postcopy-ram", "state": True} in caps,
-		    "destination lacks postcopy-ram: %r" % caps)
-		c.cmd("vm-migrate-postcopy", {"vm": "src"})
-		# postcopy at 1 MB/s would still take minutes: lift the cap
-		c.cmd("vm-execute", {"vm": "src", "command":
-		    "migrate-set-parameters", "arguments": {"max-postcopy-bandwidth":
-		    0, "max-bandwidth": 1 << 30}})
-		progress_event(c, jid, lambda p: p["status"] ==
-		    "postcopy-active")
-		r = job_end(c, jid)
-		check_moved(src, dst, r, c)
-		env.finish()
-
-
-def test_quit_source():
-	"""quit-source: the source QEMU exits once the guest has moved."""
-	with qb.Env("mig-quit") as env:
-		src, dst = src_guest(env), dst_guest(env)
-		c = env.d.client()
-		c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
-		add(c, src, dst)
-		jid = c.cmd("vm-migrate", {"vm": "src", "to": "dst",
-		    "quit-source": True})["job"]
-		r = job_end(c, jid)
-		check(r["status"] == "concluded" and
-		    r["result"]["source-status"] == "quit", "job %r" % r)
-		src.wait()
-		env.finish()
-
-
-def test_bad_input():
+def bad_input(rl, env):
 	"""Each refusal is clear and leaves the source running."""
-	with qb.Env("mig-bad") as env:
-		src, dst = src_guest(env), dst_guest(env)
-		other = qb.Qemu(env.h, env.h.path("plain.qmp"))
-		c = env.d.client()
-		c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
-		add(c, src, dst)
-		c.cmd("vm-add", {"name": "plain", "socket": other.path})
-		qb.wait_vm_state(c, "plain", "ready")
+	c, src = rl.c, name_of(rl.cur)
+	other = qb.Qemu(env.h, env.h.path("plain.qmp"))
+	c.cmd("vm-add", {"name": "plain", "socket": other.path})
+	qb.wait_vm_state(c, "plain", "ready")
+	dst = rl.fresh()
+	to = name_of(dst)
 
-		_, d = c.cmd_error("vm-migrate", {"vm": "src", "to": "src"})
-		check("itself" in d, d)
-		_, d = c.cmd_error("vm-migrate", {"vm": "src"})
-		check("'to'" in d and "'uri'" in d, d)
-		_, d = c.cmd_error("vm-migrate", {"vm": "src", "uri":
-		    "exec:cat > /tmp/x"})
-		check("not allowed" in d, d)
-		_, d = c.cmd_error("vm-migrate", {"vm": "src", "to": "nope"})
-		check("unknown VM 'nope'" in d, d)
-		_, d = c.cmd_error("vm-migrate", {"vm": "src", "to": "dst",
-		    "capabilities": {"events": False}})
-		check("events" in d, d)
-		_, d = c.cmd_error("vm-migrate", {"vm": "src", "to": "dst",
-		    "bandwidth": -1})
-		check("negative" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": src, "to": src})
+	check("itself" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": src})
+	check("'to'" in d and "'uri'" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": src, "uri":
+	    "exec:cat > /tmp/x"})
+	check("not allowed" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": src, "to": "nope"})
+	check("unknown VM 'nope'" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": src, "to": to,
+	    "capabilities": {"events": False}})
+	check("events" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": src, "to": to,
+	    "bandwidth": -1})
+	check("negative" in d, d)
 
-		# a destination not started with -incoming defer: the job
-		# fails before anything is sent
-		jid = c.cmd("vm-migrate", {"vm": "src", "to": "plain"})["job"]
-		r = job_end(c, jid)
-		check(r["status"] == "failed" and "-incoming defer" in
-		    r["error"]["desc"], "job %r" % r)
-		check(status(c, "src") == "running", "source not running")
+	# a destination not started with -incoming defer: the job fails
+	# before anything is sent
+	jid = c.cmd("vm-migrate", {"vm": src, "to": "plain"})["job"]
+	r = job_end(c, jid)
+	check(r["status"] == "failed" and "-incoming defer" in
+	    r["error"]["desc"], "job %r" % r)
+	check(status(c, src) == "running", "source not running")
 
-		# twice at once, and hotplug on either end meanwhile
-		jid = slow_migration(env, c)
-		_, d = c.cmd_error("vm-migrate", {"vm": "src", "to": "dst"})
-		check("busy" in d or "already" in d, d)
-		_, d = c.cmd_error("vm-migrate", {"vm": "plain", "to": "dst"})
-		check("already an end of migration job %d" % jid in d, d)
-		for vm in ("src", "dst"):
-			_, d = c.cmd_error("disk-add", {"vm": vm, "id": "d0",
-			    "source": "/nonexistent"})
-			check("migration job %d" % jid in d, d)
-			_, d = c.cmd_error("nic-del", {"vm": vm, "id": "n0"})
-			check("migration job %d" % jid in d, d)
-		_, d = c.cmd_error("vm-migrate-postcopy", {"vm": "src"})
-		check("not started with postcopy" in d, d)
+	# twice at once, and hotplug on either end meanwhile
+	jid = rl.slow(dst)
+	_, d = c.cmd_error("vm-migrate", {"vm": src, "to": to})
+	check("busy" in d or "already" in d, d)
+	_, d = c.cmd_error("vm-migrate", {"vm": "plain", "to": to})
+	check("already an end of migration job %d" % jid in d, d)
+	for vm in (src, to):
+		_, d = c.cmd_error("disk-add", {"vm": vm, "id": "d0",
+		    "source": "/nonexistent"})
+		check("migration job %d" % jid in d, d)
+		_, d = c.cmd_error("nic-del", {"vm": vm, "id": "n0"})
+		check("migration job %d" % jid in d, d)
+	_, d = c.cmd_error("vm-migrate-postcopy", {"vm": src})
+	check("not started with postcopy" in d, d)
 
-		# the destination dies mid-migration
-		dst.kill()
-		r = job_end(c, jid)
-		check(r["status"] == "failed" and "'dst'" in r["error"]["desc"]
-		    and "went away" in r["error"]["desc"] and
-		    "'src' is running" in r["error"]["desc"], "job %r" % r)
-		check(status(c, "src") == "running", "source not running")
-		wait_ticks_after(src, last_tick(src))
+	# the destination dies mid-migration
+	dst.kill()
+	r = job_end(c, jid)
+	check(r["status"] == "failed" and "'%s'" % to in r["error"]["desc"]
+	    and "went away" in r["error"]["desc"] and
+	    "'%s' is running" % src in r["error"]["desc"], "job %r" % r)
+	check(status(c, src) == "running", "source not running")
+	wait_ticks_after(rl.cur, last_tick(rl.cur))
+	rl.drop(dst)
+	c.cmd("vm-remove", {"name": "plain"})
+	other.kill()
+
+
+def postcopy(rl, env):
+	"""postcopy: vm-migrate-postcopy switches a slow precopy; paused
+	(vm-migrate-pause) and recovered (vm-migrate-recover: migrate-recover
+	on the destination, migrate resume on the source), it completes: the
+	destination runs the guest, the source is left in postmigrate."""
+	c, src = rl.c, name_of(rl.cur)
+	dst = rl.fresh()
+	to = name_of(dst)
+	jid = rl.slow(dst, {"postcopy": True})
+	caps = c.cmd("vm-execute", {"vm": to, "command":
+	    "query-migrate-capabilities"})
+	check({"capability": "postcopy-ram", "state": True} in caps,
+	    "destination lacks postcopy-ram: %r" % caps)
+	_, d = c.cmd_error("vm-migrate-recover", {"vm": src})
+	check("not in postcopy" in d, d)
+	c.cmd("vm-migrate-postcopy", {"vm": src})
+	progress_event(c, jid, lambda p: p["status"] == "postcopy-active")
+	_, d = c.cmd_error("vm-migrate-recover", {"vm": src})
+	check("not postcopy-paused" in d, d)
+
+	# the stream breaks (migrate-pause, out of band): both ends wait in
+	# postcopy-paused, the job runs on. QEMU 7.2 fails a destination
+	# that breaks while it loads the device state: the broker pauses
+	# only once it runs the guest (its RESUME). A paused destination's
+	# in-band monitor may block on a missing page: only its events are
+	# read.
+	c.wait_event(lambda e: e.get("event") == "RESUME" and
+	    e.get("vm") == to, timeout=qb.TIMEOUT * 4, what="RESUME")
+	c.cmd("vm-migrate-pause", {"vm": src})
+	progress_event(c, jid, lambda p: p["status"] == "postcopy-paused")
+	c.wait_event(lambda e: e.get("event") == "MIGRATION" and
+	    e.get("vm") == to and e["data"]["status"] == "postcopy-paused",
+	    timeout=qb.TIMEOUT * 4, what="destination postcopy-paused")
+	check(c.cmd("query-jobs", {"id": jid})[0]["status"] == "running",
+	    "job not running while paused")
+	_, d = c.cmd_error("vm-migrate-pause", {"vm": src})
+	check("not postcopy-active" in d, d)
+	_, d = c.cmd_error("vm-migrate-recover", {"vm": src, "uri":
+	    "exec:true"})
+	check("not allowed" in d, d)
+	# postcopy at 1 MB/s would still take minutes: lift the cap
+	c.cmd("vm-execute", {"vm": src, "command": "migrate-set-parameters",
+	    "arguments": {"max-postcopy-bandwidth": 0, "max-bandwidth":
+	    1 << 30}})
+	# migrate-recover on dst (a new listener on the job's socket),
+	# migrate resume on src
+	c.cmd("vm-migrate-recover", {"vm": src})
+	r = job_end(c, jid)
+	check(r.get("result", {}).get("recovered") == 1, "job %r" % r)
+	rl.moved(dst, r)
+
+
+def quit_source(rl, env):
+	"""quit-source: the source QEMU exits once the guest has moved."""
+	src = rl.cur
+	dst = rl.fresh()
+	jid = rl.start(dst, {"quit-source": True})
+	r = job_end(rl.c, jid)
+	check(r["status"] == "concluded" and
+	    r["result"]["source-status"] == "quit", "job %r" % r)
+	src.wait()
+	wait_ticks_after(dst, last_tick(src))
+	rl.c.cmd("vm-remove", {"name": name_of(src)})
+	rl.cur = dst
+
+
+def uri_only(rl, env):
+	"""uri only: the broker drives the source; the destination is a
+	QEMU it does not know, started with -incoming on a unix socket."""
+	sock = env.h.path("in.sock")
+	dst = hplib.Guest(env.h, "ext", guest_dir(), append="qb.tick",
+	    extra=["-incoming", "unix:" + sock], wait=False)
+	qb.wait_for(lambda: os.path.exists(sock), "incoming socket")
+	jid = rl.c.cmd("vm-migrate", {"vm": name_of(rl.cur), "uri": "unix:" +
+	    sock})["job"]
+	r = job_end(rl.c, jid)
+	check("to" not in r["result"] and "destination-status" not in
+	    r["result"], "result %r" % r)
+	r["result"]["destination-status"] = "running"
+	check_moved(rl.cur, dst, r, rl.c)
+
+
+def test_relay():
+	"""The scenarios in turn, the guest passed along from QEMU to QEMU;
+	each step says its name on failure."""
+	with qb.Env("mig-qemu") as env:
+		rl = Relay(env)
+		for step in (unix_default, tcp_loopback, restart, cancel,
+		    bad_input,
+		    postcopy, quit_source, uri_only):
+			t0 = time.monotonic()
+			try:
+				step(rl, env)
+			except qb.Failure as e:
+				raise qb.Failure("%s: %s" % (step.__name__, e))
+			print("#   %s ok (%.1f s)" % (step.__name__,
+			    time.monotonic() - t0))
 		env.finish()
 
 
 if __name__ == "__main__":
-	qb.main([test_unix_default, test_tcp_loopback, test_uri_only,
-	    test_cancel, test_postcopy, test_quit_source, test_bad_input])
+	qb.main([test_relay])

@@ -514,6 +514,9 @@ BAD = [
 	("permit any\n", ":1: unknown keyword 'permit'"),
 	("allow uid 4242424\n", ":1: no user 4242424"),
 	("role operator any vm 'a\n", ":1: unclosed quote"),
+	# a bad line after a rule: the rule's strings were freed twice
+	("allow uid nobody vm 'a*'\nallow-dir /nonexistent-qb\n",
+	    ":2: allow-dir /nonexistent-qb: No such file"),
 ]
 
 

@@ -383,6 +383,48 @@ test_garbage(void **state)
 	free(m);
 }
 
+/* pci-plan's conventional places on q35, and the counts by kind. */
+static void
+test_plan_by_kind(void **state)
+{
+	struct qmp_error	 err;
+	json_t			*plan, *slots, *bk, *args;
+
+	plan = pci_plan("q35", 1, 0, 0, 32, &err);
+	assert_non_null(plan);
+	args = json_object_get(plan, "args");
+	assert_int_equal(json_array_size(args), 2 * 3);
+	assert_string_equal(json_string_value(json_array_get(args, 3)),
+	    "pcie-pci-bridge,id=qb-pb0,bus=pcie.0,addr=0x1e");
+	assert_string_equal(json_string_value(json_array_get(args, 5)),
+	    "pcie-pci-bridge,id=qb-pb1,bus=pcie.0,addr=0x1d");
+	assert_int_equal(json_integer_value(json_object_get(plan, "places")),
+	    1 + 62);
+	json_decref(plan);
+	assert_null(pci_plan("q35", 0, 0, 0, 6 * 31 + 1, &err));
+	assert_null(pci_plan("pc", 1LL << 62, 1LL << 62, 0, 0, &err));
+	/* pc: every place is conventional already, no bridge for 3 */
+	plan = pci_plan("pc", 0, 0, 0, 3, &err);
+	assert_int_equal(json_array_size(json_object_get(plan, "args")), 0);
+	json_decref(plan);
+
+	slots = json_loads("[{\"kind\": \"pcie-root-port\", \"state\": "
+	    "\"used\"}, {\"kind\": \"pcie-pci-bridge\", \"state\": "
+	    "\"free\"}, {\"kind\": \"pcie-pci-bridge\", \"state\": "
+	    "\"free\"}, {\"kind\": 1}]", 0, NULL);
+	bk = pci_slots_by_kind(slots);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+	    bk, "free"), "pcie-pci-bridge")), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+	    bk, "free"), "pcie-root-port")), 0);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+	    bk, "used"), "pcie-root-port")), 1);
+	assert_int_equal(json_object_size(json_object_get(bk, "reserved")),
+	    2);
+	json_decref(bk);
+	json_decref(slots);
+}
+
 int
 main(void)
 {
@@ -396,6 +438,7 @@ main(void)
 		cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_plan_by_kind),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -678,6 +678,8 @@ static const struct cmd_entry cmd_table[] = {
 	{ "migrate-incoming",		mig_incoming,		0 },
 	{ "migrate_cancel",		mig_cancel,		1 },
 	{ "migrate-start-postcopy",	mig_start_postcopy,	1 },
+	{ "migrate-pause",		mig_pause,		1 },
+	{ "migrate-recover",		mig_recover,		0 },
 	{ "query-migrate",		mig_query,		1 },
 	{ "migrate-set-capabilities",	mig_set_caps,		0 },
 	{ "migrate-set-parameters",	mig_set_params,		0 },

@@ -449,7 +449,9 @@ conn_command(struct conn *c, json_t *msg)
 		if (cmd_find(name) == NULL)
 			qmp_error_set(&err, QMP_CLS_NOTFOUND,
 			    "The command %s has not been found", name);
-		else if (strcmp(name, "yank") != 0)
+		else if (strcmp(name, "yank") != 0 &&
+		    strcmp(name, "migrate-pause") != 0 &&
+		    strcmp(name, "migrate-recover") != 0)
 			qmp_error_set(&err, QMP_CLS_GENERIC,
 			    "The command %s does not support OOB", name);
 		else {

@@ -206,7 +206,8 @@ void	 blk_free(struct vm *);
 
 /* migrate.c */
 cmd_fn	 mig_migrate, mig_incoming, mig_cancel, mig_start_postcopy,
-	 mig_query, mig_set_caps, mig_set_params, mig_query_params;
+	 mig_query, mig_set_caps, mig_set_params, mig_query_params,
+	 mig_pause, mig_recover;
 int	 mig_postmigrate(const struct vm *);
 void	 mig_free(struct vm *);
 

@@ -10,6 +10,13 @@
  * "RAM" is FMIG_TOTAL zero bytes paced by max-bandwidth, then one 'Q'
  * byte that tells the destination it has it all.
  *
+ * Postcopy: migrate-start-postcopy puts a 'P' byte in the stream, on
+ * which the destination runs the guest (RESUME) in postcopy-active. A
+ * stream that breaks then pauses both ends (postcopy-paused), as does
+ * migrate-pause on the source (out of band too, as QEMU 7.2 allows);
+ * migrate-recover on the destination listens again (postcopy-recover)
+ * and migrate with resume on the source carries on where it stopped.
+ *
  * Fault: "migrate-fail N" fails the source once N% is sent.
  */
 #include "config.h"
@@ -44,6 +51,7 @@ struct fmig {
 	struct timeval	 start;
 	int64_t		 total_ms;
 	int		 postmigrate;		/* source stopped for good */
+	int		 pc_mark;		/* the 'P' byte still to send */
 	/* destination */
 	int		 lfd, ifd;
 	struct event	*lev, *iev;
@@ -82,7 +90,7 @@ fmig_active(const struct fmig *m)
 {
 	return (strcmp(m->status, "setup") == 0 ||
 	    strcmp(m->status, "active") == 0 ||
-	    strcmp(m->status, "postcopy-active") == 0 ||
+	    strncmp(m->status, "postcopy-", 9) == 0 ||
 	    strcmp(m->status, "cancelling") == 0);
 }
 
@@ -183,6 +191,13 @@ fmig_fail_errno(struct vm *vm)
 {
 	char	why[256];
 
+	if (strcmp(vm->mig->status, "postcopy-active") == 0) {
+		/* the guest runs on the destination: QEMU waits for a
+		   recovery */
+		fmig_stop(vm->mig);
+		fmig_status(vm, "postcopy-paused");
+		return;
+	}
 	snprintf(why, sizeof why, "Unable to write to socket: %s",
 	    strerror(errno));
 	fmig_fail(vm, why);
@@ -211,6 +226,17 @@ fmig_tick(evutil_socket_t fd, short ev, void *arg)
 	allow = bw * FMIG_TICK_MS / 1000;
 	if (allow < 1)
 		allow = 1;
+	if (m->pc_mark) {
+		if (write(m->fd, "P", 1) != 1) {
+			if (errno != EAGAIN) {
+				fmig_fail_errno(vm);
+				return;
+			}
+			evtimer_add(m->tick, &tv);
+			return;
+		}
+		m->pc_mark = 0;
+	}
 	f = fault_get(&vm->fake->faults, vm->nconn - 1, F_MIGRATE_FAIL, NULL);
 	while (allow > 0 && m->sent < FMIG_TOTAL) {
 		if (f != NULL && m->sent * 100 >= (int64_t)FMIG_TOTAL * f->n) {
@@ -253,6 +279,50 @@ fmig_tick(evutil_socket_t fd, short ev, void *arg)
 	fmig_status(vm, "completed");
 }
 
+/* migrate {resume: true}: a paused postcopy goes on over a new stream */
+static json_t *
+fmig_resume(struct vm *vm, const char *uri, struct qmp_error *err)
+{
+	struct fmig	*m = vm->mig;
+	struct timeval	 tv = { 0, FMIG_TICK_MS * 1000 };
+
+	if (strcmp(m->status, "postcopy-paused") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Cannot resume if there is "
+		    "no paused migration");
+		return (NULL);
+	}
+	fmig_status(vm, "postcopy-recover");
+	if ((m->fd = fmig_socket(uri, 0, NULL, err)) < 0) {
+		fmig_status(vm, "postcopy-paused");
+		return (NULL);
+	}
+	fcntl(m->fd, F_SETFL, fcntl(m->fd, F_GETFL) | O_NONBLOCK);
+	fmig_status(vm, "postcopy-active");
+	evtimer_add(m->tick, &tv);
+	return (json_object());
+}
+
+json_t *
+mig_pause(struct cmdctx *x, json_t *args, struct qmp_error *err)
+{
+	struct vm	*vm = x->vm;
+	struct fmig	*m = fmig_get(vm);
+
+	if (strcmp(m->status, "postcopy-active") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "migrate-pause is currently "
+		    "only supported during postcopy-active state");
+		return (NULL);
+	}
+	if (m->fd >= 0) {
+		fmig_stop(m);
+		fmig_status(vm, "postcopy-paused");
+	} else if (m->ifd >= 0) {
+		/* the destination's end: the stream breaks, both pause */
+		shutdown(m->ifd, SHUT_RDWR);
+	}
+	return (json_object());
+}
+
 json_t *
 mig_migrate(struct cmdctx *x, json_t *args, struct qmp_error *err)
 {
@@ -260,10 +330,14 @@ mig_migrate(struct cmdctx *x, json_t *args, struct qmp_error *err)
 	struct fmig	*m = fmig_get(vm);
 	struct timeval	 tv = { 0, FMIG_TICK_MS * 1000 };
 	const char	*uri;
-	int		 bad;
+	int		 bad, resume = 0;
 
 	if ((uri = arg_str(args, "uri", 1, err, &bad)) == NULL)
 		return (NULL);
+	if (arg_bool(args, "resume", &resume, err) != 0)
+		return (NULL);
+	if (resume)
+		return (fmig_resume(vm, uri, err));
 	if (vm->inmigrate) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "Guest is waiting for an "
 		    "incoming migration");
@@ -327,6 +401,7 @@ mig_start_postcopy(struct cmdctx *x, json_t *args, struct qmp_error *err)
 		vm->running = 0;
 		vm_event(vm, "STOP", NULL);
 	}
+	m->pc_mark = 1;
 	fmig_status(vm, "postcopy-active");
 	return (json_object());
 }
@@ -447,9 +522,14 @@ fmig_in_end(struct vm *vm, int ok)
 	m->iev = NULL;
 	close(m->ifd);
 	m->ifd = -1;
+	if (!ok && strcmp(m->status, "postcopy-active") == 0) {
+		/* the guest runs here: wait for migrate-recover */
+		fmig_status(vm, "postcopy-paused");
+		return;
+	}
 	m->in_status = ok ? "completed" : "failed";
 	fmig_status(vm, m->in_status);
-	if (ok) {
+	if (ok && !vm->running) {
 		vm->inmigrate = 0;
 		vm->running = vm->started = 1;
 		vm_event(vm, "RESUME", NULL);
@@ -466,6 +546,14 @@ fmig_in_read(evutil_socket_t fd, short ev, void *arg)
 	n = read(fd, buf, sizeof buf);
 	if (n < 0 && errno == EAGAIN)
 		return;
+	if (n > 0 && memchr(buf, 'P', (size_t)n) != NULL &&
+	    strcmp(vm->mig->status, "active") == 0) {
+		/* postcopy: the guest runs here from now on */
+		vm->inmigrate = 0;
+		vm->running = vm->started = 1;
+		vm_event(vm, "RESUME", NULL);
+		fmig_status(vm, "postcopy-active");
+	}
 	if (n <= 0)
 		fmig_in_end(vm, 0);
 	else if (buf[n - 1] == 'Q')
@@ -491,7 +579,31 @@ fmig_accept(evutil_socket_t fd, short ev, void *arg)
 	m->iev = event_new(vm->fake->base, c, EV_READ | EV_PERSIST,
 	    fmig_in_read, vm);
 	event_add(m->iev, NULL);
-	fmig_status(vm, "active");
+	fmig_status(vm, strcmp(m->status, "postcopy-recover") == 0 ?
+	    "postcopy-active" : "active");
+}
+
+json_t *
+mig_recover(struct cmdctx *x, json_t *args, struct qmp_error *err)
+{
+	struct vm	*vm = x->vm;
+	struct fmig	*m = fmig_get(vm);
+	const char	*uri;
+	int		 bad;
+
+	if ((uri = arg_str(args, "uri", 1, err, &bad)) == NULL)
+		return (NULL);
+	if (strcmp(m->status, "postcopy-paused") != 0 || m->fd >= 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Migrate recover can only "
+		    "be run when postcopy is paused.");
+		return (NULL);
+	}
+	if ((m->lfd = fmig_socket(uri, 1, m->unix_path, err)) < 0)
+		return (NULL);
+	m->lev = event_new(vm->fake->base, m->lfd, EV_READ, fmig_accept, vm);
+	event_add(m->lev, NULL);
+	fmig_status(vm, "postcopy-recover");
+	return (json_object());
 }
 
 json_t *
