@@ -73,7 +73,7 @@ libevent-dev libjansson-dev libvirt-dev libcmocka-dev libsystemd-dev libseccomp-
 qemu-system-x86 qemu-utils socat python3 busybox-static cpio
 clang libclang-rt-14-dev libfuzzer-14-dev valgrind
 iproute2 kmod util-linux libvirt-daemon-system libvirt-daemon-driver-qemu
-gnuplot-nox prometheus libnats-dev nats-server
+gnuplot-nox prometheus libnats-dev nats-server openssl
 systemd debhelper lintian mandoc fakeroot dpkg-dev"
 
 # qb_kvm_probe [-v]: prints "kvm" when $QB_KVM_DEV (default /dev/kvm) is

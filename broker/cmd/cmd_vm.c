@@ -3,6 +3,11 @@
  */
 #include "config.h"
 
+#include <sys/types.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,9 +91,17 @@ cmd_vm_add(struct req *r, json_t *args, const struct cmd_entry *e,
 	struct qmp_error	 err;
 	struct vm		*vm;
 	json_t			*share;
+	json_int_t		 pid;
 
 	name = cmd_arg_str(args, "name");
 	socket = cmd_arg_str(args, "socket");
+	pid = cmd_arg_int(args, "pid", 0);
+	if (json_object_get(args, "pid") != NULL && (pid <= 0 ||
+	    pid > INT_MAX || (kill((pid_t)pid, 0) == -1 && errno == ESRCH))) {
+		req_error(r, QMP_CLS_GENERIC, "Parameter 'pid': no process "
+		    "%lld", (long long)pid);
+		return;
+	}
 	share = json_object_get(args, "shared-socket");
 	if (share != NULL && !json_is_boolean(share)) {
 		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
@@ -101,6 +114,8 @@ cmd_vm_add(struct req *r, json_t *args, const struct cmd_entry *e,
 		req_error_qmp(r, &err);
 		return;
 	}
+	if (pid > 0)
+		vm_set_pid(vm, (int)pid);
 	log_info("vm %s: added by uid %d", name, (int)req_peer(r)->uid);
 	cmd_vm_saved_reply(r);
 }
@@ -170,7 +185,7 @@ const struct cmd_entry cmd_vm_table[] = {
 	    .target = { "name", CMD_ALLOW_VM },
 	    .args = { { "name", 's', true }, { "socket", 's', true },
 	    /* any value: its own text, after unexpected members */
-	    { "shared-socket", 'o', false } } },
+	    { "shared-socket", 'o', false }, { "pid", 'I', false } } },
 	{ .name = "vm-remove", .exec = cmd_vm_remove,
 	    .target = { "name", CMD_FIND_VM },
 	    .args = { { "name", 's', true } } },

@@ -227,11 +227,7 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 		    has_text ? text : NULL);
 	if (n > 0)
 		fleet_pub_refill();
-	pthread_mutex_lock(&mbox.mu);
-	mbox.wake_after = fleet_pub_wake_after();
-	if (mbox.nacks >= mbox.wake_after)
-		fleet_wake_locked();
-	pthread_mutex_unlock(&mbox.mu);
+	fleet_mail_want(fleet_pub_wake_after());
 	while ((q = STAILQ_FIRST(&reqs)) != NULL) {
 		STAILQ_REMOVE_HEAD(&reqs, entry);
 		if (fleet.stopping)
@@ -249,6 +245,16 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 		event_add(fleet_retry_ev, &(struct timeval){
 		    FLEET_RETRY_MS / 1000, 0 });
 	}
+}
+
+void
+fleet_mail_want(size_t n)
+{
+	pthread_mutex_lock(&mbox.mu);
+	mbox.wake_after = n;
+	if (mbox.nacks >= n)
+		fleet_wake_locked();
+	pthread_mutex_unlock(&mbox.mu);
 }
 
 /* libnats' threads */

@@ -46,9 +46,12 @@ void	fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text);
 void	fleet_pub_pump(void);
 /* The same, after acks: only once half the window is free. */
 void	fleet_pub_refill(void);
-/* How many acks are worth waking the loop for (at least 1): those that
-   bring the window down to half. */
+/* How many acks are worth waking the loop for: those that free the
+   room a refill takes; SIZE_MAX while the window has that room (the
+   tick takes them, every 250 ms). */
 size_t	fleet_pub_wake_after(void);
+/* fleet.c, on the loop: wake for acks from the n-th on. */
+void	fleet_mail_want(size_t n);
 void	fleet_pub_tick(void);
 /* A work item uses fleet.nc: it must not be destroyed yet. */
 bool	fleet_pub_busy(void);

@@ -193,7 +193,7 @@ void
 fleet_pub_pump(void)
 {
 	struct evlog_rec	rec;
-	uint64_t		from, to;
+	uint64_t		from, to, sent = pub.next;
 	int			rc;
 
 	if (pub.stopped || !pub.ready || !fleet.connected || pub.js == NULL)
@@ -226,10 +226,13 @@ fleet_pub_pump(void)
 			/* next stays; a fresh cursor finds it again. */
 			evlog_cur_free(pub.cur);
 			pub.cur = NULL;
-			return;
+			break;
 		}
 		pub.next++;
 	}
+	/* What is now in flight decides when acks matter again. */
+	if (pub.next != sent)
+		fleet_mail_want(fleet_pub_wake_after());
 }
 
 /* Acks trickle in a few at a time (about twenty per loop pass at full
@@ -253,8 +256,10 @@ fleet_pub_wake_after(void)
 {
 	uint64_t	inflight = pub.next - pub.base - 1;
 
+	/* Room for a refill: the loop needs no ack now; a live event is
+	   published without one. One wakeup per event saved. */
 	if (inflight + PUB_REFILL(pub.window) <= pub.window)
-		return (1);
+		return (SIZE_MAX);
 	return ((size_t)(inflight + PUB_REFILL(pub.window) - pub.window));
 }
 

@@ -48,6 +48,11 @@ struct vm	*vm_add(const char *name, const char *socket, unsigned origin,
 void		 vm_remove(struct vm *);
 void		 vm_remove_all(void);
 void		 vm_cleanup(void);		/* at exit */
+/* QEMU's pid as the one who added the VM knows it (vm-add's "pid"):
+   watched through a pidfd for VM_EXITED from now on, instead of the pid
+   SO_PEERCRED names at connect (a proxy's, or a manager's that made the
+   socket). Not saved with the VM: after a restart SO_PEERCRED again. */
+void		 vm_set_pid(struct vm *, int pid);
 
 struct vm	*vm_find(const char *name);
 const char	*vm_name(const struct vm *);

@@ -277,12 +277,13 @@ vm_status_is_qemu(int pid)
 static void
 vm_status_watch(struct vm *vm)
 {
-	int	pid = vmq_peer_pid(vm->q), fd;
+	int	pid = vm->pid_given > 0 ? vm->pid_given : vmq_peer_pid(vm->q);
+	int	fd;
 
 	if (pid <= 0 || pid == vm->pid || pid == getpid())
 		return;
 	vm_status_unwatch(vm);
-	if (!vm_status_is_qemu(pid)) {
+	if (vm->pid_given == 0 && !vm_status_is_qemu(pid)) {
 		log_debug("vm %s: the socket's pid %d is not a QEMU: no pidfd",
 		    vm->name, pid);
 		return;
@@ -306,6 +307,13 @@ vm_status_watch(struct vm *vm)
 #else
 	(void)fd;
 #endif
+}
+
+void
+vm_set_pid(struct vm *vm, int pid)
+{
+	vm->pid_given = pid;
+	vm_status_watch(vm);
 }
 
 /* The endpoint's state changes. */

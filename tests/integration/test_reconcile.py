@@ -176,6 +176,39 @@ def test_exited_guest_shutdown():
 		h.cleanup()
 
 
+def test_exited_pid_given():
+	"""vm-add's "pid": the socket is a proxy's (socat, whose pid
+	SO_PEERCRED names, not a QEMU: not watched), which lives on and
+	accepts after the VM died, so no reconnect ever finds the socket
+	dead; the pid given is watched, and its kill -9 is VM_EXITED."""
+	h = qb.Harness("exit-pid")
+	try:
+		vm = h.fake("v")
+		proxy = h.path("proxy.sock")
+		qb.Proc(h, ["socat", "UNIX-LISTEN:%s,fork" % proxy,
+		    "UNIX-CONNECT:%s" % vm.path], "socat")
+		qb.wait_for(lambda: os.path.exists(proxy), "socat listening")
+		d = h.daemon()
+		c = d.client()
+		cls, desc = c.cmd_error("vm-add", {"name": "w", "socket": proxy,
+		    "pid": 0})
+		check("pid" in desc, "vm-add pid 0: %s %s" % (cls, desc))
+		c.cmd("vm-add", {"name": "v", "socket": proxy, "pid": vm.pid})
+		qb.wait_vm_state(c, "v", "ready")
+		s = d.client()
+		s.cmd("subscribe", {"vms": ["v"], "events": ["VM_EXITED"]})
+		vm.signal(signal.SIGKILL)
+		e = s.wait_event("VM_EXITED")
+		check(e["data"].get("pid") == vm.pid and e["data"].get("why") ==
+		    "pid %d exited" % vm.pid and not e["data"].get("shutdown"),
+		    "VM_EXITED: %r" % e)
+		c.cmd("vm-remove", {"name": "v"})
+		h.close_clients()
+		d.terminate()
+	finally:
+		h.cleanup()
+
+
 def test_no_exit_on_reconnect():
 	"""A monitor connection that drops while QEMU lives is not an exit:
 	the broker reconnects, and no VM_EXITED is logged."""
@@ -212,4 +245,5 @@ def test_no_exit_on_reconnect():
 if __name__ == "__main__":
 	qb.main([test_reconcile_fake, test_reconcile_qemu,
 	    test_exited_qemu_quit, test_exited_qemu_killed,
-	    test_exited_guest_shutdown, test_no_exit_on_reconnect])
+	    test_exited_guest_shutdown, test_exited_pid_given,
+	    test_no_exit_on_reconnect])
