@@ -25,10 +25,14 @@ from qb import check, Env
 
 def make_var(name):
 	"""A variable of the build tree's Makefile, expanded."""
+	# a make of its own, not a sub-make of `make check` (which would
+	# print "Entering directory" around the value)
+	env = {k: v for k, v in os.environ.items()
+	    if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 	p = subprocess.run(["make", "-s", "-C", qb.BUILDDIR, "--no-print-"
 	    "directory", "-f", "Makefile", "-f", "-", "qb-print"],
 	    input="qb-print:\n\t@echo $(%s)\n" % name, capture_output=True,
-	    text=True)
+	    text=True, env=env)
 	check(p.returncode == 0, "make: %s" % p.stderr)
 	return p.stdout.strip()
 
