@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
@@ -571,6 +573,34 @@ struct privsep_kid {
 	int	up;
 };
 
+/* systemd hands its fd store (the monitors' connections, fdstore.h) to
+   the main process, this one, when it starts the pair again after both
+   died (the watchdog, a kill of the cgroup, the crash limit). They are
+   the daemon's: the first child gets them (LISTEN_PID made its own, as
+   sd_listen_fds checks it) and this process closes its copies, so that
+   QEMU sees the EOF when the daemon lets one go. */
+static void
+privsep_listen_fds(int child)
+{
+	const char	*pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+	char		 buf[24];
+	long		 i, nfds;
+
+	if (pid == NULL || n == NULL || atol(pid) != (long)privsep_parent)
+		return;
+	if (child) {
+		snprintf(buf, sizeof buf, "%ld", (long)getpid());
+		setenv("LISTEN_PID", buf, 1);
+		return;
+	}
+	nfds = atol(n);
+	for (i = 0; i < nfds && i < INT_MAX - SD_LISTEN_FDS_START; i++)
+		close(SD_LISTEN_FDS_START + (int)i);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+}
+
 static int
 privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
     struct qmp_error *err)
@@ -594,6 +624,7 @@ privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
 		close(rp[0]);
 		sigprocmask(SIG_SETMASK, old, NULL);
 		privsep_child = 1;
+		privsep_listen_fds(1);
 		if (privsep_drop(err) == -1)
 			return (-1);
 		priv_set_fd(sp[1], privsep_lost);
@@ -602,6 +633,7 @@ privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
 		*ready = rp[1];
 		return (0);
 	}
+	privsep_listen_fds(0);
 	close(sp[1]);
 	close(rp[1]);
 	k->sock = sp[0];

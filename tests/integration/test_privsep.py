@@ -261,6 +261,74 @@ def test_upgrade_separated():
 		check(not os.path.exists("/proc/%d" % parent), "parent left")
 
 
+def test_fdstore_separated():
+	"""systemd's side when separated (played by test_upgrade.Systemd):
+	READY=1 from the child names the parent as MAINPID, also after an
+	upgrade; the child's FDSTORE=1 keeps each monitor; when both die
+	(SIGKILL, as the watchdog or a kill of the cgroup does) the new
+	parent gets the store in LISTEN_FDS and its child takes the monitors
+	over without a reconnect, while the parent keeps no copy."""
+	n = 3
+	with qb.Env("privsep-fds", daemon=False) as env:
+		h = env.h
+		sd = test_upgrade.Systemd(h)
+		os.chmod(sd.path, 0o777)	# as /run/systemd/notify is
+		vmdir, fake = test_upgrade.fakes(h, n)
+		os.environ["NOTIFY_SOCKET"] = sd.path
+		try:
+			d = env.d = h.daemon(vm_dir=vmdir)
+		finally:
+			del os.environ["NOTIFY_SOCKET"]
+		parent, child = d.p.pid, d.pid
+		c = d.client()
+		test_upgrade.all_ready(c, n)
+		qb.wait_for(lambda: sd.poll() or len(sd.store) == n,
+		    "%d monitors in the fd store" % n)
+		c.cmd("upgrade")
+		qb.wait_for(lambda: sd.poll() or [m for m in sd.msgs
+		    if m.get("READY") == "1"][1:], "READY=1 after the upgrade")
+		pids = [m["MAINPID"] for m in sd.msgs if "MAINPID" in m]
+		check(len(pids) == 2 and set(pids) == {str(parent)},
+		    "MAINPID %r, the parent is %d" % (pids, parent))
+		sd.poll(0.3)
+		check(len(sd.store) == n and all(len(f) == 1 for f in
+		    sd.store.values()), "store %r" % sd.store)
+		stored = {os.fstat(f[0]).st_ino for f in sd.store.values()}
+		fake_fds = qb.fd_count(fake.pid)
+		argv = d.build_argv()
+		os.kill(parent, signal.SIGSTOP)	# no restart of the child
+		os.kill(child, signal.SIGKILL)
+		os.kill(parent, signal.SIGKILL)
+		d.wait()
+		qb.wait_for(lambda: not os.path.exists("/proc/%d" % child),
+		    "the child gone")
+		h.close_clients()
+		names = sorted(sd.store)
+		a = test_upgrade.Activated(h, argv, [sd.store[k][0] for k in
+		    names], names, {"NOTIFY_SOCKET": sd.path})
+		qb.wait_for(lambda: not a.alive() or ("ready on " + d.control)
+		    in a.output(), "restarted pair")
+		check(a.alive(), a.output()[-2000:])
+		kids = qb.children(a.pid)
+		check(len(kids) == 1, "children %r" % kids)
+		c = qb.Qmp(d.control)
+		h.closers.append(c)
+		c.negotiate()
+		test_upgrade.all_ready(c, n)
+		check("%d monitor connections kept" % n in a.output(),
+		    a.output()[-1500:])
+		check(qb.fd_count(fake.pid) == fake_fds, "fake-qemu fds %d, "
+		    "were %d: a reconnect" % (qb.fd_count(fake.pid), fake_fds))
+		check(stored <= test_upgrade.sockets_of(kids[0]), "the child "
+		    "does not hold the stored connections")
+		check(not stored & test_upgrade.sockets_of(a.pid), "the parent "
+		    "kept copies of the stored connections")
+		h.close_clients()
+		a.p.send_signal(signal.SIGTERM)
+		check(a.p.wait(30) == 0, a.output()[-1500:])
+		sd.close()
+
+
 def test_user_choice():
 	"""--user root keeps one root process; an unknown user stops the
 	start with its name."""
@@ -277,4 +345,4 @@ def test_user_choice():
 
 if __name__ == "__main__":
 	qb.main([test_unprivileged_flow, test_upgrade_separated,
-	    test_user_choice])
+	    test_fdstore_separated, test_user_choice])
