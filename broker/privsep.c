@@ -751,6 +751,20 @@ privsep_start(int argc, char **argv, int *ready, int *code,
 			*code = 1;
 			break;
 		}
+		/* Under systemd the daemon kept its monitors' connections in
+		   the fd store too (fdstore.h, on when NOTIFY_SOCKET is): a
+		   child started here would find each QEMU still connected
+		   to the copy systemd keeps, and never be answered. Only
+		   systemd gives them back, to a new pair: go, failed, and
+		   Restart= starts one. */
+		if (getenv("NOTIFY_SOCKET") != NULL) {
+			log_err("privsep: the daemon died (%s %d); leaving the "
+			    "restart to the service manager, which holds its "
+			    "monitors", WIFSIGNALED(st) ? "signal" : "exit",
+			    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+			*code = 1;
+			break;
+		}
 		if (WIFSIGNALED(st))
 			log_err("privsep: the daemon died of signal %d; "
 			    "restarting it", WTERMSIG(st));
