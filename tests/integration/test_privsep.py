@@ -267,7 +267,8 @@ def test_fdstore_separated():
 	upgrade; the child's FDSTORE=1 keeps each monitor; when the child is
 	killed the parent exits 1 for systemd to restart the pair, the new
 	parent gets the store in LISTEN_FDS and its child takes the monitors
-	over without a reconnect, while the parent keeps no copy."""
+	over without a reconnect, while the parent keeps no copy; the child
+	sends the watchdog's pings though WATCHDOG_PID names the parent."""
 	n = 3
 	with qb.Env("privsep-fds", daemon=False) as env:
 		h = env.h
@@ -305,8 +306,12 @@ def test_fdstore_separated():
 		    d.output(), d.tail(5))
 		h.close_clients()
 		names = sorted(sd.store)
-		a = test_upgrade.Activated(h, argv, [sd.store[k][0] for k in
-		    names], names, {"NOTIFY_SOCKET": sd.path})
+		sd.msgs = []
+		# WATCHDOG_PID names the main process, as systemd sets it
+		a = test_upgrade.Activated(h, ["/bin/sh", "-c", "WATCHDOG_PID=$$; "
+		    'export WATCHDOG_PID; exec "$@"', "sh"] + argv,
+		    [sd.store[k][0] for k in names], names, {"NOTIFY_SOCKET":
+		    sd.path, "WATCHDOG_USEC": "1000000"})
 		qb.wait_for(lambda: not a.alive() or ("ready on " + d.control)
 		    in a.output(), "restarted pair")
 		check(a.alive(), a.output()[-2000:])
@@ -324,6 +329,9 @@ def test_fdstore_separated():
 		    "does not hold the stored connections")
 		check(not stored & test_upgrade.sockets_of(a.pid), "the parent "
 		    "kept copies of the stored connections")
+		# the pings come from the child, whose loop they vouch for
+		qb.wait_for(lambda: sd.poll() or [m for m in sd.msgs if
+		    m.get("WATCHDOG") == "1"][1:], "two WATCHDOG=1")
 		h.close_clients()
 		a.p.send_signal(signal.SIGTERM)
 		check(a.p.wait(30) == 0, a.output()[-1500:])
