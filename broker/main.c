@@ -210,17 +210,23 @@ main(int argc, char **argv)
 	umask(022);
 
 	upgrade_init(MAIN_VERSION, argv);
-	/* An upgrade execs in place: the process already is the daemon. */
+	/* An upgrade execs in place: the process already is the daemon;
+	   separated, it is the child again, whose parent holds the pid
+	   file and serves (privsep.h). */
+	if (privsep_resume(upgrade_resuming(), &e) == -1) {
+		log_err("%s", e.desc);
+		return (1);
+	}
 	if (!conf.foreground && !upgrade_resuming() &&
 	    (ready = main_daemonise()) == -1) {
 		log_err("cannot daemonise: %s", strerror(errno));
 		return (1);
 	}
-	if (loop_mkdirs_for(conf.pid_file, &e) == -1) {
+	if (!privsep_is_child() && loop_mkdirs_for(conf.pid_file, &e) == -1) {
 		log_err("%s", e.desc);
 		return (1);
 	}
-	if (main_pidfile(&e) == -1) {
+	if (!privsep_is_child() && main_pidfile(&e) == -1) {
 		log_err("%s", e.desc);
 		return (1);
 	}
@@ -238,7 +244,7 @@ main(int argc, char **argv)
 		conf_clear(&conf);
 		return (code);
 	}
-	if (privsep_is_child()) {
+	if (privsep_is_child() && pid_fd != -1) {
 		/* The lock is the parent's (a record lock: never ours). */
 		close(pid_fd);
 		pid_fd = -1;

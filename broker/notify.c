@@ -26,6 +26,7 @@
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
 #include "broker/notify.h"
+#include "broker/privsep.h"
 #include "broker/session/client.h"
 #include "broker/vm/vm.h"
 
@@ -101,17 +102,21 @@ notify_say_ready(void)
 
 	notify_status_text(notify_last, sizeof notify_last);
 	/* MAINPID: right even when the broker forked away from the pid
-	   systemd started (without --foreground). */
+	   systemd started (without --foreground); separated, the child
+	   speaks (NotifyAccess=all) but the main process is its parent,
+	   which holds the pid file and outlives every upgrade. */
 	snprintf(msg, sizeof msg, "READY=1\nMAINPID=%ld\n%s",
-	    (long)getpid(), notify_last);
+	    (long)privsep_main_pid(), notify_last);
 	notify_send(msg);
 }
 
 void
 notify_ready(void)
 {
-	uint64_t	usec = 0;
-	int		r;
+	uint64_t	 usec = 0;
+	const char	*wd;
+	char		 pid[24];
+	int		 r;
 
 	if (!notify_on())
 		return;
@@ -119,6 +124,13 @@ notify_ready(void)
 	if (notify_status_ev == NULL)
 		notify_status_ev = notify_timer(NOTIFY_STATUS_MS * 1000L,
 		    notify_status_cb);
+	/* Separated, systemd named its main process, our parent, which
+	   runs no loop: the loop that must prove it turns is this one. */
+	if (privsep_is_child() && (wd = getenv("WATCHDOG_PID")) != NULL &&
+	    atol(wd) == (long)getppid()) {
+		snprintf(pid, sizeof pid, "%ld", (long)getpid());
+		setenv("WATCHDOG_PID", pid, 1);
+	}
 	/* 0 when WatchdogSec is unset or WATCHDOG_PID names another
 	   process (a child that inherited the environment). */
 	r = sd_watchdog_enabled(0, &usec);

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
@@ -46,6 +48,7 @@
 #define PRIVSEP_MAX_GROUPS	64
 #define PRIVSEP_CRASHES		5	/* this many crashes ... */
 #define PRIVSEP_CRASH_WINDOW_S	60	/* ... this close: give up */
+#define PRIVSEP_UPG_ENV		"QMPBROKER_PRIV_FD"	/* fd:dumpable */
 
 static int	privsep_child;
 
@@ -53,6 +56,12 @@ int
 privsep_is_child(void)
 {
 	return (privsep_child);
+}
+
+pid_t
+privsep_main_pid(void)
+{
+	return (privsep_child ? getppid() : getpid());
 }
 
 /* --- the operations (root side) ---------------------------------------- */
@@ -386,6 +395,80 @@ privsep_lost(const char *why)
 	kill(getpid(), SIGTERM);
 }
 
+/* --- an upgrade's exec in the child (privsep.h) ------------------------ */
+
+int
+privsep_upgrade_pass(int *fd)
+{
+	char	val[32];
+	int	d;
+
+	if (!privsep_child || (*fd = priv_get_fd()) == -1) {
+		*fd = -1;
+		return (0);
+	}
+	/* execve sets the dumpable flag again (the uids are all one now):
+	   the new process puts back what this one had, so that no process
+	   of the user can ptrace it or read its /proc files. */
+	if ((d = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)) == -1)
+		d = 0;
+	snprintf(val, sizeof val, "%d:%d", *fd, d);
+	return (setenv(PRIVSEP_UPG_ENV, val, 1));
+}
+
+void
+privsep_upgrade_undo(void)
+{
+	unsetenv(PRIVSEP_UPG_ENV);
+}
+
+int
+privsep_resume(int resuming, struct qmp_error *err)
+{
+	struct ucred	 uc;
+	socklen_t	 len = sizeof uc, tlen = sizeof (int);
+	const char	*s = getenv(PRIVSEP_UPG_ENV);
+	char		 val[32], *end;
+	long		 fd, d = 0;
+	int		 fl, type = 0;
+
+	if (s == NULL)
+		return (0);
+	snprintf(val, sizeof val, "%s", s);
+	unsetenv(PRIVSEP_UPG_ENV);	/* no child of ours sees it */
+	if (!resuming)
+		return (0);
+	errno = 0;
+	fd = strtol(val, &end, 10);
+	if (*end == ':')
+		d = strtol(end + 1, &end, 10);
+	/* Ours only if inherited (not close-on-exec), a seqpacket socket,
+	   and its peer is root and our parent: the helper. */
+	if (errno != 0 || *end != '\0' || fd < 3 || fd > INT32_MAX ||
+	    (fl = fcntl((int)fd, F_GETFD)) == -1 || (fl & FD_CLOEXEC) ||
+	    getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == -1 ||
+	    type != SOCK_SEQPACKET ||
+	    getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1 ||
+	    uc.uid != 0 || uc.pid != getppid() || geteuid() == 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "upgrade: %s=%s is not "
+		    "the socket to the privileged parent", PRIVSEP_UPG_ENV,
+		    val);
+		return (-1);
+	}
+	if (fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC) == -1 ||
+	    prctl(PR_SET_DUMPABLE, d != 0, 0, 0, 0) == -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "upgrade: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	privsep_child = 1;
+	privsep_parent = uc.pid;
+	priv_set_fd((int)fd, privsep_lost);
+	log_info("upgrade: still the unprivileged daemon (uid %u), the "
+	    "helper's socket kept", (unsigned)geteuid());
+	return (1);
+}
+
 /* --- the parent: resolve the user, own the dirs, supervise ------------- */
 
 static int
@@ -490,6 +573,34 @@ struct privsep_kid {
 	int	up;
 };
 
+/* systemd hands its fd store (the monitors' connections, fdstore.h) to
+   the main process, this one, when it starts the pair again after both
+   died (the watchdog, a kill of the cgroup, the crash limit). They are
+   the daemon's: the first child gets them (LISTEN_PID made its own, as
+   sd_listen_fds checks it) and this process closes its copies, so that
+   QEMU sees the EOF when the daemon lets one go. */
+static void
+privsep_listen_fds(int child)
+{
+	const char	*pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+	char		 buf[24];
+	long		 i, nfds;
+
+	if (pid == NULL || n == NULL || atol(pid) != (long)privsep_parent)
+		return;
+	if (child) {
+		snprintf(buf, sizeof buf, "%ld", (long)getpid());
+		setenv("LISTEN_PID", buf, 1);
+		return;
+	}
+	nfds = atol(n);
+	for (i = 0; i < nfds && i < INT_MAX - SD_LISTEN_FDS_START; i++)
+		close(SD_LISTEN_FDS_START + (int)i);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+}
+
 static int
 privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
     struct qmp_error *err)
@@ -513,6 +624,7 @@ privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
 		close(rp[0]);
 		sigprocmask(SIG_SETMASK, old, NULL);
 		privsep_child = 1;
+		privsep_listen_fds(1);
 		if (privsep_drop(err) == -1)
 			return (-1);
 		priv_set_fd(sp[1], privsep_lost);
@@ -521,6 +633,7 @@ privsep_fork(struct privsep_kid *k, const sigset_t *old, int *ready,
 		*ready = rp[1];
 		return (0);
 	}
+	privsep_listen_fds(0);
 	close(sp[1]);
 	close(rp[1]);
 	k->sock = sp[0];
@@ -551,6 +664,8 @@ privsep_start(int argc, char **argv, int *ready, int *code,
 	int			 sfd, r, st, stopping = 0, ncrash = 0;
 	char			 c;
 
+	if (privsep_child)		/* resumed by an upgrade's exec */
+		return (0);
 	if ((r = privsep_user(err)) <= 0)
 		return (r);
 	if (privsep_dirs(err) == -1)
@@ -560,6 +675,9 @@ privsep_start(int argc, char **argv, int *ready, int *code,
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	/* An upgrade asked of the pid systemd or the pid file knows: the
+	   child's to do (its default action would kill this process). */
+	sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, &old) == -1 ||
 	    (sfd = signalfd(-1, &set, SFD_CLOEXEC)) == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "signalfd: %s",
@@ -613,6 +731,8 @@ privsep_start(int argc, char **argv, int *ready, int *code,
 			if (si.ssi_signo == SIGHUP) {
 				privsep_reload(argc, argv);
 				kill(k.pid, SIGHUP);
+			} else if (si.ssi_signo == SIGUSR2) {
+				kill(k.pid, SIGUSR2);
 			} else if (si.ssi_signo != SIGCHLD) {
 				stopping = 1;
 				kill(k.pid, (int)si.ssi_signo);
@@ -628,6 +748,20 @@ privsep_start(int argc, char **argv, int *ready, int *code,
 			break;
 		}
 		if (stopping) {
+			*code = 1;
+			break;
+		}
+		/* Under systemd the daemon kept its monitors' connections in
+		   the fd store too (fdstore.h, on when NOTIFY_SOCKET is): a
+		   child started here would find each QEMU still connected
+		   to the copy systemd keeps, and never be answered. Only
+		   systemd gives them back, to a new pair: go, failed, and
+		   Restart= starts one. */
+		if (getenv("NOTIFY_SOCKET") != NULL) {
+			log_err("privsep: the daemon died (%s %d); leaving the "
+			    "restart to the service manager, which holds its "
+			    "monitors", WIFSIGNALED(st) ? "signal" : "exit",
+			    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 			*code = 1;
 			break;
 		}

@@ -26,6 +26,7 @@
 #include "broker/core/loop.h"
 #include "broker/core/proc.h"
 #include "broker/notify.h"
+#include "broker/privsep.h"
 #include "broker/session/client.h"
 #include "broker/session/listen.h"
 #include "broker/session/peer.h"
@@ -216,7 +217,7 @@ upg_handover(void)
 	json_t		*fds, *doc = NULL, *lsns, *mons, *clients;
 	sigset_t	 mask, omask;
 	char		 num[16];
-	int		 fd = -1, saved;
+	int		 fd = -1, pfd = -1, saved;
 
 	/* the events QEMU sent so far reach the subscribers' queues (and
 	   the log's files, whose seq the new process goes on from) */
@@ -260,9 +261,14 @@ upg_handover(void)
 	}
 	json_decref(doc);
 	snprintf(num, sizeof num, "%d", fd);
+	/* separated: the helper's socket too, the one fd the new process
+	   needs to go on as the child (privsep.h) */
 	if (json_array_append_new(fds, json_integer(fd)) != 0 ||
+	    privsep_upgrade_pass(&pfd) == -1 || (pfd != -1 &&
+	    json_array_append_new(fds, json_integer(pfd)) != 0) ||
 	    upg_cloexec(fds, false) == -1 || setenv(UPG_ENV, num, 1) == -1) {
 		saved = errno;
+		privsep_upgrade_undo();
 		upg_cloexec(fds, true);
 		close(fd);
 		json_decref(fds);
@@ -283,6 +289,7 @@ upg_handover(void)
 	saved = errno;
 	sigprocmask(SIG_SETMASK, &omask, NULL);
 	unsetenv(UPG_ENV);
+	privsep_upgrade_undo();
 	upg_cloexec(fds, true);
 	close(fd);
 	json_decref(fds);

@@ -1553,6 +1553,9 @@ mon_adopt(struct mon *m)
 	if ((h = mon_heir_find(m->path)) == NULL || h->taken)
 		return (-1);
 	h->taken = 1;
+	/* QEMU's pid, as mon_connect knows it: the VM's pidfd watch (and
+	   VM_EXITED) after an upgrade or a restart from the fd store too */
+	m->peer_pid = mon_peercred(h->fd);
 	memset(&co, 0, sizeof co);
 	co.max_msg = m->max_msg;
 	co.max_fds = 1;

@@ -179,6 +179,12 @@ priv_active(void)
 	return (priv_fd != -1);
 }
 
+int
+priv_get_fd(void)
+{
+	return (priv_fd);
+}
+
 unsigned long
 priv_calls(void)
 {

@@ -97,6 +97,9 @@ int	priv_rep_send(int fd, const struct priv_rep *rep, const int *fds,
    nothing it needs root for works any more. */
 void	priv_set_fd(int fd, void (*lost)(const char *why));
 bool	priv_active(void);
+/* The socket priv_set_fd gave (still owned here), or -1: an upgrade's
+   exec passes it on to the new process (broker/privsep.h). */
+int	priv_get_fd(void);
 
 /* Each returns 0 and the fds, or -1 with err filled (QMP's
    GenericError, the helper's reason). */

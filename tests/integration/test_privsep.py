@@ -20,6 +20,7 @@ os.environ["QB_PRIVSEP"] = "1"	# before the harness reads it
 
 import qb
 import hplib
+import test_upgrade
 from qb import check
 
 XML = """<domain type='test'><name>%s</name><memory>1024</memory>
@@ -161,6 +162,186 @@ def test_unprivileged_flow():
 		env.finish()
 
 
+def cloexec(pid, fd):
+	with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+		for line in f:
+			if line.startswith("flags:"):
+				return int(line.split()[1], 8) & 0o2000000 != 0
+	return False
+
+
+def test_upgrade_separated():
+	"""An upgrade of the separated daemon: only the child execs (the
+	next build and back, by command and by SIGUSR2 to the parent, the
+	pid systemd and the pid file know); the same parent, the same child
+	pid, still unprivileged and filtered (and not dumpable) after each;
+	the subscriber and the asker keep their connections and get every
+	event once, in order; the helper's socket is the one fd passed and
+	is close-on-exec again; then a tap, an image and a monitor socket
+	opened through the helper by the upgraded daemon."""
+	hplib.need_root_tun()
+	uid = pwd.getpwnam(qb.privsep_user()).pw_uid
+	with qb.Env("privsep-upg", daemon=False) as env:
+		h = env.h
+		root = h.path("images")
+		os.makedirs(root)
+		img = hplib.image(os.path.join(root, "a.raw"), 1 << 20)
+		vmdir, _ = test_upgrade.fakes(h, 3)
+		d = env.d = h.daemon(vm_dir=vmdir, args=["--image-root", root])
+		parent, child = d.p.pid, d.pid
+		check_unprivileged(parent, child, uid)
+		# not dumpable: /proc/PID/status is root's (a sanitizer build
+		# is made dumpable for LeakSanitizer; it must stay as it was)
+		dump0 = os.stat("/proc/%d/status" % child).st_uid
+		check(dump0 == 0 or os.environ.get("QB_SANITIZER"),
+		    "child dumpable")
+		c = d.client()
+		test_upgrade.all_ready(c, 3)
+		sub = d.client()
+		sub.cmd("subscribe", {"events": ["UPS_*"]})
+		fds0 = test_upgrade.settled_fds(child)
+		nxt = qb.builddir_path("tests", "qmpbrokerd-next")
+		cur = qb.program("qmpbrokerd")
+		n, seqs = 0, []
+		for target in (nxt, cur, nxt, "SIGUSR2", cur):
+			for i in range(3):
+				n += 1
+				c.cmd("vm-execute", {"vm": "vm%d" % i, "command":
+				    "x-fake-event", "arguments": {"event": "UPS_%d"
+				    % n}})
+			done = d.output().count(" done: ")
+			if target == "SIGUSR2":
+				os.kill(parent, signal.SIGUSR2)
+				qb.wait_for(lambda: d.output().count(" done: ") >
+				    done or not d.alive(), "SIGUSR2's upgrade")
+				target = nxt	# the running binary's own path
+			else:
+				r = c.cmd("upgrade", {"binary": target})
+				check(r["version"].endswith("+next") == (target ==
+				    nxt), "upgraded to %r, wanted %s" % (r, target))
+			check(d.alive() and qb.children(parent) == [child],
+			    "the pair after the upgrade: %r\n%s" %
+			    (qb.children(parent), d.tail(20)))
+			check(os.readlink("/proc/%d/exe" % child) == target,
+			    "child runs %s" % os.readlink("/proc/%d/exe" % child))
+			check_unprivileged(parent, child, uid)
+			check(os.stat("/proc/%d/status" % child).st_uid == dump0,
+			    "child's dumpable flag changed by the upgrade")
+			check("restarting" not in d.output(), "the parent took the "
+			    "exec for a crash: %s" % d.tail(20))
+			for k in range(n - 2, n + 1):
+				e = sub.wait_event(what="UPS_%d" % k)
+				check(e["event"] == "UPS_%d" % k, "got %r, wanted "
+				    "UPS_%d" % (e, k))
+				seqs.append(e["seq"])
+			check(qb.vm_state(c, "vm0") == "ready", "vm0 after upgrade")
+		check(seqs == list(range(seqs[0], seqs[0] + n)), "seqs %r" % seqs)
+		fds1 = test_upgrade.settled_fds(child)
+		check(len(fds1) == len(fds0), "child fds %d before, %d after: %r"
+		    % (len(fds0), len(fds1), (fds0, fds1)))
+		for fd in os.listdir("/proc/%d/fd" % child):
+			check(int(fd) < 3 or cloexec(child, fd), "fd %s (%s) not "
+			    "close-on-exec" % (fd, os.readlink("/proc/%d/fd/%s" %
+			    (child, fd))))
+
+		# the upgraded daemon's helper: a monitor, a tap, an image
+		log = len(d.output())
+		f = hplib.fake(h, "hp")
+		c.cmd("vm-add", {"name": "hp", "socket": f.path})
+		qb.wait_vm_state(c, "hp", "ready")
+		t = hplib.Tap(h)
+		c.cmd("nic-add", {"vm": "hp", "id": "n1", "ifname": t.name})
+		c.cmd("disk-add", {"vm": "hp", "id": "d1", "source": img,
+		    "format": "raw"})
+		for want in ("privsep: connect " + f.path, "privsep: tap %s: 1 "
+		    "fds" % t.name, "privsep: image %s: 1 fds" % img):
+			check(want in d.output()[log:], "not through the helper "
+			    "after the upgrade: %s" % want)
+		for dev in ("n1", "d1"):
+			check(c.cmd("has-device", {"vm": "hp", "id": dev})[
+			    "present"], "%s not in the VM" % dev)
+		h.close_clients()
+		d.terminate()
+		check(not os.path.exists("/proc/%d" % parent), "parent left")
+
+
+def test_fdstore_separated():
+	"""systemd's side when separated (played by test_upgrade.Systemd):
+	READY=1 from the child names the parent as MAINPID, also after an
+	upgrade; the child's FDSTORE=1 keeps each monitor; when the child is
+	killed the parent exits 1 for systemd to restart the pair, the new
+	parent gets the store in LISTEN_FDS and its child takes the monitors
+	over without a reconnect, while the parent keeps no copy; the child
+	sends the watchdog's pings though WATCHDOG_PID names the parent."""
+	n = 3
+	with qb.Env("privsep-fds", daemon=False) as env:
+		h = env.h
+		sd = test_upgrade.Systemd(h)
+		os.chmod(sd.path, 0o777)	# as /run/systemd/notify is
+		vmdir, fake = test_upgrade.fakes(h, n)
+		os.environ["NOTIFY_SOCKET"] = sd.path
+		try:
+			d = env.d = h.daemon(vm_dir=vmdir)
+		finally:
+			del os.environ["NOTIFY_SOCKET"]
+		parent, child = d.p.pid, d.pid
+		c = d.client()
+		test_upgrade.all_ready(c, n)
+		qb.wait_for(lambda: sd.poll() or len(sd.store) == n,
+		    "%d monitors in the fd store" % n)
+		c.cmd("upgrade")
+		qb.wait_for(lambda: sd.poll() or [m for m in sd.msgs
+		    if m.get("READY") == "1"][1:], "READY=1 after the upgrade")
+		pids = [m["MAINPID"] for m in sd.msgs if "MAINPID" in m]
+		check(len(pids) == 2 and set(pids) == {str(parent)},
+		    "MAINPID %r, the parent is %d" % (pids, parent))
+		sd.poll(0.3)
+		check(len(sd.store) == n and all(len(f) == 1 for f in
+		    sd.store.values()), "store %r" % sd.store)
+		stored = {os.fstat(f[0]).st_ino for f in sd.store.values()}
+		fake_fds = qb.fd_count(fake.pid)
+		argv = d.build_argv()
+		# the daemon dies: the parent leaves the restart to systemd,
+		# which holds the monitors (a child of its own would find each
+		# QEMU still connected to systemd's copy)
+		os.kill(child, signal.SIGKILL)
+		check(d.wait() == 1, "parent exit %r" % d.p.returncode)
+		check("leaving the restart to the service manager" in
+		    d.output(), d.tail(5))
+		h.close_clients()
+		names = sorted(sd.store)
+		sd.msgs = []
+		# WATCHDOG_PID names the main process, as systemd sets it
+		a = test_upgrade.Activated(h, ["/bin/sh", "-c", "WATCHDOG_PID=$$; "
+		    'export WATCHDOG_PID; exec "$@"', "sh"] + argv,
+		    [sd.store[k][0] for k in names], names, {"NOTIFY_SOCKET":
+		    sd.path, "WATCHDOG_USEC": "1000000"})
+		qb.wait_for(lambda: not a.alive() or ("ready on " + d.control)
+		    in a.output(), "restarted pair")
+		check(a.alive(), a.output()[-2000:])
+		kids = qb.children(a.pid)
+		check(len(kids) == 1, "children %r" % kids)
+		c = qb.Qmp(d.control)
+		h.closers.append(c)
+		c.negotiate()
+		test_upgrade.all_ready(c, n)
+		check("%d monitor connections kept" % n in a.output(),
+		    a.output()[-1500:])
+		check(qb.fd_count(fake.pid) == fake_fds, "fake-qemu fds %d, "
+		    "were %d: a reconnect" % (qb.fd_count(fake.pid), fake_fds))
+		check(stored <= test_upgrade.sockets_of(kids[0]), "the child "
+		    "does not hold the stored connections")
+		check(not stored & test_upgrade.sockets_of(a.pid), "the parent "
+		    "kept copies of the stored connections")
+		# the pings come from the child, whose loop they vouch for
+		qb.wait_for(lambda: sd.poll() or [m for m in sd.msgs if
+		    m.get("WATCHDOG") == "1"][1:], "two WATCHDOG=1")
+		h.close_clients()
+		a.p.send_signal(signal.SIGTERM)
+		check(a.p.wait(30) == 0, a.output()[-1500:])
+		sd.close()
+
+
 def test_user_choice():
 	"""--user root keeps one root process; an unknown user stops the
 	start with its name."""
@@ -176,4 +357,5 @@ def test_user_choice():
 
 
 if __name__ == "__main__":
-	qb.main([test_unprivileged_flow, test_user_choice])
+	qb.main([test_unprivileged_flow, test_upgrade_separated,
+	    test_fdstore_separated, test_user_choice])
