@@ -1573,9 +1573,6 @@ mon_adopt(struct mon *m)
 		return (0);
 	}
 	h->fd = -1;
-	/* who is behind it, as a fresh connect would know (VM_EXITED
-	   watches that pid) */
-	m->peer_pid = mon_peercred(chan_fd(m->chan));
 	m->greeted = 1;
 	m->oob_offered = h->oob_offered;
 	m->oob = h->oob;
