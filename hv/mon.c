@@ -62,6 +62,7 @@ struct mon_cmd {
 	size_t			 nfds;
 	int			 has_fds;
 	int			 oob;		/* exec-oob, not execute */
+	int			 anon;		/* written without an id */
 	mon_reply_fn		*fn;		/* NULL: negotiation step */
 	mon_internal_fn		*internal;
 	void			*arg;
@@ -113,6 +114,8 @@ struct mon {
 	struct mon_cmdq		 sent;
 	struct mon_cmdq		 done;		/* failed locally, to report */
 	struct mon_cmd		*fdblock;	/* fd command awaiting reply */
+	struct mon_cmd		*anon;		/* the in-band command in QEMU
+						   without an id, if any */
 	size_t			 npending;	/* owner's commands not completed */
 	uint64_t		 timeouts;	/* commands that timed out */
 	uint64_t		 next_id;
@@ -433,6 +436,12 @@ mon_format(const struct mon_cmd *c, char *buf, size_t cap)
 			return (0);
 		n += k;
 	}
+	if (c->anon) {
+		if (cap - n < 3)
+			return (0);
+		memcpy(buf + n, "}\r\n", 3);
+		return (n + 3);
+	}
 	d = sizeof digits;
 	v = c->id;
 	do {
@@ -458,12 +467,22 @@ mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 	json_t	*j;
 	int	 rc;
 
+	/*
+	 * QEMU reads its monitor one byte per poll round (monitor_can_read
+	 * answers 1), ~10 us a byte under TCG: the ",\"id\":N" we would add
+	 * to a client's command costs more than the rest of our hop. So an
+	 * in-band command goes without an id whenever no other one without
+	 * an id is unanswered, and the reply without one is its; the
+	 * commands written while it is there carry ids, so a QEMU
+	 * (or fake-qemu) answering out of order is still matched right.
+	 */
+	c->anon = !c->oob && m->anon == NULL;
 	if ((len = mon_format(c, stack, sizeof stack)) > 0)
 		rc = chan_send(m->chan, stack, len, fds, nfds);
 	else {
 		/* big arguments or an odd name: the general way */
-		j = qmp_cmd_new(c->name, json_incref(c->args),
-		    json_integer((json_int_t)c->id));
+		j = qmp_cmd_new(c->name, json_incref(c->args), c->anon ?
+		    NULL : json_integer((json_int_t)c->id));
 		if (j != NULL && c->oob) {
 			json_object_set(j, "exec-oob",
 			    json_object_get(j, "execute"));
@@ -482,6 +501,8 @@ mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 	json_decref(c->args);
 	c->args = NULL;
 	TAILQ_INSERT_TAIL(&m->sent, c, entry);
+	if (c->anon)
+		m->anon = c;
 	if (c->has_fds)
 		m->fdblock = c;
 	if (c->fn != NULL && !c->oob)
@@ -734,6 +755,7 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	m->state = MON_DISCONNECTED;
 	m->greeted = 0;
 	m->fdblock = NULL;
+	m->anon = NULL;
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
 
@@ -781,23 +803,32 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	json_t			*id;
 	json_int_t		 v;
 
-	id = json_object_get(msg, "id");
-	if (!json_is_integer(id)) {
-		mon_protocol_error(m, "%s without a numeric id",
-		    qmp_msg_type_name(type));
-		return;
-	}
-	v = json_integer_value(id);
-	/* QEMU answers in order: the head nearly always matches */
-	TAILQ_FOREACH(c, &m->sent, entry)
-		if ((json_int_t)c->id == v)
-			break;
-	if (c == NULL) {
-		mon_protocol_error(m, "reply with unknown id %lld",
-		    (long long)v);
-		return;
+	if ((id = json_object_get(msg, "id")) == NULL) {
+		if ((c = m->anon) == NULL) {
+			mon_protocol_error(m, "%s without an id and none "
+			    "pending without one", qmp_msg_type_name(type));
+			return;
+		}
+	} else {
+		if (!json_is_integer(id)) {
+			mon_protocol_error(m, "%s without a numeric id",
+			    qmp_msg_type_name(type));
+			return;
+		}
+		v = json_integer_value(id);
+		/* QEMU answers in order: the head nearly always matches */
+		TAILQ_FOREACH(c, &m->sent, entry)
+			if (!c->anon && (json_int_t)c->id == v)
+				break;
+		if (c == NULL) {
+			mon_protocol_error(m, "reply with unknown id %lld",
+			    (long long)v);
+			return;
+		}
 	}
 	TAILQ_REMOVE(&m->sent, c, entry);
+	if (m->anon == c)
+		m->anon = NULL;
 	if (m->fdblock == c)
 		m->fdblock = NULL;
 	if (c->fn != NULL && !c->oob && m->ninband > 0)
