@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "proto/qmp_framer.h"
+#include "proto/qmp_jstream.h"
 
 /* The first allocation: a QMP reply to query-status fits many times over,
    and most monitors never need more. */
@@ -260,6 +261,20 @@ qmp_parse_line(const char *s, size_t n, struct qmp_error *err)
 	 * command than QEMU would.
 	 */
 	obj = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr);
+	/*
+	 * What jansson cannot hold and QEMU writes: an integer past int64
+	 * (a uint64 parameter a client set, echoed by a query) or U+0000 in
+	 * a string (QEMU's own text of what a client sent). QEMU's grammar
+	 * takes those lines, as QMP_OUT_U64_KEY and "\xC0\x80", which
+	 * qmp_out writes back as QEMU wrote them. Rare: the fast path
+	 * stays jansson's.
+	 */
+	if (obj == NULL && (strstr(jerr.text, "too big") != NULL ||
+	    strstr(jerr.text, "\\u0000") != NULL)) {
+		struct qmp_error qerr;
+
+		obj = qmp_json_parse(s, n, &qerr);
+	}
 	if (obj == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "JSON parse error, %s",
 		    jerr.text);

@@ -825,6 +825,24 @@ jp_hex4(const unsigned char *p, const unsigned char *e)
 	return (cp);
 }
 
+/*
+ * One decoded code point into o. U+0000 as QEMU keeps it, "\xC0\x80"
+ * (modified UTF-8, mod_utf8_encode): names and paths stay C strings,
+ * "a\u0000b" never becomes "a", and qmp_out writes it back as \u0000,
+ * to the client and to QEMU alike. In the top-level id a NUL, as before
+ * (jansson holds it; qmp_out writes it as \u0000 too).
+ */
+static size_t
+jp_put_cp(const struct jp *jp, char *o, long cp)
+{
+	if (cp == 0 && !jp->nul_ok) {
+		o[0] = (char)0xc0;
+		o[1] = (char)0x80;
+		return (2);
+	}
+	return (js_utf8_put(o, cp));
+}
+
 static json_t *
 jp_string(struct jp *jp, size_t *lenp, char **bufp)
 {
@@ -854,8 +872,9 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 			jp_error(jp, "out of memory");
 		return (j);
 	}
-	/* decoded text is never longer than the token */
-	if ((out = malloc((size_t)(e - p) + 4)) == NULL) {
+	/* decoded text is never longer than the token, but for U+0000 as
+	   two bytes (jp_put_cp) where a raw one took one: twice is room */
+	if ((out = malloc(2 * (size_t)(e - p) + 4)) == NULL) {
 		jp_error(jp, "out of memory");
 		return (NULL);
 	}
@@ -867,13 +886,8 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 				jp_error(jp, "invalid UTF-8 sequence in string");
 				goto fail;
 			}
-			if (cp == 0 && !jp->nul_ok) {
-				jp_error(jp, "\\u0000 is not a valid Unicode "
-				    "character");
-				goto fail;
-			}
 			p += used;
-			o += js_utf8_put(o, cp);
+			o += jp_put_cp(jp, o, cp);
 			continue;
 		}
 		beg = p++;
@@ -904,18 +918,7 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 				} else
 					cp = -1;
 			}
-			if (cp == 0 && !jp->nul_ok) {
-				/*
-				 * QEMU takes U+0000; the broker does not
-				 * outside an id: names and paths are C
-				 * strings here, and "a\u0000b" must not
-				 * become "a".
-				 */
-				jp_error(jp, "\\u0000 is not a valid Unicode "
-				    "character");
-				goto fail;
-			}
-			if (!js_valid_cp(cp)) {
+			if (cp != 0 && !js_valid_cp(cp)) {
 				k = (size_t)(p - beg);
 				if (p > e)	/* QEMU's text ends with the token */
 					k = (size_t)(e - beg);
@@ -923,7 +926,7 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 				    "character", (int)k, (const char *)beg);
 				goto fail;
 			}
-			o += js_utf8_put(o, cp);
+			o += jp_put_cp(jp, o, cp);
 			break;
 		default:
 			jp_error(jp, "invalid escape sequence in string");
@@ -972,10 +975,10 @@ jp_number(struct jp *jp, enum js_tok t)
 			free(big);
 			return (json_integer(v));
 		}
-		/* an id QEMU echoes exactly: see QMP_OUT_U64_KEY */
+		/* past int64 up to uint64, QEMU keeps the number exactly
+		   (an id it echoes, a size it takes): see QMP_OUT_U64_KEY */
 		errno = 0;
-		if (jp->nul_ok && s[0] != '-' && (strtoull(s, NULL, 10),
-		    errno == 0)) {
+		if (s[0] != '-' && (strtoull(s, NULL, 10), errno == 0)) {
 			j = json_pack("{s:s}", QMP_OUT_U64_KEY, s);
 			free(big);
 			if (j == NULL)

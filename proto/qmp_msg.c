@@ -30,6 +30,11 @@ qmp_utf8_fix(char *s)
 			p++;
 			continue;
 		}
+		/* U+0000 as QEMU holds it in a C string (qmp_jstream) */
+		if (p[0] == 0xc0 && p[1] == 0x80) {
+			p += 2;
+			continue;
+		}
 		if (*p >= 0xc2 && *p <= 0xdf) {
 			n = 1;
 			cp = *p & 0x1f;
@@ -89,9 +94,19 @@ qmp_error_set(struct qmp_error *err, const char *cls, const char *fmt, ...)
 json_t *
 qmp_error_json(const struct qmp_error *err)
 {
-	return (json_pack("{s:s, s:s}", "class",
-	    err->cls[0] != '\0' ? err->cls : QMP_CLS_GENERIC,
-	    "desc", err->desc));
+	json_t	*j = json_object();
+
+	/* nocheck: desc may hold U+0000 as "\xC0\x80" (a name a client
+	   sent), which qmp_out writes as QEMU does; qmp_utf8_fix made the
+	   rest valid */
+	if (j == NULL || json_object_set_new(j, "class", json_string(
+	    err->cls[0] != '\0' ? err->cls : QMP_CLS_GENERIC)) != 0 ||
+	    json_object_set_new(j, "desc", json_stringn_nocheck(err->desc,
+	    strlen(err->desc))) != 0) {
+		json_decref(j);
+		return (NULL);
+	}
+	return (j);
 }
 
 void

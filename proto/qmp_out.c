@@ -190,9 +190,9 @@ qo_member(struct qmp_out *o, bool first, const char *key, size_t klen,
     const json_t *val, int flags)
 {
 	if (!first)
-		QO_LIT(o, ", ");
+		qmp_out_raw(o, ", ", flags & QMP_OUT_COMPACT ? 1 : 2);
 	qo_string(o, key, klen);
-	QO_LIT(o, ": ");
+	qmp_out_raw(o, ": ", flags & QMP_OUT_COMPACT ? 1 : 2);
 	qmp_out_json(o, val, flags);
 }
 
@@ -242,6 +242,12 @@ qo_object(struct qmp_out *o, const json_t *j, int flags)
 }
 
 void
+qmp_out_string(struct qmp_out *o, const char *s, size_t n)
+{
+	qo_string(o, s, n);
+}
+
+void
 qmp_out_json(struct qmp_out *o, const json_t *j, int flags)
 {
 	char	num[40];
@@ -257,7 +263,8 @@ qmp_out_json(struct qmp_out *o, const json_t *j, int flags)
 		n = json_array_size(j);
 		for (i = 0; i < n; i++) {
 			if (i > 0)
-				QO_LIT(o, ", ");
+				qmp_out_raw(o, ", ",
+				    flags & QMP_OUT_COMPACT ? 1 : 2);
 			qmp_out_json(o, json_array_get(j, i), flags);
 		}
 		QO_LIT(o, "]");
@@ -273,6 +280,12 @@ qmp_out_json(struct qmp_out *o, const json_t *j, int flags)
 	case JSON_REAL:
 		/* qnum_to_string: 17 digits, no ".0" added, "e+19" kept */
 		k = snprintf(num, sizeof num, "%.17g", json_real_value(j));
+		/* to QEMU a real stays one (jansson's ".0"): 2.0 is no int */
+		if ((flags & QMP_OUT_COMPACT) && k > 0 &&
+		    strpbrk(num, ".eni") == NULL && k + 2 < (int)sizeof num) {
+			memcpy(num + k, ".0", 3);
+			k += 2;
+		}
 		qmp_out_raw(o, num, (size_t)k);
 		return;
 	case JSON_TRUE:

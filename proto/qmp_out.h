@@ -20,6 +20,11 @@
    client sent that QEMU would echo (ids); without it, members go in
    their own order (QEMU's text, or the broker's own objects). */
 #define QMP_OUT_PARSED	0x1
+/* "," and ":" without the space: what the broker writes to QEMU (each
+   byte costs a poll round there), reals with jansson's ".0" so they stay
+   reals. Non-ASCII still as \uXXXX, U+0000 ("\xC0\x80" or a NUL) as
+   \u0000, QMP_OUT_U64_KEY's digits bare: QEMU reads what was sent. */
+#define QMP_OUT_COMPACT	0x2
 
 /*
  * An id past int64 up to uint64, which QEMU echoes exactly and jansson
@@ -39,6 +44,8 @@ struct qmp_out {
 void	 qmp_out_init(struct qmp_out *);
 void	 qmp_out_raw(struct qmp_out *, const char *, size_t);
 void	 qmp_out_json(struct qmp_out *, const json_t *, int flags);
+/* s (n bytes, UTF-8) as a JSON string, QEMU's escapes */
+void	 qmp_out_string(struct qmp_out *, const char *s, size_t n);
 /* A reply as QEMU frames it: {"return": R, "id": I} or
    {"id": I, "error": E}, CRLF-terminated. ret and error borrowed; exactly
    one of them non-NULL; id borrowed, may be NULL. */
