@@ -196,14 +196,57 @@ qo_member(struct qmp_out *o, bool first, const char *key, size_t klen,
 	qmp_out_json(o, val, flags);
 }
 
+int
+qmp_out_qdict_foreach(const json_t *j, qmp_out_member_fn *fn, void *arg)
+{
+	struct qo_member	 stack[16], *m;
+	size_t			 n = json_object_size(j), i = 0;
+	void			*it;
+	int			 rc = 0;
+
+	if (n <= sizeof stack / sizeof stack[0])
+		m = stack;
+	else if ((m = calloc(n, sizeof *m)) == NULL)
+		return (-1);
+	for (it = json_object_iter((json_t *)j); it != NULL && i < n;
+	    it = json_object_iter_next((json_t *)j, it), i++) {
+		m[i].key = json_object_iter_key(it);
+		m[i].klen = json_object_iter_key_len(it);
+		m[i].val = json_object_iter_value(it);
+		m[i].bucket = qo_bucket(m[i].key, m[i].klen);
+		m[i].pos = (unsigned)i;
+	}
+	qsort(m, i, sizeof *m, qo_member_cmp);
+	for (n = i, i = 0; i < n && rc == 0; i++)
+		rc = fn(m[i].key, m[i].klen, m[i].val, arg);
+	if (m != stack)
+		free(m);
+	return (rc);
+}
+
+struct qo_obj {
+	struct qmp_out	*o;
+	int		 flags;
+	bool		 first;
+};
+
+static int
+qo_obj_member(const char *key, size_t klen, json_t *val, void *arg)
+{
+	struct qo_obj	*w = arg;
+
+	qo_member(w->o, w->first, key, klen, val, w->flags);
+	w->first = false;
+	return (0);
+}
+
 static void
 qo_object(struct qmp_out *o, const json_t *j, int flags)
 {
-	struct qo_member	 stack[16], *m;
-	const char		*key;
-	size_t			 klen, n = json_object_size(j), i = 0;
-	json_t			*val;
-	void			*it;
+	struct qo_obj	 w = { o, flags, true };
+	const char	*key;
+	size_t		 klen, n = json_object_size(j), i = 0;
+	json_t		*val;
 
 	if (n == 1 && (val = json_object_get(j, QMP_OUT_U64_KEY)) != NULL &&
 	    json_is_string(val)) {
@@ -216,28 +259,8 @@ qo_object(struct qmp_out *o, const json_t *j, int flags)
 			qo_member(o, i == 0, key, klen, val, flags);
 			i++;
 		}
-		QO_LIT(o, "}");
-		return;
-	}
-	if (n <= sizeof stack / sizeof stack[0])
-		m = stack;
-	else if ((m = calloc(n, sizeof *m)) == NULL) {
+	} else if (qmp_out_qdict_foreach(j, qo_obj_member, &w) == -1)
 		o->failed = true;
-		return;
-	}
-	for (it = json_object_iter((json_t *)j); it != NULL && i < n;
-	    it = json_object_iter_next((json_t *)j, it), i++) {
-		m[i].key = json_object_iter_key(it);
-		m[i].klen = json_object_iter_key_len(it);
-		m[i].val = json_object_iter_value(it);
-		m[i].bucket = qo_bucket(m[i].key, m[i].klen);
-		m[i].pos = (unsigned)i;
-	}
-	qsort(m, i, sizeof *m, qo_member_cmp);
-	for (n = i, i = 0; i < n; i++)
-		qo_member(o, i == 0, m[i].key, m[i].klen, m[i].val, flags);
-	if (m != stack)
-		free(m);
 	QO_LIT(o, "}");
 }
 

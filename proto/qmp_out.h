@@ -53,6 +53,15 @@ void	 qmp_out_reply(struct qmp_out *, const json_t *ret,
 	    const json_t *error, const json_t *id);
 void	 qmp_out_free(struct qmp_out *);
 
+/* obj's members in the order QEMU's QDict of the same text keeps them
+   (QMP_OUT_PARSED's order: what QEMU iterates when it checks a command):
+   fn on each, borrowed, until it returns non-zero. That value; 0 when
+   all were seen; -1 if out of memory before the first. */
+typedef int qmp_out_member_fn(const char *key, size_t klen, json_t *val,
+		    void *arg);
+int	 qmp_out_qdict_foreach(const json_t *obj, qmp_out_member_fn *,
+	    void *arg);
+
 /* j in QEMU's text and CRLF, malloc'd (NULL if out of memory); *len
    excludes the NUL. */
 char	*qmp_dump_qemu(const json_t *, size_t *len);
