@@ -289,11 +289,13 @@ js_err_text(char *o, size_t room, const char *s, size_t n)
 		cp = js_utf8_cp(p + i, n - i, &used);
 		if (cp < 0)
 			cp = 0xfffd;
-		if (cp == 0)	/* C0 80: QEMU writes U+0000, a C string
-				   cannot hold it */
-			cp = 0xfffd;
-		k += js_utf8_put(o + k, cp);
 		i += used;
+		if (cp == 0) {	/* C0 80: QEMU writes U+0000; so does qmp_out */
+			o[k++] = (char)0xc0;
+			o[k++] = (char)0x80;
+			continue;
+		}
+		k += js_utf8_put(o + k, cp);
 	}
 	o[k] = '\0';
 }
@@ -919,11 +921,17 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 					cp = -1;
 			}
 			if (cp != 0 && !js_valid_cp(cp)) {
+				char text[64];
+
 				k = (size_t)(p - beg);
 				if (p > e)	/* QEMU's text ends with the token */
 					k = (size_t)(e - beg);
-				jp_error(jp, "%.*s is not a valid Unicode "
-				    "character", (int)k, (const char *)beg);
+				/* its bytes as QEMU shows them: invalid
+				   UTF-8 as U+FFFD, cut at a NUL */
+				js_err_text(text, sizeof text, (const char *)beg,
+				    k);
+				jp_error(jp, "%s is not a valid Unicode "
+				    "character", text);
 				goto fail;
 			}
 			o += jp_put_cp(jp, o, cp);
@@ -950,7 +958,7 @@ fail:
 }
 
 static json_t *
-jp_number(struct jp *jp, enum js_tok t)
+jp_number(struct jp *jp, enum js_tok t, int depth)
 {
 	char		 num[64], *big = NULL, *s;
 	size_t		 n = (size_t)(jp->te - jp->ts);
@@ -976,9 +984,12 @@ jp_number(struct jp *jp, enum js_tok t)
 			return (json_integer(v));
 		}
 		/* past int64 up to uint64, QEMU keeps the number exactly
-		   (an id it echoes, a size it takes): see QMP_OUT_U64_KEY */
+		   (an id it echoes, a size it takes): see QMP_OUT_U64_KEY.
+		   Not alone: a message that is one number is no object,
+		   and the holder would read as one. */
 		errno = 0;
-		if (s[0] != '-' && (strtoull(s, NULL, 10), errno == 0)) {
+		if (depth > 0 && s[0] != '-' &&
+		    (strtoull(s, NULL, 10), errno == 0)) {
 			j = json_pack("{s:s}", QMP_OUT_U64_KEY, s);
 			free(big);
 			if (j == NULL)
@@ -1179,7 +1190,7 @@ jp_value(struct jp *jp, int depth)
 	case JT_INTEGER:
 	case JT_FLOAT:
 		jp_pop(jp);
-		return (jp_number(jp, t));
+		return (jp_number(jp, t, depth));
 	case JT_KEYWORD:
 		jp_pop(jp);
 		n = (size_t)(jp->te - jp->ts);
