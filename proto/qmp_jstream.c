@@ -126,8 +126,7 @@ qmp_jstream_pending(const struct qmp_jstream *s)
 char *
 qmp_jstream_reserve(struct qmp_jstream *s, size_t min, size_t *avail)
 {
-	size_t	 pending, want, ncap, hard, shift;
-	char	*nbuf;
+	size_t	hard, shift;
 
 	if (avail != NULL)
 		*avail = 0;
@@ -135,40 +134,15 @@ qmp_jstream_reserve(struct qmp_jstream *s, size_t min, size_t *avail)
 		return (NULL);
 	if (min == 0)
 		min = 1;
-	if (s->cap - s->len >= min)
-		goto out;
-	pending = s->len - s->off;
-	if (min > SIZE_MAX - pending)
+	/* beyond one message plus one read the stream is broken */
+	hard = s->max + min;
+	if (hard < s->max)
+		hard = SIZE_MAX;
+	if ((shift = qmp_buf_room(&s->buf, &s->cap, &s->off, &s->len, min,
+	    JS_INITIAL, hard)) == (size_t)-1)
 		return (NULL);
-	want = pending + min;
-	shift = s->off;
-	if (shift != 0 && want <= s->cap) {
-		memmove(s->buf, s->buf + shift, pending);
-	} else {
-		/* beyond one message plus one read the stream is broken */
-		hard = s->max + min;
-		if (hard < s->max)
-			hard = SIZE_MAX;
-		ncap = s->cap != 0 ? s->cap : JS_INITIAL;
-		while (ncap < want && ncap <= SIZE_MAX / 2)
-			ncap *= 2;
-		if (ncap > hard)
-			ncap = hard;
-		if (ncap < want)
-			ncap = want;
-		if ((nbuf = malloc(ncap)) == NULL)
-			return (NULL);
-		if (pending > 0)
-			memcpy(nbuf, s->buf + shift, pending);
-		free(s->buf);
-		s->buf = nbuf;
-		s->cap = ncap;
-	}
-	s->off -= shift;
-	s->len -= shift;
 	s->pos -= shift;
 	s->tstart = s->tstart >= shift ? s->tstart - shift : 0;
-out:
 	if (avail != NULL)
 		*avail = s->cap - s->len;
 	return (s->buf + s->len);
@@ -200,11 +174,8 @@ qmp_jstream_feed(struct qmp_jstream *s, const void *data, size_t n)
 
 /* ---- text of errors, as QEMU's JSON writer shows it ---- */
 
-/*
- * One character of QEMU's modified UTF-8 (util/unicode.c): the code point
- * or -1, and its length. Overlong forms are invalid except C0 80 (NUL);
- * surrogates, noncharacters and beyond U+10FFFF are invalid.
- */
+/* Surrogates, noncharacters and beyond U+10FFFF are invalid (QEMU's
+   util/unicode.c; qmp_utf8_cp decodes). */
 static int
 js_valid_cp(long cp)
 {
@@ -213,37 +184,6 @@ js_valid_cp(long cp)
 	if ((cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
 		return (0);
 	return (!(cp >= 0xd800 && cp <= 0xdfff));
-}
-
-static long
-js_utf8_cp(const unsigned char *p, size_t n, size_t *used)
-{
-	static const long	 mincp[5] = { 0x80, 0x800, 0x10000, 0x200000,
-				    0x4000000 };
-	unsigned		 b = p[0], mask, len = 0, i;
-	long			 cp;
-
-	*used = 1;
-	if (b < 0x80)
-		return (b);
-	if (b >= 0xfe || (b & 0x40) == 0)
-		return (-1);
-	for (mask = 0x80; b & mask; mask >>= 1)
-		len++;
-	cp = b & (mask - 1);
-	for (i = 1; i < len; i++) {
-		if (i >= n || (p[i] & 0xc0) != 0x80) {
-			*used = i;
-			return (-1);
-		}
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	*used = len;
-	if (!js_valid_cp(cp))
-		return (-1);
-	if (cp < mincp[len - 2] && !(cp == 0 && len == 2))
-		return (-1);
-	return (cp);
 }
 
 /* Standard UTF-8 of a valid code point (NUL as one byte); returns its
@@ -286,7 +226,7 @@ js_err_text(char *o, size_t room, const char *s, size_t n)
 	long			 cp;
 
 	while (i < n && p[i] != '\0' && k + 4 < room) {
-		cp = js_utf8_cp(p + i, n - i, &used);
+		cp = qmp_utf8_cp(p + i, n - i, &used);
 		if (cp < 0)
 			cp = 0xfffd;
 		i += used;
@@ -883,7 +823,7 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 	o = out;
 	while (p < e && *p != q) {
 		if (*p != '\\') {
-			cp = js_utf8_cp(p, (size_t)(e - p), &used);
+			cp = qmp_utf8_cp(p, (size_t)(e - p), &used);
 			if (cp < 0) {
 				jp_error(jp, "invalid UTF-8 sequence in string");
 				goto fail;

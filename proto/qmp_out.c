@@ -76,8 +76,8 @@ qmp_out_raw(struct qmp_out *o, const char *s, size_t n)
  * it). "\xC0\x80" is U+0000, and so is a NUL byte here: jansson strings
  * carry the U+0000 an id may hold as a NUL.
  */
-static long
-qo_codepoint(const unsigned char *p, size_t n, size_t *used)
+long
+qmp_utf8_cp(const unsigned char *p, size_t n, size_t *used)
 {
 	static const long	 min_cp[5] = { 0x80, 0x800, 0x10000, 0x200000,
 	    0x4000000 };
@@ -132,7 +132,7 @@ qo_string(struct qmp_out *o, const char *s, size_t n)
 			qmp_out_raw(o, (const char *)run, (size_t)(p - run));
 		if (p >= e)
 			break;
-		cp = qo_codepoint(p, (size_t)(e - p), &used);
+		cp = qmp_utf8_cp(p, (size_t)(e - p), &used);
 		p += used;
 		switch (cp) {
 		case '"': QO_LIT(o, "\\\""); continue;

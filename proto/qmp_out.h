@@ -44,6 +44,10 @@ struct qmp_out {
 void	 qmp_out_init(struct qmp_out *);
 void	 qmp_out_raw(struct qmp_out *, const char *, size_t);
 void	 qmp_out_json(struct qmp_out *, const json_t *, int flags);
+/* QEMU's mod_utf8_codepoint over at most n bytes (its reader and its
+   writer both decode so): the code point, or -1 for an invalid sequence
+   (*used then says what to skip). C0 80 is U+0000, as a NUL byte is. */
+long	 qmp_utf8_cp(const unsigned char *p, size_t n, size_t *used);
 /* s (n bytes, UTF-8) as a JSON string, QEMU's escapes */
 void	 qmp_out_string(struct qmp_out *, const char *s, size_t n);
 /* A reply as QEMU frames it: {"return": R, "id": I} or
