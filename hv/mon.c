@@ -38,6 +38,7 @@
 #include "hv/chan.h"
 #include "hv/mon.h"
 #include "priv/priv.h"
+#include "proto/qmp_out.h"
 #include "util/defer.h"
 #include "util/queue.h"
 
@@ -63,6 +64,7 @@ struct mon_cmd {
 	size_t			 nfds;
 	int			 has_fds;
 	int			 oob;		/* exec-oob, not execute */
+	int			 anon;		/* written without an id */
 	mon_reply_fn		*fn;		/* NULL: negotiation step */
 	mon_internal_fn		*internal;
 	void			*arg;
@@ -115,6 +117,8 @@ struct mon {
 	struct mon_cmdq		 sent;
 	struct mon_cmdq		 done;		/* failed locally, to report */
 	struct mon_cmd		*fdblock;	/* fd command awaiting reply */
+	struct mon_cmd		*anon;		/* the in-band command in QEMU
+						   without an id, if any */
 	size_t			 npending;	/* owner's commands not completed */
 	uint64_t		 timeouts;	/* commands that timed out */
 	uint64_t		 next_id;
@@ -412,86 +416,81 @@ mon_plain_name(const char *s)
 }
 
 /*
- * The command's one serialisation, straight into a stack buffer: the
- * envelope by hand, only the arguments through jansson (building an
- * object to dump it costs more than the rest of the round trip). Returns
- * the length, or 0 if it needs the general path.
+ * The command's one serialisation, into o: the envelope by hand, the
+ * arguments in qmp_out's compact form (building an object to dump it
+ * costs more than the rest of the round trip). Not jansson's dump: the
+ * arguments may hold what QEMU reads and jansson cannot write, an
+ * integer past int64 (QMP_OUT_U64_KEY) or U+0000 ("\xC0\x80"), and
+ * they reach QEMU as the client sent them.
  */
-static size_t
-mon_format(const struct mon_cmd *c, char *buf, size_t cap)
+static void
+mon_format(const struct mon_cmd *c, struct qmp_out *o)
 {
-	char	digits[24];
-	size_t	n, k, len, d;
+	char	 digits[24];
+	size_t	 d;
 	uint64_t v;
 
 	/* memcpy, not snprintf: its format parsing cost more than the
 	   bytes it wrote, twice per command (callgrind) */
-	if (!mon_plain_name(c->name) || (len = strlen(c->name)) > cap - 64 ||
-	    c->oob)
-		return (0);
-	memcpy(buf, "{\"execute\":\"", 12);
-	memcpy(buf + 12, c->name, len);
-	buf[12 + len] = '"';
-	n = 13 + len;
+	if (c->oob)
+		qmp_out_raw(o, "{\"exec-oob\":", 12);
+	else
+		qmp_out_raw(o, "{\"execute\":", 11);
+	if (mon_plain_name(c->name)) {
+		qmp_out_raw(o, "\"", 1);
+		qmp_out_raw(o, c->name, strlen(c->name));
+		qmp_out_raw(o, "\"", 1);
+	} else
+		qmp_out_string(o, c->name, strlen(c->name));
 	if (c->args != NULL) {
-		if (cap - n < 16)
-			return (0);
-		memcpy(buf + n, ",\"arguments\":", 13);
-		n += 13;
-		k = json_dumpb(c->args, buf + n, cap - n, JSON_COMPACT);
-		if (k == 0 || k >= cap - n)
-			return (0);
-		n += k;
+		qmp_out_raw(o, ",\"arguments\":", 13);
+		qmp_out_json(o, c->args, QMP_OUT_COMPACT);
 	}
-	d = sizeof digits;
-	v = c->id;
-	do {
-		digits[--d] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	if (cap - n < 6 + (sizeof digits - d) + 3)
-		return (0);
-	memcpy(buf + n, ",\"id\":", 6);
-	n += 6;
-	memcpy(buf + n, digits + d, sizeof digits - d);
-	n += sizeof digits - d;
-	memcpy(buf + n, "}\r\n", 3);
-	return (n + 3);
+	if (!c->anon) {
+		d = sizeof digits;
+		v = c->id;
+		do {
+			digits[--d] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v != 0);
+		qmp_out_raw(o, ",\"id\":", 6);
+		qmp_out_raw(o, digits + d, sizeof digits - d);
+	}
+	qmp_out_raw(o, "}\r\n", 3);
 }
 
 /* Put a command on the wire. fds: the caller's (dup'd by chan). */
 static int
 mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 {
-	char	 stack[4096], *buf;
-	size_t	 len;
-	json_t	*j;
-	int	 rc;
+	struct qmp_out	o;
+	int		rc;
 
-	if ((len = mon_format(c, stack, sizeof stack)) > 0)
-		rc = chan_send(m->chan, stack, len, fds, nfds);
-	else {
-		/* big arguments or an odd name: the general way */
-		j = qmp_cmd_new(c->name, json_incref(c->args),
-		    json_integer((json_int_t)c->id));
-		if (j != NULL && c->oob) {
-			json_object_set(j, "exec-oob",
-			    json_object_get(j, "execute"));
-			json_object_del(j, "execute");
-		}
-		if (j == NULL || (buf = qmp_dump(j, &len)) == NULL) {
-			json_decref(j);
-			return (-1);
-		}
-		json_decref(j);
-		rc = chan_send(m->chan, buf, len, fds, nfds);
-		free(buf);
-	}
+	/*
+	 * QEMU reads its monitor one byte per poll round (monitor_can_read
+	 * answers 1), ~10 us a byte under TCG: the ",\"id\":N" we would add
+	 * to a client's command costs more than the rest of our hop. So an
+	 * in-band command goes without an id whenever no other one without
+	 * an id is unanswered, and the reply without one is its; the
+	 * commands written while it is there carry ids, so a QEMU (or
+	 * fake-qemu) answering out of order is still matched right.
+	 */
+	c->anon = !c->oob && m->anon == NULL &&
+	    /* after a crash (fd store), the dead process's command
+	       without an id may still be answered: ids until the resync
+	       is done (QEMU answers in order, so then it was) */
+	    (m->resync_base == 0 || m->state == MON_READY);
+	qmp_out_init(&o);
+	mon_format(c, &o);
+	rc = o.failed ? -1 : chan_send(m->chan, o.buf, o.len, fds, nfds);
+	qmp_out_free(&o);
 	if (rc == -1)
 		return (-1);
 	json_decref(c->args);
 	c->args = NULL;
 	TAILQ_INSERT_TAIL(&m->sent, c, entry);
+	if (c->anon)
+		m->anon = c;
 	if (c->has_fds)
 		m->fdblock = c;
 	if (c->fn != NULL && !c->oob)
@@ -746,6 +745,7 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	m->adopted = 0;
 	m->resync_base = 0;
 	m->fdblock = NULL;
+	m->anon = NULL;
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
 
@@ -793,29 +793,44 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	json_t			*id;
 	json_int_t		 v;
 
-	id = json_object_get(msg, "id");
-	if (!json_is_integer(id)) {
-		mon_protocol_error(m, "%s without a numeric id",
-		    qmp_msg_type_name(type));
-		return;
-	}
-	v = json_integer_value(id);
-	/* QEMU answers in order: the head nearly always matches */
-	TAILQ_FOREACH(c, &m->sent, entry)
-		if ((json_int_t)c->id == v)
-			break;
-	if (c == NULL && m->resync_base != 0 && v >= 0 &&
-	    (uint64_t)v < m->resync_base) {
-		/* a reply to a command of the process that died: it is
-		   nobody's any more */
-		return;
-	}
-	if (c == NULL) {
-		mon_protocol_error(m, "reply with unknown id %lld",
-		    (long long)v);
-		return;
+	if ((id = json_object_get(msg, "id")) == NULL) {
+		if ((c = m->anon) == NULL && m->resync_base != 0 &&
+		    m->state != MON_READY) {
+			/* the answer to the dead process's command without
+			   an id: nobody's any more */
+			return;
+		}
+		if (c == NULL) {
+			mon_protocol_error(m, "%s without an id and none "
+			    "pending without one", qmp_msg_type_name(type));
+			return;
+		}
+	} else {
+		if (!json_is_integer(id)) {
+			mon_protocol_error(m, "%s without a numeric id",
+			    qmp_msg_type_name(type));
+			return;
+		}
+		v = json_integer_value(id);
+		/* QEMU answers in order: the head nearly always matches */
+		TAILQ_FOREACH(c, &m->sent, entry)
+			if (!c->anon && (json_int_t)c->id == v)
+				break;
+		if (c == NULL && m->resync_base != 0 && v >= 0 &&
+		    (uint64_t)v < m->resync_base) {
+			/* a reply to a command of the process that died: it
+			   is nobody's any more */
+			return;
+		}
+		if (c == NULL) {
+			mon_protocol_error(m, "reply with unknown id %lld",
+			    (long long)v);
+			return;
+		}
 	}
 	TAILQ_REMOVE(&m->sent, c, entry);
+	if (m->anon == c)
+		m->anon = NULL;
 	if (m->fdblock == c)
 		m->fdblock = NULL;
 	if (c->fn != NULL && !c->oob && m->ninband > 0)

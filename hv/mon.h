@@ -8,11 +8,15 @@
  * once, and reconnects with capped exponential backoff. Every state change
  * is reported to the owner.
  *
- * Commands carry ids the monitor makes; replies are matched by id, events
- * go to the owner's event callback in arrival order, also while commands
- * are in flight. A reply without an id or with an unknown one, a line
- * that is not JSON, or anything before the greeting is a protocol error:
- * the connection is dropped (and retried) as on EOF.
+ * Commands carry ids the monitor makes, except one at a time: an in-band
+ * command written while no other without an id is unanswered goes so
+ * (QEMU reads its monitor a byte per poll round, so every byte added to
+ * a client's command is paid for), and the reply without an id is its.
+ * Replies are matched by id otherwise; events go to the owner's event
+ * callback in arrival order, also while commands are in flight. A reply
+ * with an unknown id, one without an id while no command went without
+ * one, a line that is not JSON, or anything before the greeting is a
+ * protocol error: the connection is dropped (and retried) as on EOF.
  *
  * Deadlines: negotiation (greeting, qmp_capabilities, query-commands)
  * must finish within cmd_timeout_ms of the connect, or the connection is

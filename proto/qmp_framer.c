@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "proto/qmp_framer.h"
+#include "proto/qmp_jstream.h"
 
 /* The first allocation: a QMP reply to query-status fits many times over,
    and most monitors never need more. */
@@ -89,11 +90,50 @@ qmp_framer_scan(struct qmp_framer *f)
 	return (1);
 }
 
+size_t
+qmp_buf_room(char **buf, size_t *cap, size_t *off, size_t *len, size_t min,
+    size_t initial, size_t hard)
+{
+	size_t	 pending = *len - *off, want, ncap, shift = *off;
+	char	*nbuf;
+
+	if (*cap - *len >= min)
+		return (0);
+	if (min > SIZE_MAX - pending)
+		return ((size_t)-1);
+	want = pending + min;
+	if (shift != 0 && want <= *cap)
+		memmove(*buf, *buf + shift, pending);
+	else {
+		ncap = *cap != 0 ? *cap : initial;
+		while (ncap < want && ncap <= SIZE_MAX / 2)
+			ncap *= 2;
+		if (ncap > hard)
+			ncap = hard;
+		if (ncap < want)
+			ncap = want;
+		if (shift == 0) {
+			if ((nbuf = realloc(*buf, ncap)) == NULL)
+				return ((size_t)-1);
+		} else {
+			/* copy only the live bytes, once */
+			if ((nbuf = malloc(ncap)) == NULL)
+				return ((size_t)-1);
+			memcpy(nbuf, *buf + shift, pending);
+			free(*buf);
+		}
+		*buf = nbuf;
+		*cap = ncap;
+	}
+	*off -= shift;
+	*len -= shift;
+	return (shift);
+}
+
 char *
 qmp_framer_reserve(struct qmp_framer *f, size_t min, size_t *avail)
 {
-	size_t	 pending, want, ncap, hard;
-	char	*nbuf;
+	size_t	hard;
 
 	if (avail != NULL)
 		*avail = 0;
@@ -108,49 +148,14 @@ qmp_framer_reserve(struct qmp_framer *f, size_t min, size_t *avail)
 	}
 	if (min == 0)
 		min = 1;
-
-	if (f->cap - f->len < min) {
-		pending = f->len - f->off;
-		if (min > SIZE_MAX - pending)
-			return (NULL);
-		want = pending + min;
-		if (f->off != 0 && want <= f->cap) {
-			memmove(f->buf, f->buf + f->off, pending);
-			f->off = 0;
-			f->len = pending;
-		} else {
-			/*
-			 * Double, but stop at what one line plus one read can
-			 * need: beyond it the stream is broken anyway.
-			 */
-			hard = f->max + 2 + min;
-			if (hard < f->max)
-				hard = SIZE_MAX;
-			ncap = f->cap != 0 ? f->cap : QMP_FRAMER_INITIAL;
-			while (ncap < want && ncap <= SIZE_MAX / 2)
-				ncap *= 2;
-			if (ncap > hard)
-				ncap = hard;
-			if (ncap < want)
-				ncap = want;
-			if (f->off == 0) {
-				nbuf = realloc(f->buf, ncap);
-				if (nbuf == NULL)
-					return (NULL);
-			} else {
-				/* Copy only the live bytes, once. */
-				nbuf = malloc(ncap);
-				if (nbuf == NULL)
-					return (NULL);
-				memcpy(nbuf, f->buf + f->off, pending);
-				free(f->buf);
-				f->off = 0;
-				f->len = pending;
-			}
-			f->buf = nbuf;
-			f->cap = ncap;
-		}
-	}
+	/* Double, but stop at what one line plus one read can need: beyond
+	   it the stream is broken anyway. 'scan' counts from off: no shift. */
+	hard = f->max + 2 + min;
+	if (hard < f->max)
+		hard = SIZE_MAX;
+	if (qmp_buf_room(&f->buf, &f->cap, &f->off, &f->len, min,
+	    QMP_FRAMER_INITIAL, hard) == (size_t)-1)
+		return (NULL);
 	if (avail != NULL)
 		*avail = f->cap - f->len;
 	return (f->buf + f->len);
@@ -260,6 +265,20 @@ qmp_parse_line(const char *s, size_t n, struct qmp_error *err)
 	 * command than QEMU would.
 	 */
 	obj = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr);
+	/*
+	 * What jansson cannot hold and QEMU writes: an integer past int64
+	 * (a uint64 parameter a client set, echoed by a query) or U+0000 in
+	 * a string (QEMU's own text of what a client sent). QEMU's grammar
+	 * takes those lines, as QMP_OUT_U64_KEY and "\xC0\x80", which
+	 * qmp_out writes back as QEMU wrote them. Rare: the fast path
+	 * stays jansson's.
+	 */
+	if (obj == NULL && (strstr(jerr.text, "too big") != NULL ||
+	    strstr(jerr.text, "\\u0000") != NULL)) {
+		struct qmp_error qerr;
+
+		obj = qmp_json_parse(s, n, &qerr);
+	}
 	if (obj == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "JSON parse error, %s",
 		    jerr.text);

@@ -44,6 +44,15 @@ void	qmp_framer_reset(struct qmp_framer *);
 /* Room for at least 'min' bytes; *avail gets what is really there. Returns
    NULL when the pending partial line already reaches the limit. */
 char	*qmp_framer_reserve(struct qmp_framer *, size_t min, size_t *avail);
+
+/* The input buffer both readers (this one and qmp_jstream) keep: room
+   for min more bytes after the live bytes [*off, *len) of *buf (*cap
+   bytes): they move to the front when that makes room, else the buffer
+   grows, doubling from initial up to hard (and at least to fit). Returns
+   how far the live bytes moved down (0 if not), so callers shift their
+   own offsets; (size_t)-1 if out of memory or past SIZE_MAX. */
+size_t	 qmp_buf_room(char **buf, size_t *cap, size_t *off, size_t *len,
+	    size_t min, size_t initial, size_t hard);
 void	 qmp_framer_commit(struct qmp_framer *, size_t n);
 
 /* reserve + memcpy + commit. Returns -1 if the data cannot fit the limit. */

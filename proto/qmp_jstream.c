@@ -126,8 +126,7 @@ qmp_jstream_pending(const struct qmp_jstream *s)
 char *
 qmp_jstream_reserve(struct qmp_jstream *s, size_t min, size_t *avail)
 {
-	size_t	 pending, want, ncap, hard, shift;
-	char	*nbuf;
+	size_t	hard, shift;
 
 	if (avail != NULL)
 		*avail = 0;
@@ -135,40 +134,15 @@ qmp_jstream_reserve(struct qmp_jstream *s, size_t min, size_t *avail)
 		return (NULL);
 	if (min == 0)
 		min = 1;
-	if (s->cap - s->len >= min)
-		goto out;
-	pending = s->len - s->off;
-	if (min > SIZE_MAX - pending)
+	/* beyond one message plus one read the stream is broken */
+	hard = s->max + min;
+	if (hard < s->max)
+		hard = SIZE_MAX;
+	if ((shift = qmp_buf_room(&s->buf, &s->cap, &s->off, &s->len, min,
+	    JS_INITIAL, hard)) == (size_t)-1)
 		return (NULL);
-	want = pending + min;
-	shift = s->off;
-	if (shift != 0 && want <= s->cap) {
-		memmove(s->buf, s->buf + shift, pending);
-	} else {
-		/* beyond one message plus one read the stream is broken */
-		hard = s->max + min;
-		if (hard < s->max)
-			hard = SIZE_MAX;
-		ncap = s->cap != 0 ? s->cap : JS_INITIAL;
-		while (ncap < want && ncap <= SIZE_MAX / 2)
-			ncap *= 2;
-		if (ncap > hard)
-			ncap = hard;
-		if (ncap < want)
-			ncap = want;
-		if ((nbuf = malloc(ncap)) == NULL)
-			return (NULL);
-		if (pending > 0)
-			memcpy(nbuf, s->buf + shift, pending);
-		free(s->buf);
-		s->buf = nbuf;
-		s->cap = ncap;
-	}
-	s->off -= shift;
-	s->len -= shift;
 	s->pos -= shift;
 	s->tstart = s->tstart >= shift ? s->tstart - shift : 0;
-out:
 	if (avail != NULL)
 		*avail = s->cap - s->len;
 	return (s->buf + s->len);
@@ -200,11 +174,8 @@ qmp_jstream_feed(struct qmp_jstream *s, const void *data, size_t n)
 
 /* ---- text of errors, as QEMU's JSON writer shows it ---- */
 
-/*
- * One character of QEMU's modified UTF-8 (util/unicode.c): the code point
- * or -1, and its length. Overlong forms are invalid except C0 80 (NUL);
- * surrogates, noncharacters and beyond U+10FFFF are invalid.
- */
+/* Surrogates, noncharacters and beyond U+10FFFF are invalid (QEMU's
+   util/unicode.c; qmp_utf8_cp decodes). */
 static int
 js_valid_cp(long cp)
 {
@@ -213,37 +184,6 @@ js_valid_cp(long cp)
 	if ((cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
 		return (0);
 	return (!(cp >= 0xd800 && cp <= 0xdfff));
-}
-
-static long
-js_utf8_cp(const unsigned char *p, size_t n, size_t *used)
-{
-	static const long	 mincp[5] = { 0x80, 0x800, 0x10000, 0x200000,
-				    0x4000000 };
-	unsigned		 b = p[0], mask, len = 0, i;
-	long			 cp;
-
-	*used = 1;
-	if (b < 0x80)
-		return (b);
-	if (b >= 0xfe || (b & 0x40) == 0)
-		return (-1);
-	for (mask = 0x80; b & mask; mask >>= 1)
-		len++;
-	cp = b & (mask - 1);
-	for (i = 1; i < len; i++) {
-		if (i >= n || (p[i] & 0xc0) != 0x80) {
-			*used = i;
-			return (-1);
-		}
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	*used = len;
-	if (!js_valid_cp(cp))
-		return (-1);
-	if (cp < mincp[len - 2] && !(cp == 0 && len == 2))
-		return (-1);
-	return (cp);
 }
 
 /* Standard UTF-8 of a valid code point (NUL as one byte); returns its
@@ -286,14 +226,16 @@ js_err_text(char *o, size_t room, const char *s, size_t n)
 	long			 cp;
 
 	while (i < n && p[i] != '\0' && k + 4 < room) {
-		cp = js_utf8_cp(p + i, n - i, &used);
+		cp = qmp_utf8_cp(p + i, n - i, &used);
 		if (cp < 0)
 			cp = 0xfffd;
-		if (cp == 0)	/* C0 80: QEMU writes U+0000, a C string
-				   cannot hold it */
-			cp = 0xfffd;
-		k += js_utf8_put(o + k, cp);
 		i += used;
+		if (cp == 0) {	/* C0 80: QEMU writes U+0000; so does qmp_out */
+			o[k++] = (char)0xc0;
+			o[k++] = (char)0x80;
+			continue;
+		}
+		k += js_utf8_put(o + k, cp);
 	}
 	o[k] = '\0';
 }
@@ -825,6 +767,24 @@ jp_hex4(const unsigned char *p, const unsigned char *e)
 	return (cp);
 }
 
+/*
+ * One decoded code point into o. U+0000 as QEMU keeps it, "\xC0\x80"
+ * (modified UTF-8, mod_utf8_encode): names and paths stay C strings,
+ * "a\u0000b" never becomes "a", and qmp_out writes it back as \u0000,
+ * to the client and to QEMU alike. In the top-level id a NUL, as before
+ * (jansson holds it; qmp_out writes it as \u0000 too).
+ */
+static size_t
+jp_put_cp(const struct jp *jp, char *o, long cp)
+{
+	if (cp == 0 && !jp->nul_ok) {
+		o[0] = (char)0xc0;
+		o[1] = (char)0x80;
+		return (2);
+	}
+	return (js_utf8_put(o, cp));
+}
+
 static json_t *
 jp_string(struct jp *jp, size_t *lenp, char **bufp)
 {
@@ -854,26 +814,22 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 			jp_error(jp, "out of memory");
 		return (j);
 	}
-	/* decoded text is never longer than the token */
-	if ((out = malloc((size_t)(e - p) + 4)) == NULL) {
+	/* decoded text is never longer than the token, but for U+0000 as
+	   two bytes (jp_put_cp) where a raw one took one: twice is room */
+	if ((out = malloc(2 * (size_t)(e - p) + 4)) == NULL) {
 		jp_error(jp, "out of memory");
 		return (NULL);
 	}
 	o = out;
 	while (p < e && *p != q) {
 		if (*p != '\\') {
-			cp = js_utf8_cp(p, (size_t)(e - p), &used);
+			cp = qmp_utf8_cp(p, (size_t)(e - p), &used);
 			if (cp < 0) {
 				jp_error(jp, "invalid UTF-8 sequence in string");
 				goto fail;
 			}
-			if (cp == 0 && !jp->nul_ok) {
-				jp_error(jp, "\\u0000 is not a valid Unicode "
-				    "character");
-				goto fail;
-			}
 			p += used;
-			o += js_utf8_put(o, cp);
+			o += jp_put_cp(jp, o, cp);
 			continue;
 		}
 		beg = p++;
@@ -904,26 +860,21 @@ jp_string(struct jp *jp, size_t *lenp, char **bufp)
 				} else
 					cp = -1;
 			}
-			if (cp == 0 && !jp->nul_ok) {
-				/*
-				 * QEMU takes U+0000; the broker does not
-				 * outside an id: names and paths are C
-				 * strings here, and "a\u0000b" must not
-				 * become "a".
-				 */
-				jp_error(jp, "\\u0000 is not a valid Unicode "
-				    "character");
-				goto fail;
-			}
-			if (!js_valid_cp(cp)) {
+			if (cp != 0 && !js_valid_cp(cp)) {
+				char text[64];
+
 				k = (size_t)(p - beg);
 				if (p > e)	/* QEMU's text ends with the token */
 					k = (size_t)(e - beg);
-				jp_error(jp, "%.*s is not a valid Unicode "
-				    "character", (int)k, (const char *)beg);
+				/* its bytes as QEMU shows them: invalid
+				   UTF-8 as U+FFFD, cut at a NUL */
+				js_err_text(text, sizeof text, (const char *)beg,
+				    k);
+				jp_error(jp, "%s is not a valid Unicode "
+				    "character", text);
 				goto fail;
 			}
-			o += js_utf8_put(o, cp);
+			o += jp_put_cp(jp, o, cp);
 			break;
 		default:
 			jp_error(jp, "invalid escape sequence in string");
@@ -947,7 +898,7 @@ fail:
 }
 
 static json_t *
-jp_number(struct jp *jp, enum js_tok t)
+jp_number(struct jp *jp, enum js_tok t, int depth)
 {
 	char		 num[64], *big = NULL, *s;
 	size_t		 n = (size_t)(jp->te - jp->ts);
@@ -972,10 +923,13 @@ jp_number(struct jp *jp, enum js_tok t)
 			free(big);
 			return (json_integer(v));
 		}
-		/* an id QEMU echoes exactly: see QMP_OUT_U64_KEY */
+		/* past int64 up to uint64, QEMU keeps the number exactly
+		   (an id it echoes, a size it takes): see QMP_OUT_U64_KEY.
+		   Not alone: a message that is one number is no object,
+		   and the holder would read as one. */
 		errno = 0;
-		if (jp->nul_ok && s[0] != '-' && (strtoull(s, NULL, 10),
-		    errno == 0)) {
+		if (depth > 0 && s[0] != '-' &&
+		    (strtoull(s, NULL, 10), errno == 0)) {
 			j = json_pack("{s:s}", QMP_OUT_U64_KEY, s);
 			free(big);
 			if (j == NULL)
@@ -1176,7 +1130,7 @@ jp_value(struct jp *jp, int depth)
 	case JT_INTEGER:
 	case JT_FLOAT:
 		jp_pop(jp);
-		return (jp_number(jp, t));
+		return (jp_number(jp, t, depth));
 	case JT_KEYWORD:
 		jp_pop(jp);
 		n = (size_t)(jp->te - jp->ts);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "proto/qmp_msg.h"
+#include "proto/qmp_out.h"
 
 /*
  * Replace every byte that does not start a valid UTF-8 sequence with '?'.
@@ -28,6 +29,11 @@ qmp_utf8_fix(char *s)
 	while (*p != '\0') {
 		if (*p < 0x80) {
 			p++;
+			continue;
+		}
+		/* U+0000 as QEMU holds it in a C string (qmp_jstream) */
+		if (p[0] == 0xc0 && p[1] == 0x80) {
+			p += 2;
 			continue;
 		}
 		if (*p >= 0xc2 && *p <= 0xdf) {
@@ -89,9 +95,19 @@ qmp_error_set(struct qmp_error *err, const char *cls, const char *fmt, ...)
 json_t *
 qmp_error_json(const struct qmp_error *err)
 {
-	return (json_pack("{s:s, s:s}", "class",
-	    err->cls[0] != '\0' ? err->cls : QMP_CLS_GENERIC,
-	    "desc", err->desc));
+	json_t	*j = json_object();
+
+	/* nocheck: desc may hold U+0000 as "\xC0\x80" (a name a client
+	   sent), which qmp_out writes as QEMU does; qmp_utf8_fix made the
+	   rest valid */
+	if (j == NULL || json_object_set_new(j, "class", json_string(
+	    err->cls[0] != '\0' ? err->cls : QMP_CLS_GENERIC)) != 0 ||
+	    json_object_set_new(j, "desc", json_stringn_nocheck(err->desc,
+	    strlen(err->desc))) != 0) {
+		json_decref(j);
+		return (NULL);
+	}
+	return (j);
 }
 
 void
@@ -213,12 +229,57 @@ qmp_cmd_parse(const json_t *msg, const char **name, json_t **args,
 	return (qmp_cmd_parse_oob(msg, false, name, args, id, &oob, err));
 }
 
+/* QEMU's qmp_dispatch_check_obj, member by member */
+struct qmp_chk {
+	bool			 allow_oob;
+	const char		*exec_key;
+	json_t			*exec, *args;
+	struct qmp_error	*err;
+};
+
+static int
+qmp_chk_member(const char *key, size_t klen, json_t *v, void *arg)
+{
+	struct qmp_chk	*k = arg;
+
+	(void)klen;
+	if (strcmp(key, "execute") == 0 ||
+	    (k->allow_oob && strcmp(key, "exec-oob") == 0)) {
+		if (!json_is_string(v)) {
+			qmp_error_set(k->err, QMP_CLS_GENERIC, "QMP input "
+			    "member '%s' must be a string", key);
+			return (1);
+		}
+		if (k->exec_key != NULL) {
+			qmp_error_set(k->err, QMP_CLS_GENERIC, "QMP input "
+			    "member '%s' clashes with '%s'", key, k->exec_key);
+			return (1);
+		}
+		k->exec_key = key;
+		k->exec = v;
+	} else if (strcmp(key, "arguments") == 0) {
+		if (!json_is_object(v)) {
+			qmp_error_set(k->err, QMP_CLS_GENERIC, "QMP input "
+			    "member 'arguments' must be an object");
+			return (1);
+		}
+		k->args = v;
+	} else if (strcmp(key, "id") != 0) {
+		qmp_error_set(k->err, QMP_CLS_GENERIC,
+		    "QMP input member '%s' is unexpected", key);
+		return (1);
+	}
+	return (0);
+}
+
 int
 qmp_cmd_parse_oob(const json_t *msg, bool allow_oob, const char **name,
     json_t **args, json_t **id, bool *oob, struct qmp_error *err)
 {
-	const char	*key, *exec_key = NULL;
-	json_t		*v, *exec = NULL, *a = NULL;
+	struct qmp_chk	 k = { allow_oob, NULL, NULL, NULL, err };
+	const char	*key;
+	size_t		 klen;
+	json_t		*v;
 
 	*oob = false;
 	if (name != NULL)
@@ -233,48 +294,31 @@ qmp_cmd_parse_oob(const json_t *msg, bool allow_oob, const char **name,
 		    "QMP input must be a JSON object");
 		return (-1);
 	}
-	/* QEMU's qmp_dispatch_check_obj, member by member */
-	json_object_foreach((json_t *)msg, key, v) {
-		if (strcmp(key, "execute") == 0 ||
-		    (allow_oob && strcmp(key, "exec-oob") == 0)) {
-			if (!json_is_string(v)) {
-				qmp_error_set(err, QMP_CLS_GENERIC, "QMP input "
-				    "member '%s' must be a string", key);
-				return (-1);
-			}
-			if (exec_key != NULL) {
-				qmp_error_set(err, QMP_CLS_GENERIC, "QMP input "
-				    "member '%s' clashes with '%s'", key,
-				    exec_key);
-				return (-1);
-			}
-			exec_key = key;
-			exec = v;
-		} else if (strcmp(key, "arguments") == 0) {
-			if (!json_is_object(v)) {
-				qmp_error_set(err, QMP_CLS_GENERIC, "QMP input "
-				    "member 'arguments' must be an object");
-				return (-1);
-			}
-			a = v;
-		} else if (strcmp(key, "id") == 0)
+	json_object_keylen_foreach((json_t *)msg, key, klen, v) {
+		if (qmp_chk_member(key, klen, v, &k) == 0)
 			continue;
-		else {
-			qmp_error_set(err, QMP_CLS_GENERIC,
-			    "QMP input member '%s' is unexpected", key);
-			return (-1);
+		/*
+		 * Which member QEMU names depends on the order it iterates
+		 * them in, its QDict's: again in that order (only here, a
+		 * command that passes costs no sort).
+		 */
+		if (json_object_size(msg) > 1) {
+			k.exec_key = NULL;
+			k.exec = k.args = NULL;
+			(void)qmp_out_qdict_foreach(msg, qmp_chk_member, &k);
 		}
+		return (-1);
 	}
-	if (exec == NULL) {
+	if (k.exec == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC,
 		    "QMP input lacks member 'execute'");
 		return (-1);
 	}
-	*oob = strcmp(exec_key, "exec-oob") == 0;
+	*oob = strcmp(k.exec_key, "exec-oob") == 0;
 	if (name != NULL)
-		*name = json_string_value(exec);
+		*name = json_string_value(k.exec);
 	if (args != NULL)
-		*args = a;
+		*args = k.args;
 	return (0);
 }
 

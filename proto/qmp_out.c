@@ -76,8 +76,8 @@ qmp_out_raw(struct qmp_out *o, const char *s, size_t n)
  * it). "\xC0\x80" is U+0000, and so is a NUL byte here: jansson strings
  * carry the U+0000 an id may hold as a NUL.
  */
-static long
-qo_codepoint(const unsigned char *p, size_t n, size_t *used)
+long
+qmp_utf8_cp(const unsigned char *p, size_t n, size_t *used)
 {
 	static const long	 min_cp[5] = { 0x80, 0x800, 0x10000, 0x200000,
 	    0x4000000 };
@@ -132,7 +132,7 @@ qo_string(struct qmp_out *o, const char *s, size_t n)
 			qmp_out_raw(o, (const char *)run, (size_t)(p - run));
 		if (p >= e)
 			break;
-		cp = qo_codepoint(p, (size_t)(e - p), &used);
+		cp = qmp_utf8_cp(p, (size_t)(e - p), &used);
 		p += used;
 		switch (cp) {
 		case '"': QO_LIT(o, "\\\""); continue;
@@ -190,20 +190,63 @@ qo_member(struct qmp_out *o, bool first, const char *key, size_t klen,
     const json_t *val, int flags)
 {
 	if (!first)
-		QO_LIT(o, ", ");
+		qmp_out_raw(o, ", ", flags & QMP_OUT_COMPACT ? 1 : 2);
 	qo_string(o, key, klen);
-	QO_LIT(o, ": ");
+	qmp_out_raw(o, ": ", flags & QMP_OUT_COMPACT ? 1 : 2);
 	qmp_out_json(o, val, flags);
+}
+
+int
+qmp_out_qdict_foreach(const json_t *j, qmp_out_member_fn *fn, void *arg)
+{
+	struct qo_member	 stack[16], *m;
+	size_t			 n = json_object_size(j), i = 0;
+	void			*it;
+	int			 rc = 0;
+
+	if (n <= sizeof stack / sizeof stack[0])
+		m = stack;
+	else if ((m = calloc(n, sizeof *m)) == NULL)
+		return (-1);
+	for (it = json_object_iter((json_t *)j); it != NULL && i < n;
+	    it = json_object_iter_next((json_t *)j, it), i++) {
+		m[i].key = json_object_iter_key(it);
+		m[i].klen = json_object_iter_key_len(it);
+		m[i].val = json_object_iter_value(it);
+		m[i].bucket = qo_bucket(m[i].key, m[i].klen);
+		m[i].pos = (unsigned)i;
+	}
+	qsort(m, i, sizeof *m, qo_member_cmp);
+	for (n = i, i = 0; i < n && rc == 0; i++)
+		rc = fn(m[i].key, m[i].klen, m[i].val, arg);
+	if (m != stack)
+		free(m);
+	return (rc);
+}
+
+struct qo_obj {
+	struct qmp_out	*o;
+	int		 flags;
+	bool		 first;
+};
+
+static int
+qo_obj_member(const char *key, size_t klen, json_t *val, void *arg)
+{
+	struct qo_obj	*w = arg;
+
+	qo_member(w->o, w->first, key, klen, val, w->flags);
+	w->first = false;
+	return (0);
 }
 
 static void
 qo_object(struct qmp_out *o, const json_t *j, int flags)
 {
-	struct qo_member	 stack[16], *m;
-	const char		*key;
-	size_t			 klen, n = json_object_size(j), i = 0;
-	json_t			*val;
-	void			*it;
+	struct qo_obj	 w = { o, flags, true };
+	const char	*key;
+	size_t		 klen, n = json_object_size(j), i = 0;
+	json_t		*val;
 
 	if (n == 1 && (val = json_object_get(j, QMP_OUT_U64_KEY)) != NULL &&
 	    json_is_string(val)) {
@@ -216,29 +259,15 @@ qo_object(struct qmp_out *o, const json_t *j, int flags)
 			qo_member(o, i == 0, key, klen, val, flags);
 			i++;
 		}
-		QO_LIT(o, "}");
-		return;
-	}
-	if (n <= sizeof stack / sizeof stack[0])
-		m = stack;
-	else if ((m = calloc(n, sizeof *m)) == NULL) {
+	} else if (qmp_out_qdict_foreach(j, qo_obj_member, &w) == -1)
 		o->failed = true;
-		return;
-	}
-	for (it = json_object_iter((json_t *)j); it != NULL && i < n;
-	    it = json_object_iter_next((json_t *)j, it), i++) {
-		m[i].key = json_object_iter_key(it);
-		m[i].klen = json_object_iter_key_len(it);
-		m[i].val = json_object_iter_value(it);
-		m[i].bucket = qo_bucket(m[i].key, m[i].klen);
-		m[i].pos = (unsigned)i;
-	}
-	qsort(m, i, sizeof *m, qo_member_cmp);
-	for (n = i, i = 0; i < n; i++)
-		qo_member(o, i == 0, m[i].key, m[i].klen, m[i].val, flags);
-	if (m != stack)
-		free(m);
 	QO_LIT(o, "}");
+}
+
+void
+qmp_out_string(struct qmp_out *o, const char *s, size_t n)
+{
+	qo_string(o, s, n);
 }
 
 void
@@ -257,7 +286,8 @@ qmp_out_json(struct qmp_out *o, const json_t *j, int flags)
 		n = json_array_size(j);
 		for (i = 0; i < n; i++) {
 			if (i > 0)
-				QO_LIT(o, ", ");
+				qmp_out_raw(o, ", ",
+				    flags & QMP_OUT_COMPACT ? 1 : 2);
 			qmp_out_json(o, json_array_get(j, i), flags);
 		}
 		QO_LIT(o, "]");
@@ -273,6 +303,12 @@ qmp_out_json(struct qmp_out *o, const json_t *j, int flags)
 	case JSON_REAL:
 		/* qnum_to_string: 17 digits, no ".0" added, "e+19" kept */
 		k = snprintf(num, sizeof num, "%.17g", json_real_value(j));
+		/* to QEMU a real stays one (jansson's ".0"): 2.0 is no int */
+		if ((flags & QMP_OUT_COMPACT) && k > 0 &&
+		    strpbrk(num, ".eni") == NULL && k + 2 < (int)sizeof num) {
+			memcpy(num + k, ".0", 3);
+			k += 2;
+		}
 		qmp_out_raw(o, num, (size_t)k);
 		return;
 	case JSON_TRUE:

@@ -20,6 +20,11 @@
    client sent that QEMU would echo (ids); without it, members go in
    their own order (QEMU's text, or the broker's own objects). */
 #define QMP_OUT_PARSED	0x1
+/* "," and ":" without the space: what the broker writes to QEMU (each
+   byte costs a poll round there), reals with jansson's ".0" so they stay
+   reals. Non-ASCII still as \uXXXX, U+0000 ("\xC0\x80" or a NUL) as
+   \u0000, QMP_OUT_U64_KEY's digits bare: QEMU reads what was sent. */
+#define QMP_OUT_COMPACT	0x2
 
 /*
  * An id past int64 up to uint64, which QEMU echoes exactly and jansson
@@ -39,12 +44,27 @@ struct qmp_out {
 void	 qmp_out_init(struct qmp_out *);
 void	 qmp_out_raw(struct qmp_out *, const char *, size_t);
 void	 qmp_out_json(struct qmp_out *, const json_t *, int flags);
+/* QEMU's mod_utf8_codepoint over at most n bytes (its reader and its
+   writer both decode so): the code point, or -1 for an invalid sequence
+   (*used then says what to skip). C0 80 is U+0000, as a NUL byte is. */
+long	 qmp_utf8_cp(const unsigned char *p, size_t n, size_t *used);
+/* s (n bytes, UTF-8) as a JSON string, QEMU's escapes */
+void	 qmp_out_string(struct qmp_out *, const char *s, size_t n);
 /* A reply as QEMU frames it: {"return": R, "id": I} or
    {"id": I, "error": E}, CRLF-terminated. ret and error borrowed; exactly
    one of them non-NULL; id borrowed, may be NULL. */
 void	 qmp_out_reply(struct qmp_out *, const json_t *ret,
 	    const json_t *error, const json_t *id);
 void	 qmp_out_free(struct qmp_out *);
+
+/* obj's members in the order QEMU's QDict of the same text keeps them
+   (QMP_OUT_PARSED's order: what QEMU iterates when it checks a command):
+   fn on each, borrowed, until it returns non-zero. That value; 0 when
+   all were seen; -1 if out of memory before the first. */
+typedef int qmp_out_member_fn(const char *key, size_t klen, json_t *val,
+		    void *arg);
+int	 qmp_out_qdict_foreach(const json_t *obj, qmp_out_member_fn *,
+	    void *arg);
 
 /* j in QEMU's text and CRLF, malloc'd (NULL if out of memory); *len
    excludes the NUL. */

@@ -47,19 +47,17 @@ cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
 	size_t		 i;
 	bool		 oob = false;
 
+	/* QEMU 7.2's order: its marshaller checks the arguments' types
+	   and enum values first, then qmp_qmp_capabilities says whether
+	   negotiation is over, then whether the capability is offered */
 	enable = json_object_get(args, "enable");
-	if (c != NULL && c->negotiated) {
-		req_error(r, QMP_CLS_NOTFOUND, "Capabilities negotiation is "
-		    "already complete, command ignored");
-		return;
-	}
 	if (enable != NULL && !json_is_array(enable)) {
 		req_error(r, QMP_CLS_GENERIC, "Invalid parameter type for "
 		    "'enable', expected: array");
 		return;
 	}
-	/* QEMU 7.2's words: its input visitor names a wrong-typed list
-	   element 'enable[N]', its enum check names it 'null' */
+	/* its input visitor names a wrong-typed list element 'enable[N]',
+	   its enum check names it 'null' */
 	json_array_foreach(enable, i, v) {
 		if (!json_is_string(v)) {
 			req_error(r, QMP_CLS_GENERIC, "Invalid parameter type "
@@ -71,6 +69,13 @@ cmd_qmp_capabilities(struct req *r, json_t *args, const struct cmd_entry *e,
 			    "not accept value '%s'", json_string_value(v));
 			return;
 		}
+	}
+	if (c != NULL && c->negotiated) {
+		req_error(r, QMP_CLS_NOTFOUND, "Capabilities negotiation is "
+		    "already complete, command ignored");
+		return;
+	}
+	if (json_array_size(enable) > 0) {
 		if (c == NULL || !client_oob_offered(c)) {
 			req_error(r, QMP_CLS_GENERIC, "Capability 'oob' not "
 			    "available");

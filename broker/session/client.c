@@ -143,6 +143,7 @@ client_slots_free(struct client *c)
 		free(s);
 	}
 	c->nslots = 0;
+	c->noob = 0;
 }
 
 void
@@ -367,6 +368,8 @@ client_slots_flush(struct client *c)
 	while ((s = TAILQ_FIRST(&c->slots)) != NULL && s->r == NULL) {
 		TAILQ_REMOVE(&c->slots, s, entry);
 		c->nslots--;
+		if (s->oob)
+			c->noob--;
 		if (s->len > 0)
 			client_send_buf(c, s->buf, s->len);
 		free(s->buf);
@@ -411,7 +414,9 @@ client_req_done(struct req *r, json_t *ret, const struct qmp_error *err,
 		if (s->r == r)
 			break;
 	}
-	c->hold = s;
+	/* an exec-oob's answer goes now; its slot only holds back what
+	   came after it */
+	c->hold = s != NULL && !s->oob ? s : NULL;
 	client_reply(c, req_id(r), ret, err);
 	c->hold = NULL;
 	if (s != NULL) {
@@ -428,7 +433,7 @@ client_pause_check(struct client *c)
 
 	want = client_held || c->nreqs >= CLIENT_MAX_INFLIGHT ||
 	    chan_outq(c->chan) > CLIENT_OUTQ_PAUSE ||
-	    (c->oob && c->nslots >= CLIENT_OOB_INBAND_MAX);
+	    (c->oob && c->nslots - c->noob >= CLIENT_OOB_INBAND_MAX);
 	if (want != c->paused && !c->closing) {
 		c->paused = want;
 		chan_pause_read(c->chan, want);
@@ -464,6 +469,7 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	struct req		*r;
 	const char		*name;
 	json_t			*args, *id = NULL;
+	struct client_slot	*s;
 	bool			 oob;
 
 	if (c->closing || c->draining) {
@@ -495,11 +501,15 @@ client_msg(struct chan *ch, json_t *msg, int *fds, size_t nfds, void *arg)
 	}
 	c->nreqs++;
 	/* a shared socket answers in input order, as QEMU does; out of
-	   band is answered as soon as it is done, past the others */
+	   band is answered as soon as it is done, past the others, and
+	   before anything sent after it */
 	if (oob)
 		req_set_oob(r);
-	else if (c->kind == CLIENT_SHARE)
-		client_slot_new(c, r);
+	if (c->kind == CLIENT_SHARE && (s = client_slot_new(c, r)) != NULL &&
+	    oob) {
+		s->oob = true;
+		c->noob++;
+	}
 	if (c->kind == CLIENT_SHARE && c->negotiated)
 		share_request(r, c, name, args);
 	else

@@ -59,6 +59,10 @@ struct client_slot {
 	struct req		*r;
 	char			*buf;
 	size_t			 len;
+	/* exec-oob: answered as soon as it is done, past the slots ahead,
+	   but what the client sent after it waits for it, as in QEMU (it
+	   answers exec-oob while it reads, before reading on) */
+	bool			 oob;
 };
 
 struct client {
@@ -82,6 +86,7 @@ struct client {
 	   answer being written goes to */
 	TAILQ_HEAD(, client_slot) slots;
 	size_t			 nslots;
+	size_t			 noob;		/* of them exec-oob */
 	struct client_slot	*hold;
 
 	/* Output accounting: bytes ever queued, so "was this reply

@@ -269,10 +269,26 @@ raw_expect(struct raw *r, const char *name)
 
 	if (s == NULL || strcmp(s, name) != 0)
 		fail_msg("expected %s, got %s", name, s != NULL ? s : "?");
-	assert_true(json_is_integer(json_object_get(j, "id")));
-	id = json_integer_value(json_object_get(j, "id"));
+	/* -1: written without an id (one such in QEMU at a time) */
+	id = -1;
+	if (json_object_get(j, "id") != NULL) {
+		assert_true(json_is_integer(json_object_get(j, "id")));
+		id = json_integer_value(json_object_get(j, "id"));
+		assert_true(id >= 0);
+	}
 	json_decref(j);
 	return (id);
+}
+
+/* QEMU's reply {BODY, "id": ID} to the command raw_expect saw, without
+   an id where the command had none. */
+static void
+raw_reply(struct raw *r, const char *body, long long id)
+{
+	if (id < 0)
+		raw_send(r, "{%s}\r\n", body);
+	else
+		raw_send(r, "{%s, \"id\": %lld}\r\n", body, id);
 }
 
 /* Greeting, capabilities, a short command list: the monitor is ready. */
@@ -284,11 +300,12 @@ raw_negotiate(struct raw *r, struct tu_mon *tm)
 	raw_accept(r);
 	raw_send(r, GREETING);
 	id = raw_expect(r, "qmp_capabilities");
-	raw_send(r, "{\"return\": {}, \"id\": %lld}\r\n", id);
+	assert_true(id == -1);	/* nothing else unanswered: no id */
+	raw_reply(r, "\"return\": {}", id);
 	id = raw_expect(r, "query-commands");
-	raw_send(r, "{\"return\": [{\"name\": \"query-status\"}, "
+	raw_reply(r, "\"return\": [{\"name\": \"query-status\"}, "
 	    "{\"name\": \"getfd\"}, {\"name\": \"query-version\"}, "
-	    "{\"name\": \"stop\"}]," " \"id\": %lld}\r\n", id);
+	    "{\"name\": \"stop\"}]", id);
 	WAIT(r->base, mon_state(tm->m) == MON_READY);
 }
 
@@ -319,10 +336,15 @@ test_raw_out_of_order(void **state)
 		tu_exec(&tm, &rep[i], "query-status", NULL, NULL, 0);
 	for (i = 0; i < 3; i++)
 		id[i] = raw_expect(&r, "query-status");
-	assert_true(id[0] != id[1] && id[1] != id[2] && id[0] != id[2]);
-	for (i = 2; i >= 0; i--)
-		raw_send(&r, "{\"return\": {\"which\": %d}, \"id\": %lld}\r\n",
-		    i, id[i]);
+	/* the first without an id, the two behind it with their own */
+	assert_true(id[0] == -1 && id[1] >= 0 && id[2] >= 0 &&
+	    id[1] != id[2]);
+	for (i = 2; i >= 0; i--) {
+		char body[64];
+
+		snprintf(body, sizeof body, "\"return\": {\"which\": %d}", i);
+		raw_reply(&r, body, id[i]);
+	}
 	WAIT(r.base, all_done(rep, 3));
 	assert_once(rep, 3);
 	for (i = 0; i < 3; i++) {
@@ -369,14 +391,20 @@ test_raw_wire_format(void **state)
 		j = raw_next(&r);
 		assert_string_equal(json_string_value(json_object_get(j,
 		    "execute")), "query-status");
-		assert_true(json_is_integer(json_object_get(j, "id")));
+		/* the first goes alone in QEMU: without an id; the two
+		   written while it is unanswered carry theirs */
+		if (i == 0)
+			assert_null(json_object_get(j, "id"));
+		else
+			assert_true(json_is_integer(json_object_get(j, "id")));
 		if (args[i] == NULL)
 			assert_null(json_object_get(j, "arguments"));
 		else
 			assert_true(json_equal(json_object_get(j, "arguments"),
 			    args[i]));
-		assert_int_equal(json_object_size(j), args[i] ? 3 : 2);
-		raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n",
+		assert_int_equal(json_object_size(j), (args[i] ? 2 : 1) +
+		    (i > 0));
+		raw_reply(&r, "\"return\": {}", i == 0 ? -1 :
 		    (long long)json_integer_value(json_object_get(j, "id")));
 		json_decref(j);
 		json_decref(args[i]);
@@ -395,27 +423,35 @@ raw_bad_reply(int with_id, const char *why)
 {
 	struct raw	r;
 	struct tu_mon	tm;
-	struct tu_reply	rep;
-	long long	id;
+	struct tu_reply	rep[2];
+	long long	id0, id;
 
 	raw_start(&r);
 	raw_open(&r, &tm);
 	raw_negotiate(&r, &tm);
-	reply_init(&rep, 1);
-	tu_exec(&tm, &rep, "query-status", NULL, NULL, 0);
+	reply_init(rep, 2);
+	/* the first goes without an id and is answered so; the second,
+	   with its id, is the one in flight when the bad reply comes */
+	tu_exec(&tm, &rep[0], "query-status", NULL, NULL, 0);
+	tu_exec(&tm, &rep[1], "query-status", NULL, NULL, 0);
+	id0 = raw_expect(&r, "query-status");
 	id = raw_expect(&r, "query-status");
+	assert_true(id0 == -1 && id >= 0);
+	raw_reply(&r, "\"return\": {}", id0);
+	WAIT(r.base, rep[0].ncalls == 1);
+	assert_ok(&rep[0]);
 	if (with_id)
 		raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n", id + 1000);
 	else
 		raw_send(&r, "{\"return\": {}}\r\n");
-	WAIT(r.base, rep.ncalls == 1 &&
+	WAIT(r.base, rep[1].ncalls == 1 &&
 	    mon_state(tm.m) == MON_DISCONNECTED);
-	assert_once(&rep, 1);
-	assert_err(&rep, "GenericError", why);
+	assert_once(rep, 2);
+	assert_err(&rep[1], "GenericError", why);
 	assert_dropped(&tm, why);
 	tu_spin(r.base, 5);
-	assert_int_equal(rep.ncalls, 1);
-	reply_clear(&rep, 1);
+	assert_int_equal(rep[1].ncalls, 1);
+	reply_clear(rep, 2);
 	tu_mon_close(&tm);
 	raw_stop(&r);
 }
@@ -429,7 +465,7 @@ test_raw_unknown_id(void **state)
 static void
 test_raw_no_id(void **state)
 {
-	raw_bad_reply(0, "without a numeric id");
+	raw_bad_reply(0, "without an id and none pending without one");
 }
 
 static void
@@ -470,8 +506,8 @@ test_raw_queue_before_ready(void **state)
 	raw_negotiate(&r, &tm);	/* expects caps, then query-commands */
 	id = raw_expect(&r, "query-status");
 	raw_assert_quiet(&r);	/* x-unlisted never written */
-	raw_send(&r, "{\"return\": {\"status\": \"running\", \"running\": "
-	    "true}, \"id\": %lld}\r\n", id);
+	raw_reply(&r, "\"return\": {\"status\": \"running\", \"running\": "
+	    "true}", id);
 	WAIT(r.base, all_done(rep, 2));
 	assert_once(rep, 2);
 	assert_ok(&rep[0]);
@@ -507,13 +543,16 @@ test_raw_fd_gating(void **state)
 	ida = raw_expect(&r, "query-status");
 	raw_assert_quiet(&r);
 	assert_int_equal(r.nfds, 0);
-	raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n", ida);
+	raw_reply(&r, "\"return\": {}", ida);
 	idg = raw_expect(&r, "getfd");
 	assert_int_equal(r.nfds, 1);
 	raw_assert_quiet(&r);
-	raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n", idg);
+	raw_reply(&r, "\"return\": {}", idg);
 	idb = raw_expect(&r, "query-version");
-	raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n", idb);
+	/* each went alone, so each without an id: the slot comes back
+	   with every reply without one */
+	assert_true(ida == -1 && idg == -1 && idb == -1);
+	raw_reply(&r, "\"return\": {}", idb);
 	WAIT(r.base, all_done(rep, 3));
 	assert_once(rep, 3);
 	/* the fd that arrived is our pipe */
@@ -543,11 +582,12 @@ test_raw_free_in_callback(void **state)
 	rep[0].free_mon = 1;
 	for (i = 0; i < 3; i++)
 		tu_exec(&tm, &rep[i], "query-status", NULL, NULL, 0);
+	assert_true(raw_expect(&r, "query-status") == -1);
 	id = raw_expect(&r, "query-status");
 	/* the reply to the first, and one for the second in the same read:
 	   the second must not be delivered to a freed monitor */
-	raw_send(&r, "{\"return\": {}, \"id\": %lld}\r\n"
-	    "{\"return\": {}, \"id\": %lld}\r\n", id, id + 1);
+	raw_send(&r, "{\"return\": {}}\r\n"
+	    "{\"return\": {}, \"id\": %lld}\r\n", id);
 	WAIT(r.base, tm.m == NULL);
 	assert_once(rep, 3);
 	assert_ok(&rep[0]);
