@@ -114,6 +114,11 @@ def test_unprivileged_flow():
 		check(not c.cmd("has-device", {"vm": "vm1", "id": "d2"})[
 		    "present"], "d2 reached QEMU")
 
+		# image-attach: losetup/qemu-nbd are not the helper's (yet):
+		# refused at once with the reason, nothing attached
+		refused(c, "image-attach", {"path": img, "mode": "loop"},
+		    "image-attach separated", "privilege separation")
+
 		# libvirt (test driver) and its job workers under the filter
 		jc = qb.Qmp(env.d.control)
 		env.h.closers.append(jc)
