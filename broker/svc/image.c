@@ -39,6 +39,7 @@
 #include "broker/svc/jobs.h"
 #include "disk/imgpath.h"
 #include "disk/nbd.h"
+#include "priv/priv.h"
 
 /* Every device this broker attached, or adopted after a restart. */
 struct img_att_list	img_atts = TAILQ_HEAD_INITIALIZER(img_atts);
@@ -78,6 +79,15 @@ image_attach(const char *path, const char *mode, const char *format,
 	    strcmp(format, "raw") != 0) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "loop devices take raw "
 		    "images only; use mode \"nbd\" for %s", format);
+		return (NULL);
+	}
+	/* losetup and qemu-nbd are this daemon's children: unprivileged,
+	   they could only fail halfway, with a device half set up. Say why
+	   at once instead (docs/policy.md, "Privilege separation"). */
+	if (priv_active()) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "image-attach is not "
+		    "available with privilege separation yet (losetup and "
+		    "qemu-nbd need root): run the broker with --user root");
 		return (NULL);
 	}
 	if ((ij = calloc(1, sizeof *ij)) == NULL) {

@@ -352,13 +352,14 @@ class Recorder:
 
 def stream_sockets(pid):
 	"""How many of pid's fds are unix stream sockets (not the datagram
-	socket libsystemd keeps for the journal)."""
+	socket libsystemd keeps for the journal, nor the seqpacket one of
+	a separated daemon to its privileged helper)."""
 	dgram = set()
 	with open("/proc/net/unix") as f:
 		next(f)
 		for line in f:
 			p = line.split()
-			if p[4] == "0002":
+			if p[4] != "0001":
 				dgram.add(p[6])
 	return sum(1 for t in qb.fd_list(pid) if "->socket:" in t and
 	    t.split("socket:[")[1].rstrip("]") not in dgram)

@@ -115,6 +115,11 @@ def test_unprivileged_flow():
 		check(not c.cmd("has-device", {"vm": "vm1", "id": "d2"})[
 		    "present"], "d2 reached QEMU")
 
+		# image-attach: losetup/qemu-nbd are not the helper's (yet):
+		# refused at once with the reason, nothing attached
+		refused(c, "image-attach", {"path": img, "mode": "loop"},
+		    "image-attach separated", "privilege separation")
+
 		# libvirt (test driver) and its job workers under the filter
 		jc = qb.Qmp(env.d.control)
 		env.h.closers.append(jc)
@@ -128,8 +133,11 @@ def test_unprivileged_flow():
 		child2 = wait_child(env.d, child)
 		check(child2 != child, "same child")
 		check_unprivileged(parent, child2, uid)
-		check("died of signal 11; restarting" in env.d.output(),
-		    "crash not noticed: %s" % env.d.tail(10))
+		# (a sanitizer build reports the SEGV and exits 1 instead)
+		check("died of signal 11; restarting" in env.d.output() or
+		    (os.environ.get("QB_SANITIZER") and "exited 1; restarting"
+		    in env.d.output()), "crash not noticed: %s" %
+		    env.d.tail(10))
 		env.h.close_clients()
 		c = env.d.client()
 		qb.wait_vm_state(c, "vm1", "ready")

@@ -127,7 +127,9 @@ def test_malformed():
 		    desc)
 		os.close(r)
 		os.close(w)
-		check(helper_fds(hp.p.pid) == base, "helper kept fds: %d, "
+		# at most as many: a sanitizer may hold one of its own for a
+		# moment when the baseline is read
+		check(helper_fds(hp.p.pid) <= base, "helper kept fds: %d, "
 		    "was %d" % (helper_fds(hp.p.pid), base))
 		# bad arguments of good operations
 		hp.refused(IMAGE, good, arg=7, why="mode 7")
