@@ -162,9 +162,11 @@ def test_vm_sockets_off():
 		env.finish()
 	with Env("shareoff", args=["--vm-sockets=no"]) as env:
 		off, c = fds_per_vm(env, n)
-		# the monitor, and the pidfd on fake-qemu's pid (VM_EXITED)
-		check(on == 3 and off == 2, "fds per VM: %g with shared "
-		    "sockets, %g without" % (on, off))
+		# the monitor, and the pidfd on fake-qemu's pid (VM_EXITED;
+		# none under valgrind 3.19, which lacks pidfd_open)
+		base = 1 if qb.VALGRIND else 2
+		check(on == base + 1 and off == base, "fds per VM: %g with "
+		    "shared sockets, %g without" % (on, off))
 		for vm in c.cmd("query-vms"):
 			check("shared-socket" not in vm, "shared socket off: %r"
 			    % vm)
