@@ -204,9 +204,12 @@ def wait_all(cons, expect, what="the fleet consumer to have every event"):
 	wait_for(done, what, timeout=qb.TIMEOUT * 4, interval=0.2)
 
 
-def check_exactly_once(lines, expect):
+def check_exactly_once(lines, expect, stream_order=True):
 	"""Every event of every host exactly once, seq 1..last with no gap
-	within each host's epoch, and in seq order per VM (stream order).
+	within each host's epoch, and in seq order per VM (stream order;
+	not with stream_order=False: docs/events.md does not promise it
+	across a cluster leader change that lost a message the stream had
+	not stored while a later one was stored).
 	expect: {host: (epoch, last)} for the current epochs."""
 	per = {}
 	for l in lines:
@@ -224,6 +227,8 @@ def check_exactly_once(lines, expect):
 		check(seqs[-1] == last, "host %s: seq %d past the log's last %d"
 		    % (hst, seqs[-1], last))
 		# Per VM: stream order is seq order.
+		if not stream_order:
+			continue
 		byvm = {}
 		for ss, s, vm, _ in sorted(got):
 			byvm.setdefault(vm, []).append(s)

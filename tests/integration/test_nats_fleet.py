@@ -115,12 +115,12 @@ class Fleet:
 		return {host: natsh.event_log_last(d)
 		    for host, d in self.brokers.items()}
 
-	def settle(self, cons, what):
+	def settle(self, cons, what, stream_order=True):
 		"""Waits for every logged event to reach the consumer, then
 		checks exactly-once; returns how many events it has."""
 		exp = self.expect()
 		natsh.wait_all(cons, exp, what)
-		return natsh.check_exactly_once(cons.lines, exp)
+		return natsh.check_exactly_once(cons.lines, exp, stream_order)
 
 
 class Consumers:
@@ -234,7 +234,10 @@ def test_cluster_node_killed():
 		wait_for(lambda: load.sent > before + 400, "load without c1",
 		    timeout=qb.TIMEOUT * 2)
 		load.stop()
-		k = fl.settle(cons, "with one cluster node killed")
+		# exactly once and no gap; per-VM stream order only where no
+		# publish was lost behind a stored one (docs/events.md)
+		k = fl.settle(cons, "with one cluster node killed",
+		    stream_order=False)
 		print("# cluster, node killed: %d events" % k)
 		cons.stop()
 		for d in fl.brokers.values():
