@@ -97,7 +97,7 @@ def loop_attach_detach(c, d, img):
 		    "the loop device was not attached by the helper")
 		r = image_job(c, "image-detach", {"device": dev})
 		check(r["status"] == "concluded", "image-detach: %r" % r)
-		check(loop_backing(dev) != img, "%s still attached" % dev)
+		qb.wait_for(lambda: loop_backing(dev) != img, dev + " detached")
 	finally:
 		if loop_backing(dev) == img:
 			subprocess.run(["losetup", "--detach", dev])
