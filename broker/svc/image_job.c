@@ -160,32 +160,16 @@ img_spawn(struct img_job *ij, char **argv)
 {
 	struct qmp_error	err;
 
-	if (ij->mode == IMG_LOOP && priv_active()) {
-		if (ij->phase != IP_FIND && img_lock(ij, &err) != 0) {
-			img_unlock(ij);
-			if (ij->phase == IP_CLEANUP) {
-				img_end(ij, json_pack("{s:s,s:s}", "left",
-				    ij->device, "why", err.desc));
-				return (false);
-			}
-			if (!ij->attach)
-				img_detach_failed(ij);
-			else if (ij->phase == IP_TOOL)
-				img_unrecord(ij);
-			job_fail_err(ij->job, &err);
-			return (false);
-		}
-		img_priv_loop(ij);
-		img_unlock(ij);	/* held while the helper acted */
-		return (true);
-	}
-
 	/* Every losetup but --find holds the tool lock (nbd: only -c, taken
 	   by img_start; qemu-nbd's daemon keeps it while it serves). */
 	if (ij->mode == IMG_LOOP && ij->phase != IP_FIND &&
 	    img_lock(ij, &err) != 0)
 		ij->p = NULL;
-	else
+	else if (ij->mode == IMG_LOOP && priv_active()) {
+		img_priv_loop(ij);
+		img_unlock(ij);	/* held while the helper acted */
+		return (true);
+	} else
 		ij->p = proc_spawn_fd(argv, ij->lockfd, img_tool_ms(),
 		    img_proc_done, ij, &err);
 	img_unlock(ij);	/* the child's now, if it runs */
