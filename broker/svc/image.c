@@ -22,6 +22,10 @@
  * held for as long as that child (its own process group, so it outlives
  * the kill) still runs, and the next broker waits for it before it
  * judges the device (IP_WAIT_TOOL, image_recover.c).
+ *
+ * Separated (priv.h), each losetup step is the privileged helper's loop
+ * ioctl instead, its result fed to the same steps (image_job.c); nbd is
+ * refused, as qemu-nbd -c would have to stay running as root.
  */
 #include "config.h"
 
