@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -15,9 +16,12 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
 #include <linux/capability.h>
+#include <linux/loop.h>
+#include <linux/major.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +45,7 @@
 #include "broker/core/loop.h"
 #include "broker/privsep.h"
 #include "disk/imgpath.h"
+#include "disk/loop.h"
 #include "hv/tap.h"
 #include "priv/priv.h"
 
@@ -183,8 +188,173 @@ privsep_connect(const struct priv_req *req, struct priv_rep *rep, int *fds)
 	return (1);
 }
 
+/* --- loop devices: what losetup did, as fixed ioctls ------------------ */
+
+static void
+privsep_errno(struct priv_rep *rep, const char *what, unsigned n)
+{
+	rep->status = errno != 0 ? errno : EIO;
+	snprintf(rep->desc, sizeof rep->desc, "%s /dev/loop%u: %s", what, n,
+	    strerror(rep->status));
+}
+
+/* /dev/loopN, opened without following a link and proved a loop block
+   device, or -1 with rep filled. */
+static int
+privsep_loop_dev(uint32_t n, struct priv_rep *rep)
+{
+	struct stat	st;
+	char		path[32];
+	int		fd;
+
+	snprintf(path, sizeof path, "/dev/loop%u", n);
+	if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) ==
+	    -1) {
+		privsep_errno(rep, "open", n);
+		return (-1);
+	}
+	if (fstat(fd, &st) != 0 || !S_ISBLK(st.st_mode) ||
+	    major(st.st_rdev) != LOOP_MAJOR) {
+		close(fd);
+		rep->status = ENOTBLK;
+		snprintf(rep->desc, sizeof rep->desc, "%s is not a loop "
+		    "device", path);
+		return (-1);
+	}
+	return (fd);
+}
+
+static size_t
+privsep_loop_find(const struct priv_req *req, struct priv_rep *rep)
+{
+	int	fd, n;
+
+	if (req->flags != 0 || req->arg != 0 ||
+	    strcmp(req->name, PRIV_LOOP_CONTROL) != 0) {
+		rep->status = EINVAL;
+		snprintf(rep->desc, sizeof rep->desc, "bad name, arg or flags");
+		return (0);
+	}
+	if ((fd = open("/dev/loop-control", O_RDWR | O_CLOEXEC)) == -1 ||
+	    (n = ioctl(fd, LOOP_CTL_GET_FREE)) < 0) {
+		rep->status = errno;
+		/* losetup's words: the daemon retries on them. */
+		snprintf(rep->desc, sizeof rep->desc, "cannot find an unused "
+		    "loop device: %s", strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return (0);
+	}
+	close(fd);
+	if ((unsigned)n >= PRIV_LOOP_MAX) {
+		rep->status = ERANGE;
+		snprintf(rep->desc, sizeof rep->desc, "loop%d: too many", n);
+		return (0);
+	}
+	snprintf(rep->desc, sizeof rep->desc, "/dev/loop%d", n);
+	return (0);
+}
+
+static size_t
+privsep_loop_attach(const struct priv_req *req, struct priv_rep *rep)
+{
+	struct qmp_error	e;
+	struct loop_config	lc;
+	struct stat		st;
+	bool			ro = (req->flags & PRIV_F_RO) != 0;
+	int			img, dev;
+
+	if ((req->flags & ~PRIV_F_RO) != 0 || req->arg >= PRIV_LOOP_MAX) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "bad device or flags");
+		privsep_err(rep, EINVAL, &e);
+		return (0);
+	}
+	img = img_open_nofollow(conf.image_roots, conf.n_image_roots,
+	    req->name, ro ? O_RDONLY : O_RDWR, &e);
+	if (img == -1) {
+		privsep_err(rep, EPERM, &e);
+		return (0);
+	}
+	/* Loop devices take files: not a block device of the host. */
+	if (fstat(img, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(img);
+		qmp_error_set(&e, QMP_CLS_GENERIC, "%s is not a regular file",
+		    req->name);
+		privsep_err(rep, EPERM, &e);
+		return (0);
+	}
+	if ((dev = privsep_loop_dev(req->arg, rep)) == -1) {
+		close(img);
+		return (0);
+	}
+	memset(&lc, 0, sizeof lc);
+	lc.fd = (uint32_t)img;
+	lc.info.lo_flags = ro ? LO_FLAGS_READ_ONLY : 0;
+	/* What LOOP_GET_STATUS64 shows (sysfs has the whole path). */
+	snprintf((char *)lc.info.lo_file_name, sizeof lc.info.lo_file_name,
+	    "%.*s", (int)sizeof lc.info.lo_file_name - 1, req->name);
+	/* No autoclear: the device stays attached after these fds close,
+	   until a detach, as losetup's did. One ioctl (5.8 and later), so
+	   nothing is ever half configured. */
+	if (ioctl(dev, LOOP_CONFIGURE, &lc) == -1)
+		privsep_errno(rep, "attaching", req->arg);
+	close(dev);
+	close(img);
+	return (0);
+}
+
+/* path lies under one of the (resolved) image roots. */
+static bool
+privsep_under_root(const char *path)
+{
+	char	r[PATH_MAX];
+	size_t	i, n;
+
+	for (i = 0; i < conf.n_image_roots; i++) {
+		if (realpath(conf.image_roots[i], r) == NULL)
+			continue;
+		n = strlen(r);
+		if (n == 1 || (strncmp(path, r, n) == 0 && path[n] == '/'))
+			return (true);
+	}
+	return (false);
+}
+
+static size_t
+privsep_loop_detach(const struct priv_req *req, struct priv_rep *rep)
+{
+	char	dev[32], backing[PATH_MAX];
+	int	fd;
+
+	if (req->flags != 0 || req->arg >= PRIV_LOOP_MAX ||
+	    req->name[0] != '/' || !privsep_under_root(req->name)) {
+		rep->status = EINVAL;
+		snprintf(rep->desc, sizeof rep->desc, "bad device or flags, "
+		    "or %.200s is not under an image root", req->name);
+		return (0);
+	}
+	if ((fd = privsep_loop_dev(req->arg, rep)) == -1)
+		return (0);
+	/* What backs it, from the kernel: only a device of a file under a
+	   root is let go, never one the host set up for itself. */
+	snprintf(dev, sizeof dev, "/dev/loop%u", req->arg);
+	if (loop_backing_file(LOOP_SYSFS, dev, backing, sizeof backing) != 0 ||
+	    !loop_backing_is(backing, req->name)) {
+		close(fd);
+		rep->status = EPERM;
+		snprintf(rep->desc, sizeof rep->desc, "%s is not attached to "
+		    "%.200s", dev, req->name);
+		return (0);
+	}
+	if (ioctl(fd, LOOP_CLR_FD) == -1)
+		privsep_errno(rep, "detaching", req->arg);
+	close(fd);
+	return (0);
+}
+
 static const char *const privsep_op_names[] = {
-	NULL, "tap", "image", "connect",
+	NULL, "tap", "image", "connect", "loop-find", "loop-attach",
+	"loop-detach",
 };
 
 /* One datagram: -1 on EOF (or a dead socket), else 0. */
@@ -216,6 +386,15 @@ privsep_handle(int fd)
 		break;
 	case PRIV_CONNECT:
 		n = privsep_connect(&req, &rep, fds);
+		break;
+	case PRIV_LOOP_FIND:
+		n = privsep_loop_find(&req, &rep);
+		break;
+	case PRIV_LOOP_ATTACH:
+		n = privsep_loop_attach(&req, &rep);
+		break;
+	case PRIV_LOOP_DETACH:
+		n = privsep_loop_detach(&req, &rep);
 		break;
 	}
 	if (rep.status != 0)

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -275,15 +276,17 @@ priv_recv_rep(uint32_t seq, struct priv_rep *rep, int *fds, size_t *nfds,
 /* One round trip. 0 with exactly want fds, or -1 with err (and errno
    the helper's status) and no fd left open. */
 static int
-priv_call(uint32_t op, const char *name, uint32_t arg, uint32_t flags,
-    int *fds, size_t want, struct qmp_error *err)
+priv_call_out(uint32_t op, const char *name, uint32_t arg, uint32_t flags,
+    int *fds, size_t want, char *out, size_t outlen, struct qmp_error *err)
 {
 	struct priv_req	 req;
 	struct priv_rep	 rep;
 	size_t		 nfds = 0, i;
 	ssize_t		 n;
-	int		 ret = -1, status = EIO;
+	int		 ret = -1, status = EIO, none[PRIV_MAX_FDS];
 
+	if (fds == NULL)	/* fds that come anyway are closed there */
+		fds = none;
 	memset(&req, 0, sizeof req);
 	if (strlen(name) >= sizeof req.name) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "name too long");
@@ -319,12 +322,21 @@ priv_call(uint32_t op, const char *name, uint32_t arg, uint32_t flags,
 		    rep.desc : "privileged helper: wrong number of fds");
 		goto out;
 	}
+	if (out != NULL)
+		snprintf(out, outlen, "%s", rep.desc);
 	ret = 0;
 	status = 0;
 out:
 	pthread_mutex_unlock(&priv_mtx);
 	errno = status;
 	return (ret);
+}
+
+static int
+priv_call(uint32_t op, const char *name, uint32_t arg, uint32_t flags,
+    int *fds, size_t want, struct qmp_error *err)
+{
+	return (priv_call_out(op, name, arg, flags, fds, want, NULL, 0, err));
 }
 
 int
@@ -353,4 +365,68 @@ int
 priv_connect(const char *path, int *fdp, struct qmp_error *err)
 {
 	return (priv_call(PRIV_CONNECT, path, 0, 0, fdp, 1, err));
+}
+
+/* "/dev/loopN" to N; -1 for anything else. */
+static long
+priv_loop_num(const char *dev, struct qmp_error *err)
+{
+	char	*end;
+	long	 n;
+
+	if (strncmp(dev, "/dev/loop", 9) != 0 || dev[9] < '0' ||
+	    dev[9] > '9') {
+		qmp_error_set(err, QMP_CLS_GENERIC, "%.64s is no loop device",
+		    dev);
+		return (-1);
+	}
+	errno = 0;
+	n = strtol(dev + 9, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 0 || n >= (long)PRIV_LOOP_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "%.64s is no loop device",
+		    dev);
+		return (-1);
+	}
+	return (n);
+}
+
+int
+priv_loop_find(char *dev, size_t len, struct qmp_error *err)
+{
+	char	out[PRIV_DESC_MAX];
+
+	if (priv_call_out(PRIV_LOOP_FIND, PRIV_LOOP_CONTROL, 0, 0, NULL, 0,
+	    out, sizeof out, err) == -1)
+		return (-1);
+	/* The helper's answer is checked like losetup's output was. */
+	if (priv_loop_num(out, err) == -1 || strlen(out) >= len) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "privileged helper: "
+		    "unexpected device '%.64s'", out);
+		return (-1);
+	}
+	snprintf(dev, len, "%s", out);
+	return (0);
+}
+
+int
+priv_loop_attach(const char *dev, const char *path, bool readonly,
+    struct qmp_error *err)
+{
+	long	n;
+
+	if ((n = priv_loop_num(dev, err)) == -1)
+		return (-1);
+	return (priv_call(PRIV_LOOP_ATTACH, path, (uint32_t)n,
+	    readonly ? PRIV_F_RO : 0, NULL, 0, err));
+}
+
+int
+priv_loop_detach(const char *dev, const char *path, struct qmp_error *err)
+{
+	long	n;
+
+	if ((n = priv_loop_num(dev, err)) == -1)
+		return (-1);
+	return (priv_call(PRIV_LOOP_DETACH, path, (uint32_t)n, 0, NULL, 0,
+	    err));
 }

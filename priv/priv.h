@@ -20,7 +20,20 @@
  *		  component from the root's fd), so a link swapped in between
  *		  the daemon's check and the open is refused, not followed;
  *   PRIV_CONNECT name = absolute path of a unix socket under --vm-dir or
- *		  --monitor-root: a connected, non-blocking stream socket.
+ *		  --monitor-root: a connected, non-blocking stream socket;
+ *   PRIV_LOOP_FIND name = "loop-control", arg 0: LOOP_CTL_GET_FREE (which
+ *		  makes a device when none is free); no fd, desc = "/dev/loopN";
+ *   PRIV_LOOP_ATTACH name = image path as for PRIV_IMAGE, arg = N of
+ *		  /dev/loopN, flags = PRIV_F_RO: the image opened by that same
+ *		  walk is attached to /dev/loopN (proved a loop block device by
+ *		  fstat) with LOOP_CONFIGURE, no autoclear (the device stays
+ *		  until a detach, as losetup's); no fd;
+ *   PRIV_LOOP_DETACH name = the image path the daemon attached, arg = N:
+ *		  /dev/loopN is a loop device whose sysfs backing_file is that
+ *		  path, and the path lies under an --image-root; LOOP_CLR_FD.
+ * There is no nbd operation: qemu-nbd -c needs root for its whole life
+ * (it serves the device); separated, mode "nbd" is refused by the daemon
+ * (docs/policy.md).
  *
  * Client side: used by hv (taps, monitors) and svc (images). When no
  * helper is set (no privilege separation), priv_active() is false and the
@@ -45,10 +58,16 @@ enum priv_op {
 	PRIV_TAP = 1,
 	PRIV_IMAGE = 2,
 	PRIV_CONNECT = 3,
+	PRIV_LOOP_FIND = 4,
+	PRIV_LOOP_ATTACH = 5,
+	PRIV_LOOP_DETACH = 6,
 };
-#define PRIV_OP_LAST	PRIV_CONNECT
+#define PRIV_OP_LAST	PRIV_LOOP_DETACH
+#define PRIV_LOOP_CONTROL "loop-control"	/* PRIV_LOOP_FIND's name */
+#define PRIV_LOOP_MAX	(1u << 20)		/* N of /dev/loopN: below */
 
 #define PRIV_F_VHOST	0x1u		/* PRIV_TAP: vhost-net fds too */
+#define PRIV_F_RO	0x1u		/* PRIV_LOOP_ATTACH: read-only */
 #define PRIV_RO		0u		/* PRIV_IMAGE modes */
 #define PRIV_RW		1u
 
@@ -110,6 +129,16 @@ int	priv_image_open(const char *path, bool readonly, int *fdp,
 /* -1 with errno set too (EAGAIN, ECONNREFUSED...: the caller's retry
    rules stay as for its own connect). */
 int	priv_connect(const char *path, int *fdp, struct qmp_error *err);
+
+/* Loop devices (dev is "/dev/loopN"). Each 0, or -1 with err (the
+   helper's reason, its text as losetup's would be for the callers'
+   retry rules: "Device or resource busy" when the device is taken).
+   loop_find fills dev (len bytes). */
+int	priv_loop_find(char *dev, size_t len, struct qmp_error *err);
+int	priv_loop_attach(const char *dev, const char *path, bool readonly,
+	    struct qmp_error *err);
+int	priv_loop_detach(const char *dev, const char *path,
+	    struct qmp_error *err);
 
 /* Round trips made, for tools/bench and the tests. */
 unsigned long	priv_calls(void);

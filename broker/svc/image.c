@@ -22,6 +22,10 @@
  * held for as long as that child (its own process group, so it outlives
  * the kill) still runs, and the next broker waits for it before it
  * judges the device (IP_WAIT_TOOL, image_recover.c).
+ *
+ * Separated (priv.h), each losetup step is the privileged helper's loop
+ * ioctl instead, its result fed to the same steps (image_job.c); nbd is
+ * refused, as qemu-nbd -c would have to stay running as root.
  */
 #include "config.h"
 
@@ -81,13 +85,16 @@ image_attach(const char *path, const char *mode, const char *format,
 		    "images only; use mode \"nbd\" for %s", format);
 		return (NULL);
 	}
-	/* losetup and qemu-nbd are this daemon's children: unprivileged,
-	   they could only fail halfway, with a device half set up. Say why
-	   at once instead (docs/policy.md, "Privilege separation"). */
-	if (priv_active()) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "image-attach is not "
-		    "available with privilege separation yet (losetup and "
-		    "qemu-nbd need root): run the broker with --user root");
+	/* Separated, loop devices are the helper's (priv.h). qemu-nbd -c
+	   would be this daemon's child: unprivileged it could only fail
+	   halfway, with a device half set up, and the helper runs no
+	   daemons. Say why at once instead (docs/policy.md, "Privilege
+	   separation"). */
+	if (priv_active() && strcmp(mode, "nbd") == 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "image-attach mode \"nbd\" "
+		    "is not available with privilege separation (qemu-nbd "
+		    "needs root while it serves): use mode \"loop\", or run "
+		    "the broker with --user root");
 		return (NULL);
 	}
 	if ((ij = calloc(1, sizeof *ij)) == NULL) {

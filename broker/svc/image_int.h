@@ -65,6 +65,14 @@ struct img_job {
 	struct event		*timer;
 	struct timeval		 deadline;
 	int			 tries;
+	/* Separated (priv.h), a loop step is the helper's, done at once;
+	   its result is handed over from the next loop pass, as a child's
+	   reaping would be, so cancel and the job's phases stay as they
+	   are. */
+	bool			 priv_pending;
+	bool			 priv_ok;
+	char			 priv_out[64];
+	char			 priv_err[512];
 
 	/* How the job ends once cleanup is over. */
 	bool			 end_cancel;

@@ -24,6 +24,7 @@
 #include "broker/svc/imgrec.h"
 #include "disk/loop.h"
 #include "disk/nbd.h"
+#include "priv/priv.h"
 
 #define IMG_LOOP_RETRIES	5	/* out of loop devices, or one taken
 					   between find and attach */
@@ -111,6 +112,49 @@ img_detach_failed(struct img_job *ij)
 		log_err("image journal %s: %s", ij->device, err.desc);
 }
 
+/* The loop step losetup's argv stands for, asked of the privileged
+   helper instead (separated: losetup would run unprivileged). Its
+   result comes as a losetup's would, on the next loop pass. */
+static void
+img_priv_loop(struct img_job *ij)
+{
+	struct qmp_error	err;
+	int			rc;
+
+	if (ij->phase == IP_FIND)
+		rc = priv_loop_find(ij->priv_out, sizeof ij->priv_out - 1,
+		    &err);
+	else if (ij->attach && ij->phase == IP_TOOL)
+		rc = priv_loop_attach(ij->device, ij->path, ij->ro, &err);
+	else
+		rc = priv_loop_detach(ij->device, ij->path, &err);
+	ij->priv_ok = rc == 0;
+	if (rc == 0 && ij->phase == IP_FIND)
+		strcat(ij->priv_out, "\n");	/* as losetup prints it */
+	else if (rc == 0)
+		ij->priv_out[0] = '\0';
+	snprintf(ij->priv_err, sizeof ij->priv_err, "%s", rc == 0 ? "" :
+	    err.desc);
+	ij->priv_pending = true;
+	img_after(ij, 0);
+}
+
+static void
+img_priv_done(struct img_job *ij)
+{
+	struct proc_result	r;
+
+	memset(&r, 0, sizeof r);
+	ij->priv_pending = false;
+	r.exited = true;
+	r.code = ij->priv_ok ? 0 : 1;
+	r.out = ij->priv_out;
+	r.outlen = strlen(ij->priv_out);
+	r.err = ij->priv_err;
+	r.errlen = strlen(ij->priv_err);
+	img_proc_done(NULL, &r, ij);
+}
+
 static bool
 img_spawn(struct img_job *ij, char **argv)
 {
@@ -121,7 +165,11 @@ img_spawn(struct img_job *ij, char **argv)
 	if (ij->mode == IMG_LOOP && ij->phase != IP_FIND &&
 	    img_lock(ij, &err) != 0)
 		ij->p = NULL;
-	else
+	else if (ij->mode == IMG_LOOP && priv_active()) {
+		img_priv_loop(ij);
+		img_unlock(ij);	/* held while the helper acted */
+		return (true);
+	} else
 		ij->p = proc_spawn_fd(argv, ij->lockfd, img_tool_ms(),
 		    img_proc_done, ij, &err);
 	img_unlock(ij);	/* the child's now, if it runs */
@@ -471,7 +519,12 @@ img_detach_record(struct img_job *ij)
 static void
 img_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
-	img_step(arg);
+	struct img_job	*ij = arg;
+
+	if (ij->priv_pending)
+		img_priv_done(ij);
+	else
+		img_step(ij);
 }
 
 static void

@@ -65,6 +65,46 @@ def wait_child(d, old):
 	return kid
 
 
+def loop_backing(dev):
+	try:
+		with open("/sys/block/%s/loop/backing_file" %
+		    os.path.basename(dev)) as f:
+			return f.read().strip()
+	except OSError:
+		return None
+
+
+def image_job(c, cmd, args):
+	"""Runs an image job to its end: its final JOB_STATUS_CHANGE data."""
+	jid = c.cmd(cmd, args)["job"]
+	return c.wait_event(lambda e: e.get("event") == "JOB_STATUS_CHANGE"
+	    and e["data"]["id"] == jid and e["data"]["status"] in
+	    ("concluded", "failed", "cancelled"), what=cmd)["data"]
+
+
+def loop_attach_detach(c, d, img):
+	sub = c.cmd("subscribe", {"events": ["JOB_STATUS_CHANGE"]})
+	r = image_job(c, "image-attach", {"path": img, "mode": "loop",
+	    "readonly": True})
+	check(r["status"] == "concluded", "image-attach: %r" % r)
+	dev = r["result"]["device"]
+	try:
+		check(loop_backing(dev) == img, "%s backs %r" %
+		    (dev, loop_backing(dev)))
+		with open("/sys/block/%s/ro" % os.path.basename(dev)) as f:
+			check(f.read().strip() == "1", "%s not read-only" % dev)
+		check("privsep: loop-attach %s: 0 fds" % img in d.output(),
+		    "the loop device was not attached by the helper")
+		r = image_job(c, "image-detach", {"device": dev})
+		check(r["status"] == "concluded", "image-detach: %r" % r)
+		qb.wait_for(lambda: loop_backing(dev) != img, dev + " detached")
+	finally:
+		if loop_backing(dev) == img:
+			subprocess.run(["losetup", "--detach", dev])
+	c.cmd("unsubscribe", {"subscription": sub["subscription"]})
+	return dev
+
+
 def test_unprivileged_flow():
 	hplib.need_root_tun()
 	uid = pwd.getpwnam(qb.privsep_user()).pw_uid
@@ -115,10 +155,21 @@ def test_unprivileged_flow():
 		check(not c.cmd("has-device", {"vm": "vm1", "id": "d2"})[
 		    "present"], "d2 reached QEMU")
 
-		# image-attach: losetup/qemu-nbd are not the helper's (yet):
-		# refused at once with the reason, nothing attached
-		refused(c, "image-attach", {"path": img, "mode": "loop"},
-		    "image-attach separated", "privilege separation")
+		# image-attach loop: the helper's ioctls, as a job; detached
+		# the same way; a path out of the root refused; nbd refused
+		limg = hplib.image(os.path.join(root, "l.raw"), 1 << 20)
+		dev = loop_attach_detach(c, env.d, limg)
+		refused(c, "image-attach", {"path": env.h.path("outside.raw"),
+		    "mode": "loop"}, "image-attach out of the root", "")
+		refused(c, "image-attach", {"path": os.path.join(root,
+		    "out.raw"), "mode": "loop"}, "image-attach of a link out",
+		    "")
+		refused(c, "image-attach", {"path": limg, "mode": "nbd"},
+		    "image-attach nbd separated", "privilege separation")
+		for p in (env.h.path("outside.raw"), os.path.join(root,
+		    "out.raw")):
+			check("loop-attach " + p not in env.d.output(),
+			    "a refused attach reached the helper: " + p)
 
 		# libvirt (test driver) and its job workers under the filter
 		jc = qb.Qmp(env.d.control)

@@ -7,7 +7,11 @@ roots, "..", "//", relative paths, symlinks (last component and middle),
 a symlink swapped in between check and open (raced thousands of times:
 never followed), FIFOs and directories, a device that is not a tap (lo, a
 tun, a missing one), monitor sockets outside the roots: each is refused
-with a reason, no fd comes back, and the helper keeps serving."""
+with a reason, no fd comes back, and the helper keeps serving. The loop
+operations: bad names, flags and device numbers, an image out of the
+root or not a file, a taken device, and a detach of a device not backed
+by the named file under a root are refused; a real attach and detach
+work."""
 
 import errno
 import fcntl
@@ -26,6 +30,9 @@ NAME_MAX = 4096
 REQ = struct.Struct("<IIIIII%ds" % NAME_MAX)
 REP = struct.Struct("<IIIiII512s")
 TAP, IMAGE, CONNECT = 1, 2, 3
+LOOP_FIND, LOOP_ATTACH, LOOP_DETACH = 4, 5, 6
+LOOP_MAX = 1 << 20
+F_RO = 0x1
 TUNGETIFF = 0x800454d2
 IFF_TUN, IFF_TAP = 0x1, 0x2
 
@@ -303,6 +310,87 @@ def test_tap():
 			ip("tuntap", "del", "dev", n, "mode", "tun")
 
 
+def loop_backing(n):
+	try:
+		with open("/sys/block/loop%d/loop/backing_file" % n) as f:
+			return f.read().strip()
+	except OSError:
+		return None
+
+
+def test_loop():
+	with qb.Harness("privh") as h:
+		root = h.path("img")
+		os.mkdir(root)
+		img = os.path.join(root, "l.raw")
+		other = os.path.join(root, "m.raw")
+		for p in (img, other, h.path("outside.raw")):
+			with open(p, "wb") as f:
+				f.truncate(1 << 20)
+		os.symlink(h.path("outside.raw"), os.path.join(root, "out"))
+		os.mkfifo(os.path.join(root, "fifo"))
+		hp = Helper(h, [root])
+		base = helper_fds(hp.p.pid)
+		# find: its one name, no arg, no flags
+		hp.refused(LOOP_FIND, "x", why="find, another name")
+		hp.refused(LOOP_FIND, "loop-control", arg=1, why="find arg")
+		hp.refused(LOOP_FIND, "loop-control", flags=1, why="find flags")
+		status, dev, fds = hp.call(LOOP_FIND, "loop-control")
+		check(status == 0 and not fds and dev.startswith("/dev/loop"),
+		    "find: %d %r" % (status, dev))
+		n = int(dev[9:])
+		# attach: flags, device number, what the image is
+		hp.refused(LOOP_ATTACH, img, arg=n, flags=2, why="attach flags")
+		hp.refused(LOOP_ATTACH, img, arg=LOOP_MAX, why="device number")
+		for bad, why in ((h.path("outside.raw"), "out of the root"),
+		    (os.path.join(root, "out"), "a link out"),
+		    (os.path.join(root, "fifo"), "a FIFO"),
+		    (root, "a directory"), ("l.raw", "a relative path"),
+		    (root + "/../img/l.raw", "..")):
+			hp.refused(LOOP_ATTACH, bad, arg=n, why=why)
+		check(loop_backing(n) is None, "a refused attach attached")
+		for _ in range(5):	# another may take it between the two
+			status, desc, fds = hp.call(LOOP_ATTACH, img, arg=n,
+			    flags=F_RO)
+			if status != errno.EBUSY:
+				break
+			n = int(hp.call(LOOP_FIND, "loop-control")[1][9:])
+		try:
+			check(status == 0 and not fds, "attach: %s" % desc)
+			check(loop_backing(n) == img, "loop%d backs %r" %
+			    (n, loop_backing(n)))
+			with open("/sys/block/loop%d/ro" % n) as f:
+				check(f.read().strip() == "1", "not read-only")
+			# taken: losetup's words, so the daemon retries
+			d = hp.refused(LOOP_ATTACH, other, arg=n, why="taken")
+			check("busy" in d, "taken device: %s" % d)
+			check(loop_backing(n) == img, "a taken device changed")
+			# detach: only of the file that backs it, under a root
+			hp.refused(LOOP_DETACH, other, arg=n, why="another file")
+			hp.refused(LOOP_DETACH, h.path("outside.raw"), arg=n,
+			    why="detach out of the root")
+			hp.refused(LOOP_DETACH, img, arg=n, flags=1,
+			    why="detach flags")
+			hp.refused(LOOP_DETACH, img, arg=LOOP_MAX,
+			    why="detach device number")
+			hp.refused(LOOP_DETACH, "l.raw", arg=n, why="relative")
+			check(loop_backing(n) == img, "a refused detach detached")
+			status, desc, fds = hp.call(LOOP_DETACH, img, arg=n)
+			check(status == 0 and not fds, "detach: %s" % desc)
+			# (udev may hold it a moment: the kernel lets go at its
+			# close, as for losetup -d)
+			qb.wait_for(lambda: loop_backing(n) != img,
+			    "loop%d detached" % n)
+			hp.refused(LOOP_DETACH, img, arg=n, why="detached twice")
+		finally:
+			if loop_backing(n) == img:
+				subprocess.run(["losetup", "--detach", "/dev/loop%d"
+				    % n])
+		check(helper_fds(hp.p.pid) <= base, "helper kept fds: %d, "
+		    "was %d" % (helper_fds(hp.p.pid), base))
+		hp.close()
+
+
 def test_connect():
 	with qb.Harness("privh") as h:
 		mon = h.path("mon")
@@ -346,4 +434,4 @@ def test_connect():
 
 if __name__ == "__main__":
 	qb.main([test_malformed, test_image_paths, test_symlink_swap,
-	    test_tap, test_connect])
+	    test_tap, test_loop, test_connect])
