@@ -338,6 +338,15 @@ req_check_args(struct req *r, json_t *args, const struct req_arg *spec)
 			    "for '%s', expected: %s", a->name, want);
 			return (-1);
 		}
+		/* U+0000 reads as QEMU keeps it (C0 80, proto/qmp_jstream):
+		   a name, path or URI of ours holding it would name
+		   something else than the client wrote */
+		if (a->type == 's' && memmem(json_string_value(v),
+		    json_string_length(v), "\xc0\x80", 2) != NULL) {
+			req_error(r, QMP_CLS_GENERIC, "Invalid parameter '%s': "
+			    "U+0000 is not allowed", a->name);
+			return (-1);
+		}
 		n++;
 	}
 	/* names are unique on both sides: as many known members as

@@ -144,10 +144,20 @@ def test_nul_bytes():
 		# an id may hold U+0000 (QEMU gives it back)...
 		c.send_raw(b'{"execute": "query-vms", "id": "a\\u0000b"}\n')
 		check("return" in c.wait_reply("a\u0000b"), "NUL in an id")
-		# ...but no name or path may: "a\u0000b" must not become "a"
-		expect_bad_line(c, b'{"execute": "vm-add", "arguments": '
+		# ...but no name or path may: "a\u0000b" (read as QEMU reads
+		# it, a string with U+0000 in it) must not become "a"
+		c.send_raw(b'{"execute": "vm-add", "arguments": '
 		    b'{"name": "a\\u0000b", "socket": "/tmp/x.sock"}, '
 		    b'"id": 7}\n')
+		r = c.wait_reply(7)
+		check(r.get("error", {}).get("class") == "GenericError",
+		    "vm-add of a name with U+0000: %r" % r)
+		c.send_raw(b'{"execute": "vm-add", "arguments": '
+		    b'{"name": "b", "socket": "/tmp/x\\u0000.sock"}, '
+		    b'"id": 8}\n')
+		r = c.wait_reply(8)
+		check(r.get("error", {}).get("class") == "GenericError",
+		    "vm-add of a path with U+0000: %r" % r)
 		check(c.cmd("query-vms") == [], "a VM appeared")
 		env.finish()
 
