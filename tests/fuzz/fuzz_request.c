@@ -29,6 +29,7 @@
 #include "broker/session/req.h"
 #include "proto/qmp_framer.h"
 #include "proto/qmp_msg.h"
+#include "proto/qmp_out.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 int	LLVMFuzzerInitialize(int *, char ***);
@@ -45,8 +46,8 @@ static void
 done_cb(struct req *r, json_t *ret, const struct qmp_error *err, void *arg)
 {
 	struct done	*d = arg;
-	json_t		*j;
-	char		*s;
+	struct qmp_out	 o;
+	json_t		*e = NULL;
 
 	(void)r;
 	d->calls++;
@@ -54,18 +55,19 @@ done_cb(struct req *r, json_t *ret, const struct qmp_error *err, void *arg)
 		if (err->cls[0] == '\0' || err->desc[0] == '\0' ||
 		    memchr(err->desc, '\0', sizeof err->desc) == NULL)
 			__builtin_trap();
-		if ((j = qmp_error_json(err)) == NULL)
+		if ((e = qmp_error_json(err)) == NULL)
 			__builtin_trap();
-	} else {
-		if (ret == NULL)
-			__builtin_trap();
-		j = json_pack("{s:O}", "return", ret);
-		json_decref(ret);
-	}
-	if (j == NULL || (s = qmp_dump(j, NULL)) == NULL)
+	} else if (ret == NULL)
 		__builtin_trap();
-	free(s);
-	json_decref(j);
+	/* as the daemon writes it (proto/qmp_out: QEMU's text, U+0000
+	   included, which jansson's dump refuses) */
+	qmp_out_init(&o);
+	qmp_out_reply(&o, e == NULL ? ret : NULL, e, NULL);
+	if (o.failed)
+		__builtin_trap();
+	qmp_out_free(&o);
+	json_decref(e);
+	json_decref(ret);
 }
 
 int
