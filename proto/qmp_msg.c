@@ -97,11 +97,13 @@ qmp_error_json(const struct qmp_error *err)
 {
 	json_t	*j = json_object();
 
-	/* nocheck: desc may hold U+0000 as "\xC0\x80" (a name a client
-	   sent), which qmp_out writes as QEMU does; qmp_utf8_fix made the
-	   rest valid */
-	if (j == NULL || json_object_set_new(j, "class", json_string(
-	    err->cls[0] != '\0' ? err->cls : QMP_CLS_GENERIC)) != 0 ||
+	/* nocheck: class and desc may hold U+0000 as "\xC0\x80" (a name
+	   a client sent), which qmp_out writes as QEMU does; qmp_utf8_fix
+	   made the rest valid */
+	const char	*cls = err->cls[0] != '\0' ? err->cls : QMP_CLS_GENERIC;
+
+	if (j == NULL || json_object_set_new(j, "class",
+	    json_stringn_nocheck(cls, strlen(cls))) != 0 ||
 	    json_object_set_new(j, "desc", json_stringn_nocheck(err->desc,
 	    strlen(err->desc))) != 0) {
 		json_decref(j);
@@ -364,10 +366,13 @@ qmp_greeting_new(const struct qmp_version *ver, json_t *capabilities)
 
 	if (capabilities == NULL)
 		capabilities = json_array();
-	g = json_pack("{s:{s:{s:{s:i, s:i, s:i}, s:s}, s:o}}", "QMP",
+	/* the package as QEMU gave it: U+0000 kept as C0 80 (which
+	   json_pack's "s" would refuse), written back as \u0000 */
+	g = json_pack("{s:{s:{s:{s:i, s:i, s:i}, s:o}, s:o}}", "QMP",
 	    "version", "qemu",
 	    "micro", ver->micro, "minor", ver->minor, "major", ver->major,
-	    "package", ver->package,
+	    "package", json_stringn_nocheck(ver->package,
+	    strlen(ver->package)),
 	    "capabilities", capabilities);
 	/* json_pack's "o" steals even when packing fails. */
 	return (g);

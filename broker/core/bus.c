@@ -15,6 +15,7 @@
 #include "broker/core/bus.h"
 #include "broker/core/conf.h"
 #include "broker/core/log.h"
+#include "proto/qmp_out.h"
 
 #define BUS_STACK	2048	/* most events fit: no allocation */
 
@@ -106,11 +107,23 @@ bus_format_vm_event(char *buf, size_t cap, const char *vm, const char *name,
 static char *
 bus_dump_body(json_t *j, size_t *len)
 {
-	char	*s;
-	size_t	 n;
+	struct qmp_out	 o;
+	char		*s;
+	size_t		 n;
 
-	if ((s = json_dumps(j, JSON_COMPACT)) == NULL)
-		return (NULL);
+	if ((s = json_dumps(j, JSON_COMPACT)) == NULL) {
+		/* jansson refuses U+0000, kept as QEMU keeps it (C0 80):
+		   QEMU's writer gives it back as \u0000 */
+		qmp_out_init(&o);
+		qmp_out_json(&o, j, QMP_OUT_COMPACT);
+		if (o.failed || (s = malloc(o.len + 1)) == NULL) {
+			qmp_out_free(&o);
+			return (NULL);
+		}
+		memcpy(s, o.buf, o.len);
+		s[o.len] = '\0';
+		qmp_out_free(&o);
+	}
 	n = strlen(s);
 	if (n < 2 || s[n - 1] != '}') {
 		free(s);

@@ -4,9 +4,11 @@
  * The input is one line as a client or QEMU could send it. Beyond not
  * crashing, it checks what callers rely on: a command that passes
  * qmp_cmd_parse is classified as a command, every error we build can be
- * serialised (even from arbitrary bytes), and what qmp_dump writes parses
+ * serialised (even from arbitrary bytes), and what qmp_out writes parses
  * back to the same value.
  */
+#include "config.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,21 +17,70 @@
 
 #include "proto/qmp_framer.h"
 #include "proto/qmp_msg.h"
+#include "proto/qmp_out.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/* j as the daemon writes it (proto/qmp_out: QEMU's text, U+0000 kept
+   as QEMU keeps it and written as \u0000, which jansson's dump refuses),
+   CRLF-ended, malloc'd; NULL if it cannot be written. */
+static char *
+out_line(const json_t *j, size_t *len)
+{
+	struct qmp_out	 o;
+	char		*s = NULL;
+
+	qmp_out_init(&o);
+	qmp_out_json(&o, j, QMP_OUT_COMPACT);
+	qmp_out_raw(&o, "\r\n", 2);
+	if (!o.failed && (s = malloc(o.len)) != NULL) {
+		memcpy(s, o.buf, o.len);
+		*len = o.len;
+	}
+	qmp_out_free(&o);
+	return (s);
+}
 
 static void
 error_must_dump(const struct qmp_error *err)
 {
 	json_t	*e;
 	char	*s;
+	size_t	 len;
 
 	if ((e = qmp_error_json(err)) == NULL)
 		__builtin_trap();
-	if ((s = qmp_dump(e, NULL)) == NULL)
+	if ((s = out_line(e, &len)) == NULL)
 		__builtin_trap();
 	free(s);
 	json_decref(e);
+}
+
+/* Whether j holds U+0000 (kept as QEMU keeps it, C0 80) in a key or a
+   string: such messages are QEMU's business byte for byte, judged by
+   the conformance corpus (s-args-nul and the fuzz streams), not by the
+   round trips below. */
+static int
+has_nul(const json_t *j)
+{
+	const char	*k;
+	json_t		*v;
+	size_t		 i;
+
+	if (json_is_string(j))
+		return (memmem(json_string_value(j), json_string_length(j),
+		    "\xc0\x80", 2) != NULL);
+	if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+			if (has_nul(v))
+				return (1);
+	}
+	if (json_is_object(j)) {
+		json_object_foreach((json_t *)j, k, v)
+			if (strstr(k, "\xc0\x80") != NULL || has_nul(v))
+				return (1);
+	}
+	return (0);
 }
 
 int
@@ -64,6 +115,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m = qmp_parse_line((const char *)data, size, &err);
 	if (m == NULL) {
 		error_must_dump(&err);
+		return (0);
+	}
+	if (has_nul(m)) {
+		json_decref(m);
 		return (0);
 	}
 	if (qmp_cmd_parse(m, &name, &args, &id, &err) == 0) {
@@ -101,7 +156,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 
-	s = qmp_dump(m, &len);
+	s = out_line(m, &len);
 	if (s == NULL || len < 2 || s[len - 1] != '\n' || s[len - 2] != '\r')
 		__builtin_trap();
 	/* Compact output is one line: the LF is only at the end. */
