@@ -58,6 +58,9 @@ struct hp_stepdef {
 /* Done once DEVICE_DELETED is in as well as the reply (or left pending
    after the unplug timeout). */
 #define SF_UNPLUG	0x4
+/* Done once MEMORY_DEVICE_SIZE_CHANGE says the guest has the size asked,
+   as well as the reply; failed (and undone) after the op's timeout. */
+#define SF_RESIZE	0x8
 
 static void	hp_finish(struct hp_op *);
 static void	hp_del_timeout(evutil_socket_t, short, void *);
@@ -200,7 +203,7 @@ hp_op_free(struct hp_op *op)
 static struct hp_stats	hp_st;
 static const char *const hp_st_names[HP_NSTATKINDS] = {
 	"nic-add", "nic-del", "disk-add", "disk-del", "reconcile", "query",
-	"cpu-add", "cpu-del", "mem-add", "mem-del",
+	"cpu-add", "cpu-del", "mem-add", "mem-del", "mem-resize",
 };
 
 const struct hp_stats *
@@ -230,6 +233,8 @@ hp_count(const struct hp_op *op, bool ok)
 		k = op->add ? HP_ST_DISK_ADD : HP_ST_DISK_DEL;
 	else if (op->kind == HP_CPU)
 		k = op->add ? HP_ST_CPU_ADD : HP_ST_CPU_DEL;
+	else if (op->resize)
+		k = HP_ST_MEM_RESIZE;
 	else
 		k = op->add ? HP_ST_MEM_ADD : HP_ST_MEM_DEL;
 	if (ok)
@@ -492,6 +497,83 @@ hp_del_timeout(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+/* --- qom-set requested-size and its MEMORY_DEVICE_SIZE_CHANGE --------- */
+
+/* The same flags as device_del's wait: del_seen is "the size is in". */
+static void
+hp_resize_check(struct hp_op *op)
+{
+	struct qmp_error	err;
+
+	if (!op->del_wait || !op->del_replied || (!op->del_seen &&
+	    !op->pending))
+		return;
+	hp_unplug_disarm(op);
+	if (!op->del_seen) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "mem-resize of '%s': the "
+		    "guest did not follow within %d ms: it has %lld MiB of "
+		    "the %lld MiB requested (a guest without the virtio_mem "
+		    "driver never does); requested-size set back to %lld MiB",
+		    op->id, op->rs_timeout_ms, op->rs_now >> 20,
+		    op->rs_want >> 20, op->rs_prev >> 20);
+		hp_fail(op, &err);
+	}
+	hp_next(op);
+}
+
+static void
+hp_resize_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	struct hp_op	*op = arg;
+
+	/* pending: the time is up (the reply may still be out) */
+	op->pending = true;
+	hp_resize_check(op);
+}
+
+static void
+hp_resize_arm(struct hp_op *op)
+{
+	struct timeval	tv;
+
+	op->del_wait = true;
+	op->del_replied = op->del_seen = op->pending = false;
+	if (op->timer == NULL)
+		op->timer = evtimer_new(op->vm->base, hp_resize_timeout, op);
+	if (op->timer != NULL) {
+		tv.tv_sec = op->rs_timeout_ms / 1000;
+		tv.tv_usec = (op->rs_timeout_ms % 1000) * 1000;
+		evtimer_add(op->timer, &tv);
+	}
+}
+
+/* MEMORY_DEVICE_SIZE_CHANGE: the device's size now, after each change
+   the guest made (QEMU rate-limits it, the last one always comes). */
+static void
+hp_resize_event(struct hp_vm *vm, const json_t *data)
+{
+	const char	*id, *path, *pre = "/machine/peripheral/";
+	struct hp_op	*op, *next;
+	const json_t	*size = json_object_get(data, "size");
+
+	id = json_string_value(json_object_get(data, "id"));
+	path = json_string_value(json_object_get(data, "qom-path"));
+	if (id == NULL && path != NULL && strncmp(path, pre, strlen(pre)) == 0)
+		id = path + strlen(pre);
+	if (id == NULL || !json_is_integer(size))
+		return;
+	for (op = LIST_FIRST(&vm->ops_list); op != NULL; op = next) {
+		next = LIST_NEXT(op, entry);
+		if (!op->resize || !op->del_wait || strcmp(op->id, id) != 0)
+			continue;
+		op->rs_now = json_integer_value(size);
+		if (op->rs_now == op->rs_want) {
+			op->del_seen = true;
+			hp_resize_check(op);
+		}
+	}
+}
+
 /*
  * Whether path is a part of the CPU op unplugs: its lapic. QEMU 7.2
  * under TCG never finalizes an unplugged CPU (a reference stays), so
@@ -521,6 +603,10 @@ hp_vm_event(struct hp_vm *vm, const json_t *event)
 	if (vm->dead)
 		return;
 	name = json_string_value(json_object_get(event, "event"));
+	if (name != NULL && strcmp(name, "MEMORY_DEVICE_SIZE_CHANGE") == 0) {
+		hp_resize_event(vm, json_object_get(event, "data"));
+		return;
+	}
 	if (name == NULL || strcmp(name, "DEVICE_DELETED") != 0)
 		return;
 	/* QEMU also reports .../virtio-backend without "device": only the
@@ -593,8 +679,10 @@ hp_scan_done(struct hp_op *op, struct pci_map *m, const struct qmp_error *err)
 	struct pci_place	*p;
 	struct qmp_error	 e;
 	const char		*bus = op->kind == HP_NIC ? op->nic.bus :
+				    op->kind == HP_MEM ? op->mem.bus :
 				    op->disk.bus;
 	int			 slot = op->kind == HP_NIC ? op->nic.slot :
+				    op->kind == HP_MEM ? op->mem.slot :
 				    op->disk.slot;
 
 	if (m != NULL) {
@@ -751,6 +839,10 @@ static const struct hp_stepdef hp_steps[ST_NKINDS] = {
 	   backends' dels are */
 	[ST_OBJECT_DEL] =	{ .cmd = "object-del", HP_NAME("id", memdev),
 	    .flags = SF_RETRY },
+	[ST_MEM_RESIZE] =	{ .cmd = "qom-set", .args = hp_resize_args,
+	    .undo = { ST_MEM_RESIZE_BACK }, .flags = SF_RESIZE },
+	[ST_MEM_RESIZE_BACK] =	{ .cmd = "qom-set",
+	    .args = hp_resize_back_args, .flags = SF_RETRY },
 };
 
 void
@@ -792,6 +884,8 @@ hp_take(struct hp_op *op, const struct hp_step *st)
 		    hp_dev_id(op, st->arg));
 		hp_unplug_arm(op);
 	}
+	if (d->flags & SF_RESIZE)
+		hp_resize_arm(op);
 	hp_exec(op, d->cmd, a, fds, fds != NULL ? 1 : 0, hp_step_reply);
 }
 
@@ -816,7 +910,7 @@ hp_step_failed(struct hp_op *op, const struct hp_stepdef *d,
 		hp_push_undo_of(op, op->step.k, op->step.arg);
 		hp_fail(op, err);
 	}
-	if (d->flags & SF_UNPLUG)
+	if (d->flags & (SF_UNPLUG | SF_RESIZE))
 		hp_unplug_disarm(op);
 	hp_next(op);
 }
@@ -842,6 +936,11 @@ hp_step_reply(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 	if (d->flags & SF_UNPLUG) {
 		op->del_replied = true;
 		hp_del_check(op);
+		return;
+	}
+	if (d->flags & SF_RESIZE) {
+		op->del_replied = true;
+		hp_resize_check(op);
 		return;
 	}
 	hp_next(op);
@@ -919,6 +1018,11 @@ hp_finish(struct hp_op *op)
 		hp_log(vm, LOG_INFO, "%s %s: rolled back: %s", op->name, op->id,
 		    op->err.desc);
 		hp_answer(op, NULL, &op->err);
+	} else if (op->resize) {
+		hp_log(vm, LOG_INFO, "%s %s: the guest has %lld MiB", op->name,
+		    op->id, op->rs_want >> 20);
+		hp_answer(op, json_pack("{s:s, s:I}", "id", op->id, "size",
+		    (json_int_t)op->rs_want), NULL);
 	} else if (op->kind == HP_CPU) {
 		names = json_array();
 		for (i = 0; i < op->ncpus; i++)

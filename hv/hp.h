@@ -147,8 +147,19 @@ void	hp_cpu_del(struct hp_vm *, const struct hp_cpu *, hp_done_fn *,
  * and slots leave, both read from QEMU before anything is changed.
  * mem-del is hp_del(HP_MEM): the DIMM, once the guest let go, then its
  * backend.
+ *
+ * virtio: a virtio-mem-pci device instead of the DIMM, on a PCI slot
+ * planned as a NIC's. size is then the most it can give the guest (its
+ * backend; all of it counts against maxmem, none against slots), and
+ * requested the part asked of the guest at plug time (a multiple of
+ * HP_MEM_VBLOCK). hp_mem_resize changes that part later. A virtio-mem
+ * device can be deleted only once it gives the guest nothing (QEMU 7.2
+ * refuses device_del of one altogether).
  */
 #define HP_MEM_BLOCK	(128LL << 20)
+/* virtio-mem's block on x86-64 as QEMU 7.2 picks it (the host's THP
+   size); the device's own, from query-memory-devices, rules resizes */
+#define HP_MEM_VBLOCK	(2LL << 20)
 struct hp_mem {
 	char		 id[HP_ID_MAX + 1];
 	long long	 size;
@@ -156,9 +167,24 @@ struct hp_mem {
 	char		 path[256];		/* file: mem-path, checked
 						   by the caller */
 	int		 node;			/* -1: QEMU's choice */
+	bool		 virtio;		/* virtio-mem-pci */
+	long long	 requested;		/* virtio: requested-size */
+	char		 bus[128];		/* virtio: "" for any */
+	int		 slot;			/* virtio: -1 for any */
 };
 void	hp_mem_add(struct hp_vm *, const struct hp_mem *, hp_done_fn *,
 	    void *);
+/*
+ * Sets the requested-size of virtio-mem device id to size (qom-set) and
+ * answers {"id", "size"} once QEMU reports with MEMORY_DEVICE_SIZE_CHANGE
+ * that the guest plugged or unplugged that much. A guest that does not
+ * follow within timeout_ms (0: the unplug timeout), one without the
+ * virtio_mem driver for one, fails it: requested-size is set back to
+ * what it was and the error says how far the guest got.
+ */
+#define HP_RESIZE_MAX_MS	600000
+void	hp_mem_resize(struct hp_vm *, const char *id, long long size,
+	    int timeout_ms, hp_done_fn *, void *);
 
 /* [{"bus","addr","state","device"?}] */
 void	hp_slots(struct hp_vm *, hp_done_fn *, void *);
@@ -185,6 +211,7 @@ enum hp_stat_kind {
 	HP_ST_CPU_DEL,
 	HP_ST_MEM_ADD,
 	HP_ST_MEM_DEL,
+	HP_ST_MEM_RESIZE,
 	HP_NSTATKINDS
 };
 struct hp_stats {
@@ -193,7 +220,8 @@ struct hp_stats {
 	struct hist	latency[HP_NSTATKINDS];
 };
 const struct hp_stats *hp_stats(void);
-/* "nic-add", ..., "reconcile", "query", "cpu-add", ...; static. */
+/* "nic-add", ..., "reconcile", "query", "cpu-add", ..., "mem-resize";
+   static. */
 const char	*hp_stat_kind_name(enum hp_stat_kind);
 
 #endif

@@ -23,16 +23,19 @@ hp_device_args(const struct hp_op *op, int arg, const int **fds)
 
 	if (op->kind == HP_CPU)
 		return (json_deep_copy(op->cpus[arg]));
+	hp_addr(addr, sizeof addr, op->slot);
 	if (op->kind == HP_MEM) {
-		a = json_pack("{s:s, s:s, s:s}", "driver", "pc-dimm", "id",
-		    op->id, "memdev", op->memdev);
+		a = json_pack("{s:s, s:s, s:s}", "driver", op->mem.virtio ?
+		    "virtio-mem-pci" : "pc-dimm", "id", op->id, "memdev",
+		    op->memdev);
 		if (op->mem.node >= 0)
 			json_object_set_new(a, "node",
 			    json_integer(op->mem.node));
-		return (a);
-	}
-	hp_addr(addr, sizeof addr, op->slot);
-	if (op->kind == HP_NIC) {
+		if (!op->mem.virtio)
+			return (a);
+		json_object_set_new(a, "requested-size",
+		    json_integer(op->mem.requested));
+	} else if (op->kind == HP_NIC) {
 		a = json_pack("{s:s, s:s, s:s}", "driver",
 		    op->nic.driver[0] != '\0' ? op->nic.driver :
 		    "virtio-net-pci", "id", op->id, "netdev", op->netdev);

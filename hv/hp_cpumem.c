@@ -5,6 +5,9 @@
  * ST_MEM_CHECK holds a DIMM against the VM's slots and maxmem (add) or
  * finds the backend it sits on (del). A limit that is hit fails the
  * step, which has nothing to undo, with an error naming the limit.
+ * A virtio-mem device is held against maxmem only (it takes no DIMM
+ * slot), and on a resize ST_MEM_CHECK reads what the device has and
+ * adds the qom-set step when there is a change to ask for.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,85 +202,173 @@ hp_cpu_scan_send(struct hp_op *op)
 
 /* --- ST_MEM_CHECK ------------------------------------------------------- */
 
+/* The memory device id of QEMU's list (query-memory-devices), or NULL. */
+static const json_t *
+hp_mem_find(const json_t *list, const char *id)
+{
+	const json_t	*d;
+	const char	*i;
+	size_t		 n;
+
+	json_array_foreach(list, n, d) {
+		i = json_string_value(json_object_get(json_object_get(d,
+		    "data"), "id"));
+		if (i != NULL && strcmp(i, id) == 0)
+			return (d);
+	}
+	return (NULL);
+}
+
+static long long
+hp_mem_int(const json_t *d, const char *key)
+{
+	return (json_integer_value(json_object_get(json_object_get(d, "data"),
+	    key)));
+}
+
+static bool
+hp_is_virtio(const json_t *d)
+{
+	const char	*type = json_string_value(json_object_get(d, "type"));
+
+	return (type != NULL && strcmp(type, "virtio-mem") == 0);
+}
+
+/* mem-del: the backend the device sits on; a virtio-mem device only
+   once it gives the guest nothing. */
+static void
+hp_mem_del_check(struct hp_op *op, const json_t *ret)
+{
+	struct qmp_error	 e;
+	const json_t		*d = hp_mem_find(ret, op->id);
+	const char		*type, *md;
+
+	type = json_string_value(json_object_get(d, "type"));
+	md = json_string_value(json_object_get(json_object_get(d, "data"),
+	    "memdev"));
+	if (type == NULL || md == NULL || (strcmp(type, "dimm") != 0 &&
+	    strcmp(type, "nvdimm") != 0 && !hp_is_virtio(d))) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "'%s' is not a DIMM "
+		    "of this VM", op->id);
+		hp_cpumem_reply(op, NULL, &e);
+		return;
+	}
+	if (hp_is_virtio(d) && (hp_mem_int(d, "size") != 0 ||
+	    hp_mem_int(d, "requested-size") != 0)) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "size: the virtio-mem "
+		    "device '%s' still gives the guest %lld MiB (%lld MiB "
+		    "requested): mem-resize it to 0 first", op->id,
+		    hp_mem_int(d, "size") >> 20,
+		    hp_mem_int(d, "requested-size") >> 20);
+		hp_cpumem_reply(op, NULL, &e);
+		return;
+	}
+	if (strncmp(md, "/objects/", 9) == 0)
+		md += 9;
+	snprintf(op->memdev, sizeof op->memdev, "%s", md);
+	hp_cpumem_reply(op, NULL, NULL);
+}
+
+/* mem-resize: a virtio-mem device, a size it can take; the qom-set
+   only if there is a change to ask for. */
+static void
+hp_mem_resize_check(struct hp_op *op, const json_t *ret)
+{
+	struct qmp_error	 e;
+	const json_t		*d = hp_mem_find(ret, op->id);
+	long long		 block, max;
+
+	if (d == NULL || !hp_is_virtio(d)) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, d == NULL ? "'%s' is not a "
+		    "memory device of this VM" : "'%s' is a DIMM, whose size "
+		    "is fixed: only a virtio-mem device resizes", op->id);
+		hp_cpumem_reply(op, NULL, &e);
+		return;
+	}
+	block = hp_mem_int(d, "block-size");
+	max = hp_mem_int(d, "max-size");
+	if (block <= 0 || op->rs_want % block != 0 || op->rs_want > max) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "size must be a multiple of "
+		    "the device's block-size (%lld KiB) from 0 to its "
+		    "max-size (%lld MiB), not %lld", block >> 10, max >> 20,
+		    op->rs_want);
+		hp_cpumem_reply(op, NULL, &e);
+		return;
+	}
+	op->rs_prev = hp_mem_int(d, "requested-size");
+	op->rs_now = hp_mem_int(d, "size");
+	if (op->rs_now != op->rs_want || op->rs_prev != op->rs_want)
+		hp_step_add(op, ST_MEM_RESIZE, 0);
+	hp_cpumem_reply(op, NULL, NULL);
+}
+
+/* mem-add: the limits, where QEMU told them (qom-get /machine memory);
+   a virtio-mem device takes its whole max-size of maxmem and no slot */
+static void
+hp_mem_add_check(struct hp_op *op, const json_t *ret, json_t *lim)
+{
+	struct qmp_error	 e;
+	const json_t		*d;
+	long long		 plugged = 0, ndimms = 0, left, base, max;
+	long long		 slots;
+	size_t			 i;
+
+	json_array_foreach(ret, i, d) {
+		plugged += hp_mem_int(d, hp_is_virtio(d) ? "max-size" :
+		    "size");
+		if (!hp_is_virtio(d))
+			ndimms++;
+	}
+	if (lim == NULL) {
+		/* a QEMU without the machine's "memory" property: its own
+		   device_add checks will have to do */
+		hp_cpumem_reply(op, NULL, NULL);
+		return;
+	}
+	base = json_integer_value(json_object_get(lim, "size"));
+	max = json_integer_value(json_object_get(lim, "max-size"));
+	slots = json_integer_value(json_object_get(lim, "slots"));
+	left = max - base - plugged;
+	if ((slots == 0 && !op->mem.virtio) || max <= base) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "%s: the VM was started "
+		    "without memory hotplug (-m SIZE,%smaxmem=MAX)",
+		    op->mem.virtio ? "maxmem" : "slots/maxmem",
+		    op->mem.virtio ? "" : "slots=N,");
+	} else if (!op->mem.virtio && ndimms >= slots) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "slots: all %lld DIMM "
+		    "slots are in use", slots);
+	} else if (op->mem.size > left) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "maxmem: %lld MiB asked, "
+		    "%lld MiB left below maxmem (%lld MiB)",
+		    op->mem.size >> 20, left >> 20, max >> 20);
+	} else {
+		hp_cpumem_reply(op, NULL, NULL);
+		return;
+	}
+	hp_cpumem_reply(op, NULL, &e);
+}
+
 static void
 hp_mem_devs_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	struct qmp_error	 e;
-	const json_t		*d, *data;
-	const char		*type, *id, *md;
-	long long		 plugged = 0, ndimms = 0, left, base, max;
-	long long		 slots;
-	json_t			*lim = op->result;
-	size_t			 i;
+	json_t	*lim = op->result;
 
 	op->result = NULL;
-	if (err != NULL) {
-		json_decref(lim);
+	if (err != NULL)
 		hp_cpumem_reply(op, NULL, err);
-		return;
-	}
-	json_array_foreach(ret, i, d) {
-		type = json_string_value(json_object_get(d, "type"));
-		data = json_object_get(d, "data");
-		plugged += json_integer_value(json_object_get(data, "size"));
-		if (type == NULL || (strcmp(type, "dimm") != 0 &&
-		    strcmp(type, "nvdimm") != 0))
-			continue;
-		ndimms++;
-		id = json_string_value(json_object_get(data, "id"));
-		md = json_string_value(json_object_get(data, "memdev"));
-		if (!op->add && id != NULL && strcmp(id, op->id) == 0 &&
-		    md != NULL) {
-			if (strncmp(md, "/objects/", 9) == 0)
-				md += 9;
-			snprintf(op->memdev, sizeof op->memdev, "%s", md);
-		}
-	}
-	if (!op->add) {
-		if (op->memdev[0] == '\0') {
-			qmp_error_set(&e, QMP_CLS_GENERIC, "'%s' is not a DIMM "
-			    "of this VM", op->id);
-			hp_cpumem_reply(op, NULL, &e);
-		} else
-			hp_cpumem_reply(op, NULL, NULL);
-		return;
-	}
-	/* the limits, where QEMU told them (qom-get /machine memory) */
-	if (lim != NULL) {
-		base = json_integer_value(json_object_get(lim, "size"));
-		max = json_integer_value(json_object_get(lim, "max-size"));
-		slots = json_integer_value(json_object_get(lim, "slots"));
-		json_decref(lim);
-		left = max - base - plugged;
-		if (slots == 0 || max <= base) {
-			qmp_error_set(&e, QMP_CLS_GENERIC, "slots/maxmem: the "
-			    "VM was started without memory hotplug (-m "
-			    "SIZE,slots=N,maxmem=MAX)");
-			hp_cpumem_reply(op, NULL, &e);
-			return;
-		}
-		if (ndimms >= slots) {
-			qmp_error_set(&e, QMP_CLS_GENERIC, "slots: all %lld "
-			    "DIMM slots are in use", slots);
-			hp_cpumem_reply(op, NULL, &e);
-			return;
-		}
-		if (op->mem.size > left) {
-			qmp_error_set(&e, QMP_CLS_GENERIC, "maxmem: %lld MiB "
-			    "asked, %lld MiB left below maxmem (%lld MiB)",
-			    op->mem.size >> 20, left >> 20, max >> 20);
-			hp_cpumem_reply(op, NULL, &e);
-			return;
-		}
-	}
-	hp_cpumem_reply(op, NULL, NULL);
+	else if (op->resize)
+		hp_mem_resize_check(op, ret);
+	else if (!op->add)
+		hp_mem_del_check(op, ret);
+	else
+		hp_mem_add_check(op, ret, lim);
+	json_decref(lim);
 }
 
 static void
 hp_mem_limits_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 {
-	/* a QEMU without the machine's "memory" property: its own
-	   device_add checks will have to do */
+	/* none: hp_mem_add_check does without */
 	op->result = err == NULL && json_is_object(ret) ? json_incref(ret) :
 	    NULL;
 	hp_exec(op, "query-memory-devices", NULL, NULL, 0, hp_mem_devs_done);
@@ -371,6 +462,9 @@ hp_mem_add(struct hp_vm *vm, const struct hp_mem *m, hp_done_fn *done,
 	static const char *const needs[] = { "object-add", "object-del",
 	    "device_add", "device_del", "query-memory-devices", "qom-get",
 	    NULL };
+	static const char *const needs_virtio[] = { "object-add",
+	    "object-del", "device_add", "device_del", "query-memory-devices",
+	    "qom-get", "query-pci", NULL };
 	struct hp_op		*op;
 	struct qmp_error	 err;
 	bool			 file = strcmp(m->backend, "file") == 0;
@@ -396,16 +490,82 @@ hp_mem_add(struct hp_vm *vm, const struct hp_mem *m, hp_done_fn *done,
 		qmp_error_set(&err, QMP_CLS_GENERIC, "'node' must be 0..255");
 		goto refuse;
 	}
-	if ((op = hp_op_new(vm, "mem-add", HP_MEM, true, m->id, needs, done,
-	    arg, &err)) == NULL)
+	/* a DIMM's slot is not a PCI one: slot is not looked at */
+	if (!m->virtio && (m->requested != 0 || m->bus[0] != '\0')) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "'requested-size', 'bus' "
+		    "and 'addr' go with kind virtio-mem, and only with it");
+		goto refuse;
+	}
+	if (m->requested < 0 || m->requested > m->size ||
+	    m->requested % HP_MEM_VBLOCK != 0) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "requested-size must be a "
+		    "multiple of %lld MiB (virtio-mem's block) from 0 to size",
+		    HP_MEM_VBLOCK >> 20);
+		goto refuse;
+	}
+	if ((op = hp_op_new(vm, "mem-add", HP_MEM, true, m->id, m->virtio ?
+	    needs_virtio : needs, done, arg, &err)) == NULL)
 		goto refuse;
 	op->mem = *m;
 	snprintf(op->memdev, sizeof op->memdev, "qbmem-%s", m->id);
 	hp_step_add(op, ST_MEM_CHECK, 0);
+	/* a PCI device: its slot planned as a NIC's or a disk's */
+	if (m->virtio)
+		hp_step_add(op, ST_SCAN, 0);
 	hp_step_add(op, ST_OBJECT_ADD, 0);
 	hp_step_add(op, ST_DEVICE_ADD, 0);
 	hp_start(op);
 	return;
 refuse:
 	hp_refuse(vm, &err, done, arg);
+}
+
+void
+hp_mem_resize(struct hp_vm *vm, const char *id, long long size,
+    int timeout_ms, hp_done_fn *done, void *arg)
+{
+	static const char *const needs[] = { "query-memory-devices",
+	    "qom-set", NULL };
+	struct hp_op		*op;
+	struct qmp_error	 err;
+
+	if (size < 0 || timeout_ms < 0) {
+		qmp_error_set(&err, QMP_CLS_GENERIC, "size and timeout-ms "
+		    "cannot be negative");
+		goto refuse;
+	}
+	if ((op = hp_op_new(vm, "mem-resize", HP_MEM, false, id, needs, done,
+	    arg, &err)) == NULL)
+		goto refuse;
+	op->resize = true;
+	op->rs_want = size;
+	op->rs_timeout_ms = timeout_ms > 0 ? timeout_ms :
+	    vm->unplug_timeout_ms;
+	hp_step_add(op, ST_MEM_CHECK, 0);
+	hp_start(op);
+	return;
+refuse:
+	hp_refuse(vm, &err, done, arg);
+}
+
+static json_t *
+hp_requested(const struct hp_op *op, long long size)
+{
+	char	path[HP_ID_MAX + sizeof HP_PERIPH];
+
+	snprintf(path, sizeof path, HP_PERIPH "%s", op->id);
+	return (json_pack("{s:s, s:s, s:I}", "path", path, "property",
+	    "requested-size", "value", (json_int_t)size));
+}
+
+json_t *
+hp_resize_args(const struct hp_op *op, int arg, const int **fds)
+{
+	return (hp_requested(op, op->rs_want));
+}
+
+json_t *
+hp_resize_back_args(const struct hp_op *op, int arg, const int **fds)
+{
+	return (hp_requested(op, op->rs_prev));
 }

@@ -46,6 +46,9 @@ enum hp_stepk {
 	ST_MEM_CHECK,		/* limits (add) or the DIMM's backend (del) */
 	ST_OBJECT_ADD,		/* the memory backend */
 	ST_OBJECT_DEL,
+	ST_MEM_RESIZE,		/* qom-set requested-size, wait for the
+				   guest (MEMORY_DEVICE_SIZE_CHANGE) */
+	ST_MEM_RESIZE_BACK,	/* its undo: the requested-size before */
 	ST_NKINDS
 };
 
@@ -123,6 +126,11 @@ struct hp_op {
 	struct hp_cpu		 cpu;		/* as asked */
 	struct hp_mem		 mem;
 	char			 memdev[HP_NAME_MAX];
+	/* mem-resize: requested-size asked and before, the device's size
+	   as QEMU last told it, how long the guest has */
+	bool			 resize;
+	long long		 rs_want, rs_prev, rs_now;
+	int			 rs_timeout_ms;
 	/* the CPUs picked: device_add args (driver, id, props) on add,
 	   ids on del; step arg i is CPU i */
 	json_t			*cpus[HP_CPU_MAX];
@@ -212,5 +220,8 @@ void	hp_qom_peripheral(struct hp_op *, hp_exec_fn *);
 void	hp_cpu_scan_send(struct hp_op *);
 void	hp_mem_check_send(struct hp_op *);
 void	hp_cpumem_reply(struct hp_op *, json_t *, const struct qmp_error *);
+/* hp_cpumem.c: the argument builders of ST_MEM_RESIZE(_BACK) */
+json_t	*hp_resize_args(const struct hp_op *, int arg, const int **fds);
+json_t	*hp_resize_back_args(const struct hp_op *, int arg, const int **fds);
 
 #endif

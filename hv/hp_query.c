@@ -145,9 +145,11 @@ hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 	present = hp_list_has(ret, "name", op->id, NULL);
 	/* Everything runs as undo steps: each tolerates "not found". */
 	op->undoing = true;
-	if (op->kind == HP_CPU) {
+	if (op->kind == HP_CPU || op->resize) {
 		/* a CPU has no backend: each one is in or out, as QEMU has
-		   it; nothing is left half-done whatever the step was */
+		   it; nothing is left half-done whatever the step was. A
+		   resize left requested-size to QEMU, the guest follows it
+		   (or not) with no one waiting */
 		action = "finished";
 	} else if (op->add && present) {
 		action = "finished";
@@ -195,9 +197,12 @@ hp_rec_periph_done(struct hp_op *op, json_t *ret, const struct qmp_error *err)
 void
 hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 {
+	/* n / 2 is the kind, n % 2 == 0 an add */
 	static const char *const names[] = { "nic-add", "nic-del", "disk-add",
-	    "disk-del", "cpu-add", "cpu-del", "mem-add", "mem-del" };
-	static const char *const kinds[] = { "nic", "disk", "cpu", "mem" };
+	    "disk-del", "cpu-add", "cpu-del", "mem-add", "mem-del",
+	    "mem-resize" };
+	static const char *const kinds[] = { "nic", "disk", "cpu", "mem",
+	    "mem" };
 	struct hp_op		*op;
 	struct qmp_error	 err;
 	const char		*id, *opname, *kind, *s;
@@ -212,10 +217,10 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 		    "a valid id, op or kind");
 		goto refuse;
 	}
-	for (n = 0; n < 8; n++)
+	for (n = 0; n < 9; n++)
 		if (strcmp(names[n], opname) == 0)
 			break;
-	if (n == 8 || strcmp(kind, kinds[n / 2]) != 0 || !hp_ready(vm) ||
+	if (n == 9 || strcmp(kind, kinds[n / 2]) != 0 || !hp_ready(vm) ||
 	    !vmq_has_command(vm->q, "qom-list")) {
 		qmp_error_set(&err, QMP_CLS_GENERIC, "cannot reconcile %s "
 		    "now", id);
@@ -228,8 +233,9 @@ hp_reconcile(struct hp_vm *vm, const json_t *rec, hp_done_fn *done, void *arg)
 	}
 	if ((op = hp_op_alloc(vm, names[n], id, done, arg, &err)) == NULL)
 		goto refuse;
-	op->kind = (enum hp_kind)(n / 2);
-	op->add = n % 2 == 0;
+	op->resize = n == 8;
+	op->kind = op->resize ? HP_MEM : (enum hp_kind)(n / 2);
+	op->add = n % 2 == 0 && !op->resize;
 	op->reconcile = true;
 	/* the names the dead broker used, not fresh ones */
 	if ((s = json_string_value(json_object_get(rec, "netdev"))) != NULL)

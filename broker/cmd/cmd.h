@@ -58,7 +58,7 @@ struct vm;
 #define CMD_TARGET_KIND	0xff
 #define CMD_TARGET_OPT	0x100	/* may be absent */
 
-#define CMD_ARGS_MAX	9	/* nic-add's */
+#define CMD_ARGS_MAX	10	/* mem-add's */
 
 /* What the dispatcher resolved for exec; all NULL when not declared. */
 struct cmd_target {

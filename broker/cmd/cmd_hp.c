@@ -1,6 +1,6 @@
 /*
  * Hotplug commands: nic-add, nic-del, disk-add, disk-del, cpu-add,
- * cpu-del, mem-add, mem-del, query-pci-slots, has-device. They check what .args cannot say, open
+ * cpu-del, mem-add, mem-del, mem-resize, query-pci-slots, has-device. They check what .args cannot say, open
  * (or prove) the fds and start hp operations on the VM's hotplug state
  * (svc/hotplug.c); the sequences themselves live in hv/hp.c.
  */
@@ -334,6 +334,7 @@ cmd_mem_add(struct req *r, json_t *args, const struct cmd_entry *e,
     const struct cmd_target *t)
 {
 	const char	*id = cmd_arg_str(args, "id");
+	const char	*kind = cmd_arg_str(args, "kind");
 	struct hp_mem	 m;
 	struct hp_vm	*hp;
 
@@ -350,11 +351,47 @@ cmd_mem_add(struct req *r, json_t *args, const struct cmd_entry *e,
 	    hp_copy(r, "backend", cmd_arg_str(args, "backend"), m.backend,
 	    sizeof m.backend) != 0 ||
 	    hp_copy(r, "path", cmd_arg_str(args, "path"), m.path,
-	    sizeof m.path) != 0)
+	    sizeof m.path) != 0 ||
+	    hp_req_place(r, cmd_arg_str(args, "bus"),
+	    json_object_get(args, "addr"), m.bus, sizeof m.bus, &m.slot) != 0)
 		return;
+	if (kind != NULL && strcmp(kind, "dimm") != 0 &&
+	    strcmp(kind, "virtio-mem") != 0) {
+		req_error(r, QMP_CLS_GENERIC, "'kind' must be dimm or "
+		    "virtio-mem");
+		return;
+	}
+	m.virtio = kind != NULL && strcmp(kind, "virtio-mem") == 0;
+	m.requested = cmd_arg_int(args, "requested-size", 0);
+	if (!m.virtio && m.slot >= 0) {
+		req_error(r, QMP_CLS_GENERIC, "'addr' goes with kind "
+		    "virtio-mem (a PCI device), not with a DIMM");
+		return;
+	}
 	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), id)) == NULL)
 		return;
 	hp_mem_add(hp, &m, hp_req_done, r);
+}
+
+/* mem-resize {vm, id, size, timeout-ms?}: a virtio-mem device's
+   requested-size, answered once the guest has it */
+static void
+cmd_mem_resize(struct req *r, json_t *args, const struct cmd_entry *e,
+    const struct cmd_target *t)
+{
+	const char	*id = cmd_arg_str(args, "id");
+	json_int_t	 ms = cmd_arg_int(args, "timeout-ms", 0);
+	struct hp_vm	*hp;
+
+	if (ms < 0 || ms > HP_RESIZE_MAX_MS) {
+		req_error(r, QMP_CLS_GENERIC, "'timeout-ms' must be 1..%d",
+		    HP_RESIZE_MAX_MS);
+		return;
+	}
+	if ((hp = hp_req_vm(r, cmd_arg_str(args, "vm"), id)) == NULL)
+		return;
+	hp_mem_resize(hp, id, cmd_arg_int(args, "size", 0), (int)ms,
+	    hp_req_done, r);
 }
 
 /* No VM: what to boot one with for a hotplug budget (hv/pci_plan.c). */
@@ -414,9 +451,13 @@ const struct cmd_entry cmd_hp_table[] = {
 	{ .name = "mem-add", .exec = cmd_mem_add, .target = HP_TARGET,
 	    .args = { HP_VM, HP_ID, { "size", 'I', true },
 	    { "backend", 's', false }, { "node", 'I', false },
-	    { "path", 's', false } } },
+	    { "path", 's', false }, { "kind", 's', false },
+	    { "requested-size", 'I', false }, HP_PLACE } },
 	{ .name = "mem-del", .exec = cmd_dev_del, .op = HP_MEM,
 	    .target = HP_TARGET, .args = { HP_VM, HP_ID } },
+	{ .name = "mem-resize", .exec = cmd_mem_resize, .target = HP_TARGET,
+	    .args = { HP_VM, HP_ID, { "size", 'I', true },
+	    { "timeout-ms", 'I', false } } },
 	{ .name = "pci-plan", .exec = cmd_pci_plan,
 	    .args = { { "machine", 's', true }, { "nics", 'I', false },
 	    { "disks", 'I', false }, { "spare", 'I', false },

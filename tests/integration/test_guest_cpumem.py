@@ -12,6 +12,16 @@ query-hotpluggable-cpus) is back to the boot state at the end.
 Under TCG QEMU 7.2 sends no DEVICE_DELETED naming an unplugged CPU (only
 its lapic's, which the broker waits for instead): cpu-del returning
 proves that path.
+
+Then a virtio-mem device in the room the DIMM left (the guest loads
+virtio_mem): plugged on a PCI slot with nothing requested, counted whole
+against maxmem, grown by mem-resize (answered once QEMU's
+MEMORY_DEVICE_SIZE_CHANGE says the guest has it, its block on the
+console), refused by mem-del while it gives memory, a resize of a
+stopped guest (which cannot follow) failing after its timeout with
+requested-size set back, shrunk to 0, and mem-del getting QEMU 7.2's own
+refusal (it cannot unplug a virtio-mem device), as device_del sent
+directly gets it.
 """
 
 import re
@@ -64,6 +74,7 @@ def test_cpu_and_dimm():
 		c.cmd("mem-del", {"vm": "vm", "id": "d1"})
 		g.wait_line(r"^MEM- %s\r?$" % m.group(1))
 		check(qemu("query-memory-devices") == [], "DIMM left")
+		virtio_mem(c, g, qemu)
 
 		r = c.cmd("cpu-del", {"vm": "vm", "count": 1})
 		check(r == {"ids": ["cpu-0-1-0"]}, "cpu-del %r" % r)
@@ -76,6 +87,57 @@ def test_cpu_and_dimm():
 		check("restart the VM" in e, "cpu-add after del: %r" % e)
 		check(qemu("query-status")["status"] == "running", "status")
 		env.finish()
+
+
+def virtio_mem(c, g, qemu):
+	def vmem():
+		return [d["data"] for d in qemu("query-memory-devices")
+		    if d["type"] == "virtio-mem"]
+	r = c.cmd("mem-add", {"vm": "vm", "id": "v1", "size": 256 * MIB,
+	    "kind": "virtio-mem"})
+	check(r["id"] == "v1" and r["bus"] == "pci.0" and "addr" in r,
+	    "virtio-mem add %r" % r)
+	v = vmem()
+	check(len(v) == 1 and v[0]["memdev"] == "/objects/qbmem-v1" and
+	    v[0]["max-size"] == 256 * MIB and v[0]["size"] == 0 and
+	    v[0]["requested-size"] == 0, "virtio-mem %r" % v)
+	# its whole max-size is taken from maxmem, nothing was plugged yet
+	e = c.cmd_error("mem-add", {"vm": "vm", "id": "v2",
+	    "size": 128 * MIB, "kind": "virtio-mem"})[1]
+	check(e.startswith("maxmem:") and "0 MiB left" in e, "v2: %r" % e)
+	e = c.cmd_error("mem-resize", {"vm": "vm", "id": "v1",
+	    "size": 3 * MIB})[1]
+	check("block-size (2048 KiB)" in e, "off block: %r" % e)
+
+	r = c.cmd("mem-resize", {"vm": "vm", "id": "v1", "size": 128 * MIB})
+	check(r == {"id": "v1", "size": 128 * MIB}, "resize %r" % r)
+	check(vmem()[0]["size"] == 128 * MIB, "size %r" % vmem())
+	m = g.wait_line(r"^MEM\+ (\d+)\r?$")
+	e = c.cmd_error("mem-del", {"vm": "vm", "id": "v1"})[1]
+	check(e.startswith("size:") and "mem-resize it to 0" in e,
+	    "del while plugged: %r" % e)
+
+	# a guest that does not follow: stopped, it cannot
+	qemu("stop")
+	e = c.cmd_error("mem-resize", {"vm": "vm", "id": "v1",
+	    "size": 256 * MIB, "timeout-ms": 1500})[1]
+	check("did not follow within 1500 ms" in e and "128 MiB of the "
+	    "256 MiB" in e and "set back to 128 MiB" in e, "stopped: %r" % e)
+	check(vmem()[0]["requested-size"] == 128 * MIB, "not set back %r" %
+	    vmem())
+	qemu("cont")
+
+	c.cmd("mem-resize", {"vm": "vm", "id": "v1", "size": 0})
+	g.wait_line(r"^MEM- %s\r?$" % m.group(1))
+	check(vmem()[0]["size"] == 0, "shrunk %r" % vmem())
+	# QEMU 7.2 cannot unplug a virtio-mem device: its own error, and
+	# the device and its backend stay
+	e = c.cmd_error("mem-del", {"vm": "vm", "id": "v1"})[1]
+	direct = c.cmd_error("vm-execute", {"vm": "vm", "command":
+	    "device_del", "arguments": {"id": "v1"}})[1]
+	check(e == direct and "cannot be unplugged" in e, "del: %r vs %r" %
+	    (e, direct))
+	check(len(vmem()) == 1, "gone %r" % vmem())
 
 
 if __name__ == "__main__":
