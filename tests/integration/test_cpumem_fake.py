@@ -8,6 +8,14 @@ broker killed in the middle of a mem-add and a cpu-add (the restarted
 broker's journal reconcile leaves no backend without its DIMM, and frees
 the CPU lock).
 
+virtio-mem (mem-add kind virtio-mem, mem-resize, mem-del): every refusal
+before QEMU, the maxmem it takes whole, the resize answered once the
+guest followed (fake-qemu's driver does while the VM runs), a stopped
+guest's resize failing after its timeout with requested-size set back,
+mem-del refused while it gives memory and then refused by QEMU 7.2 (it
+cannot unplug one), and a device_add that fails (backend and PCI slot
+given back).
+
 One daemon for the first case, its fake-qemus side by side; a recorder
 between the broker and one of them proves what never reached QEMU.
 """
@@ -144,12 +152,21 @@ def test_cpu_mem_fake():
 		check(dimms(c, "vm1") == [], "dimms left %r" % dimms(c, "vm1"))
 		check(not has_object(c, "vm1", "qbmem-d1") and
 		    not has_object(c, "vm1", "qbmem-d2"), "backends left")
+		virtio_mem(c, rec)
 
 		# --- device_add fails: the backend made first is undone
 		e = err_of(c, "mem-add", {"vm": "vm2", "id": "d1",
 		    "size": 128 * MIB})
 		check(dimms(c, "vm2") == [] and
 		    not has_object(c, "vm2", "qbmem-d1"), "vm2 after: %r" % e)
+		before = hplib.snapshot(c, "vm2")
+		free = hplib.slots(c, "vm2")
+		e = err_of(c, "mem-add", {"vm": "vm2", "id": "v1",
+		    "size": 128 * MIB, "kind": "virtio-mem"})
+		check(vmem(c, "vm2") == [] and not has_object(c, "vm2",
+		    "qbmem-v1") and hplib.slots(c, "vm2") == free,
+		    "vm2 virtio-mem after: %r" % e)
+		hplib.same_state(c, "vm2", before, "virtio-mem rollback")
 		e = err_of(c, "cpu-add", {"vm": "vm2", "count": 1})
 		check(hot_cpus(c, "vm2") == [], "vm2 cpus after %r" % e)
 
@@ -165,6 +182,89 @@ def test_cpu_mem_fake():
 		check("'c1' is still pending" in e, "cpu pending: %r" % e)
 		# the pending ops go with the VM
 		env.finish()
+
+
+def vmem(c, vm):
+	return [d["data"] for d in c.cmd("vm-execute", {"vm": vm, "command":
+	    "query-memory-devices"}) if d["type"] == "virtio-mem"]
+
+
+def virtio_mem(c, rec):
+	rec.clear()
+	for args, want in (({"kind": "dimmm"}, "'kind' must be"),
+	    ({"kind": "virtio-mem", "requested-size": 3 * MIB},
+	    "requested-size must be a multiple of 2 MiB"),
+	    ({"kind": "virtio-mem", "requested-size": 512 * MIB},
+	    "from 0 to size"),
+	    ({"requested-size": 2 * MIB}, "go with kind virtio-mem"),
+	    ({"addr": 7}, "'addr' goes with kind virtio-mem"),
+	    ({"kind": "virtio-mem", "size": 100 * MIB}, "multiple of 128")):
+		e = err_of(c, "mem-add", dict({"vm": "vm1", "id": "v1",
+		    "size": 256 * MIB}, **args))
+		check(want in e, "%r: %r" % (args, e))
+	check([m["execute"] for m, _ in rec.commands()] == [],
+	    "reached QEMU: %r" % rec.commands())
+	r = c.cmd("mem-add", {"vm": "vm1", "id": "v1", "size": 256 * MIB,
+	    "kind": "virtio-mem", "requested-size": 128 * MIB, "addr": 7})
+	check(r == {"id": "v1", "bus": "pci.0", "addr": "0x7"}, "add %r" % r)
+	add = rec.commands("device_add")[-1][0]["arguments"]
+	check(add == {"driver": "virtio-mem-pci", "id": "v1", "memdev":
+	    "qbmem-v1", "requested-size": 128 * MIB, "bus": "pci.0",
+	    "addr": "0x7"}, "device_add %r" % add)
+	qb.wait_for(lambda: vmem(c, "vm1")[0]["size"] == 128 * MIB,
+	    "the fake guest plugs")
+	# all 256 MiB count against maxmem (512 MiB hot-pluggable)
+	e = err_of(c, "mem-add", {"vm": "vm1", "id": "d1",
+	    "size": 384 * MIB})
+	check(e.startswith("maxmem:") and "256 MiB left" in e, "left %r" % e)
+
+	rec.clear()
+	r = c.cmd("mem-resize", {"vm": "vm1", "id": "v1", "size": 256 * MIB})
+	check(r == {"id": "v1", "size": 256 * MIB}, "resize %r" % r)
+	check(vmem(c, "vm1")[0]["size"] == 256 * MIB, "size %r" %
+	    vmem(c, "vm1"))
+	check([m["arguments"] for m, _ in rec.commands("qom-set")] ==
+	    [{"path": "/machine/peripheral/v1", "property": "requested-size",
+	    "value": 256 * MIB}], "qom-set %r" % rec.commands("qom-set"))
+	rec.clear()
+	for vid, size, want in (("v1", 3 * MIB, "block-size (2048 KiB)"),
+	    ("v1", 384 * MIB, "max-size (256 MiB)"),
+	    ("nope", 0, "not a memory device"),
+	    ("v1", -2 * MIB, "cannot be negative")):
+		e = err_of(c, "mem-resize", {"vm": "vm1", "id": vid,
+		    "size": size})
+		check(want in e, "resize %s %d: %r" % (vid, size, e))
+	e = err_of(c, "mem-del", {"vm": "vm1", "id": "v1"})
+	check(e.startswith("size:") and "256 MiB" in e and
+	    "mem-resize it to 0" in e, "del while plugged: %r" % e)
+	check([m["execute"] for m, _ in rec.commands() if m["execute"] in
+	    ("qom-set", "device_del")] == [], "sent %r" % rec.commands())
+	c.cmd("mem-add", {"vm": "vm1", "id": "d1", "size": 128 * MIB})
+	e = err_of(c, "mem-resize", {"vm": "vm1", "id": "d1", "size": 0})
+	check("is a DIMM" in e, "DIMM resize: %r" % e)
+	c.cmd("mem-del", {"vm": "vm1", "id": "d1"})
+
+	# a guest that does not follow: stopped, it cannot; undone
+	c.cmd("vm-execute", {"vm": "vm1", "command": "stop"})
+	rec.clear()
+	e = err_of(c, "mem-resize", {"vm": "vm1", "id": "v1", "size": 0,
+	    "timeout-ms": 300})
+	check("did not follow within 300 ms" in e and "256 MiB of the 0 MiB"
+	    in e and "set back to 256 MiB" in e, "stopped: %r" % e)
+	check([m["arguments"]["value"] for m, _ in rec.commands("qom-set")] ==
+	    [0, 256 * MIB], "qom-sets %r" % rec.commands("qom-set"))
+	check(vmem(c, "vm1")[0]["requested-size"] == 256 * MIB,
+	    "requested %r" % vmem(c, "vm1"))
+	c.cmd("vm-execute", {"vm": "vm1", "command": "cont"})
+
+	c.cmd("mem-resize", {"vm": "vm1", "id": "v1", "size": 0})
+	e = err_of(c, "mem-del", {"vm": "vm1", "id": "v1"})
+	direct = err_of(c, "vm-execute", {"vm": "vm1", "command": "device_del",
+	    "arguments": {"id": "v1"}})
+	check(e == direct == "virtio based memory devices cannot be "
+	    "unplugged.", "del %r vs %r" % (e, direct))
+	check(len(vmem(c, "vm1")) == 1 and has_object(c, "vm1", "qbmem-v1"),
+	    "v1 went: %r" % vmem(c, "vm1"))
 
 
 def test_kill_mid_add():

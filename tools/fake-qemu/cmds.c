@@ -667,6 +667,7 @@ static const struct cmd_entry cmd_table[] = {
 	{ "query-hotpluggable-cpus",	cm_query_cpus,		1 },
 	{ "query-memory-devices",	cm_query_memdevs,	1 },
 	{ "qom-get",			cm_qom_get,		0 },
+	{ "qom-set",			cm_qom_set,		0 },
 	{ "query-kvm",			cm_query_kvm,		1 },
 	{ "qom-list",			pci_qom_list,		0 },
 	{ "blockdev-add",		blk_add,		0 },

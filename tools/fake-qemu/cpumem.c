@@ -8,6 +8,13 @@
  * QEMU 7.2's. device_del honours --unplug-delay as for PCI devices; an
  * unplugged CPU reports only its lapic's DEVICE_DELETED, as QEMU 7.2
  * under TCG does (the CPU object itself is never finalized there).
+ *
+ * virtio-mem-pci: a PCI device (pci.c gives it its slot) whose memory
+ * part lives here. It needs maxmem but no DIMM slot, takes its whole
+ * backend from maxmem, and cannot be unplugged (QEMU 7.2). qom-set of
+ * its requested-size is followed by the guest's driver 20 ms later
+ * (MEMORY_DEVICE_SIZE_CHANGE) while the VM runs; a stopped guest does
+ * not follow, as a real one cannot.
  */
 #include "config.h"
 
@@ -20,6 +27,8 @@
 #define CM_CPU_TYPE	"qemu64-x86_64-cpu"
 #define CM_BASE_MEM	(256LL << 20)
 #define CM_DIMM_ALIGN	(2LL << 20)
+#define CM_VMEM_BLOCK	(2LL << 20)
+#define CM_FOLLOW_MS	20
 
 struct cm_obj {
 	char		*id;
@@ -31,9 +40,11 @@ struct cm_obj {
 struct cm_dev {
 	char		*id;
 	int		 cpu;		/* else a DIMM */
+	int		 virtio;	/* a virtio-mem device */
 	int		 slot;		/* CPU: core-id; DIMM: slot */
 	char		*memdev;
 	long long	 size, addr;
+	long long	 max, requested;	/* virtio-mem */
 	int		 node;
 	int		 unplugging;
 	struct event	*timer;
@@ -204,7 +215,8 @@ cm_plugged(struct vm *vm)
 
 	for (i = 0; i < c->ndevs; i++)
 		if (!c->devs[i]->cpu)
-			n += c->devs[i]->size;
+			n += c->devs[i]->virtio ? c->devs[i]->max :
+			    c->devs[i]->size;
 	return (n);
 }
 
@@ -269,16 +281,16 @@ cm_cpu_add(struct vm *vm, const char *id, json_t *args, struct qmp_error *err)
 	return (json_object());
 }
 
-static json_t *
-cm_dimm_add(struct vm *vm, const char *id, json_t *args, struct qmp_error *err)
+/* The backend of a memory device being added, checked as QEMU does
+   (a DIMM also against the slots); NULL with err if refused. */
+static struct cm_obj *
+cm_memdev(struct vm *vm, json_t *args, int dimm, struct qmp_error *err)
 {
 	struct fcm	*c = cm_get(vm);
 	struct cm_obj	*o;
-	struct cm_dev	*d;
 	const char	*md;
 	long long	 total;
-	int64_t		 node = 0;
-	int		 bad, present, slot;
+	int		 bad;
 	size_t		 i, ndimms = 0;
 
 	if ((md = arg_str(args, "memdev", 0, err, &bad)) == NULL) {
@@ -287,8 +299,6 @@ cm_dimm_add(struct vm *vm, const char *id, json_t *args, struct qmp_error *err)
 			    "is not set");
 		return (NULL);
 	}
-	if (arg_int(args, "node", &node, &present, err) != 0)
-		return (NULL);
 	if ((o = cm_obj(vm, md)) == NULL) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "Device '%s' not found",
 		    md);
@@ -305,16 +315,16 @@ cm_dimm_add(struct vm *vm, const char *id, json_t *args, struct qmp_error *err)
 		return (NULL);
 	}
 	total = vm->fake->maxmem - CM_BASE_MEM;
-	if (vm->fake->mem_slots == 0 || total <= 0) {
+	if ((dimm && vm->fake->mem_slots == 0) || total <= 0) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "memory devices (e.g. for "
 		    "memory hotplug) are not enabled, please specify the "
 		    "maxmem option");
 		return (NULL);
 	}
 	for (i = 0; i < c->ndevs; i++)
-		if (!c->devs[i]->cpu)
+		if (!c->devs[i]->cpu && !c->devs[i]->virtio)
 			ndimms++;
-	if (ndimms >= (size_t)vm->fake->mem_slots) {
+	if (dimm && ndimms >= (size_t)vm->fake->mem_slots) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "no free slots");
 		return (NULL);
 	}
@@ -324,20 +334,156 @@ cm_dimm_add(struct vm *vm, const char *id, json_t *args, struct qmp_error *err)
 		    "devices 0x%llx", cm_plugged(vm), total);
 		return (NULL);
 	}
+	return (o);
+}
+
+static json_t *
+cm_dimm_add(struct vm *vm, const char *id, json_t *args, struct qmp_error *err)
+{
+	struct fcm	*c = cm_get(vm);
+	struct cm_obj	*o;
+	struct cm_dev	*d;
+	int64_t		 node = 0;
+	int		 present, slot;
+	size_t		 i;
+
+	if (arg_int(args, "node", &node, &present, err) != 0 ||
+	    (o = cm_memdev(vm, args, 1, err)) == NULL)
+		return (NULL);
 	/* the lowest free slot */
 	for (slot = 0; ; slot++) {
 		for (i = 0; i < c->ndevs; i++)
-			if (!c->devs[i]->cpu && c->devs[i]->slot == slot)
+			if (!c->devs[i]->cpu && !c->devs[i]->virtio &&
+			    c->devs[i]->slot == slot)
 				break;
 		if (i == c->ndevs)
 			break;
 	}
 	d = cm_dev_new(vm, id, 0, slot);
-	d->memdev = xstrdup(md);
+	d->memdev = xstrdup(o->id);
 	d->size = o->size;
 	d->addr = (4LL << 30) + cm_plugged(vm) - o->size;
 	d->node = (int)node;
 	o->user = xstrdup(id);
+	return (json_object());
+}
+
+/* The guest's driver plugs or unplugs what was requested. */
+static void
+cm_follow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cm_dev	*d = arg;
+	char		 path[300];
+
+	if (!d->vm->running || d->size == d->requested)
+		return;
+	d->size = d->requested;
+	snprintf(path, sizeof path, "/machine/peripheral/%s", d->id);
+	vm_event(d->vm, "MEMORY_DEVICE_SIZE_CHANGE", json_pack("{s:s, s:I, "
+	    "s:s}", "id", d->id, "size", (json_int_t)d->size, "qom-path",
+	    path));
+}
+
+static void
+cm_follow(struct cm_dev *d)
+{
+	struct timeval	tv = { 0, CM_FOLLOW_MS * 1000 };
+
+	if (d->timer == NULL)
+		d->timer = evtimer_new(d->vm->fake->base, cm_follow_cb, d);
+	evtimer_add(d->timer, &tv);
+}
+
+static int
+cm_requested_ok(const struct cm_dev *d, long long v, struct qmp_error *err)
+{
+	if (v % CM_VMEM_BLOCK != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "'requested-size' has to "
+		    "be multiples of 'block-size' (0x%llx)", CM_VMEM_BLOCK);
+		return (-1);
+	}
+	if (v > d->max) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "'requested-size' cannot "
+		    "exceed the memory backend size(0x%llx)", d->max);
+		return (-1);
+	}
+	return (0);
+}
+
+int
+cm_vmem_add(struct vm *vm, const char *id, json_t *args,
+    struct qmp_error *err)
+{
+	struct cm_obj	*o;
+	struct cm_dev	*d, tmp;
+	int64_t		 req = 0, node = 0;
+	int		 present;
+
+	if (id == NULL) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "fake-qemu: a "
+		    "virtio-mem-pci needs an id");
+		return (-1);
+	}
+	if (arg_int(args, "requested-size", &req, &present, err) != 0 ||
+	    arg_int(args, "node", &node, &present, err) != 0 ||
+	    (o = cm_memdev(vm, args, 0, err)) == NULL)
+		return (-1);
+	memset(&tmp, 0, sizeof tmp);
+	tmp.max = o->size;
+	if (cm_requested_ok(&tmp, req, err) != 0)
+		return (-1);
+	d = cm_dev_new(vm, id, 0, -1);
+	d->virtio = 1;
+	d->memdev = xstrdup(o->id);
+	d->max = o->size;
+	d->requested = req;
+	d->addr = (4LL << 30) + cm_plugged(vm) - o->size;
+	d->node = (int)node;
+	o->user = xstrdup(id);
+	if (req != 0)
+		cm_follow(d);
+	return (0);
+}
+
+json_t *
+cm_qom_set(struct cmdctx *x, json_t *args, struct qmp_error *err)
+{
+	struct vm	*vm = x->vm;
+	struct cm_dev	*d;
+	const char	*path, *id, *prop;
+	json_t		*v;
+	int		 bad;
+
+	if ((path = arg_str(args, "path", 1, err, &bad)) == NULL ||
+	    (prop = arg_str(args, "property", 1, err, &bad)) == NULL)
+		return (NULL);
+	id = strncmp(path, "/machine/peripheral/", 20) == 0 ? path + 20 :
+	    path;
+	if ((d = cm_dev(vm, id)) == NULL || !d->virtio) {
+		if (d != NULL || pci_has_id(vm, id))
+			qmp_error_set(err, QMP_CLS_GENERIC, "Property "
+			    "'%s.%s' not found", d != NULL ? "pc-dimm" :
+			    "device", prop);
+		else
+			qmp_error_set(err, QMP_CLS_DEVNOTFOUND, "Device '%s' "
+			    "not found", path);
+		return (NULL);
+	}
+	if (strcmp(prop, "requested-size") != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Property "
+		    "'virtio-mem-pci.%s' not found", prop);
+		return (NULL);
+	}
+	v = json_object_get(args, "value");
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "Parameter "
+		    "'requested-size' expects a size");
+		return (NULL);
+	}
+	if (cm_requested_ok(d, json_integer_value(v), err) != 0)
+		return (NULL);
+	d->requested = json_integer_value(v);
+	cm_follow(d);
 	return (json_object());
 }
 
@@ -423,6 +569,11 @@ cm_device_del(struct cmdctx *x, const char *id, json_t **ret,
 	if ((d = cm_dev(vm, id)) == NULL)
 		return (1);
 	*ret = NULL;
+	if (d->virtio) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "virtio based memory "
+		    "devices cannot be unplugged.");
+		return (0);
+	}
 	if (d->unplugging) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "Device %s is already in "
 		    "the process of unplug", id);
@@ -491,6 +642,17 @@ cm_query_memdevs(struct cmdctx *x, json_t *args, struct qmp_error *err)
 		if (d->cpu)
 			continue;
 		snprintf(md, sizeof md, "/objects/%s", d->memdev);
+		if (d->virtio) {
+			json_array_append_new(list, json_pack("{s:s, s:{s:s, "
+			    "s:I, s:I, s:I, s:i, s:I, s:I, s:s}}", "type",
+			    "virtio-mem", "data", "memdev", md, "memaddr",
+			    (json_int_t)d->addr, "block-size",
+			    (json_int_t)CM_VMEM_BLOCK, "size",
+			    (json_int_t)d->size, "node", d->node, "max-size",
+			    (json_int_t)d->max, "requested-size",
+			    (json_int_t)d->requested, "id", d->id));
+			continue;
+		}
 		json_array_append_new(list, json_pack("{s:s, s:{s:s, s:b, "
 		    "s:I, s:b, s:I, s:i, s:i, s:s}}", "type", "dimm", "data",
 		    "memdev", md, "hotplugged", 1, "addr", (json_int_t)d->addr,
@@ -526,10 +688,12 @@ cm_qom_peripheral(struct vm *vm, json_t *list)
 	struct fcm	*c = cm_get(vm);
 	size_t		 i;
 
+	/* a virtio-mem device is pci.c's to list */
 	for (i = 0; i < c->ndevs; i++)
-		json_array_append_new(list, json_pack("{s:s, s:s}", "name",
-		    c->devs[i]->id, "type", c->devs[i]->cpu ?
-		    "child<" CM_CPU_TYPE ">" : "child<pc-dimm>"));
+		if (!c->devs[i]->virtio)
+			json_array_append_new(list, json_pack("{s:s, s:s}",
+			    "name", c->devs[i]->id, "type", c->devs[i]->cpu ?
+			    "child<" CM_CPU_TYPE ">" : "child<pc-dimm>"));
 }
 
 /* TCG, as every fake VM is */

@@ -193,7 +193,11 @@ int	 cm_device_del(struct cmdctx *, const char *id, json_t **ret,
 	    struct qmp_error *);
 int	 cm_has(struct vm *, const char *id);
 cmd_fn	 cm_object_add, cm_object_del, cm_query_cpus, cm_query_memdevs,
-	 cm_qom_get, cm_query_kvm;
+	 cm_qom_get, cm_qom_set, cm_query_kvm;
+/* The memory part of a virtio-mem-pci device pci.c is adding: -1 with
+   err if QEMU would refuse it. */
+int	 cm_vmem_add(struct vm *, const char *id, json_t *args,
+	    struct qmp_error *);
 void	 cm_qom_peripheral(struct vm *, json_t *list);
 void	 cm_free(struct vm *);
 

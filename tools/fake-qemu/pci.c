@@ -46,6 +46,10 @@ static const struct drv drvs[] = {
 	{ "pcie-root-port", K_RP, 1540, "PCI bridge", 12, -1, 12, -1, NULL,
 	  "[" R_MEM(0, 4096, "false", "false") "]",
 	  "[" R_MEM(0, 4096, "false", "false") "]" },
+	/* modern only, class 0xff with no desc; its memory is cpumem.c's */
+	{ "virtio-mem-pci", K_VMEM, 255, NULL, 4184, 4352, 4184, 4352,
+	  "virtio-mem", "[" R_MEM(4, 16384, "true", "true") "]",
+	  "[" R_MEM(4, 16384, "true", "true") "]" },
 };
 
 struct builtin {
@@ -259,8 +263,11 @@ static const char *const dev_props[] = {
 	"share-rw", "write-cache", "num-queues", "queue-size",
 	"disable-legacy", "disable-modern", "host_mtu", "rx_queue_size",
 	"tx_queue_size", "failover", "wwn", "logical_block_size",
-	"physical_block_size", "discard_granularity", "iothread", NULL
+	"physical_block_size", "discard_granularity", "iothread",
+	/* from here: virtio-mem-pci's alone */
+	"memdev", "requested-size", "node", NULL
 };
+#define VMEM_PROPS	((int)(sizeof dev_props / sizeof dev_props[0]) - 4)
 
 json_t *
 pci_device_add(struct cmdctx *x, json_t *args, struct qmp_error *err)
@@ -356,7 +363,8 @@ pci_device_add(struct cmdctx *x, json_t *args, struct qmp_error *err)
 			if (strcmp(dev_props[i], k) == 0)
 				break;
 		}
-		if (dev_props[i] == NULL) {
+		if (dev_props[i] == NULL || (drv->kind != K_VMEM &&
+		    i >= VMEM_PROPS)) {
 			qmp_error_set(err, QMP_CLS_GENERIC,
 			    "Property '%s.%s' not found", dname, k);
 			return (NULL);
@@ -483,6 +491,8 @@ pci_device_add(struct cmdctx *x, json_t *args, struct qmp_error *err)
 		}
 	}
 
+	if (drv->kind == K_VMEM && cm_vmem_add(vm, id, args, err) != 0)
+		return (NULL);
 	d = dev_new(vm, drv, id);
 	d->parent = bus;
 	d->slot = slot;
@@ -704,7 +714,7 @@ pci_dev_json(struct vm *vm, struct dev *d, int busnr)
 	    d->id : ""));
 	json_object_set_new(o, "irq", json_integer(0));
 	json_object_set_new(o, "slot", json_integer(d->slot));
-	json_object_set_new(o, "class_info", json_pack("{s:i,s:s}", "class",
+	json_object_set_new(o, "class_info", json_pack("{s:i,s:s*}", "class",
 	    d->drv->cls, "desc", d->drv->desc));
 	json_object_set_new(o, "id", pci_ids(modern ? d->drv->dev_modern :
 	    d->drv->dev_legacy, d->drv->kind == K_BRIDGE ||

@@ -7,7 +7,7 @@
 
 #include "tools/fake-qemu/fake.h"
 
-enum drv_kind { K_NET, K_BLK, K_SCSI, K_SCSI_HD, K_BRIDGE, K_RP };
+enum drv_kind { K_NET, K_BLK, K_SCSI, K_SCSI_HD, K_BRIDGE, K_RP, K_VMEM };
 
 struct drv {
 	const char	*name;
