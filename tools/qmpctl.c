@@ -727,8 +727,11 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "cpu-del", "cpu-del VM (N | ID...)", ctl_prep_cpu_del, NULL, NULL,
 	  0 },
 	{ "mem-add", "mem-add VM ID SIZE[K|M|G|T] [--backend ram|memfd|file] "
-	  "[--path P] [--node N]", ctl_prep_mem_add, NULL, NULL, 0 },
+	  "[--path P] [--node N] [--kind dimm|virtio-mem] [--requested SIZE] "
+	  "[--bus BUS] [--addr A]", ctl_prep_mem_add, NULL, NULL, 0 },
 	{ "mem-del", "mem-del VM ID", ctl_prep_mem_del, NULL, NULL, 0 },
+	{ "mem-resize", "mem-resize VM ID SIZE[K|M|G|T] [--timeout-ms N]",
+	  ctl_prep_mem_resize, NULL, NULL, 0 },
 	{ "stats", "stats [VM]", ctl_prep_stats, ctl_result_stats, NULL, 0 },
 	{ "upgrade", "upgrade [--binary PATH]", ctl_prep_upgrade,
 	  ctl_result_upgrade, NULL, 0 },
@@ -1070,6 +1073,9 @@ main(int argc, char **argv)
 		{ "backend",	required_argument,	NULL, 0x100 },
 		{ "path",	required_argument,	NULL, 0x100 },
 		{ "node",	required_argument,	NULL, 0x100 },
+		{ "kind",	required_argument,	NULL, 0x100 },
+		{ "requested",	required_argument,	NULL, 0x100 },
+		{ "timeout-ms",	required_argument,	NULL, 0x100 },
 		{ "binary",	required_argument,	NULL, 0x100 },
 		{ NULL,		0,			NULL, 0 }
 	};

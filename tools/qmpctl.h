@@ -27,6 +27,7 @@ int	ctl_prep_cpu_add(struct ctl *, int argc, char **argv);
 int	ctl_prep_cpu_del(struct ctl *, int argc, char **argv);
 int	ctl_prep_mem_add(struct ctl *, int argc, char **argv);
 int	ctl_prep_mem_del(struct ctl *, int argc, char **argv);
+int	ctl_prep_mem_resize(struct ctl *, int argc, char **argv);
 
 /* tools/qmpctl_policy.c */
 int	ctl_prep_policy_check(struct ctl *, int argc, char **argv);

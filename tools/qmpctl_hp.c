@@ -10,7 +10,10 @@
  *	slots VM
  *	cpu-add VM (N | ID...)		cpu-del VM (N | ID...)
  *	mem-add VM ID SIZE [--backend ram|memfd|file] [--path P] [--node N]
+ *	    [--kind dimm|virtio-mem] [--requested SIZE] [--bus BUS]
+ *	    [--addr ADDR]
  *	mem-del VM ID
+ *	mem-resize VM ID SIZE [--timeout-ms N]
  *
  * A CPU count and a CPU id cannot be mistaken: QEMU ids begin with a
  * letter. SIZE takes a K, M, G or T suffix (binary: 1G is 1073741824).
@@ -280,18 +283,38 @@ ctl_size(const char *s)
 	return ((long long)(n << shift));
 }
 
-int
-ctl_prep_mem_add(struct ctl *ctl, int argc, char **argv)
+/* mem-add's and mem-resize's options: each with a value, a string
+   unless its kind says otherwise */
+struct ctl_memopt {
+	const char	*opt;
+	const char	*key;		/* the argument it sets */
+	char		 kind;		/* 's', 'n' (a number), 'z' (a size) */
+};
+
+static const struct ctl_memopt ctl_mem_add_opts[] = {
+	{ "--backend", "backend", 's' }, { "--path", "path", 's' },
+	{ "--node", "node", 'n' }, { "--kind", "kind", 's' },
+	{ "--requested", "requested-size", 'z' }, { "--bus", "bus", 's' },
+	{ "--addr", "addr", 's' }, { NULL, NULL, 0 }
+};
+static const struct ctl_memopt ctl_mem_resize_opts[] = {
+	{ "--timeout-ms", "timeout-ms", 'n' }, { NULL, NULL, 0 }
+};
+
+/* VM ID SIZE [OPTION VALUE]...: the request, or -1 */
+static int
+ctl_mem(struct ctl *ctl, const char *name, const char *usage,
+    const struct ctl_memopt *opts, int argc, char **argv)
 {
-	json_t		*args, *v;
-	long long	 size;
-	char		*end;
-	long		 n;
-	int		 i;
+	const struct ctl_memopt	*o;
+	json_t			*args, *v;
+	long long		 size;
+	char			*end;
+	long			 n;
+	int			 i;
 
 	if (argc < 3 || (size = ctl_size(argv[2])) < 0) {
-		ctl_warn("usage: mem-add VM ID SIZE[K|M|G|T] [--backend "
-		    "ram|memfd|file] [--path P] [--node N]");
+		ctl_warn("usage: %s", usage);
 		return (-1);
 	}
 	if ((args = json_pack("{s:s, s:s, s:I}", "vm", argv[0], "id",
@@ -300,31 +323,51 @@ ctl_prep_mem_add(struct ctl *ctl, int argc, char **argv)
 		return (-1);
 	}
 	for (i = 3; i < argc; i += 2) {
-		if (i + 1 == argc || (strcmp(argv[i], "--backend") != 0 &&
-		    strcmp(argv[i], "--path") != 0 &&
-		    strcmp(argv[i], "--node") != 0)) {
-			ctl_warn("mem-add: %s: expected --backend, --path or "
-			    "--node with a value", argv[i]);
+		for (o = opts; o->opt != NULL; o++)
+			if (strcmp(argv[i], o->opt) == 0)
+				break;
+		if (i + 1 == argc || o->opt == NULL) {
+			ctl_warn("%s: %s: not an option with a value; usage: "
+			    "%s", name, argv[i], usage);
 			json_decref(args);
 			return (-1);
 		}
-		if (strcmp(argv[i], "--node") == 0) {
+		v = NULL;
+		if (o->kind == 'n') {
 			n = strtol(argv[i + 1], &end, 10);
-			if (argv[i + 1][0] == '\0' || *end != '\0') {
-				ctl_warn("--node %s: not a number",
-				    argv[i + 1]);
-				json_decref(args);
-				return (-1);
-			}
-			v = json_integer(n);
-		} else if ((v = json_string(argv[i + 1])) == NULL) {
-			ctl_warn("%s: not UTF-8", argv[i]);
+			if (argv[i + 1][0] != '\0' && *end == '\0')
+				v = json_integer(n);
+		} else if (o->kind == 'z') {
+			if ((size = ctl_size(argv[i + 1])) >= 0)
+				v = json_integer(size);
+		} else
+			v = json_string(argv[i + 1]);
+		if (v == NULL) {
+			ctl_warn("%s %s: not a %s", o->opt, argv[i + 1],
+			    o->kind == 's' ? "UTF-8 string" : o->kind == 'n' ?
+			    "number" : "size");
 			json_decref(args);
 			return (-1);
 		}
-		json_object_set_new(args, argv[i] + 2, v);
+		json_object_set_new(args, o->key, v);
 	}
-	return (ctl_request(ctl, "mem-add", args));
+	return (ctl_request(ctl, name, args));
+}
+
+int
+ctl_prep_mem_add(struct ctl *ctl, int argc, char **argv)
+{
+	return (ctl_mem(ctl, "mem-add", "mem-add VM ID SIZE[K|M|G|T] "
+	    "[--backend ram|memfd|file] [--path P] [--node N] [--kind "
+	    "dimm|virtio-mem] [--requested SIZE] [--bus BUS] [--addr A]",
+	    ctl_mem_add_opts, argc, argv));
+}
+
+int
+ctl_prep_mem_resize(struct ctl *ctl, int argc, char **argv)
+{
+	return (ctl_mem(ctl, "mem-resize", "mem-resize VM ID SIZE[K|M|G|T] "
+	    "[--timeout-ms N]", ctl_mem_resize_opts, argc, argv));
 }
 
 int

@@ -204,9 +204,11 @@ def virtio_mem(c, rec):
 		check(want in e, "%r: %r" % (args, e))
 	check([m["execute"] for m, _ in rec.commands()] == [],
 	    "reached QEMU: %r" % rec.commands())
-	r = c.cmd("mem-add", {"vm": "vm1", "id": "v1", "size": 256 * MIB,
-	    "kind": "virtio-mem", "requested-size": 128 * MIB, "addr": 7})
-	check(r == {"id": "v1", "bus": "pci.0", "addr": "0x7"}, "add %r" % r)
+	rc, out, err = qb.qmpctl(["mem-add", "vm1", "v1", "256M", "--kind",
+	    "virtio-mem", "--requested", "128M", "--addr", "7"],
+	    sock=c.path)
+	check(rc == 0 and json.loads(out) == {"id": "v1", "bus": "pci.0",
+	    "addr": "0x7"}, "qmpctl mem-add: %d %r %r" % (rc, out, err))
 	add = rec.commands("device_add")[-1][0]["arguments"]
 	check(add == {"driver": "virtio-mem-pci", "id": "v1", "memdev":
 	    "qbmem-v1", "requested-size": 128 * MIB, "bus": "pci.0",
@@ -219,8 +221,10 @@ def virtio_mem(c, rec):
 	check(e.startswith("maxmem:") and "256 MiB left" in e, "left %r" % e)
 
 	rec.clear()
-	r = c.cmd("mem-resize", {"vm": "vm1", "id": "v1", "size": 256 * MIB})
-	check(r == {"id": "v1", "size": 256 * MIB}, "resize %r" % r)
+	rc, out, err = qb.qmpctl(["mem-resize", "vm1", "v1", "256M"],
+	    sock=c.path)
+	check(rc == 0 and json.loads(out) == {"id": "v1", "size": 256 * MIB},
+	    "qmpctl mem-resize: %d %r %r" % (rc, out, err))
 	check(vmem(c, "vm1")[0]["size"] == 256 * MIB, "size %r" %
 	    vmem(c, "vm1"))
 	check([m["arguments"] for m, _ in rec.commands("qom-set")] ==
