@@ -345,8 +345,8 @@ def test_kill_mid_add():
 
 
 def test_refused_while_migrating():
-	"""cpu-* and mem-* on either end of a running vm-migrate are refused
-	and reach neither QEMU."""
+	"""cpu-* and mem-* (mem-resize too) on either end of a running
+	vm-migrate are refused and reach neither QEMU."""
 	with qb.Env("cpumem-mig") as env:
 		src = hplib.fake(env.h, "src", extra=LIMITS)
 		rec = hplib.Recorder(env.h, src.path)
@@ -369,13 +369,15 @@ def test_refused_while_migrating():
 			for cmd, args in (("cpu-add", {"count": 1}),
 			    ("cpu-del", {"count": 1}),
 			    ("mem-add", {"id": "d1", "size": 128 * MIB}),
-			    ("mem-del", {"id": "d1"})):
+			    ("mem-del", {"id": "d1"}),
+			    ("mem-resize", {"id": "d1", "size": 0})):
 				e = err_of(c, cmd, dict(args, vm=vm))
 				check("migration job %d" % jid in e,
 				    "%s on %s: %r" % (cmd, vm, e))
 		sent = [m["execute"] for m, _ in rec.commands()]
 		check(not [x for x in sent if x in ("device_add", "object-add",
-		    "query-hotpluggable-cpus")], "reached QEMU: %r" % sent)
+		    "query-hotpluggable-cpus", "qom-set")], "reached QEMU: %r" %
+		    sent)
 		c.cmd("job-cancel", {"id": jid})
 		c.wait_event(lambda e: e.get("event") == "JOB_STATUS_CHANGE" and
 		    e["data"]["id"] == jid and e["data"]["status"] in
