@@ -275,31 +275,41 @@ def test_kill_mid_add():
 	"""SIGKILL while device_add of a DIMM (vm1) and of a CPU (vm2) is
 	out: the restarted broker reconciles both journal records. The DIMM
 	is finished (in) or undone (its backend deleted); the CPU record is
-	finished (a CPU has no backend), and cpu-* works again after."""
+	finished (a CPU has no backend), and cpu-* works again after. A
+	mem-resize killed at its qom-set (vm4) is finished: requested-size
+	is QEMU's, and the device takes resizes again."""
 	with qb.Env("cpumem-kill", daemon=False) as env:
 		env.d = env.h.daemon()
 		hplib.baseline(env.d)
 		first = env.d
 		c = env.d.client()
 		# vm3's QEMU swallows device_add: the DIMM never came
-		for vm in ("vm1", "vm2", "vm3"):
-			f = hplib.fake(env.h, vm, faults="once %s device_add%s\n"
-			    % (("no-reply", "") if vm == "vm3" else
-			    ("delay-cmd", " 4000")), extra=LIMITS)
+		for vm in ("vm1", "vm2", "vm3", "vm4"):
+			f = hplib.fake(env.h, vm, faults="once %s %s%s\n"
+			    % (("no-reply", "device_add", "") if vm == "vm3" else
+			    ("delay-cmd", "qom-set" if vm == "vm4" else
+			    "device_add", " 4000")), extra=LIMITS)
 			c.cmd("vm-add", {"name": vm, "socket": f.path})
 			qb.wait_vm_state(c, vm, "ready")
+		c.cmd("mem-add", {"vm": "vm4", "id": "v1", "size": 128 * MIB,
+		    "kind": "virtio-mem"})
 		c.send_cmd("mem-add", {"vm": "vm1", "id": "d1",
 		    "size": 128 * MIB})
 		c.send_cmd("cpu-add", {"vm": "vm2", "ids": ["c1"]})
 		c.send_cmd("mem-add", {"vm": "vm3", "id": "d1",
 		    "size": 128 * MIB})
+		c.send_cmd("mem-resize", {"vm": "vm4", "id": "v1",
+		    "size": 64 * MIB})
 		jdir = os.path.join(env.d.state_dir, "hotplug")
-		recs = (("vm1", "d1"), ("vm2", "cpus"), ("vm3", "d1"))
+		recs = (("vm1", "d1"), ("vm2", "cpus"), ("vm3", "d1"),
+		    ("vm4", "v1"))
 
 		def at_step(vm, rid):
 			try:
 				with open(os.path.join(jdir, vm, rid + ".json")) as fh:
-					return json.load(fh).get("step") == "device_add"
+					return json.load(fh).get("step") == (
+					    "qom-set" if vm == "vm4" else
+					    "device_add")
 			except (OSError, ValueError):
 				return False
 		qb.wait_for(lambda: all(at_step(*r) for r in recs),
@@ -318,8 +328,11 @@ def test_kill_mid_add():
 		qb.wait_for(lambda: not any(os.path.exists(os.path.join(jdir,
 		    vm, rid + ".json")) for vm, rid in recs), "records gone")
 		c = env.d.client()
-		for vm in ("vm1", "vm2", "vm3"):
+		for vm in ("vm1", "vm2", "vm3", "vm4"):
 			qb.wait_vm_state(c, vm, "ready")
+		check("finished" in logged("vm4", "v1")[-1], "resize record")
+		r = c.cmd("mem-resize", {"vm": "vm4", "id": "v1", "size": 0})
+		check(r == {"id": "v1", "size": 0}, "resize after %r" % r)
 		check("undone" in logged("vm3", "d1")[-1], "vm3: %r" %
 		    logged("vm3", "d1"))
 		check(dimms(c, "vm3") == [] and not has_object(c, "vm3",
