@@ -1019,8 +1019,10 @@ hp_finish(struct hp_op *op)
 		    op->err.desc);
 		hp_answer(op, NULL, &op->err);
 	} else if (op->resize) {
-		hp_log(vm, LOG_INFO, "%s %s: the guest has %lld MiB", op->name,
-		    op->id, op->rs_want >> 20);
+		/* (a reconciled one was answered and has nothing to say) */
+		if (!op->reconcile)
+			hp_log(vm, LOG_INFO, "%s %s: the guest has %lld MiB",
+			    op->name, op->id, op->rs_want >> 20);
 		hp_answer(op, json_pack("{s:s, s:I}", "id", op->id, "size",
 		    (json_int_t)op->rs_want), NULL);
 	} else if (op->kind == HP_CPU) {
