@@ -43,6 +43,8 @@ static int	 fail_lost;	/* the failing command takes effect */
 static int	 seen_nth;
 static int	 deleted_mode;	/* 0: event after reply, 1: before,
 				   2: never */
+static int	 resize_mode;	/* MEMORY_DEVICE_SIZE_CHANGE after a
+				   qom-set: as deleted_mode */
 static bool	 ready = true;
 static json_t	*journal;	/* [rec...] and null for "over" */
 static int	 journal_fail;
@@ -94,8 +96,8 @@ static void
 model_reset(void)
 {
 	json_decref(model);
-	model = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}, s:{}}", "fds",
-	    "netdevs", "nodes", "fdsets", "devices", "objects");
+	model = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}, s:{}, s:{}}", "fds",
+	    "netdevs", "nodes", "fdsets", "devices", "objects", "vmem");
 	json_decref(calls);
 	calls = json_array();
 	json_decref(journal);
@@ -110,6 +112,7 @@ model_reset(void)
 	fail_lost = 0;
 	seen_nth = 0;
 	deleted_mode = 0;
+	resize_mode = 0;
 	journal_fail = 0;
 	ready = true;
 }
@@ -304,6 +307,26 @@ model_apply(const char *cmd, json_t *a, size_t nfds, struct qmp_error *err)
 			    "memdev", md, "size", json_object_get(json_object_get(
 			    set_of("objects"), s), "size")));
 		}
+		/* {"ID": {size, requested-size, max-size}}: 2 MiB blocks */
+		json_object_foreach(set_of("vmem"), k, tok_v) {
+			v = json_deep_copy(tok_v);
+			json_object_set_new(v, "id", json_string(k));
+			json_object_set_new(v, "memdev", json_string("/objects/x"));
+			json_object_set_new(v, "block-size",
+			    json_integer(2 << 20));
+			json_array_append_new(ret, json_pack("{s:s, s:o}",
+			    "type", "virtio-mem", "data", v));
+		}
+		return (ret);
+	}
+	if (strcmp(cmd, "qom-set") == 0) {
+		s = json_string_value(json_object_get(a, "path"));
+		v = s != NULL && strncmp(s, "/machine/peripheral/", 20) == 0 ?
+		    json_object_get(set_of("vmem"), s + 20) : NULL;
+		if (v == NULL)
+			goto notfound;
+		json_object_set(v, "requested-size", json_object_get(a,
+		    "value"));
 		return (ret);
 	}
 	if (strcmp(cmd, "object-add") == 0) {
@@ -395,6 +418,19 @@ mock_execute(struct vmq *q, void *be_arg, const char *cmd, json_t *args,
 	} else {
 		p->ret = model_apply(cmd, args, nfds, &p->err);
 		p->failed = p->ret == NULL;
+	}
+	if (!p->failed && strcmp(cmd, "qom-set") == 0 && resize_mode != 2) {
+		/* the guest follows */
+		id = json_string_value(json_object_get(args, "path")) + 20;
+		json_object_set(json_object_get(set_of("vmem"), id), "size",
+		    json_object_get(args, "value"));
+		ev = json_pack("{s:s, s:{s:s, s:O}}", "event",
+		    "MEMORY_DEVICE_SIZE_CHANGE", "data", "id", id, "size",
+		    json_object_get(args, "value"));
+		if (resize_mode == 1)
+			p->event = ev;
+		else
+			p->event_after = ev;
 	}
 	if (!p->failed && strcmp(cmd, "device_del") == 0 &&
 	    deleted_mode != 2) {
@@ -1564,6 +1600,82 @@ test_cpu_mem(void **state)
 	free_vm(vm);
 }
 
+/* The value of the nth qom-set, or -1. */
+static long long
+qom_set_value(int nth)
+{
+	int	i = find_call("qom-set", nth);
+
+	return (i < 0 ? -1 : json_integer_value(json_object_get(call_args(i),
+	    "value")));
+}
+
+/* mem-resize: the size event before or after qom-set's reply, none
+   needed, none coming (undone after the timeout), qom-set failing. */
+static void
+test_mem_resize(void **state)
+{
+	struct hp_vm	*vm;
+	struct result	 r = { 0 };
+	int		 i;
+
+	model_reset();
+	vm = new_vm(1000);
+	json_object_set_new(set_of("vmem"), "v1", json_pack("{s:i, s:i, s:I}",
+	    "size", 0, "requested-size", 0, "max-size", (json_int_t)256 << 20));
+	resize_mode = 1;
+	hp_mem_resize(vm, "v1", 128 << 20, 0, done_cb, &r);
+	run_until(&r, 1);
+	assert_true(r.ok);
+	assert_int_equal(json_integer_value(json_object_get(r.ret, "size")),
+	    128 << 20);
+	resize_mode = 0;
+	hp_mem_resize(vm, "v1", 64 << 20, 0, done_cb, &r);
+	run_until(&r, 2);
+	assert_true(r.ok);
+	/* nothing to change: nothing sent */
+	json_array_clear(calls);
+	hp_mem_resize(vm, "v1", 64 << 20, 0, done_cb, &r);
+	run_until(&r, 3);
+	assert_true(r.ok);
+	assert_int_equal(find_call("qom-set", 0), -1);
+	/* off the block, past max-size, not virtio-mem: read, refused */
+	hp_mem_resize(vm, "v1", 3 << 20, 0, done_cb, &r);
+	run_until(&r, 4);
+	assert_false(r.ok);
+	hp_mem_resize(vm, "v1", 512 << 20, 0, done_cb, &r);
+	run_until(&r, 5);
+	assert_false(r.ok);
+	hp_mem_resize(vm, "v2", 0, 0, done_cb, &r);
+	run_until(&r, 6);
+	assert_false(r.ok);
+	assert_int_equal(find_call("qom-set", 0), -1);
+	/* the guest never follows: set back after the timeout */
+	resize_mode = 2;
+	hp_mem_resize(vm, "v1", 256 << 20, 5, done_cb, &r);
+	for (i = 0; i < 1000 && r.n < 7; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(r.n, 7);
+	assert_false(r.ok);
+	assert_non_null(strstr(r.err.desc, "did not follow within 5 ms: it "
+	    "has 64 MiB of the 256 MiB requested"));
+	assert_true(qom_set_value(0) == 256 << 20);
+	assert_true(qom_set_value(1) == 64 << 20);
+	assert_true(qom_set_value(2) == -1);
+	/* qom-set fails: its undo, which tolerates it, then the error */
+	resize_mode = 0;
+	json_array_clear(calls);
+	snprintf(fail_cmd, sizeof fail_cmd, "qom-set");
+	seen_nth = 0;
+	hp_mem_resize(vm, "v1", 128 << 20, 0, done_cb, &r);
+	run_until(&r, 8);
+	assert_false(r.ok);
+	assert_string_equal(r.err.desc, "injected qom-set");
+	assert_true(qom_set_value(1) == 64 << 20);
+	json_decref(r.ret);
+	free_vm(vm);
+}
+
 static void
 test_transcripts(void **state)
 {
@@ -1728,6 +1840,7 @@ main(void)
 		cmocka_unit_test(test_reconcile),
 		cmocka_unit_test(test_transcripts),
 		cmocka_unit_test(test_cpu_mem),
+		cmocka_unit_test(test_mem_resize),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
