@@ -135,7 +135,8 @@ def test_unprivileged_flow():
 		    "present"], "d2 reached QEMU")
 
 		# image-attach loop: the helper's ioctls, as a job; detached
-		# the same way; a path out of the root refused; nbd refused
+		# the same way; a path out of the root refused; an nbd format
+		# the helper does not take refused
 		limg = hplib.image(os.path.join(root, "l.raw"), 1 << 20)
 		dev = loop_attach_detach(c, env.d, limg)
 		refused(c, "image-attach", {"path": env.h.path("outside.raw"),
@@ -143,8 +144,9 @@ def test_unprivileged_flow():
 		refused(c, "image-attach", {"path": os.path.join(root,
 		    "out.raw"), "mode": "loop"}, "image-attach of a link out",
 		    "")
-		refused(c, "image-attach", {"path": limg, "mode": "nbd"},
-		    "image-attach nbd separated", "privilege separation")
+		refused(c, "image-attach", {"path": limg, "mode": "nbd",
+		    "format": "vmdk"}, "image-attach nbd, a format off the "
+		    "helper's list", "privilege separation")
 		for p in (env.h.path("outside.raw"), os.path.join(root,
 		    "out.raw")):
 			check("loop-attach " + p not in env.d.output(),
