@@ -23,6 +23,7 @@
 #include <linux/loop.h>
 #include <linux/major.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -46,6 +47,7 @@
 #include "broker/privsep.h"
 #include "disk/imgpath.h"
 #include "disk/loop.h"
+#include "disk/nbd.h"
 #include "hv/tap.h"
 #include "priv/priv.h"
 
@@ -255,12 +257,37 @@ privsep_loop_find(const struct priv_req *req, struct priv_rep *rep)
 	return (0);
 }
 
+/* path by the no-follow walk under an image root, in the mode asked: a
+   regular file (or, blk, a block device), or -1 with rep filled. */
+static int
+privsep_image_file(const char *path, bool ro, bool blk, struct priv_rep *rep)
+{
+	struct qmp_error	e;
+	struct stat		st;
+	int			fd;
+
+	fd = img_open_nofollow(conf.image_roots, conf.n_image_roots, path,
+	    ro ? O_RDONLY : O_RDWR, &e);
+	if (fd == -1) {
+		privsep_err(rep, EPERM, &e);
+		return (-1);
+	}
+	if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || (blk &&
+	    S_ISBLK(st.st_mode)))) {
+		close(fd);
+		qmp_error_set(&e, QMP_CLS_GENERIC, "%s is not a regular file%s",
+		    path, blk ? " or block device" : "");
+		privsep_err(rep, EPERM, &e);
+		return (-1);
+	}
+	return (fd);
+}
+
 static size_t
 privsep_loop_attach(const struct priv_req *req, struct priv_rep *rep)
 {
 	struct qmp_error	e;
 	struct loop_config	lc;
-	struct stat		st;
 	bool			ro = (req->flags & PRIV_F_RO) != 0;
 	int			img, dev;
 
@@ -269,20 +296,9 @@ privsep_loop_attach(const struct priv_req *req, struct priv_rep *rep)
 		privsep_err(rep, EINVAL, &e);
 		return (0);
 	}
-	img = img_open_nofollow(conf.image_roots, conf.n_image_roots,
-	    req->name, ro ? O_RDONLY : O_RDWR, &e);
-	if (img == -1) {
-		privsep_err(rep, EPERM, &e);
-		return (0);
-	}
 	/* Loop devices take files: not a block device of the host. */
-	if (fstat(img, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(img);
-		qmp_error_set(&e, QMP_CLS_GENERIC, "%s is not a regular file",
-		    req->name);
-		privsep_err(rep, EPERM, &e);
+	if ((img = privsep_image_file(req->name, ro, false, rep)) == -1)
 		return (0);
-	}
 	if ((dev = privsep_loop_dev(req->arg, rep)) == -1) {
 		close(img);
 		return (0);
@@ -352,9 +368,318 @@ privsep_loop_detach(const struct priv_req *req, struct priv_rep *rep)
 	return (0);
 }
 
+/* --- nbd devices: qemu-nbd run by the helper, with its own argv ------- */
+
+/* Devices this helper ran qemu-nbd -c for and has not disconnected since:
+   what PRIV_NBD_DISCONNECT may let go (with the sysfs check below for
+   those of a helper before a restart). */
+static bool	privsep_nbd_started[PRIV_NBD_MAX];
+
+static const char *
+privsep_qemu_nbd(void)
+{
+	return (conf.qemu_nbd_path != NULL ? conf.qemu_nbd_path :
+	    NBD_QEMU_NBD);
+}
+
+/* DEVDIR/nbdN of the helper's own configuration into path, proved an nbd
+   device: a block device of the nbd major, not followed through a link;
+   in a configured device dir (a test's fake tree, root's configuration)
+   a regular file stands for one. SYSFS/block/nbdN must exist. -1 with
+   rep filled. */
+static int
+privsep_nbd_dev(uint32_t n, char *path, size_t len, struct priv_rep *rep)
+{
+	struct stat	st;
+	char		sys[PATH_MAX];
+	int		fd;
+	bool		ok;
+
+	snprintf(path, len, "%s/nbd%u", conf.nbd_dev_dir != NULL ?
+	    conf.nbd_dev_dir : NBD_DEVDIR, n);
+	snprintf(sys, sizeof sys, "%s/block/nbd%u", conf.nbd_sysfs != NULL ?
+	    conf.nbd_sysfs : NBD_SYSFS, n);
+	if (stat(sys, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		rep->status = ENODEV;
+		snprintf(rep->desc, sizeof rep->desc, "nbd%u: no such nbd "
+		    "device", n);
+		return (-1);
+	}
+	if ((fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		rep->status = errno;
+		snprintf(rep->desc, sizeof rep->desc, "%.200s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	ok = fstat(fd, &st) == 0 && ((S_ISBLK(st.st_mode) &&
+	    major(st.st_rdev) == NBD_MAJOR) || (conf.nbd_dev_dir != NULL &&
+	    S_ISREG(st.st_mode)));
+	close(fd);
+	if (!ok) {
+		rep->status = ENOTBLK;
+		snprintf(rep->desc, sizeof rep->desc, "%.200s is not an nbd "
+		    "device", path);
+		return (-1);
+	}
+	return (0);
+}
+
+/* SYSFS/block/nbdN/pid: the pid serving it, 0 when not connected. */
+static long
+privsep_nbd_pid(uint32_t n)
+{
+	char	path[PATH_MAX], buf[32];
+	FILE	*f;
+	long	 pid = 0;
+
+	snprintf(path, sizeof path, "%s/block/nbd%u/pid", conf.nbd_sysfs !=
+	    NULL ? conf.nbd_sysfs : NBD_SYSFS, n);
+	if ((f = fopen(path, "re")) == NULL)
+		return (0);
+	if (fgets(buf, sizeof buf, f) != NULL)
+		pid = strtol(buf, NULL, 10);
+	fclose(f);
+	return (pid > 0 ? pid : -1);
+}
+
+/* The process serving nbdN is a qemu-nbd (the configured one's name)
+   with "-c DEV" and a /proc/self/fd/ image: one a helper started. */
+static bool
+privsep_nbd_helpers(long pid, const char *dev)
+{
+	char		 path[64], buf[8192], *a, *end;
+	const char	*want = strrchr(privsep_qemu_nbd(), '/');
+	ssize_t		 n;
+	bool		 c = false, fd = false, first = true;
+	int		 f;
+
+	want = want != NULL ? want + 1 : privsep_qemu_nbd();
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+	if ((f = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (false);
+	n = read(f, buf, sizeof buf - 1);
+	close(f);
+	if (n <= 0)
+		return (false);
+	buf[n] = '\0';
+	end = buf + n;
+	for (a = buf; a < end; a += strlen(a) + 1) {
+		if (first) {
+			const char *b = strrchr(a, '/');
+			if (strcmp(b != NULL ? b + 1 : a, want) != 0)
+				return (false);
+			first = false;
+		} else if (strcmp(a, "-c") == 0 && a + strlen(a) + 1 < end)
+			c = c || strcmp(a + strlen(a) + 1, dev) == 0;
+		else if (strncmp(a, "/proc/self/fd/", 14) == 0)
+			fd = true;
+	}
+	return (c && fd);
+}
+
+/* Runs argv (the helper's own) with keep as fd 3, stdin /dev/null,
+   stdout and stderr to a pipe; waits PRIV_NBD_WAIT_MS at most, then
+   kills it. rep: status 0, or EIO and the first line it wrote. */
+static void
+privsep_nbd_run(char *const argv[], int keep, struct priv_rep *rep)
+{
+	struct timespec	 t0, t;
+	sigset_t	 none;
+	char		 out[PRIV_DESC_MAX], *nl;
+	size_t		 got = 0;
+	ssize_t		 r;
+	pid_t		 pid;
+	int		 p[2], st = 0, nul;
+	bool		 done = false, late = false;
+
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		rep->status = errno;
+		snprintf(rep->desc, sizeof rep->desc, "pipe: %s",
+		    strerror(errno));
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		rep->status = errno;
+		snprintf(rep->desc, sizeof rep->desc, "fork: %s",
+		    strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	if (pid == 0) {
+		/* The helper's signals are blocked (its signalfd). */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* Dies with the helper: no qemu-nbd -c of a dead helper
+		   acts on after it (its forked server is not affected). */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() == 1)
+			_exit(126);
+		nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul == -1 || dup2(nul, 0) == -1 || dup2(p[1], 1) == -1 ||
+		    dup2(p[1], 2) == -1)
+			_exit(126);
+		/* dup2 clears close-on-exec; keep is never 0..2 here. */
+		if (keep != -1 && (keep == 3 ? fcntl(3, F_SETFD, 0) :
+		    dup2(keep, 3)) == -1)
+			_exit(126);
+		execvp(argv[0], argv);
+		dprintf(2, "%s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!done) {
+		struct pollfd	pfd = { p[0], POLLIN, 0 };
+
+		(void)poll(&pfd, 1, 20);
+		while (got < sizeof out - 1 && (r = read(p[0], out + got,
+		    sizeof out - 1 - got)) > 0)
+			got += (size_t)r;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) /
+		    1000000 >= PRIV_NBD_WAIT_MS) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+				;
+			late = done = true;
+		}
+	}
+	while (got < sizeof out - 1 && (r = read(p[0], out + got,
+	    sizeof out - 1 - got)) > 0)
+		got += (size_t)r;
+	close(p[0]);
+	out[got] = '\0';
+	if ((nl = strchr(out, '\n')) != NULL)
+		*nl = '\0';
+	if (!late && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+	rep->status = late ? ETIMEDOUT : EIO;
+	if (late)
+		snprintf(rep->desc, sizeof rep->desc, "%s timed out after %d "
+		    "ms and was killed", argv[0], PRIV_NBD_WAIT_MS);
+	else if (out[0] != '\0')
+		snprintf(rep->desc, sizeof rep->desc, "%s", out);
+	else if (WIFEXITED(st))
+		snprintf(rep->desc, sizeof rep->desc, "exit status %d",
+		    WEXITSTATUS(st));
+	else
+		snprintf(rep->desc, sizeof rep->desc, "killed by signal %d",
+		    WTERMSIG(st));
+}
+
+#define PRIVSEP_NBD_QCOW2	"json:{\"driver\":\"qcow2\",\"backing\":null," \
+	"\"file\":{\"driver\":\"file\",\"filename\":\"/proc/self/fd/3\"}}"
+
+static bool
+privsep_nbd_fmt_ok(uint32_t f)
+{
+	uint32_t	k;
+
+	for (k = 0; priv_nbd_formats[k] != NULL; k++)
+		if (k == f)
+			return (true);
+	return (false);
+}
+
+static size_t
+privsep_nbd_connect(const struct priv_req *req, struct priv_rep *rep)
+{
+	struct qmp_error	 e;
+	char			 dev[PATH_MAX], *argv[NBD_ARGV_MAX];
+	uint32_t		 f = (req->flags & PRIV_NBD_FMT_MASK) >> 8;
+	bool			 ro = (req->flags & PRIV_F_RO) != 0;
+	int			 img, i = 0;
+
+	if ((req->flags & ~(PRIV_F_RO | PRIV_NBD_FMT_MASK)) != 0 ||
+	    req->arg >= PRIV_NBD_MAX || !privsep_nbd_fmt_ok(f)) {
+		qmp_error_set(&e, QMP_CLS_GENERIC, "bad device, format or "
+		    "flags");
+		privsep_err(rep, EINVAL, &e);
+		return (0);
+	}
+	if (privsep_nbd_dev(req->arg, dev, sizeof dev, rep) == -1)
+		return (0);
+	if (privsep_nbd_pid(req->arg) != 0) {
+		rep->status = EBUSY;
+		snprintf(rep->desc, sizeof rep->desc, "%.200s is connected "
+		    "already", dev);
+		return (0);
+	}
+	if ((img = privsep_image_file(req->name, ro, true, rep)) == -1)
+		return (0);
+	/* qemu-nbd opens the image the walk opened: fd 3, by its
+	   /proc/self/fd name; nothing of the request reaches the argv but
+	   numbers and a format of the fixed list. */
+	argv[i++] = (char *)privsep_qemu_nbd();
+	argv[i++] = "-c";
+	argv[i++] = dev;
+	if (ro)
+		argv[i++] = "-r";
+	/* raw is never read for what it names; qcow2's header may name a
+	   backing file anywhere on the host, which a root qemu-nbd would
+	   open: "backing": null (qemu-nbd's own syntax, not this protocol). */
+	if (strcmp(priv_nbd_formats[f], "qcow2") == 0) {
+		argv[i++] = "--";
+		argv[i++] = PRIVSEP_NBD_QCOW2;
+	} else {
+		argv[i++] = "-f";
+		argv[i++] = (char *)priv_nbd_formats[f];
+		argv[i++] = "--";
+		argv[i++] = "/proc/self/fd/3";
+	}
+	argv[i] = NULL;
+	/* Whatever it does, a cleanup's disconnect may follow. */
+	privsep_nbd_started[req->arg] = true;
+	privsep_nbd_run(argv, img, rep);
+	close(img);
+	return (0);
+}
+
+static size_t
+privsep_nbd_disconnect(const struct priv_req *req, struct priv_rep *rep)
+{
+	struct qmp_error	 e;
+	char			 dev[PATH_MAX], *argv[NBD_ARGV_MAX];
+	long			 pid;
+
+	if (req->flags != 0 || req->arg >= PRIV_NBD_MAX ||
+	    strcmp(req->name, PRIV_NBD_NAME) != 0) {
+		rep->status = EINVAL;
+		snprintf(rep->desc, sizeof rep->desc, "bad name, device or "
+		    "flags");
+		return (0);
+	}
+	if (privsep_nbd_dev(req->arg, dev, sizeof dev, rep) == -1)
+		return (0);
+	pid = privsep_nbd_pid(req->arg);
+	if (!privsep_nbd_started[req->arg] && (pid <= 0 ||
+	    !privsep_nbd_helpers(pid, dev))) {
+		rep->status = EPERM;
+		snprintf(rep->desc, sizeof rep->desc, "%.200s was not "
+		    "connected by this helper", dev);
+		return (0);
+	}
+	/* Flushed first, as unseparated; a failed flush (a device already
+	   gone) does not stop the disconnect, and is said in desc. */
+	if (nbd_flush(dev, &e) != 0)
+		snprintf(rep->desc, sizeof rep->desc, "%s", e.desc);
+	argv[0] = (char *)privsep_qemu_nbd();
+	argv[1] = "-d";
+	argv[2] = dev;
+	argv[3] = NULL;
+	privsep_nbd_run(argv, -1, rep);
+	if (rep->status == 0)
+		privsep_nbd_started[req->arg] = false;
+	return (0);
+}
+
 static const char *const privsep_op_names[] = {
 	NULL, "tap", "image", "connect", "loop-find", "loop-attach",
-	"loop-detach",
+	"loop-detach", "nbd-connect", "nbd-disconnect",
 };
 
 /* One datagram: -1 on EOF (or a dead socket), else 0. */
@@ -395,6 +720,12 @@ privsep_handle(int fd)
 		break;
 	case PRIV_LOOP_DETACH:
 		n = privsep_loop_detach(&req, &rep);
+		break;
+	case PRIV_NBD_CONNECT:
+		n = privsep_nbd_connect(&req, &rep);
+		break;
+	case PRIV_NBD_DISCONNECT:
+		n = privsep_nbd_disconnect(&req, &rep);
 		break;
 	}
 	if (rep.status != 0)
@@ -726,6 +1057,44 @@ privsep_chown_one(const char *path, const struct stat *st, int flag,
 	return (0);
 }
 
+/* nbd devices are locked by the daemon (disk/nbd.h): the lock dir is the
+   user's, made if missing, and the lock files an earlier root broker left
+   in it. A dir anyone may write (a /run/lock of its own) is left as it
+   is: never a shared dir's owner changed. */
+static void
+privsep_nbd_lockdir(void)
+{
+	const char	*dir = conf.nbd_lock_dir != NULL ? conf.nbd_lock_dir :
+			    NBD_LOCKDIR;
+	struct dirent	*de;
+	struct stat	 st;
+	char		 path[PATH_MAX];
+	DIR		*d;
+	size_t		 n;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		log_warn("nbd lock dir %s: %s", dir, strerror(errno));
+	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+	    (st.st_mode & S_IWOTH) != 0)
+		return;
+	if (st.st_uid != pu.uid && lchown(dir, pu.uid, (gid_t)-1) == -1)
+		log_warn("chown %s: %s", dir, strerror(errno));
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		n = strlen(de->d_name);
+		if (strncmp(de->d_name, "nbd", 3) != 0 || n < 5 ||
+		    strcmp(de->d_name + n - 5, ".lock") != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_uid != pu.uid && lchown(path, pu.uid, (gid_t)-1) ==
+		    -1)
+			log_warn("chown %s: %s", path, strerror(errno));
+	}
+	closedir(d);
+}
+
 /* The daemon writes its sockets under RUNDIR and its registry, journals,
    event log and audit trail under STATE_DIR: the user owns both (and
    what an earlier root broker left there). */
@@ -741,6 +1110,7 @@ privsep_dirs(struct qmp_error *err)
 		return (-1);
 	nftw(conf.run_dir, privsep_chown_one, 16, FTW_PHYS | FTW_MOUNT);
 	nftw(conf.state_dir, privsep_chown_one, 16, FTW_PHYS | FTW_MOUNT);
+	privsep_nbd_lockdir();
 	return (0);
 }
 

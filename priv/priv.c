@@ -430,3 +430,44 @@ priv_loop_detach(const char *dev, const char *path, struct qmp_error *err)
 	return (priv_call(PRIV_LOOP_DETACH, path, (uint32_t)n, 0, NULL, 0,
 	    err));
 }
+
+const char *const priv_nbd_formats[] = { "raw", "raw", "qcow2", NULL };
+
+int
+priv_nbd_format(const char *format)
+{
+	int	i;
+
+	if (format == NULL)
+		return (0);
+	for (i = 1; priv_nbd_formats[i] != NULL; i++)
+		if (strcmp(format, priv_nbd_formats[i]) == 0)
+			return (i);
+	return (-1);
+}
+
+int
+priv_nbd_connect(int index, const char *path, bool readonly,
+    const char *format, struct qmp_error *err)
+{
+	int	f = priv_nbd_format(format);
+
+	if (f == -1 || index < 0 || (unsigned)index >= PRIV_NBD_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "bad nbd device or format");
+		return (-1);
+	}
+	return (priv_call(PRIV_NBD_CONNECT, path, (uint32_t)index,
+	    (readonly ? PRIV_F_RO : 0) | PRIV_NBD_FMT(f), NULL, 0, err));
+}
+
+int
+priv_nbd_disconnect(int index, char *flush_err, size_t len,
+    struct qmp_error *err)
+{
+	if (index < 0 || (unsigned)index >= PRIV_NBD_MAX) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "bad nbd device");
+		return (-1);
+	}
+	return (priv_call_out(PRIV_NBD_DISCONNECT, PRIV_NBD_NAME,
+	    (uint32_t)index, 0, NULL, 0, flush_err, len, err));
+}

@@ -31,9 +31,23 @@
  *   PRIV_LOOP_DETACH name = the image path the daemon attached, arg = N:
  *		  /dev/loopN is a loop device whose sysfs backing_file is that
  *		  path, and the path lies under an --image-root; LOOP_CLR_FD.
- * There is no nbd operation: qemu-nbd -c needs root for its whole life
- * (it serves the device); separated, mode "nbd" is refused by the daemon
- * (docs/policy.md).
+ *   PRIV_NBD_CONNECT name = image path as for PRIV_IMAGE, arg = N of
+ *		  DEVDIR/nbdN, flags = PRIV_F_RO | PRIV_NBD_FMT(i) (i an index
+ *		  of priv_nbd_formats: 0 none, which the helper makes "raw",
+ *		  never a probe as root): the image opened by that walk, the
+ *		  device proved an nbd device that is not connected, and the
+ *		  configured qemu-nbd run by the helper with an argv it builds
+ *		  ("-c DEVDIR/nbdN [-r] -f FMT -- /proc/self/fd/3", the image
+ *		  as that fd), waited for (PRIV_NBD_WAIT_MS at most, then
+ *		  killed); its exit status is the reply's, its first line of
+ *		  stderr the desc; no fd;
+ *   PRIV_NBD_DISCONNECT name = "nbd", arg = N: only a device this helper
+ *		  ran qemu-nbd -c for, or whose sysfs pid is a qemu-nbd
+ *		  serving a /proc/self/fd/ path on it (one a helper started
+ *		  before a restart); BLKFLSBUF, then qemu-nbd -d; status 0
+ *		  with desc empty (flushed) or the flush's error.
+ * Both block the helper (and the client) for as long as qemu-nbd runs:
+ * call them from a worker, not the loop.
  *
  * Client side: used by hv (taps, monitors) and svc (images). When no
  * helper is set (no privilege separation), priv_active() is false and the
@@ -61,13 +75,23 @@ enum priv_op {
 	PRIV_LOOP_FIND = 4,
 	PRIV_LOOP_ATTACH = 5,
 	PRIV_LOOP_DETACH = 6,
+	PRIV_NBD_CONNECT = 7,
+	PRIV_NBD_DISCONNECT = 8,
 };
-#define PRIV_OP_LAST	PRIV_LOOP_DETACH
+#define PRIV_OP_LAST	PRIV_NBD_DISCONNECT
+#define PRIV_NBD_NAME	"nbd"		/* PRIV_NBD_DISCONNECT's name */
+#define PRIV_NBD_MAX	1024u		/* N of nbdN: below */
+#define PRIV_NBD_FMT(i)	((uint32_t)(i) << 8)	/* PRIV_NBD_CONNECT */
+#define PRIV_NBD_FMT_MASK 0xff00u
+/* Below PRIV_TIMEOUT_MS: a slow qemu-nbd is the helper's to kill, and
+   the client never takes it for a dead helper. */
+#define PRIV_NBD_WAIT_MS 8000
 #define PRIV_LOOP_CONTROL "loop-control"	/* PRIV_LOOP_FIND's name */
 #define PRIV_LOOP_MAX	(1u << 20)		/* N of /dev/loopN: below */
 
 #define PRIV_F_VHOST	0x1u		/* PRIV_TAP: vhost-net fds too */
-#define PRIV_F_RO	0x1u		/* PRIV_LOOP_ATTACH: read-only */
+#define PRIV_F_RO	0x1u		/* PRIV_LOOP_ATTACH, PRIV_NBD_CONNECT:
+					   read-only */
 #define PRIV_RO		0u		/* PRIV_IMAGE modes */
 #define PRIV_RW		1u
 
@@ -138,6 +162,23 @@ int	priv_loop_find(char *dev, size_t len, struct qmp_error *err);
 int	priv_loop_attach(const char *dev, const char *path, bool readonly,
 	    struct qmp_error *err);
 int	priv_loop_detach(const char *dev, const char *path,
+	    struct qmp_error *err);
+
+/* The formats PRIV_NBD_CONNECT takes, NULL-terminated; index 0 (no
+   format asked) is "raw" too: the helper never lets a root qemu-nbd
+   probe a file a tenant may write. */
+extern const char *const priv_nbd_formats[];
+/* Index of format (NULL: 0) in priv_nbd_formats, or -1. */
+int	priv_nbd_format(const char *format);
+
+/* nbd devices (index N of DEVDIR/nbdN, as the helper's configuration
+   names them). Each blocks for as long as qemu-nbd runs: call them from
+   a worker. 0, or -1 with err (qemu-nbd's first line of stderr, or the
+   helper's refusal). disconnect fills flush_err (len bytes) with the
+   BLKFLSBUF error, "" when the device was flushed. */
+int	priv_nbd_connect(int index, const char *path, bool readonly,
+	    const char *format, struct qmp_error *err);
+int	priv_nbd_disconnect(int index, char *flush_err, size_t len,
 	    struct qmp_error *err);
 
 /* Round trips made, for tools/bench and the tests. */

@@ -85,16 +85,13 @@ image_attach(const char *path, const char *mode, const char *format,
 		    "images only; use mode \"nbd\" for %s", format);
 		return (NULL);
 	}
-	/* Separated, loop devices are the helper's (priv.h). qemu-nbd -c
-	   would be this daemon's child: unprivileged it could only fail
-	   halfway, with a device half set up, and the helper runs no
-	   daemons. Say why at once instead (docs/policy.md, "Privilege
-	   separation"). */
-	if (priv_active() && strcmp(mode, "nbd") == 0) {
+	/* Separated, qemu-nbd is the helper's child (priv.h), and takes a
+	   format of its fixed list only: said at once, no job made. */
+	if (priv_active() && strcmp(mode, "nbd") == 0 &&
+	    priv_nbd_format(format) == -1) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "image-attach mode \"nbd\" "
-		    "is not available with privilege separation (qemu-nbd "
-		    "needs root while it serves): use mode \"loop\", or run "
-		    "the broker with --user root");
+		    "with privilege separation takes format \"raw\" or "
+		    "\"qcow2\"");
 		return (NULL);
 	}
 	if ((ij = calloc(1, sizeof *ij)) == NULL) {

@@ -155,6 +155,50 @@ img_priv_done(struct img_job *ij)
 	img_proc_done(NULL, &r, ij);
 }
 
+/* Separated, an nbd step (qemu-nbd -c, or the flush and qemu-nbd -d) is
+   the helper's, which runs qemu-nbd and waits for it: from a worker, so
+   the loop never waits. Its result is handed over as a child's. */
+static void
+img_priv_nbd_fn(void *arg)
+{
+	struct img_job		*ij = arg;
+	struct qmp_error	 err;
+	int			 rc;
+
+	if (ij->attach && ij->phase == IP_TOOL)
+		rc = priv_nbd_connect(ij->nbd.index, ij->path, ij->ro,
+		    ij->format, &err);
+	else {
+		ij->flush_err.desc[0] = '\0';
+		rc = priv_nbd_disconnect(ij->attach ? ij->nbd.index :
+		    ij->att->nbd.index, ij->flush_err.desc,
+		    sizeof ij->flush_err.desc, &err);
+		ij->flush_rc = ij->flush_err.desc[0] != '\0' ? -1 : 0;
+	}
+	ij->priv_ok = rc == 0;
+	ij->priv_out[0] = '\0';
+	snprintf(ij->priv_err, sizeof ij->priv_err, "%s", rc == 0 ? "" :
+	    err.desc);
+}
+
+static void
+img_priv_nbd_done(void *arg, bool ran)
+{
+	struct img_job	*ij = arg;
+
+	ij->w = NULL;
+	img_unlock(ij);		/* held while the helper acted */
+	if (!ran) {
+		ij->priv_ok = false;
+		ij->priv_out[0] = '\0';
+		snprintf(ij->priv_err, sizeof ij->priv_err, "broker shutting "
+		    "down");
+	}
+	if (ij->phase == IP_FLUSH)
+		ij->phase = IP_TOOL;
+	img_priv_done(ij);
+}
+
 static bool
 img_spawn(struct img_job *ij, char **argv)
 {
@@ -169,6 +213,12 @@ img_spawn(struct img_job *ij, char **argv)
 		img_priv_loop(ij);
 		img_unlock(ij);	/* held while the helper acted */
 		return (true);
+	} else if (ij->mode == IMG_NBD && priv_active()) {
+		ij->p = NULL;
+		if ((ij->w = work_submit(img_priv_nbd_fn, img_priv_nbd_done,
+		    ij)) != NULL)
+			return (true);
+		qmp_error_set(&err, QMP_CLS_GENERIC, "broker shutting down");
 	} else
 		ij->p = proc_spawn_fd(argv, ij->lockfd, img_tool_ms(),
 		    img_proc_done, ij, &err);
@@ -459,8 +509,10 @@ img_step(struct img_job *ij)
 			    ij->format, ij->path, argv);
 		else {
 			ij->phase = IP_FLUSH;
-			if ((ij->w = work_submit(img_flush_fn, img_flush_done,
-			    ij)) == NULL) {
+			if ((ij->w = priv_active() ? work_submit(
+			    img_priv_nbd_fn, img_priv_nbd_done, ij) :
+			    work_submit(img_flush_fn, img_flush_done, ij)) ==
+			    NULL) {
 				img_detach_failed(ij);
 				job_fail(ij->job, QMP_CLS_GENERIC,
 				    "broker shutting down");

@@ -151,7 +151,12 @@ def nbd_success():
     check(nbd_pids() == [n], "pid files: %r" % nbd_pids())
     with open(tmp + "/nbdlog") as f:
         last = f.read().splitlines()[-1]
-    check(last == "-c %s -r -f raw -- %s" % (dev, tmp + "/images/disk.raw"),
+    img = tmp + "/images/disk.raw"
+    if qb.privsep_user() is not None:
+        # The helper's qemu-nbd gets the image the helper opened, as its
+        # fd 3 (the fake says what that fd is).
+        img = "/proc/self/fd/3 (= %s)" % img
+    check(last == "-c %s -r -f raw -- %s" % (dev, img),
           "qemu-nbd argv: %r" % last)
     # Locked while ours: the lock file is held.
     check(os.path.exists(tmp + "/locks/nbd%d.lock" % n), "no lock file")
@@ -263,18 +268,27 @@ def nbd_module_missing():
 
 # ---- the image journal across a broker restart ----
 
-def nbd_refused_separated():
-    """Separated, qemu-nbd -c would run as the daemon's user: mode nbd is
+def nbd_format_separated():
+    """Separated, qemu-nbd runs as root: a format off the helper's list is
     refused at once, nothing attached, no job made."""
     c = b.client()
     jobs = len(c.ok("query-jobs"))
     e = c.err("image-attach", {"path": tmp + "/images/disk.raw",
-                               "mode": "nbd"})
+                               "mode": "nbd", "format": "vmdk"})
     check(e["class"] == "GenericError" and "privilege separation" in
           e["desc"], "%r" % e)
     check(len(c.ok("query-jobs")) == jobs, "a job was made")
-    check(not [d for d in range(4) if os.path.exists(
-        tmp + "/sys/block/nbd%d/pid" % d)], "an nbd device connected")
+    check(nbd_pids() == [], "an nbd device connected")
+
+
+def disguised_server(dev):
+    """Separated, a helper after a restart disconnects a device whose
+    sysfs pid is a qemu-nbd serving a /proc/self/fd/ image on it, as the
+    real one's server stays running. The fake leaves none: this stands
+    in for it (the configured name, its argv)."""
+    return subprocess.Popen(["fake-qemu-nbd", "-c",
+                             "import time; time.sleep(600)", "-c", dev,
+                             "/proc/self/fd/3"], executable=sys.executable)
 
 
 def rec_path(mode, dev):
@@ -498,10 +512,17 @@ def nbd_restart_adopt():
     check(d["status"] == "concluded", "attach: %r" % d)
     dev = d["result"]["device"]
     n = int(dev.rsplit("nbd", 1)[1])
+    srv = None
     try:
         r = read_rec("nbd", dev)
         check(r is not None and r["state"] == "attached" and
               r.get("format") == "raw", "record: %r" % r)
+        if qb.privsep_user() is not None:
+            srv = disguised_server(dev)
+            qb.wait_for(lambda: b"-c" in open("/proc/%d/cmdline" %
+                        srv.pid, "rb").read(), "stand-in server")
+            with open(tmp + "/sys/block/nbd%d/pid" % n, "w") as f:
+                f.write("%d\n" % srv.pid)
         b.restart()
         check(nbd_pids() == [n], "pid files: %r" % nbd_pids())
         # The lock is the new broker's again.
@@ -522,6 +543,9 @@ def nbd_restart_adopt():
               (fds, fd_count(b.d.pid)))
         no_leak()
     finally:
+        if srv is not None:
+            srv.kill()
+            srv.wait()
         try:
             os.unlink(tmp + "/sys/block/nbd%d/pid" % n)
         except FileNotFoundError:
@@ -553,12 +577,14 @@ try:
         ("restart: an attached nbd device is adopted", nbd_restart_adopt),
     ]
     if qb.privsep_user() is not None:
-        # Separated there is no qemu-nbd (refused, one case says so) and
-        # no losetup child (the helper's ioctls, one synchronous step:
-        # no tool of a dead broker can still be running).
+        # Separated there is no losetup child (the helper's ioctls, one
+        # synchronous step) and qemu-nbd -c is the helper's child, killed
+        # with it: no tool of a dead broker can still be running.
         run_cases = [(n, f) for n, f in run_cases
-                     if "nbd" not in n and f is not loop_restart_tool_running]
-        run_cases.append(("separated: nbd refused", nbd_refused_separated))
+                     if f not in (loop_restart_tool_running,
+                                  nbd_restart_tool_running)]
+        run_cases.append(("separated: nbd format off the helper's list",
+                          nbd_format_separated))
     try:
         run(run_cases)
     finally:

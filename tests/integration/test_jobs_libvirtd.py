@@ -3,7 +3,9 @@
 the system one, if it runs), with a TCG QEMU domain: define, start,
 suspend, resume, reboot, snapshot, destroy, undefine; the domain's QMP
 events reach a subscriber through libvirt-qemu while it happens."""
+import grp
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import tempfile
 import time
 
 from jobsh import Broker, GUARD, check, run
+import qb
 from qb import try_connect as usable
 
 LIBVIRTD = shutil.which("libvirtd") or "/usr/sbin/libvirtd"
@@ -70,16 +73,29 @@ def libvirtd_running():
 
 def start_libvirtd():
     global uri
+    sep = qb.privsep_user()
     if usable("/run/libvirt/libvirt-sock"):
+        if sep is not None:
+            # The system libvirtd admits whom its admin says (group,
+            # polkit): not this test's to change.
+            print("1..0 # SKIP separated, and a system libvirtd runs")
+            sys.exit(77)
         uri = "qemu:///system"
         return "system libvirtd"
     # A private one: own config, own socket dir.
     sockdir = tmp + "/sock"
     os.makedirs(sockdir, exist_ok=True)
     conf = tmp + "/libvirtd.conf"
+    # Separated, the daemon connects as its own user: the socket's
+    # group is that user's (as a host would add it to group libvirt).
+    perms = '"0700"'
+    if sep is not None:
+        perms = '"0770"\nunix_sock_group = "%s"' % grp.getgrgid(
+            pwd.getpwnam(sep).pw_gid).gr_name
     with open(conf, "w") as f:
-        f.write('unix_sock_dir = "%s"\nunix_sock_rw_perms = "0700"\n'
-                'auth_unix_rw = "none"\nauth_unix_ro = "none"\n' % sockdir)
+        f.write('unix_sock_dir = "%s"\nunix_sock_rw_perms = %s\n'
+                'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+                % (sockdir, perms))
     log = open(tmp + "/libvirtd.log", "a")
     if not usable("/run/libvirt/virtlogd-sock"):
         p = subprocess.Popen([VIRTLOGD], stdout=log, stderr=log,

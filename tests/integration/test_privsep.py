@@ -27,27 +27,6 @@ XML = """<domain type='test'><name>%s</name><memory>1024</memory>
 <os><type>hvm</type></os></domain>"""
 
 
-def status(pid):
-	out = {}
-	with open("/proc/%d/status" % pid) as f:
-		for line in f:
-			k, _, v = line.partition(":")
-			out[k] = v.strip()
-	return out
-
-
-def check_unprivileged(parent, child, uid):
-	s = status(child)
-	check(s["Uid"].split() == [str(uid)] * 4, "daemon Uid %s" % s["Uid"])
-	check(s["Gid"].split()[0] != "0", "daemon Gid %s" % s["Gid"])
-	for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-		check(int(s[cap], 16) == 0, "daemon %s %s" % (cap, s[cap]))
-	check(s["NoNewPrivs"] == "1", "no_new_privs %s" % s["NoNewPrivs"])
-	check(s["Seccomp"] == "2", "Seccomp %s" % s["Seccomp"])
-	p = status(parent)
-	check(p["Uid"].split()[0] == "0", "the helper is not root")
-
-
 def refused(c, cmd, args, why, want):
 	try:
 		c.cmd(cmd, args)
@@ -119,7 +98,7 @@ def test_unprivileged_flow():
 		env.d = env.h.daemon(args=["--image-root", root])
 		parent, child = env.d.p.pid, env.d.pid
 		check(parent != child, "not separated")
-		check_unprivileged(parent, child, uid)
+		qb.check_separated(parent, child, uid)
 		env.d.baseline()
 
 		# a root QEMU: its monitor socket is the helper's to connect
@@ -156,7 +135,8 @@ def test_unprivileged_flow():
 		    "present"], "d2 reached QEMU")
 
 		# image-attach loop: the helper's ioctls, as a job; detached
-		# the same way; a path out of the root refused; nbd refused
+		# the same way; a path out of the root refused; an nbd format
+		# the helper does not take refused
 		limg = hplib.image(os.path.join(root, "l.raw"), 1 << 20)
 		dev = loop_attach_detach(c, env.d, limg)
 		refused(c, "image-attach", {"path": env.h.path("outside.raw"),
@@ -164,8 +144,9 @@ def test_unprivileged_flow():
 		refused(c, "image-attach", {"path": os.path.join(root,
 		    "out.raw"), "mode": "loop"}, "image-attach of a link out",
 		    "")
-		refused(c, "image-attach", {"path": limg, "mode": "nbd"},
-		    "image-attach nbd separated", "privilege separation")
+		refused(c, "image-attach", {"path": limg, "mode": "nbd",
+		    "format": "vmdk"}, "image-attach nbd, a format off the "
+		    "helper's list", "privilege separation")
 		for p in (env.h.path("outside.raw"), os.path.join(root,
 		    "out.raw")):
 			check("loop-attach " + p not in env.d.output(),
@@ -183,7 +164,7 @@ def test_unprivileged_flow():
 		os.kill(child, signal.SIGSEGV)
 		child2 = wait_child(env.d, child)
 		check(child2 != child, "same child")
-		check_unprivileged(parent, child2, uid)
+		qb.check_separated(parent, child2, uid)
 		# (a sanitizer build reports the SEGV and exits 1 instead)
 		check("died of signal 11; restarting" in env.d.output() or
 		    (os.environ.get("QB_SANITIZER") and "exited 1; restarting"
@@ -209,7 +190,7 @@ def test_unprivileged_flow():
 		    "control socket left by the orphaned daemon")
 		check(q.alive(), "QEMU died with the pair")
 		env.d.start()
-		check_unprivileged(env.d.p.pid, env.d.pid, uid)
+		qb.check_separated(env.d.p.pid, env.d.pid, uid)
 		c = env.d.client()
 		qb.wait_vm_state(c, "vm1", "ready")
 		check(c.cmd("has-device", {"vm": "vm1", "id": "n1"})["present"],
@@ -248,7 +229,7 @@ def test_upgrade_separated():
 		vmdir, _ = test_upgrade.fakes(h, 3)
 		d = env.d = h.daemon(vm_dir=vmdir, args=["--image-root", root])
 		parent, child = d.p.pid, d.pid
-		check_unprivileged(parent, child, uid)
+		qb.check_separated(parent, child, uid)
 		# not dumpable: /proc/PID/status is root's (a sanitizer build
 		# is made dumpable for LeakSanitizer; it must stay as it was)
 		dump0 = os.stat("/proc/%d/status" % child).st_uid
@@ -283,7 +264,7 @@ def test_upgrade_separated():
 			    (qb.children(parent), d.tail(20)))
 			check(os.readlink("/proc/%d/exe" % child) == target,
 			    "child runs %s" % os.readlink("/proc/%d/exe" % child))
-			check_unprivileged(parent, child, uid)
+			qb.check_separated(parent, child, uid)
 			check(os.stat("/proc/%d/status" % child).st_uid == dump0,
 			    "child's dumpable flag changed by the upgrade")
 			check("restarting" not in d.output(), "the parent took the "

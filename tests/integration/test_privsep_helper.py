@@ -11,7 +11,10 @@ with a reason, no fd comes back, and the helper keeps serving. The loop
 operations: bad names, flags and device numbers, an image out of the
 root or not a file, a taken device, and a detach of a device not backed
 by the named file under a root are refused; a real attach and detach
-work."""
+work. nbd (on a fake sysfs tree): bad flags, formats and devices, the
+same image paths, a connected device, and a disconnect of a device the
+helper did not connect are refused; connect and disconnect work with the
+helper's own argv."""
 
 import errno
 import fcntl
@@ -32,22 +35,25 @@ REP = struct.Struct("<IIIiII512s")
 TAP, IMAGE, CONNECT = 1, 2, 3
 LOOP_FIND, LOOP_ATTACH, LOOP_DETACH = 4, 5, 6
 LOOP_MAX = 1 << 20
+NBD_CONNECT, NBD_DISCONNECT = 7, 8
+NBD_MAX = 1024
 F_RO = 0x1
 TUNGETIFF = 0x800454d2
 IFF_TUN, IFF_TAP = 0x1, 0x2
 
 
 class Helper:
-	def __init__(self, h, roots, monitor_root=None):
+	def __init__(self, h, roots, monitor_root=None, opts=(), env=None):
 		self.s, theirs = socket.socketpair(socket.AF_UNIX,
 		    socket.SOCK_SEQPACKET)
 		argv = [qb.program("priv-serve"), str(theirs.fileno())]
 		if monitor_root:
 			argv += ["--monitor-root", monitor_root]
 		self.log = open(h.path("helper.log"), "w+")
-		self.p = subprocess.Popen(argv + roots, pass_fds=[
+		self.p = subprocess.Popen(argv + list(opts) + roots, pass_fds=[
 		    theirs.fileno()], stdin=subprocess.DEVNULL,
-		    stdout=self.log, stderr=subprocess.STDOUT)
+		    stdout=self.log, stderr=subprocess.STDOUT,
+		    env=dict(os.environ, **(env or {})))
 		theirs.close()
 		self.s.settimeout(qb.TIMEOUT)
 		self.seq = 0
@@ -391,6 +397,135 @@ def test_loop():
 		hp.close()
 
 
+def test_nbd():
+	"""nbd on a fake sysfs tree with the stand-in qemu-nbd (no nbd module
+	here): the helper builds the argv itself (the image as its own fd 3),
+	refuses what is not its fixed list, and disconnects only devices it
+	connected, or whose server is a helper's qemu-nbd."""
+	import sys
+	with qb.Harness("privh") as h:
+		root = h.path("img")
+		os.mkdir(root)
+		img = os.path.join(root, "n.raw")
+		with open(img, "wb") as f:
+			f.truncate(1 << 20)
+		with open(h.path("outside.raw"), "wb") as f:
+			f.truncate(1 << 20)
+		os.symlink(h.path("outside.raw"), os.path.join(root, "out"))
+		os.mkfifo(os.path.join(root, "fifo"))
+		sysfs, dev = h.path("sys"), h.path("dev")
+		for i in range(4):
+			os.makedirs("%s/block/nbd%d" % (sysfs, i))
+		os.makedirs(dev)
+		for i in range(3):
+			open("%s/nbd%d" % (dev, i), "w").close()
+		os.symlink("/dev/null", dev + "/nbd3")	# a link: refused
+		os.makedirs("%s/block/nbd9" % sysfs)
+		os.mkdir(dev + "/nbd9")			# not a device
+		log, mode = h.path("nbdlog"), h.path("nbdmode")
+
+		def nbd_mode(m):
+			with open(mode, "w") as f:
+				f.write(m)
+
+		def last():
+			with open(log) as f:
+				return f.read().splitlines()[-1]
+
+		def pid(n):
+			try:
+				with open("%s/block/nbd%d/pid" % (sysfs, n)) as f:
+					return f.read().strip()
+			except OSError:
+				return None
+
+		hp = Helper(h, [root], opts=["--qemu-nbd", os.path.join(
+		    qb.SRCDIR, "tests/integration/fake-qemu-nbd"),
+		    "--nbd-sysfs", sysfs, "--nbd-dev-dir", dev],
+		    env={"FAKE_NBD_SYSFS": sysfs, "FAKE_NBD_MODE_FILE": mode,
+		    "FAKE_NBD_LOG": log})
+		base = helper_fds(hp.p.pid)
+		nbd_mode("ok")
+		fmt = lambda i: i << 8
+		for flags, why in ((2, "flag"), (1 << 16, "high flag"),
+		    (fmt(3), "format past the list"), (fmt(0xff), "format")):
+			hp.refused(NBD_CONNECT, img, arg=0, flags=flags, why=why)
+		for n, why in ((NBD_MAX, "device number"), (7, "no sysfs"),
+		    (3, "a link in the dev dir"), (9, "a directory")):
+			hp.refused(NBD_CONNECT, img, arg=n, why=why)
+		for bad, why in ((h.path("outside.raw"), "out of the root"),
+		    (os.path.join(root, "out"), "a link out"),
+		    (os.path.join(root, "fifo"), "a FIFO"),
+		    (root, "a directory"), ("n.raw", "a relative path"),
+		    (root + "/../img/n.raw", ".."), (root + "//n.raw", "//")):
+			hp.refused(NBD_CONNECT, bad, arg=0, why=why)
+		check(not os.path.exists(log), "qemu-nbd ran for a refusal")
+		# a real connect: its argv, and the image it was given
+		status, desc, fds = hp.call(NBD_CONNECT, img, arg=0,
+		    flags=1 | fmt(2))
+		check(status == 0 and not fds, "connect: %d %s" % (status,
+		    desc))
+		# qcow2: its backing file never opened (a header may name any
+		# host file), in qemu-nbd's own syntax
+		check(last() == "-c %s/nbd0 -r -- json:{\"driver\":\"qcow2\","
+		    "\"backing\":null,\"file\":{\"driver\":\"file\","
+		    "\"filename\":\"/proc/self/fd/3\"}} (= %s)" % (dev, img),
+		    "argv: %r" % last())
+		check(pid(0) is not None, "not connected")
+		d = hp.refused(NBD_CONNECT, img, arg=0, why="connected already")
+		check("already" in d, d)
+		# no format asked: raw, never a probe as root
+		check(hp.call(NBD_CONNECT, img, arg=1)[0] == 0, "connect 1")
+		check(" -f raw -- " in last(), "argv: %r" % last())
+		# qemu-nbd failing: its words come back
+		nbd_mode("fail")
+		status, desc, _ = hp.call(NBD_CONNECT, img, arg=2)
+		check(status != 0 and "Permission denied" in desc, desc)
+		nbd_mode("ok")
+		# disconnect: its one name, no flags, a device number
+		hp.refused(NBD_DISCONNECT, "x", arg=0, why="another name")
+		hp.refused(NBD_DISCONNECT, "nbd", arg=0, flags=1, why="flags")
+		hp.refused(NBD_DISCONNECT, "nbd", arg=NBD_MAX, why="number")
+		hp.refused(NBD_DISCONNECT, "nbd", arg=3, why="a link")
+		# a device this helper never connected, served by another
+		# process (this test's own): refused, left connected
+		with open("%s/block/nbd3/pid" % sysfs, "w") as f:
+			f.write("%d\n" % os.getpid())
+		os.unlink(dev + "/nbd3")
+		open(dev + "/nbd3", "w").close()
+		d = hp.refused(NBD_DISCONNECT, "nbd", arg=3, why="not ours")
+		check(pid(3) is not None and "-d" not in last(), d)
+		# ... but one a helper before a restart started: its server is
+		# the configured qemu-nbd (by name) serving a /proc/self/fd/ image on that device
+		srv = subprocess.Popen(["fake-qemu-nbd", "-c",
+		    "import time; time.sleep(60)", "-c", dev + "/nbd3",
+		    "/proc/self/fd/3"], executable=sys.executable)
+		try:
+			with open("%s/block/nbd3/pid" % sysfs, "w") as f:
+				f.write("%d\n" % srv.pid)
+			qb.wait_for(lambda: open("/proc/%d/cmdline" % srv.pid,
+			    "rb").read().startswith(b"fake-qemu-nbd\0"), "server")
+			status, desc, _ = hp.call(NBD_DISCONNECT, "nbd", arg=3)
+			check(status == 0 and pid(3) is None, desc)
+		finally:
+			srv.kill()
+			srv.wait()
+		# ours: flushed (a plain file cannot be: said) and disconnected
+		status, desc, _ = hp.call(NBD_DISCONNECT, "nbd", arg=0)
+		check(status == 0 and pid(0) is None, desc)
+		check("flush" in desc, "flush error not said: %r" % desc)
+		check(last() == "-d %s/nbd0" % dev, last())
+		hp.refused(NBD_DISCONNECT, "nbd", arg=0, why="disconnected "
+		    "twice")
+		# a failed connect may be cleaned up (as the daemon does)
+		status, desc, _ = hp.call(NBD_DISCONNECT, "nbd", arg=2)
+		check(status == 0, desc)
+		check(hp.call(NBD_DISCONNECT, "nbd", arg=1)[0] == 0, "nbd1")
+		check(helper_fds(hp.p.pid) <= base, "helper kept fds: %d, "
+		    "was %d" % (helper_fds(hp.p.pid), base))
+		hp.close()
+
+
 def test_connect():
 	with qb.Harness("privh") as h:
 		mon = h.path("mon")
@@ -434,4 +569,4 @@ def test_connect():
 
 if __name__ == "__main__":
 	qb.main([test_malformed, test_image_paths, test_symlink_swap,
-	    test_tap, test_loop, test_connect])
+	    test_tap, test_loop, test_nbd, test_connect])
