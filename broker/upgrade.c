@@ -157,21 +157,22 @@ upg_blocker(char *buf, size_t len)
 	return (NULL);
 }
 
+/* FD_CLOEXEC is the only fd flag: set, not read and set, as 2,000 fds
+   go through here on each side of an exec. -1 if any failed (each is
+   tried). */
 static int
-upg_cloexec(json_t *fds, bool on)
+upg_cloexec(const json_t *fds, bool on)
 {
 	json_t	*v;
 	size_t	 i;
-	int	 fd, fl;
+	int	 rc = 0;
 
 	json_array_foreach(fds, i, v) {
-		fd = (int)json_integer_value(v);
-		if ((fl = fcntl(fd, F_GETFD)) == -1 ||
-		    fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC :
-		    fl & ~FD_CLOEXEC) == -1)
-			return (-1);
+		if (fcntl((int)json_integer_value(v), F_SETFD, on ?
+		    FD_CLOEXEC : 0) == -1)
+			rc = -1;
 	}
-	return (0);
+	return (rc);
 }
 
 /* The state, into an fd the new process inherits; -1 with errno. */
@@ -214,7 +215,7 @@ upg_write_doc(const json_t *doc)
 static void
 upg_handover(void)
 {
-	json_t		*fds, *doc = NULL, *lsns, *mons, *clients;
+	json_t		*fds, *doc = NULL, *lsns, *mons, *clients, *st;
 	sigset_t	 mask, omask;
 	char		 num[16];
 	int		 fd = -1, pfd = -1, saved;
@@ -239,6 +240,13 @@ upg_handover(void)
 		json_decref(lsns);
 		json_decref(mons);
 		json_decref(clients);
+	}
+	/* what the status files say, as this process kept it: the new
+	   one need not read them (vm_status_preset) */
+	if (doc != NULL && (st = vm_status_export()) != NULL &&
+	    json_object_set_new(doc, "vm-status", st) != 0) {
+		json_decref(doc);
+		doc = NULL;
 	}
 	if (doc == NULL) {
 		json_decref(fds);
@@ -546,8 +554,7 @@ upgrade_resume_begin(void)
 	const char		*s;
 	char			 why[sizeof e.desc + 64], *end, val[24];
 	long			 fd;
-	json_t			*doc, *v;
-	size_t			 i;
+	json_t			*doc;
 	int			 fl;
 
 	if ((s = getenv(UPG_ENV)) == NULL)
@@ -593,12 +600,10 @@ upgrade_resume_begin(void)
 		goto fail;
 	}
 	/* ours now: a child must not hold a QEMU connection */
-	json_array_foreach(json_object_get(doc, "fds"), i, v) {
-		int	f = (int)json_integer_value(v);
-
-		if ((fl = fcntl(f, F_GETFD)) != -1)
-			(void)fcntl(f, F_SETFD, fl | FD_CLOEXEC);
-	}
+	(void)upg_cloexec(json_object_get(doc, "fds"), true);
+	/* the VMs added below take their recorded status from here, not
+	   from one file each (absent: from the files, as at a start) */
+	vm_status_preset(json_object_get(doc, "vm-status"));
 	U.doc = doc;
 	log_info("upgrade: state of %s read: %zu listeners, %zu monitors, "
 	    "%zu clients", json_string_value(json_object_get(doc, "version")),

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,39 @@ static void
 vms_bad(const char *path, const char *why, void *arg)
 {
 	log_warn("vm status record %s: %s (set aside)", path, why);
+}
+
+json_t *
+vm_status_export(void)
+{
+	return (vms_saved != NULL ? json_deep_copy(vms_saved) : NULL);
+}
+
+/* A previous process of this broker read the files and kept them up to
+   date (vm_status_set, vm_status_forget): 1,000 files fewer to read
+   while the monitors wait for the new process. */
+void
+vm_status_preset(const json_t *saved)
+{
+	const char	*name;
+	json_t		*v, *copy;
+
+	if (vms_saved != NULL || !json_is_object(saved) ||
+	    (copy = json_object()) == NULL)
+		return;
+	json_object_foreach((json_t *)(uintptr_t)saved, name, v) {
+		if (!json_is_string(v) || json_string_length(v) >=
+		    sizeof ((struct vm *)NULL)->status) {
+			json_decref(copy);
+			return;
+		}
+		if (json_object_set_new(copy, name, json_string(
+		    json_string_value(v))) != 0) {
+			json_decref(copy);
+			return;
+		}
+	}
+	vms_saved = copy;
 }
 
 /* The status a previous broker recorded for this VM, if any. */

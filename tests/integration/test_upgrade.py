@@ -145,6 +145,14 @@ def test_under_load():
 		shared = [Conn(d.vm_socket("vm%d" % i), "shared%d" % i)
 		    for i in range(SHARED)]
 		fds0 = settled_fds(pid)
+		# The run states go over with the state: the new process
+		# reads no status record (this one, planted while the daemon
+		# runs, would be set aside as not JSON if it did).
+		planted = os.path.join(d.state_dir, "status", "vm0",
+		    "planted.json")
+		os.makedirs(os.path.dirname(planted), exist_ok=True)
+		with open(planted, "w") as f:
+			f.write("not json")
 
 		sel = selectors.DefaultSelector()
 		for c in subs + [loader, admin] + shared:
@@ -210,6 +218,10 @@ def test_under_load():
 						if c in subs:
 							seen[c.name].append(
 							    m["seq"])
+							# handed over right,
+							# nothing to reconcile
+							check(m["event"] !=
+							    "VM_STATUS", repr(m))
 							if m["event"] == \
 							    "UPG_EV":
 								n = m["data"]["n"]
@@ -282,6 +294,9 @@ def test_under_load():
 			    "%s: %d events lost (%r...)" % (s.name,
 			    len(missing), sorted(missing)[:5]))
 		check(d.pid == pid and d.alive(), "the daemon's pid changed")
+		check(os.path.exists(planted), "a status record was read "
+		    "on an upgrade (set aside: %r)" % os.listdir(
+		    os.path.dirname(planted)))
 		check(len(upgrades) == ROUNDS, "upgrades %r" % upgrades)
 		fds1 = settled_fds(pid)
 		check(len(fds1) == len(fds0), "fds %d before, %d after: %r" %
