@@ -165,7 +165,7 @@ def test_under_load():
 		inflight = {}
 		sh_inflight = {c.name: 0 for c in shared}
 		sh_next = 0
-		upgrades = []		# (version, pause-ms, wall s)
+		upgrades = []		# (version, pause-ms, wall s, CPU ms)
 		asked = None
 		last_done = time.monotonic()
 		last_reply = time.monotonic()
@@ -256,7 +256,8 @@ def test_under_load():
 						upgrades.append((r["version"],
 						    r["pause-ms"],
 						    time.monotonic() -
-						    asked[1]))
+						    asked[1],
+						    r["pause-cpu-ms"]))
 						asked = None
 						last_done = time.monotonic()
 					elif c in shared:
@@ -306,11 +307,14 @@ def test_under_load():
 		    for v in vms), "VMs after: %r" % [v for v in vms
 		    if v["state"] != "ready"][:5])
 		pauses = sorted(u[1] for u in upgrades)
+		cpus = sorted(u[3] for u in upgrades)
 		# tools/bench's row (its "upgrade" scenario runs this case)
 		print("R upgrade n%d vms=%d rounds=%d pause_max_ms=%d "
-		    "pause_med_ms=%d client_gap_ms=%.0f commands=%d events=%d "
+		    "pause_med_ms=%d cpu_max_ms=%d cpu_med_ms=%d "
+		    "client_gap_ms=%.0f commands=%d events=%d "
 		    "errors=%d lost=0 dup=0" % (NVMS, NVMS, ROUNDS, pauses[-1],
-		    pauses[len(pauses) // 2], longest_gap * 1000, len(acked),
+		    pauses[len(pauses) // 2], cpus[-1], cpus[len(cpus) // 2],
+		    longest_gap * 1000, len(acked),
 		    len(seen[subs[0].name]), len(errors)), flush=True)
 		print("# %d VMs, %d upgrades, %d commands, %d events per "
 		    "subscriber: longest pause %d ms (broker), %.0f ms "
