@@ -42,6 +42,7 @@
 #define VMS_ID		"last"
 
 static json_t	*vms_saved;	/* name -> status, loaded once */
+static bool	 vms_handed;	/* ... or handed over by an upgrade */
 
 static void
 vms_found(const char *group, const char *id, json_t *rec, void *arg)
@@ -89,6 +90,7 @@ vm_status_preset(const json_t *saved)
 		}
 	}
 	vms_saved = copy;
+	vms_handed = true;
 }
 
 /* The status a previous broker recorded for this VM, if any. */
@@ -171,6 +173,7 @@ vm_status_cleanup(void)
 {
 	json_decref(vms_saved);
 	vms_saved = NULL;
+	vms_handed = false;
 }
 
 /* QEMU's events that change its run state (RunState names). */
@@ -359,6 +362,14 @@ vm_status_state(struct vm *vm, enum mon_state st, const char *why)
 		vm->exit_check = 0;
 		vm->exit_said = 0;
 		vm_status_watch(vm);
+		/* Carried over ready by an upgrade, with the status the
+		   previous process had from every event up to the hand-over
+		   (the rest wait in the socket): nothing happened unseen,
+		   and 1,000 query-status right after the pause would only
+		   delay the clients' commands. */
+		if (vms_handed && vm->status[0] != '\0' && vm->q != NULL &&
+		    vmq_adopted(vm->q))
+			break;
 		if (vm->status_asking == NULL &&
 		    (vm->status_asking = malloc(sizeof *vm->status_asking)) !=
 		    NULL) {
