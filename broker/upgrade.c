@@ -60,6 +60,7 @@ static struct {
 	struct proc	*proc;
 	struct event	*poll;
 	uint64_t	 held_at;	/* CLOCK_MONOTONIC ms */
+	uint64_t	 held_cpu;	/* CLOCK_PROCESS_CPUTIME_ID us */
 	bool		 reloading;	/* RELOADING=1 said */
 
 	/* the new process's side */
@@ -75,6 +76,20 @@ upg_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* The CPU this process used, in us. It goes on across execve (the
+   process is the same), so the pause's CPU time is the new process's
+   reading minus the old one's: what the pause costs whatever else the
+   machine runs, where the wall clock (pause-ms) also counts waiting. */
+static uint64_t
+upg_cpu_us(void)
+{
+	struct timespec	ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == -1)
+		return (0);
+	return ((uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
 }
 
 void
@@ -157,21 +172,22 @@ upg_blocker(char *buf, size_t len)
 	return (NULL);
 }
 
+/* FD_CLOEXEC is the only fd flag: set, not read and set, as 2,000 fds
+   go through here on each side of an exec. -1 if any failed (each is
+   tried). */
 static int
-upg_cloexec(json_t *fds, bool on)
+upg_cloexec(const json_t *fds, bool on)
 {
 	json_t	*v;
 	size_t	 i;
-	int	 fd, fl;
+	int	 rc = 0;
 
 	json_array_foreach(fds, i, v) {
-		fd = (int)json_integer_value(v);
-		if ((fl = fcntl(fd, F_GETFD)) == -1 ||
-		    fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC :
-		    fl & ~FD_CLOEXEC) == -1)
-			return (-1);
+		if (fcntl((int)json_integer_value(v), F_SETFD, on ?
+		    FD_CLOEXEC : 0) == -1)
+			rc = -1;
 	}
-	return (0);
+	return (rc);
 }
 
 /* The state, into an fd the new process inherits; -1 with errno. */
@@ -214,7 +230,7 @@ upg_write_doc(const json_t *doc)
 static void
 upg_handover(void)
 {
-	json_t		*fds, *doc = NULL, *lsns, *mons, *clients;
+	json_t		*fds, *doc = NULL, *lsns, *mons, *clients, *st;
 	sigset_t	 mask, omask;
 	char		 num[16];
 	int		 fd = -1, pfd = -1, saved;
@@ -239,6 +255,18 @@ upg_handover(void)
 		json_decref(lsns);
 		json_decref(mons);
 		json_decref(clients);
+	}
+	/* what the status files say, as this process kept it: the new
+	   one need not read them (vm_status_preset) */
+	if (doc != NULL && json_object_set_new(doc, "held-cpu-us",
+	    json_integer((json_int_t)U.held_cpu)) != 0) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	if (doc != NULL && (st = vm_status_export()) != NULL &&
+	    json_object_set_new(doc, "vm-status", st) != 0) {
+		json_decref(doc);
+		doc = NULL;
 	}
 	if (doc == NULL) {
 		json_decref(fds);
@@ -363,6 +391,7 @@ upg_preflight_done(struct proc *p, const struct proc_result *res, void *arg)
 	/* From here nothing new starts: requests wait in the kernel. */
 	U.st = UPG_DRAINING;
 	U.held_at = upg_now();
+	U.held_cpu = upg_cpu_us();
 	notify_reloading();
 	U.reloading = true;
 	lsn_hold(true);
@@ -546,8 +575,7 @@ upgrade_resume_begin(void)
 	const char		*s;
 	char			 why[sizeof e.desc + 64], *end, val[24];
 	long			 fd;
-	json_t			*doc, *v;
-	size_t			 i;
+	json_t			*doc;
 	int			 fl;
 
 	if ((s = getenv(UPG_ENV)) == NULL)
@@ -593,12 +621,10 @@ upgrade_resume_begin(void)
 		goto fail;
 	}
 	/* ours now: a child must not hold a QEMU connection */
-	json_array_foreach(json_object_get(doc, "fds"), i, v) {
-		int	f = (int)json_integer_value(v);
-
-		if ((fl = fcntl(f, F_GETFD)) != -1)
-			(void)fcntl(f, F_SETFD, fl | FD_CLOEXEC);
-	}
+	(void)upg_cloexec(json_object_get(doc, "fds"), true);
+	/* the VMs added below take their recorded status from here, not
+	   from one file each (absent: from the files, as at a start) */
+	vm_status_preset(json_object_get(doc, "vm-status"));
 	U.doc = doc;
 	log_info("upgrade: state of %s read: %zu listeners, %zu monitors, "
 	    "%zu clients", json_string_value(json_object_get(doc, "version")),
@@ -631,8 +657,8 @@ upgrade_resume_end(void)
 	struct qmp_error	 e;
 	struct client		*asker;
 	struct timeval		 tv = { UPG_LEFTOVER_S, 0 };
-	json_t			*id, *ret;
-	uint64_t		 pause;
+	json_t			*id, *ret, *hc;
+	uint64_t		 pause, cpu = 0, held_cpu;
 	size_t			 n;
 
 	if (U.doc == NULL)
@@ -645,9 +671,15 @@ upgrade_resume_end(void)
 		log_err("upgrade: clients: %s", e.desc);
 	pause = upg_now() - (uint64_t)json_integer_value(json_object_get(
 	    U.doc, "held-at"));
+	/* absent from an older binary's document: not known then */
+	hc = json_object_get(U.doc, "held-cpu-us");
+	if (json_is_integer(hc) && json_integer_value(hc) > 0 &&
+	    (held_cpu = (uint64_t)json_integer_value(hc)) < upg_cpu_us())
+		cpu = (upg_cpu_us() - held_cpu) / 1000;
 	log_notice("upgrade from %s to %s done: %zu clients carried over, "
-	    "held %" PRIu64 " ms", json_string_value(json_object_get(U.doc,
-	    "version")), U.version, client_count(), pause);
+	    "held %" PRIu64 " ms (%" PRIu64 " ms CPU)",
+	    json_string_value(json_object_get(U.doc, "version")), U.version,
+	    client_count(), pause, cpu);
 	if (asker != NULL) {
 		struct audit_who	 who;
 		struct audit_pending	*ap;
@@ -670,6 +702,9 @@ upgrade_resume_end(void)
 		ret = json_pack("{s:s,s:s,s:I}", "version", U.version,
 		    "previous", json_string_value(json_object_get(U.doc,
 		    "version")), "pause-ms", (json_int_t)pause);
+		if (ret != NULL && json_is_integer(hc))
+			json_object_set_new(ret, "pause-cpu-ms",
+			    json_integer((json_int_t)cpu));
 		client_answer(asker, id, ret);
 	}
 	json_decref(id);

@@ -29,7 +29,9 @@
  *	from its files: no gap, no repeat), then the state goes into a
  *	memfd as JSON: listeners, monitors (fd, oob, version, commands,
  *	bytes read but not parsed), clients (fd, negotiation, oob, peer,
- *	subscriptions, unparsed input, unwritten output). Each layer
+ *	subscriptions, unparsed input, unwritten output), and the VMs'
+ *	recorded run states (optional "vm-status": the new process then
+ *	reads no STATE_DIR/status record, one file per VM). Each layer
  *	exports and imports its own objects (lsn_, mon_, client_, sub_,
  *	peer_, chan_); this module only carries the document;
  *   5. FD_CLOEXEC is cleared on exactly those fds, the memfd's number
@@ -42,7 +44,8 @@
  * broker: what cannot be used is closed, and the start goes on fresh);
  * listeners and monitors are taken over as their modules open them,
  * clients are re-created, and whoever asked for the upgrade gets the
- * reply {"version": NEW, "previous": OLD, "pause-ms": N}. Leftovers (a VM
+ * reply {"version": NEW, "previous": OLD, "pause-ms": N, "pause-cpu-ms":
+ * N} (the process's CPU time goes on across execve). Leftovers (a VM
  * removed from the config meanwhile) are closed.
  *
  * The handover does not depend on the user the broker runs as: it passes

@@ -54,6 +54,14 @@ void		 vm_cleanup(void);		/* at exit */
    socket). Not saved with the VM: after a restart SO_PEERCRED again. */
 void		 vm_set_pid(struct vm *, int pid);
 
+/* The run states recorded per VM (STATE_DIR/status), as an upgrade
+   hands them over: name -> status (a new reference), or NULL if this
+   process never read them. vm_status_preset(saved) takes them instead
+   of reading one file per VM when the first VM is added (saved: only
+   read, the strings copied; an object of strings, else ignored). */
+json_t		*vm_status_export(void);
+void		 vm_status_preset(const json_t *saved);
+
 struct vm	*vm_find(const char *name);
 const char	*vm_name(const struct vm *);
 const char	*vm_socket(const struct vm *);

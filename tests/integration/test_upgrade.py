@@ -145,6 +145,14 @@ def test_under_load():
 		shared = [Conn(d.vm_socket("vm%d" % i), "shared%d" % i)
 		    for i in range(SHARED)]
 		fds0 = settled_fds(pid)
+		# The run states go over with the state: the new process
+		# reads no status record (this one, planted while the daemon
+		# runs, would be set aside as not JSON if it did).
+		planted = os.path.join(d.state_dir, "status", "vm0",
+		    "planted.json")
+		os.makedirs(os.path.dirname(planted), exist_ok=True)
+		with open(planted, "w") as f:
+			f.write("not json")
 
 		sel = selectors.DefaultSelector()
 		for c in subs + [loader, admin] + shared:
@@ -157,7 +165,7 @@ def test_under_load():
 		inflight = {}
 		sh_inflight = {c.name: 0 for c in shared}
 		sh_next = 0
-		upgrades = []		# (version, pause-ms, wall s)
+		upgrades = []		# (version, pause-ms, wall s, CPU ms)
 		asked = None
 		last_done = time.monotonic()
 		last_reply = time.monotonic()
@@ -210,6 +218,10 @@ def test_under_load():
 						if c in subs:
 							seen[c.name].append(
 							    m["seq"])
+							# handed over right,
+							# nothing to reconcile
+							check(m["event"] !=
+							    "VM_STATUS", repr(m))
 							if m["event"] == \
 							    "UPG_EV":
 								n = m["data"]["n"]
@@ -244,7 +256,8 @@ def test_under_load():
 						upgrades.append((r["version"],
 						    r["pause-ms"],
 						    time.monotonic() -
-						    asked[1]))
+						    asked[1],
+						    r["pause-cpu-ms"]))
 						asked = None
 						last_done = time.monotonic()
 					elif c in shared:
@@ -282,6 +295,9 @@ def test_under_load():
 			    "%s: %d events lost (%r...)" % (s.name,
 			    len(missing), sorted(missing)[:5]))
 		check(d.pid == pid and d.alive(), "the daemon's pid changed")
+		check(os.path.exists(planted), "a status record was read "
+		    "on an upgrade (set aside: %r)" % os.listdir(
+		    os.path.dirname(planted)))
 		check(len(upgrades) == ROUNDS, "upgrades %r" % upgrades)
 		fds1 = settled_fds(pid)
 		check(len(fds1) == len(fds0), "fds %d before, %d after: %r" %
@@ -291,11 +307,14 @@ def test_under_load():
 		    for v in vms), "VMs after: %r" % [v for v in vms
 		    if v["state"] != "ready"][:5])
 		pauses = sorted(u[1] for u in upgrades)
+		cpus = sorted(u[3] for u in upgrades)
 		# tools/bench's row (its "upgrade" scenario runs this case)
 		print("R upgrade n%d vms=%d rounds=%d pause_max_ms=%d "
-		    "pause_med_ms=%d client_gap_ms=%.0f commands=%d events=%d "
+		    "pause_med_ms=%d cpu_max_ms=%d cpu_med_ms=%d "
+		    "client_gap_ms=%.0f commands=%d events=%d "
 		    "errors=%d lost=0 dup=0" % (NVMS, NVMS, ROUNDS, pauses[-1],
-		    pauses[len(pauses) // 2], longest_gap * 1000, len(acked),
+		    pauses[len(pauses) // 2], cpus[-1], cpus[len(cpus) // 2],
+		    longest_gap * 1000, len(acked),
 		    len(seen[subs[0].name]), len(errors)), flush=True)
 		print("# %d VMs, %d upgrades, %d commands, %d events per "
 		    "subscriber: longest pause %d ms (broker), %.0f ms "
