@@ -995,11 +995,22 @@ mig_next(struct mig *m)
 			mig_progress(m, NULL);
 			return;
 		case P_SRC_FINAL:
+			if (m->srcvm == NULL)
+				break;
+			/* the source's state and QEMU's totals, together:
+			   QEMU answers in order, so totals asked with a
+			   state past finish-migrate are there (if it is
+			   not, both are asked again) */
+			mig_gang_add(m, m->srcvm, P_SRC_FINAL, "query-status",
+			    NULL);
+			mig_gang_add(m, m->srcvm, P_END_QUERY, "query-migrate",
+			    NULL);
+			m->gang_next = P_DST_FINAL;
+			return;
 		case P_END_QUERY:
 			if (m->srcvm == NULL)
 				break;
-			mig_exec(m, m->srcvm, m->phase == P_SRC_FINAL ?
-			    "query-status" : "query-migrate", NULL,
+			mig_exec(m, m->srcvm, "query-migrate", NULL,
 			    mig_step_done);
 			return;
 		case P_DST_FINAL:
