@@ -1,18 +1,22 @@
 /*
  * vm-migrate jobs: QEMU's live migration driven over the VMs' endpoints.
  *
- * A job walks a fixed list of steps, one QMP command at a time:
+ * A job walks a fixed list of steps, one QMP command each; steps that
+ * need nothing from each other go out together as a gang (mig_gang_add)
+ * and are judged in step order:
  *
- *   destination (to a VM): query-status (must be inmigrate, i.e. started
- *	with -incoming defer), then after the source's checks
- *	migrate-set-capabilities and migrate-incoming;
- *   source: query-status, query-migrate (no migration of its own
- *	running), migrate-set-capabilities (events, postcopy-ram, the
- *	client's), migrate-set-parameters (bandwidth, downtime), migrate;
+ *   the ends' states: query-status on the destination (must be
+ *	inmigrate, i.e. started with -incoming defer) and on the source,
+ *	query-migrate on the source (no migration of its own running);
+ *   then migrate-set-capabilities on both ends (events, postcopy-ram,
+ *	the client's) and migrate-set-parameters (bandwidth, downtime) on
+ *	the source;
+ *   then migrate-incoming on the destination (to a VM), migrate;
  *   then it watches: MIGRATION/MIGRATION_PASS events and a query-migrate
- *	poll, until QEMU says completed, failed or cancelled; then a last
- *	query-migrate (the totals, QEMU's error) and query-status on each
- *	end for the result, and quit on the source if asked.
+ *	poll, until QEMU says completed, failed or cancelled; then
+ *	query-status and a last query-migrate (the totals, QEMU's error)
+ *	on the source, together, the destination's state (its RESUME, or
+ *	query-status), and quit on the source if asked.
  *
  * Nothing before migrate changes what a guest runs: a failing check
  * leaves both ends as they were, except that a destination whose
