@@ -1,18 +1,22 @@
 /*
  * vm-migrate jobs: QEMU's live migration driven over the VMs' endpoints.
  *
- * A job walks a fixed list of steps, one QMP command at a time:
+ * A job walks a fixed list of steps, one QMP command each; steps that
+ * need nothing from each other go out together as a gang (mig_gang_add)
+ * and are judged in step order:
  *
- *   destination (to a VM): query-status (must be inmigrate, i.e. started
- *	with -incoming defer), then after the source's checks
- *	migrate-set-capabilities and migrate-incoming;
- *   source: query-status, query-migrate (no migration of its own
- *	running), migrate-set-capabilities (events, postcopy-ram, the
- *	client's), migrate-set-parameters (bandwidth, downtime), migrate;
+ *   the ends' states: query-status on the destination (must be
+ *	inmigrate, i.e. started with -incoming defer) and on the source,
+ *	query-migrate on the source (no migration of its own running);
+ *   then migrate-set-capabilities on both ends (events, postcopy-ram,
+ *	the client's) and migrate-set-parameters (bandwidth, downtime) on
+ *	the source;
+ *   then migrate-incoming on the destination (to a VM), migrate;
  *   then it watches: MIGRATION/MIGRATION_PASS events and a query-migrate
- *	poll, until QEMU says completed, failed or cancelled; then a last
- *	query-migrate (the totals, QEMU's error) and query-status on each
- *	end for the result, and quit on the source if asked.
+ *	poll, until QEMU says completed, failed or cancelled; then
+ *	query-status and a last query-migrate (the totals, QEMU's error)
+ *	on the source, together, the destination's state (its RESUME, or
+ *	query-status), and quit on the source if asked.
  *
  * Nothing before migrate changes what a guest runs: a failing check
  * leaves both ends as they were, except that a destination whose
@@ -51,6 +55,7 @@
 #define MIG_SETTLE_MAX	1000
 #define MIG_URI_MAX	1024
 #define MIG_CAPS_MAX	32
+#define MIG_GANG_MAX	3
 
 enum mig_phase {
 	P_RECON_WAIT,	/* from the journal: its VMs to be ready */
@@ -72,6 +77,15 @@ enum mig_phase {
 	P_DONE,
 };
 
+/* One command of a gang (mig_gang_add): its step and QEMU's answer. */
+struct mig_part {
+	struct mig		*m;
+	enum mig_phase		 phase;
+	json_t			*ret;		/* held until judged */
+	bool			 failed;
+	struct qmp_error	 err;
+};
+
 struct mig {
 	struct job		*job;		/* NULL once the job freed us */
 	char			*src, *dst, *uri;
@@ -85,6 +99,10 @@ struct mig {
 
 	enum mig_phase		 phase;
 	int			 inflight;	/* replies still out */
+	struct mig_part		 gang[MIG_GANG_MAX];
+	int			 ngang;		/* commands in the gang */
+	int			 gang_left;	/* their replies still out */
+	enum mig_phase		 gang_next;	/* the step after the gang */
 	bool			 polling;	/* a poll's reply is out */
 	bool			 cancel_sent, postcopy_started, incoming;
 	int			 settle;	/* query-status retries */
@@ -131,6 +149,10 @@ mig_terminal(const char *st)
 static void
 mig_free(struct mig *m)
 {
+	int	i;
+
+	for (i = 0; i < m->ngang; i++)
+		json_decref(m->gang[i].ret);
 	json_decref(m->caps);
 	json_decref(m->prog);
 	json_decref(m->final);
@@ -459,6 +481,8 @@ mig_dst_event(struct vm *vm, json_t *ev, void *arg)
 	struct mig	*m = arg;
 	const char	*name = json_string_value(json_object_get(ev, "event"));
 
+	if (name != NULL && strcmp(name, "STOP") == 0)
+		m->dst_runs = false;
 	if (name == NULL || strcmp(name, "RESUME") != 0)
 		return;
 	m->dst_runs = true;
@@ -649,24 +673,22 @@ mig_recon_decide(struct mig *m, json_t *dret)
 	    "socket-address") != NULL ? "listening" : "none", m->recon_action);
 }
 
-/* One step's reply. */
-static void
-mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
+/* Judges the reply to the current step: true if the job goes on to
+   the next step, false if it failed, waits or has gone on itself. */
+static bool
+mig_step_check(struct mig *m, json_t *ret, const struct qmp_error *err)
 {
-	struct mig	*m = arg;
 	const char	*st;
 
-	if (!mig_back(m))
-		return;
 	st = json_string_value(json_object_get(ret, "status"));
 	switch (m->phase) {
 	case P_RECON_WAIT:
-		return;
+		return (false);
 	case P_RECON_SRC:
 		if (err != NULL) {
 			mig_fail(m, "reconciling after a restart: VM '%s': "
 			    "query-migrate: %s", m->src, err->desc);
-			return;
+			return (false);
 		}
 		m->recon_src = json_deep_copy(ret);
 		break;
@@ -674,44 +696,44 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 		if (err != NULL) {
 			mig_fail(m, "reconciling after a restart: VM '%s': "
 			    "query-migrate: %s", m->dst, err->desc);
-			return;
+			return (false);
 		}
 		mig_recon_decide(m, ret);
 		mig_next(m);
-		return;
+		return (false);
 	case P_DST_STATUS:
 		if (err != NULL) {
 			mig_fail_err(m, "destination", err);
-			return;
+			return (false);
 		}
 		if (st == NULL || strcmp(st, "inmigrate") != 0) {
 			mig_fail(m, "VM '%s' is not waiting for an incoming "
 			    "migration (status %s): start it with -incoming "
 			    "defer", m->dst, st != NULL ? st : "unknown");
-			return;
+			return (false);
 		}
 		break;
 	case P_SRC_STATUS:
 		if (err != NULL) {
 			mig_fail_err(m, "source", err);
-			return;
+			return (false);
 		}
 		if (st != NULL && strcmp(st, "inmigrate") == 0) {
 			mig_fail(m, "VM '%s' is itself waiting for an incoming "
 			    "migration: nothing to migrate", m->src);
-			return;
+			return (false);
 		}
 		break;
 	case P_SRC_QUERY:
 		if (err != NULL) {
 			mig_fail_err(m, "source", err);
-			return;
+			return (false);
 		}
 		if (st != NULL && !mig_terminal(st) &&
 		    strcmp(st, "none") != 0) {
 			mig_fail(m, "VM '%s' is already migrating (status %s), "
 			    "started outside this job", m->src, st);
-			return;
+			return (false);
 		}
 		break;
 	case P_DST_CAPS:
@@ -721,7 +743,7 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 			    m->phase == P_DST_CAPS ?
 			    "migrate-set-capabilities" : "migrate-incoming",
 			    err->desc);
-			return;
+			return (false);
 		}
 		if (m->phase == P_DST_INCOMING)
 			m->incoming = true;
@@ -734,7 +756,7 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 			    m->phase == P_SRC_CAPS ? "migrate-set-capabilities"
 			    : m->phase == P_SRC_PARAMS ?
 			    "migrate-set-parameters" : "migrate", err->desc);
-			return;
+			return (false);
 		}
 		break;
 	case P_SRC_FINAL:
@@ -746,7 +768,7 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 			struct timeval	tv = { 0, MIG_SETTLE_MS * 1000 };
 
 			evtimer_add(m->poll_ev, &tv);
-			return;
+			return (false);
 		}
 		mig_set_status(m->result, "source-status", ret, err);
 		break;
@@ -766,7 +788,7 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 			struct timeval	tv = { 0, MIG_SETTLE_MS * 1000 };
 
 			evtimer_add(m->poll_ev, &tv);
-			return;
+			return (false);
 		}
 		mig_set_status(m->result, "destination-status", ret, err);
 		break;
@@ -779,10 +801,76 @@ mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
 		break;
 	case P_RUN:
 	case P_DONE:
-		return;
+		return (false);
 	}
+	return (true);
+}
+
+/* One step's reply. */
+static void
+mig_step_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig	*m = arg;
+
+	if (!mig_back(m) || !mig_step_check(m, ret, err))
+		return;
 	m->phase++;
 	mig_next(m);
+}
+
+/*
+ * Steps that need nothing from each other (the ends' states; the
+ * capabilities and parameters) go out together, on both monitors at
+ * once: one round trip to QEMU instead of one per step, which is most
+ * of what the broker adds to a migration (tools/bench scenario 8). The
+ * replies are kept and judged in step order once all are in, so a
+ * failure says what it said when the steps went one by one.
+ */
+static void
+mig_gang_done(json_t *ret, const struct qmp_error *err, void *arg)
+{
+	struct mig_part	*p = arg, parts[MIG_GANG_MAX];
+	struct mig	*m = p->m;
+	int		 i, n;
+	bool		 go = true;
+
+	p->ret = json_incref(ret);
+	if ((p->failed = err != NULL))
+		p->err = *err;
+	m->gang_left--;
+	if (!mig_back(m) || m->gang_left > 0)
+		return;
+	/* judging may end the job and free m: the replies leave it */
+	n = m->ngang;
+	memcpy(parts, m->gang, (size_t)n * sizeof parts[0]);
+	m->ngang = 0;
+	for (i = 0; i < n; i++) {
+		if (go) {
+			m->phase = parts[i].phase;
+			go = mig_step_check(m, parts[i].ret, parts[i].failed ?
+			    &parts[i].err : NULL);
+		}
+		json_decref(parts[i].ret);
+	}
+	if (!go)
+		return;
+	m->phase = m->gang_next;
+	mig_next(m);
+}
+
+/* Adds a step's command to the gang; it goes out now. */
+static void
+mig_gang_add(struct mig *m, struct vm *vm, enum mig_phase phase,
+    const char *cmd, json_t *args)
+{
+	struct mig_part	*p = &m->gang[m->ngang++];
+
+	memset(p, 0, sizeof *p);
+	p->m = m;
+	p->phase = phase;
+	m->gang_left++;
+	m->inflight++;
+	vmq_execute(vm_vmq(vm), cmd, args, NULL, 0, mig_gang_done, p);
 }
 
 /* Issues the current phase's command, skipping phases that do not
@@ -826,58 +914,60 @@ mig_next(struct mig *m)
 			mig_recon_decide(m, NULL);
 			continue;
 		case P_DST_STATUS:
+			/* the ends' states, together */
+			if (m->dst != NULL)
+				mig_gang_add(m, m->dstvm, P_DST_STATUS,
+				    "query-status", NULL);
+			mig_gang_add(m, m->srcvm, P_SRC_STATUS, "query-status",
+			    NULL);
+			mig_gang_add(m, m->srcvm, P_SRC_QUERY, "query-migrate",
+			    NULL);
+			m->gang_next = P_DST_CAPS;
+			return;
 		case P_DST_CAPS:
-		case P_DST_INCOMING:
-			if (m->dst == NULL || (m->incoming &&
-			    m->phase != P_DST_STATUS))
-				break;
-			if (m->phase == P_DST_INCOMING &&
-			    mig_step_journal(m, "incoming") != 0)
-				return;
-			if (m->phase == P_DST_STATUS)
-				mig_exec(m, m->dstvm, "query-status", NULL,
-				    mig_step_done);
-			else if (m->phase == P_DST_CAPS)
-				mig_exec(m, m->dstvm,
+			/* capabilities on both ends and the source's
+			   parameters, together: the source's change nothing
+			   a guest runs, so they may go before
+			   migrate-incoming */
+			if (m->dst != NULL && !m->incoming)
+				mig_gang_add(m, m->dstvm, P_DST_CAPS,
 				    "migrate-set-capabilities",
-				    mig_caps_json(m), mig_step_done);
-			else {
-				if (m->dlistener == NULL && (m->dlistener =
-				    vm_listen(m->dstvm, mig_dst_event, m)) ==
-				    NULL) {
-					mig_fail(m, "out of memory");
-					return;
-				}
-				mig_exec(m, m->dstvm, "migrate-incoming",
-				    json_pack("{s:s}", "uri", m->uri),
-				    mig_step_done);
+				    mig_caps_json(m));
+			mig_gang_add(m, m->srcvm, P_SRC_CAPS,
+			    "migrate-set-capabilities", mig_caps_json(m));
+			if (m->bandwidth > 0 || m->downtime_ms > 0) {
+				a = json_object();
+				if (m->bandwidth > 0)
+					json_object_set_new(a, "max-bandwidth",
+					    json_integer(m->bandwidth));
+				if (m->downtime_ms > 0)
+					json_object_set_new(a,
+					    "downtime-limit",
+					    json_integer(m->downtime_ms));
+				mig_gang_add(m, m->srcvm, P_SRC_PARAMS,
+				    "migrate-set-parameters", a);
 			}
+			m->gang_next = P_DST_INCOMING;
+			return;
+		case P_DST_INCOMING:
+			if (m->dst == NULL || m->incoming)
+				break;
+			if (mig_step_journal(m, "incoming") != 0)
+				return;
+			if (m->dlistener == NULL && (m->dlistener =
+			    vm_listen(m->dstvm, mig_dst_event, m)) == NULL) {
+				mig_fail(m, "out of memory");
+				return;
+			}
+			mig_exec(m, m->dstvm, "migrate-incoming",
+			    json_pack("{s:s}", "uri", m->uri), mig_step_done);
 			return;
 		case P_SRC_STATUS:
-			mig_exec(m, m->srcvm, "query-status", NULL,
-			    mig_step_done);
-			return;
 		case P_SRC_QUERY:
-			mig_exec(m, m->srcvm, "query-migrate", NULL,
-			    mig_step_done);
-			return;
 		case P_SRC_CAPS:
-			mig_exec(m, m->srcvm, "migrate-set-capabilities",
-			    mig_caps_json(m), mig_step_done);
-			return;
 		case P_SRC_PARAMS:
-			if (m->bandwidth == 0 && m->downtime_ms == 0)
-				break;
-			a = json_object();
-			if (m->bandwidth > 0)
-				json_object_set_new(a, "max-bandwidth",
-				    json_integer(m->bandwidth));
-			if (m->downtime_ms > 0)
-				json_object_set_new(a, "downtime-limit",
-				    json_integer(m->downtime_ms));
-			mig_exec(m, m->srcvm, "migrate-set-parameters", a,
-			    mig_step_done);
-			return;
+			/* went with the gangs above */
+			break;
 		case P_MIGRATE:
 			if (mig_step_journal(m, "migrate") != 0)
 				return;
@@ -909,16 +999,35 @@ mig_next(struct mig *m)
 			mig_progress(m, NULL);
 			return;
 		case P_SRC_FINAL:
+			if (m->srcvm == NULL)
+				break;
+			/* the source's state and QEMU's totals, together:
+			   QEMU answers in order, so totals asked with a
+			   state past finish-migrate are there (if it is
+			   not, both are asked again) */
+			mig_gang_add(m, m->srcvm, P_SRC_FINAL, "query-status",
+			    NULL);
+			mig_gang_add(m, m->srcvm, P_END_QUERY, "query-migrate",
+			    NULL);
+			m->gang_next = P_DST_FINAL;
+			return;
 		case P_END_QUERY:
 			if (m->srcvm == NULL)
 				break;
-			mig_exec(m, m->srcvm, m->phase == P_SRC_FINAL ?
-			    "query-status" : "query-migrate", NULL,
+			mig_exec(m, m->srcvm, "query-migrate", NULL,
 			    mig_step_done);
 			return;
 		case P_DST_FINAL:
 			if (m->dstvm == NULL || m->dst_lost != NULL)
 				break;
+			if (m->dst_runs) {
+				/* its RESUME said so, and no STOP since: the
+				   round trip would only delay the end */
+				json_object_set_new(m->result,
+				    "destination-status", json_string(
+				    "running"));
+				break;
+			}
 			mig_exec(m, m->dstvm, "query-status", NULL,
 			    mig_step_done);
 			return;

@@ -163,15 +163,16 @@ class Guest(qb.Proc):
 	file. q35 gets `root_ports` pcie-root-ports rp0.. for hotplug.
 	append: more kernel arguments ("qb.tick": TICK N every second);
 	wait=False: do not wait for the guest to boot (a migration's
-	destination, started with -incoming defer, never does by itself)."""
+	destination, started with -incoming defer, never does by itself).
+	mem: -m (test_migrate_qemu says why it is not always 256)."""
 
 	def __init__(self, h, name, gdir, machine="pc", root_ports=4,
-	    extra=(), append="", wait=True):
+	    extra=(), append="", wait=True, mem="256"):
 		self.path = h.path(name + ".qmp")
 		self.serial_log = h.path(name + ".serial")
 		argv = [shutil.which("qemu-system-x86_64"), "-machine",
 		    machine + ",accel=tcg", "-nodefaults", "-no-user-config",
-		    "-display", "none", "-m", "256", "-no-reboot",
+		    "-display", "none", "-m", mem, "-no-reboot",
 		    "-kernel", os.path.join(gdir, "vmlinuz"),
 		    "-initrd", os.path.join(gdir, "initrd.img"),
 		    "-append", ("console=ttyS0 quiet panic=-1 " + append).strip(),
