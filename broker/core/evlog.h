@@ -49,6 +49,9 @@ struct evlog_opts {
 	size_t		 segment_bytes;	/* a segment rotates past this */
 	size_t		 max_bytes;	/* oldest segments go past this */
 	long		 max_age_s;	/* segments older than this go; 0: none */
+	/* With dir: where the two write-ahead files go (a tmpfs: the run
+	   dir); NULL: the loop writes the segments itself. */
+	const char	*wal_dir;
 };
 
 /* Called when the disk log stops (why: the system error); the memory
