@@ -12,12 +12,16 @@
  * framed as [u32 length][u32 crc32][u64 seq][vm\0 event\0 text]. Appends
  * are written by the loop in one write() per loop pass, before the
  * subscribers' sockets are written (a kill -9 loses nothing a subscriber
- * could have seen); never fsync'd on the loop. At open, a torn or corrupt
- * tail of the newest segment is cut and seq continues after the last
- * whole record. A write error (full disk) stops the disk log, never the
+ * could have seen): to the segment itself, or, with opts.wal_dir, to a
+ * write-ahead file there (a tmpfs), from which one writer thread appends
+ * them to the segments, so a slow disk never stalls the loop. Never
+ * fsync'd. At open, a torn or corrupt tail of the newest segment is cut,
+ * what the write-ahead files hold past it is appended, and seq continues
+ * after the last whole record. A write error (full disk) stops the disk log, never the
  * memory log or the broker: the owner hears it through the full callback.
  *
- * Everything here runs on the loop thread only.
+ * Every function here is called on the loop thread only (in write-ahead
+ * mode one writer thread of this module writes the segments).
  */
 #ifndef BROKER_CORE_EVLOG_H
 #define BROKER_CORE_EVLOG_H
