@@ -49,7 +49,7 @@
 struct batch {
 	struct batch	*next;
 	char		*buf;
-	size_t		 len;
+	size_t		 len, cap;
 	uint64_t	 first, last;
 	bool		 newseg;	/* the writer began segment `first` */
 	bool		 failed;	/* not written; why says why */
@@ -114,6 +114,10 @@ static struct {
 	uint64_t	 wal_last[2];	/* newest seq in each */
 	int		 wal_act;	/* the one appended to */
 	int		 efd;		/* writer -> loop: batches done */
+	/* a written batch's buffer, the next pending one: no malloc and
+	   free of it (and of the heap's top, brk) per batch */
+	char		*spare;
+	size_t		 spare_cap;
 	struct event	*done_ev;
 	bool		 thr_on;
 	pthread_t	 thr;
@@ -521,7 +525,11 @@ evlog_reap(void)
 			L.disk_bytes += b->len;
 			L.on_disk = b->last;
 		}
-		free(b->buf);
+		if (L.spare == NULL) {
+			L.spare = b->buf;
+			L.spare_cap = b->cap;
+		} else
+			free(b->buf);
 		free(b);
 	}
 	for (i = 0; i < 2 && L.disk; i++) {
@@ -600,10 +608,14 @@ evlog_wal_pending(void)
 	}
 	b->buf = L.pend;
 	b->len = L.plen;
+	b->cap = L.pcap;
 	b->first = L.pend_first;
 	b->last = L.next - 1;
-	L.pend = NULL;
-	L.plen = L.pcap = 0;
+	L.pend = L.spare;
+	L.pcap = L.spare_cap;
+	L.plen = 0;
+	L.spare = NULL;
+	L.spare_cap = 0;
 	pthread_mutex_lock(&W.mtx);
 	/* the disk is far behind: wait for it rather than hold more */
 	while (W.qbytes > EVLOG_QUEUE_MAX)
@@ -1161,6 +1173,7 @@ evlog_close(void)
 		close(L.wfd);
 	free(L.segs);
 	free(L.pend);
+	free(L.spare);
 	free(L.dir);
 	memset(&L, 0, sizeof L);
 	L.wfd = -1;
