@@ -138,10 +138,12 @@ static struct {
 	struct batch	*done, **dtail;	/* written (or failed), in order */
 	size_t		 qbytes;
 	bool		 quit;
+	bool		 busy;		/* a batch is being written */
 	bool		 failed;	/* the writer stopped */
 	uint64_t	 segbytes;	/* of the segment it writes */
 } W = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-    PTHREAD_COND_INITIALIZER, NULL, &W.q, NULL, &W.done, 0, false, false, 0 };
+    PTHREAD_COND_INITIALIZER, NULL, &W.q, NULL, &W.done, 0, false, false,
+    false, 0 };
 
 struct evlog_cur {
 	uint64_t	 pos;		/* next seq to return */
@@ -474,11 +476,13 @@ evlog_writer(void *arg)
 			break;
 		if ((W.q = b->next) == NULL)
 			W.qtail = &W.q;
+		W.busy = true;
 		pthread_mutex_unlock(&W.mtx);
 		evlog_writer_batch(b);
 		pthread_mutex_lock(&W.mtx);
 		W.qbytes -= b->len;
-		pthread_cond_signal(&W.room);
+		W.busy = false;
+		pthread_cond_broadcast(&W.room);
 		b->next = NULL;
 		*W.dtail = b;
 		W.dtail = &b->next;
@@ -1336,6 +1340,15 @@ evlog_first(void)
 void
 evlog_stats(uint64_t *disk_bytes, uint64_t *mem_bytes, size_t *segments)
 {
+	/* What was handed to the writer is waited for: the answer is what
+	   the files hold (an operator's command, not a hot path). */
+	if (L.thr_on) {
+		pthread_mutex_lock(&W.mtx);
+		while (W.q != NULL || W.busy)
+			pthread_cond_wait(&W.room, &W.mtx);
+		pthread_mutex_unlock(&W.mtx);
+		evlog_reap();
+	}
 	*disk_bytes = L.disk_bytes;
 	*mem_bytes = L.mem_bytes;
 	*segments = L.nsegs;

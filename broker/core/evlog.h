@@ -104,7 +104,9 @@ uint64_t evlog_last(void);	/* newest seq given; 0: none yet */
    (a subscriber or publisher never sees a record a kill -9 can lose). */
 uint64_t evlog_written(void);
 uint64_t evlog_mem_first(void);	/* oldest seq in memory; 0: none */
-/* Bytes on disk and in memory, and the number of segment files. */
+/* Bytes on disk and in memory, and the number of segment files; in
+   write-ahead mode after waiting for the writer to write what it was
+   handed (exact, for an operator's query; not for a hot path). */
 void	evlog_stats(uint64_t *disk_bytes, uint64_t *mem_bytes,
 	    size_t *segments);
 /* Whether the disk log stopped (full disk, write error). */
