@@ -444,13 +444,12 @@ evlog_writer_batch(struct batch *b)
 			continue;
 		if (n <= 0) {
 			/* the segment ends on a whole record; a torn frame
-			   would also be cut at the next start */
-			if (off > 0 && ftruncate(L.wfd, (off_t)W.segbytes) ==
-			    -1)
-				log_warn("event log: ftruncate: %s",
-				    strerror(errno));
+			   would also be cut at the next start (so a failed
+			   ftruncate needs no word: log.c is the loop's) */
 			snprintf(b->why, sizeof b->why, "%s", n == -1 ?
 			    strerror(errno) : "short write");
+			if (off > 0)
+				(void)ftruncate(L.wfd, (off_t)W.segbytes);
 			goto fail;
 		}
 		off += (size_t)n;
@@ -486,9 +485,13 @@ evlog_writer(void *arg)
 		b->next = NULL;
 		*W.dtail = b;
 		W.dtail = &b->next;
-		/* a failed wakeup is found by the next one, or at close */
-		if (write(L.efd, &one, sizeof one) == -1 && errno != EAGAIN)
-			log_warn("event log: eventfd: %s", strerror(errno));
+		/* Not under the lock: preempted in a syscall while holding
+		   it, the writer would stall the loop (perf trace: futex
+		   waits of ms on the loop). A failed wakeup is found by the
+		   next one, or at close. */
+		pthread_mutex_unlock(&W.mtx);
+		(void)write(L.efd, &one, sizeof one);
+		pthread_mutex_lock(&W.mtx);
 	}
 	pthread_mutex_unlock(&W.mtx);
 	return (NULL);
