@@ -261,6 +261,9 @@ bus_log_start(struct event_base *base, struct qmp_error *err)
 		return (-1);
 	}
 	o.dir = bus_log_dir;
+	/* The loop writes the run dir (a tmpfs), a thread the segments: a
+	   slow disk never stalls the loop nor the subscribers. */
+	o.wal_dir = bus_log_dir != NULL ? conf.run_dir : NULL;
 	o.mem_bytes = conf.event_log_memory;
 	o.segment_bytes = conf.event_log_segment;
 	o.max_bytes = conf.event_log_max;

@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -18,6 +19,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,23 @@
    instead of one per loop pass, for at most this much more latency
    (a quiet log writes at once). */
 #define EVLOG_FLUSH_GAP_US	500
+/* The write-ahead files (opts.wal_dir): the loop begins the other one
+   past this size, once all of the other is in the segments. */
+#define EVLOG_WAL_SWITCH	(4u * 1024 * 1024)
+/* Batches handed to the writer and not yet written: past this the loop
+   waits for the disk (the memory the ring keeps for them is bounded). */
+#define EVLOG_QUEUE_MAX		(64u * 1024 * 1024)
+
+/* A batch of frames on its way to the segments, loop -> writer -> loop. */
+struct batch {
+	struct batch	*next;
+	char		*buf;
+	size_t		 len, cap;
+	uint64_t	 first, last;
+	bool		 newseg;	/* the writer began segment `first` */
+	bool		 failed;	/* not written; why says why */
+	char		 why[128];
+};
 
 struct erec {
 	uint64_t	 seq;
@@ -83,12 +103,59 @@ static struct {
 	struct timeval	 last_flush;
 	evlog_full_fn	*full_cb;
 	void		*full_arg;
+
+	/* write-ahead mode (opts.wal_dir): the loop writes WAL files, a
+	   writer thread the segments */
+	bool		 async;
+	bool		 epoch_kept;	/* open found the log's epoch */
+	int		 wal_fd[2];
+	char		*wal_path[2];
+	size_t		 wal_bytes[2];
+	uint64_t	 wal_last[2];	/* newest seq in each */
+	int		 wal_act;	/* the one appended to */
+	int		 efd;		/* writer -> loop: batches done */
+	/* a written batch's buffer, the next pending one: no malloc and
+	   free of it (and of the heap's top, brk) per batch */
+	char		*spare;
+	size_t		 spare_cap;
+	struct event	*done_ev;
+	bool		 thr_on;
+	pthread_t	 thr;
 	struct {
 		evlog_append_fn	*fn;
 		void		*arg;
 	} lis[EVLOG_LISTENERS_MAX];
 	size_t		 nlis;
-} L = { .wfd = -1 };
+} L = { .wfd = -1, .wal_fd = { -1, -1 }, .efd = -1 };
+
+/* Shared by the loop and the writer thread, under W.mtx. The writer
+   owns the segment fd (L.wfd) and its size while it runs. */
+static struct {
+	pthread_mutex_t	 mtx;
+	pthread_cond_t	 work;		/* a batch to write, or quit */
+	pthread_cond_t	 room;		/* queued bytes went down */
+	struct batch	*q, **qtail;	/* to write, in order */
+	struct batch	*done, **dtail;	/* written (or failed), in order */
+	size_t		 qbytes;
+	bool		 quit;
+	bool		 busy;		/* a batch is being written */
+	bool		 failed;	/* the writer stopped */
+	uint64_t	 segbytes;	/* of the segment it writes */
+} W = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+    PTHREAD_COND_INITIALIZER, NULL, &W.q, NULL, &W.done, 0, false, false,
+    false, 0 };
+
+struct evlog_cur {
+	uint64_t	 pos;		/* next seq to return */
+	int		 fd;		/* open segment, -1: none */
+	uint64_t	 seg_first;
+	uint64_t	 seg_end;	/* first seq after it; 0: unknown */
+	char		*buf;
+	size_t		 cap, have, off;
+};
+
+static int	evlog_cur_frame(struct evlog_cur *, uint64_t *, char **,
+	    uint32_t *);
 
 /* ---- crc32 (IEEE, reflected), slicing by 8: every record is checked
    on replay from disk, so this is on the replay's hot path ---- */
@@ -221,7 +288,10 @@ evlog_ring_trim(void)
 
 	while (L.rcount > 1 && L.mem_bytes > L.o.mem_bytes) {
 		r = L.ring[L.rhead];
-		if (r->seq > L.notified)
+		/* with a writer, what it has not written is read from here:
+		   a cursor never reads a segment past L.on_disk */
+		if (r->seq > L.notified || (L.async && L.disk &&
+		    r->seq > L.on_disk))
 			break;
 		L.mem_bytes -= sizeof *r + r->plen;
 		free(r);
@@ -336,6 +406,234 @@ evlog_stop_disk(const char *why)
 	L.plen = 0;
 }
 
+/* ---- the writer thread (write-ahead mode) ---- */
+
+/* On the writer: one batch into the segments, rotating first if the
+   segment is full. Touches only W.segbytes, L.wfd and L's constants. */
+static void
+evlog_writer_batch(struct batch *b)
+{
+	size_t	 off = 0;
+	ssize_t	 n;
+	char	*p;
+	int	 fd;
+
+	if (W.failed) {
+		b->failed = true;
+		return;
+	}
+	if (W.segbytes >= L.o.segment_bytes) {
+		if ((p = evlog_seg_path(b->first)) == NULL ||
+		    (fd = open(p, O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC,
+		    0600)) == -1) {
+			snprintf(b->why, sizeof b->why, "open %s: %s",
+			    p != NULL ? p : "segment", p != NULL ?
+			    strerror(errno) : "out of memory");
+			free(p);
+			goto fail;
+		}
+		free(p);
+		close(L.wfd);
+		L.wfd = fd;
+		W.segbytes = 0;
+		b->newseg = true;
+	}
+	while (off < b->len) {
+		n = write(L.wfd, b->buf + off, b->len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* the segment ends on a whole record; a torn frame
+			   would also be cut at the next start (so a failed
+			   ftruncate needs no word: log.c is the loop's) */
+			snprintf(b->why, sizeof b->why, "%s", n == -1 ?
+			    strerror(errno) : "short write");
+			if (off > 0)
+				(void)ftruncate(L.wfd, (off_t)W.segbytes);
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	W.segbytes += b->len;
+	return;
+fail:
+	b->failed = true;
+	W.failed = true;
+}
+
+static void *
+evlog_writer(void *arg)
+{
+	struct batch	*b;
+	uint64_t	 one = 1;
+
+	pthread_mutex_lock(&W.mtx);
+	for (;;) {
+		while (W.q == NULL && !W.quit)
+			pthread_cond_wait(&W.work, &W.mtx);
+		if ((b = W.q) == NULL)
+			break;
+		if ((W.q = b->next) == NULL)
+			W.qtail = &W.q;
+		W.busy = true;
+		pthread_mutex_unlock(&W.mtx);
+		evlog_writer_batch(b);
+		pthread_mutex_lock(&W.mtx);
+		W.qbytes -= b->len;
+		W.busy = false;
+		pthread_cond_broadcast(&W.room);
+		b->next = NULL;
+		*W.dtail = b;
+		W.dtail = &b->next;
+		/* Not under the lock: preempted in a syscall while holding
+		   it, the writer would stall the loop (perf trace: futex
+		   waits of ms on the loop). A failed wakeup is found by the
+		   next one, or at close. */
+		pthread_mutex_unlock(&W.mtx);
+		(void)write(L.efd, &one, sizeof one);
+		pthread_mutex_lock(&W.mtx);
+	}
+	pthread_mutex_unlock(&W.mtx);
+	return (NULL);
+}
+
+/* On the loop: what the writer finished moves L.on_disk, the segment
+   list and the sizes; a WAL file wholly on disk is emptied. */
+static void
+evlog_reap(void)
+{
+	struct batch	*b, *list;
+	struct seg	*n;
+	bool		 stopped = L.stopped;
+	int		 i;
+
+	pthread_mutex_lock(&W.mtx);
+	list = W.done;
+	W.done = NULL;
+	W.dtail = &W.done;
+	pthread_mutex_unlock(&W.mtx);
+	while ((b = list) != NULL) {
+		list = b->next;
+		if (b->failed && L.disk)
+			evlog_stop_disk(b->why[0] != '\0' ? b->why :
+			    "write error");
+		else if (L.disk && b->newseg && (n = reallocarray(L.segs,
+		    L.nsegs + 1, sizeof *n)) == NULL)
+			evlog_stop_disk("out of memory");
+		else if (L.disk) {
+			if (b->newseg) {
+				L.segs = n;
+				L.segs[L.nsegs].first = b->first;
+				L.segs[L.nsegs].bytes = 0;
+				L.nsegs++;
+			}
+			L.segs[L.nsegs - 1].bytes += b->len;
+			L.segs[L.nsegs - 1].mtime = time(NULL);
+			L.disk_bytes += b->len;
+			L.on_disk = b->last;
+		}
+		if (L.spare == NULL) {
+			L.spare = b->buf;
+			L.spare_cap = b->cap;
+		} else
+			free(b->buf);
+		free(b);
+	}
+	for (i = 0; i < 2 && L.disk; i++) {
+		if (L.wal_bytes[i] > 0 && L.on_disk >= L.wal_last[i] &&
+		    (i != L.wal_act || L.wal_bytes[i] >= EVLOG_WAL_SWITCH)) {
+			if (ftruncate(L.wal_fd[i], 0) == -1)
+				log_warn("event log: ftruncate %s: %s",
+				    L.wal_path[i], strerror(errno));
+			L.wal_bytes[i] = 0;
+		}
+	}
+	if (L.disk)
+		evlog_caps();
+	if (L.stopped && !stopped && L.full_cb != NULL)
+		L.full_cb(L.stop_why, L.on_disk, L.full_arg);
+	evlog_ring_trim();
+}
+
+static void
+evlog_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t	v;
+
+	if (read(fd, &v, sizeof v) == -1 && errno != EAGAIN)
+		log_warn("event log: eventfd: %s", strerror(errno));
+	evlog_reap();
+}
+
+static int
+evlog_wal_write(int fd, const char *buf, size_t len)
+{
+	size_t	off = 0;
+	ssize_t	n;
+
+	while (off < len) {
+		n = write(fd, buf + off, len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = ENOSPC;
+			return (-1);
+		}
+		off += (size_t)n;
+	}
+	return (0);
+}
+
+/* The loop's write in write-ahead mode: the pending frames into the
+   WAL file (kept by the kernel from here: a kill -9 loses none of it),
+   then to the writer. */
+static void
+evlog_wal_pending(void)
+{
+	struct batch	*b;
+	char		 why[160];
+	int		 o = 1 - L.wal_act;
+
+	if (L.wal_bytes[L.wal_act] >= EVLOG_WAL_SWITCH && L.wal_bytes[o] == 0)
+		L.wal_act = o;
+	if (evlog_wal_write(L.wal_fd[L.wal_act], L.pend, L.plen) == -1) {
+		snprintf(why, sizeof why, "%s: %s", L.wal_path[L.wal_act],
+		    strerror(errno));
+		if (ftruncate(L.wal_fd[L.wal_act],
+		    (off_t)L.wal_bytes[L.wal_act]) == -1)
+			log_warn("event log: ftruncate %s: %s",
+			    L.wal_path[L.wal_act], strerror(errno));
+		evlog_stop_disk(why);
+		return;
+	}
+	L.wal_bytes[L.wal_act] += L.plen;
+	L.wal_last[L.wal_act] = L.next - 1;
+	if ((b = calloc(1, sizeof *b)) == NULL) {
+		evlog_stop_disk("out of memory");
+		return;
+	}
+	b->buf = L.pend;
+	b->len = L.plen;
+	b->cap = L.pcap;
+	b->first = L.pend_first;
+	b->last = L.next - 1;
+	L.pend = L.spare;
+	L.pcap = L.spare_cap;
+	L.plen = 0;
+	L.spare = NULL;
+	L.spare_cap = 0;
+	pthread_mutex_lock(&W.mtx);
+	/* the disk is far behind: wait for it rather than hold more */
+	while (W.qbytes > EVLOG_QUEUE_MAX)
+		pthread_cond_wait(&W.room, &W.mtx);
+	*W.qtail = b;
+	W.qtail = &b->next;
+	W.qbytes += b->len;
+	pthread_cond_signal(&W.work);
+	pthread_mutex_unlock(&W.mtx);
+}
+
 static void
 evlog_write_pending(void)
 {
@@ -346,6 +644,10 @@ evlog_write_pending(void)
 
 	if (!L.disk || L.plen == 0)
 		return;
+	if (L.async) {
+		evlog_wal_pending();
+		return;
+	}
 	cur = &L.segs[L.nsegs - 1];
 	if (cur->bytes >= L.o.segment_bytes) {
 		if (evlog_seg_new(L.pend_first, &err) == -1) {
@@ -653,7 +955,9 @@ evlog_open_disk(struct qmp_error *err)
 		free(p);
 		next = last + 1;
 	}
-	if (evlog_epoch_load() == -1) {
+	if (evlog_epoch_load() == 0)
+		L.epoch_kept = true;
+	else {
 		/* The log is lost (first start, or its epoch file gone
 		   with a stopped disk log): a new epoch, and what is left
 		   belongs to no epoch anyone can name. Numbering goes on,
@@ -689,6 +993,114 @@ evlog_open_disk(struct qmp_error *err)
 	return (0);
 }
 
+/*
+ * Write-ahead mode: what the WAL files hold past the segments' last
+ * whole record (the writer had not written it when the broker died) is
+ * appended to the segments now, then they start empty. Frames are taken
+ * only in seq order from L.next on: a file that starts later is read
+ * again after the other one.
+ */
+static int
+evlog_wal_replay(int fd, struct evlog_cur *c)
+{
+	struct seg	*cur = &L.segs[L.nsegs - 1];
+	uint64_t	 seq;
+	uint32_t	 plen;
+	char		*p;
+	size_t		 vl, el;
+	int		 took = 0;
+
+	if (lseek(fd, 0, SEEK_SET) == -1)
+		return (0);
+	c->fd = fd;
+	c->have = c->off = 0;
+	while (evlog_cur_frame(c, &seq, &p, &plen) == 1) {
+		if (seq < L.next)
+			continue;
+		if (seq > L.next || !evlog_split(p, plen, &vl, &el))
+			break;
+		if (evlog_wal_write(L.wfd, p - EVLOG_HDR, EVLOG_HDR + plen) ==
+		    -1) {
+			log_err("event log: replaying the write-ahead file: "
+			    "%s", strerror(errno));
+			break;
+		}
+		cur->bytes += EVLOG_HDR + plen;
+		L.disk_bytes += EVLOG_HDR + plen;
+		L.on_disk = L.next++;
+		took++;
+	}
+	c->fd = -1;
+	return (took);
+}
+
+static int
+evlog_wal_open(const char *wal_dir, struct qmp_error *err)
+{
+	struct evlog_cur	c = { .fd = -1 };
+	sigset_t		all, old;
+	uint64_t		before = L.next;
+	int			i, r;
+
+	for (i = 0; i < 2; i++) {
+		if (asprintf(&L.wal_path[i], "%s/events.wal.%d", wal_dir,
+		    i) == -1) {
+			L.wal_path[i] = NULL;
+			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
+			return (-1);
+		}
+		if ((L.wal_fd[i] = open(L.wal_path[i], O_RDWR|O_CREAT|
+		    O_APPEND|O_CLOEXEC, 0600)) == -1) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "open %s: %s",
+			    L.wal_path[i], strerror(errno));
+			return (-1);
+		}
+	}
+	if (L.epoch_kept && L.nsegs > 0 &&
+	    (c.buf = malloc(EVLOG_READ_BUF)) != NULL) {
+		c.cap = EVLOG_READ_BUF;
+		do {
+			r = evlog_wal_replay(L.wal_fd[0], &c);
+			r += evlog_wal_replay(L.wal_fd[1], &c);
+		} while (r > 0);
+		free(c.buf);
+		if (L.next > before)
+			log_warn("event log: seq %" PRIu64 "..%" PRIu64 " taken "
+			    "from the write-ahead files into the segments",
+			    before, L.next - 1);
+	}
+	for (i = 0; i < 2; i++) {
+		if (ftruncate(L.wal_fd[i], 0) == -1) {
+			qmp_error_set(err, QMP_CLS_GENERIC, "ftruncate %s: %s",
+			    L.wal_path[i], strerror(errno));
+			return (-1);
+		}
+	}
+	W.segbytes = L.segs[L.nsegs - 1].bytes;
+	W.failed = W.quit = false;
+	if ((L.efd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC)) == -1 ||
+	    (L.done_ev = event_new(L.base, L.efd, EV_READ|EV_PERSIST,
+	    evlog_done_cb, NULL)) == NULL || event_add(L.done_ev, NULL) ==
+	    -1) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "eventfd: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	/* signals are the loop's */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&L.thr, NULL, evlog_writer, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		qmp_error_set(err, QMP_CLS_GENERIC, "pthread_create: %s",
+		    strerror(r));
+		return (-1);
+	}
+	L.thr_on = true;
+	L.async = true;
+	return (0);
+}
+
 int
 evlog_open(struct event_base *base, const struct evlog_opts *o,
     struct qmp_error *err)
@@ -706,7 +1118,8 @@ evlog_open(struct event_base *base, const struct evlog_opts *o,
 			qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
 			return (-1);
 		}
-		if (evlog_open_disk(err) == -1) {
+		if (evlog_open_disk(err) == -1 || (o->wal_dir != NULL &&
+		    evlog_wal_open(o->wal_dir, err) == -1)) {
 			evlog_close();
 			return (-1);
 		}
@@ -727,8 +1140,32 @@ evlog_open(struct event_base *base, const struct evlog_opts *o,
 void
 evlog_close(void)
 {
+	int	i;
+
 	if (L.on)
 		evlog_write_pending();
+	if (L.thr_on) {
+		pthread_mutex_lock(&W.mtx);
+		W.quit = true;
+		pthread_cond_signal(&W.work);
+		pthread_mutex_unlock(&W.mtx);
+		pthread_join(L.thr, NULL);
+		L.thr_on = false;
+		evlog_reap();
+	}
+	for (i = 0; i < 2; i++) {
+		/* all of it in the segments (or the log lost): no more use */
+		if (L.wal_fd[i] != -1 && (L.wal_bytes[i] == 0 || !L.disk ||
+		    L.on_disk >= L.wal_last[i]))
+			unlink(L.wal_path[i]);
+		if (L.wal_fd[i] != -1)
+			close(L.wal_fd[i]);
+		free(L.wal_path[i]);
+	}
+	if (L.done_ev != NULL)
+		event_free(L.done_ev);
+	if (L.efd != -1)
+		close(L.efd);
 	while (L.rcount > 0) {
 		free(L.ring[L.rhead]);
 		L.rhead = (L.rhead + 1) & (L.rcap - 1);
@@ -743,9 +1180,11 @@ evlog_close(void)
 		close(L.wfd);
 	free(L.segs);
 	free(L.pend);
+	free(L.spare);
 	free(L.dir);
 	memset(&L, 0, sizeof L);
 	L.wfd = -1;
+	L.wal_fd[0] = L.wal_fd[1] = L.efd = -1;
 }
 
 bool
@@ -904,6 +1343,15 @@ evlog_first(void)
 void
 evlog_stats(uint64_t *disk_bytes, uint64_t *mem_bytes, size_t *segments)
 {
+	/* What was handed to the writer is waited for: the answer is what
+	   the files hold (an operator's command, not a hot path). */
+	if (L.thr_on) {
+		pthread_mutex_lock(&W.mtx);
+		while (W.q != NULL || W.busy)
+			pthread_cond_wait(&W.room, &W.mtx);
+		pthread_mutex_unlock(&W.mtx);
+		evlog_reap();
+	}
 	*disk_bytes = L.disk_bytes;
 	*mem_bytes = L.mem_bytes;
 	*segments = L.nsegs;
@@ -917,14 +1365,6 @@ evlog_disk_stopped(void)
 
 /* ---- cursors ---- */
 
-struct evlog_cur {
-	uint64_t	 pos;		/* next seq to return */
-	int		 fd;		/* open segment, -1: none */
-	uint64_t	 seg_first;
-	uint64_t	 seg_end;	/* first seq after it; 0: unknown */
-	char		*buf;
-	size_t		 cap, have, off;
-};
 
 struct evlog_cur *
 evlog_cur_new(uint64_t after)

@@ -12,12 +12,16 @@
  * framed as [u32 length][u32 crc32][u64 seq][vm\0 event\0 text]. Appends
  * are written by the loop in one write() per loop pass, before the
  * subscribers' sockets are written (a kill -9 loses nothing a subscriber
- * could have seen); never fsync'd on the loop. At open, a torn or corrupt
- * tail of the newest segment is cut and seq continues after the last
- * whole record. A write error (full disk) stops the disk log, never the
+ * could have seen): to the segment itself, or, with opts.wal_dir, to a
+ * write-ahead file there (a tmpfs), from which one writer thread appends
+ * them to the segments, so a slow disk never stalls the loop. Never
+ * fsync'd. At open, a torn or corrupt tail of the newest segment is cut,
+ * what the write-ahead files hold past it is appended, and seq continues
+ * after the last whole record. A write error (full disk) stops the disk log, never the
  * memory log or the broker: the owner hears it through the full callback.
  *
- * Everything here runs on the loop thread only.
+ * Every function here is called on the loop thread only (in write-ahead
+ * mode one writer thread of this module writes the segments).
  */
 #ifndef BROKER_CORE_EVLOG_H
 #define BROKER_CORE_EVLOG_H
@@ -49,6 +53,9 @@ struct evlog_opts {
 	size_t		 segment_bytes;	/* a segment rotates past this */
 	size_t		 max_bytes;	/* oldest segments go past this */
 	long		 max_age_s;	/* segments older than this go; 0: none */
+	/* With dir: where the two write-ahead files go (a tmpfs: the run
+	   dir); NULL: the loop writes the segments itself. */
+	const char	*wal_dir;
 };
 
 /* Called when the disk log stops (why: the system error); the memory
@@ -97,7 +104,9 @@ uint64_t evlog_last(void);	/* newest seq given; 0: none yet */
    (a subscriber or publisher never sees a record a kill -9 can lose). */
 uint64_t evlog_written(void);
 uint64_t evlog_mem_first(void);	/* oldest seq in memory; 0: none */
-/* Bytes on disk and in memory, and the number of segment files. */
+/* Bytes on disk and in memory, and the number of segment files; in
+   write-ahead mode after waiting for the writer to write what it was
+   handed (exact, for an operator's query; not for a hot path). */
 void	evlog_stats(uint64_t *disk_bytes, uint64_t *mem_bytes,
 	    size_t *segments);
 /* Whether the disk log stopped (full disk, write error). */

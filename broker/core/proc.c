@@ -506,3 +506,45 @@ proc_describe(const struct proc_result *r, char *buf, size_t len)
 	else
 		snprintf(buf, len, "killed by signal %d", r->sig);
 }
+
+int
+proc_start_time(pid_t pid, unsigned long long *start)
+{
+	char			 path[64], buf[1024], *p, *end;
+	unsigned long long	 v;
+	ssize_t			 n;
+	int			 fd, i;
+
+	if (pid <= 0)
+		return (-1);
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (-1);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return (-1);
+	buf[n] = '\0';
+	/* "PID (COMM) S ...": COMM may hold spaces and ')', so the fields
+	   are counted from its last ')'; field 3 (S) follows it. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return (-1);
+	p++;
+	for (i = 3; i <= 22; i++) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return (-1);
+		if (i == 22)
+			break;
+		while (*p != ' ' && *p != '\0')
+			p++;
+	}
+	errno = 0;
+	v = strtoull(p, &end, 10);
+	if (errno != 0 || end == p || (*end != ' ' && *end != '\0' &&
+	    *end != '\n'))
+		return (-1);
+	*start = v;
+	return (0);
+}

@@ -63,4 +63,10 @@ size_t		 proc_count(void);
    the first line of stderr, else "exit status N" / "killed by signal N". */
 void		 proc_describe(const struct proc_result *, char *, size_t);
 
+/* Any process's start time (clock ticks since boot, /proc/PID/stat's
+   field 22): with its pid, a name no later process can take, so a pid
+   saved across a restart is known to be the same process, not a reuse.
+   0, or -1 if there is no such process or its stat is not readable. */
+int		 proc_start_time(pid_t, unsigned long long *start);
+
 #endif

@@ -34,6 +34,8 @@
 #define REG_FILE	"vms.json"
 #define REG_VERSION	1
 #define REG_FILE_MAX	(64u * 1024 * 1024)
+/* Linux's PID_MAX_LIMIT: no pid is above it. */
+#define REG_PID_MAX	(4 * 1024 * 1024)
 
 struct reg_wait {
 	registry_saved_fn	*fn;
@@ -101,7 +103,7 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 	json_int_t	 version = 0;
 	struct reg_entry *e = NULL;
 	const char	*name, *socket;
-	json_t		*share;
+	json_t		*share, *pid, *start;
 	size_t		 i, j, ne = 0;
 
 	*out = NULL;
@@ -131,9 +133,10 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 		return (-1);
 	}
 	json_array_foreach(vms, i, v) {
-		share = NULL;
-		if (json_unpack(v, "{s:s,s:s,s?o}", "name", &name, "socket",
-		    &socket, "shared-socket", &share) == -1 ||
+		share = pid = start = NULL;
+		if (json_unpack(v, "{s:s,s:s,s?o,s?o,s?o}", "name", &name,
+		    "socket", &socket, "shared-socket", &share, "pid", &pid,
+		    "pid-start", &start) == -1 ||
 		    (share != NULL && !json_is_boolean(share))) {
 			reg_why(why, "entry %zu: not {name, socket, "
 			    "shared-socket?}", i);
@@ -158,6 +161,22 @@ registry_parse(const char *buf, size_t len, struct reg_entry **out,
 		}
 		e[ne].share = share == NULL ? VM_SHARE_CONF :
 		    json_is_true(share) ? VM_SHARE_YES : VM_SHARE_NO;
+		/* Both or neither, in range: else the VM stays, without
+		   the pid (its exit is then known by the socket only). */
+		if (pid != NULL || start != NULL) {
+			if (!json_is_integer(pid) || !json_is_integer(start) ||
+			    json_integer_value(pid) <= 0 ||
+			    json_integer_value(pid) > REG_PID_MAX ||
+			    json_integer_value(start) <= 0) {
+				reg_why(why, "entry %zu: bad pid or pid-start, "
+				    "not watched", i);
+				(*bad)++;
+			} else {
+				e[ne].pid = (int)json_integer_value(pid);
+				e[ne].pid_start = (unsigned long long)
+				    json_integer_value(start);
+			}
+		}
 		if ((e[ne].name = strdup(name)) == NULL ||
 		    (e[ne].socket = strdup(socket)) == NULL) {
 			free(e[ne].name);
@@ -242,7 +261,9 @@ out:
 static void
 reg_serialise_one(struct vm *vm, void *arg)
 {
-	json_t	*j;
+	json_t			*j;
+	unsigned long long	 start;
+	int			 pid;
 
 	if (!(vm_origin(vm) & VM_ORIGIN_API))
 		return;
@@ -251,6 +272,14 @@ reg_serialise_one(struct vm *vm, void *arg)
 	if (j != NULL && vm_share_pref(vm) != VM_SHARE_CONF)
 		json_object_set_new(j, "shared-socket",
 		    json_boolean(vm_share_pref(vm) == VM_SHARE_YES));
+	/* vm-add's pid, with its start time: after a restart it is watched
+	   again only if it is still that process. */
+	if (j != NULL && (pid = vm_pid_given(vm, &start)) > 0 && start > 0 &&
+	    start <= (unsigned long long)LLONG_MAX) {
+		json_object_set_new(j, "pid", json_integer(pid));
+		json_object_set_new(j, "pid-start",
+		    json_integer((json_int_t)start));
+	}
 	json_array_append_new(arg, j);
 }
 
@@ -371,6 +400,7 @@ reg_load(void)
 	char			*path, *buf = NULL;
 	struct reg_entry	*e = NULL;
 	struct qmp_error	 qe, why;
+	struct vm		*vm;
 	struct stat		 st;
 	size_t			 n = 0, bad = 0, len = 0, i;
 	ssize_t			 r;
@@ -404,15 +434,18 @@ reg_load(void)
 	}
 	if (bad != 0) {
 		reg_keep_bad(buf, len);
-		log_err("registry %s: %zu entries ignored: %s", path, bad,
+		log_err("registry %s: %zu entries ignored or cut: %s", path, bad,
 		    why.desc);
 		reg_dirty = 1;
 	}
 	for (i = 0; i < n; i++) {
-		if (vm_add(e[i].name, e[i].socket, VM_ORIGIN_API, e[i].share,
-		    &qe) == NULL)
+		if ((vm = vm_add(e[i].name, e[i].socket, VM_ORIGIN_API,
+		    e[i].share, &qe)) == NULL)
 			log_err("registry: vm %s not restored: %s", e[i].name,
 			    qe.desc);
+		else if (e[i].pid > 0 && !vm_restore_pid(vm, e[i].pid,
+		    e[i].pid_start))
+			reg_dirty = 1;	/* the dead pid leaves the file */
 	}
 	log_info("registry: %zu VMs restored", n);
 out:

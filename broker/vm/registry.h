@@ -14,6 +14,8 @@ struct reg_entry {
 	char	*name;
 	char	*socket;
 	enum vm_share_pref share;	/* "shared-socket", if saved */
+	int	 pid;			/* "pid" of vm-add; 0: none */
+	unsigned long long pid_start;	/* "pid-start": its start time */
 };
 /* Pure parser of the state file's bytes: valid entries go to *out,
    problems are counted in *bad and described in why (GenericError, the

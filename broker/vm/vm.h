@@ -51,8 +51,15 @@ void		 vm_cleanup(void);		/* at exit */
 /* QEMU's pid as the one who added the VM knows it (vm-add's "pid"):
    watched through a pidfd for VM_EXITED from now on, instead of the pid
    SO_PEERCRED names at connect (a proxy's, or a manager's that made the
-   socket). Not saved with the VM: after a restart SO_PEERCRED again. */
+   socket). Its start time is read now: the registry saves both, and
+   vm_restore_pid() takes the pid back only for that same process. */
 void		 vm_set_pid(struct vm *, int pid);
+/* The pid vm_set_pid gave (0: none) and its start time (0: unknown). */
+int		 vm_pid_given(const struct vm *, unsigned long long *start);
+/* A saved pid after a restart: watched again (true) only if a process
+   with that pid still runs and started at `start` (not a reuse of the
+   pid by a later process); else the VM goes on without it. */
+bool		 vm_restore_pid(struct vm *, int pid, unsigned long long start);
 
 /* The run states recorded per VM (STATE_DIR/status), as an upgrade
    hands them over: name -> status (a new reference), or NULL if this

@@ -49,6 +49,7 @@ struct vm {
 	struct event		*pid_ev;	/* its pidfd readable: gone */
 	int			 pid;		/* the one pid_ev watches */
 	int			 pid_given;	/* vm_set_pid; 0: SO_PEERCRED */
+	unsigned long long	 pid_start;	/* its start time; 0: unknown */
 	int			 exit_said;	/* VM_EXITED for this QEMU */
 	char			*mlabel;	/* vm="NAME", after name */
 	size_t			 mlabel_len;

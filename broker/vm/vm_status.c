@@ -34,6 +34,7 @@
 #include "broker/core/journal.h"
 #include "broker/core/log.h"
 #include "broker/core/loop.h"
+#include "broker/core/proc.h"
 #include "broker/vm/vm.h"
 #include "broker/vm/vm_int.h"
 #include "hv/vmq.h"
@@ -350,7 +351,36 @@ void
 vm_set_pid(struct vm *vm, int pid)
 {
 	vm->pid_given = pid;
+	if (proc_start_time(pid, &vm->pid_start) == -1)
+		vm->pid_start = 0;
 	vm_status_watch(vm);
+}
+
+int
+vm_pid_given(const struct vm *vm, unsigned long long *start)
+{
+	*start = vm->pid_start;
+	return (vm->pid_given);
+}
+
+bool
+vm_restore_pid(struct vm *vm, int pid, unsigned long long start)
+{
+	unsigned long long	now;
+
+	if (pid <= 0 || start == 0 || proc_start_time(pid, &now) == -1) {
+		log_info("vm %s: saved pid %d is gone: its exit is known by "
+		    "the monitor socket only", vm->name, pid);
+		return (false);
+	}
+	if (now != start) {
+		log_warn("vm %s: saved pid %d is another process now (started "
+		    "at %llu, not %llu): not watched", vm->name, pid, now,
+		    start);
+		return (false);
+	}
+	vm_set_pid(vm, pid);
+	return (true);
 }
 
 /* The endpoint's state changes. */

@@ -7,11 +7,18 @@ guest asked for it, once, from the pidfd of the pid behind the monitor
 socket (SO_PEERCRED). Real QEMU where it can be, fake-qemu for a guest
 that shuts down (no guest OS here answers ACPI)."""
 
+import json
 import os
 import signal
 
 import qb
 from qb import check
+
+
+def start_time(pid):
+	"""/proc/PID/stat's field 22, counted after the last ')'."""
+	with open("/proc/%d/stat" % pid) as f:
+		return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 def last_seq(c):
@@ -195,6 +202,38 @@ def test_exited_pid_given():
 		check("pid" in desc, "vm-add pid 0: %s %s" % (cls, desc))
 		c.cmd("vm-add", {"name": "v", "socket": proxy, "pid": vm.pid})
 		qb.wait_vm_state(c, "v", "ready")
+		# The pid survives a restart: saved with its start time, and
+		# watched again only while that same process runs. A saved
+		# pid that is another process now (socat's, with a start
+		# time it does not have) or not a pid at all is dropped.
+		reg = os.path.join(d.state_dir, "vms.json")
+		with open(reg) as f:
+			doc = json.load(f)
+		ent = [e for e in doc["vms"] if e["name"] == "v"]
+		check(len(ent) == 1 and ent[0].get("pid") == vm.pid and
+		    ent[0].get("pid-start") == start_time(vm.pid),
+		    "saved: %r" % doc)
+		d.signal(signal.SIGKILL)
+		d.wait()
+		h.close_clients()
+		socat = [p for p in h.procs if p.name == "socat"][0]
+		none = h.path("none.sock")
+		doc["vms"] += [{"name": "w", "socket": none, "pid": socat.pid,
+		    "pid-start": start_time(socat.pid) + 1},
+		    {"name": "x", "socket": none, "pid": "1", "pid-start": 5}]
+		with open(reg, "w") as f:
+			json.dump(doc, f)
+		d.start()
+		c = d.client()
+		qb.wait_vm_state(c, "v", "ready")
+		check("saved pid %d is another process now" % socat.pid in
+		    d.output(), "reused pid not refused: %s" % d.tail())
+		# the registry is rewritten without the pids it refused
+		qb.wait_for(lambda: [e for e in json.load(open(reg))["vms"]
+		    if e["name"] in ("w", "x") and "pid" in e] == [],
+		    "refused pids out of %s" % reg)
+		c.cmd("vm-remove", {"name": "w"})
+		c.cmd("vm-remove", {"name": "x"})
 		s = d.client()
 		s.cmd("subscribe", {"vms": ["v"], "events": ["VM_EXITED"]})
 		vm.signal(signal.SIGKILL)

@@ -93,6 +93,25 @@ test_parse(void **state)
 	assert_int_equal(e[1].share, VM_SHARE_YES);
 	registry_entries_free(e, n);
 
+	/* vm-add's "pid" with its start time: both, in range, or the VM
+	   is kept without them (and counted, so the file is kept). */
+	good = "{\"version\":1,\"vms\":["
+	    "{\"name\":\"a\",\"socket\":\"/a\",\"pid\":42,\"pid-start\":7},"
+	    "{\"name\":\"b\",\"socket\":\"/b\",\"pid\":42},"
+	    "{\"name\":\"c\",\"socket\":\"/c\",\"pid\":99999999,"
+	    "\"pid-start\":7},"
+	    "{\"name\":\"d\",\"socket\":\"/d\",\"pid\":\"42\",\"pid-start\":7},"
+	    "{\"name\":\"e\",\"socket\":\"/e\",\"pid\":-1,\"pid-start\":0}]}";
+	assert_int_equal(registry_parse(good, strlen(good), &e, &n, &bad, &why),
+	    0);
+	assert_int_equal(n, 5);
+	assert_int_equal(bad, 4);
+	assert_int_equal(e[0].pid, 42);
+	assert_true(e[0].pid_start == 7);
+	for (size_t i = 1; i < n; i++)
+		assert_int_equal(e[i].pid, 0);
+	registry_entries_free(e, n);
+
 	parse_ok("{\"version\":1,\"vms\":[]}", 0, 0);
 	/* Entries that cannot be used are counted, the rest kept. */
 	good = "{\"version\":1,\"vms\":[{\"name\":\"a\",\"socket\":\"/a\"},"

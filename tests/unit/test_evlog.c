@@ -6,6 +6,7 @@
  * the size cap, and a cursor reads across segments and memory.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -216,6 +217,15 @@ test_restart_continues(void **state)
 }
 
 static char *
+dir_file(const char *name)
+{
+	static char	p[512];
+
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return (p);
+}
+
+static char *
 seg_path(uint64_t first)
 {
 	static char	p[512];
@@ -358,6 +368,81 @@ test_corrupt_middle_segment(void **state)
 
 /* The frames' CRC is IEEE crc32 (zlib's, cksum -o 3's): known values,
    and every length around the 8-byte steps. */
+
+/* Write-ahead mode: the loop writes DIR/events.wal.N, a thread the
+   segments. A broker killed before the thread wrote what subscribers
+   were sent loses none of it: the next open takes it from the WAL. */
+static void
+test_wal_after_kill(void **state)
+{
+	struct evlog_opts	o;
+	uint64_t		lost = 0, last;
+	pid_t			pid;
+	int			st, fd;
+
+	opts(&o, dir);
+	o.wal_dir = dir;
+	if ((pid = fork()) == 0) {
+		event_reinit(base);
+		open_log(&o);
+		append_n(300, 1);
+		run_loop();	/* heard: in the WAL file */
+		_exit(0);	/* as kill -9: no close */
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* the writer may or may not have got there: as if it had not, and
+	   a torn frame after the WAL's last (a write cut by the kill) */
+	assert_int_equal(truncate(seg_path(1), 0), 0);
+	fd = open(dir_file("events.wal.0"), O_WRONLY|O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "\x40\0\0\0torn", 8), 8);
+	close(fd);
+	open_log(&o);
+	assert_int_equal(evlog_last(), 300);
+	assert_int_equal(evlog_mem_first(), 0);	/* all from the segment */
+	assert_int_equal(read_all(0, &lost, &last), 300);
+	assert_int_equal(lost, 0);
+	append_n(10, 301);
+	run_loop();
+	evlog_close();
+	/* a clean close leaves no WAL and everything in the segments */
+	assert_int_equal(access(dir_file("events.wal.0"), F_OK), -1);
+	opts(&o, dir);
+	open_log(&o);
+	assert_int_equal(read_all(0, &lost, &last), 310);
+	assert_int_equal(lost, 0);
+}
+
+/* The writer thread rotates segments; the loop learns of them when it
+   reaps, and cursors read across them and memory with no gap. */
+static void
+test_wal_rotation(void **state)
+{
+	struct evlog_opts	o;
+	uint64_t		lost = 0, last;
+	int			i;
+
+	opts(&o, dir);
+	o.wal_dir = dir;
+	o.segment_bytes = 4096;
+	o.mem_bytes = 1;
+	open_log(&o);
+	for (i = 0; i < 20; i++) {
+		append_n(100, 1 + i * 100);
+		run_loop();
+	}
+	assert_int_equal(read_all(0, &lost, &last), 2000);
+	assert_int_equal(lost, 0);
+	evlog_close();
+	assert_true(count_segs() > 10);
+	open_log(&o);
+	assert_int_equal(evlog_last(), 2000);
+	assert_int_equal(read_all(0, &lost, &last), 2000);
+	assert_int_equal(lost, 0);
+}
+
 static void
 test_crc32(void **state)
 {
@@ -416,6 +501,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_middle_segment,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoch_lost, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_wal_after_kill, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_wal_rotation, setup,
 		    teardown),
 		cmocka_unit_test(test_crc32),
 	};
