@@ -66,7 +66,10 @@ size_t	 qmp_framer_pending(const struct qmp_framer *);
 
 /* Parse one line (without its EOL; a trailing CR is stripped) into a JSON
    object. Shared by the framer and anyone who frames on their own buffer.
-   Returns NULL and fills err (class GenericError) on failure. */
+   jansson reads it; a line jansson refuses only for an integer past int64
+   or a U+0000 (QEMU writes both) is read with QEMU's whole grammar
+   (qmp_jstream), never more leniently. Returns NULL and fills err (class
+   GenericError, jansson's text) on failure. */
 json_t	*qmp_parse_line(const char *, size_t, struct qmp_error *err);
 
 #endif

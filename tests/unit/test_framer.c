@@ -520,6 +520,49 @@ test_parse_line(void **state)
 	json_decref(m);
 }
 
+/*
+ * QEMU's grammar reads what jansson cannot hold (a big integer, U+0000),
+ * but only QEMU's grammar: its lexer refuses a raw control character or
+ * NUL in a string, where QEMU's parser alone would take them. The
+ * fuzzers found both ways in (tests/fuzz/corpus/framer, msg): jansson's
+ * error text quotes the line, so "too big" in a key passed for the
+ * integer case; and a real big integer before a raw control character.
+ */
+static void
+test_parse_line_qemu_only(void **state)
+{
+	static const char	 key[] = "{\"too big\x05\": 1}";
+	static const char	 nulkey[] = "{\"too big\0\": 1}";
+	static const char	 after[] =
+	    "{\"a\": 18446744073709551615, \"b\": \"x\x01\"}";
+	static const char	 nulstr[] =
+	    "{\"a\": \"\\u0000\", \"b\": \"\0\"}";
+	static const char	 two[] =
+	    "{\"a\": 18446744073709551615} {\"b\": 1}";
+	struct qmp_error	 err;
+	json_t			*m;
+
+	m = qmp_parse_line(key, sizeof key - 1, &err);
+	assert_null(m);
+	assert_non_null(strstr(err.desc, "control character"));
+	m = qmp_parse_line(nulkey, sizeof nulkey - 1, &err);
+	assert_null(m);
+	m = qmp_parse_line(after, sizeof after - 1, &err);
+	assert_null(m);
+	assert_non_null(strstr(err.desc, "JSON parse error"));
+	m = qmp_parse_line(nulstr, sizeof nulstr - 1, &err);
+	assert_null(m);
+	/* one object per line, as before */
+	m = qmp_parse_line(two, sizeof two - 1, &err);
+	assert_null(m);
+	/* and what QEMU writes still reads, blanks around it */
+	m = qmp_parse_line(" {\"k\\u0000\": -9223372036854775809} \r", 36,
+	    &err);
+	assert_non_null(m);
+	assert_non_null(json_object_get(m, "k\xc0\x80"));
+	json_decref(m);
+}
+
 /* --- the real QEMU transcript --- */
 
 static char *
@@ -662,6 +705,7 @@ main(void)
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_reserve_commit),
 		cmocka_unit_test(test_parse_line),
+		cmocka_unit_test(test_parse_line_qemu_only),
 		cmocka_unit_test(test_transcript_splits),
 	};
 
