@@ -7,6 +7,7 @@ in a VM (devices, block nodes, fdsets) to compare before and after.
 """
 
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -29,11 +30,12 @@ TUNSETIFF = 0x400454ca
 class Tap:
 	"""A tap made with ip(8), removed on close."""
 
-	seq = 0
+	# next() of a count is atomic: cases running side by side in
+	# threads never get the same name
+	ids = itertools.count(1)
 
 	def __init__(self, h, multi_queue=False):
-		Tap.seq += 1
-		self.name = "qbhp%d_%d" % (os.getpid() % 10000, Tap.seq)
+		self.name = "qbhp%d_%d" % (os.getpid() % 10000, next(Tap.ids))
 		argv = ["ip", "tuntap", "add", "dev", self.name, "mode", "tap",
 		    "vnet_hdr"]
 		if multi_queue:
