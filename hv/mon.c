@@ -51,6 +51,10 @@
    reading its socket, exec-oob included: keep fewer than that in QEMU,
    so an exec-oob written now is read now. */
 #define MON_OOB_INBAND_MAX	7
+/* Commands given up on while postcopy is paused whose replies may still
+   come: more than QEMU holds with oob on (MON_OOB_INBAND_MAX), so only a
+   monitor without oob, piling commands up, ever falls back to a drop. */
+#define MON_LATE_MAX		16
 
 struct mon_cmd;
 typedef void mon_internal_fn(struct mon *, json_t *, const struct qmp_error *);
@@ -122,6 +126,15 @@ struct mon {
 	size_t			 npending;	/* owner's commands not completed */
 	uint64_t		 timeouts;	/* commands that timed out */
 	uint64_t		 next_id;
+	int			 pc_paused;	/* the owner says postcopy is
+						   paused: in-band goes
+						   unanswered until recovery */
+	/* ids of in-band commands failed while pc_paused, still in QEMU:
+	   their replies are dropped when they come; late_anon: one went
+	   without an id (no other goes so until its reply) */
+	uint64_t		 late[MON_LATE_MAX];
+	size_t			 nlate;
+	int			 late_anon;
 
 	struct defer		 reap;
 	int			 dead;		/* mon_free was called */
@@ -371,6 +384,25 @@ mon_arm_timer(struct mon *m)
 	evtimer_add(m->timer, &tv);
 }
 
+/* Postcopy paused: unlink c, an owner's in-band command QEMU holds, and
+   remember its id so that its reply is dropped. 0 if c is not such a
+   command or there is no room (then the connection is dropped as ever). */
+static int
+mon_give_up(struct mon *m, struct mon_cmd *c)
+{
+	if (c->fn == NULL || c->oob || c->has_fds ||
+	    (c->anon ? m->late_anon : m->nlate == MON_LATE_MAX))
+		return (0);
+	TAILQ_REMOVE(&m->sent, c, entry);
+	if (c->anon) {
+		m->anon = NULL;
+		m->late_anon = 1;
+	} else
+		m->late[m->nlate++] = c->id;
+	/* ninband stays: QEMU still holds the command */
+	return (1);
+}
+
 static void
 mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -386,6 +418,18 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 		if (mon_fail(m, c, "command '%s' timed out after %d ms "
 		    "waiting for the monitor (%s)", c->name, m->timeout_ms,
 		    mon_state_name(m->state)) == -1)
+			return;
+	}
+	/* Written and unanswered while postcopy is paused: QEMU holds
+	   in-band commands until recovery, which comes out of band on this
+	   very connection, so keep it and fail the command alone. */
+	while (m->pc_paused && (c = TAILQ_FIRST(&m->sent)) != NULL &&
+	    c->deadline <= now && mon_give_up(m, c)) {
+		m->timeouts++;
+		if (mon_fail(m, c, "command '%s' timed out after %d ms: QEMU "
+		    "does not answer in-band commands while postcopy is "
+		    "paused (recover with migrate-recover)", c->name,
+		    m->timeout_ms) == -1)
 			return;
 	}
 	/* Written and unanswered: the peer is stuck. Its replies can no
@@ -475,7 +519,7 @@ mon_write(struct mon *m, struct mon_cmd *c, const int *fds, size_t nfds)
 	 * commands written while it is there carry ids, so a QEMU (or
 	 * fake-qemu) answering out of order is still matched right.
 	 */
-	c->anon = !c->oob && m->anon == NULL &&
+	c->anon = !c->oob && m->anon == NULL && !m->late_anon &&
 	    /* after a crash (fd store), the dead process's command
 	       without an id may still be answered: ids until the resync
 	       is done (QEMU answers in order, so then it was) */
@@ -746,6 +790,8 @@ mon_drop(struct mon *m, const char *why, struct mon_cmd *culprit)
 	m->resync_base = 0;
 	m->fdblock = NULL;
 	m->anon = NULL;
+	m->nlate = 0;
+	m->late_anon = 0;
 	mon_cmdset_unref(m->cmds);
 	m->cmds = NULL;
 
@@ -785,6 +831,29 @@ mon_protocol_error(struct mon *m, const char *fmt, ...)
 	mon_drop(m, why, NULL);
 }
 
+/* Removes id from the late list; 0 if it is not there. */
+static int
+mon_late_take(struct mon *m, uint64_t id)
+{
+	size_t	i;
+
+	for (i = 0; i < m->nlate; i++)
+		if (m->late[i] == id) {
+			m->late[i] = m->late[--m->nlate];
+			return (1);
+		}
+	return (0);
+}
+
+/* A late reply came and was dropped: QEMU holds one command fewer. */
+static void
+mon_late_done(struct mon *m)
+{
+	if (m->ninband > 0)
+		m->ninband--;
+	mon_flush(m);
+}
+
 static void
 mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 {
@@ -794,7 +863,14 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 	json_int_t		 v;
 
 	if ((id = json_object_get(msg, "id")) == NULL) {
-		if ((c = m->anon) == NULL && m->resync_base != 0 &&
+		if ((c = m->anon) == NULL && m->late_anon) {
+			/* the late reply to a command given up on while
+			   postcopy was paused: nobody's any more */
+			m->late_anon = 0;
+			mon_late_done(m);
+			return;
+		}
+		if (c == NULL && m->resync_base != 0 &&
 		    m->state != MON_READY) {
 			/* the answer to the dead process's command without
 			   an id: nobody's any more */
@@ -816,6 +892,10 @@ mon_reply(struct mon *m, json_t *msg, enum qmp_msg_type type)
 		TAILQ_FOREACH(c, &m->sent, entry)
 			if (!c->anon && (json_int_t)c->id == v)
 				break;
+		if (c == NULL && v >= 0 && mon_late_take(m, (uint64_t)v)) {
+			mon_late_done(m);
+			return;
+		}
 		if (c == NULL && m->resync_base != 0 && v >= 0 &&
 		    (uint64_t)v < m->resync_base) {
 			/* a reply to a command of the process that died: it
@@ -1260,6 +1340,18 @@ mon_timeouts(const struct mon *m)
 	return (m->timeouts);
 }
 
+void
+mon_set_postcopy_paused(struct mon *m, bool paused)
+{
+	m->pc_paused = paused;
+}
+
+size_t
+mon_late(const struct mon *m)
+{
+	return (m->nlate + (m->late_anon ? 1 : 0));
+}
+
 /* ---- upgrade ---- */
 
 #define MON_HEIRS_MAX	(1u << 20)
@@ -1289,7 +1381,8 @@ mon_busy(void)
 
 	LIST_FOREACH(m, &mon_all, all)
 		if (!TAILQ_EMPTY(&m->queue) || !TAILQ_EMPTY(&m->sent) ||
-		    !TAILQ_EMPTY(&m->done) || m->npending > 0)
+		    !TAILQ_EMPTY(&m->done) || m->npending > 0 ||
+		    m->nlate > 0 || m->late_anon)
 			n++;
 	return (n);
 }

@@ -24,6 +24,15 @@
  * connection (it fails with "command 'X' timed out after N ms", the
  * others pending with "monitor connection lost: ..."); one still queued
  * when its time is up fails alone.
+ *
+ * Postcopy paused (mon_set_postcopy_paused): QEMU 7.2 holds in-band
+ * commands such as query-migrate until the migration recovers, while
+ * query-status and out-of-band ones (migrate-recover) are answered. Then
+ * a written in-band command whose time is up fails alone (GenericError
+ * "... QEMU does not answer in-band commands while postcopy is paused
+ * ...") and the connection stays, so recovery can go through it; its
+ * reply, when it comes, is dropped. Up to MON_LATE_MAX such commands are
+ * remembered; past that (or for an fd-carrying one) the old rule holds.
  */
 #ifndef HV_MON_H
 #define HV_MON_H
@@ -118,6 +127,13 @@ size_t		 mon_command_count(const struct mon *);
 size_t		 mon_pending(const struct mon *);
 /* Commands that timed out (queued or unanswered), since mon_new. */
 uint64_t	 mon_timeouts(const struct mon *);
+/* The owner's word, from QEMU's MIGRATION events: postcopy is paused (or
+   recovering), so in-band commands go unanswered for now (see above).
+   Kept across reconnects: it is QEMU's state, not the connection's. */
+void		 mon_set_postcopy_paused(struct mon *, bool paused);
+/* Commands given up on while postcopy was paused whose replies have not
+   come yet (dropped when they do; forgotten on a disconnect). */
+size_t		 mon_late(const struct mon *);
 
 /*
  * Upgrade (broker/upgrade.h): the connections of every monitor, with

@@ -435,6 +435,13 @@ vmq_fd(const struct vmq *q)
 	return (q->be == NULL && q->mon != NULL ? mon_fd(q->mon) : -1);
 }
 
+void
+vmq_set_postcopy_paused(struct vmq *q, bool paused)
+{
+	if (q->be == NULL && q->mon != NULL)
+		mon_set_postcopy_paused(q->mon, paused);
+}
+
 bool
 vmq_adopted(const struct vmq *q)
 {

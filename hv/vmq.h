@@ -137,6 +137,9 @@ bool		 vmq_oob_offered(const struct vmq *q);
 /* The monitor's connection came from the previous process in an
    upgrade (mon_adopted): its "ready" is not news. */
 bool		 vmq_adopted(const struct vmq *q);
+/* The owner's word that q's QEMU is in postcopy-paused or -recover: see
+   mon_set_postcopy_paused() (nothing for a backend or once dead). */
+void		 vmq_set_postcopy_paused(struct vmq *q, bool paused);
 /* The monitor's socket (mon_fd), -1 for a backend or while down. */
 int		 vmq_fd(const struct vmq *q);
 /* As vmq_execute, as exec-oob: past every command in flight. Fails

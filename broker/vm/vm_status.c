@@ -190,7 +190,15 @@ vm_status_event(struct vm *vm, json_t *ev)
 		vm_status_set(vm, "paused");
 	else if (strcmp(name, "RESUME") == 0 || strcmp(name, "WAKEUP") == 0)
 		vm_status_set(vm, "running");
-	else if (strcmp(name, "SUSPEND") == 0)
+	else if (strcmp(name, "MIGRATION") == 0) {
+		/* QEMU holds in-band commands until a paused postcopy
+		   recovers: the monitor must not take that for a dead peer */
+		r = json_string_value(json_object_get(json_object_get(ev,
+		    "data"), "status"));
+		vmq_set_postcopy_paused(vm->q, r != NULL &&
+		    (strcmp(r, "postcopy-paused") == 0 ||
+		    strcmp(r, "postcopy-recover") == 0));
+	} else if (strcmp(name, "SUSPEND") == 0)
 		vm_status_set(vm, "suspended");
 	else if (strcmp(name, "GUEST_PANICKED") == 0)
 		vm_status_set(vm, "guest-panicked");

@@ -674,6 +674,71 @@ test_raw_free_pending(void **state)
 	raw_stop(&r);
 }
 
+/* Postcopy paused (QEMU 7.2 holds in-band commands until recovery): a
+   written command whose time is up fails alone with a clear error, the
+   connection stays, and the late replies, when they come, are dropped,
+   not given to the command in flight then. Without the flag the old
+   rule holds: the connection drops. */
+static void
+test_raw_postcopy_paused(void **state)
+{
+	struct raw	r;
+	struct tu_mon	tm;
+	struct tu_reply	rep[4];
+	struct mon_opts	o = { .no_reconnect = true, .cmd_timeout_ms = 400 };
+	long long	id[4];
+	int		i;
+
+	raw_start(&r);
+	tu_mon_open(&tm, r.base, r.path, &o);
+	assert_non_null(tm.m);
+	raw_negotiate(&r, &tm);
+	mon_set_postcopy_paused(tm.m, true);
+	reply_init(rep, 4);
+	for (i = 0; i < 2; i++)
+		tu_exec(&tm, &rep[i], "query-status", NULL, NULL, 0);
+	for (i = 0; i < 2; i++)
+		id[i] = raw_expect(&r, "query-status");
+	assert_true(id[0] == -1 && id[1] >= 0);
+	WAIT(r.base, all_done(rep, 2));
+	for (i = 0; i < 2; i++)
+		assert_err(&rep[i], "GenericError", "QEMU does not answer "
+		    "in-band commands while postcopy is paused");
+	assert_int_equal(mon_state(tm.m), MON_READY);
+	assert_int_equal(tm.count[MON_DISCONNECTED], 0);
+	assert_int_equal(mon_late(tm.m), 2);
+	assert_int_equal(mon_timeouts(tm.m), 2);
+
+	/* the one without an id is still in QEMU: the next carries one */
+	tu_exec(&tm, &rep[2], "query-status", NULL, NULL, 0);
+	id[2] = raw_expect(&r, "query-status");
+	assert_true(id[2] >= 0);
+	raw_reply(&r, "\"return\": {\"which\": 0}", id[0]);
+	raw_reply(&r, "\"return\": {\"which\": 1}", id[1]);
+	raw_reply(&r, "\"return\": {\"which\": 2}", id[2]);
+	WAIT(r.base, rep[2].ncalls == 1);
+	assert_ok(&rep[2]);
+	assert_int_equal(json_integer_value(json_object_get(rep[2].ret,
+	    "which")), 2);
+	assert_once(rep, 3);
+	assert_int_equal(mon_late(tm.m), 0);
+	assert_int_equal(tm.count[MON_DISCONNECTED], 0);
+
+	/* recovered: a command unanswered in time means a stuck peer */
+	mon_set_postcopy_paused(tm.m, false);
+	tu_exec(&tm, &rep[3], "query-status", NULL, NULL, 0);
+	id[3] = raw_expect(&r, "query-status");
+	assert_true(id[3] == -1);
+	WAIT(r.base, rep[3].ncalls == 1 &&
+	    mon_state(tm.m) == MON_DISCONNECTED);
+	assert_err(&rep[3], "GenericError", "timed out");
+	assert_dropped(&tm, "timed out");
+	assert_once(rep, 4);
+	reply_clear(rep, 4);
+	tu_mon_close(&tm);
+	raw_stop(&r);
+}
+
 /* ========================= against fake-qemu ========================= */
 
 struct fk {
@@ -1252,6 +1317,7 @@ main(void)
 		cmocka_unit_test_teardown(test_raw_free_in_callback, cleanup),
 		cmocka_unit_test_teardown(test_raw_free_pending, cleanup),
 		cmocka_unit_test_teardown(test_raw_stop_reading, cleanup),
+		cmocka_unit_test_teardown(test_raw_postcopy_paused, cleanup),
 		cmocka_unit_test_teardown(test_fake_basic, cleanup),
 		cmocka_unit_test_teardown(test_fake_command_not_found, cleanup),
 		cmocka_unit_test_teardown(test_fake_ids_many, cleanup),
