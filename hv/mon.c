@@ -371,6 +371,11 @@ mon_arm_timer(struct mon *m)
 		return;
 	q = TAILQ_FIRST(&m->queue);
 	s = TAILQ_FIRST(&m->sent);
+	/* Negotiating: the steps written answer to the negotiation
+	   deadline alone (mon_nego_cb), so that one late wakeup cannot
+	   find both due and report whichever this timer saw first. */
+	if (evtimer_pending(m->nego, NULL))
+		s = NULL;
 	if (q == NULL && s == NULL)
 		return;
 	if (q == NULL || (s != NULL && s->deadline < q->deadline))
@@ -433,8 +438,10 @@ mon_timer_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 	}
 	/* Written and unanswered: the peer is stuck. Its replies can no
-	   longer be trusted to come, so start afresh. */
-	if ((c = TAILQ_FIRST(&m->sent)) != NULL && c->deadline <= now) {
+	   longer be trusted to come, so start afresh. (Negotiation steps:
+	   mon_nego_cb.) */
+	if (!evtimer_pending(m->nego, NULL) &&
+	    (c = TAILQ_FIRST(&m->sent)) != NULL && c->deadline <= now) {
 		char	why[192];
 
 		snprintf(why, sizeof why, "command '%s' timed out after %d ms",
