@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include <errno.h>
@@ -317,6 +318,34 @@ vm_status_is_qemu(int pid)
 	return (yes);
 }
 
+/*
+ * Whether fd is one of the last fds of the process's limit: a 16th
+ * of it, at most 1024, is kept for clients, scrapes and hotplug, which
+ * cannot do without, while a pidfd is a convenience (EOF and the socket
+ * gone tell an exit too). The kernel hands out the lowest free fd, so a
+ * fd's number says how many are open, at no cost per VM.
+ */
+static bool
+vm_status_fd_late(int fd)
+{
+	static bool	 said;
+	struct rlimit	 rl;
+	rlim_t		 keep;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return (false);
+	keep = rl.rlim_cur / 16 < 1024 ? rl.rlim_cur / 16 : 1024;
+	if ((rlim_t)fd + keep < rl.rlim_cur)
+		return (false);
+	if (!said)
+		log_notice("pidfds: fd %d is within %llu of the open-file limit "
+		    "%llu: VMs watched from now on get no pidfd (their "
+		    "exit is told by EOF)", fd, (unsigned long long)keep,
+		    (unsigned long long)rl.rlim_cur);
+	said = true;
+	return (true);
+}
+
 /* Watch the pid behind the monitor socket, if the kernel gives a
    pidfd for it (Linux >= 5.3): its exit is then news at once, also
    when the socket outlives it. Else the reconnect tells. */
@@ -338,6 +367,10 @@ vm_status_watch(struct vm *vm)
 	if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1) {
 		log_debug("vm %s: pidfd_open %d: %s", vm->name, pid,
 		    strerror(errno));
+		return;
+	}
+	if (vm_status_fd_late(fd)) {
+		close(fd);
 		return;
 	}
 	if ((vm->pid_ev = event_new(loop_base, fd, EV_READ,
