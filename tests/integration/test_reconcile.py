@@ -281,8 +281,79 @@ def test_no_exit_on_reconnect():
 		h.cleanup()
 
 
+def pidfds(pid):
+	n = 0
+	for fd in os.listdir("/proc/%d/fd" % pid):
+		try:
+			if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == \
+			    "anon_inode:[pidfd]":
+				n += 1
+		except OSError:
+			pass
+	return n
+
+
+def test_pidfd_reserve():
+	"""Near its open-file limit the broker takes no pidfd from the last
+	16th of it: a pidfd is a convenience (EOF and the socket gone tell
+	an exit too), the fds there are the clients'. A VM added there is
+	ready without one and the daemon says so; a client still connects."""
+	import resource
+	import socket
+	import subprocess
+	h = qb.Harness("pidfd-reserve")
+	socks = []
+	try:
+		a, b = h.fake("a"), h.fake("b")
+		d = h.daemon()
+		c = d.client()
+		c.cmd("vm-add", {"name": "a", "socket": a.path})
+		qb.wait_vm_state(c, "a", "ready")
+		check(pidfds(d.pid) == 1, "a: %d pidfds" % pidfds(d.pid))
+		# 300 idle clients, so that the limit's last 16th is ~20 fds
+		# wide: room for what the daemon opens and closes meanwhile
+		for _ in range(300):
+			s = socket.socket(socket.AF_UNIX)
+			s.connect(d.control)
+			socks.append(s)
+		qb.wait_for(lambda: qb.fd_count(d.pid) >= 300 + 1,
+		    "the daemon holds the clients")
+		soft = resource.prlimit(d.pid, resource.RLIMIT_NOFILE)[0]
+		lim = qb.fd_count(d.pid) + 4
+		subprocess.run(["prlimit", "--pid", str(d.pid),
+		    "--nofile=%d:" % lim], check=True)
+		try:
+			c.cmd("vm-add", {"name": "b", "socket": b.path})
+			qb.wait_vm_state(c, "b", "ready")
+			check(pidfds(d.pid) == 1, "b got a pidfd within the "
+			    "reserve: %d pidfds" % pidfds(d.pid))
+			check("pidfds: fd" in d.output(), "not said: %s" %
+			    d.tail(10))
+			c2 = d.client()
+			c2.cmd("query-vms")
+			c2.close()
+		finally:
+			subprocess.run(["prlimit", "--pid", str(d.pid),
+			    "--nofile=%d:" % soft], check=True)
+		for s in socks:
+			s.close()
+		socks = []
+		# the VM without a pidfd still tells its exit (EOF, socket gone)
+		s = d.client()
+		s.cmd("subscribe", {"vms": ["b"], "events": ["VM_EXITED"]})
+		b.kill()
+		if os.path.exists(b.path):
+			os.unlink(b.path)
+		e = s.wait_event("VM_EXITED")
+		check("pid" not in e["data"], "b had a pidfd: %r" % e)
+	finally:
+		for s in socks:
+			s.close()
+		h.cleanup()
+
+
 if __name__ == "__main__":
 	qb.main([test_reconcile_fake, test_reconcile_qemu,
 	    test_exited_qemu_quit, test_exited_qemu_killed,
 	    test_exited_guest_shutdown, test_exited_pid_given,
-	    test_no_exit_on_reconnect])
+	    test_no_exit_on_reconnect, test_pidfd_reserve])
