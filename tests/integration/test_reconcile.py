@@ -310,16 +310,26 @@ def test_pidfd_reserve():
 		c.cmd("vm-add", {"name": "a", "socket": a.path})
 		qb.wait_vm_state(c, "a", "ready")
 		check(pidfds(d.pid) == 1, "a: %d pidfds" % pidfds(d.pid))
-		# 300 idle clients, so that the limit's last 16th is ~20 fds
+		# 600 idle clients, so that the limit's last 16th is ~40 fds
 		# wide: room for what the daemon opens and closes meanwhile
-		for _ in range(300):
+		# (the registry's temporary file, the event log's)
+		soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+		if soft < 1024:
+			resource.setrlimit(resource.RLIMIT_NOFILE,
+			    (min(hard, 4096), hard))
+		for _ in range(600):
 			s = socket.socket(socket.AF_UNIX)
 			s.connect(d.control)
 			socks.append(s)
-		qb.wait_for(lambda: qb.fd_count(d.pid) >= 300 + 1,
+		qb.wait_for(lambda: qb.fd_count(d.pid) >= 600 + 1,
 		    "the daemon holds the clients")
 		soft = resource.prlimit(d.pid, resource.RLIMIT_NOFILE)[0]
-		lim = qb.fd_count(d.pid) + 4
+		n = qb.fd_count(d.pid)
+		lim = n + 24
+		# the next fds (b's monitor, its pidfd) are past n: within
+		# the reserve, with 24 fds to spare below the limit
+		check(lim - lim // 16 <= n, "reserve %d at %d fds" % (lim // 16,
+		    n))
 		subprocess.run(["prlimit", "--pid", str(d.pid),
 		    "--nofile=%d:" % lim], check=True)
 		try:
