@@ -13,9 +13,9 @@
  *   own thread, forever.
  * - the stream's lookup and creation (JetStream API request/reply):
  *   a core/work thread (fleet_pub.c).
- * - publishing (js_PublishMsgAsync with its pending count kept below
- *   MaxPending, so it never stalls), subscribing, replying: buffered,
- *   the socket written by the adapter's write event on the loop.
+ * - publishing (a plain publish with a reply subject: fleet_pub.c),
+ *   subscribing, replying: buffered, the socket written by the
+ *   adapter's write event on the loop.
  * Callbacks (acks, requests, connected/disconnected/closed, async
  * errors) come on libnats' threads and only post to the mailbox.
  */
@@ -60,12 +60,6 @@ enum fleet_news {
 	FN_CLOSED = 4,
 };
 
-struct fleet_ack {
-	uint64_t	seq;
-	int		errcode;	/* JetStream's, when !ok */
-	bool		ok;
-};
-
 struct fleet_reqmsg {
 	natsMsg				*m;
 	STAILQ_ENTRY(fleet_reqmsg)	 entry;
@@ -76,15 +70,11 @@ static struct {
 	pthread_mutex_t			 mu;
 	struct event			*ev;	/* NULL: closed */
 	unsigned			 news;
-	struct fleet_ack		*acks, *spare;	/* swapped */
-	size_t				 nacks, cap;
-	uint64_t			 acks_lost;
 	char				 text[256];	/* last error */
 	bool				 has_text;
 	STAILQ_HEAD(, fleet_reqmsg)	 reqs;
 	size_t				 nreqs;
 	bool				 woken;	/* ev is active */
-	size_t				 wake_after;	/* acks */
 } mbox = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static struct event	*fleet_tick_ev, *fleet_retry_ev;
@@ -93,8 +83,8 @@ static bool		 fleet_connecting;
 
 static void	fleet_connect(void);
 
-/* Once per drain: an ack stream of tens of thousands a second would
-   otherwise take libevent's lock (and maybe its notify fd) per ack. */
+/* Once per drain: news in a burst takes libevent's lock (and maybe its
+   notify fd) once. */
 static void
 fleet_wake_locked(void)
 {
@@ -114,29 +104,6 @@ fleet_post_news(unsigned what, const char *text)
 		mbox.has_text = true;
 	}
 	fleet_wake_locked();
-	pthread_mutex_unlock(&mbox.mu);
-}
-
-void
-fleet_post_ack(uint64_t seq, bool ok, int errcode, const char *text)
-{
-	pthread_mutex_lock(&mbox.mu);
-	/* A lost ack costs a republish (deduplicated), never an event. */
-	if (mbox.nacks < mbox.cap) {
-		mbox.acks[mbox.nacks].seq = seq;
-		mbox.acks[mbox.nacks].ok = ok;
-		mbox.acks[mbox.nacks].errcode = errcode;
-		mbox.nacks++;
-	} else
-		mbox.acks_lost++;
-	if (!ok && text != NULL) {
-		snprintf(mbox.text, sizeof mbox.text, "%s", text);
-		mbox.has_text = true;
-	}
-	/* The loop wants acks only when they free room it will use (see
-	   fleet_pub_wake_after); the tick takes stragglers. */
-	if (!ok || mbox.nacks >= mbox.wake_after || mbox.acks_lost > 0)
-		fleet_wake_locked();
 	pthread_mutex_unlock(&mbox.mu);
 }
 
@@ -164,13 +131,10 @@ fleet_post_request(natsMsg *m)
 static void
 fleet_mail(evutil_socket_t fd, short what, void *arg)
 {
-	struct fleet_ack	*acks;
 	STAILQ_HEAD(, fleet_reqmsg) reqs = STAILQ_HEAD_INITIALIZER(reqs);
 	struct fleet_reqmsg	*q;
 	char			 text[256];
 	unsigned		 news;
-	size_t			 n, i;
-	uint64_t		 lost;
 	bool			 has_text;
 
 	pthread_mutex_lock(&mbox.mu);
@@ -180,22 +144,11 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 	has_text = mbox.has_text;
 	mbox.has_text = false;
 	memcpy(text, mbox.text, sizeof text);
-	acks = mbox.acks;
-	n = mbox.nacks;
-	mbox.acks = mbox.spare;
-	mbox.spare = acks;	/* only this function touches spare */
-	mbox.nacks = 0;
-	lost = mbox.acks_lost;
-	mbox.acks_lost = 0;
 	STAILQ_CONCAT(&reqs, &mbox.reqs);
 	mbox.nreqs = 0;
 	pthread_mutex_unlock(&mbox.mu);
 
-	if (lost > 0)
-		log_debug("nats: %llu acks came faster than the loop took "
-		    "them; their events will be republished",
-		    (unsigned long long)lost);
-	if (has_text && news == 0 && n == 0)
+	if (has_text && news == 0)
 		log_warn("nats: %s", text);
 	if (news & FN_DISCONNECTED) {
 		if (fleet.connected && !fleet.stopping)
@@ -220,14 +173,6 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 		fleet_ctl_connected();
 		fleet_pub_connected();
 	}
-	/* Every ack first, then one refill of the window: one burst of
-	   publishes, one write, not a publish and a write per ack. */
-	for (i = 0; i < n; i++)
-		fleet_pub_ack(acks[i].seq, acks[i].ok, acks[i].errcode,
-		    has_text ? text : NULL);
-	if (n > 0)
-		fleet_pub_refill();
-	fleet_mail_want(fleet_pub_wake_after());
 	while ((q = STAILQ_FIRST(&reqs)) != NULL) {
 		STAILQ_REMOVE_HEAD(&reqs, entry);
 		if (fleet.stopping)
@@ -245,16 +190,6 @@ fleet_mail(evutil_socket_t fd, short what, void *arg)
 		event_add(fleet_retry_ev, &(struct timeval){
 		    FLEET_RETRY_MS / 1000, 0 });
 	}
-}
-
-void
-fleet_mail_want(size_t n)
-{
-	pthread_mutex_lock(&mbox.mu);
-	mbox.wake_after = n;
-	if (mbox.nacks >= n)
-		fleet_wake_locked();
-	pthread_mutex_unlock(&mbox.mu);
 }
 
 /* libnats' threads */
@@ -290,6 +225,77 @@ fleet_cb_error(natsConnection *nc, natsSubscription *sub, natsStatus s,
 
 	snprintf(buf, sizeof buf, "async error: %s", natsStatus_GetText(s));
 	fleet_post_news(0, buf);
+}
+
+/* The adapter's events, with a handler of ours: after libnats has read
+   from the socket, the loop takes the acks it parsed (fleet_pub_drain)
+   in the same pass. */
+static void
+fleet_io(evutil_socket_t fd, short what, void *arg)
+{
+	natsLibeventEvents	*nle = arg;
+
+	if (what & EV_READ) {
+		natsConnection_ProcessReadEvent(nle->nc);
+		fleet_pub_drain();
+	}
+	if (what & EV_WRITE)
+		natsConnection_ProcessWriteEvent(nle->nc);
+}
+
+/* natsLibevent_Attach, but for the handler of the socket's events (the
+   adapter offers no other way to set it; its Read, Write and Detach
+   work on what this makes). Runs where libnats connects: a core/work
+   thread, or libnats' reconnect thread; libevent is thread-enabled. */
+static natsStatus
+fleet_attach(void **userData, void *loop, natsConnection *nc,
+    natsSock sock)
+{
+	natsLibeventEvents	*nle = *userData;
+
+	if (nle == NULL) {
+		if ((nle = calloc(1, sizeof *nle)) == NULL)
+			return (NATS_NO_MEMORY);
+		nle->nc = nc;
+		nle->loop = loop;
+		/* As the adapter does: a base with no events would end
+		   event_base_loop (the broker's never has none, but the
+		   adapter's Detach frees it). */
+		nle->keepActive = event_new(nle->loop, -1, EV_PERSIST,
+		    keepAliveCb, NULL);
+		if (nle->keepActive == NULL || event_add(nle->keepActive,
+		    &(struct timeval){ 100000, 0 }) != 0) {
+			natsLibevent_Detach(nle);
+			return (NATS_NO_MEMORY);
+		}
+	} else {
+		if (nle->read != NULL)
+			event_free(nle->read);
+		if (nle->write != NULL)
+			event_free(nle->write);
+		nle->read = nle->write = NULL;
+	}
+	nle->read = event_new(nle->loop, sock, EV_READ | EV_PERSIST,
+	    fleet_io, nle);
+	nle->write = event_new(nle->loop, sock, EV_WRITE | EV_PERSIST,
+	    fleet_io, nle);
+	if (nle->read == NULL || nle->write == NULL ||
+	    natsLibevent_Read(nle, true) != NATS_OK) {
+		if (*userData == NULL) {
+			natsLibevent_Detach(nle);
+			return (NATS_NO_MEMORY);
+		}
+		/* libnats keeps nle for its next attempt: empty, not
+		   freed. */
+		if (nle->read != NULL)
+			event_free(nle->read);
+		if (nle->write != NULL)
+			event_free(nle->write);
+		nle->read = nle->write = NULL;
+		return (NATS_NO_MEMORY);
+	}
+	*userData = nle;
+	return (NATS_OK);
 }
 
 /* The URLs without their user:password@ parts. */
@@ -367,7 +373,7 @@ fleet_options(struct qmp_error *err)
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, name);
 	if (s == NATS_OK)
-		s = natsOptions_SetEventLoop(o, loop_base, natsLibevent_Attach,
+		s = natsOptions_SetEventLoop(o, loop_base, fleet_attach,
 		    natsLibevent_Read, natsLibevent_Write,
 		    natsLibevent_Detach);
 	if (s == NATS_OK)
@@ -382,6 +388,13 @@ fleet_options(struct qmp_error *err)
 	   one lost with the old connection. */
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(o, 1);
+	/* Otherwise every publish wakes libnats' flusher thread, which
+	   waits a millisecond for more before it asks the loop to write:
+	   a thread hop and a millisecond of emit->fleet latency. With the
+	   adapter, "as soon as possible" only adds the loop's write event
+	   once; the publishes of one loop pass still go in one write. */
+	if (s == NATS_OK)
+		s = natsOptions_SetSendAsap(o, true);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectedCB(o, fleet_cb_reconnected,
 		    NULL);
@@ -562,14 +575,7 @@ fleet_start(struct qmp_error *err)
 		return (-1);
 	if (fleet_options(err) == -1)
 		return (-1);
-	mbox.cap = 4 * (size_t)conf.nats_window + 64;
-	if ((mbox.acks = calloc(mbox.cap, sizeof *mbox.acks)) == NULL ||
-	    (mbox.spare = calloc(mbox.cap, sizeof *mbox.acks)) == NULL) {
-		qmp_error_set(err, QMP_CLS_GENERIC, "out of memory");
-		return (-1);
-	}
 	STAILQ_INIT(&mbox.reqs);
-	mbox.wake_after = 1;
 	if (fleet_pub_start(err) == -1)
 		return (-1);
 	pthread_mutex_lock(&mbox.mu);
@@ -628,10 +634,6 @@ fleet_cleanup(void)
 		natsMsg_Destroy(q->m);
 		free(q);
 	}
-	free(mbox.acks);
-	free(mbox.spare);
-	mbox.acks = mbox.spare = NULL;
-	mbox.cap = mbox.nacks = 0;
 	pthread_mutex_unlock(&mbox.mu);
 	if (fleet_tick_ev != NULL)
 		event_free(fleet_tick_ev);

@@ -30,9 +30,7 @@ extern struct fleet fleet;
 /* libnats' last error of this thread, without its source position. */
 const char *fleet_last_error(natsStatus);
 
-/* From any thread: wake the loop with news. text may be NULL. */
-void	fleet_post_ack(uint64_t seq, bool ok, int errcode, const char *text);
-/* m is taken (a request on qmp.HOST.control). */
+/* From any thread: m is taken (a request on qmp.HOST.control). */
 void	fleet_post_request(natsMsg *m);
 
 /* fleet_pub.c: on the loop unless said otherwise. */
@@ -40,18 +38,11 @@ int	fleet_pub_start(struct qmp_error *);
 /* The connection is up: (re)publish from the last acked seq. */
 void	fleet_pub_connected(void);
 void	fleet_pub_disconnected(void);
-/* An ack; the caller then calls fleet_pub_refill once for all of them. */
-void	fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text);
 /* Publishes what the window has room for. */
 void	fleet_pub_pump(void);
-/* The same, after acks: only once half the window is free. */
-void	fleet_pub_refill(void);
-/* How many acks are worth waking the loop for: those that free the
-   room a refill takes; SIZE_MAX while the window has that room (the
-   tick takes them, every 250 ms). */
-size_t	fleet_pub_wake_after(void);
-/* fleet.c, on the loop: wake for acks from the n-th on. */
-void	fleet_mail_want(size_t n);
+/* After libnats has read from the socket (the adapter's read event):
+   the acks it parsed, then a publish into the room they made. */
+void	fleet_pub_drain(void);
 void	fleet_pub_tick(void);
 /* A work item uses fleet.nc: it must not be destroyed yet. */
 bool	fleet_pub_busy(void);

@@ -5,6 +5,18 @@
  * JetStream's duplicate window makes every republish of a record a
  * no-op (docs/nats.md).
  *
+ * A JetStream publish is a core NATS publish with a reply subject; the
+ * stream's ack is the reply. Each record goes out with the reply
+ * subject INBOX.SEQ, and one synchronous subscription on INBOX.* takes
+ * the acks: libnats parses them on the loop, in the adapter's read
+ * event, and fleet_pub_drain takes them there, with no thread between
+ * an ack and the publish it makes room for. The ack names its record:
+ * nothing is kept per message. (libnats' js_PublishMsgAsync keeps every
+ * message until its ack, in a hash by a random token, and hands every
+ * ack to a delivery thread, woken by the loop with a futex per ack, to
+ * be parsed into a jsPubAck: with nats-server on the same two cores,
+ * that made the broker's rate 0.7x a bare client's; docs/nats.md.)
+ *
  * At most nats-window records are published and not yet acknowledged.
  * base is the highest seq below which every record is acknowledged (it
  * is persisted in STATE_DIR/nats-acked, written atomically); next is the
@@ -27,6 +39,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "broker/core/conf.h"
 #include "broker/core/evlog.h"
@@ -45,7 +58,8 @@ static struct {
 	uint64_t	 saved;		/* base as the file has it */
 	unsigned char	*bits;		/* acked, seq % window */
 	uint64_t	 window;
-	jsCtx		*js;
+	natsSubscription *sub;		/* the acks, on rpre* */
+	char		*rpre;		/* "_INBOX.NUID." */
 	struct evlog_cur *cur;		/* at next - 1 */
 	bool		 ready;		/* the stream is there */
 	bool		 ensuring;	/* its work item runs */
@@ -57,6 +71,7 @@ static struct {
 } pub;
 
 static void	pub_ensure(void);
+static void	pub_ack(uint64_t, bool, int, const char *);
 
 static double
 pub_since(const struct timespec *t)
@@ -162,7 +177,7 @@ pub_send(const struct evlog_rec *rec)
 	   with the NUL; sized from those bounded parts. */
 	char		 subj[3 * FLEET_TOKEN_MAX + 16];
 	char		 vm[FLEET_TOKEN_MAX], ev[FLEET_TOKEN_MAX];
-	char		 id[EVLOG_EPOCH_MAX + 24];
+	char		 id[EVLOG_EPOCH_MAX + 24], reply[64];
 	natsMsg		*m = NULL;
 	natsStatus	 s;
 
@@ -176,13 +191,16 @@ pub_send(const struct evlog_rec *rec)
 	    fleet.host_tok, vm, ev) >= sizeof subj)
 		abort();	/* the sizes above say it cannot be */
 	snprintf(id, sizeof id, "%s-%" PRIu64, pub.epoch, rec->seq);
-	s = natsMsg_Create(&m, subj, NULL, rec->json, (int)rec->len);
+	snprintf(reply, sizeof reply, "%s%" PRIu64, pub.rpre, rec->seq);
+	s = natsMsg_Create(&m, subj, reply, rec->json, (int)rec->len);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
 	if (s == NATS_OK)
-		s = js_PublishMsgAsync(pub.js, &m, NULL);
+		s = natsConnection_PublishMsg(fleet.nc, m);
+	/* In the connection's buffer now, or refused: either way not
+	   needed again (a republish reads the log). */
+	natsMsg_Destroy(m);
 	if (s != NATS_OK) {
-		natsMsg_Destroy(m);
 		pub_send_failed(s);
 		return (false);
 	}
@@ -193,10 +211,10 @@ void
 fleet_pub_pump(void)
 {
 	struct evlog_rec	rec;
-	uint64_t		from, to, sent = pub.next;
+	uint64_t		from, to;
 	int			rc;
 
-	if (pub.stopped || !pub.ready || !fleet.connected || pub.js == NULL)
+	if (pub.stopped || !pub.ready || !fleet.connected || pub.sub == NULL)
 		return;
 	if (pub.cur == NULL && (pub.cur = evlog_cur_new(pub.next - 1)) ==
 	    NULL)
@@ -230,37 +248,6 @@ fleet_pub_pump(void)
 		}
 		pub.next++;
 	}
-	/* What is now in flight decides when acks matter again. */
-	if (pub.next != sent)
-		fleet_mail_want(fleet_pub_wake_after());
-}
-
-/* Acks trickle in a few at a time (about twenty per loop pass at full
-   speed), each trickle a wakeup of the loop, a burst of publishes, a
-   write and an epoll_ctl pair. An eighth of the window at once keeps the
-   rest in flight (the rate is bound by what is in flight: the acks come
-   to the loop through libnats' thread and the mailbox, a hop the bare
-   client does not make) with an eighth of the wakeups. A live event is
-   published at once still (pub_appended): this paces the backlog. */
-#define PUB_REFILL(w)	((w) / 8 > 0 ? (w) / 8 : 1)
-
-void
-fleet_pub_refill(void)
-{
-	if (pub.next - pub.base - 1 + PUB_REFILL(pub.window) <= pub.window)
-		fleet_pub_pump();
-}
-
-size_t
-fleet_pub_wake_after(void)
-{
-	uint64_t	inflight = pub.next - pub.base - 1;
-
-	/* Room for a refill: the loop needs no ack now; a live event is
-	   published without one. One wakeup per event saved. */
-	if (inflight + PUB_REFILL(pub.window) <= pub.window)
-		return (SIZE_MAX);
-	return ((size_t)(inflight + PUB_REFILL(pub.window) - pub.window));
 }
 
 /* The log calls this once per loop pass, outside its appends: publish
@@ -271,66 +258,145 @@ pub_appended(uint64_t last, void *arg)
 	fleet_pub_pump();
 }
 
-/* libnats' thread: the ack of one record, or its error. */
-static void
-pub_ack_cb(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae,
-    void *arg)
-{
-	const char	*id = NULL, *dash;
-	char		*end;
-	uint64_t	 seq;
-	char		 text[200];
+#define PUB_REFILL(w)	((w) / 8 > 0 ? (w) / 8 : 1)
 
-	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK &&
-	    id != NULL && (dash = strrchr(id, '-')) != NULL &&
-	    (size_t)(dash - id) == strlen(pub.epoch) &&
-	    strncmp(id, pub.epoch, (size_t)(dash - id)) == 0) {
-		errno = 0;
-		seq = strtoull(dash + 1, &end, 10);
-		if (errno == 0 && *end == '\0') {
-			if (pa != NULL)
-				fleet_post_ack(seq, true, 0, NULL);
-			else {
-				snprintf(text, sizeof text, "%s (%d)",
-				    pae != NULL && pae->ErrText != NULL ?
-				    pae->ErrText : "error",
-				    pae != NULL ? (int)pae->ErrCode : 0);
-				fleet_post_ack(seq, false, pae != NULL ?
-				    (int)pae->ErrCode : 0, text);
-			}
-		}
-	}
-	natsMsg_Destroy(m);
+/* The seq an ack is for: its subject's last token, after rpre. */
+static bool
+pub_ack_seq(const char *subj, uint64_t *seq)
+{
+	size_t		 n = strlen(pub.rpre);
+	char		*end;
+
+	if (subj == NULL || strncmp(subj, pub.rpre, n) != 0 ||
+	    subj[n] < '0' || subj[n] > '9')
+		return (false);
+	errno = 0;
+	*seq = strtoull(subj + n, &end, 10);
+	return (errno == 0 && *end == '\0');
 }
 
-/* Everything after base again, into a fresh context: the old one's
-   pending acks go with it. */
+/* JetStream's answer to one publish. A stored record's ack is
+   {"stream":...,"seq":...} (the server writes its error member first,
+   and only on error): that is the one read without a parser. Anything
+   else is an error, said by the server: its description and JetStream
+   code. (NATS' own "no responders" never gets here: fleet_pub_drain.) */
+static void
+pub_ack_msg(natsMsg *m)
+{
+	static const char	 ok[] = "{\"stream\":";
+	const char		*d = natsMsg_GetData(m);
+	size_t			 len = (size_t)natsMsg_GetDataLength(m);
+	uint64_t		 seq;
+	json_t			*j, *e;
+	char			 text[200];
+	int			 code = 0;
+
+	if (!pub_ack_seq(natsMsg_GetSubject(m), &seq))
+		return;
+	if (d != NULL && len > sizeof ok - 1 &&
+	    memcmp(d, ok, sizeof ok - 1) == 0 &&
+	    memmem(d, len, "\"error\"", 7) == NULL) {
+		pub_ack(seq, true, 0, NULL);
+		return;
+	}
+	j = d != NULL ? json_loadb(d, len, 0, NULL) : NULL;
+	e = json_object_get(j, "error");
+	if (json_is_object(e)) {
+		code = (int)json_integer_value(json_object_get(e, "err_code"));
+		snprintf(text, sizeof text, "%s (%d)", json_string_value(
+		    json_object_get(e, "description")) != NULL ?
+		    json_string_value(json_object_get(e, "description")) :
+		    "error", code);
+	} else
+		snprintf(text, sizeof text, "not a JetStream ack: %.*s",
+		    len > 120 ? 120 : (int)len, d != NULL ? d : "");
+	json_decref(j);
+	pub_ack(seq, false, code, text);
+}
+
+void
+fleet_pub_drain(void)
+{
+	natsMsg		*m;
+	natsStatus	 s;
+	int		 n = 0;
+	uint64_t	 base;
+
+	/* How many wait, first: an empty NextMsg sets libnats' error. */
+	if (pub.sub == NULL || natsSubscription_GetPending(pub.sub, &n,
+	    NULL) != NATS_OK || n <= 0)
+		return;
+	base = pub.base;
+	for (; n > 0; n--) {
+		s = natsSubscription_NextMsg(&m, pub.sub, 0);
+		if (s == NATS_NO_RESPONDERS)
+			/* libnats has taken the message, and with it the seq
+			   it was for: no stream takes the subject. */
+			pub_ack(0, false, 0, "no responders (no stream takes "
+			    "the subject)");
+		else if (s != NATS_OK)
+			break;
+		else {
+			pub_ack_msg(m);
+			natsMsg_Destroy(m);
+		}
+	}
+	/* The room these acks made, filled in this loop pass once it is
+	   an eighth of the window: a burst of publishes and one write,
+	   not a few of each per read. A live event is published at once
+	   still (pub_appended): this paces the backlog. */
+	if (pub.base != base &&
+	    pub.next - pub.base - 1 + PUB_REFILL(pub.window) <= pub.window)
+		fleet_pub_pump();
+}
+
+/* The acks' subscription, once per connection (libnats renews it on
+   every reconnect). */
+static void
+pub_subscribe(void)
+{
+	char		*subj;
+	natsStatus	 s;
+
+	if (pub.sub != NULL || fleet.nc == NULL)
+		return;
+	if (asprintf(&subj, "%s*", pub.rpre) == -1)
+		return;
+	s = natsConnection_SubscribeSync(&pub.sub, fleet.nc, subj);
+	/* The window bounds what can wait: never drop an ack. */
+	if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(pub.sub, -1, -1);
+	if (s != NATS_OK) {
+		log_err("nats: cannot subscribe to the acks on %s: %s", subj,
+		    natsStatus_GetText(s));
+		natsSubscription_Destroy(pub.sub);
+		pub.sub = NULL;
+	}
+	free(subj);
+}
+
+static void
+pub_unsubscribe(void)
+{
+	if (pub.sub == NULL)
+		return;
+	natsSubscription_Unsubscribe(pub.sub);
+	natsSubscription_Destroy(pub.sub);
+	pub.sub = NULL;
+}
+
+/* Everything after base again. Acks still coming for what went before
+   are true (the record is stored) and count. */
 static void
 pub_restart(void)
 {
-	jsOptions	o;
-	natsStatus	s;
-
-	if (pub.js != NULL)
-		jsCtx_Destroy(pub.js);
-	pub.js = NULL;
 	if (pub.cur != NULL)
 		evlog_cur_free(pub.cur);
 	pub.cur = NULL;
 	memset(pub.bits, 0, (size_t)(pub.window + 7) / 8);
 	pub.next = pub.base + 1;
 	pub_touch();
-	if (fleet.nc == NULL)
-		return;
-	jsOptions_Init(&o);
-	o.PublishAsync.AckHandler = pub_ack_cb;
-	/* Above the window: js_PublishMsgAsync never stalls the loop. */
-	o.PublishAsync.MaxPending = (int64_t)pub.window * 2 + 16;
-	o.PublishAsync.StallWait = 1;
-	if ((s = natsConnection_JetStream(&pub.js, fleet.nc, &o)) != NATS_OK) {
-		log_err("nats: JetStream context: %s", natsStatus_GetText(s));
-		pub.js = NULL;
-	}
+	pub_subscribe();
 }
 
 void
@@ -352,8 +418,11 @@ fleet_pub_disconnected(void)
 		evlog_cur_free(pub.cur);
 	pub.cur = NULL;
 	pub.next = pub.base + 1;
-	if (fleet.nc == NULL)
+	/* A connection closed for good takes its subscription along. */
+	if (fleet.nc == NULL || fleet.closed) {
+		pub_unsubscribe();
 		pub.ready = false;
+	}
 }
 
 static void
@@ -371,8 +440,8 @@ pub_advance(void)
 	}
 }
 
-void
-fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
+static void
+pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
 {
 	uint64_t	i;
 	time_t		now;
@@ -387,11 +456,16 @@ fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
 			pub_ensure();
 		}
 		now = time(NULL);
-		if (now - pub.err_logged >= PUB_ERR_LOG_S) {
+		if (now - pub.err_logged >= PUB_ERR_LOG_S && seq != 0) {
 			log_err("nats: stream %s refused seq %" PRIu64 ": %s; "
 			    "retrying every %d ms", conf.nats_stream, seq,
 			    text != NULL ? text : "error",
 			    conf.nats_ack_timeout_ms);
+			pub.err_logged = now;
+		} else if (now - pub.err_logged >= PUB_ERR_LOG_S) {
+			log_err("nats: publishing to stream %s: %s; looking "
+			    "for it", conf.nats_stream, text != NULL ? text :
+			    "error");
 			pub.err_logged = now;
 		}
 		return;
@@ -408,6 +482,7 @@ fleet_pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
 void
 fleet_pub_tick(void)
 {
+	fleet_pub_drain();
 	pub_save();
 	if (pub.stopped || !pub.ready || !fleet.connected)
 		return;
@@ -570,6 +645,8 @@ pub_ensure_cb(evutil_socket_t fd, short what, void *arg)
 int
 fleet_pub_start(struct qmp_error *err)
 {
+	natsInbox	*inbox = NULL;
+
 	if (!evlog_on()) {
 		qmp_error_set(err, QMP_CLS_GENERIC, "--nats needs the event "
 		    "log, which is off");
@@ -585,7 +662,12 @@ fleet_pub_start(struct qmp_error *err)
 	memset(&pub, 0, sizeof pub);
 	snprintf(pub.epoch, sizeof pub.epoch, "%s", evlog_epoch());
 	pub.window = (uint64_t)conf.nats_window;
-	if ((pub.bits = calloc((size_t)(pub.window + 7) / 8, 1)) == NULL ||
+	if (natsInbox_Create(&inbox) != NATS_OK ||
+	    asprintf(&pub.rpre, "%s.", inbox) == -1)
+		pub.rpre = NULL;
+	natsInbox_Destroy(inbox);
+	if (pub.rpre == NULL ||
+	    (pub.bits = calloc((size_t)(pub.window + 7) / 8, 1)) == NULL ||
 	    asprintf(&pub.path, "%s/%s", conf.state_dir, PUB_FILE) == -1 ||
 	    (pub.ensure_ev = evtimer_new(loop_base, pub_ensure_cb, NULL)) ==
 	    NULL || evlog_listen(pub_appended, NULL) == -1) {
@@ -618,13 +700,13 @@ void
 fleet_pub_cleanup(void)
 {
 	pub_save();
-	if (pub.js != NULL)
-		jsCtx_Destroy(pub.js);
+	pub_unsubscribe();
 	if (pub.cur != NULL)
 		evlog_cur_free(pub.cur);
 	if (pub.ensure_ev != NULL)
 		event_free(pub.ensure_ev);
 	free(pub.bits);
 	free(pub.path);
+	free(pub.rpre);
 	memset(&pub, 0, sizeof pub);
 }
