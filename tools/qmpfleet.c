@@ -9,6 +9,11 @@
  *                                     a bare libnats client publishing
  *                                     events like a broker's (tools/bench's
  *                                     baseline)
+ *   qmpfleet stream  [OPTIONS] --stream S (--subjects LIST [--max-msg-size N]
+ *                                     | --delete)
+ *                                     makes a stream (one a broker would
+ *                                     find there, and maybe refuse its
+ *                                     messages), or deletes one
  *
  * events prints {"subject":S,"stream_seq":N,"stored_ns":T,"event":E} per
  * message, E being what the broker published. JetStream delivers at
@@ -51,7 +56,9 @@ static long		 opt_timeout_ms = 5000;	/* x6 for a stream */
 static long		 opt_batch = 256;
 static long		 opt_window = 256;
 static long		 opt_rate;
-static int		 opt_latency;
+static long		 opt_max_msg_size = -1;
+static const char	*opt_subjects;
+static int		 opt_latency, opt_delete;
 static volatile sig_atomic_t stop;
 
 static void
@@ -67,7 +74,10 @@ usage(void)
 	    " [--timeout-ms MS] JSON\n"
 	    "       qmpfleet publish [--nats URL] [--creds FILE] [--stream S]"
 	    " --count N [--window W]\n"
-	    "                        [--rate PER_S] [--host H]\n");
+	    "                        [--rate PER_S] [--host H]\n"
+	    "       qmpfleet stream  [--nats URL] [--creds FILE] --stream S\n"
+	    "                        (--subjects LIST [--max-msg-size N] |"
+	    " --delete)\n");
 	exit(2);
 }
 
@@ -499,6 +509,52 @@ cmd_publish(void)
 	return (0);
 }
 
+/* A stream made or deleted, as an operator would with the nats CLI. */
+static int
+cmd_stream(void)
+{
+	natsConnection	*nc;
+	jsCtx		*js = NULL;
+	jsStreamConfig	 cfg;
+	jsStreamInfo	*si = NULL;
+	jsErrCode	 jerr = 0;
+	natsStatus	 s;
+	const char	*subj[16];
+	char		*list, *p, *tok, *save = NULL;
+	int		 n = 0;
+
+	if (opt_delete == (opt_subjects != NULL))
+		usage();
+	nc = connect_nats();
+	if ((s = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
+		die("JetStream", s);
+	if (opt_delete) {
+		if ((s = js_DeleteStream(js, opt_stream, NULL, &jerr)) !=
+		    NATS_OK)
+			die("delete stream", s);
+	} else {
+		if ((list = strdup(opt_subjects)) == NULL)
+			die("subjects", NATS_NO_MEMORY);
+		for (p = list; n < 16 && (tok = strtok_r(p, ", ", &save)) !=
+		    NULL; p = NULL)
+			subj[n++] = tok;
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = opt_stream;
+		cfg.Subjects = subj;
+		cfg.SubjectsLen = n;
+		cfg.Storage = js_FileStorage;
+		if (opt_max_msg_size > 0)
+			cfg.MaxMsgSize = (int32_t)opt_max_msg_size;
+		if ((s = js_AddStream(&si, js, &cfg, NULL, &jerr)) != NATS_OK)
+			die("add stream", s);
+		jsStreamInfo_Destroy(si);
+		free(list);
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return (0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -514,6 +570,10 @@ main(int argc, char **argv)
 
 		if (strcmp(a, "--latency") == 0) {
 			opt_latency = 1;
+			continue;
+		}
+		if (strcmp(a, "--delete") == 0) {
+			opt_delete = 1;
 			continue;
 		}
 		if (strncmp(a, "--", 2) != 0) {
@@ -551,6 +611,10 @@ main(int argc, char **argv)
 			opt_window = atol(v) > 0 ? atol(v) : 1;
 		else if (strcmp(a, "--rate") == 0)
 			opt_rate = atol(v);
+		else if (strcmp(a, "--subjects") == 0)
+			opt_subjects = v;
+		else if (strcmp(a, "--max-msg-size") == 0)
+			opt_max_msg_size = atol(v);
 		else
 			usage();
 	}
@@ -563,6 +627,8 @@ main(int argc, char **argv)
 		rc = cmd_request(body);
 	else if (strcmp(cmd, "publish") == 0 && body == NULL)
 		rc = cmd_publish();
+	else if (strcmp(cmd, "stream") == 0 && body == NULL)
+		rc = cmd_stream();
 	else
 		usage();
 	nats_CloseAndWait(2000);

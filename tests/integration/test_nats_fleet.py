@@ -362,6 +362,44 @@ def test_bad_nats():
 		local_ok(d)
 		d.terminate()
 
+		# A stream already there that refuses every message (each is
+		# larger than its max-msg-size): the broker logs JetStream's
+		# reason and serves; the operator deletes the stream, the next
+		# publish has no responders, the broker makes the stream its
+		# own way and everything it logged is in it, once. (A node of
+		# its own: the streams above take every qmp subject.)
+		n2 = natsh.NatsNode(h, "n2")
+		n2.start()
+		rc, out, err = natsh.fleet_run(["stream", "--nats", n2.url,
+		    "--stream", "QMP_EVENTS", "--subjects", "qmp.hr.>",
+		    "--max-msg-size", "16"])
+		check(rc == 0, "qmpfleet stream: %s" % err)
+		d = h.daemon(tag="refuse", args=["--nats", n2.url,
+		    "--host-id", "hr", "--nats-ack-timeout-ms", "1000"])
+		f = h.fake("v2")
+		c = d.client()
+		c.cmd("vm-add", {"name": "v2", "socket": f.path})
+		qb.wait_vm_state(c, "v2", "ready")
+		for i in range(10):
+			emit(c, "v2", i)
+		c.close()
+		wait_for(lambda: "refused seq" in d.output() and
+		    "maximum" in d.output() and "(10054)" in d.output(),
+		    "a log line with JetStream's reason and code")
+		local_ok(d)
+		rc, out, err = natsh.fleet_run(["stream", "--nats", n2.url,
+		    "--stream", "QMP_EVENTS", "--delete"])
+		check(rc == 0, "qmpfleet stream --delete: %s" % err)
+		wait_for(lambda: "created stream QMP_EVENTS" in d.output(),
+		    "the broker's own stream after the refusing one went")
+		cons = natsh.Consumer(h, n2.url, "refuse")
+		exp = {"hr": natsh.event_log_last(d)}
+		natsh.wait_all(cons, exp, "every event once the stream "
+		    "takes them")
+		natsh.check_exactly_once(cons.lines, exp)
+		cons.stop()
+		d.terminate()
+
 
 if __name__ == "__main__":
 	qb.main([test_three_hosts_failures, test_cluster_node_killed,
