@@ -313,6 +313,17 @@ def local_ok(d):
 	c.close()
 
 
+def vm_events(h, d, name, n):
+	"""A fake VM on broker d, and n events from it."""
+	f = h.fake(name)
+	c = d.client()
+	c.cmd("vm-add", {"name": name, "socket": f.path})
+	qb.wait_vm_state(c, name, "ready")
+	for i in range(n):
+		emit(c, name, i)
+	c.close()
+
+
 def test_bad_nats():
 	with qb.Harness("natsbad") as h:
 		# A URL that does not answer: the broker starts and serves;
@@ -324,13 +335,7 @@ def test_bad_nats():
 		    "cannot connect" in d.output(), "a log line for the "
 		    "dead URL")
 		local_ok(d)
-		f = h.fake("v1")
-		c = d.client()
-		c.cmd("vm-add", {"name": "v1", "socket": f.path})
-		qb.wait_vm_state(c, "v1", "ready")
-		for i in range(20):
-			emit(c, "v1", i)
-		c.close()
+		vm_events(h, d, "v1", 20)
 		n.start()
 		cons = natsh.Consumer(h, n.url, "bad")
 		exp = {"hd": natsh.event_log_last(d)}
@@ -376,13 +381,7 @@ def test_bad_nats():
 		check(rc == 0, "qmpfleet stream: %s" % err)
 		d = h.daemon(tag="refuse", args=["--nats", n2.url,
 		    "--host-id", "hr", "--nats-ack-timeout-ms", "1000"])
-		f = h.fake("v2")
-		c = d.client()
-		c.cmd("vm-add", {"name": "v2", "socket": f.path})
-		qb.wait_vm_state(c, "v2", "ready")
-		for i in range(10):
-			emit(c, "v2", i)
-		c.close()
+		vm_events(h, d, "v2", 10)
 		wait_for(lambda: "refused seq" in d.output() and
 		    "maximum" in d.output() and "(10054)" in d.output(),
 		    "a log line with JetStream's reason and code")
