@@ -16,8 +16,10 @@
  * - publishing (a plain publish with a reply subject: fleet_pub.c),
  *   subscribing, replying: buffered, the socket written by the
  *   adapter's write event on the loop.
- * Callbacks (acks, requests, connected/disconnected/closed, async
- * errors) come on libnats' threads and only post to the mailbox.
+ * Callbacks (requests, connected/disconnected/closed, async errors)
+ * come on libnats' threads and only post to the mailbox. Acks are no
+ * callback: libnats parses them on the loop, which takes them there
+ * (fleet_io).
  */
 #include "config.h"
 

@@ -71,7 +71,9 @@ static struct {
 } pub;
 
 static void	pub_ensure(void);
-static void	pub_ack(uint64_t, bool, int, const char *);
+static void	pub_acked(uint64_t);
+static void	pub_refused(uint64_t, const char *);
+static void	pub_no_stream(void);
 
 static double
 pub_since(const struct timespec *t)
@@ -177,18 +179,19 @@ pub_send(const struct evlog_rec *rec)
 	   with the NUL; sized from those bounded parts. */
 	char		 subj[3 * FLEET_TOKEN_MAX + 16];
 	char		 vm[FLEET_TOKEN_MAX], ev[FLEET_TOKEN_MAX];
+	const char	*vt, *et;
 	char		 id[EVLOG_EPOCH_MAX + 24], reply[64];
 	natsMsg		*m = NULL;
 	natsStatus	 s;
 
+	/* "_": broker-wide; "%": a name no token can hold. */
 	if (rec->vm == NULL)
-		strcpy(vm, "_");
-	else if (subject_token(vm, sizeof vm, rec->vm) == 0)
-		strcpy(vm, "%");
-	if (subject_token(ev, sizeof ev, rec->event) == 0)
-		strcpy(ev, "%");
+		vt = "_";
+	else
+		vt = subject_token(vm, sizeof vm, rec->vm) != 0 ? vm : "%";
+	et = subject_token(ev, sizeof ev, rec->event) != 0 ? ev : "%";
 	if ((size_t)snprintf(subj, sizeof subj, "qmp.%s.%s.event.%s",
-	    fleet.host_tok, vm, ev) >= sizeof subj)
+	    fleet.host_tok, vt, et) >= sizeof subj)
 		abort();	/* the sizes above say it cannot be */
 	snprintf(id, sizeof id, "%s-%" PRIu64, pub.epoch, rec->seq);
 	snprintf(reply, sizeof reply, "%s%" PRIu64, pub.rpre, rec->seq);
@@ -289,29 +292,28 @@ pub_ack_msg(natsMsg *m)
 	uint64_t		 seq;
 	json_t			*j, *e;
 	char			 text[200];
-	int			 code = 0;
 
 	if (!pub_ack_seq(natsMsg_GetSubject(m), &seq))
 		return;
 	if (d != NULL && len > sizeof ok - 1 &&
 	    memcmp(d, ok, sizeof ok - 1) == 0 &&
 	    memmem(d, len, "\"error\"", 7) == NULL) {
-		pub_ack(seq, true, 0, NULL);
+		pub_acked(seq);
 		return;
 	}
 	j = d != NULL ? json_loadb(d, len, 0, NULL) : NULL;
 	e = json_object_get(j, "error");
-	if (json_is_object(e)) {
-		code = (int)json_integer_value(json_object_get(e, "err_code"));
+	if (json_is_object(e))
 		snprintf(text, sizeof text, "%s (%d)", json_string_value(
 		    json_object_get(e, "description")) != NULL ?
 		    json_string_value(json_object_get(e, "description")) :
-		    "error", code);
-	} else
+		    "error", (int)json_integer_value(json_object_get(e,
+		    "err_code")));
+	else
 		snprintf(text, sizeof text, "not a JetStream ack: %.*s",
 		    len > 120 ? 120 : (int)len, d != NULL ? d : "");
 	json_decref(j);
-	pub_ack(seq, false, code, text);
+	pub_refused(seq, text);
 }
 
 void
@@ -330,10 +332,9 @@ fleet_pub_drain(void)
 	for (; n > 0; n--) {
 		s = natsSubscription_NextMsg(&m, pub.sub, 0);
 		if (s == NATS_NO_RESPONDERS)
-			/* libnats has taken the message, and with it the seq
-			   it was for: no stream takes the subject. */
-			pub_ack(0, false, 0, "no responders (no stream takes "
-			    "the subject)");
+			/* libnats has freed the message, and with it the seq
+			   it was for. */
+			pub_no_stream();
 		else if (s != NATS_OK)
 			break;
 		else {
@@ -441,47 +442,59 @@ pub_advance(void)
 }
 
 static void
-pub_ack(uint64_t seq, bool ok, int errcode, const char *text)
+pub_acked(uint64_t seq)
 {
 	uint64_t	i;
-	time_t		now;
 
-	if (pub.stopped)
-		return;
-	if (!ok) {
-		/* Not JetStream's own error (no responders, a timeout):
-		   maybe no stream any more. Look, and create it again. */
-		if (errcode == 0 && pub.ready && !pub.ensuring) {
-			pub.ready = false;
-			pub_ensure();
-		}
-		now = time(NULL);
-		if (now - pub.err_logged >= PUB_ERR_LOG_S && seq != 0) {
-			log_err("nats: stream %s refused seq %" PRIu64 ": %s; "
-			    "retrying every %d ms", conf.nats_stream, seq,
-			    text != NULL ? text : "error",
-			    conf.nats_ack_timeout_ms);
-			pub.err_logged = now;
-		} else if (now - pub.err_logged >= PUB_ERR_LOG_S) {
-			log_err("nats: publishing to stream %s: %s; looking "
-			    "for it", conf.nats_stream, text != NULL ? text :
-			    "error");
-			pub.err_logged = now;
-		}
-		return;
-	}
-	/* Late acks of records already behind base, or of a context
-	   given up, still tell the truth about the stream. */
-	if (seq <= pub.base || seq >= pub.base + 1 + pub.window)
+	/* Late acks of records already behind base, or of an earlier
+	   attempt, still tell the truth about the stream. */
+	if (pub.stopped || seq <= pub.base || seq >= pub.base + 1 + pub.window)
 		return;
 	i = seq % pub.window;
 	pub.bits[i / 8] |= (unsigned char)(1u << (i % 8));
 	pub_advance();
 }
 
+/* The stream said no (text: its reason and code): the record stays
+   next after base, published again when the ack timeout passes. */
+static void
+pub_refused(uint64_t seq, const char *text)
+{
+	time_t	now = time(NULL);
+
+	if (pub.stopped || now - pub.err_logged < PUB_ERR_LOG_S)
+		return;
+	log_err("nats: stream %s refused seq %" PRIu64 ": %s; retrying every "
+	    "%d ms", conf.nats_stream, seq, text, conf.nats_ack_timeout_ms);
+	pub.err_logged = now;
+}
+
+/* No responders: no stream takes the subject (deleted, say). Look for
+   it, and create it again. */
+static void
+pub_no_stream(void)
+{
+	time_t	now = time(NULL);
+
+	if (pub.stopped)
+		return;
+	if (pub.ready && !pub.ensuring) {
+		pub.ready = false;
+		pub_ensure();
+	}
+	if (now - pub.err_logged >= PUB_ERR_LOG_S) {
+		log_err("nats: publishing to stream %s: no responders (no "
+		    "stream takes the subject); looking for it",
+		    conf.nats_stream);
+		pub.err_logged = now;
+	}
+}
+
 void
 fleet_pub_tick(void)
 {
+	/* What a drain stopped short of (a status it could not read
+	   past); acks otherwise come with the read event. */
 	fleet_pub_drain();
 	pub_save();
 	if (pub.stopped || !pub.ready || !fleet.connected)
