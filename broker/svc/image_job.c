@@ -130,7 +130,8 @@ img_priv_loop(struct img_job *ij)
 		rc = priv_loop_detach(ij->device, ij->path, &err);
 	ij->priv_ok = rc == 0;
 	if (rc == 0 && ij->phase == IP_FIND)
-		strcat(ij->priv_out, "\n");	/* as losetup prints it */
+		/* as losetup prints it; the find left a byte for it */
+		strcat(ij->priv_out, "\n");
 	else if (rc == 0)
 		ij->priv_out[0] = '\0';
 	snprintf(ij->priv_err, sizeof ij->priv_err, "%s", rc == 0 ? "" :
